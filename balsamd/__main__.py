@@ -1,0 +1,3 @@
+from balsamd.cli import main
+
+main()

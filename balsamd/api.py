@@ -1,0 +1,221 @@
+"""The Python API over a local site: ``site = balsamd.connect(PATH)``.
+
+No global state: every object hangs off the Site it came from, and two sites can be open at
+once in one program.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from balsamd import ids
+from balsamd.apps import describe, load_app_classes
+from balsamd.config import Settings
+from balsamd.models import App, Event, Job
+from balsamd.site import SiteLayout, find_site
+from balsamd.states import JobState
+from balsamd.store.queries import JobFilter
+from balsamd.store.store import RemoveOutcome, SiteStore
+from balsamd.validate import JobSpecError, normalize_workdir, resolve_parameters, resource_problems
+
+_JOB_FIELDS = set(Job.__struct_fields__)
+_CREATE_FIELDS = {
+    "app", "workdir", "parameters", "tags", "data", "parent_ids", "num_nodes", "ranks_per_node",
+    "threads_per_rank", "threads_per_core", "gpus_per_rank", "node_packing_count",
+    "wall_time_min", "launch_params",
+}  # fmt: skip
+
+
+def connect(target: str | os.PathLike[str] | None = None) -> Site:
+    """Open a site by path (or the one found from $BALSAMD_SITE / the current directory)."""
+    return Site(find_site(target))
+
+
+class JobHandle:
+    """A job as the API hands it out: its fields as attributes, plus events() and refresh()."""
+
+    __slots__ = ("_record", "_site")
+
+    def __init__(self, site: Site, record: Job) -> None:
+        self._site = site
+        self._record = record
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _JOB_FIELDS or name in ("footprint",):
+            return getattr(self._record, name)
+        raise AttributeError(name)
+
+    @property
+    def record(self) -> Job:
+        return self._record
+
+    def refresh(self) -> JobHandle:
+        self._record = self._site.store.get(self._record.id)
+        return self
+
+    def events(self) -> list[Event]:
+        return self._site.store.events(self._record.id)
+
+    def __repr__(self) -> str:
+        r = self._record
+        return f"<Job {r.id} app={r.app} workdir={r.workdir} state={r.state}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, JobHandle) and other._record.id == self._record.id
+
+    def __hash__(self) -> int:
+        return hash(self._record.id)
+
+
+class AppManager:
+    def __init__(self, site: Site) -> None:
+        self._site = site
+
+    def sync(self) -> dict[str, App]:
+        """Load SITE/apps/*.py and record what changed in the store; returns name -> App."""
+        classes = load_app_classes(self._site.layout.apps)
+        apps = [describe(cls, source) for cls, source in classes.values()]
+        if {a.name: a for a in apps} != self._site.store.apps():
+            self._site.store.put_apps(apps, replace_all=True)
+        return {a.name: a for a in apps}
+
+    def list(self) -> list[App]:
+        return sorted(self.sync().values(), key=lambda a: a.name)
+
+    def get(self, name: str) -> App:
+        apps = self.sync()
+        if name not in apps:
+            raise JobSpecError(f"app {name}", [_unknown_app(name, apps)])
+        return apps[name]
+
+
+def _unknown_app(name: str, apps: dict[str, App]) -> str:
+    known = ", ".join(sorted(apps)) or "none yet"
+    return f"unknown app {name!r} (known: {known}); create it with `balsamd app create {name} --command ...`"
+
+
+class JobManager:
+    def __init__(self, site: Site) -> None:
+        self._site = site
+
+    def create(self, app: str, workdir: str, **fields: Any) -> JobHandle:
+        return self.bulk_create([{"app": app, "workdir": workdir, **fields}])[0]
+
+    def bulk_create(self, specs: Iterable[dict[str, Any]]) -> list[JobHandle]:
+        """Validate every spec first; create all of them in one transaction, or none."""
+        specs = list(specs)
+        apps = self._site.apps.sync()
+        nodes = self._site.settings.nodes
+        new_ids = ids.new_ids(len(specs))
+        jobs = []
+        for index, (spec, job_id) in enumerate(zip(specs, new_ids, strict=True)):
+            where = f"job {index}" if len(specs) > 1 else "job"
+            jobs.append(_build_job(job_id, spec, apps, nodes, where))
+        created = self._site.store.create_jobs(jobs)
+        return [JobHandle(self._site, j) for j in created]
+
+    def get(self, job_id: str) -> JobHandle:
+        return JobHandle(self._site, self._site.store.get(self._site.store.resolve_id(job_id)))
+
+    def filter(self, **criteria: Any) -> list[JobHandle]:
+        return [JobHandle(self._site, j) for j in self._site.store.filter(_filter(criteria))]
+
+    def count(self, **criteria: Any) -> int:
+        return self._site.store.count(_filter(criteria))
+
+    def counts_by_state(self, **criteria: Any) -> dict[str, int]:
+        return self._site.store.counts_by_state(_filter(criteria))
+
+    def kill(self, job_ids: Iterable[str | JobHandle]) -> dict[str, JobState]:
+        return self._site.store.kill(self._ids(job_ids))
+
+    def retry(self, job_ids: Iterable[str | JobHandle]) -> dict[str, JobState]:
+        return self._site.store.retry(self._ids(job_ids))
+
+    def delete(self, job_ids: Iterable[str | JobHandle]) -> RemoveOutcome:
+        return self._site.store.delete(self._ids(job_ids))
+
+    def _ids(self, items: Iterable[str | JobHandle]) -> list[str]:
+        return [i.id if isinstance(i, JobHandle) else self._site.store.resolve_id(i) for i in items]
+
+    def __iter__(self) -> Iterator[JobHandle]:
+        return iter(self.filter())
+
+
+def _filter(criteria: dict[str, Any]) -> JobFilter:
+    known = set(JobFilter.__struct_fields__) | {"state", "parent", "workdir"}
+    unknown = set(criteria) - known
+    if unknown:
+        raise TypeError(f"unknown filter(s) {sorted(unknown)}; use {sorted(known)}")
+    c = dict(criteria)
+    if "state" in c:
+        state = c.pop("state")
+        c["states"] = [state] if isinstance(state, str) else list(state)
+    if "parent" in c:
+        c["parent_id"] = c.pop("parent")
+    if "workdir" in c:
+        c["workdir_contains"] = c.pop("workdir")
+    try:
+        return msgspec.convert(c, JobFilter)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"bad job filter: {exc}") from None
+
+
+def _build_job(job_id: str, spec: dict[str, Any], apps: dict[str, App], nodes, where: str) -> Job:
+    unknown = set(spec) - _CREATE_FIELDS
+    if unknown:
+        raise JobSpecError(where, [f"unknown field(s) {sorted(unknown)}; known: {sorted(_CREATE_FIELDS)}"])
+    problems: list[str] = []
+    app = apps.get(spec.get("app", ""))
+    if app is None:
+        raise JobSpecError(where, [_unknown_app(spec.get("app", ""), apps)])
+    try:
+        workdir = normalize_workdir(spec.get("workdir", ""))
+    except ValueError as exc:
+        problems.append(str(exc))
+        workdir = ""
+    params, param_problems = resolve_parameters(app, dict(spec.get("parameters") or {}))
+    problems += param_problems
+    fields = {k: v for k, v in spec.items() if k not in ("parameters", "workdir")}
+    fields["parent_ids"] = list(fields.get("parent_ids") or [])
+    try:
+        job = msgspec.convert({**fields, "id": job_id, "workdir": workdir, "parameters": params}, Job)
+    except msgspec.ValidationError as exc:
+        raise JobSpecError(where, [*problems, f"bad value: {exc}"]) from None
+    problems += resource_problems(job, nodes)
+    if problems:
+        raise JobSpecError(where, problems)
+    return job
+
+
+class Site:
+    """An open local site: settings, store, apps and jobs."""
+
+    def __init__(self, layout: SiteLayout) -> None:
+        self.layout = layout
+        self.settings: Settings = layout.load_settings()
+        self.store = SiteStore(layout.store)
+        self.apps = AppManager(self)
+        self.jobs = JobManager(self)
+
+    @property
+    def path(self) -> Path:
+        return self.layout.root
+
+    @property
+    def name(self) -> str:
+        return self.settings.site.name or self.layout.root.name
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Site:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

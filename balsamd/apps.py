@@ -1,0 +1,182 @@
+"""ApplicationDefinition: what a job runs, and the hooks around its run.
+
+Apps are Python classes in ``SITE/apps/*.py``.  A command app sets ``command_template`` with
+``{{ name }}`` placeholders (every value is shell-quoted); a Python app defines
+``run(self, ...)`` and its return value or exception becomes the job's result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import keyword
+import re
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, ClassVar
+
+from balsamd.lifecycle import HOOKS
+from balsamd.models import App, AppKind, AppParameter, Job
+from balsamd.states import JobState
+
+PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class AppError(Exception):
+    """An app definition that cannot be used; the message names the file or app."""
+
+
+class ApplicationDefinition:
+    """Subclass this in ``SITE/apps/NAME.py``.
+
+    Hooks receive the job as ``self.job`` and set ``self.job.state`` to move it on; a hook
+    that raises fails the job with the traceback as its reason.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    command_template: ClassVar[str] = ""
+    parameters: ClassVar[dict[str, dict[str, Any]]] = {}
+    environment: ClassVar[dict[str, str]] = {}
+    cleanup_files: ClassVar[list[str]] = []
+    shell_preamble: ClassVar[str] = ""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+
+    def preprocess(self) -> None:
+        self.job.state = JobState.PREPROCESSED
+
+    def postprocess(self) -> None:
+        self.job.state = JobState.POSTPROCESSED
+
+    def handle_error(self) -> None:
+        self.job.state = JobState.FAILED
+
+    def handle_timeout(self) -> None:
+        self.job.state = JobState.RESTART_READY
+
+
+def app_name(cls: type[ApplicationDefinition]) -> str:
+    return cls.__dict__.get("name") or cls.__name__
+
+
+def describe(cls: type[ApplicationDefinition], source: str = "") -> App:
+    """The store's record of an app class (what validation and launchers need)."""
+    name = app_name(cls)
+    is_python = callable(getattr(cls, "run", None))
+    if is_python and cls.command_template:
+        raise AppError(f"app {name}: define either command_template or run(), not both")
+    if not is_python and not cls.command_template:
+        raise AppError(f"app {name}: set command_template or define a run(self, ...) method")
+    if is_python:
+        params = _run_parameters(cls)
+    else:
+        params = {p: AppParameter() for p in PLACEHOLDER.findall(cls.command_template)}
+    for pname, spec in cls.parameters.items():
+        if not isinstance(spec, dict):
+            raise AppError(
+                f"app {name}: parameters[{pname!r}] must be a dict like "
+                "{'required': False, 'default': 1, 'help': '...'}"
+            )
+        unknown = set(spec) - {"required", "default", "help"}
+        if unknown:
+            raise AppError(f"app {name}: parameters[{pname!r}] has unknown keys {sorted(unknown)}")
+        required = spec.get("required", "default" not in spec)
+        params[pname] = AppParameter(
+            required=required, default=spec.get("default"), help=spec.get("help", "")
+        )
+    if not is_python:
+        undeclared = set(params) - set(PLACEHOLDER.findall(cls.command_template))
+        if undeclared:
+            raise AppError(f"app {name}: parameters {sorted(undeclared)} are not used in command_template")
+    hooks = [h for h in HOOKS if getattr(cls, h) is not getattr(ApplicationDefinition, h)]
+    return App(
+        name=name, kind=AppKind.PYTHON if is_python else AppKind.COMMAND,
+        command_template=cls.command_template, parameters=params,
+        environment=dict(cls.environment), cleanup_files=list(cls.cleanup_files),
+        description=cls.description or (inspect.getdoc(cls) or "").split("\n")[0],
+        hooks=hooks, source=source, class_name=cls.__name__,
+    )  # fmt: skip
+
+
+def _run_parameters(cls: type) -> dict[str, AppParameter]:
+    params = {}
+    for p in list(inspect.signature(cls.run).parameters.values())[1:]:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if p.default is inspect.Parameter.empty:
+            params[p.name] = AppParameter(required=True)
+        else:
+            params[p.name] = AppParameter(required=False, default=p.default)
+    return params
+
+
+def render_command(template: str, params: dict[str, Any]) -> str:
+    """Fill ``{{ name }}`` placeholders; every value is shell-quoted, so it is one word."""
+
+    def fill(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key not in params:
+            raise AppError(f"command template needs parameter {key!r}, which the job does not have")
+        return shlex.quote(str(params[key]))
+
+    return PLACEHOLDER.sub(fill, template)
+
+
+def load_app_classes(apps_dir: Path) -> dict[str, tuple[type[ApplicationDefinition], str]]:
+    """Import every ``*.py`` in the apps directory; name -> (class, file name)."""
+    found: dict[str, tuple[type[ApplicationDefinition], str]] = {}
+    for path in sorted(apps_dir.glob("*.py")):
+        module = import_app_module(path)
+        for obj in vars(module).values():
+            if (
+                inspect.isclass(obj)
+                and issubclass(obj, ApplicationDefinition)
+                and obj is not ApplicationDefinition
+                and obj.__module__ == module.__name__
+            ):
+                name = app_name(obj)
+                if name in found:
+                    raise AppError(f"{path}: app {name} is also defined in {found[name][1]}; rename one")
+                found[name] = (obj, path.name)
+    return found
+
+
+def import_app_module(path: Path):
+    """Import an app file under a name unique to its location (two sites never clash)."""
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
+    modname = f"balsamd_apps_{digest}_{path.stem}"
+    if modname in sys.modules:
+        return sys.modules[modname]
+    spec = importlib.util.spec_from_file_location(modname, path)
+    if spec is None or spec.loader is None:
+        raise AppError(f"{path}: cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[modname] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[modname]
+        raise AppError(f"{path}: error while importing: {type(exc).__name__}: {exc}") from exc
+    return module
+
+
+def command_app_source(name: str, template: str, description: str = "") -> str:
+    """Python source of a simple command app, as ``balsamd app create`` writes it."""
+    if not NAME.match(name) or keyword.iskeyword(name):
+        raise AppError(
+            f"app name {name!r} is not usable: use letters, digits and _, not starting with a digit"
+        )
+    if not template.strip():
+        raise AppError("the command template is empty; give the command to run, e.g. 'echo {{ msg }}'")
+    doc = description or f"Runs: {template}"
+    return (
+        "from balsamd.apps import ApplicationDefinition\n\n\n"
+        f"class {name}(ApplicationDefinition):\n"
+        f"    {doc!r}\n\n"
+        f"    command_template = {template!r}\n"
+    )

@@ -1,0 +1,67 @@
+"""``balsamd app ...``: list and create apps."""
+
+from __future__ import annotations
+
+import click
+
+from balsamd.apps import AppError, command_app_source
+from balsamd.cli.common import ensure_site, json_option
+from balsamd.render import print_json, table
+
+
+@click.group("app")
+def app_group() -> None:
+    """Create and list the site's apps (Python classes in SITE/apps/)."""
+
+
+@app_group.command("create")
+@click.argument("name")
+@click.option(
+    "--command",
+    "template",
+    required=True,
+    help="Command template; {{ name }} placeholders become shell-quoted parameters.",
+)
+@click.option("--description", default="", help="One line saying what the app does.")
+@click.pass_context
+def app_create(ctx: click.Context, name: str, template: str, description: str) -> None:
+    """Make a command app NAME without writing Python (writes SITE/apps/NAME.py)."""
+    site = ensure_site(ctx)
+    source = command_app_source(name, template, description)
+    existing = site.apps.sync()
+    if name in existing:
+        raise AppError(f"app {name} already exists (in apps/{existing[name].source}); pick another name")
+    target = site.layout.apps / f"{name}.py"
+    if target.exists():
+        raise AppError(f"{target} already exists; pick another app name")
+    tmp = target.with_suffix(".py.tmp")
+    tmp.write_text(source)
+    tmp.rename(target)
+    try:
+        app = site.apps.sync()[name]
+    except Exception:
+        target.unlink()
+        site.apps.sync()
+        raise
+    params = ", ".join(app.parameters) or "none"
+    click.echo(f"Created app {name} in {target} (parameters: {params})")
+
+
+@app_group.command("ls")
+@json_option
+@click.pass_context
+def app_ls(ctx: click.Context, as_json: bool) -> None:
+    """List the site's apps."""
+    apps = ensure_site(ctx).apps.list()
+    if as_json:
+        print_json(apps)
+        return
+    rows = []
+    for a in apps:
+        params = ", ".join(n if p.required else f"{n}={p.default!r}" for n, p in a.parameters.items())
+        rows.append((a.name, a.kind, params, a.command_template or f"{a.class_name}.run()"))
+    click.echo(table(rows, ("NAME", "KIND", "PARAMETERS", "RUNS")))
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(app_group)

@@ -1,0 +1,43 @@
+"""Pieces every command group shares: the site, output options, key=value parsing."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from balsamd.api import Site
+from balsamd.site import find_site
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    ERROR = 1
+    USAGE = 2
+    UNHEALTHY = 3
+    CRASH = 70
+
+
+def ensure_site(ctx: click.Context) -> Site:
+    """The site named by --site / $BALSAMD_SITE / the current directory, opened once."""
+    root = ctx.find_root()
+    if root.obj.get("site") is None:
+        root.obj["site"] = Site(find_site(root.obj.get("site_path")))
+    return root.obj["site"]
+
+
+def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(f)
+
+
+def parse_pairs(pairs: tuple[str, ...], option: str) -> dict[str, str]:
+    """KEY=VALUE strings into a dict; a malformed one is a usage error naming the option."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint=option)
+        out[key.strip()] = value
+    return out

@@ -1,0 +1,250 @@
+"""``balsamd job ...`` and ``balsamd events``: create, list, inspect and change jobs."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from balsamd.api import Site
+from balsamd.cli.common import ExitCode, ensure_site, json_option, parse_pairs
+from balsamd.models import AppKind
+from balsamd.render import job_dict, print_json, table, timestamp
+from balsamd.results import describe_result
+from balsamd.states import JobState
+from balsamd.store.queries import JobFilter
+
+STATE = click.Choice([s.value for s in JobState], case_sensitive=False)
+
+
+@click.group("job")
+def job_group() -> None:
+    """Create, list, inspect, retry, kill and remove jobs."""
+
+
+def _typed(value: str) -> object:
+    """Python apps get JSON values where the text is JSON (5, 2.5, true, [1,2]); else text."""
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+@job_group.command("create")
+@click.option("--app", "app_name", required=True, help="App to run (see `balsamd app ls`).")
+@click.option("--workdir", required=True, help="Working directory, relative to SITE/data/.")
+@click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="App parameter.")
+@click.option("-t", "--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Tag to filter by.")
+@click.option("--num-nodes", type=int, default=1, show_default=True)
+@click.option("--ranks-per-node", type=int, default=1, show_default=True)
+@click.option("--threads-per-rank", type=int, default=1, show_default=True)
+@click.option("--threads-per-core", type=int, default=1, show_default=True)
+@click.option("--gpus-per-rank", type=float, default=0.0, show_default=True)
+@click.option(
+    "--node-packing-count",
+    type=int,
+    default=1,
+    show_default=True,
+    help="How many such jobs may share one node.",
+)
+@click.option(
+    "--wall-time-min",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Run time estimate; jobs are only claimed by launchers with this much time left.",
+)
+@click.option(
+    "--launch-param",
+    "launch_params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Passed through to the MPI launcher as --KEY VALUE.",
+)
+@click.option("--parent", "parents", multiple=True, metavar="ID", help="Job that must finish first.")
+@json_option
+@click.pass_context
+def job_create(ctx: click.Context, app_name: str, workdir: str, params: tuple[str, ...],
+               tags: tuple[str, ...], launch_params: tuple[str, ...], parents: tuple[str, ...],
+               as_json: bool, **resources: object) -> None:  # fmt: skip
+    """Create one job."""
+    site = ensure_site(ctx)
+    parameters: dict[str, object] = dict(parse_pairs(params, "-p/--param"))
+    app = site.apps.sync().get(app_name)
+    if app is not None and app.kind == AppKind.PYTHON:
+        parameters = {k: _typed(v) for k, v in parameters.items()}
+    job = site.jobs.create(
+        app=app_name, workdir=workdir, parameters=parameters,
+        tags=parse_pairs(tags, "-t/--tag"), launch_params=parse_pairs(launch_params, "--launch-param"),
+        parent_ids=[site.store.resolve_id(p) for p in parents], **resources,
+    )  # fmt: skip
+    if as_json:
+        print_json(job_dict(job.record))
+    else:
+        click.echo(f"{job.id} {job.state} {job.app} {job.workdir}")
+
+
+def _state_filters(states: tuple[str, ...]) -> list[JobState]:
+    return [JobState(s.upper()) for s in states]
+
+
+@job_group.command("ls")
+@click.option("--state", "states", multiple=True, type=STATE, help="Only jobs in this state.")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Only jobs with this tag.")
+@click.option("--app", "app_name", help="Only jobs of this app.")
+@click.option("--workdir", help="Only jobs whose workdir contains this text.")
+@click.option("--parent", help="Only children of this job.")
+@click.option("--limit", type=int, help="At most this many jobs.")
+@click.option("--by-state", is_flag=True, help="Counts per state instead of jobs.")
+@json_option
+@click.pass_context
+def job_ls(ctx: click.Context, states: tuple[str, ...], tags: tuple[str, ...], app_name: str | None,
+           workdir: str | None, parent: str | None, limit: int | None, by_state: bool,
+           as_json: bool) -> None:  # fmt: skip
+    """List jobs, oldest first."""
+    site = ensure_site(ctx)
+    criteria: dict[str, object] = {"states": _state_filters(states), "tags": parse_pairs(tags, "--tag")}
+    if app_name:
+        criteria["app"] = app_name
+    if workdir:
+        criteria["workdir_contains"] = workdir
+    if parent:
+        criteria["parent_id"] = site.store.resolve_id(parent)
+    if by_state:
+        counts = site.jobs.counts_by_state(**criteria)
+        if as_json:
+            print_json(counts)
+        else:
+            click.echo(
+                table(sorted(counts.items(), key=lambda kv: list(JobState).index(kv[0])), ("STATE", "COUNT"))
+                if counts
+                else "no jobs"
+            )
+        return
+    if limit is not None:
+        criteria["limit"] = limit
+    jobs = site.jobs.filter(**criteria)
+    if as_json:
+        print_json([job_dict(j.record) for j in jobs])
+        return
+    rows = [(j.id, j.state, j.app, j.workdir, _tags(j.tags)) for j in jobs]
+    click.echo(table(rows, ("ID", "STATE", "APP", "WORKDIR", "TAGS")) if rows else "no jobs")
+
+
+def _tags(tags: dict[str, str]) -> str:
+    return " ".join(f"{k}={v}" for k, v in sorted(tags.items()))
+
+
+@job_group.command("show")
+@click.argument("job_id")
+@json_option
+@click.pass_context
+def job_show(ctx: click.Context, job_id: str, as_json: bool) -> None:
+    """Show one job with its event history (ID may be a unique prefix)."""
+    site = ensure_site(ctx)
+    job = site.jobs.get(job_id)
+    events = job.events()
+    result = describe_result(job.record)
+    if as_json:
+        print_json({**job_dict(job.record), "result": result, "events": events})
+        return
+    r = job.record
+    lines = [
+        ("id", r.id), ("app", r.app), ("workdir", r.workdir), ("state", r.state),
+        ("reason", r.state_reason or "-"), ("parameters", json.dumps(r.parameters)),
+        ("tags", _tags(r.tags) or "-"), ("parents", " ".join(r.parent_ids) or "-"),
+        ("resources", f"{r.num_nodes} node(s) x {r.ranks_per_node} ranks x {r.threads_per_rank} "
+                      f"threads, {r.gpus_per_rank:g} GPUs/rank, packing {r.node_packing_count}, "
+                      f"{r.wall_time_min:g} min"),
+        ("return code", "-" if r.return_code is None else r.return_code),
+        ("result", result if result is not None else "-"),
+        ("attempts", r.attempts), ("created", timestamp(r.created_at)),
+        ("updated", timestamp(r.updated_at)),
+    ]  # fmt: skip
+    click.echo(table(lines, ("FIELD", "VALUE")).split("\n", 1)[1])
+    click.echo("")
+    click.echo(_events_table(events, with_job=False))
+
+
+def _events_table(events, with_job: bool) -> str:
+    if not events:
+        return "no events"
+    head = ("TIME", "JOB", "FROM", "TO", "REASON") if with_job else ("TIME", "FROM", "TO", "REASON")
+    rows = []
+    for e in events:
+        reason = e.reason.strip().splitlines()[-1] if e.reason.strip() else ""
+        cells = [timestamp(e.ts), e.from_state or "-", e.to_state, reason]
+        if with_job:
+            cells.insert(1, e.job_id)
+        rows.append(cells)
+    return table(rows, head)
+
+
+def _change(ctx: click.Context, job_ids: tuple[str, ...], action: str) -> None:
+    site: Site = ensure_site(ctx)
+    ids = [site.store.resolve_id(i) for i in job_ids]
+    result = getattr(site.jobs, action)(ids)
+    for job_id in ids:
+        click.echo(f"{job_id} {result[job_id]}")
+
+
+@job_group.command("retry")
+@click.argument("job_ids", nargs=-1, required=True)
+@click.pass_context
+def job_retry(ctx: click.Context, job_ids: tuple[str, ...]) -> None:
+    """Run FAILED / RUN_ERROR / RUN_TIMEOUT jobs again (-> RESTART_READY)."""
+    _change(ctx, job_ids, "retry")
+
+
+@job_group.command("kill")
+@click.argument("job_ids", nargs=-1, required=True)
+@click.pass_context
+def job_kill(ctx: click.Context, job_ids: tuple[str, ...]) -> None:
+    """Kill jobs (-> KILLED); running ones are stopped by their launcher."""
+    _change(ctx, job_ids, "kill")
+
+
+@job_group.command("rm")
+@click.argument("job_ids", nargs=-1)
+@click.option("--state", "states", multiple=True, type=STATE, help="Remove every job in this state.")
+@click.pass_context
+def job_rm(ctx: click.Context, job_ids: tuple[str, ...], states: tuple[str, ...]) -> None:
+    """Remove jobs and their history; says which could not be removed and why."""
+    if bool(job_ids) == bool(states):
+        raise click.UsageError("give job IDs or --state STATE (not both)")
+    site = ensure_site(ctx)
+    if states:
+        ids = [j.id for j in site.store.filter(_filter_states(states))]
+    else:
+        ids = [site.store.resolve_id(i) for i in job_ids]
+    outcome = site.jobs.delete(ids)
+    click.echo(f"removed {len(outcome.removed)} job(s)")
+    for job_id, why in outcome.refused.items():
+        click.echo(f"not removed {job_id}: {why}", err=True)
+    if outcome.refused:
+        sys.exit(ExitCode.ERROR)
+
+
+def _filter_states(states: tuple[str, ...]) -> JobFilter:
+    return JobFilter(states=_state_filters(states))
+
+
+@click.command("events")
+@click.option("--job", "job_id", help="Only this job's events.")
+@click.option("--limit", type=int, help="At most this many (oldest first).")
+@json_option
+@click.pass_context
+def events_cmd(ctx: click.Context, job_id: str | None, limit: int | None, as_json: bool) -> None:
+    """Show the state-change history."""
+    site = ensure_site(ctx)
+    events = site.store.events(site.store.resolve_id(job_id) if job_id else None, limit=limit)
+    if as_json:
+        print_json(events)
+    else:
+        click.echo(_events_table(events, with_job=True))
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(job_group)
+    cli.add_command(events_cmd)

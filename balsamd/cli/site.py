@@ -1,0 +1,58 @@
+"""``balsamd site ...``: make and inspect site directories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from balsamd.cli.common import ensure_site, json_option
+from balsamd.render import print_json
+from balsamd.site import init_site
+
+
+@click.group("site")
+def site_group() -> None:
+    """Create and inspect site directories."""
+
+
+@site_group.command("init")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--name", help="The site's name (default: the directory name).")
+@click.option(
+    "--scheduler",
+    type=click.Choice(["local", "slurm", "pbs", "cobalt", "lsf"]),
+    default="local",
+    show_default=True,
+    help="Batch scheduler of this cluster.",
+)
+def site_init(path: Path, name: str | None, scheduler: str) -> None:
+    """Create a site directory at PATH: settings.toml, data/, log/, apps/ and the store."""
+    layout = init_site(path, name=name, scheduler=scheduler)
+    click.echo(f"Created site {name or layout.root.name} at {layout.root}")
+    click.echo(f"  settings: {layout.settings}  (node shape, scheduler, launcher)")
+    click.echo(f"  next: balsamd --site {layout.root} app create NAME --command 'TEMPLATE'")
+
+
+@site_group.command("info")
+@json_option
+@click.pass_context
+def site_info(ctx: click.Context, as_json: bool) -> None:
+    """Show where the site is and its settings."""
+    site = ensure_site(ctx)
+    info = {"name": site.name, "path": str(site.path), "settings": site.settings}
+    if as_json:
+        print_json(info)
+        return
+    s = site.settings
+    click.echo(f"site {site.name} at {site.path}")
+    click.echo(
+        f"nodes: {s.nodes.cpus_per_node} CPUs, {s.nodes.gpus_per_node} GPUs, "
+        f"at most {s.nodes.max_nodes} per job"
+    )
+    click.echo(f"scheduler: {s.scheduler.kind}; MPI launch: {s.launcher.mpi}")
+    click.echo(f"central: {s.sync.central or '(standalone)'}")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(site_group)

@@ -1,0 +1,181 @@
+"""Site settings: ``SITE/settings.toml`` decoded into one msgspec Struct.
+
+Unknown keys are errors (a typo must not silently fall back to a default), and every error
+names the file, the line and the key, and says what is expected there.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+
+MpiFlavor = Literal["mpich", "openmpi", "srun", "aprun", "jsrun", "pbs-cray"]
+SchedulerKind = Literal["local", "slurm", "pbs", "cobalt", "lsf"]
+
+
+class SiteInfo(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: str = ""
+
+
+class NodeSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    cpus_per_node: Positive = 1
+    gpus_per_node: NonNegative = 0
+    max_nodes: Positive = 1
+
+
+class SchedulerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    kind: SchedulerKind = "local"
+    allowed_queues: list[str] = []
+    allowed_projects: list[str] = []
+    default_queue: str = "local"
+    default_project: str = "local"
+    max_wall_time_min: Positive = 1440
+    max_queued: Positive = 20
+
+
+class LauncherSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    mpi: MpiFlavor = "mpich"
+    mpiexec: str = "mpiexec"
+    gpu_env: list[str] = msgspec.field(default_factory=lambda: ["CUDA_VISIBLE_DEVICES"])
+    heartbeat_sec: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    session_expiry_sec: Annotated[float, msgspec.Meta(gt=0)] = 300.0
+    idle_ttl_sec: Annotated[float, msgspec.Meta(ge=0)] = 300.0
+    claim_batch: Positive = 512
+    timeout_grace_sec: Annotated[float, msgspec.Meta(ge=0)] = 30.0
+    stop_claiming_min: Annotated[float, msgspec.Meta(ge=0)] = 1.0
+    python_workers_per_node: NonNegative = 0  # 0: one per CPU of the node
+
+
+class SyncSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    central: str = ""
+    period_sec: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+
+
+class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    site: SiteInfo = msgspec.field(default_factory=SiteInfo)
+    nodes: NodeSettings = msgspec.field(default_factory=NodeSettings)
+    scheduler: SchedulerSettings = msgspec.field(default_factory=SchedulerSettings)
+    launcher: LauncherSettings = msgspec.field(default_factory=LauncherSettings)
+    sync: SyncSettings = msgspec.field(default_factory=SyncSettings)
+
+
+class SettingsError(Exception):
+    """The settings file is missing or malformed; the message names file, line and key."""
+
+
+def load_settings(path: Path) -> Settings:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise SettingsError(
+            f"{path}: settings file not found; is this a site directory? "
+            f"Create one with `balsamd site init DIR`."
+        ) from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return msgspec.convert(raw, Settings)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(_describe(path, text, str(exc))) from None
+
+
+def _describe(path: Path, text: str, message: str) -> str:
+    """Turn msgspec's ``... - at `$.a.b``` into ``file:line: key a.b: ...``."""
+    where = re.search(r" - at `\$\.?([^`]*)`$", message)
+    keys = where.group(1).split(".") if where and where.group(1) else []
+    keys = [re.sub(r"\[\d+\]$", "", k) for k in keys]
+    detail = message[: where.start()] if where else message
+    unknown = re.match(r"Object contains unknown field `([^`]+)`", detail)
+    if unknown:
+        keys = [*keys, unknown.group(1)]
+        detail = f"unknown key (known keys: {', '.join(_known_keys(keys[:-1]))})"
+    line = _find_line(text, keys)
+    dotted = ".".join(keys) or "(top level)"
+    at = f"{path}:{line}" if line else str(path)
+    return f"{at}: key {dotted}: {detail}"
+
+
+def _known_keys(section: list[str]) -> list[str]:
+    struct: type = Settings
+    for key in section:
+        struct = msgspec.structs.fields(struct)[struct.__struct_fields__.index(key)].type
+    return list(struct.__struct_fields__)
+
+
+def _find_line(text: str, keys: list[str]) -> int | None:
+    if not keys:
+        return None
+    table, leaf = keys[:-1], keys[-1]
+    current: list[str] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        header = re.match(r"^\[([^\[\]]+)\]", line)
+        if header:
+            current = [part.strip() for part in header.group(1).split(".")]
+            if current == keys:
+                return number
+            continue
+        key = re.match(r"^([A-Za-z0-9_\-\"']+)\s*=", line)
+        if key and current == table and key.group(1).strip("\"'") == leaf:
+            return number
+    return None
+
+
+def default_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+SETTINGS_TEMPLATE = """\
+# balsamd site settings. Every key is optional; the value shown is the default unless noted.
+# Edit and restart the daemon for changes to take effect.
+
+[site]
+# The site's identity in the central database (defaults to the directory name).
+name = "{name}"
+
+[nodes]
+# Shape of one compute node. Jobs that can never fit this shape are refused at creation.
+cpus_per_node = {cpus}      # detected on this host at `site init`
+gpus_per_node = 0
+# Largest number of nodes one job (and one batch job) may ask for.
+max_nodes = 1
+
+[scheduler]
+# local | slurm | pbs | cobalt | lsf
+kind = "{scheduler}"
+allowed_queues = []     # empty: any queue
+allowed_projects = []   # empty: any project
+default_queue = "local"
+default_project = "local"
+max_wall_time_min = 1440
+max_queued = 20
+
+[launcher]
+# MPI launch command shape: mpich | openmpi | srun | aprun | jsrun | pbs-cray
+mpi = "mpich"
+mpiexec = "mpiexec"          # program used by the mpich / openmpi / pbs-cray shapes
+# Variables that receive the GPU ids bound to a run (add ROCR_VISIBLE_DEVICES or ZE_AFFINITY_MASK).
+gpu_env = ["CUDA_VISIBLE_DEVICES"]
+heartbeat_sec = 60.0         # how often a launcher renews its session
+session_expiry_sec = 300.0   # a session silent this long is expired; its runs become RUN_TIMEOUT
+idle_ttl_sec = 300.0         # a launcher with nothing to run for this long exits
+claim_batch = 512            # most jobs claimed in one round trip
+timeout_grace_sec = 30.0     # between SIGTERM and SIGKILL when time runs out
+stop_claiming_min = 1.0      # stop claiming this many minutes before the wall time ends
+python_workers_per_node = 0  # warm Python app workers per node; 0 = one per CPU
+
+[sync]
+# PostgreSQL DSN of the central database; empty = this site runs standalone.
+central = ""
+period_sec = 10.0
+"""

@@ -1,0 +1,168 @@
+"""The records of balsamd, each defined once as a msgspec Struct.
+
+The same Struct is a store row, an RPC frame, a JSON line of ``--json`` output and, for the
+settings, the decoded TOML.  Timestamps are float seconds since the epoch.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import msgspec
+
+from balsamd.states import JobState
+
+
+class Job(msgspec.Struct, kw_only=True, omit_defaults=False):
+    id: str
+    app: str
+    workdir: str
+    state: JobState = JobState.CREATED
+    parameters: dict[str, Any] = {}
+    tags: dict[str, str] = {}
+    data: dict[str, Any] = {}
+    parent_ids: list[str] = []
+    num_nodes: int = 1
+    ranks_per_node: int = 1
+    threads_per_rank: int = 1
+    threads_per_core: int = 1
+    gpus_per_rank: float = 0.0
+    node_packing_count: int = 1
+    wall_time_min: float = 0.0
+    launch_params: dict[str, str] = {}
+    return_code: int | None = None
+    session_id: str | None = None
+    batch_job_id: str | None = None
+    attempts: int = 0
+    state_reason: str = ""
+    # pickled return value (Python apps) or exception, see balsamd.results
+    result: bytes | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    version: int = 0
+
+    @property
+    def footprint(self) -> float:
+        """Share of whole nodes this job occupies: num_nodes / node_packing_count."""
+        return self.num_nodes / self.node_packing_count
+
+    @property
+    def cpus_per_node(self) -> float:
+        return self.ranks_per_node * self.threads_per_rank / self.threads_per_core
+
+    @property
+    def gpus_per_node(self) -> float:
+        return self.ranks_per_node * self.gpus_per_rank
+
+
+class Event(msgspec.Struct, kw_only=True):
+    """One state change of one job: the append-only history."""
+
+    id: int
+    job_id: str
+    from_state: JobState | None
+    to_state: JobState
+    ts: float
+    reason: str = ""
+
+
+class SessionState(enum.StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+    EXPIRED = "expired"
+
+
+class Session(msgspec.Struct, kw_only=True):
+    """A launcher's lease on the jobs it claimed; kept alive by heartbeats."""
+
+    id: str
+    label: str = ""
+    host: str = ""
+    pid: int = 0
+    batch_job_id: str | None = None
+    state: SessionState = SessionState.OPEN
+    created_at: float = 0.0
+    heartbeat_at: float = 0.0
+    ended_at: float | None = None
+
+
+class BatchJobState(enum.StrEnum):
+    PENDING_SUBMISSION = "pending_submission"
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    SUBMIT_FAILED = "submit_failed"
+    PENDING_DELETION = "pending_deletion"
+
+
+class JobMode(enum.StrEnum):
+    MPI = "mpi"
+    SERIAL = "serial"
+
+
+class BatchJob(msgspec.Struct, kw_only=True):
+    id: str
+    num_nodes: int
+    wall_time_min: int
+    job_mode: JobMode = JobMode.MPI
+    project: str = ""
+    queue: str = ""
+    filter_tags: dict[str, str] = {}
+    state: BatchJobState = BatchJobState.PENDING_SUBMISSION
+    scheduler_id: str | None = None
+    status_info: str = ""
+    created_at: float = 0.0
+    start_time: float | None = None
+    end_time: float | None = None
+
+
+class AppKind(enum.StrEnum):
+    COMMAND = "command"
+    PYTHON = "python"
+
+
+class AppParameter(msgspec.Struct, kw_only=True):
+    required: bool = True
+    default: Any = None
+    help: str = ""
+
+
+class App(msgspec.Struct, kw_only=True):
+    """What the store knows of an ApplicationDefinition: enough to validate and run jobs."""
+
+    name: str
+    kind: AppKind = AppKind.COMMAND
+    command_template: str = ""
+    parameters: dict[str, AppParameter] = {}
+    environment: dict[str, str] = {}
+    cleanup_files: list[str] = []
+    description: str = ""
+    # which lifecycle hooks the class overrides; default hooks are applied inline by the store
+    hooks: list[str] = []
+    source: str = ""  # file under SITE/apps the class came from
+    class_name: str = ""
+
+
+class ClaimLimits(msgspec.Struct, kw_only=True):
+    """What a launcher can take right now (Balsam's "session acquire" parameters)."""
+
+    max_jobs: int = 1000
+    max_nodes_per_job: int | None = None
+    max_aggregate_nodes: float | None = None
+    max_wall_time_min: float | None = None
+    serial_only: bool = False
+    filter_tags: dict[str, str] = {}
+    apps: list[str] = []
+    order: str = "small_first"  # or "long_large_first"
+
+
+class StateUpdate(msgspec.Struct, kw_only=True, array_like=True):
+    """A launcher's report of one job's state change (batched over the wire)."""
+
+    job_id: str
+    state: JobState
+    ts: float
+    return_code: int | None = None
+    reason: str = ""
+    result: bytes | None = None

@@ -1,0 +1,104 @@
+"""The site directory: where it is, what is in it, and how it is made."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from balsamd.config import SETTINGS_TEMPLATE, Settings, default_cpus, load_settings
+from balsamd.store.store import SiteStore
+
+SETTINGS_FILE = "settings.toml"
+STORE_FILE = "balsamd.db"
+SECRET_FILE = "secret"
+SITE_ENV = "BALSAMD_SITE"
+
+
+class SiteError(Exception):
+    """No usable site directory; the message says how to point at one or make one."""
+
+
+class SiteLayout:
+    """Paths inside a site directory; nothing is opened or created here."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.settings = root / SETTINGS_FILE
+        self.store = root / STORE_FILE
+        self.data = root / "data"
+        self.log = root / "log"
+        self.apps = root / "apps"
+        self.secret = root / SECRET_FILE
+
+    def load_settings(self) -> Settings:
+        return load_settings(self.settings)
+
+
+def find_site(
+    explicit: str | Path | None, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> SiteLayout:
+    """--site PATH, else $BALSAMD_SITE, else the current directory or one of its parents."""
+    env = os.environ if env is None else env
+    if explicit:
+        return _checked(Path(explicit), "--site")
+    if env.get(SITE_ENV):
+        return _checked(Path(env[SITE_ENV]), f"${SITE_ENV}")
+    here = (cwd or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / SETTINGS_FILE).is_file() and (candidate / STORE_FILE).exists():
+            return SiteLayout(candidate)
+    raise SiteError(
+        f"no balsamd site found in {here} or its parents; pass --site PATH, set {SITE_ENV}, "
+        "or create one with `balsamd site init PATH`"
+    )
+
+
+def _checked(path: Path, source: str) -> SiteLayout:
+    path = path.expanduser().resolve()
+    if not (path / SETTINGS_FILE).is_file():
+        raise SiteError(
+            f"{path} (from {source}) is not a balsamd site: it has no {SETTINGS_FILE}; "
+            f"create one with `balsamd site init {path}`"
+        )
+    return SiteLayout(path)
+
+
+def init_site(path: Path, name: str | None = None, scheduler: str = "local") -> SiteLayout:
+    """Create a site directory; refuses to touch an existing site or a non-empty directory."""
+    path = path.expanduser().resolve()
+    if (path / SETTINGS_FILE).exists():
+        raise SiteError(f"{path} is already a balsamd site; use it with --site {path}")
+    if path.exists() and any(path.iterdir()):
+        raise SiteError(f"{path} exists and is not empty; choose a new directory for the site")
+    site_name = name or path.name
+    if not site_name or any(c.isspace() or c in "\"'\\" for c in site_name):
+        raise SiteError(f"site name {site_name!r} must be non-empty without spaces or quotes; use --name")
+    layout = SiteLayout(path)
+    tmp = path.with_name(f".{path.name}.init-{os.getpid()}")
+    try:
+        staging = SiteLayout(tmp)
+        for d in (staging.root, staging.data, staging.log, staging.apps):
+            d.mkdir(parents=True, exist_ok=True)
+        staging.settings.write_text(
+            SETTINGS_TEMPLATE.format(name=site_name, cpus=default_cpus(), scheduler=scheduler)
+        )
+        fd = os.open(staging.secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
+        SiteStore(staging.store).close()
+        if path.exists():
+            path.rmdir()
+        tmp.rename(path)
+    except BaseException:
+        _remove_tree(tmp)
+        raise
+    return layout
+
+
+def _remove_tree(path: Path) -> None:
+    if not path.exists():
+        return
+    for child in sorted(path.rglob("*"), reverse=True):
+        child.rmdir() if child.is_dir() else child.unlink()
+    path.rmdir()

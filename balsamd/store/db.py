@@ -1,0 +1,146 @@
+"""The apsw connection, the one write-transaction helper, and row <-> Struct codecs."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import apsw
+import msgspec
+
+from balsamd.models import App, BatchJob, Event, Job, Session
+from balsamd.states import JobState
+from balsamd.store.schema import migrate
+
+# Many launchers and CLI commands may wait on the write lock at once; each write is short,
+# so a long timeout only matters under heavy contention and beats failing a claim.
+BUSY_TIMEOUT_MS = 60_000
+
+_json_encode = msgspec.json.Encoder().encode
+_dict_decode = msgspec.json.Decoder(dict).decode
+_list_decode = msgspec.json.Decoder(list).decode
+_app_encode = msgspec.msgpack.Encoder().encode
+_app_decode = msgspec.msgpack.Decoder(App).decode
+
+JOB_COLUMNS = (
+    "id", "app", "workdir", "state", "num_nodes", "ranks_per_node", "threads_per_rank",
+    "threads_per_core", "gpus_per_rank", "node_packing_count", "wall_time_min", "parameters",
+    "tags", "data", "parent_ids", "launch_params", "return_code", "session_id", "batch_job_id",
+    "attempts", "state_reason", "result", "created_at", "updated_at", "version",
+)  # fmt: skip
+JOB_SELECT = ", ".join(JOB_COLUMNS)
+_JSON_COLUMNS = {"parameters", "tags", "data", "launch_params"}
+
+
+def job_from_row(row: tuple[Any, ...]) -> Job:
+    (id_, app, workdir, state, nn, rpn, tpr, tpc, gpr, npc, wall, params, tags, data, parents,
+     launch, rc, session, batch, attempts, reason, result, created, updated, version) = row  # fmt: skip
+    return Job(
+        id=id_, app=app, workdir=workdir, state=JobState(state), num_nodes=nn,
+        ranks_per_node=rpn, threads_per_rank=tpr, threads_per_core=tpc, gpus_per_rank=gpr,
+        node_packing_count=npc, wall_time_min=wall, parameters=_dict_decode(params),
+        tags=_dict_decode(tags), data=_dict_decode(data), parent_ids=_list_decode(parents),
+        launch_params=_dict_decode(launch), return_code=rc, session_id=session,
+        batch_job_id=batch, attempts=attempts, state_reason=reason, result=result,
+        created_at=created, updated_at=updated, version=version,
+    )  # fmt: skip
+
+
+def job_to_row(job: Job, seq: int) -> tuple[Any, ...]:
+    values = []
+    for name in JOB_COLUMNS:
+        value = getattr(job, name)
+        if name in _JSON_COLUMNS or name == "parent_ids":
+            value = _json_encode(value).decode()
+        elif name == "state":
+            value = str(value)
+        values.append(value)
+    return (*values, seq)
+
+
+def event_from_row(row: tuple[Any, ...]) -> Event:
+    id_, job_id, src, dst, ts, reason = row
+    return Event(
+        id=id_, job_id=job_id, from_state=JobState(src) if src else None,
+        to_state=JobState(dst), ts=ts, reason=reason,
+    )  # fmt: skip
+
+
+SESSION_COLUMNS = "id, label, host, pid, batch_job_id, state, created_at, heartbeat_at, ended_at"
+
+
+def session_from_row(row: tuple[Any, ...]) -> Session:
+    return msgspec.convert(dict(zip(SESSION_COLUMNS.split(", "), row, strict=True)), Session)
+
+
+BATCH_COLUMNS = (
+    "id, num_nodes, wall_time_min, job_mode, project, queue, filter_tags, state, scheduler_id, "
+    "status_info, created_at, start_time, end_time"
+)
+
+
+def batch_job_from_row(row: tuple[Any, ...]) -> BatchJob:
+    fields = dict(zip(BATCH_COLUMNS.split(", "), row, strict=True))
+    fields["filter_tags"] = _dict_decode(fields["filter_tags"])
+    return msgspec.convert(fields, BatchJob)
+
+
+def encode_app(app: App) -> bytes:
+    return _app_encode(app)
+
+
+def decode_app(blob: bytes) -> App:
+    return _app_decode(blob)
+
+
+def json_text(value: Any) -> str:
+    return _json_encode(value).decode()
+
+
+class Database:
+    """One apsw connection to the store file with WAL and a single write helper."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.conn = apsw.Connection(str(path))
+        self.conn.set_busy_timeout(BUSY_TIMEOUT_MS)
+        self.conn.execute("PRAGMA journal_mode = WAL")
+        # NORMAL is durable across process crashes in WAL mode; only a power loss may drop
+        # the last commits, and it never corrupts.  No per-job fsync on the hot path.
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+        self.conn.execute("PRAGMA foreign_keys = OFF")
+        self._lock = threading.RLock()
+        migrate(self.conn)
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[apsw.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error: the only way to write."""
+        with self._lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[apsw.Connection]:
+        """A consistent snapshot for multi-statement reads."""
+        with self._lock:
+            self.conn.execute("BEGIN")
+            try:
+                yield self.conn
+            finally:
+                self.conn.execute("COMMIT")
+
+    def next_seq(self, conn: apsw.Connection, counter: str = "seq") -> int:
+        return conn.execute(
+            "UPDATE counters SET value = value + 1 WHERE name = ? RETURNING value", (counter,)
+        ).fetchone()[0]
+
+    def close(self) -> None:
+        self.conn.close()

@@ -1,0 +1,115 @@
+"""SQL built from filter and claim Structs: pure functions returning (sql, params)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from balsamd.models import ClaimLimits
+from balsamd.states import JobState
+from balsamd.store.db import JOB_SELECT
+from balsamd.store.schema import RUNNABLE_SQL
+
+
+class JobFilter(msgspec.Struct, kw_only=True):
+    """Which jobs a query means; every field narrows, none set means all jobs."""
+
+    ids: list[str] | None = None
+    states: list[JobState] = []
+    tags: dict[str, str] = {}
+    app: str | None = None
+    workdir_contains: str | None = None
+    parent_id: str | None = None
+    limit: int | None = None
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def where_clause(f: JobFilter) -> tuple[str, list[Any]]:
+    parts: list[str] = []
+    params: list[Any] = []
+    if f.ids is not None:
+        parts.append("id IN (SELECT value FROM json_each(?))")
+        params.append(msgspec.json.encode(f.ids).decode())
+    if f.states:
+        parts.append(f"state IN ({', '.join('?' * len(f.states))})")
+        params.extend(str(s) for s in f.states)
+    for key, value in sorted(f.tags.items()):
+        parts.append("id IN (SELECT job_id FROM job_tags WHERE key = ? AND value = ?)")
+        params.extend((key, value))
+    if f.app is not None:
+        parts.append("app = ?")
+        params.append(f.app)
+    if f.workdir_contains:
+        parts.append("workdir LIKE ? ESCAPE '\\'")
+        params.append(f"%{_like_escape(f.workdir_contains)}%")
+    if f.parent_id is not None:
+        parts.append("id IN (SELECT child_id FROM job_parents WHERE parent_id = ?)")
+        params.append(f.parent_id)
+    return (" WHERE " + " AND ".join(parts)) if parts else "", params
+
+
+def select_jobs(f: JobFilter) -> tuple[str, list[Any]]:
+    where, params = where_clause(f)
+    sql = f"SELECT {JOB_SELECT} FROM jobs{where} ORDER BY id"
+    if f.limit is not None:
+        sql += " LIMIT ?"
+        params.append(f.limit)
+    return sql, params
+
+
+_ORDERS = {
+    "small_first": "num_nodes, id",
+    "long_large_first": "wall_time_min DESC, num_nodes DESC, id",
+}
+
+
+def claim_statement(session_id: str, limits: ClaimLimits, now: float, seq: int) -> tuple[str, list[Any]]:
+    """One UPDATE ... RETURNING that binds fitting runnable jobs to a session.
+
+    Candidates are unbound runnable jobs within the per-job limits, in the requested order,
+    at most max_jobs of them; when max_aggregate_nodes is set the longest prefix whose summed
+    footprint (num_nodes / node_packing_count) fits is taken.
+    """
+    if limits.order not in _ORDERS:
+        raise ValueError(f"unknown claim order {limits.order!r}; use one of {sorted(_ORDERS)}")
+    order = _ORDERS[limits.order]
+    conds = [f"session_id IS NULL AND state IN {RUNNABLE_SQL}"]
+    params: list[Any] = []
+    if limits.max_nodes_per_job is not None:
+        conds.append("num_nodes <= ?")
+        params.append(limits.max_nodes_per_job)
+    if limits.max_wall_time_min is not None:
+        conds.append("wall_time_min <= ?")
+        params.append(limits.max_wall_time_min)
+    if limits.serial_only:
+        conds.append("num_nodes = 1 AND ranks_per_node = 1")
+    if limits.apps:
+        conds.append(f"app IN ({', '.join('?' * len(limits.apps))})")
+        params.extend(limits.apps)
+    for key, value in sorted(limits.filter_tags.items()):
+        conds.append("id IN (SELECT job_id FROM job_tags WHERE key = ? AND value = ?)")
+        params.extend((key, value))
+    candidates = (
+        "SELECT id, num_nodes, node_packing_count, wall_time_min FROM jobs "
+        f"WHERE {' AND '.join(conds)} ORDER BY {order} LIMIT ?"
+    )
+    params.append(limits.max_jobs)
+    if limits.max_aggregate_nodes is None:
+        chosen = f"SELECT id FROM ({candidates})"
+    else:
+        chosen = (
+            "SELECT id FROM (SELECT id, SUM(num_nodes * 1.0 / node_packing_count) "
+            f"OVER (ORDER BY {order} ROWS UNBOUNDED PRECEDING) AS used FROM ({candidates})) "
+            "WHERE used <= ? + 1e-9"
+        )
+        params.append(limits.max_aggregate_nodes)
+    sql = (
+        "UPDATE jobs SET session_id = ?1, updated_at = ?2, version = version + 1, seq = ?3, "
+        "batch_job_id = (SELECT batch_job_id FROM sessions WHERE id = ?1) "
+        f"WHERE id IN ({chosen}) RETURNING {JOB_SELECT}"
+    )
+    return sql, [session_id, now, seq, *params]

@@ -1,0 +1,149 @@
+"""The site store's schema and its migrations, versioned by ``PRAGMA user_version``.
+
+A migration is appended, never edited: ``MIGRATIONS[i]`` takes a store from version i to i+1.
+"""
+
+from __future__ import annotations
+
+import apsw
+
+RUNNABLE_SQL = "('PREPROCESSED', 'RESTART_READY')"
+
+MIGRATIONS: list[str] = [
+    f"""
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+
+    -- one change counter per store: every write transaction stamps the rows it touched
+    -- with the next value, which is what sync pushes from (the outbox marker)
+    CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO counters VALUES ('seq', 0), ('apps', 0);
+
+    CREATE TABLE apps (
+        name TEXT PRIMARY KEY,
+        spec BLOB NOT NULL,
+        seq INTEGER NOT NULL,
+        updated_at REAL NOT NULL
+    );
+
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        app TEXT NOT NULL,
+        workdir TEXT NOT NULL,
+        state TEXT NOT NULL,
+        num_nodes INTEGER NOT NULL,
+        ranks_per_node INTEGER NOT NULL,
+        threads_per_rank INTEGER NOT NULL,
+        threads_per_core INTEGER NOT NULL,
+        gpus_per_rank REAL NOT NULL,
+        node_packing_count INTEGER NOT NULL,
+        wall_time_min REAL NOT NULL,
+        parameters TEXT NOT NULL,
+        tags TEXT NOT NULL,
+        data TEXT NOT NULL,
+        parent_ids TEXT NOT NULL,
+        launch_params TEXT NOT NULL,
+        return_code INTEGER,
+        session_id TEXT,
+        batch_job_id TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        state_reason TEXT NOT NULL DEFAULT '',
+        result BLOB,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        version INTEGER NOT NULL DEFAULT 0,
+        seq INTEGER NOT NULL
+    );
+    CREATE INDEX jobs_state ON jobs (state);
+    CREATE INDEX jobs_app ON jobs (app);
+    CREATE INDEX jobs_seq ON jobs (seq);
+    CREATE INDEX jobs_session ON jobs (session_id) WHERE session_id IS NOT NULL;
+    -- claiming reads only this: unbound runnable jobs, smallest first, oldest first
+    CREATE INDEX jobs_runnable ON jobs (num_nodes, id)
+        WHERE session_id IS NULL AND state IN {RUNNABLE_SQL};
+
+    CREATE TABLE job_tags (
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        job_id TEXT NOT NULL,
+        PRIMARY KEY (key, value, job_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX job_tags_job ON job_tags (job_id);
+
+    CREATE TABLE job_parents (
+        parent_id TEXT NOT NULL,
+        child_id TEXT NOT NULL,
+        PRIMARY KEY (parent_id, child_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX job_parents_child ON job_parents (child_id);
+
+    -- AUTOINCREMENT: event ids never go backwards, even after deletes (sync cursors rely on it)
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id TEXT NOT NULL,
+        from_state TEXT,
+        to_state TEXT NOT NULL,
+        ts REAL NOT NULL,
+        reason TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX events_job ON events (job_id);
+
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        label TEXT NOT NULL,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        batch_job_id TEXT,
+        state TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        heartbeat_at REAL NOT NULL,
+        ended_at REAL
+    );
+    CREATE INDEX sessions_open ON sessions (heartbeat_at) WHERE state = 'open';
+
+    CREATE TABLE batch_jobs (
+        id TEXT PRIMARY KEY,
+        num_nodes INTEGER NOT NULL,
+        wall_time_min INTEGER NOT NULL,
+        job_mode TEXT NOT NULL,
+        project TEXT NOT NULL,
+        queue TEXT NOT NULL,
+        filter_tags TEXT NOT NULL,
+        state TEXT NOT NULL,
+        scheduler_id TEXT,
+        status_info TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        start_time REAL,
+        end_time REAL,
+        seq INTEGER NOT NULL
+    );
+    CREATE INDEX batch_jobs_state ON batch_jobs (state);
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class StoreTooNew(RuntimeError):
+    pass
+
+
+def migrate(conn: apsw.Connection) -> int:
+    """Bring the schema to SCHEMA_VERSION; each step in its own immediate transaction."""
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreTooNew(
+                    f"store schema version {version} is newer than this balsamd understands "
+                    f"({SCHEMA_VERSION}); upgrade balsamd"
+                )
+            if version == SCHEMA_VERSION:
+                conn.execute("COMMIT")
+                return version
+            conn.execute(MIGRATIONS[version])
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise

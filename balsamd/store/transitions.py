@@ -1,0 +1,175 @@
+"""Applying state changes inside a write transaction.
+
+Every state change of the store funnels through :func:`apply_moves`: it checks each step
+against the transition table, walks the default-hook steps, writes one event per step, and
+then propagates along the DAG (children become ready when all parents finished, and fail when
+a parent failed or was killed) within the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import apsw
+import msgspec
+
+from balsamd import lifecycle
+from balsamd.states import IllegalTransition, JobState, check_transition
+
+S = JobState
+
+
+class Move(msgspec.Struct):
+    """One requested change: job ``job_id`` (now in ``src``) to ``dst``, plus column values.
+
+    ``ts`` is when it happened (a launcher's report time), else the transaction's ``now``.
+    """
+
+    job_id: str
+    src: JobState
+    app: str
+    dst: JobState
+    reason: str = ""
+    columns: dict[str, Any] = {}
+    ts: float | None = None
+
+
+def _in_chunks(items: list[str], size: int = 20_000) -> Iterable[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def load_states(conn: apsw.Connection, ids: list[str]) -> dict[str, tuple[JobState, str, str | None]]:
+    """id -> (state, app, session_id) for the ids that exist."""
+    found: dict[str, tuple[JobState, str, str | None]] = {}
+    for chunk in _in_chunks(ids):
+        rows = conn.execute(
+            "SELECT id, state, app, session_id FROM jobs WHERE id IN (SELECT value FROM json_each(?))",
+            (msgspec.json.encode(chunk).decode(),),
+        )
+        for id_, state, app, session in rows:
+            found[id_] = (S(state), app, session)
+    return found
+
+
+def apply_moves(
+    conn: apsw.Connection,
+    moves: list[Move],
+    hooks: Mapping[str, list[str]],
+    now: float,
+    seq: int,
+) -> dict[str, JobState]:
+    """Apply moves in order (raising IllegalTransition before writing anything).
+
+    A job may appear in several moves (RUNNING then RUN_DONE in one report); each move must
+    start where the previous one left it.  Returns each job's final state.
+    """
+    state_of: dict[str, JobState] = {}
+    for m in moves:
+        src = state_of.get(m.job_id, m.src)
+        check_transition(m.job_id, src, m.dst)
+        state_of[m.job_id] = m.dst
+    finals: dict[str, JobState] = {}
+    columns: dict[str, dict[str, Any]] = defaultdict(dict)
+    starts: dict[str, int] = defaultdict(int)
+    events: list[tuple[str, str, str, float, str]] = []
+    for m in moves:
+        chain = [m.dst, *lifecycle.settle(m.dst, hooks.get(m.app, ()))]
+        prev = finals.get(m.job_id, m.src)
+        ts = now if m.ts is None else m.ts
+        for i, state in enumerate(chain):
+            events.append((m.job_id, str(prev), str(state), ts, m.reason if i == 0 else ""))
+            prev = state
+        finals[m.job_id] = chain[-1]
+        cols = columns[m.job_id]
+        cols.update(m.columns)
+        if m.reason:
+            cols["state_reason"] = m.reason
+        if m.dst == S.RUNNING:
+            starts[m.job_id] += 1
+    updates: dict[tuple[str, ...], list[tuple[Any, ...]]] = defaultdict(list)
+    for job_id, final in finals.items():
+        cols = columns[job_id]
+        if final != S.RUNNING:
+            # only a running job stays bound to the session that runs it
+            cols.setdefault("session_id", None)
+        keys = tuple(sorted(cols))
+        updates[keys].append((str(final), now, seq, starts[job_id], *(cols[k] for k in keys), job_id))
+    for keys, rows in updates.items():
+        sets = "".join(f", {c} = ?" for c in keys)
+        conn.executemany(
+            "UPDATE jobs SET state = ?, updated_at = ?, seq = ?, version = version + 1, "
+            f"attempts = attempts + ?{sets} WHERE id = ?",
+            rows,
+        )
+    conn.executemany(
+        "INSERT INTO events (job_id, from_state, to_state, ts, reason) VALUES (?, ?, ?, ?, ?)",
+        events,
+    )
+    finished = [i for i, s in finals.items() if s == S.JOB_FINISHED]
+    failed = [(i, s) for i, s in finals.items() if s in (S.FAILED, S.KILLED)]
+    if finished:
+        finals.update(_release_children(conn, finished, hooks, now, seq))
+    if failed:
+        finals.update(_fail_children(conn, failed, hooks, now, seq))
+    return finals
+
+
+def _children(conn: apsw.Connection, parent_ids: list[str]) -> list[tuple[str, str, JobState, str]]:
+    """(parent, child, child state, child app) for the direct children of the parents."""
+    out = []
+    for chunk in _in_chunks(parent_ids):
+        out.extend(
+            (p, c, S(state), app)
+            for p, c, state, app in conn.execute(
+                "SELECT jp.parent_id, j.id, j.state, j.app FROM job_parents jp "
+                "JOIN jobs j ON j.id = jp.child_id "
+                "WHERE jp.parent_id IN (SELECT value FROM json_each(?))",
+                (msgspec.json.encode(chunk).decode(),),
+            )
+        )
+    return out
+
+
+def _release_children(
+    conn: apsw.Connection, parents: list[str], hooks: Mapping[str, list[str]], now: float, seq: int
+) -> dict[str, JobState]:
+    moves = []
+    seen = set()
+    for _parent, child, state, app in _children(conn, parents):
+        if state != S.AWAITING_PARENTS or child in seen:
+            continue
+        seen.add(child)
+        unfinished = conn.execute(
+            "SELECT COUNT(*) FROM job_parents jp JOIN jobs j ON j.id = jp.parent_id "
+            "WHERE jp.child_id = ? AND j.state != 'JOB_FINISHED'",
+            (child,),
+        ).fetchone()[0]
+        if unfinished == 0:
+            moves.append(Move(child, state, app, S.READY, "all parents finished"))
+    return apply_moves(conn, moves, hooks, now, seq) if moves else {}
+
+
+def _fail_children(
+    conn: apsw.Connection,
+    parents: list[tuple[str, JobState]],
+    hooks: Mapping[str, list[str]],
+    now: float,
+    seq: int,
+) -> dict[str, JobState]:
+    parent_state = dict(parents)
+    moves = []
+    seen = set()
+    for parent, child, state, app in _children(conn, list(parent_state)):
+        if child in seen or lifecycle.is_final(state):
+            continue
+        seen.add(child)
+        reason = lifecycle.parent_failure_reason(parent, parent_state[parent])
+        try:
+            check_transition(child, state, S.FAILED)
+        except IllegalTransition:
+            continue
+        moves.append(Move(child, state, app, S.FAILED, reason))
+    return apply_moves(conn, moves, hooks, now, seq) if moves else {}

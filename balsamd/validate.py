@@ -1,0 +1,88 @@
+"""Checks a job request against its app and the site's node shape, before anything is written.
+
+Pure functions: every problem is collected and reported at once, each saying what to change.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from typing import Any
+
+from balsamd.config import NodeSettings
+from balsamd.models import App
+
+
+class JobSpecError(ValueError):
+    """A job request that cannot be accepted; ``problems`` lists every reason."""
+
+    def __init__(self, where: str, problems: list[str]) -> None:
+        super().__init__(f"{where}: " + "; ".join(problems))
+        self.problems = problems
+
+
+def normalize_workdir(workdir: str) -> str:
+    """Workdirs are relative to the site's data/ directory and may not climb out of it."""
+    if not workdir or not workdir.strip():
+        raise ValueError("workdir is empty; give a path relative to the site's data/ directory")
+    if workdir.startswith("/"):
+        raise ValueError(f"workdir {workdir!r} is absolute; give a path relative to the site's data/")
+    norm = posixpath.normpath(workdir)
+    if norm == ".." or norm.startswith("../"):
+        raise ValueError(f"workdir {workdir!r} leaves the site's data/ directory; remove the '..'")
+    return norm
+
+
+def resolve_parameters(app: App, given: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Parameters with defaults filled in, and the problems found."""
+    problems = []
+    unknown = sorted(set(given) - set(app.parameters))
+    if unknown:
+        known = ", ".join(sorted(app.parameters)) or "none"
+        problems.append(f"unknown parameter(s) {', '.join(unknown)} for app {app.name} (it takes: {known})")
+    resolved = dict(given)
+    for name, spec in app.parameters.items():
+        if name in given:
+            continue
+        if spec.required:
+            hint = f" ({spec.help})" if spec.help else ""
+            problems.append(f"missing required parameter {name}{hint}: add -p {name}=VALUE")
+        else:
+            resolved[name] = spec.default
+    return resolved, problems
+
+
+def resource_problems(job: Any, nodes: NodeSettings) -> list[str]:
+    """Why a job could never run on this site's nodes (empty when it fits)."""
+    problems = []
+    positive = ("num_nodes", "ranks_per_node", "threads_per_rank", "threads_per_core", "node_packing_count")
+    for field in positive:
+        if getattr(job, field) < 1:
+            problems.append(f"{field} must be at least 1 (got {getattr(job, field)})")
+    if job.gpus_per_rank < 0:
+        problems.append(f"gpus_per_rank must not be negative (got {job.gpus_per_rank})")
+    if job.wall_time_min < 0:
+        problems.append(f"wall_time_min must not be negative (got {job.wall_time_min})")
+    if problems:
+        return problems
+    if job.num_nodes > nodes.max_nodes:
+        problems.append(
+            f"num_nodes={job.num_nodes} exceeds the site's max_nodes={nodes.max_nodes} "
+            "(lower --num-nodes, or raise [nodes] max_nodes in settings.toml)"
+        )
+    cpus = job.ranks_per_node * job.threads_per_rank / job.threads_per_core
+    if cpus > nodes.cpus_per_node:
+        problems.append(
+            f"{job.ranks_per_node} ranks x {job.threads_per_rank} threads / {job.threads_per_core} "
+            f"threads per core needs {cpus:g} CPUs per node but nodes have {nodes.cpus_per_node} "
+            "(lower --ranks-per-node or --threads-per-rank, or spread over more nodes)"
+        )
+    gpus = job.ranks_per_node * job.gpus_per_rank
+    if gpus > nodes.gpus_per_node + 1e-9:
+        problems.append(
+            f"{job.ranks_per_node} ranks x {job.gpus_per_rank:g} GPUs needs {gpus:g} GPUs per node "
+            f"but nodes have {nodes.gpus_per_node} (lower --gpus-per-rank, or set [nodes] "
+            "gpus_per_node in settings.toml if the nodes have GPUs)"
+        )
+    if job.num_nodes > 1 and job.node_packing_count > 1:
+        problems.append("node_packing_count > 1 only applies to single-node jobs; set it to 1")
+    return problems
