@@ -89,15 +89,24 @@ def describe(cls: type[ApplicationDefinition], source: str = "") -> App:
         params[pname] = AppParameter(
             required=required, default=spec.get("default"), help=spec.get("help", "")
         )
-    if not is_python:
+    if is_python:
+        extra = set(params) - set(_run_parameters(cls))
+        if extra and not _takes_any_keyword(cls):
+            raise AppError(
+                f"app {name}: parameters {sorted(extra)} are not arguments of run(); "
+                "add them to run()'s signature or remove them from parameters"
+            )
+    else:
         undeclared = set(params) - set(PLACEHOLDER.findall(cls.command_template))
         if undeclared:
             raise AppError(f"app {name}: parameters {sorted(undeclared)} are not used in command_template")
+        _check_template(name, cls.command_template)
     hooks = [h for h in HOOKS if getattr(cls, h) is not getattr(ApplicationDefinition, h)]
     return App(
         name=name, kind=AppKind.PYTHON if is_python else AppKind.COMMAND,
         command_template=cls.command_template, parameters=params,
         environment=dict(cls.environment), cleanup_files=list(cls.cleanup_files),
+        shell_preamble=cls.shell_preamble,
         description=cls.description or (inspect.getdoc(cls) or "").split("\n")[0],
         hooks=hooks, source=source, class_name=cls.__name__,
     )  # fmt: skip
@@ -113,6 +122,35 @@ def _run_parameters(cls: type) -> dict[str, AppParameter]:
         else:
             params[p.name] = AppParameter(required=False, default=p.default)
     return params
+
+
+def _takes_any_keyword(cls: type) -> bool:
+    return any(p.kind == p.VAR_KEYWORD for p in inspect.signature(cls.run).parameters.values())
+
+
+def _check_template(name: str, template: str) -> None:
+    """Refuse placeholders written inside quotes: the value is quoted already, and inside
+    double quotes a ``$(...)`` in it would still run."""
+    quote = ""
+    escaped = False
+    quoted_at: dict[int, str] = {}
+    for i, c in enumerate(template):
+        if escaped:
+            escaped = False
+        elif c == "\\" and quote != "'":
+            escaped = True
+        elif quote and c == quote:
+            quote = ""
+        elif not quote and c in "'\"":
+            quote = c
+        elif quote and c == "{":
+            quoted_at[i] = quote
+    for match in PLACEHOLDER.finditer(template):
+        if match.start() in quoted_at:
+            raise AppError(
+                f"app {name}: placeholder {match.group(0)} is inside {quoted_at[match.start()]} quotes "
+                "in the command template; remove those quotes (every value is shell-quoted already)"
+            )
 
 
 def render_command(template: str, params: dict[str, Any]) -> str:
@@ -147,8 +185,13 @@ def load_app_classes(apps_dir: Path) -> dict[str, tuple[type[ApplicationDefiniti
 
 
 def import_app_module(path: Path):
-    """Import an app file under a name unique to its location (two sites never clash)."""
-    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
+    """Import an app file under a name unique to its location and content (two sites never
+    clash, and an edited file is imported afresh)."""
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        raise AppError(f"{path}: cannot be read: {exc.strerror}") from None
+    digest = hashlib.sha1(str(path.resolve()).encode() + b"\0" + content).hexdigest()[:16]
     modname = f"balsamd_apps_{digest}_{path.stem}"
     if modname in sys.modules:
         return sys.modules[modname]
@@ -167,12 +210,15 @@ def import_app_module(path: Path):
 
 def command_app_source(name: str, template: str, description: str = "") -> str:
     """Python source of a simple command app, as ``balsamd app create`` writes it."""
-    if not NAME.match(name) or keyword.iskeyword(name):
+    if keyword.iskeyword(name):
+        raise AppError(f"app name {name!r} is a Python keyword; pick another name, e.g. {name}_app")
+    if not NAME.match(name):
         raise AppError(
             f"app name {name!r} is not usable: use letters, digits and _, not starting with a digit"
         )
     if not template.strip():
         raise AppError("the command template is empty; give the command to run, e.g. 'echo {{ msg }}'")
+    _check_template(name, template)
     doc = description or f"Runs: {template}"
     return (
         "from balsamd.apps import ApplicationDefinition\n\n\n"

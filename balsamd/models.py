@@ -137,6 +137,7 @@ class App(msgspec.Struct, kw_only=True):
     parameters: dict[str, AppParameter] = {}
     environment: dict[str, str] = {}
     cleanup_files: list[str] = []
+    shell_preamble: str = ""
     description: str = ""
     # which lifecycle hooks the class overrides; default hooks are applied inline by the store
     hooks: list[str] = []

@@ -39,6 +39,10 @@ class BalsamdGroup(click.Group):
             ) from None
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
             raise
+        except BrokenPipeError:
+            # the reader (e.g. `| head`) went away: not an error of ours
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(ExitCode.OK)
         except Exception as exc:
             if os.environ.get("BALSAMD_DEBUG"):
                 raise
@@ -97,9 +101,10 @@ def main() -> None:
 
 from balsamd.cli import apps as _apps  # noqa: E402
 from balsamd.cli import jobs as _jobs  # noqa: E402
+from balsamd.cli import launcher as _launcher  # noqa: E402
 from balsamd.cli import site as _site  # noqa: E402
 
-for _module in (_site, _apps, _jobs):
+for _module in (_site, _apps, _jobs, _launcher):
     _module.register(cli)
 
 __all__ = ["cli", "ensure_site", "main"]

@@ -1,0 +1,60 @@
+"""``balsamd launcher``: the pilot that runs jobs inside an allocation."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from balsamd.cli.common import ExitCode, ensure_site, parse_pairs
+from balsamd.launch.main import run_launcher
+from balsamd.models import JobMode
+
+
+@click.command("launcher")
+@click.option(
+    "--job-mode",
+    type=click.Choice([m.value for m in JobMode]),
+    required=True,
+    help="mpi: one MPI launch per job; serial: many single-rank runs packed on nodes.",
+)
+@click.option("--wall-time-min", type=float, help="Minutes this launcher may run (default: no limit).")
+@click.option("--idle-ttl", type=float, help="Exit after this many seconds with nothing to run.")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Only run jobs with this tag.")
+@click.option("--nodes", help="Comma-separated hosts to use instead of the allocation's.")
+@click.option("--batch-job", "batch_job_id", hidden=True, help="Batch job this launcher runs in.")
+@click.pass_context
+def launcher_cmd(ctx: click.Context, job_mode: str, wall_time_min: float | None, idle_ttl: float | None,
+                 tags: tuple[str, ...], nodes: str | None, batch_job_id: str | None) -> None:  # fmt: skip
+    """Claim and run jobs until the wall time ends or nothing is left for --idle-ttl."""
+    if wall_time_min is not None and wall_time_min <= 0:
+        raise click.BadParameter("must be positive", param_hint="--wall-time-min")
+    if idle_ttl is not None and idle_ttl < 0:
+        raise click.BadParameter("must not be negative", param_hint="--idle-ttl")
+    site = ensure_site(ctx)
+    node_list = [n for n in nodes.split(",")] if nodes is not None else None
+    try:
+        summary = run_launcher(
+            site,
+            JobMode(job_mode),
+            wall_time_min,
+            idle_ttl,
+            parse_pairs(tags, "--tag"),
+            node_list,
+            batch_job_id,
+        )
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    rate = summary.started / summary.elapsed if summary.elapsed else 0.0
+    click.echo(
+        f"launcher finished ({summary.exit_reason}): {summary.started} started, {summary.done} done, "
+        f"{summary.errors} errors, {summary.timeouts} timed out, {summary.killed} killed "
+        f"in {summary.elapsed:.1f} s ({rate:.0f} jobs/s)",
+        err=True,
+    )
+    if summary.exit_reason.startswith("session lost"):
+        sys.exit(ExitCode.ERROR)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(launcher_cmd)

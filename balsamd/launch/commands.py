@@ -1,0 +1,88 @@
+"""What a run executes: argv and environment for a job, decided without starting anything."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from balsamd.apps import render_command
+from balsamd.config import LauncherSettings
+from balsamd.launch.mpi import build_mpi_command
+from balsamd.launch.resources import Placement, gpu_environment
+from balsamd.models import App, AppKind, Job
+
+# Text with any of these needs a shell; anything else is split and executed directly,
+# which saves a process per run for the common simple command.
+_SHELL_SYNTAX = re.compile(r"[|&;<>()$`*?\[\]#~=%{}!\n\\]")
+OUTPUT_FILE = "job.out"
+PY_TASK_FILE = ".balsamd-task"  # a multi-rank Python app's job, for balsamd.launch.pyrun
+PY_RESULT_FILE = ".balsamd-result"
+
+
+def job_environment(
+    job: Job, app: App, placement: Placement, site_path: str, gpu_env: list[str]
+) -> dict[str, str]:
+    """Variables a run gets on top of the launcher's environment."""
+    env = dict(app.environment)
+    env.update(
+        BALSAMD_JOB_ID=job.id,
+        BALSAMD_APP=job.app,
+        BALSAMD_SITE=site_path,
+        BALSAMD_WORKDIR=job.workdir,
+        OMP_NUM_THREADS=str(job.threads_per_rank),
+    )
+    host = placement.hosts[0]
+    env.update(gpu_environment(placement.gpu_ids.get(host, []), gpu_env))
+    if app.kind == AppKind.PYTHON:
+        # ranks started by an MPI launcher must import balsamd the way this process did
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_package_root(), os.environ.get("PYTHONPATH")]))
+    return env
+
+
+def _package_root() -> str:
+    import balsamd
+
+    return str(Path(balsamd.__file__).resolve().parent.parent)
+
+
+def app_argv(app: App, job: Job) -> list[str]:
+    """The command of one rank: the rendered template, or the Python-app entry point."""
+    if app.kind == AppKind.PYTHON:
+        return [sys.executable, "-m", "balsamd.launch.pyrun", PY_TASK_FILE, PY_RESULT_FILE]
+    rendered = render_command(app.command_template, job.parameters)
+    if _SHELL_SYNTAX.search(rendered):
+        return ["/bin/sh", "-c", rendered]
+    return shlex.split(rendered)
+
+
+def run_argv(
+    app: App,
+    job: Job,
+    placement: Placement,
+    settings: LauncherSettings,
+    use_mpi: bool,
+    job_env: Mapping[str, str],
+) -> list[str]:
+    """Full argv of a run: the app command, wrapped in an MPI launch when asked, after the
+    app's shell preamble when it has one."""
+    argv = app_argv(app, job)
+    if use_mpi:
+        argv = build_mpi_command(
+            settings.mpi,
+            app_argv=argv,
+            hosts=placement.hosts,
+            ranks_per_node=job.ranks_per_node,
+            threads_per_rank=job.threads_per_rank,
+            threads_per_core=job.threads_per_core,
+            gpus_per_rank=job.gpus_per_rank,
+            env=job_env,
+            launch_params=job.launch_params,
+            executable=settings.mpiexec,
+        )
+    if app.shell_preamble.strip():
+        argv = ["/bin/sh", "-c", f"{app.shell_preamble}\nexec {shlex.join(argv)}"]
+    return argv

@@ -1,0 +1,51 @@
+"""Wiring a launcher for a site: the one place where its collaborators are built."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from balsamd.api import Site
+from balsamd.launch.launcher import Launcher, Summary
+from balsamd.launch.nodes import resolve_nodes
+from balsamd.launch.resources import NodeManager
+from balsamd.launch.runner import Runner
+from balsamd.launch.source import StoreSource
+from balsamd.models import JobMode
+
+
+def setup_logging(log_dir: Path, name: str) -> Path:
+    path = log_dir / f"{name}.log"
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("balsamd")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    return path
+
+
+def run_launcher(
+    site: Site,
+    job_mode: JobMode,
+    wall_time_min: float | None = None,
+    idle_ttl: float | None = None,
+    filter_tags: dict[str, str] | None = None,
+    nodes: list[str] | None = None,
+    batch_job_id: str | None = None,
+) -> Summary:
+    hosts = resolve_nodes(nodes, os.environ)
+    shape = site.settings.nodes
+    manager = NodeManager(hosts, shape.cpus_per_node, shape.gpus_per_node)
+    apps = site.apps.sync()
+    runner = Runner(site.path, apps, site.settings.launcher, use_mpi=job_mode == JobMode.MPI)
+    source = StoreSource(
+        site.store, site.settings.launcher.session_expiry_sec,
+        label=f"{job_mode} launcher on {','.join(hosts[:4])}", batch_job_id=batch_job_id,
+    )  # fmt: skip
+    setup_logging(site.layout.log, f"launcher-{source.session_id}")
+    launcher = Launcher(
+        source, manager, runner, site.settings.launcher, job_mode,
+        wall_time_min=wall_time_min, idle_ttl=idle_ttl, filter_tags=filter_tags,
+    )  # fmt: skip
+    return launcher.run()

@@ -1,0 +1,59 @@
+"""Pure decisions of the launcher: what to claim, and how a finished run is reported."""
+
+from __future__ import annotations
+
+from balsamd.config import LauncherSettings
+from balsamd.launch.resources import FreeCapacity
+from balsamd.models import ClaimLimits, JobMode, StateUpdate
+from balsamd.states import JobState
+
+
+def claim_limits(
+    mode: JobMode,
+    free: FreeCapacity,
+    backlog: int,
+    remaining_min: float | None,
+    settings: LauncherSettings,
+    filter_tags: dict[str, str],
+) -> ClaimLimits | None:
+    """What to ask the job source for now, or None when claiming would not help.
+
+    serial mode prefetches a batch of single-rank jobs for all its nodes and refills when the
+    backlog runs low; mpi mode claims only what fits the free nodes now, so that jobs it
+    cannot start stay available to other launchers.
+    """
+    if remaining_min is not None and remaining_min <= settings.stop_claiming_min:
+        return None
+    max_wall = None if remaining_min is None else remaining_min
+    if mode == JobMode.SERIAL:
+        want = settings.claim_batch - backlog
+        if backlog and want < settings.claim_batch // 2:
+            return None
+        return ClaimLimits(
+            max_jobs=want, serial_only=True, max_wall_time_min=max_wall, filter_tags=filter_tags
+        )
+    if backlog or free.aggregate_free < 1e-9:
+        return None
+    return ClaimLimits(
+        max_jobs=settings.claim_batch,
+        max_nodes_per_job=max(1, free.idle_nodes),
+        max_aggregate_nodes=free.aggregate_free,
+        max_wall_time_min=max_wall,
+        filter_tags=filter_tags,
+    )
+
+
+def finished_update(
+    job_id: str, return_code: int | None, reason: str, result: bytes | None, timed_out: bool, ts: float
+) -> StateUpdate:
+    """RUN_DONE for exit 0, RUN_TIMEOUT for a run the launcher stopped for time, else RUN_ERROR."""
+    if timed_out:
+        state, reason = JobState.RUN_TIMEOUT, reason or "stopped: the launcher's wall time ran out"
+    elif return_code == 0:
+        state, reason = JobState.RUN_DONE, ""
+    else:
+        state = JobState.RUN_ERROR
+        reason = f"exit code {return_code}\n{reason}" if return_code is not None else reason
+    return StateUpdate(
+        job_id=job_id, state=state, ts=ts, return_code=return_code, reason=reason, result=result
+    )

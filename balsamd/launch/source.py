@@ -1,0 +1,57 @@
+"""Where a launcher gets jobs and sends state reports: an interface and the store behind it.
+
+The launcher only sees :class:`JobSource`.  On the daemon's host it is the store itself; on
+other hosts it will be the daemon's RPC.  Either way a source holds one session.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from balsamd.models import ClaimLimits, Job, StateUpdate
+from balsamd.store.store import SiteStore, UpdateOutcome
+
+
+class JobSource(Protocol):
+    session_id: str
+
+    def heartbeat(self, running: list[str]) -> list[str]:
+        """Renew the session; returns the running job ids the launcher must stop."""
+
+    def claim(self, limits: ClaimLimits) -> list[Job]: ...
+
+    def report(self, updates: list[StateUpdate]) -> UpdateOutcome: ...
+
+    def release(self, job_ids: list[str]) -> None:
+        """Hand back claimed jobs that were not started."""
+
+    def close(self) -> None: ...
+
+
+class StoreSource:
+    """A session on the site store, opened on construction."""
+
+    def __init__(
+        self, store: SiteStore, expiry_sec: float, label: str = "launcher", batch_job_id: str | None = None
+    ) -> None:
+        self.store = store
+        self.expiry_sec = expiry_sec
+        self.session_id = store.open_session(label=label, batch_job_id=batch_job_id).id
+
+    def heartbeat(self, running: list[str]) -> list[str]:
+        # Without a daemon nobody else recovers the jobs of dead launchers: every launcher on
+        # the store does it (the store makes it happen exactly once).
+        self.store.expire_sessions(self.expiry_sec)
+        return self.store.heartbeat(self.session_id, running)
+
+    def claim(self, limits: ClaimLimits) -> list[Job]:
+        return self.store.claim(self.session_id, limits)
+
+    def report(self, updates: list[StateUpdate]) -> UpdateOutcome:
+        return self.store.update_states(self.session_id, updates)
+
+    def release(self, job_ids: list[str]) -> None:
+        self.store.release(self.session_id, job_ids)
+
+    def close(self) -> None:
+        self.store.close_session(self.session_id)
