@@ -100,11 +100,12 @@ def main() -> None:
 
 
 from balsamd.cli import apps as _apps  # noqa: E402
+from balsamd.cli import demo as _demo  # noqa: E402
 from balsamd.cli import jobs as _jobs  # noqa: E402
 from balsamd.cli import launcher as _launcher  # noqa: E402
 from balsamd.cli import site as _site  # noqa: E402
 
-for _module in (_site, _apps, _jobs, _launcher):
+for _module in (_site, _apps, _jobs, _launcher, _demo):
     _module.register(cli)
 
 __all__ = ["cli", "ensure_site", "main"]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from balsamd.api import Site
@@ -15,14 +17,19 @@ from balsamd.launch.source import StoreSource
 from balsamd.models import JobMode
 
 
-def setup_logging(log_dir: Path, name: str) -> Path:
-    path = log_dir / f"{name}.log"
+@contextlib.contextmanager
+def log_to(path: Path) -> Iterator[None]:
+    """Send balsamd's log records to ``path`` for the duration of the block."""
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("balsamd")
     root.addHandler(handler)
     root.setLevel(logging.INFO)
-    return path
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
 
 
 def run_launcher(
@@ -43,9 +50,9 @@ def run_launcher(
         site.store, site.settings.launcher.session_expiry_sec,
         label=f"{job_mode} launcher on {','.join(hosts[:4])}", batch_job_id=batch_job_id,
     )  # fmt: skip
-    setup_logging(site.layout.log, f"launcher-{source.session_id}")
     launcher = Launcher(
         source, manager, runner, site.settings.launcher, job_mode,
         wall_time_min=wall_time_min, idle_ttl=idle_ttl, filter_tags=filter_tags,
     )  # fmt: skip
-    return launcher.run()
+    with log_to(site.layout.log / f"launcher-{source.session_id}.log"):
+        return launcher.run()
