@@ -9,6 +9,7 @@ about 2**-80 per millisecond.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -35,7 +36,8 @@ def new_id(now: float | None = None) -> str:
 def new_ids(count: int, now: float | None = None) -> list[str]:
     """``count`` fresh ids, increasing, from one lock acquisition (bulk creation is hot)."""
     global _last_ms, _last_rand
-    ms = int((time.time() if now is None else now) * 1000)
+    # round to the microsecond before flooring: ms / 1000 * 1000 may come out just below ms
+    ms = time.time_ns() // 1_000_000 if now is None else math.floor(round(now * 1000, 3))
     with _lock:
         if ms <= _last_ms:
             ms, rand = _last_ms, _last_rand

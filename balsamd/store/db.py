@@ -113,7 +113,11 @@ class Database:
         self.conn.execute("PRAGMA synchronous = NORMAL")
         self.conn.execute("PRAGMA foreign_keys = OFF")
         self._lock = threading.RLock()
-        migrate(self.conn)
+        try:
+            migrate(self.conn)
+        except BaseException:
+            self.conn.close()
+            raise
 
     @contextlib.contextmanager
     def write(self) -> Iterator[apsw.Connection]:

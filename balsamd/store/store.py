@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from balsamd.store.db import (
     session_from_row,
 )
 from balsamd.store.queries import JobFilter
-from balsamd.store.transitions import Move, apply_moves, load_states
+from balsamd.store.transitions import Move, apply_moves, direct_children, load_states
 
 S = JobState
 
@@ -137,6 +138,9 @@ class SiteStore:
             rows, tags, links, moves = [], [], [], []
             for job in jobs:
                 job.state, job.created_at, job.updated_at = S.CREATED, now, now
+                # execution belongs to the site: a new job has not been claimed or run
+                job.session_id = job.batch_job_id = job.return_code = job.result = None
+                job.attempts, job.state_reason, job.version = 0, "", 0
                 rows.append(job_to_row(job, seq))
                 tags.extend((k, v, job.id) for k, v in job.tags.items())
                 links.extend((p, job.id) for p in job.parent_ids)
@@ -178,6 +182,8 @@ class SiteStore:
     def resolve_id(self, text: str) -> str:
         """A full id from an id or a unique prefix of one (ids are long to type)."""
         prefix = text.strip().upper()
+        if not prefix:
+            raise JobNotFound("an empty job id names no job; give an id or a prefix of one")
         with self.db.read() as conn:
             rows = conn.execute(
                 "SELECT id FROM jobs WHERE id >= ? AND id < ? ORDER BY id LIMIT 2",
@@ -248,21 +254,11 @@ class SiteStore:
                     raise IllegalTransition(i, current[i][0], S.RESTART_READY)
             hooks = self._app_hooks(conn)
             seq = self.db.next_seq(conn)
-            moves = []
-            pending = list(job_ids)
-            seen = set(job_ids)
+            requested = set(job_ids)
+            # the requested jobs and every descendant that failed only because of them
+            chosen = dict.fromkeys(job_ids)
+            pending = list(chosen)
             while pending:
-                for job_id in pending:
-                    state, app, _ = current[job_id]
-                    parents = [
-                        S(s) for (s,) in conn.execute(
-                            "SELECT j.state FROM job_parents jp JOIN jobs j ON j.id = jp.parent_id "
-                            "WHERE jp.child_id = ?", (job_id,))
-                    ]  # fmt: skip
-                    target = lifecycle.retry_target(parents)
-                    if job_id not in job_ids:
-                        target = S.AWAITING_PARENTS
-                    moves.append(Move(job_id, state, app, target, "retried by user"))
                 children = [
                     (c, S(s), a, r) for c, s, a, r in conn.execute(
                         "SELECT j.id, j.state, j.app, j.state_reason FROM job_parents jp "
@@ -272,11 +268,53 @@ class SiteStore:
                 ]  # fmt: skip
                 pending = []
                 for child, state, app, reason in children:
-                    if state == S.FAILED and reason.startswith(lifecycle.PARENT_FAILED) and child not in seen:
-                        seen.add(child)
+                    if (
+                        state == S.FAILED
+                        and reason.startswith(lifecycle.PARENT_FAILED)
+                        and child not in chosen
+                    ):
+                        chosen[child] = None
                         current[child] = (state, app, None)
                         pending.append(child)
-            # parents first: their new states decide nothing for children already moved
+            parents: dict[str, list[tuple[str, JobState]]] = defaultdict(list)
+            for child, parent, state in conn.execute(
+                "SELECT jp.child_id, j.id, j.state FROM job_parents jp JOIN jobs j ON j.id = jp.parent_id "
+                "WHERE jp.child_id IN (SELECT value FROM json_each(?))",
+                (msgspec.json.encode(list(chosen)).decode(),),
+            ):
+                parents[child].append((parent, S(state)))
+            # a job cannot come back while a parent outside the retry stays failed or killed:
+            # a requested one is refused, a descendant stays failed naming that parent
+            changed = True
+            while changed:
+                changed = False
+                for job_id in list(chosen):
+                    blocker = next(
+                        ((p, s) for p, s in parents[job_id] if s in (S.FAILED, S.KILLED) and p not in chosen),
+                        None,
+                    )
+                    if blocker is None:
+                        continue
+                    parent, state = blocker
+                    if job_id in requested:
+                        advice = "it can never run" if state == S.KILLED else "retry the parent instead"
+                        raise StoreError(f"job {job_id}: parent {parent} is {state}; {advice}")
+                    del chosen[job_id]
+                    changed = True
+                    conn.execute(
+                        "UPDATE jobs SET state_reason = ?, updated_at = ?, seq = ?, version = version + 1 "
+                        "WHERE id = ?",
+                        (lifecycle.parent_failure_reason(parent, state), now, seq, job_id),
+                    )
+            moves = []
+            for job_id in chosen:
+                state, app, _ = current[job_id]
+                target = (
+                    lifecycle.retry_target(s for _, s in parents[job_id])
+                    if job_id in requested
+                    else S.AWAITING_PARENTS
+                )
+                moves.append(Move(job_id, state, app, target, "retried by user"))
             return apply_moves(conn, moves, hooks, now, seq)
 
     def delete(self, job_ids: list[str]) -> RemoveOutcome:
@@ -285,8 +323,7 @@ class SiteStore:
         out = RemoveOutcome()
         with self.db.write() as conn:
             current = load_states(conn, job_ids)
-            wanted = set(job_ids)
-            doomed = []
+            candidates: dict[str, None] = {}
             for job_id in job_ids:
                 if job_id not in current:
                     out.refused[job_id] = "no such job"
@@ -298,24 +335,34 @@ class SiteStore:
                         f"kill it first with `balsamd job kill {job_id}`"
                     )
                     continue
-                dependents = [
-                    c for (c, s) in conn.execute(
-                        "SELECT j.id, j.state FROM job_parents jp JOIN jobs j ON j.id = jp.child_id "
-                        "WHERE jp.parent_id = ?", (job_id,))
-                    if c not in wanted and not lifecycle.is_final(S(s))
-                ]  # fmt: skip
-                if dependents:
-                    out.refused[job_id] = (
-                        f"{len(dependents)} unfinished child job(s) depend on it "
-                        f"(e.g. {dependents[0]}); remove or kill them too"
-                    )
+                candidates[job_id] = None
+            living: dict[str, list[str]] = defaultdict(list)
+            parents_of: dict[str, list[str]] = defaultdict(list)
+            for parent, child, state, _app in direct_children(conn, list(candidates)):
+                parents_of[child].append(parent)
+                if not lifecycle.is_final(state):
+                    living[parent].append(child)
+            # a job stays while a living child stays; a refusal can keep the job's own
+            # parents (when they are in the request too), so follow refusals upwards
+            check = list(candidates)
+            while check:
+                job_id = check.pop()
+                dependents = [c for c in living[job_id] if c not in candidates]
+                if job_id not in candidates or not dependents:
                     continue
-                doomed.append(job_id)
+                del candidates[job_id]
+                out.refused[job_id] = (
+                    f"{len(dependents)} unfinished child job(s) depend on it "
+                    f"(e.g. {dependents[0]}); remove or kill them too"
+                )
+                check.extend(parents_of[job_id])
+            doomed = list(candidates)
             doomed_json = msgspec.json.encode(doomed).decode()
             for table, col in (
                 ("events", "job_id"),
                 ("job_tags", "job_id"),
                 ("job_parents", "child_id"),
+                ("job_parents", "parent_id"),
                 ("jobs", "id"),
             ):
                 conn.execute(
@@ -437,6 +484,7 @@ class SiteStore:
         out = UpdateOutcome()
         with self.db.write() as conn:
             current = load_states(conn, list({u.job_id: None for u in updates}))
+            hooks = self._app_hooks(conn)
             moves = []
             for u in updates:
                 if u.job_id not in current:
@@ -447,7 +495,11 @@ class SiteStore:
                     if self._recorded(conn, u):
                         out.duplicate.append(u.job_id)
                     else:
-                        out.rejected[u.job_id] = f"job is {state} and not held by session {session_id}"
+                        out.rejected[u.job_id] = (
+                            f"job is already {state}"
+                            if bound == session_id
+                            else f"job is {state} and not held by session {session_id}"
+                        )
                     continue
                 if not is_allowed(state, u.state):
                     out.rejected[u.job_id] = str(IllegalTransition(u.job_id, state, u.state))
@@ -458,9 +510,10 @@ class SiteStore:
                     if u.result is not None:
                         columns["result"] = u.result
                 moves.append(Move(u.job_id, state, app, u.state, u.reason, columns, u.ts))
-                current[u.job_id] = (u.state, app, bound if u.state == S.RUNNING else None)
+                settled = [u.state, *lifecycle.settle(u.state, hooks.get(app, ()))][-1]
+                current[u.job_id] = (settled, app, bound if settled == S.RUNNING else None)
             if moves:
-                apply_moves(conn, moves, self._app_hooks(conn), now, self.db.next_seq(conn))
+                apply_moves(conn, moves, hooks, now, self.db.next_seq(conn))
             out.applied = [m.job_id for m in moves]
         return out
 

@@ -70,7 +70,8 @@ def apply_moves(
     for m in moves:
         src = state_of.get(m.job_id, m.src)
         check_transition(m.job_id, src, m.dst)
-        state_of[m.job_id] = m.dst
+        # the next move starts where this one settles, not where it was sent
+        state_of[m.job_id] = ([m.dst, *lifecycle.settle(m.dst, hooks.get(m.app, ()))])[-1]
     finals: dict[str, JobState] = {}
     columns: dict[str, dict[str, Any]] = defaultdict(dict)
     starts: dict[str, int] = defaultdict(int)
@@ -117,7 +118,7 @@ def apply_moves(
     return finals
 
 
-def _children(conn: apsw.Connection, parent_ids: list[str]) -> list[tuple[str, str, JobState, str]]:
+def direct_children(conn: apsw.Connection, parent_ids: list[str]) -> list[tuple[str, str, JobState, str]]:
     """(parent, child, child state, child app) for the direct children of the parents."""
     out = []
     for chunk in _in_chunks(parent_ids):
@@ -138,7 +139,7 @@ def _release_children(
 ) -> dict[str, JobState]:
     moves = []
     seen = set()
-    for _parent, child, state, app in _children(conn, parents):
+    for _parent, child, state, app in direct_children(conn, parents):
         if state != S.AWAITING_PARENTS or child in seen:
             continue
         seen.add(child)
@@ -162,7 +163,7 @@ def _fail_children(
     parent_state = dict(parents)
     moves = []
     seen = set()
-    for parent, child, state, app in _children(conn, list(parent_state)):
+    for parent, child, state, app in direct_children(conn, list(parent_state)):
         if child in seen or lifecycle.is_final(state):
             continue
         seen.add(child)
