@@ -110,12 +110,12 @@ class JobManager:
         """Validate every spec first; create all of them in one transaction, or none."""
         specs = list(specs)
         apps = self._site.apps.sync()
-        nodes = self._site.settings.nodes
+        settings = self._site.settings
         new_ids = ids.new_ids(len(specs))
         jobs = []
         for index, (spec, job_id) in enumerate(zip(specs, new_ids, strict=True)):
             where = f"job {index}" if len(specs) > 1 else "job"
-            jobs.append(_build_job(job_id, spec, apps, nodes, where))
+            jobs.append(_build_job(job_id, spec, apps, settings, where))
         created = self._site.store.create_jobs(jobs)
         return [JobHandle(self._site, j) for j in created]
 
@@ -141,7 +141,9 @@ class JobManager:
         return self._site.store.delete(self._ids(job_ids))
 
     def _ids(self, items: Iterable[str | JobHandle]) -> list[str]:
-        return [i.id if isinstance(i, JobHandle) else self._site.store.resolve_id(i) for i in items]
+        """Full ids of jobs or id prefixes, each once, in the order given."""
+        found = (i.id if isinstance(i, JobHandle) else self._site.store.resolve_id(i) for i in items)
+        return list(dict.fromkeys(found))
 
     def __iter__(self) -> Iterator[JobHandle]:
         return iter(self.filter())
@@ -166,7 +168,9 @@ def _filter(criteria: dict[str, Any]) -> JobFilter:
         raise ValueError(f"bad job filter: {exc}") from None
 
 
-def _build_job(job_id: str, spec: dict[str, Any], apps: dict[str, App], nodes, where: str) -> Job:
+def _build_job(
+    job_id: str, spec: dict[str, Any], apps: dict[str, App], settings: Settings, where: str
+) -> Job:
     unknown = set(spec) - _CREATE_FIELDS
     if unknown:
         raise JobSpecError(where, [f"unknown field(s) {sorted(unknown)}; known: {sorted(_CREATE_FIELDS)}"])
@@ -187,7 +191,7 @@ def _build_job(job_id: str, spec: dict[str, Any], apps: dict[str, App], nodes, w
         job = msgspec.convert({**fields, "id": job_id, "workdir": workdir, "parameters": params}, Job)
     except msgspec.ValidationError as exc:
         raise JobSpecError(where, [*problems, f"bad value: {exc}"]) from None
-    problems += resource_problems(job, nodes)
+    problems += resource_problems(job, settings.nodes, settings.scheduler.max_wall_time_min)
     if problems:
         raise JobSpecError(where, problems)
     return job

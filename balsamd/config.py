@@ -6,9 +6,11 @@ names the file, the line and the key, and says what is expected there.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
+import typing
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -51,7 +53,7 @@ class LauncherSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     claim_batch: Positive = 512
     timeout_grace_sec: Annotated[float, msgspec.Meta(ge=0)] = 30.0
     stop_claiming_min: Annotated[float, msgspec.Meta(ge=0)] = 1.0
-    python_workers_per_node: NonNegative = 0  # 0: one per CPU of the node
+    node_workers: Literal["auto", "all", "none"] = "auto"
 
 
 class SyncSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -79,14 +81,29 @@ def load_settings(path: Path) -> Settings:
             f"{path}: settings file not found; is this a site directory? "
             f"Create one with `balsamd site init DIR`."
         ) from None
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot read the settings file: {exc.strerror}") from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise SettingsError(f"{path}: not valid TOML: {exc}") from None
+        raise SettingsError(_describe_toml_error(path, text, str(exc))) from None
     try:
         return msgspec.convert(raw, Settings)
     except msgspec.ValidationError as exc:
         raise SettingsError(_describe(path, text, str(exc))) from None
+
+
+def _describe_toml_error(path: Path, text: str, message: str) -> str:
+    """``Invalid value (at line 3, column 9)`` into ``file:3: key nodes.x: not valid TOML: ...``."""
+    where = re.search(r" \(at line (\d+), column (\d+)\)$", message)
+    if where:
+        line, detail = int(where.group(1)), f"{message[: where.start()]} (column {where.group(2)})"
+    else:
+        line = len(text.rstrip().splitlines()) or 1
+        detail = message
+    keys = dict(_key_lines(text)).get(line)
+    key = f" key {'.'.join(keys)}:" if keys else ""
+    return f"{path}:{line}:{key} not valid TOML: {detail}"
 
 
 def _describe(path: Path, text: str, message: str) -> str:
@@ -98,37 +115,79 @@ def _describe(path: Path, text: str, message: str) -> str:
     unknown = re.match(r"Object contains unknown field `([^`]+)`", detail)
     if unknown:
         keys = [*keys, unknown.group(1)]
-        detail = f"unknown key (known keys: {', '.join(_known_keys(keys[:-1]))})"
+        known = _known_keys(keys[:-1])
+        close = difflib.get_close_matches(keys[-1], known, n=1)
+        guess = f"did you mean {close[0]}? " if close else ""
+        detail = f"unknown key ({guess}known keys: {', '.join(known)})"
+    elif detail.startswith("Invalid enum value"):
+        allowed = _allowed_values(keys)
+        if allowed:
+            detail = f"{detail}; use one of {', '.join(repr(v) for v in allowed)}"
     line = _find_line(text, keys)
     dotted = ".".join(keys) or "(top level)"
     at = f"{path}:{line}" if line else str(path)
     return f"{at}: key {dotted}: {detail}"
 
 
-def _known_keys(section: list[str]) -> list[str]:
-    struct: type = Settings
-    for key in section:
+def _field_type(keys: list[str]) -> object:
+    struct: object = Settings
+    for key in keys:
+        if not (isinstance(struct, type) and issubclass(struct, msgspec.Struct)):
+            return None
+        if key not in struct.__struct_fields__:
+            return None
         struct = msgspec.structs.fields(struct)[struct.__struct_fields__.index(key)].type
-    return list(struct.__struct_fields__)
+    return struct
+
+
+def _known_keys(section: list[str]) -> list[str]:
+    struct = _field_type(section)
+    return list(struct.__struct_fields__) if isinstance(struct, type) else []
+
+
+def _allowed_values(keys: list[str]) -> tuple[object, ...]:
+    kind = _field_type(keys)
+    return typing.get_args(kind) if typing.get_origin(kind) is Literal else ()
+
+
+_KEY_PART = r"""(?:[A-Za-z0-9_\-]+|"[^"]*"|'[^']*')"""
+_DOTTED = rf"{_KEY_PART}(?:\s*\.\s*{_KEY_PART})*"
+_HEADER = re.compile(rf"^\[\[?\s*({_DOTTED})\s*\]\]?")
+_ASSIGN = re.compile(rf"^({_DOTTED})\s*=")
+
+
+def _split_key(dotted: str) -> list[str]:
+    return [part.strip("\"'") for part in re.findall(_KEY_PART, dotted)]
+
+
+def _key_lines(text: str) -> list[tuple[int, list[str]]]:
+    """(line number, full dotted key) for every table header and key assignment."""
+    out = []
+    table: list[str] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        header = _HEADER.match(line)
+        if header:
+            table = _split_key(header.group(1))
+            out.append((number, table))
+            continue
+        assign = _ASSIGN.match(line)
+        if assign:
+            out.append((number, [*table, *_split_key(assign.group(1))]))
+    return out
 
 
 def _find_line(text: str, keys: list[str]) -> int | None:
+    """The line defining ``keys``, else the line of its closest enclosing key (an inline table)."""
     if not keys:
         return None
-    table, leaf = keys[:-1], keys[-1]
-    current: list[str] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        header = re.match(r"^\[([^\[\]]+)\]", line)
-        if header:
-            current = [part.strip() for part in header.group(1).split(".")]
-            if current == keys:
-                return number
-            continue
-        key = re.match(r"^([A-Za-z0-9_\-\"']+)\s*=", line)
-        if key and current == table and key.group(1).strip("\"'") == leaf:
+    best, best_len = None, 0
+    for number, path in _key_lines(text):
+        if path == keys:
             return number
-    return None
+        if len(path) > best_len and keys[: len(path)] == path:
+            best, best_len = number, len(path)
+    return best
 
 
 def default_cpus() -> int:
@@ -172,7 +231,9 @@ idle_ttl_sec = 300.0         # a launcher with nothing to run for this long exit
 claim_batch = 512            # most jobs claimed in one round trip
 timeout_grace_sec = 30.0     # between SIGTERM and SIGKILL when time runs out
 stop_claiming_min = 1.0      # stop claiming this many minutes before the wall time ends
-python_workers_per_node = 0  # warm Python app workers per node; 0 = one per CPU
+# serial mode: start a worker on each node through the MPI launcher (auto: on every node that
+# is not this host; all: on this host too; none: run everything from this host)
+node_workers = "auto"
 
 [sync]
 # PostgreSQL DSN of the central database; empty = this site runs standalone.

@@ -46,7 +46,9 @@ def find_site(
         return _checked(Path(env[SITE_ENV]), f"${SITE_ENV}")
     here = (cwd or Path.cwd()).resolve()
     for candidate in (here, *here.parents):
-        if (candidate / SETTINGS_FILE).is_file() and (candidate / STORE_FILE).exists():
+        if (candidate / STORE_FILE).exists():
+            if not (candidate / SETTINGS_FILE).is_file():
+                raise SiteError(_missing_settings(candidate, "the current directory"))
             return SiteLayout(candidate)
     raise SiteError(
         f"no balsamd site found in {here} or its parents; pass --site PATH, set {SITE_ENV}, "
@@ -56,12 +58,27 @@ def find_site(
 
 def _checked(path: Path, source: str) -> SiteLayout:
     path = path.expanduser().resolve()
-    if not (path / SETTINGS_FILE).is_file():
+    if not path.is_dir():
         raise SiteError(
-            f"{path} (from {source}) is not a balsamd site: it has no {SETTINGS_FILE}; "
-            f"create one with `balsamd site init {path}`"
+            f"{path} (from {source}) does not exist or is not a directory; "
+            f"create a site there with `balsamd site init {path}`"
+        )
+    if not (path / SETTINGS_FILE).is_file():
+        if (path / STORE_FILE).exists():
+            raise SiteError(_missing_settings(path, source))
+        raise SiteError(
+            f"{path} (from {source}) is not a balsamd site: {path / SETTINGS_FILE} is missing; "
+            f"create a site with `balsamd site init DIR`"
         )
     return SiteLayout(path)
+
+
+def _missing_settings(path: Path, source: str) -> str:
+    return (
+        f"{path / SETTINGS_FILE}: settings file not found, but {path} (from {source}) has a site "
+        f"store; restore the settings file (`balsamd site init` in an empty directory writes a "
+        "fresh one to copy)"
+    )
 
 
 def init_site(path: Path, name: str | None = None, scheduler: str = "local") -> SiteLayout:
@@ -69,6 +86,9 @@ def init_site(path: Path, name: str | None = None, scheduler: str = "local") -> 
     path = path.expanduser().resolve()
     if (path / SETTINGS_FILE).exists():
         raise SiteError(f"{path} is already a balsamd site; use it with --site {path}")
+    blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise SiteError(f"{blocker} is a file, not a directory; choose another path for the site")
     if path.exists() and any(path.iterdir()):
         raise SiteError(f"{path} exists and is not empty; choose a new directory for the site")
     site_name = name or path.name

@@ -5,6 +5,7 @@ Pure functions: every problem is collected and reported at once, each saying wha
 
 from __future__ import annotations
 
+import math
 import posixpath
 from typing import Any
 
@@ -26,9 +27,15 @@ def normalize_workdir(workdir: str) -> str:
         raise ValueError("workdir is empty; give a path relative to the site's data/ directory")
     if workdir.startswith("/"):
         raise ValueError(f"workdir {workdir!r} is absolute; give a path relative to the site's data/")
+    if ".." in workdir.split("/"):
+        raise ValueError(
+            f"workdir {workdir!r} contains '..'; give a path inside the site's data/ directory without it"
+        )
+    if any(ord(c) < 32 or ord(c) == 127 for c in workdir):
+        raise ValueError(f"workdir {workdir!r} contains a control character; give a plain relative path")
     norm = posixpath.normpath(workdir)
-    if norm == ".." or norm.startswith("../"):
-        raise ValueError(f"workdir {workdir!r} leaves the site's data/ directory; remove the '..'")
+    if norm == ".":
+        raise ValueError(f"workdir {workdir!r} is data/ itself; give each job its own directory below it")
     return norm
 
 
@@ -51,17 +58,18 @@ def resolve_parameters(app: App, given: dict[str, Any]) -> tuple[dict[str, Any],
     return resolved, problems
 
 
-def resource_problems(job: Any, nodes: NodeSettings) -> list[str]:
-    """Why a job could never run on this site's nodes (empty when it fits)."""
+def resource_problems(job: Any, nodes: NodeSettings, max_wall_time_min: float | None = None) -> list[str]:
+    """Why a job could never run on this site's nodes, or within its longest batch job
+    (empty when it fits)."""
     problems = []
     positive = ("num_nodes", "ranks_per_node", "threads_per_rank", "threads_per_core", "node_packing_count")
     for field in positive:
         if getattr(job, field) < 1:
             problems.append(f"{field} must be at least 1 (got {getattr(job, field)})")
-    if job.gpus_per_rank < 0:
-        problems.append(f"gpus_per_rank must not be negative (got {job.gpus_per_rank})")
-    if job.wall_time_min < 0:
-        problems.append(f"wall_time_min must not be negative (got {job.wall_time_min})")
+    for field in ("gpus_per_rank", "wall_time_min"):
+        value = getattr(job, field)
+        if not math.isfinite(value) or value < 0:
+            problems.append(f"{field} must be a non-negative number (got {value})")
     if problems:
         return problems
     if job.num_nodes > nodes.max_nodes:
@@ -82,6 +90,12 @@ def resource_problems(job: Any, nodes: NodeSettings) -> list[str]:
             f"{job.ranks_per_node} ranks x {job.gpus_per_rank:g} GPUs needs {gpus:g} GPUs per node "
             f"but nodes have {nodes.gpus_per_node} (lower --gpus-per-rank, or set [nodes] "
             "gpus_per_node in settings.toml if the nodes have GPUs)"
+        )
+    if max_wall_time_min is not None and job.wall_time_min > max_wall_time_min:
+        problems.append(
+            f"wall_time_min={job.wall_time_min:g} is longer than the site's longest batch job "
+            f"(max_wall_time_min={max_wall_time_min:g}; lower --wall-time-min, or raise [scheduler] "
+            "max_wall_time_min in settings.toml)"
         )
     if job.num_nodes > 1 and job.node_packing_count > 1:
         problems.append("node_packing_count > 1 only applies to single-node jobs; set it to 1")

@@ -56,6 +56,9 @@ def app_ls(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         print_json(apps)
         return
+    if not apps:
+        click.echo("no apps yet; create one with `balsamd app create NAME --command TEMPLATE`")
+        return
     rows = []
     for a in apps:
         params = ", ".join(n if p.required else f"{n}={p.default!r}" for n, p in a.parameters.items())

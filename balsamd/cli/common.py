@@ -39,5 +39,7 @@ def parse_pairs(pairs: tuple[str, ...], option: str) -> dict[str, str]:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint=option)
+        if key.strip() in out:
+            raise click.BadParameter(f"{key.strip()} is given twice; give each key once", param_hint=option)
         out[key.strip()] = value
     return out

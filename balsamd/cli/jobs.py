@@ -12,10 +12,22 @@ from balsamd.cli.common import ExitCode, ensure_site, json_option, parse_pairs
 from balsamd.models import AppKind
 from balsamd.render import job_dict, print_json, table, timestamp
 from balsamd.results import describe_result
-from balsamd.states import JobState
+from balsamd.states import FINAL, RETRYABLE, IllegalTransition, JobState
 from balsamd.store.queries import JobFilter
 
-STATE = click.Choice([s.value for s in JobState], case_sensitive=False)
+
+class _StateChoice(click.Choice):
+    """A job state in any case; errors list the states as they are shown everywhere else."""
+
+    name = "state"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and value.upper() in self.choices:
+            return value.upper()
+        self.fail(f"{value!r} is not a job state; use one of {', '.join(self.choices)}", param, ctx)
+
+
+STATE = _StateChoice([s.value for s in JobState])
 
 
 @click.group("job")
@@ -36,11 +48,19 @@ def _typed(value: str) -> object:
 @click.option("--workdir", required=True, help="Working directory, relative to SITE/data/.")
 @click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="App parameter.")
 @click.option("-t", "--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Tag to filter by.")
-@click.option("--num-nodes", type=int, default=1, show_default=True)
-@click.option("--ranks-per-node", type=int, default=1, show_default=True)
-@click.option("--threads-per-rank", type=int, default=1, show_default=True)
-@click.option("--threads-per-core", type=int, default=1, show_default=True)
-@click.option("--gpus-per-rank", type=float, default=0.0, show_default=True)
+@click.option("--num-nodes", type=int, default=1, show_default=True, help="Nodes the run spans.")
+@click.option("--ranks-per-node", type=int, default=1, show_default=True, help="MPI ranks on each node.")
+@click.option("--threads-per-rank", type=int, default=1, show_default=True, help="CPU threads of each rank.")
+@click.option(
+    "--threads-per-core",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Hardware threads used per CPU core.",
+)
+@click.option(
+    "--gpus-per-rank", type=float, default=0.0, show_default=True, help="GPUs of each rank (may be 0.5)."
+)
 @click.option(
     "--node-packing-count",
     type=int,
@@ -181,10 +201,25 @@ def _events_table(events, with_job: bool) -> str:
     return table(rows, head)
 
 
+def _refusal(action: str, exc: IllegalTransition) -> str | None:
+    """What to tell a user whose retry or kill the transition table refused."""
+    if action == "retry" and exc.src not in RETRYABLE:
+        return "only FAILED, RUN_ERROR or RUN_TIMEOUT jobs can be retried"
+    if action == "kill" and exc.src in FINAL:
+        return f"a finished or killed job cannot be killed (remove it with `balsamd job rm {exc.job_id}`)"
+    return None
+
+
 def _change(ctx: click.Context, job_ids: tuple[str, ...], action: str) -> None:
     site: Site = ensure_site(ctx)
-    ids = [site.store.resolve_id(i) for i in job_ids]
-    result = getattr(site.jobs, action)(ids)
+    ids = list(dict.fromkeys(site.store.resolve_id(i) for i in job_ids))
+    try:
+        result = getattr(site.jobs, action)(ids)
+    except IllegalTransition as exc:
+        hint = _refusal(action, exc)
+        if hint is None:
+            raise
+        raise click.ClickException(f"job {exc.job_id} is {exc.src}: {hint}; no job was changed") from None
     for job_id in ids:
         click.echo(f"{job_id} {result[job_id]}")
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
+import msgspec
 
 from balsamd.cli.common import ensure_site, json_option
 from balsamd.render import print_json
@@ -40,7 +42,9 @@ def site_init(path: Path, name: str | None, scheduler: str) -> None:
 def site_info(ctx: click.Context, as_json: bool) -> None:
     """Show where the site is and its settings."""
     site = ensure_site(ctx)
-    info = {"name": site.name, "path": str(site.path), "settings": site.settings}
+    settings = msgspec.to_builtins(site.settings)
+    settings["sync"]["central"] = redact_dsn(site.settings.sync.central)
+    info = {"name": site.name, "path": str(site.path), "settings": settings}
     if as_json:
         print_json(info)
         return
@@ -51,7 +55,13 @@ def site_info(ctx: click.Context, as_json: bool) -> None:
         f"at most {s.nodes.max_nodes} per job"
     )
     click.echo(f"scheduler: {s.scheduler.kind}; MPI launch: {s.launcher.mpi}")
-    click.echo(f"central: {s.sync.central or '(standalone)'}")
+    click.echo(f"central: {redact_dsn(s.sync.central) or '(standalone)'}")
+
+
+def redact_dsn(dsn: str) -> str:
+    """A database address without its password, safe to print or paste."""
+    dsn = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", dsn)
+    return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", r"\1***", dsn)
 
 
 def register(cli: click.Group) -> None:

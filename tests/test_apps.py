@@ -1,0 +1,386 @@
+"""Apps: describing ApplicationDefinition classes, loading SITE/apps, rendering commands."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from balsamd.apps import (
+    AppError,
+    ApplicationDefinition,
+    command_app_source,
+    describe,
+    load_app_classes,
+    render_command,
+)
+from balsamd.models import AppKind, AppParameter
+from balsamd.states import JobState
+
+NASTY = [
+    "two words",
+    "it's",
+    'say "hi"',
+    "a; rm -rf /",
+    "$(touch pwned)",
+    "`touch pwned`",
+    "$HOME",
+    "back\\slash",
+    "line\nbreak",
+    "*",
+    "",
+    "-n",
+    "tab\there",
+    "ünïcødé ✓",
+]
+
+# ----- render_command: every value is exactly one shell word ----------------------------
+
+
+@pytest.mark.parametrize("value", NASTY)
+def test_rendered_value_stays_one_word_under_sh(value: str, tmp_path: Path) -> None:
+    command = render_command("printf '[%s]\\n' {{ value }} {{value}}", {"value": value})
+    out = subprocess.run(["sh", "-c", command], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert out.stdout == f"[{value}]\n[{value}]\n"
+    assert list(tmp_path.iterdir()) == []  # nothing the value said was executed
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\0")))
+def test_rendered_value_splits_back_to_itself(value: str) -> None:
+    assert shlex.split(render_command("prog --x {{ x }} end", {"x": value})) == ["prog", "--x", value, "end"]
+
+
+def test_render_command_with_non_text_values() -> None:
+    assert render_command("run {{ n }} {{ f }} {{ b }}", {"n": 5, "f": 2.5, "b": True}) == "run 5 2.5 True"
+
+
+def test_render_command_with_a_missing_parameter() -> None:
+    with pytest.raises(AppError, match=r"command template needs parameter 'y', which the job does not have"):
+        render_command("echo {{ x }} {{ y }}", {"x": 1})
+
+
+# ----- describe: command apps -----------------------------------------------------------
+
+
+class Echo(ApplicationDefinition):
+    """Echoes twice.
+
+    More words here."""
+
+    command_template = "echo {{ msg }} {{msg}} {{ count }}"
+    parameters = {"count": {"default": 1, "help": "how many"}}
+
+
+def test_command_app_parameters_come_from_placeholders_and_declarations() -> None:
+    app = describe(Echo, "echo.py")
+    assert app.name == "Echo"
+    assert app.kind == AppKind.COMMAND
+    assert app.description == "Echoes twice."
+    assert app.source == "echo.py"
+    assert app.class_name == "Echo"
+    assert app.parameters == {
+        "msg": AppParameter(required=True),
+        "count": AppParameter(required=False, default=1, help="how many"),
+    }
+    assert app.hooks == []
+
+
+def test_declared_parameter_required_flag() -> None:
+    class A(ApplicationDefinition):
+        command_template = "x {{ a }} {{ b }} {{ c }}"
+        parameters = {
+            "a": {"help": "needed"},
+            "b": {"required": False},
+            "c": {"required": True, "default": 3},
+        }
+
+    params = describe(A).parameters
+    assert params["a"] == AppParameter(required=True, help="needed")
+    assert params["b"] == AppParameter(required=False, default=None)
+    assert params["c"] == AppParameter(required=True, default=3)
+
+
+def test_name_and_description_attributes_win() -> None:
+    class A(ApplicationDefinition):
+        """Doc."""
+
+        name = "short"
+        description = "Says it."
+        command_template = "true"
+
+    app = describe(A)
+    assert (app.name, app.description, app.class_name) == ("short", "Says it.", "A")
+
+
+def test_declared_parameter_not_in_the_template() -> None:
+    class A(ApplicationDefinition):
+        command_template = "echo {{ a }}"
+        parameters = {"b": {"default": 1}}
+
+    with pytest.raises(AppError, match=r"^app A: parameters \['b'\] are not used in command_template$"):
+        describe(A)
+
+
+def test_parameter_spec_must_be_a_dict_with_known_keys() -> None:
+    class A(ApplicationDefinition):
+        command_template = "echo {{ a }}"
+        parameters = {"a": 1}
+
+    class B(ApplicationDefinition):
+        command_template = "echo {{ a }}"
+        parameters = {"a": {"defualt": 1}}
+
+    with pytest.raises(AppError, match=r"app A: parameters\['a'\] must be a dict like"):
+        describe(A)
+    with pytest.raises(AppError, match=r"app B: parameters\['a'\] has unknown keys \['defualt'\]"):
+        describe(B)
+
+
+@pytest.mark.parametrize(
+    "template", ["echo '{{ a }}'", 'echo "{{ a }}"', 'echo "x {{ a }} y"', 'sh -c "cat {{ a }}"']
+)
+def test_placeholders_inside_quotes_are_refused(template: str) -> None:
+    cls = type("Q", (ApplicationDefinition,), {"command_template": template})
+    with pytest.raises(AppError, match=r"^app Q: placeholder \{\{ a \}\} is inside . quotes"):
+        describe(cls)
+
+
+@pytest.mark.parametrize(
+    "template", ["echo '{{' {{ a }}", 'echo "it\'s" {{ a }}', 'echo \\"{{ a }}\\"', "echo 'x' {{ a }} 'y'"]
+)
+def test_placeholders_outside_quotes_are_fine(template: str) -> None:
+    cls = type("Q", (ApplicationDefinition,), {"command_template": template})
+    assert list(describe(cls).parameters) == ["a"]
+
+
+# ----- describe: Python apps ------------------------------------------------------------
+
+
+class Sim(ApplicationDefinition):
+    def run(self, x, steps=10, *args, scale: float = 1.5, label, **kwargs):
+        return x
+
+
+def test_python_app_parameters_come_from_run() -> None:
+    app = describe(Sim)
+    assert app.kind == AppKind.PYTHON
+    assert app.command_template == ""
+    assert app.parameters == {
+        "x": AppParameter(required=True),
+        "steps": AppParameter(required=False, default=10),
+        "scale": AppParameter(required=False, default=1.5),
+        "label": AppParameter(required=True),
+    }
+
+
+def test_python_app_declared_parameters_add_help_and_defaults() -> None:
+    class P(ApplicationDefinition):
+        parameters = {"x": {"default": 0, "help": "start"}}
+
+        def run(self, x, y=2):
+            return x + y
+
+    assert describe(P).parameters == {
+        "x": AppParameter(required=False, default=0, help="start"),
+        "y": AppParameter(required=False, default=2),
+    }
+
+
+def test_python_app_declared_parameter_must_be_an_argument_of_run() -> None:
+    class P(ApplicationDefinition):
+        parameters = {"z": {"default": 0}}
+
+        def run(self, x):
+            return x
+
+    class K(ApplicationDefinition):
+        parameters = {"z": {"default": 0}}
+
+        def run(self, x, **extra):
+            return x
+
+    with pytest.raises(AppError, match=r"^app P: parameters \['z'\] are not arguments of run\(\); add them"):
+        describe(P)
+    assert set(describe(K).parameters) == {"x", "z"}
+
+
+def test_hooks_that_are_overridden_are_detected() -> None:
+    class Base(ApplicationDefinition):
+        command_template = "true"
+
+        def preprocess(self):
+            self.job.state = JobState.PREPROCESSED
+
+    class Child(Base):
+        def handle_error(self):
+            self.job.state = JobState.RESTART_READY
+
+    assert describe(Base).hooks == ["preprocess"]
+    assert describe(Child).hooks == ["preprocess", "handle_error"]
+
+
+def test_template_and_run_together_are_refused() -> None:
+    class Both(ApplicationDefinition):
+        command_template = "true"
+
+        def run(self):
+            return 1
+
+    with pytest.raises(AppError, match=r"^app Both: define either command_template or run\(\), not both$"):
+        describe(Both)
+
+
+def test_neither_template_nor_run_is_refused() -> None:
+    class Empty(ApplicationDefinition):
+        pass
+
+    with pytest.raises(
+        AppError, match=r"^app Empty: set command_template or define a run\(self, \.\.\.\) method$"
+    ):
+        describe(Empty)
+
+
+# ----- loading SITE/apps ----------------------------------------------------------------
+
+
+def write(directory: Path, name: str, source: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    path.write_text(textwrap.dedent(source))
+    return path
+
+
+def test_load_app_classes_finds_subclasses_defined_in_each_file(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "a.py",
+        """\
+        from balsamd.apps import ApplicationDefinition
+
+        class Helper:
+            pass
+
+        class One(ApplicationDefinition):
+            command_template = "true"
+
+        class Two(ApplicationDefinition):
+            name = "two"
+            def run(self):
+                return 2
+        """,
+    )
+    write(tmp_path, "b.py", "from balsamd.apps import ApplicationDefinition\n")
+    write(tmp_path, "notes.txt", "class Not(ApplicationDefinition): ...\n")
+    found = load_app_classes(tmp_path)
+    assert sorted(found) == ["One", "two"]
+    assert found["One"][1] == "a.py"
+    assert found["two"][0].__name__ == "Two"
+
+
+def test_imported_app_classes_are_not_counted_twice(tmp_path: Path) -> None:
+    write(tmp_path / "lib", "shared.py", "from balsamd.apps import ApplicationDefinition\n\n"
+          "class Shared(ApplicationDefinition):\n    command_template = 'true'\n")  # fmt: skip
+    write(tmp_path / "apps", "uses.py", f"""\
+        import sys
+        sys.path.insert(0, {str(tmp_path / "lib")!r})
+        from shared import Shared
+        from balsamd.apps import ApplicationDefinition
+
+        class Mine(ApplicationDefinition):
+            command_template = "true"
+        """)  # fmt: skip
+    try:
+        assert sorted(load_app_classes(tmp_path / "apps")) == ["Mine"]
+    finally:
+        sys.path.remove(str(tmp_path / "lib"))
+        sys.modules.pop("shared", None)
+
+
+def test_an_import_error_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "bad.py", "x = 1 / 0\n")
+    with pytest.raises(AppError) as info:
+        load_app_classes(tmp_path)
+    assert str(info.value) == f"{path}: error while importing: ZeroDivisionError: division by zero"
+
+
+def test_a_syntax_error_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "bad.py", "class (:\n")
+    with pytest.raises(AppError, match=rf"^{path}: error while importing: SyntaxError: "):
+        load_app_classes(tmp_path)
+
+
+def test_the_same_app_name_in_two_files(tmp_path: Path) -> None:
+    source = command_app_source("Dup", "true")
+    write(tmp_path, "a.py", source)
+    second = write(tmp_path, "b.py", source)
+    with pytest.raises(AppError) as info:
+        load_app_classes(tmp_path)
+    assert str(info.value) == f"{second}: app Dup is also defined in a.py; rename one"
+
+
+def test_an_edited_app_file_is_loaded_again(tmp_path: Path) -> None:
+    path = tmp_path / "echo.py"
+    path.write_text(command_app_source("echo_app", "echo {{ a }}"))
+    assert describe(load_app_classes(tmp_path)["echo_app"][0]).command_template == "echo {{ a }}"
+    path.write_text(command_app_source("echo_app", "echo {{ b }}"))
+    assert describe(load_app_classes(tmp_path)["echo_app"][0]).command_template == "echo {{ b }}"
+
+
+def test_same_file_name_in_two_directories_does_not_clash(tmp_path: Path) -> None:
+    write(tmp_path / "one", "app.py", command_app_source("hello", "echo one"))
+    write(tmp_path / "two", "app.py", command_app_source("hello", "echo two"))
+    one = describe(load_app_classes(tmp_path / "one")["hello"][0])
+    two = describe(load_app_classes(tmp_path / "two")["hello"][0])
+    assert (one.command_template, two.command_template) == ("echo one", "echo two")
+
+
+def test_a_missing_apps_directory_has_no_apps(tmp_path: Path) -> None:
+    assert load_app_classes(tmp_path / "nowhere") == {}
+
+
+# ----- command_app_source ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "echo {{ msg }}",
+        "printf '%s\\n' {{ a }} > \"out file\"",
+        "a\\b '''x''' \"\" {{ c }}",
+        "line1\nline2",
+    ],
+)
+def test_command_app_source_round_trips(tmp_path: Path, template: str) -> None:
+    (tmp_path / "gen.py").write_text(command_app_source("gen", template, "Generated."))
+    app = describe(*load_app_classes(tmp_path)["gen"])
+    assert app.command_template == template
+    assert app.description == "Generated."
+    assert app.source == "gen.py"
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("1st", r"app name '1st' is not usable: use letters, digits and _, not starting with a digit"),
+        ("a-b", r"app name 'a-b' is not usable"),
+        ("a b", r"app name 'a b' is not usable"),
+        ("", r"app name '' is not usable"),
+        ("import", r"app name 'import' is a Python keyword; pick another name, e\.g\. import_app"),
+    ],
+)
+def test_command_app_source_refuses_bad_names(name: str, message: str) -> None:
+    with pytest.raises(AppError, match=f"^{message}"):
+        command_app_source(name, "true")
+
+
+def test_command_app_source_refuses_empty_or_quoted_templates() -> None:
+    with pytest.raises(AppError, match=r"^the command template is empty"):
+        command_app_source("x", " \n ")
+    with pytest.raises(AppError, match=r"^app x: placeholder \{\{ a \}\} is inside ' quotes"):
+        command_app_source("x", "echo '{{ a }}'")

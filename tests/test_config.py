@@ -1,0 +1,164 @@
+"""settings.toml: defaults, and errors that name the file, the line and the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from balsamd.config import SETTINGS_TEMPLATE, LauncherSettings, Settings, SettingsError, load_settings
+
+
+def settings_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "settings.toml"
+    path.write_text(text)
+    return path
+
+
+def error(tmp_path: Path, text: str) -> str:
+    path = settings_file(tmp_path, text)
+    with pytest.raises(SettingsError) as info:
+        load_settings(path)
+    return str(info.value).replace(str(path), "FILE")
+
+
+def test_an_empty_file_means_every_default(tmp_path: Path) -> None:
+    assert load_settings(settings_file(tmp_path, "")) == Settings()
+
+
+def test_the_written_template_loads(tmp_path: Path) -> None:
+    text = SETTINGS_TEMPLATE.format(name="theta", cpus=64, scheduler="slurm")
+    settings = load_settings(settings_file(tmp_path, text))
+    assert settings.site.name == "theta"
+    assert settings.nodes.cpus_per_node == 64
+    assert settings.scheduler.kind == "slurm"
+    # apart from what site init fills in, the template shows the defaults
+    assert settings.launcher == Settings().launcher
+    assert settings.sync == Settings().sync
+
+
+def test_values_are_read(tmp_path: Path) -> None:
+    text = (
+        '[nodes]\ncpus_per_node = 128\ngpus_per_node = 4\nmax_nodes = 16\n\n'
+        '[launcher]\nmpi = "srun"\ngpu_env = ["ROCR_VISIBLE_DEVICES"]\nheartbeat_sec = 5\n'
+    )  # fmt: skip
+    settings = load_settings(settings_file(tmp_path, text))
+    assert (settings.nodes.cpus_per_node, settings.nodes.gpus_per_node, settings.nodes.max_nodes) == (
+        128,
+        4,
+        16,
+    )
+    assert settings.launcher.mpi == "srun"
+    assert settings.launcher.gpu_env == ["ROCR_VISIBLE_DEVICES"]
+    assert settings.launcher.heartbeat_sec == 5.0
+
+
+def test_a_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings(tmp_path / "settings.toml")
+    assert str(info.value) == (
+        f"{tmp_path}/settings.toml: settings file not found; is this a site directory? "
+        "Create one with `balsamd site init DIR`."
+    )
+
+
+def test_a_directory_instead_of_a_file(tmp_path: Path) -> None:
+    (tmp_path / "settings.toml").mkdir()
+    with pytest.raises(SettingsError, match=r"settings\.toml: cannot read the settings file: Is a directory"):
+        load_settings(tmp_path / "settings.toml")
+
+
+# ----- not valid TOML -------------------------------------------------------------------
+
+
+def test_bad_toml_names_line_and_key(tmp_path: Path) -> None:
+    assert error(tmp_path, "[nodes]\ncpus_per_node = 4\ngpus_per_node = \n") == (
+        "FILE:3: key nodes.gpus_per_node: not valid TOML: Invalid value (column 17)"
+    )
+
+
+def test_bad_toml_at_the_end_of_the_file(tmp_path: Path) -> None:
+    assert error(tmp_path, '[launcher]\ngpu_env = ["A",\n') == (
+        "FILE:2: key launcher.gpu_env: not valid TOML: Invalid value (at end of document)"
+    )
+
+
+def test_bad_toml_on_a_table_header(tmp_path: Path) -> None:
+    assert error(tmp_path, "[nodes]\nmax_nodes = 2\n\n[nodes]\ncpus_per_node = 4\n") == (
+        "FILE:4: key nodes: not valid TOML: Cannot declare ('nodes',) twice (column 7)"
+    )
+
+
+def test_bad_toml_without_a_key(tmp_path: Path) -> None:
+    assert error(tmp_path, "[nodes\n") == (
+        "FILE:1: not valid TOML: Expected ']' at the end of a table declaration (column 7)"
+    )
+
+
+# ----- wrong types and values -----------------------------------------------------------
+
+
+def test_wrong_type(tmp_path: Path) -> None:
+    assert error(tmp_path, '# comment\n[nodes]\ncpus_per_node = "64"\n') == (
+        "FILE:3: key nodes.cpus_per_node: Expected `int`, got `str`"
+    )
+
+
+def test_wrong_type_inside_a_list(tmp_path: Path) -> None:
+    assert error(tmp_path, "[launcher]\nmpi = 'srun'\ngpu_env = [1]\n") == (
+        "FILE:3: key launcher.gpu_env: Expected `str`, got `int`"
+    )
+
+
+def test_value_out_of_range(tmp_path: Path) -> None:
+    assert error(tmp_path, "[launcher]\nheartbeat_sec = 0\n") == (
+        "FILE:2: key launcher.heartbeat_sec: Expected `float` > 0.0"
+    )
+
+
+def test_a_section_given_as_a_value(tmp_path: Path) -> None:
+    assert error(tmp_path, "nodes = 3\n") == "FILE:1: key nodes: Expected `object`, got `int`"
+
+
+def test_an_unknown_choice_lists_the_choices(tmp_path: Path) -> None:
+    assert error(tmp_path, '[scheduler]\nkind = "sge"\n') == (
+        "FILE:2: key scheduler.kind: Invalid enum value 'sge'; "
+        "use one of 'local', 'slurm', 'pbs', 'cobalt', 'lsf'"
+    )
+
+
+def test_dotted_keys_and_inline_tables_are_located(tmp_path: Path) -> None:
+    expected = "FILE:2: key nodes.cpus_per_node: Expected `int`, got `str`"
+    assert error(tmp_path, '# c\nnodes.cpus_per_node = "x"\n') == expected
+    assert error(tmp_path, '# c\nnodes = { cpus_per_node = "x" }\n') == expected
+    assert error(tmp_path, '[ nodes ]\n"cpus_per_node" = "x"  # quoted key\n') == expected
+
+
+# ----- unknown keys ---------------------------------------------------------------------
+
+
+def test_unknown_key_in_a_section(tmp_path: Path) -> None:
+    assert error(tmp_path, "[nodes]\ncpus_per_node = 4\ncpu_per_node = 4\n") == (
+        "FILE:3: key nodes.cpu_per_node: unknown key (did you mean cpus_per_node? "
+        "known keys: cpus_per_node, gpus_per_node, max_nodes)"
+    )
+
+
+def test_unknown_section(tmp_path: Path) -> None:
+    assert error(tmp_path, "[node]\ncpus_per_node = 4\n") == (
+        "FILE:1: key node: unknown key "
+        "(did you mean nodes? known keys: site, nodes, scheduler, launcher, sync)"
+    )
+
+
+def test_unknown_sub_table(tmp_path: Path) -> None:
+    known = ", ".join(LauncherSettings.__struct_fields__)
+    assert error(tmp_path, "[sync]\n\n[launcher.extra]\nx = 1\n") == (
+        f"FILE:3: key launcher.extra: unknown key (known keys: {known})"
+    )
+
+
+def test_unknown_key_in_an_inline_table(tmp_path: Path) -> None:
+    assert error(tmp_path, "site = { name = 'x', nmae = 'y' }\n") == (
+        "FILE:1: key site.nmae: unknown key (did you mean name? known keys: name)"
+    )
