@@ -123,6 +123,8 @@ def _pbs_cray(s: _Shape) -> _Options:
 @dataclass(frozen=True)
 class _Flavor:
     program: str
+    # whether the site's ``mpiexec`` setting names this program; srun, aprun, jsrun go by name
+    is_mpiexec: bool
     options: Callable[[_Shape], _Options]
     env: _EnvOptions
     env_at: int | None = None  # index among the options where variables go; None: after them
@@ -131,12 +133,12 @@ class _Flavor:
 
 
 _FLAVORS: dict[str, _Flavor] = {
-    "mpich": _Flavor("mpiexec", _mpich, _mpich_env, env_at=2),
-    "openmpi": _Flavor("mpirun", _openmpi, _assignments("-x"), env_at=2),
-    "srun": _Flavor("srun", _srun, _slurm_export),
-    "aprun": _Flavor("aprun", _aprun, _assignments("-e")),
-    "jsrun": _Flavor("jsrun", _jsrun, _assignments("-E"), dashes=False),
-    "pbs-cray": _Flavor("mpiexec", _pbs_cray, _assignments("--env")),
+    "mpich": _Flavor("mpiexec", True, _mpich, _mpich_env, env_at=2),
+    "openmpi": _Flavor("mpirun", True, _openmpi, _assignments("-x"), env_at=2),
+    "srun": _Flavor("srun", False, _srun, _slurm_export),
+    "aprun": _Flavor("aprun", False, _aprun, _assignments("-e")),
+    "jsrun": _Flavor("jsrun", False, _jsrun, _assignments("-E"), dashes=False),
+    "pbs-cray": _Flavor("mpiexec", True, _pbs_cray, _assignments("--env")),
 }
 MPI_FLAVORS: tuple[str, ...] = tuple(_FLAVORS)
 
@@ -158,8 +160,9 @@ def build_mpi_command(
 
     ``env`` is passed through the launcher's own option so every rank on every host sees it.
     Each ``launch_params`` entry becomes ``--key value`` (``""``: a bare ``--key``) before the
-    command, replacing the flavor's own ``--key`` if it sets one.  ``executable`` overrides
-    the launcher program (a site's specific mpiexec).
+    command, replacing the flavor's own ``--key`` if it sets one.  ``executable`` (the site's
+    ``launcher.mpiexec`` setting) replaces the program of the mpiexec-style flavors (mpich,
+    openmpi, pbs-cray); srun, aprun and jsrun are always called by name.
     """
     try:
         chosen = _FLAVORS[flavor]
@@ -187,7 +190,8 @@ def build_mpi_command(
     options, extra = _apply_params(chosen.options(shape), launch_params or {}, chosen.dashes)
     at = len(options) if chosen.env_at is None else chosen.env_at
     options[at:at] = chosen.env(env)
-    return [executable or chosen.program, *chain.from_iterable(options + extra), *app_argv]
+    program = (executable if chosen.is_mpiexec else None) or chosen.program
+    return [program, *chain.from_iterable(options + extra), *app_argv]
 
 
 def _apply_params(options: _Options, params: Mapping[str, str], dashes: bool) -> tuple[_Options, _Options]:

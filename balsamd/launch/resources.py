@@ -155,6 +155,7 @@ class NodeManager:
         self._nodes = [NodeState(host, cpus_per_node, gpus_per_node) for host in hosts]
         self._by_host = {node.host: node for node in self._nodes}
         self._placed: dict[str, tuple[Placement, dict[str, dict[int, float]]]] = {}
+        self._down: list[NodeState] = []
 
     @property
     def nodes(self) -> tuple[NodeState, ...]:
@@ -221,6 +222,13 @@ class NodeManager:
         self._placed[job_id] = (placement, dict(zip(hosts, shares, strict=True)))
         return placement
 
+    def disable(self, host: str) -> None:
+        """Take a node out of service (its worker died): nothing is placed on it again."""
+        node = self._by_host.get(host)
+        if node is not None and node in self._nodes:
+            self._nodes.remove(node)
+            self._down.append(node)
+
     def release(self, job_id: str) -> Placement:
         """Give back exactly what ``place`` reserved for ``job_id``."""
         try:
@@ -243,7 +251,7 @@ class NodeManager:
         return FreeCapacity(
             idle_nodes=sum(node.idle for node in self._nodes),
             aggregate_free=sum(max(0.0, 1.0 - node.occupancy) for node in self._nodes),
-            max_free_cpus=max(max(0.0, node.cpus - node.used_cpus) for node in self._nodes),
+            max_free_cpus=max((max(0.0, node.cpus - node.used_cpus) for node in self._nodes), default=0.0),
         )
 
     def unfit_reason(self, job: Placeable) -> str | None:
