@@ -39,11 +39,12 @@ def job_environment(
     env.update(gpu_environment(placement.gpu_ids.get(host, []), gpu_env))
     if app.kind == AppKind.PYTHON:
         # ranks started by an MPI launcher must import balsamd the way this process did
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_package_root(), os.environ.get("PYTHONPATH")]))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root(), os.environ.get("PYTHONPATH")]))
     return env
 
 
-def _package_root() -> str:
+def package_root() -> str:
+    """The directory that holds the balsamd package (also inside an extracted zipapp)."""
     import balsamd
 
     return str(Path(balsamd.__file__).resolve().parent.parent)

@@ -144,6 +144,9 @@ class Launcher:
     def _finished(self) -> bool:
         if self.draining_since is not None:
             return not self.running
+        if not self.nodes.nodes and not self.running:
+            self.summary.exit_reason = "every node was lost"
+            return True
         if self.running or self.backlog:
             return False
         if self.clock() - self.last_busy >= self.idle_ttl:
@@ -155,6 +158,8 @@ class Launcher:
 
     def _collect(self, finished: list[Finished]) -> None:
         ts = self.wall_clock()
+        for host in getattr(self.runner, "lost_hosts", ()):
+            self.nodes.disable(host)
         for f in finished:
             self.running.pop(f.job_id, None)
             self.nodes.release(f.job_id)
@@ -163,7 +168,7 @@ class Launcher:
                 del self.killed[f.job_id]
                 self.summary.killed += 1
                 continue
-            timed_out = f.stopped and self.draining_since is not None
+            timed_out = f.lost or (f.stopped and self.draining_since is not None)
             update = finished_update(f.job_id, f.return_code, f.reason, f.result, timed_out, ts)
             if update.state == JobState.RUN_DONE:
                 self.summary.done += 1

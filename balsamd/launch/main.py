@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from balsamd.api import Site
+from balsamd.launch.fleet import Fleet, is_local
 from balsamd.launch.launcher import Launcher, Summary
 from balsamd.launch.nodes import resolve_nodes
 from balsamd.launch.resources import NodeManager
@@ -32,6 +33,14 @@ def log_to(path: Path) -> Iterator[None]:
         handler.close()
 
 
+def remote_hosts(hosts: list[str], job_mode: JobMode, policy: str) -> list[str]:
+    """Nodes that get a node worker: only serial mode runs processes on other nodes itself
+    (mpi mode reaches them through each job's MPI launch)."""
+    if job_mode != JobMode.SERIAL or policy == "none":
+        return []
+    return [h for h in hosts if policy == "all" or not is_local(h)]
+
+
 def run_launcher(
     site: Site,
     job_mode: JobMode,
@@ -45,7 +54,10 @@ def run_launcher(
     shape = site.settings.nodes
     manager = NodeManager(hosts, shape.cpus_per_node, shape.gpus_per_node)
     apps = site.apps.sync()
-    runner = Runner(site.path, apps, site.settings.launcher, use_mpi=job_mode == JobMode.MPI)
+    runner: Runner | Fleet = Runner(site.path, apps, site.settings.launcher, use_mpi=job_mode == JobMode.MPI)
+    remote = remote_hosts(hosts, job_mode, site.settings.launcher.node_workers)
+    if remote:
+        runner = Fleet(runner, remote, site.settings.launcher, site.path)
     source = StoreSource(
         site.store, site.settings.launcher.session_expiry_sec,
         label=f"{job_mode} launcher on {','.join(hosts[:4])}", batch_job_id=batch_job_id,

@@ -46,7 +46,8 @@ def claim_limits(
 def finished_update(
     job_id: str, return_code: int | None, reason: str, result: bytes | None, timed_out: bool, ts: float
 ) -> StateUpdate:
-    """RUN_DONE for exit 0, RUN_TIMEOUT for a run the launcher stopped for time, else RUN_ERROR."""
+    """RUN_DONE for exit 0, RUN_TIMEOUT for a run the launcher stopped for time or lost with
+    its node (the app's handle_timeout decides), else RUN_ERROR."""
     if timed_out:
         state, reason = JobState.RUN_TIMEOUT, reason or "stopped: the launcher's wall time ran out"
     elif return_code == 0:

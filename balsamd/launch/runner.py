@@ -39,6 +39,7 @@ class Finished:
     reason: str = ""
     result: bytes | None = None
     stopped: bool = False  # ended by the launcher (time out or kill), not by itself
+    lost: bool = False  # its node or worker went away: the run's fate is unknown
 
 
 @dataclass
@@ -63,7 +64,12 @@ def output_tail(path: Path, size: int = TAIL_BYTES) -> str:
 
 class Runner:
     def __init__(
-        self, site_path: Path, apps: dict[str, App], settings: LauncherSettings, use_mpi: bool
+        self,
+        site_path: Path,
+        apps: dict[str, App],
+        settings: LauncherSettings,
+        use_mpi: bool,
+        wakeup_fd: int | None = None,
     ) -> None:
         self.site_path = site_path
         self.data = site_path / "data"
@@ -74,6 +80,15 @@ class Runner:
         self.procs: dict[str, _ProcessRun] = {}
         self.workers: dict[str, PythonWorker] = {}
         self.pool = WorkerPool()
+        if wakeup_fd is not None:
+            self.watch(wakeup_fd)
+
+    def watch(self, fd: int) -> None:
+        """Also return from ``wait`` when ``fd`` is readable (the caller reads it)."""
+        self.selector.register(fd, selectors.EVENT_READ, None)
+
+    def unwatch(self, fd: int) -> None:
+        self.selector.unregister(fd)
 
     def running(self) -> list[str]:
         return [*self.procs, *self.workers]
@@ -132,12 +147,14 @@ class Runner:
         self.selector.register(pidfd, selectors.EVENT_READ, job.id)
 
     def wait(self, timeout: float) -> list[Finished]:
-        if not self.procs and not self.workers:
+        if not self.selector.get_map():
             time.sleep(max(0.0, timeout))
             return []
         done = []
         for key, _ in self.selector.select(timeout=max(0.0, timeout)):
             job_id = key.data
+            if job_id is None:
+                continue
             self.selector.unregister(key.fileobj)
             if job_id in self.procs:
                 done.append(self._reap_process(self.procs.pop(job_id)))
