@@ -7,6 +7,7 @@ once in one program.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,9 @@ from balsamd import ids
 from balsamd.apps import describe, load_app_classes
 from balsamd.config import Settings
 from balsamd.models import App, Event, Job
+from balsamd.results import value_of
 from balsamd.site import SiteLayout, find_site
-from balsamd.states import JobState
+from balsamd.states import FINAL, JobState
 from balsamd.store.queries import JobFilter
 from balsamd.store.store import RemoveOutcome, SiteStore
 from balsamd.validate import JobSpecError, normalize_workdir, resolve_parameters, resource_problems
@@ -60,6 +62,21 @@ class JobHandle:
 
     def events(self) -> list[Event]:
         return self._site.store.events(self._record.id)
+
+    def result(self, timeout: float | None = None, poll: float = 0.2) -> Any:
+        """A Python app's return value; raises the exception its run raised on the site.
+
+        With a timeout, waits up to that many seconds for the job to have a result or reach
+        a final state; raises ResultNotReady when it has none.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self.refresh()
+        while self._record.result is None and self._record.state not in FINAL:
+            if deadline is None or time.monotonic() >= deadline:
+                break
+            time.sleep(poll)
+            self.refresh()
+        return value_of(self._record)
 
     def __repr__(self) -> str:
         r = self._record

@@ -9,6 +9,7 @@ import pytest
 
 import balsamd
 from balsamd.apps import command_app_source
+from balsamd.models import ClaimLimits
 from balsamd.site import SiteError, init_site
 from balsamd.states import IllegalTransition, JobState
 from balsamd.store.store import JobNotFound, StoreError
@@ -241,3 +242,30 @@ def test_an_empty_id_names_no_job(site) -> None:
     site.jobs.create("hello", "w", parameters={"name": "a"})
     with pytest.raises(StoreError):
         site.jobs.get("")
+
+
+def test_result_gives_the_return_value_or_raises_the_remote_exception(site) -> None:
+    from balsamd.models import StateUpdate
+    from balsamd.results import ResultNotReady, pack_error, pack_value
+
+    ok = site.jobs.create("hello", "ok", parameters={"name": "a"})
+    bad = site.jobs.create("hello", "bad", parameters={"name": "b"})
+    with pytest.raises(ResultNotReady, match="has no result yet"):
+        ok.result()
+    session = site.store.open_session()
+    site.store.claim(session.id, ClaimLimits(max_jobs=2))
+    site.store.update_states(
+        session.id,
+        [
+            StateUpdate(job_id=ok.id, state="RUNNING", ts=1.0),
+            StateUpdate(job_id=ok.id, state="RUN_DONE", ts=2.0, return_code=0, result=pack_value({"v": 42})),
+            StateUpdate(job_id=bad.id, state="RUNNING", ts=1.0),
+            StateUpdate(
+                job_id=bad.id, state="RUN_ERROR", ts=2.0, return_code=1, result=pack_error(KeyError("k"))
+            ),
+        ],
+    )
+    assert ok.result(timeout=1) == {"v": 42}
+    with pytest.raises(KeyError) as raised:
+        bad.result()
+    assert any(bad.id in note for note in raised.value.__notes__)
