@@ -69,9 +69,11 @@ class Launcher:
         self.updates: list[StateUpdate] = []
         self.oldest_update = 0.0
         self.next_claim = self.start
+        self.last_claim = self.start
         self.next_heartbeat = self.start + settings.heartbeat_sec
         self.last_heartbeat_ok = self.start
         self.last_busy = self.start
+        self.last_empty_claim = self.start - 1.0
         self.killed: dict[str, float] = {}  # job id -> when to SIGKILL
         self.draining_since: float | None = None
         self.drain_reason = ""
@@ -147,8 +149,8 @@ class Launcher:
         if not self.nodes.nodes and not self.running:
             self.summary.exit_reason = "every node was lost"
             return True
-        if self.running or self.backlog:
-            return False
+        if self.running or self.backlog or self.last_empty_claim < self.last_busy:
+            return False  # not idle until a claim made since the last run came back empty
         if self.clock() - self.last_busy >= self.idle_ttl:
             self.summary.exit_reason = f"idle for {self.idle_ttl:g} s"
             return True
@@ -160,6 +162,9 @@ class Launcher:
         ts = self.wall_clock()
         for host in getattr(self.runner, "lost_hosts", ()):
             self.nodes.disable(host)
+        if finished:
+            # freed capacity (and maybe finished parents): ask for work again soon
+            self.next_claim = min(self.next_claim, self.last_claim + FLUSH_SEC)
         for f in finished:
             self.running.pop(f.job_id, None)
             self.nodes.release(f.job_id)
@@ -169,7 +174,10 @@ class Launcher:
                 self.summary.killed += 1
                 continue
             timed_out = f.lost or (f.stopped and self.draining_since is not None)
-            update = finished_update(f.job_id, f.return_code, f.reason, f.result, timed_out, ts)
+            reason = (
+                f.reason if f.lost or not timed_out else f"stopped: {self.drain_reason}\n{f.reason}".rstrip()
+            )
+            update = finished_update(f.job_id, f.return_code, reason, f.result, timed_out, ts)
             if update.state == JobState.RUN_DONE:
                 self.summary.done += 1
             elif update.state == JobState.RUN_TIMEOUT:
@@ -214,9 +222,14 @@ class Launcher:
             self.settings,
             self.filter_tags,
         )
+        self.last_claim = now
         if limits is None:
             self.next_claim = now + FLUSH_SEC
+            if not self.backlog and not self.running:
+                self.last_empty_claim = now  # nothing could be asked for: as good as empty
             return
+        if self.updates:
+            self._flush()  # finished parents make their children claimable in the same round
         try:
             jobs = self.source.claim(limits)
         except SessionGone:
@@ -233,6 +246,8 @@ class Launcher:
         self.next_claim = now + (FLUSH_SEC if jobs else IDLE_CLAIM_SEC)
         if jobs:
             self.last_busy = now
+        else:
+            self.last_empty_claim = now
 
     def _queue(self, update: StateUpdate) -> None:
         if not self.updates:
@@ -256,6 +271,11 @@ class Launcher:
 
     def _heartbeat(self, now: float) -> None:
         self.next_heartbeat = now + self.settings.heartbeat_sec
+        if self.updates:
+            # the daemon must know a run started before it is asked which runs to stop
+            self._flush()
+            if self.updates:
+                return
         try:
             stop = self.source.heartbeat(list(self.running))
         except SessionGone:

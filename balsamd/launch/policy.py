@@ -27,7 +27,7 @@ def claim_limits(
     max_wall = None if remaining_min is None else remaining_min
     if mode == JobMode.SERIAL:
         want = settings.claim_batch - backlog
-        if backlog and want < settings.claim_batch // 2:
+        if want <= 0 or (backlog and want < settings.claim_batch // 2):
             return None
         return ClaimLimits(
             max_jobs=want, serial_only=True, max_wall_time_min=max_wall, filter_tags=filter_tags

@@ -23,6 +23,7 @@ from balsamd.config import LauncherSettings
 from balsamd.launch import commands
 from balsamd.launch.pyworker import PyResult, PyTask, PythonWorker, WorkerPool
 from balsamd.launch.resources import Placement
+from balsamd.launch.watchdog import Watchdog
 from balsamd.models import App, AppKind, Job
 from balsamd.results import unpack
 
@@ -80,6 +81,7 @@ class Runner:
         self.procs: dict[str, _ProcessRun] = {}
         self.workers: dict[str, PythonWorker] = {}
         self.pool = WorkerPool()
+        self.watchdog = Watchdog()
         if wakeup_fd is not None:
             self.watch(wakeup_fd)
 
@@ -122,6 +124,7 @@ class Runner:
 
     def _start_python(self, job: Job, app: App, workdir: Path, output: Path, env: dict[str, str]) -> None:
         worker = self.pool.take()
+        self.watchdog.started(worker.process.pid)
         worker.submit(self._task(job, app, workdir, output, env), job.id)
         self.workers[job.id] = worker
         self.selector.register(worker.conn, selectors.EVENT_READ, job.id)
@@ -142,6 +145,7 @@ class Runner:
                 argv, cwd=workdir, env={**os.environ, **env}, stdin=subprocess.DEVNULL,
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
+        self.watchdog.started(popen.pid)
         pidfd = os.pidfd_open(popen.pid)
         self.procs[job.id] = _ProcessRun(job.id, popen, pidfd, output, result_file)
         self.selector.register(pidfd, selectors.EVENT_READ, job.id)
@@ -164,6 +168,7 @@ class Runner:
 
     def _reap_process(self, run: _ProcessRun) -> Finished:
         code = run.popen.wait()
+        self.watchdog.ended(run.popen.pid)
         os.close(run.pidfd)
         result = None
         if run.result_file is not None and run.result_file.exists():
@@ -173,6 +178,7 @@ class Runner:
 
     def _reap_worker(self, job_id: str, worker: PythonWorker) -> Finished:
         outcome = worker.receive()
+        self.watchdog.ended(worker.process.pid)
         if outcome is None:
             worker.stop()
             return Finished(job_id, None, "the Python worker running this job died", stopped=True)
@@ -203,6 +209,7 @@ class Runner:
         self.workers.clear()
         self.pool.close()
         self.selector.close()
+        self.watchdog.close()
 
 
 def _traceback_tail(blob: bytes) -> str:

@@ -1,0 +1,65 @@
+"""Runs never outlive their launcher, even one killed with -9.
+
+Each run has its own process group (so it can be signalled as a whole).  A tiny watchdog
+process holds a pipe from the launcher: the launcher writes ``+PGID`` when a run starts and
+``-PGID`` when it ends.  When the pipe closes, because the launcher exited or died, the
+watchdog kills every group still listed.  Without it, a run of a dead launcher would keep
+going after its session expired and its job was handed to another launcher.
+
+Usage (started by Watchdog below): python -m balsamd.launch.watchdog
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+
+
+def watch(stream) -> None:
+    live: set[int] = set()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # only the pipe's end ends the watch
+    for line in stream:
+        line = line.strip()
+        if line[:1] == b"+":
+            live.add(int(line[1:]))
+        elif line[:1] == b"-":
+            live.discard(int(line[1:]))
+    for pgid in live:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+
+
+class Watchdog:
+    """The launcher's end of the pipe."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "balsamd.launch.watchdog"],
+            stdin=subprocess.PIPE,
+            start_new_session=True,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        )
+
+    def _send(self, text: str) -> None:
+        with contextlib.suppress(BrokenPipeError, OSError, ValueError):
+            self.process.stdin.write(text.encode())
+            self.process.stdin.flush()
+
+    def started(self, pgid: int) -> None:
+        self._send(f"+{pgid}\n")
+
+    def ended(self, pgid: int) -> None:
+        self._send(f"-{pgid}\n")
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.process.stdin.close()
+        self.process.wait()
+
+
+if __name__ == "__main__":
+    watch(sys.stdin.buffer)

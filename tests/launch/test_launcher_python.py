@@ -1,0 +1,95 @@
+"""Python apps: return values and exceptions travel back to the user, and warm workers serve
+job after job."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from click.testing import CliRunner
+
+from balsamd.cli import cli
+from balsamd.results import value_of
+
+from .conftest import LaunchSite, new_site
+
+SQUARE_APP = """\
+import os
+
+from balsamd import ApplicationDefinition
+
+
+class Square(ApplicationDefinition):
+    def run(self, x: int) -> dict:
+        print(f"squaring {x} in {os.getcwd()}")
+        if x < 0:
+            raise ValueError(f"cannot square negative {x}")
+        return {"square": x * x, "pid": os.getpid()}
+"""
+
+
+Squared = tuple[LaunchSite, list[str], str, int]
+
+
+@pytest.fixture(scope="module")
+def squared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Squared]:
+    """Four good Square jobs and a failing one, run by a serial launcher on one node that fits
+    one run at a time; gives the site, the good ids, the failing id and the launcher's pid."""
+    with new_site(tmp_path_factory.mktemp("squared")) as site:
+        site.configure(cpus_per_node=1)
+        site.python_app("Square", SQUARE_APP)
+        good = [site.create("Square", parameters={"x": x})[0] for x in range(1, 5)]
+        [bad] = site.create("Square", parameters={"x": -3})
+        proc = site.start_launcher("--job-mode", "serial", "--nodes", "n1", "--idle-ttl", "0.5")
+        site.finish(proc)
+        yield site, good, bad, proc.pid
+
+
+def show_json(site: LaunchSite, job_id: str) -> dict:
+    result = CliRunner().invoke(
+        cli, ["--site", str(site.root), "job", "show", "--json", job_id], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_python_return_values_come_back_through_value_of(squared: Squared) -> None:
+    site, good, _bad, _pid = squared
+    for x, job_id in enumerate(good, start=1):
+        job = site.job(job_id)
+        assert job.state == "JOB_FINISHED"
+        assert value_of(job)["square"] == x * x
+        assert f"squaring {x} in {site.data / job.workdir}" in site.output(job_id)
+
+
+def test_python_exceptions_are_reraised_with_the_remote_traceback(squared: Squared) -> None:
+    site, _good, bad, _pid = squared
+    job = site.job(bad)
+    assert job.state == "FAILED"
+    assert "ValueError: cannot square negative -3" in job.state_reason
+    with pytest.raises(ValueError, match="cannot square negative -3") as raised:
+        value_of(job)
+    [note] = raised.value.__notes__
+    assert note.startswith(f"raised on the site in job {bad}:\nTraceback")
+    assert 'raise ValueError(f"cannot square negative {x}")' in note
+    assert "Traceback" in site.output(bad)
+
+
+def test_job_show_json_includes_the_result_or_the_traceback(squared: Squared) -> None:
+    site, good, bad, _pid = squared
+    shown = show_json(site, good[1])
+    assert shown["state"] == "JOB_FINISHED"
+    assert shown["result"] == repr(value_of(site.job(good[1])))
+    failed = show_json(site, bad)
+    assert failed["state"] == "FAILED"
+    assert failed["result"].startswith("Traceback")
+    assert failed["result"].endswith("ValueError: cannot square negative -3")
+    assert [e["to_state"] for e in failed["events"]][-2:] == ["RUN_ERROR", "FAILED"]
+
+
+def test_python_workers_are_warm_one_process_serves_every_job(squared: Squared) -> None:
+    site, good, _bad, launcher_pid = squared
+    pids = {value_of(site.job(job_id))["pid"] for job_id in good}
+    assert len(pids) == 1, f"one run at a time should reuse one worker, saw pids {pids}"
+    assert launcher_pid not in pids
