@@ -17,20 +17,33 @@ import msgspec
 from balsamd import ids
 from balsamd.apps import describe, load_app_classes
 from balsamd.config import Settings
+from balsamd.daemon.record import connect_host, read_record, read_secret, this_host
 from balsamd.models import App, Event, Job
 from balsamd.results import value_of
+from balsamd.rpc.client import RemoteStore, RpcClient
 from balsamd.site import SiteLayout, find_site
 from balsamd.states import FINAL, JobState
 from balsamd.store.queries import JobFilter
 from balsamd.store.store import RemoveOutcome, SiteStore
 from balsamd.validate import JobSpecError, normalize_workdir, resolve_parameters, resource_problems
 
+RPC_ENV = "BALSAMD_RPC"
 _JOB_FIELDS = set(Job.__struct_fields__)
 _CREATE_FIELDS = {
     "app", "workdir", "parameters", "tags", "data", "parent_ids", "num_nodes", "ranks_per_node",
     "threads_per_rank", "threads_per_core", "gpus_per_rank", "node_packing_count",
     "wall_time_min", "launch_params",
 }  # fmt: skip
+
+
+def open_store(layout: SiteLayout) -> SiteStore | RemoteStore:
+    """The store itself on the daemon's host; the daemon's RPC anywhere else (SQLite WAL must
+    never be opened from two hosts).  BALSAMD_RPC=1 forces the RPC path on the same host."""
+    record = read_record(layout.root)
+    if record is not None and (os.environ.get(RPC_ENV) == "1" or record.host != this_host()):
+        client = RpcClient(connect_host(record), record.port, read_secret(layout.root), f"api@{this_host()}")
+        return RemoteStore(client)
+    return SiteStore(layout.store)
 
 
 def connect(target: str | os.PathLike[str] | None = None) -> Site:
@@ -220,7 +233,7 @@ class Site:
     def __init__(self, layout: SiteLayout) -> None:
         self.layout = layout
         self.settings: Settings = layout.load_settings()
-        self.store = SiteStore(layout.store)
+        self.store = open_store(layout)
         self.apps = AppManager(self)
         self.jobs = JobManager(self)
 

@@ -61,12 +61,22 @@ class SyncSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     period_sec: Annotated[float, msgspec.Meta(gt=0)] = 10.0
 
 
+class DaemonSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    bind: str = "0.0.0.0"
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0
+    processing_period_sec: Annotated[float, msgspec.Meta(gt=0)] = 1.0
+    hook_timeout_sec: Annotated[float, msgspec.Meta(gt=0)] = 300.0
+    hook_workers: Positive = 2
+    reaper_period_sec: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+
+
 class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     site: SiteInfo = msgspec.field(default_factory=SiteInfo)
     nodes: NodeSettings = msgspec.field(default_factory=NodeSettings)
     scheduler: SchedulerSettings = msgspec.field(default_factory=SchedulerSettings)
     launcher: LauncherSettings = msgspec.field(default_factory=LauncherSettings)
     sync: SyncSettings = msgspec.field(default_factory=SyncSettings)
+    daemon: DaemonSettings = msgspec.field(default_factory=DaemonSettings)
 
 
 class SettingsError(Exception):
@@ -239,4 +249,14 @@ node_workers = "auto"
 # PostgreSQL DSN of the central database; empty = this site runs standalone.
 central = ""
 period_sec = 10.0
+
+[daemon]
+# Where `balsamd start` listens for launchers and commands on other hosts (port 0: any free
+# port; the chosen one is recorded in daemon.json in the site directory).
+bind = "0.0.0.0"
+port = 0
+processing_period_sec = 1.0   # how often hooks and dependencies are looked at
+hook_timeout_sec = 300.0      # a hook running longer fails its job
+hook_workers = 2              # processes running hooks
+reaper_period_sec = 10.0      # how often silent launcher sessions are looked for
 """

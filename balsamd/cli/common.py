@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from balsamd.api import Site
-from balsamd.site import find_site
+from balsamd.site import SiteLayout, find_site
 
 
 class ExitCode(enum.IntEnum):
@@ -26,6 +26,11 @@ def ensure_site(ctx: click.Context) -> Site:
     if root.obj.get("site") is None:
         root.obj["site"] = Site(find_site(root.obj.get("site_path")))
     return root.obj["site"]
+
+
+def site_layout(ctx: click.Context) -> SiteLayout:
+    """Where the site is, without opening its store (daemon control must not)."""
+    return find_site(ctx.find_root().obj.get("site_path"))
 
 
 def json_option(f: Callable[..., Any]) -> Callable[..., Any]:

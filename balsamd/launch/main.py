@@ -16,6 +16,7 @@ from balsamd.launch.resources import NodeManager
 from balsamd.launch.runner import Runner
 from balsamd.launch.source import StoreSource
 from balsamd.models import JobMode
+from balsamd.store.store import SiteStore
 
 
 @contextlib.contextmanager
@@ -58,8 +59,10 @@ def run_launcher(
     remote = remote_hosts(hosts, job_mode, site.settings.launcher.node_workers)
     if remote:
         runner = Fleet(runner, remote, site.settings.launcher, site.path)
+    # on the store itself, launchers also expire dead sessions; the daemon does it otherwise
+    expiry = site.settings.launcher.session_expiry_sec if isinstance(site.store, SiteStore) else None
     source = StoreSource(
-        site.store, site.settings.launcher.session_expiry_sec,
+        site.store, expiry,
         label=f"{job_mode} launcher on {','.join(hosts[:4])}", batch_job_id=batch_job_id,
     )  # fmt: skip
     launcher = Launcher(

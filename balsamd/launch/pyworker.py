@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import traceback
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -82,24 +83,29 @@ def run_task(task: PyTask) -> PyResult:
                 os.environ[k] = v
 
 
-def _worker_main(conn: Connection) -> None:
+def serve_tasks(conn: Connection, task_type: type, func: Callable[[Any], Any]) -> None:
+    """A worker's loop: decode a task, call ``func``, send back what it returns, until EOF."""
     os.setsid()  # its own process group: stopping a job stops what the job started
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    decode = msgspec.msgpack.Decoder(PyTask).decode
+    decode = msgspec.msgpack.Decoder(task_type).decode
     while True:
         try:
             raw = conn.recv_bytes()
         except EOFError:
             return
-        conn.send_bytes(_encode(run_task(decode(raw))))
+        conn.send_bytes(_encode(func(decode(raw))))
+
+
+def _worker_main(conn: Connection) -> None:
+    serve_tasks(conn, PyTask, run_task)
 
 
 class PythonWorker:
     """One warm worker process and the job it is running, if any."""
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: Any, target: Callable[[Connection], None] = _worker_main) -> None:
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_main, args=(child,), daemon=True)
+        self.process = ctx.Process(target=target, args=(child,), daemon=True)
         self.process.start()
         child.close()
         self.job_id: str | None = None
@@ -111,14 +117,14 @@ class PythonWorker:
         self.job_id = job_id
         self.conn.send_bytes(_encode(task))
 
-    def receive(self) -> PyResult | None:
+    def receive(self, result_type: type = PyResult) -> Any:
         """The finished job's result, or None when the worker died."""
         try:
             raw = self.conn.recv_bytes()
         except (EOFError, OSError):
             return None
         self.job_id = None
-        return msgspec.msgpack.decode(raw, type=PyResult)
+        return msgspec.msgpack.decode(raw, type=result_type)
 
     def signal(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):

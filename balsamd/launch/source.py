@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from balsamd.models import ClaimLimits, Job, StateUpdate
+from balsamd.rpc.client import RemoteStore
 from balsamd.store.store import SiteStore, UpdateOutcome
 
 
@@ -32,7 +33,11 @@ class StoreSource:
     """A session on the site store, opened on construction."""
 
     def __init__(
-        self, store: SiteStore, expiry_sec: float, label: str = "launcher", batch_job_id: str | None = None
+        self,
+        store: SiteStore | RemoteStore,
+        expiry_sec: float | None,
+        label: str = "launcher",
+        batch_job_id: str | None = None,
     ) -> None:
         self.store = store
         self.expiry_sec = expiry_sec
@@ -41,7 +46,8 @@ class StoreSource:
     def heartbeat(self, running: list[str]) -> list[str]:
         # Without a daemon nobody else recovers the jobs of dead launchers: every launcher on
         # the store does it (the store makes it happen exactly once).
-        self.store.expire_sessions(self.expiry_sec)
+        if self.expiry_sec is not None:
+            self.store.expire_sessions(self.expiry_sec)
         return self.store.heartbeat(self.session_id, running)
 
     def claim(self, limits: ClaimLimits) -> list[Job]:

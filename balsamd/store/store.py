@@ -29,6 +29,7 @@ from balsamd.store.db import (
     event_from_row,
     job_from_row,
     job_to_row,
+    json_text,
     session_from_row,
 )
 from balsamd.store.queries import JobFilter
@@ -236,6 +237,48 @@ class SiteStore:
             current = self._existing(conn, job_ids)
             moves = [Move(i, current[i][0], current[i][1], state, reason) for i in job_ids]
             return apply_moves(conn, moves, self._app_hooks(conn), now, self.db.next_seq(conn))
+
+    def finish_hook(
+        self, job_id: str, expected: JobState, state: JobState, reason: str = "",
+        data: dict | None = None, now: float | None = None,
+    ) -> bool:  # fmt: skip
+        """Record a hook's outcome if the job is still where the hook found it (a user may
+        have killed it meanwhile); returns whether it was applied."""
+        now = _now(now)
+        with self.db.write() as conn:
+            current = load_states(conn, [job_id]).get(job_id)
+            if current is None or current[0] != expected:
+                return False
+            columns = {} if data is None else {"data": json_text(data)}
+            move = Move(job_id, expected, current[1], state, reason, columns)
+            apply_moves(conn, [move], self._app_hooks(conn), now, self.db.next_seq(conn))
+        return True
+
+    def resolve_waiting(self, limit: int = 1000, now: float | None = None) -> int:
+        """Release or fail AWAITING_PARENTS jobs whose parents settled without them noticing
+        (e.g. children that arrived later through sync); returns how many moved."""
+        now = _now(now)
+        with self.db.write() as conn:
+            rows = conn.execute(
+                "SELECT j.id, j.app, ("
+                " SELECT p.id || ' ' || p.state FROM job_parents jp JOIN jobs p ON p.id = jp.parent_id"
+                " WHERE jp.child_id = j.id AND p.state IN ('FAILED', 'KILLED') LIMIT 1),"
+                " EXISTS (SELECT 1 FROM job_parents jp JOIN jobs p ON p.id = jp.parent_id"
+                " WHERE jp.child_id = j.id AND p.state != 'JOB_FINISHED')"
+                " FROM jobs j WHERE j.state = 'AWAITING_PARENTS' LIMIT ?",
+                (limit,),
+            ).fetchall()
+            moves = []
+            for job_id, app, failed, waiting in rows:
+                if failed:
+                    parent, state = failed.split(" ")
+                    reason = lifecycle.parent_failure_reason(parent, S(state))
+                    moves.append(Move(job_id, S.AWAITING_PARENTS, app, S.FAILED, reason))
+                elif not waiting:
+                    moves.append(Move(job_id, S.AWAITING_PARENTS, app, S.READY, "all parents finished"))
+            if moves:
+                apply_moves(conn, moves, self._app_hooks(conn), now, self.db.next_seq(conn))
+        return len(moves)
 
     def kill(self, job_ids: list[str], now: float | None = None) -> dict[str, JobState]:
         """Kill jobs; a running one is stopped by its launcher at its next heartbeat."""

@@ -1,0 +1,201 @@
+"""Starting, stopping and asking after the daemon, from the command line of any host."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import anyio
+
+from balsamd.daemon.main import AlreadyRunning, Daemon, log_file
+from balsamd.daemon.record import (
+    DaemonRecord,
+    connect_host,
+    pid_is_daemon,
+    read_record,
+    read_secret,
+    record_path,
+    this_host,
+)
+from balsamd.rpc.client import RpcClient, RpcRefused, RpcUnavailable
+from balsamd.rpc.protocol import DaemonStatus
+from balsamd.site import SiteLayout
+
+START_TIMEOUT = 30.0
+
+
+class NotRunning(Exception):
+    """No daemon answers for this site; the message says what was found."""
+
+
+def client_for(layout: SiteLayout, record: DaemonRecord, timeout: float = 60.0) -> RpcClient:
+    return RpcClient(
+        connect_host(record), record.port, read_secret(layout.root), f"cli@{this_host()}", timeout
+    )
+
+
+def check_not_running(layout: SiteLayout) -> None:
+    """Refuse to start next to a live daemon, wherever it runs; a stale record is ignored."""
+    record = read_record(layout.root)
+    if record is None:
+        return
+    where = f"{record.host}:{record.port} (pid {record.pid})"
+    try:
+        client_for(layout, record, timeout=3.0).call("ping")
+    except (RpcUnavailable, RpcRefused):
+        pass
+    else:
+        raise AlreadyRunning(
+            f"a balsamd daemon already serves this site on {where}; stop it with `balsamd stop`"
+        )
+    if record.host == this_host() and pid_is_daemon(record.pid):
+        raise AlreadyRunning(
+            f"a balsamd daemon process (pid {record.pid}) still runs for this site but does not answer; "
+            f"stop it with `balsamd stop` or `kill {record.pid}`"
+        )
+
+
+def _configure_logging(layout: SiteLayout, to_stderr: bool) -> None:
+    root = logging.getLogger("balsamd")
+    root.setLevel(logging.INFO)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handlers: list[logging.Handler] = [logging.FileHandler(log_file(layout))]
+    if to_stderr:
+        handlers.append(logging.StreamHandler())
+    for h in handlers:
+        h.setFormatter(fmt)
+        root.addHandler(h)
+
+
+def run_foreground(layout: SiteLayout, on_ready=None) -> None:
+    check_not_running(layout)
+    settings = layout.load_settings()
+    _configure_logging(layout, to_stderr=on_ready is None)
+    anyio.run(Daemon(layout, settings).run, on_ready)
+
+
+def start(layout: SiteLayout) -> DaemonRecord:
+    """Start the daemon in the background; returns once it serves, or raises why it could not."""
+    check_not_running(layout)
+    layout.load_settings()  # a broken settings file is reported here, not in a log
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # first child: detach, fork the daemon, leave
+        os.close(read_fd)
+        os.setsid()
+        if os.fork() != 0:
+            os._exit(0)
+        _daemon_child(layout, write_fd)
+    os.close(write_fd)
+    os.waitpid(pid, 0)
+    message = _read_all(read_fd, START_TIMEOUT)
+    if message.startswith("ok"):
+        record = read_record(layout.root)
+        if record is not None:
+            return record
+    raise RuntimeError(
+        (message.removeprefix("error ") or "the daemon did not report back in time")
+        + f" (see {log_file(layout)})"
+    )
+
+
+def _daemon_child(layout: SiteLayout, write_fd: int) -> None:
+    devnull = os.open(os.devnull, os.O_RDWR)
+    log = os.open(log_file(layout), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(devnull, 0)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.chdir(layout.root)
+    code = 0
+
+    def ready(_record: DaemonRecord) -> None:
+        os.write(write_fd, b"ok\n")
+        os.close(write_fd)
+
+    try:
+        run_foreground(layout, on_ready=ready)
+    except BaseException as exc:
+        code = 1
+        with contextlib.suppress(OSError):
+            os.write(write_fd, f"error {exc}".encode())
+        logging.getLogger("balsamd.daemon").exception("daemon failed")
+    finally:
+        sys.stdout.flush()
+        os._exit(code)
+
+
+def _read_all(fd: int, timeout: float) -> str:
+    import select
+
+    deadline = time.monotonic() + timeout
+    chunks = []
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            break
+        chunk = os.read(fd, 4096)
+        if not chunk or chunk.endswith(b"\n"):
+            chunks.append(chunk)
+            break
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks).decode(errors="replace").strip()
+
+
+def stop(layout: SiteLayout, timeout: float = 60.0) -> str:
+    record = read_record(layout.root)
+    if record is None:
+        raise NotRunning(f"no daemon is recorded for this site ({record_path(layout.root)} is absent)")
+    if record.host == this_host():
+        if not pid_is_daemon(record.pid):
+            record_path(layout.root).unlink(missing_ok=True)
+            return f"the daemon (pid {record.pid}) was not running; removed its stale record"
+        os.kill(record.pid, signal.SIGTERM)
+        if not _wait_gone(record.pid, timeout):
+            raise RuntimeError(
+                f"the daemon (pid {record.pid}) did not stop within {timeout:g} s; see {log_file(layout)}"
+            )
+        return f"stopped the daemon (pid {record.pid})"
+    try:
+        client_for(layout, record).call("shutdown")
+    except RpcUnavailable as exc:
+        raise NotRunning(
+            f"the daemon recorded on {record.host}:{record.port} does not answer: {exc}"
+        ) from None
+    return f"asked the daemon on {record.host} (pid {record.pid}) to stop"
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not Path(f"/proc/{pid}").exists() or _is_zombie(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def status(layout: SiteLayout) -> DaemonStatus:
+    record = read_record(layout.root)
+    if record is None:
+        raise NotRunning(
+            "the daemon is not running (no daemon.json in the site); start it with `balsamd start`"
+        )
+    try:
+        return client_for(layout, record, timeout=10.0).call("status")
+    except RpcUnavailable as exc:
+        raise NotRunning(
+            f"the daemon recorded on {record.host}:{record.port} (pid {record.pid}) does not answer: {exc}; "
+            "start it with `balsamd start`"
+        ) from None

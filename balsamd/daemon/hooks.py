@@ -1,0 +1,141 @@
+"""Running apps' lifecycle hooks in worker processes, each under a time limit.
+
+A hook gets the job as ``self.job`` and moves it by setting ``self.job.state`` (it may also
+change ``self.job.data``).  A hook that leaves the state alone gets the default move; one that
+raises, or runs past its limit (its worker is killed and replaced), fails the job with the
+reason.  User code never runs inside the daemon process itself.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import time
+import traceback
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+
+import msgspec
+
+from balsamd.apps import import_app_module
+from balsamd.launch.pyworker import PythonWorker, serve_tasks
+from balsamd.models import Job
+from balsamd.states import JobState
+
+S = JobState
+
+# the state each hook runs in, and where the job goes when the hook does not choose
+HOOK_OF_STATE: dict[JobState, str] = {
+    S.STAGED_IN: "preprocess",
+    S.RUN_DONE: "postprocess",
+    S.RUN_ERROR: "handle_error",
+    S.RUN_TIMEOUT: "handle_timeout",
+}
+DEFAULT_NEXT: dict[str, JobState] = {
+    "preprocess": S.PREPROCESSED,
+    "postprocess": S.POSTPROCESSED,
+    "handle_error": S.FAILED,
+    "handle_timeout": S.RESTART_READY,
+}
+
+_job_encode = msgspec.msgpack.Encoder().encode
+_job_decode = msgspec.msgpack.Decoder(Job).decode
+
+
+class HookTask(msgspec.Struct, array_like=True):
+    job: bytes
+    hook: str
+    source: str
+    class_name: str
+
+
+class HookResult(msgspec.Struct, array_like=True):
+    job_id: str
+    ok: bool
+    state: str | None = None
+    data: dict | None = None
+    error: str = ""
+
+
+def run_hook(task: HookTask) -> HookResult:
+    job = _job_decode(task.job)
+    before_state, before_data = job.state, dict(job.data)
+    try:
+        cls = getattr(import_app_module(Path(task.source)), task.class_name)
+        getattr(cls(job), task.hook)()
+    except BaseException:
+        return HookResult(job.id, False, error=f"{task.hook} hook raised:\n{traceback.format_exc()}")
+    state = None if job.state == before_state else str(job.state)
+    data = None if job.data == before_data else job.data
+    return HookResult(job.id, True, state, data)
+
+
+def _hook_worker_main(conn: Connection) -> None:
+    serve_tasks(conn, HookTask, run_hook)
+
+
+def next_state(hook: str, result: HookResult) -> tuple[JobState, str]:
+    """Where the job goes after its hook, and the reason to record."""
+    if not result.ok:
+        return S.FAILED, result.error
+    if result.state is None:
+        return DEFAULT_NEXT[hook], ""
+    try:
+        return S(result.state), f"set by {hook}"
+    except ValueError:
+        return S.FAILED, f"{hook} set the unknown state {result.state!r}"
+
+
+class HookPool:
+    """Warm workers for hooks; a worker that overruns its time limit is killed and replaced."""
+
+    def __init__(self, size: int, time_limit: float) -> None:
+        self._ctx = multiprocessing.get_context("spawn")
+        self.size = size
+        self.time_limit = time_limit
+        self.idle: list[PythonWorker] = []
+
+    def _worker(self) -> PythonWorker:
+        return self.idle.pop() if self.idle else PythonWorker(self._ctx, _hook_worker_main)
+
+    def run(self, tasks: list[tuple[str, HookTask]]) -> list[tuple[str, HookResult]]:
+        """Run (hook, task) pairs, ``size`` at a time; blocks until all have an outcome."""
+        pending = list(reversed(tasks))
+        busy: dict[Connection, tuple[PythonWorker, str, str, float]] = {}
+        done: list[tuple[str, HookResult]] = []
+        while pending or busy:
+            while pending and len(busy) < self.size:
+                hook, task = pending.pop()
+                worker = self._worker()
+                job_id = _job_decode(task.job).id
+                worker.submit(task, job_id)
+                busy[worker.conn] = (worker, hook, job_id, time.monotonic() + self.time_limit)
+            soonest = min(deadline for *_, deadline in busy.values())
+            ready = wait(list(busy), timeout=max(0.0, soonest - time.monotonic()))
+            for conn in ready:
+                worker, hook, job_id, _ = busy.pop(conn)
+                result = worker.receive(HookResult)
+                if result is None:
+                    worker.stop()
+                    result = HookResult(job_id, False, error=f"{hook} hook: its worker process died")
+                else:
+                    self.idle.append(worker)
+                done.append((hook, result))
+            now = time.monotonic()
+            for conn, (worker, hook, job_id, deadline) in list(busy.items()):
+                if now >= deadline:
+                    del busy[conn]
+                    worker.signal(signal.SIGKILL)
+                    worker.stop()
+                    error = f"{hook} hook ran past its {self.time_limit:g} s limit and was stopped"
+                    done.append((hook, HookResult(job_id, False, error=error)))
+        return done
+
+    def close(self) -> None:
+        for worker in self.idle:
+            worker.stop()
+        self.idle.clear()
+
+
+def hook_task(job: Job, hook: str, source: Path, class_name: str) -> HookTask:
+    return HookTask(_job_encode(job), hook, str(source), class_name)

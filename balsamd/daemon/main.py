@@ -1,0 +1,149 @@
+"""The daemon: one process on the site's host that owns the store and runs the services.
+
+Everything is wired in :meth:`Daemon.run`.  Services are listed in :func:`build_services`;
+a later service (scheduler, elastic queue, sync) is one more entry there.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.abc import SocketStream
+
+from balsamd.config import Settings
+from balsamd.daemon.handlers import store_handlers
+from balsamd.daemon.hooks import HookPool
+from balsamd.daemon.processing import Processing
+from balsamd.daemon.record import DaemonRecord, read_secret, remove_record, this_host, write_record
+from balsamd.daemon.services import Health, Service, run_service
+from balsamd.rpc.protocol import DaemonStatus
+from balsamd.rpc.server import RpcServer
+from balsamd.site import SiteLayout
+from balsamd.store.store import SiteStore
+from balsamd.version import __version__
+
+log = logging.getLogger("balsamd.daemon")
+
+
+class AlreadyRunning(Exception):
+    pass
+
+
+class Daemon:
+    def __init__(self, layout: SiteLayout, settings: Settings) -> None:
+        self.layout = layout
+        self.settings = settings
+        self.name = settings.site.name or layout.root.name
+        self.stop = anyio.Event()
+        self.started_at = time.time()
+        self.port = 0
+        self.health: list[Health] = []
+        self._lock_fd: int | None = None
+
+    def lock(self) -> None:
+        """Hold SITE/daemon.lock for the daemon's life: a second daemon on this host fails here."""
+        fd = os.open(self.layout.root / "daemon.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise AlreadyRunning(f"another balsamd daemon holds {self.layout.root / 'daemon.lock'}") from None
+        self._lock_fd = fd
+
+    async def run(self, on_ready: Callable[[DaemonRecord], None] | None = None) -> None:
+        self.lock()
+        store = SiteStore(self.layout.store)
+        limiter = anyio.CapacityLimiter(1)
+        pool = HookPool(self.settings.daemon.hook_workers, self.settings.daemon.hook_timeout_sec)
+
+        async def store_call(fn: Callable[..., Any], *args: Any) -> Any:
+            return await anyio.to_thread.run_sync(functools.partial(fn, *args), limiter=limiter)
+
+        self.health = [Health(s) for s in build_services(self, store, store_call, pool)]
+        handlers: dict[str, Any] = store_handlers(store)
+        handlers["status"] = lambda _a: self.status(store)
+        handlers["shutdown"] = self._shutdown
+        server = RpcServer(handlers, read_secret(self.layout.root), self.name, limiter)
+        listener = await anyio.create_tcp_listener(
+            local_host=self.settings.daemon.bind, local_port=self.settings.daemon.port, reuse_port=False
+        )
+        self.port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        record = DaemonRecord(
+            pid=os.getpid(), host=this_host(), port=self.port, started_at=self.started_at, version=__version__
+        )
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._signals)
+                for health in self.health:
+                    tg.start_soon(run_service, health, self.stop)
+                tg.start_soon(self._serve, listener, server, tg)
+                write_record(self.layout.root, record)
+                log.info(
+                    "daemon serving site %s on %s:%d (pid %d)", self.name, record.host, self.port, record.pid
+                )
+                if on_ready is not None:
+                    on_ready(record)
+                await self.stop.wait()
+                log.info("stopping: services finish their current step")
+                tg.cancel_scope.cancel()
+        finally:
+            remove_record(self.layout.root, os.getpid())
+            await anyio.to_thread.run_sync(pool.close)
+            store.close()
+            log.info("daemon stopped")
+
+    async def _serve(self, listener, server: RpcServer, tg) -> None:
+        async def handle(stream: SocketStream) -> None:
+            await server.serve(stream)
+
+        async with listener:
+            await listener.serve(handle, task_group=tg)
+
+    async def _signals(self) -> None:
+        import signal
+
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for _ in signals:
+                self.stop.set()
+                return
+
+    async def _shutdown(self, _args: Any) -> None:
+        self.stop.set()
+
+    def status(self, store: SiteStore) -> DaemonStatus:
+        now = time.time()
+        services = [h.report(now) for h in self.health]
+        return DaemonStatus(
+            site=self.name, host=this_host(), port=self.port, pid=os.getpid(), started_at=self.started_at,
+            healthy=all(s.healthy for s in services), services=services,
+            job_counts=store.counts_by_state(), sessions=store.sessions(open_only=True),
+        )  # fmt: skip
+
+
+def build_services(daemon: Daemon, store: SiteStore, store_call, pool: HookPool) -> list[Service]:
+    """Every service of the daemon, in one place."""
+    d = daemon.settings.daemon
+    expiry = daemon.settings.launcher.session_expiry_sec
+    processing = Processing(store, store_call, daemon.layout.apps, pool)
+
+    async def reap(_now: float) -> None:
+        expired = await store_call(store.expire_sessions, expiry)
+        if expired:
+            log.warning("expired %d silent launcher session(s): %s", len(expired), ", ".join(expired))
+
+    return [
+        Service("processing", processing.step, d.processing_period_sec),
+        Service("session-reaper", reap, d.reaper_period_sec),
+    ]
+
+
+def log_file(layout: SiteLayout) -> Path:
+    return layout.log / "daemon.log"

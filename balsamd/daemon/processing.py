@@ -1,0 +1,74 @@
+"""The processing service: lifecycle hooks of apps that override them, and stragglers of the DAG.
+
+Apps that keep a default hook never come here: the store applies the default in the
+transaction that reached the state.  This service finds jobs waiting for a user hook, runs the
+hooks in worker processes (never in the daemon) and records each outcome, then releases or
+fails any job still waiting on parents that already settled.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from balsamd.daemon.hooks import HOOK_OF_STATE, HookPool, hook_task, next_state
+from balsamd.models import App, Job
+from balsamd.states import IllegalTransition, JobState
+from balsamd.store.queries import JobFilter
+from balsamd.store.store import SiteStore
+
+log = logging.getLogger("balsamd.processing")
+
+StoreCall = Callable[..., Awaitable[Any]]
+
+
+def find_hook_work(store: SiteStore, apps: dict[str, App], limit: int) -> list[tuple[Job, str]]:
+    """(job, hook) pairs for jobs sitting in a state whose hook their app overrides."""
+    work: list[tuple[Job, str]] = []
+    for state, hook in HOOK_OF_STATE.items():
+        for app in apps.values():
+            if hook in app.hooks and len(work) < limit:
+                f = JobFilter(states=[state], app=app.name, limit=limit - len(work))
+                work.extend((job, hook) for job in store.filter(f))
+    return work
+
+
+class Processing:
+    def __init__(
+        self, store: SiteStore, store_call: StoreCall, apps_dir: Path, pool: HookPool, batch: int = 256
+    ):
+        self.store = store
+        self.call = store_call
+        self.apps_dir = apps_dir
+        self.pool = pool
+        self.batch = batch
+        self.hooks_run = 0
+        self.released = 0
+
+    async def step(self, _now: float) -> None:
+        apps = await self.call(self.store.apps)
+        work = await self.call(find_hook_work, self.store, apps, self.batch)
+        if work:
+            tasks = [
+                (hook, hook_task(job, hook, self.apps_dir / apps[job.app].source, apps[job.app].class_name))
+                for job, hook in work
+            ]
+            started_in = {job.id: job.state for job, _ in work}
+            for hook, result in await anyio.to_thread.run_sync(self.pool.run, tasks):
+                state, reason = next_state(hook, result)
+                await self._record(result.job_id, started_in[result.job_id], state, reason, result.data)
+                self.hooks_run += 1
+        self.released += await self.call(self.store.resolve_waiting)
+
+    async def _record(self, job_id: str, was: JobState, state: JobState, reason: str, data) -> None:
+        try:
+            await self.call(self.store.finish_hook, job_id, was, state, reason, data)
+        except IllegalTransition as exc:
+            log.warning("job %s: hook chose an illegal state: %s", job_id, exc)
+            await self.call(
+                self.store.finish_hook, job_id, was, JobState.FAILED, f"hook chose an illegal state: {exc}"
+            )

@@ -1,0 +1,65 @@
+"""``SITE/daemon.json``: where the site's daemon serves, so others can find or refuse it."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import msgspec
+
+RECORD_FILE = "daemon.json"
+
+
+class DaemonRecord(msgspec.Struct, kw_only=True):
+    pid: int
+    host: str
+    port: int
+    started_at: float
+    version: str = ""
+
+
+def record_path(site_root: Path) -> Path:
+    return site_root / RECORD_FILE
+
+
+def read_record(site_root: Path) -> DaemonRecord | None:
+    try:
+        return msgspec.json.decode(record_path(site_root).read_bytes(), type=DaemonRecord)
+    except (FileNotFoundError, msgspec.DecodeError):
+        return None
+
+
+def write_record(site_root: Path, record: DaemonRecord) -> None:
+    tmp = record_path(site_root).with_suffix(f".tmp{os.getpid()}")
+    tmp.write_bytes(msgspec.json.encode(record))
+    tmp.rename(record_path(site_root))
+
+
+def remove_record(site_root: Path, pid: int) -> None:
+    """Remove the record only if it is still ours (a successor may have replaced it)."""
+    current = read_record(site_root)
+    if current is not None and current.pid == pid and current.host == this_host():
+        record_path(site_root).unlink(missing_ok=True)
+
+
+def this_host() -> str:
+    return socket.gethostname()
+
+
+def pid_is_daemon(pid: int) -> bool:
+    """A live local process that is a balsamd daemon (not a recycled pid)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"balsamd" in cmdline
+
+
+def read_secret(site_root: Path) -> str:
+    return (site_root / "secret").read_text().strip()
+
+
+def connect_host(record: DaemonRecord) -> str:
+    """How a client reaches the daemon: loopback on its own host, else the host's name."""
+    return "127.0.0.1" if record.host == this_host() else record.host

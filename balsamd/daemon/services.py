@@ -1,0 +1,83 @@
+"""How the daemon runs its services: each a small step repeated on a period, watched.
+
+A step that raises is logged, counted and retried after a growing backoff; it never takes the
+daemon down.  Each service's health (last tick, last error) is what `balsamd status` shows.
+Stopping lets a step in progress finish: only the sleep between steps is interrupted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import anyio
+
+from balsamd.rpc.protocol import ServiceHealth
+
+log = logging.getLogger("balsamd.daemon")
+
+MAX_BACKOFF_SEC = 60.0
+
+
+@dataclass
+class Service:
+    """``step(now)`` does one round of work; it is awaited every ``period`` seconds."""
+
+    name: str
+    step: Callable[[float], Awaitable[None]]
+    period: float
+
+
+class Health:
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.last_tick: float | None = None
+        self.last_error = ""
+        self.last_error_at: float | None = None
+        self.failures_in_a_row = 0
+        self.restarts = 0
+        self.detail: dict[str, object] = {}
+
+    def healthy(self, now: float) -> bool:
+        if self.failures_in_a_row:
+            return False
+        if self.last_tick is None:
+            return True  # not due yet
+        return now - self.last_tick <= 3 * self.service.period + 30
+
+    def report(self, now: float) -> ServiceHealth:
+        return ServiceHealth(
+            name=self.service.name, healthy=self.healthy(now), last_tick=self.last_tick,
+            last_error=self.last_error, last_error_at=self.last_error_at, restarts=self.restarts,
+            detail=dict(self.detail),
+        )  # fmt: skip
+
+
+def backoff(failures: int, period: float) -> float:
+    """Seconds to wait after the n-th failure in a row: doubling from the period, capped."""
+    return min(MAX_BACKOFF_SEC, max(period, 1.0) * 2 ** min(failures - 1, 10))
+
+
+async def run_service(health: Health, stop: anyio.Event, clock: Callable[[], float] = time.time) -> None:
+    service = health.service
+    while not stop.is_set():
+        try:
+            with anyio.CancelScope(shield=True):
+                await service.step(clock())
+        except Exception as exc:
+            health.failures_in_a_row += 1
+            health.restarts += 1
+            health.last_error = f"{type(exc).__name__}: {exc}"
+            health.last_error_at = clock()
+            log.error("service %s failed (retry in %.0f s):\n%s", service.name,
+                      backoff(health.failures_in_a_row, service.period), traceback.format_exc())  # fmt: skip
+            wait = backoff(health.failures_in_a_row, service.period)
+        else:
+            health.failures_in_a_row = 0
+            health.last_tick = clock()
+            wait = service.period
+        with anyio.move_on_after(wait):
+            await stop.wait()

@@ -1,0 +1,206 @@
+"""A blocking RPC client for launchers and the CLI, and the store and job source over it.
+
+One connection, calls in order.  A broken connection is reopened on the next call, with an
+exponential backoff between attempts, so a launcher that keeps calling while the daemon
+restarts neither spins nor gives up: its calls fail fast until the daemon is back.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Any
+
+import msgspec
+
+from balsamd.models import App, ClaimLimits, Event, Job, Session, StateUpdate
+from balsamd.rpc import protocol as p
+from balsamd.states import IllegalTransition, JobState
+from balsamd.store.queries import JobFilter
+from balsamd.store.store import JobNotFound, RemoveOutcome, SessionGone, StoreError, UpdateOutcome
+from balsamd.validate import JobSpecError
+
+
+class RpcUnavailable(ConnectionError):
+    """The daemon cannot be reached now; the call was not made (or its reply was lost)."""
+
+
+class RpcRefused(Exception):
+    """The daemon refused this client (wrong secret or protocol version)."""
+
+
+class RemoteError(Exception):
+    """The daemon failed on a call for a reason of its own."""
+
+
+_ERRORS: dict[str, type[Exception]] = {
+    cls.__name__: cls
+    for cls in (StoreError, JobNotFound, SessionGone, IllegalTransition, JobSpecError, ValueError)
+}
+
+
+def _rebuild(error_type: str, message: str) -> Exception:
+    """The same exception class as on the daemon, carrying its message."""
+    cls = _ERRORS.get(error_type)
+    if cls is None:
+        return RemoteError(f"{error_type}: {message}")
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, message)
+    return exc
+
+
+class RpcClient:
+    def __init__(self, host: str, port: int, secret: str, name: str = "", timeout: float = 60.0) -> None:
+        self.address = (host, port)
+        self.secret = secret
+        self.name = name
+        self.timeout = timeout
+        self.sock: socket.socket | None = None
+        self.site = ""
+        self._ids = 0
+        self._lock = threading.Lock()
+        self._backoff = 0.0
+        self._next_attempt = 0.0
+
+    def __repr__(self) -> str:
+        return f"RpcClient({self.address[0]}:{self.address[1]})"
+
+    def _connect(self) -> socket.socket:
+        now = time.monotonic()
+        if now < self._next_attempt:
+            raise RpcUnavailable(f"daemon at {self.address[0]}:{self.address[1]} unreachable; retrying soon")
+        try:
+            sock = socket.create_connection(self.address, timeout=self.timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.sendall(p.frame(p.Hello(p.VERSION, self.secret, self.name)))
+            answer = self._receive(sock)
+        except (OSError, p.ProtocolError) as exc:
+            self._backoff = min(5.0, max(0.2, self._backoff * 2))
+            self._next_attempt = now + self._backoff
+            raise RpcUnavailable(
+                f"cannot reach the daemon at {self.address[0]}:{self.address[1]}: {exc}"
+            ) from None
+        if isinstance(answer, p.Refused):
+            sock.close()
+            raise RpcRefused(f"the daemon refused this client: {answer.reason}")
+        if not isinstance(answer, p.Welcome):
+            sock.close()
+            raise RpcUnavailable(f"unexpected answer to the handshake: {type(answer).__name__}")
+        self._backoff = 0.0
+        self.site = answer.site
+        return sock
+
+    @staticmethod
+    def _receive(sock: socket.socket) -> p.Message:
+        header = _recv_exactly(sock, p.HEADER.size)
+        return p.decode_message(_recv_exactly(sock, p.frame_length(header)))
+
+    def call(self, method: str, args: msgspec.Struct | None = None) -> Any:
+        with self._lock:
+            if self.sock is None:
+                self.sock = self._connect()
+            self._ids += 1
+            call = p.Call(self._ids, method, msgspec.Raw(p.encode(args or p.NoArgs())))
+            try:
+                self.sock.sendall(p.frame(call))
+                reply = self._receive(self.sock)
+            except (OSError, p.ProtocolError) as exc:
+                self.close()
+                raise RpcUnavailable(f"lost the connection to the daemon during {method}: {exc}") from None
+        if not isinstance(reply, p.Reply) or reply.id != call.id:
+            self.close()
+            raise RpcUnavailable(f"out-of-order reply to {method}")
+        if not reply.ok:
+            raise _rebuild(reply.error_type, reply.error)
+        return p.decode_result(method, reply.value)
+
+    def close(self) -> None:
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            finally:
+                self.sock = None
+
+
+def _recv_exactly(sock: socket.socket, size: int) -> bytes:
+    chunks, left = [], size
+    while left:
+        chunk = sock.recv(min(left, 1 << 20))
+        if not chunk:
+            raise ConnectionError("the daemon closed the connection")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+class RemoteStore:
+    """The site store's contract, served by the daemon (for hosts that must not open it)."""
+
+    def __init__(self, client: RpcClient) -> None:
+        self.client = client
+
+    def close(self) -> None:
+        self.client.close()
+
+    def put_apps(self, apps: list[App], *, replace_all: bool = False) -> None:
+        self.client.call("put_apps", p.PutApps(list(apps), replace_all))
+
+    def apps(self) -> dict[str, App]:
+        return self.client.call("apps")
+
+    def create_jobs(self, jobs: list[Job]) -> list[Job]:
+        return self.client.call("create_jobs", p.Jobs(jobs))
+
+    def get(self, job_id: str) -> Job:
+        return self.client.call("get", p.JobId(job_id))
+
+    def resolve_id(self, text: str) -> str:
+        return self.client.call("resolve_id", p.Text(text))
+
+    def filter(self, f: JobFilter | None = None) -> list[Job]:
+        return self.client.call("filter", p.Filter(f or JobFilter()))
+
+    def count(self, f: JobFilter | None = None) -> int:
+        return self.client.call("count", p.Filter(f or JobFilter()))
+
+    def counts_by_state(self, f: JobFilter | None = None) -> dict[str, int]:
+        return self.client.call("counts_by_state", p.Filter(f or JobFilter()))
+
+    def events(self, job_id: str | None = None, after: int = 0, limit: int | None = None) -> list[Event]:
+        return self.client.call("events", p.EventsArgs(job_id, after, limit))
+
+    def kill(self, job_ids: list[str]) -> dict[str, JobState]:
+        return self.client.call("kill", p.JobIds(job_ids))
+
+    def retry(self, job_ids: list[str]) -> dict[str, JobState]:
+        return self.client.call("retry", p.JobIds(job_ids))
+
+    def delete(self, job_ids: list[str]) -> RemoveOutcome:
+        return self.client.call("delete", p.JobIds(job_ids))
+
+    def open_session(self, label: str = "", batch_job_id: str | None = None) -> Session:
+        return self.client.call(
+            "open_session", p.OpenSession(label, batch_job_id, socket.gethostname(), _pid())
+        )
+
+    def heartbeat(self, session_id: str, running: list[str]) -> list[str]:
+        return self.client.call("heartbeat", p.Heartbeat(session_id, list(running)))
+
+    def claim(self, session_id: str, limits: ClaimLimits) -> list[Job]:
+        return self.client.call("claim", p.Claim(session_id, limits))
+
+    def update_states(self, session_id: str, updates: list[StateUpdate]) -> UpdateOutcome:
+        return self.client.call("report", p.Report(session_id, updates))
+
+    def release(self, session_id: str, job_ids: list[str]) -> int:
+        return self.client.call("release", p.Release(session_id, job_ids))
+
+    def close_session(self, session_id: str) -> None:
+        self.client.call("close_session", p.SessionArg(session_id))
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()

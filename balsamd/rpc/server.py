@@ -1,0 +1,125 @@
+"""The daemon's RPC server: anyio TCP, one task per connection, calls answered in order.
+
+A handler is a plain function (run in a worker thread under the store's capacity limiter,
+because apsw calls block) or a coroutine function (awaited in the event loop).  A peer that
+fails the handshake, sends garbage or an oversized frame is disconnected; the daemon goes on.
+"""
+
+from __future__ import annotations
+
+import hmac
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import msgspec
+from anyio.abc import SocketStream
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from balsamd.rpc import protocol as p
+
+log = logging.getLogger("balsamd.rpc")
+
+HANDSHAKE_TIMEOUT = 10.0
+
+
+async def read_message(stream: SocketStream, buffered: BufferedByteReceiveStream) -> p.Message:
+    length = p.frame_length(await buffered.receive_exactly(p.HEADER.size))
+    return p.decode_message(await buffered.receive_exactly(length))
+
+
+class RpcServer:
+    def __init__(
+        self,
+        handlers: dict[str, Callable[[Any], Any]],
+        secret: str,
+        site_name: str,
+        limiter: anyio.CapacityLimiter,
+    ) -> None:
+        unknown = set(handlers) - set(p.METHODS)
+        if unknown:
+            raise ValueError(f"handlers for undeclared methods: {sorted(unknown)}")
+        self.handlers = handlers
+        self.secret = secret
+        self.site_name = site_name
+        self.limiter = limiter
+        self.calls = 0
+        self.refused = 0
+
+    async def serve(self, stream: SocketStream) -> None:
+        peer = _peer(stream)
+        buffered = BufferedByteReceiveStream(stream)
+        async with stream:
+            try:
+                with anyio.fail_after(HANDSHAKE_TIMEOUT):
+                    hello = await read_message(stream, buffered)
+                if not self._accept(hello):
+                    self.refused += 1
+                    reason = self._refusal(hello)
+                    log.warning("refused connection from %s: %s", peer, reason)
+                    await stream.send(p.frame(p.Refused(reason)))
+                    return
+                await stream.send(p.frame(p.Welcome(p.VERSION, self.site_name)))
+                while True:
+                    call = await read_message(stream, buffered)
+                    if not isinstance(call, p.Call):
+                        raise p.ProtocolError(f"expected a Call, got {type(call).__name__}")
+                    await stream.send(p.frame(await self.dispatch(call)))
+            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.IncompleteRead, ConnectionError):
+                return
+            except TimeoutError:
+                self.refused += 1
+                log.warning("connection from %s sent no handshake in time", peer)
+            except p.ProtocolError as exc:
+                self.refused += 1
+                log.warning("dropped connection from %s: %s", peer, exc)
+
+    def _accept(self, hello: p.Message) -> bool:
+        return (
+            isinstance(hello, p.Hello)
+            and hello.version == p.VERSION
+            and hmac.compare_digest(hello.secret.encode(), self.secret.encode())
+        )
+
+    @staticmethod
+    def _refusal(hello: p.Message) -> str:
+        if not isinstance(hello, p.Hello):
+            return "expected a Hello"
+        if hello.version != p.VERSION:
+            return f"protocol version {hello.version} is not supported (this daemon speaks {p.VERSION})"
+        return "wrong secret: use the secret file of this site"
+
+    async def dispatch(self, call: p.Call) -> p.Reply:
+        self.calls += 1
+        try:
+            args = p.decode_args(call.method, call.args)
+            handler = self.handlers.get(call.method)
+            if handler is None:
+                raise p.ProtocolError(f"method {call.method!r} is not served by this daemon")
+            if inspect.iscoroutinefunction(handler):
+                value = await handler(args)
+            else:
+                value = await anyio.to_thread.run_sync(handler, args, limiter=self.limiter)
+            return p.Reply(call.id, True, msgspec.Raw(p.encode(value)))
+        except p.ProtocolError as exc:
+            return p.Reply(call.id, False, error_type="ProtocolError", error=str(exc))
+        except Exception as exc:
+            if type(exc).__name__ not in EXPECTED_ERRORS:
+                log.exception("%s failed", call.method)
+            return p.Reply(call.id, False, error_type=type(exc).__name__, error=str(exc))
+
+
+# errors a caller can cause; anything else is logged with its traceback as a daemon fault
+EXPECTED_ERRORS = {
+    "StoreError", "JobNotFound", "SessionGone", "IllegalTransition", "JobSpecError", "ValueError",
+}  # fmt: skip
+
+
+def _peer(stream: SocketStream) -> str:
+    try:
+        host, port = stream.extra(anyio.abc.SocketAttribute.remote_address)[:2]
+    except Exception:
+        return "?"
+    return f"{host}:{port}"
