@@ -20,8 +20,17 @@ from balsamd.store.schema import migrate
 BUSY_TIMEOUT_MS = 60_000
 
 _json_encode = msgspec.json.Encoder().encode
-_dict_decode = msgspec.json.Decoder(dict).decode
-_list_decode = msgspec.json.Decoder(list).decode
+_dict_decoder = msgspec.json.Decoder(dict).decode
+_list_decoder = msgspec.json.Decoder(list).decode
+_STATES = {str(s): s for s in JobState}
+
+
+def _dict_decode(text: str) -> dict:
+    return {} if text == "{}" else _dict_decoder(text)  # most jobs have no tags, data, ...
+
+
+def _list_decode(text: str) -> list:
+    return [] if text == "[]" else _list_decoder(text)
 _app_encode = msgspec.msgpack.Encoder().encode
 _app_decode = msgspec.msgpack.Decoder(App).decode
 
@@ -39,7 +48,7 @@ def job_from_row(row: tuple[Any, ...]) -> Job:
     (id_, app, workdir, state, nn, rpn, tpr, tpc, gpr, npc, wall, params, tags, data, parents,
      launch, rc, session, batch, attempts, reason, result, created, updated, version) = row  # fmt: skip
     return Job(
-        id=id_, app=app, workdir=workdir, state=JobState(state), num_nodes=nn,
+        id=id_, app=app, workdir=workdir, state=_STATES[state], num_nodes=nn,
         ranks_per_node=rpn, threads_per_rank=tpr, threads_per_core=tpc, gpus_per_rank=gpr,
         node_packing_count=npc, wall_time_min=wall, parameters=_dict_decode(params),
         tags=_dict_decode(tags), data=_dict_decode(data), parent_ids=_list_decode(parents),
@@ -78,7 +87,7 @@ def session_from_row(row: tuple[Any, ...]) -> Session:
 
 BATCH_COLUMNS = (
     "id, num_nodes, wall_time_min, job_mode, project, queue, filter_tags, state, scheduler_id, "
-    "status_info, created_at, start_time, end_time"
+    "status_info, created_at, start_time, end_time, origin"
 )
 
 

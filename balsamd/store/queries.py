@@ -67,7 +67,7 @@ _ORDERS = {
 }
 
 
-def claim_statement(session_id: str, limits: ClaimLimits, now: float, seq: int) -> tuple[str, list[Any]]:
+def claim_statement(session_id: str, limits: ClaimLimits, batch_job_id: str | None) -> tuple[str, list[Any]]:
     """One UPDATE ... RETURNING that binds fitting runnable jobs to a session.
 
     Candidates are unbound runnable jobs within the per-job limits, in the requested order,
@@ -94,7 +94,9 @@ def claim_statement(session_id: str, limits: ClaimLimits, now: float, seq: int) 
         conds.append("id IN (SELECT job_id FROM job_tags WHERE key = ? AND value = ?)")
         params.extend((key, value))
     candidates = (
-        "SELECT id, num_nodes, node_packing_count, wall_time_min FROM jobs "
+        # Without statistics SQLite prefers jobs_state and sorts every runnable job per claim;
+        # the partial index holds exactly the candidates, already in small-first order.
+        "SELECT id, num_nodes, node_packing_count, wall_time_min FROM jobs INDEXED BY jobs_runnable "
         f"WHERE {' AND '.join(conds)} ORDER BY {order} LIMIT ?"
     )
     params.append(limits.max_jobs)
@@ -107,9 +109,8 @@ def claim_statement(session_id: str, limits: ClaimLimits, now: float, seq: int) 
             "WHERE used <= ? + 1e-9"
         )
         params.append(limits.max_aggregate_nodes)
-    sql = (
-        "UPDATE jobs SET session_id = ?1, updated_at = ?2, version = version + 1, seq = ?3, "
-        "batch_job_id = (SELECT batch_job_id FROM sessions WHERE id = ?1) "
-        f"WHERE id IN ({chosen}) RETURNING {JOB_SELECT}"
-    )
-    return sql, [session_id, now, seq, *params]
+    # Binding is bookkeeping of this site, not a change of the job anyone else follows: it
+    # leaves version, seq and updated_at alone, which keeps the hot claim path to one index
+    # update per job (the RUNNING report that follows is the change that syncs).
+    sql = f"UPDATE jobs SET session_id = ?1, batch_job_id = ?2 WHERE id IN ({chosen}) RETURNING {JOB_SELECT}"
+    return sql, [session_id, batch_job_id, *params]

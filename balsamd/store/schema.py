@@ -118,6 +118,10 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX batch_jobs_state ON batch_jobs (state);
     """,
+    # 2: who asked for a batch job (a user, or the elastic queue that sizes itself by it)
+    """
+    ALTER TABLE batch_jobs ADD COLUMN origin TEXT NOT NULL DEFAULT 'user';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -19,6 +19,7 @@ from balsamd import ids, lifecycle
 from balsamd.models import App, ClaimLimits, Event, Job, Session, SessionState, StateUpdate
 from balsamd.states import RETRYABLE, IllegalTransition, JobState, is_allowed
 from balsamd.store import queries
+from balsamd.store.batch import BatchStoreMixin
 from balsamd.store.db import (
     JOB_COLUMNS,
     JOB_SELECT,
@@ -32,22 +33,12 @@ from balsamd.store.db import (
     json_text,
     session_from_row,
 )
+from balsamd.store.errors import JobNotFound, SessionGone, StoreError
 from balsamd.store.queries import JobFilter
 from balsamd.store.transitions import Move, apply_moves, direct_children, load_states
 
 S = JobState
 
-
-class StoreError(Exception):
-    """A request the store refuses; the message says what is wrong and what to do."""
-
-
-class JobNotFound(StoreError):
-    pass
-
-
-class SessionGone(StoreError):
-    """The session is closed or expired: its launcher must stop and open a new one."""
 
 
 class UpdateOutcome(msgspec.Struct, kw_only=True):
@@ -65,7 +56,10 @@ def _now(now: float | None) -> float:
     return time.time() if now is None else now
 
 
-class SiteStore:
+__all__ = ["JobNotFound", "RemoveOutcome", "SessionGone", "SiteStore", "StoreError", "UpdateOutcome"]
+
+
+class SiteStore(BatchStoreMixin):
     def __init__(self, path: Path | str) -> None:
         self.db = Database(Path(path))
         self._hooks_version = -1
@@ -457,13 +451,15 @@ class SiteStore:
         with self.db.read() as conn:
             return [session_from_row(r) for r in conn.execute(sql + " ORDER BY id")]
 
-    def _require_open(self, conn, session_id: str) -> None:
-        row = conn.execute("SELECT state FROM sessions WHERE id = ?", (session_id,)).fetchone()
+    def _require_open(self, conn, session_id: str) -> str | None:
+        """The open session's batch job id; SessionGone when it is not open."""
+        row = conn.execute("SELECT state, batch_job_id FROM sessions WHERE id = ?", (session_id,)).fetchone()
         if row is None or row[0] != SessionState.OPEN:
             state = "unknown" if row is None else row[0]
             raise SessionGone(
                 f"session {session_id} is {state}; its jobs were handed back, open a new session"
             )
+        return row[1]
 
     def heartbeat(self, session_id: str, running: list[str] = (), now: float | None = None) -> list[str]:  # type: ignore[assignment]
         """Renew the session; returns those of ``running`` the launcher must stop (killed,
@@ -488,12 +484,11 @@ class SiteStore:
         One transaction: two claimers never get the same job.  Claimed jobs keep their state
         until the launcher reports them RUNNING; unstarted ones go back with ``release``.
         """
-        now = _now(now)
         if limits.max_jobs <= 0:
             return []
         with self.db.write() as conn:
-            self._require_open(conn, session_id)
-            sql, params = queries.claim_statement(session_id, limits, now, self.db.next_seq(conn))
+            batch_job_id = self._require_open(conn, session_id)
+            sql, params = queries.claim_statement(session_id, limits, batch_job_id)
             jobs = [job_from_row(r) for r in conn.execute(sql, params)]
         order = (
             (lambda j: (j.num_nodes, j.id))

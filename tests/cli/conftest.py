@@ -22,7 +22,7 @@ def set_nodes(site: Path, cpus: int = 4, gpus: int = 0, max_nodes: int = 2) -> N
     path = site / "settings.toml"
     text = path.read_text()
     for key, value in (("cpus_per_node", cpus), ("gpus_per_node", gpus), ("max_nodes", max_nodes)):
-        text, n = re.subn(rf"(?m)^{key} = \d+", f"{key} = {value}", text)
+        text, n = re.subn(rf"(?m)^{key} = \d+", f"{key} = {value}", text, count=1)
         assert n == 1, key
     path.write_text(text)
 
