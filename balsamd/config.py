@@ -37,8 +37,8 @@ class SchedulerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
     kind: SchedulerKind = "local"
     allowed_queues: list[str] = []
     allowed_projects: list[str] = []
-    default_queue: str = "local"
-    default_project: str = "local"
+    default_queue: str = ""
+    default_project: str = ""
     max_wall_time_min: Positive = 1440
     max_queued: Positive = 20
 
@@ -68,6 +68,26 @@ class DaemonSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     hook_timeout_sec: Annotated[float, msgspec.Meta(gt=0)] = 300.0
     hook_workers: Positive = 2
     reaper_period_sec: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    scheduler_period_sec: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+
+
+class ElasticSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    enabled: bool = False
+    period_sec: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    queue: str = ""  # empty: the scheduler's default_queue
+    project: str = ""  # empty: the scheduler's default_project
+    job_mode: Literal["mpi", "serial"] = "mpi"
+    filter_tags: dict[str, str] = {}
+    min_nodes: Positive = 1
+    max_nodes: Positive = 1
+    min_wall_time_min: Positive = 35
+    max_wall_time_min: Positive = 360
+    wall_time_pad_min: NonNegative = 5
+    max_queue_wait_min: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    max_queued: Positive = 20
+    use_backfill: bool = False
+    max_failures: Positive = 3  # submission failures in a row before it pauses itself
+    pause_min: Annotated[float, msgspec.Meta(gt=0)] = 30.0
 
 
 class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -77,6 +97,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     launcher: LauncherSettings = msgspec.field(default_factory=LauncherSettings)
     sync: SyncSettings = msgspec.field(default_factory=SyncSettings)
     daemon: DaemonSettings = msgspec.field(default_factory=DaemonSettings)
+    elastic: ElasticSettings = msgspec.field(default_factory=ElasticSettings)
 
 
 class SettingsError(Exception):
@@ -224,8 +245,8 @@ max_nodes = 1
 kind = "{scheduler}"
 allowed_queues = []     # empty: any queue
 allowed_projects = []   # empty: any project
-default_queue = "local"
-default_project = "local"
+default_queue = "{queue}"      # empty: the scheduler's own default
+default_project = "{project}"
 max_wall_time_min = 1440
 max_queued = 20
 
@@ -259,4 +280,24 @@ processing_period_sec = 1.0   # how often hooks and dependencies are looked at
 hook_timeout_sec = 300.0      # a hook running longer fails its job
 hook_workers = 2              # processes running hooks
 reaper_period_sec = 10.0      # how often silent launcher sessions are looked for
+scheduler_period_sec = 10.0   # how often batch jobs are submitted and their status polled
+
+[elastic]
+# The elastic queue submits batch jobs sized to the runnable backlog (Balsam's algorithm).
+enabled = false
+period_sec = 60.0
+queue = ""                 # empty: [scheduler] default_queue
+project = ""               # empty: [scheduler] default_project
+job_mode = "mpi"           # mpi | serial
+filter_tags = {{}}           # only jobs with these tags count, and only they run in its batch jobs
+min_nodes = 1
+max_nodes = 1
+min_wall_time_min = 35
+max_wall_time_min = 360
+wall_time_pad_min = 5      # subtracted from the wall time so launchers end before the allocation
+max_queue_wait_min = 10.0  # queued batch jobs of the elastic queue waiting longer are withdrawn
+max_queued = 20            # most batch jobs queued or running at once
+use_backfill = false       # size batch jobs to the scheduler's backfill windows
+max_failures = 3           # submission failures in a row before it pauses itself ...
+pause_min = 30.0           # ... for this long (see `balsamd status`)
 """

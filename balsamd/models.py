@@ -96,6 +96,20 @@ class BatchJobState(enum.StrEnum):
     PENDING_DELETION = "pending_deletion"
 
 
+_B = BatchJobState
+
+# who moves a batch job: the CLI (submit, rm), the scheduler service (submit, status polls)
+BATCH_TRANSITIONS: dict[BatchJobState, frozenset[BatchJobState]] = {
+    _B.PENDING_SUBMISSION: frozenset({_B.QUEUED, _B.SUBMIT_FAILED, _B.FINISHED}),
+    _B.QUEUED: frozenset({_B.RUNNING, _B.FINISHED, _B.PENDING_DELETION}),
+    _B.RUNNING: frozenset({_B.FINISHED, _B.PENDING_DELETION}),
+    _B.PENDING_DELETION: frozenset({_B.FINISHED}),
+    _B.SUBMIT_FAILED: frozenset(),
+    _B.FINISHED: frozenset(),
+}
+BATCH_ACTIVE = frozenset({_B.PENDING_SUBMISSION, _B.QUEUED, _B.RUNNING, _B.PENDING_DELETION})
+
+
 class JobMode(enum.StrEnum):
     MPI = "mpi"
     SERIAL = "serial"
@@ -115,6 +129,7 @@ class BatchJob(msgspec.Struct, kw_only=True):
     created_at: float = 0.0
     start_time: float | None = None
     end_time: float | None = None
+    origin: str = "user"  # or "elastic": submitted by the elastic queue
 
 
 class AppKind(enum.StrEnum):

@@ -7,12 +7,14 @@ import secrets
 from pathlib import Path
 
 from balsamd.config import SETTINGS_TEMPLATE, Settings, default_cpus, load_settings
+from balsamd.sched import scheduler_class
 from balsamd.store.store import SiteStore
 
 SETTINGS_FILE = "settings.toml"
 STORE_FILE = "balsamd.db"
 SECRET_FILE = "secret"
 SITE_ENV = "BALSAMD_SITE"
+JOB_TEMPLATE_FILE = "job-template.sh"
 
 
 class SiteError(Exception):
@@ -100,9 +102,13 @@ def init_site(path: Path, name: str | None = None, scheduler: str = "local") -> 
         staging = SiteLayout(tmp)
         for d in (staging.root, staging.data, staging.log, staging.apps):
             d.mkdir(parents=True, exist_ok=True)
+        default_queue = "local" if scheduler == "local" else ""
         staging.settings.write_text(
-            SETTINGS_TEMPLATE.format(name=site_name, cpus=default_cpus(), scheduler=scheduler)
+            SETTINGS_TEMPLATE.format(
+                name=site_name, cpus=default_cpus(), scheduler=scheduler, queue=default_queue, project=default_queue
+            )
         )
+        (staging.root / JOB_TEMPLATE_FILE).write_text(scheduler_class(scheduler).default_template)
         fd = os.open(staging.secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_hex(32) + "\n")

@@ -27,7 +27,7 @@ def test_an_empty_file_means_every_default(tmp_path: Path) -> None:
 
 
 def test_the_written_template_loads(tmp_path: Path) -> None:
-    text = SETTINGS_TEMPLATE.format(name="theta", cpus=64, scheduler="slurm")
+    text = SETTINGS_TEMPLATE.format(name="theta", cpus=64, scheduler="slurm", queue="", project="")
     settings = load_settings(settings_file(tmp_path, text))
     assert settings.site.name == "theta"
     assert settings.nodes.cpus_per_node == 64
@@ -35,6 +35,8 @@ def test_the_written_template_loads(tmp_path: Path) -> None:
     # apart from what site init fills in, the template shows the defaults
     assert settings.launcher == Settings().launcher
     assert settings.sync == Settings().sync
+    assert settings.daemon == Settings().daemon
+    assert settings.elastic == Settings().elastic
 
 
 def test_values_are_read(tmp_path: Path) -> None:
@@ -147,7 +149,7 @@ def test_unknown_key_in_a_section(tmp_path: Path) -> None:
 def test_unknown_section(tmp_path: Path) -> None:
     assert error(tmp_path, "[node]\ncpus_per_node = 4\n") == (
         "FILE:1: key node: unknown key "
-        "(did you mean nodes? known keys: site, nodes, scheduler, launcher, sync)"
+        "(did you mean nodes? known keys: site, nodes, scheduler, launcher, sync, daemon, elastic)"
     )
 
 

@@ -104,9 +104,10 @@ from balsamd.cli import daemon as _daemon  # noqa: E402
 from balsamd.cli import demo as _demo  # noqa: E402
 from balsamd.cli import jobs as _jobs  # noqa: E402
 from balsamd.cli import launcher as _launcher  # noqa: E402
+from balsamd.cli import queue as _queue  # noqa: E402
 from balsamd.cli import site as _site  # noqa: E402
 
-for _module in (_site, _apps, _jobs, _launcher, _daemon, _demo):
+for _module in (_site, _apps, _jobs, _launcher, _queue, _daemon, _demo):
     _module.register(cli)
 
 __all__ = ["cli", "ensure_site", "main"]

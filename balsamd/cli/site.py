@@ -10,6 +10,7 @@ import msgspec
 
 from balsamd.cli.common import ensure_site, json_option
 from balsamd.render import print_json
+from balsamd.sched import BACKENDS, detect_scheduler
 from balsamd.site import init_site
 
 
@@ -23,15 +24,18 @@ def site_group() -> None:
 @click.option("--name", help="The site's name (default: the directory name).")
 @click.option(
     "--scheduler",
-    type=click.Choice(["local", "slurm", "pbs", "cobalt", "lsf"]),
-    default="local",
-    show_default=True,
-    help="Batch scheduler of this cluster.",
+    type=click.Choice(list(BACKENDS)),
+    help="Batch scheduler of this cluster (default: detected from the commands on PATH).",
 )
-def site_init(path: Path, name: str | None, scheduler: str) -> None:
-    """Create a site directory at PATH: settings.toml, data/, log/, apps/ and the store."""
+def site_init(path: Path, name: str | None, scheduler: str | None) -> None:
+    """Create a site directory at PATH: settings.toml, job-template.sh, data/, log/, apps/ and the store."""
+    how = "chosen"
+    if scheduler is None:
+        scheduler = detect_scheduler()
+        how = "detected from the commands on PATH" if scheduler != "local" else "no batch scheduler found on PATH"
     layout = init_site(path, name=name, scheduler=scheduler)
     click.echo(f"Created site {name or layout.root.name} at {layout.root}")
+    click.echo(f"  scheduler: {scheduler} ({how}); batch job script template: {layout.root / 'job-template.sh'}")
     click.echo(f"  settings: {layout.settings}  (node shape, scheduler, launcher)")
     click.echo(f"  next: balsamd --site {layout.root} app create NAME --command 'TEMPLATE'")
 

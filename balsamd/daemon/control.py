@@ -34,9 +34,7 @@ class NotRunning(Exception):
 
 
 def client_for(layout: SiteLayout, record: DaemonRecord, timeout: float = 60.0) -> RpcClient:
-    return RpcClient(
-        connect_host(record), record.port, read_secret(layout.root), f"cli@{this_host()}", timeout
-    )
+    return RpcClient(connect_host(record), record.port, read_secret(layout.root), f"cli@{this_host()}", timeout)
 
 
 def check_not_running(layout: SiteLayout) -> None:
@@ -50,9 +48,7 @@ def check_not_running(layout: SiteLayout) -> None:
     except (RpcUnavailable, RpcRefused):
         pass
     else:
-        raise AlreadyRunning(
-            f"a balsamd daemon already serves this site on {where}; stop it with `balsamd stop`"
-        )
+        raise AlreadyRunning(f"a balsamd daemon already serves this site on {where}; stop it with `balsamd stop`")
     if record.host == this_host() and pid_is_daemon(record.pid):
         raise AlreadyRunning(
             f"a balsamd daemon process (pid {record.pid}) still runs for this site but does not answer; "
@@ -99,8 +95,7 @@ def start(layout: SiteLayout) -> DaemonRecord:
         if record is not None:
             return record
     raise RuntimeError(
-        (message.removeprefix("error ") or "the daemon did not report back in time")
-        + f" (see {log_file(layout)})"
+        (message.removeprefix("error ") or "the daemon did not report back in time") + f" (see {log_file(layout)})"
     )
 
 
@@ -164,9 +159,7 @@ def stop(layout: SiteLayout, timeout: float = 60.0) -> str:
     try:
         client_for(layout, record).call("shutdown")
     except RpcUnavailable as exc:
-        raise NotRunning(
-            f"the daemon recorded on {record.host}:{record.port} does not answer: {exc}"
-        ) from None
+        raise NotRunning(f"the daemon recorded on {record.host}:{record.port} does not answer: {exc}") from None
     return f"asked the daemon on {record.host} (pid {record.pid}) to stop"
 
 
@@ -189,9 +182,7 @@ def _is_zombie(pid: int) -> bool:
 def status(layout: SiteLayout) -> DaemonStatus:
     record = read_record(layout.root)
     if record is None:
-        raise NotRunning(
-            "the daemon is not running (no daemon.json in the site); start it with `balsamd start`"
-        )
+        raise NotRunning("the daemon is not running (no daemon.json in the site); start it with `balsamd start`")
     try:
         return client_for(layout, record, timeout=10.0).call("status")
     except RpcUnavailable as exc:

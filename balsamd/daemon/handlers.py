@@ -35,4 +35,7 @@ def store_handlers(store: SiteStore) -> dict[str, Callable[[Any], Any]]:
         "delete": lambda a: store.delete(a.job_ids),
         "apps": lambda _a: store.apps(),
         "put_apps": lambda a: store.put_apps(a.apps, replace_all=a.replace_all),
+        "create_batch_job": lambda a: store.create_batch_job(a.batch),
+        "batch_jobs": lambda a: store.batch_jobs(a.states),
+        "remove_batch_job": lambda a: store.remove_batch_job(a.batch_id),
     }

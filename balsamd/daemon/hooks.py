@@ -40,6 +40,8 @@ DEFAULT_NEXT: dict[str, JobState] = {
 
 _job_encode = msgspec.msgpack.Encoder().encode
 _job_decode = msgspec.msgpack.Decoder(Job).decode
+_json_encode = msgspec.json.Encoder().encode
+_json_decode = msgspec.json.Decoder(dict).decode
 
 
 class HookTask(msgspec.Struct, array_like=True):
@@ -59,14 +61,24 @@ class HookResult(msgspec.Struct, array_like=True):
 
 def run_hook(task: HookTask) -> HookResult:
     job = _job_decode(task.job)
-    before_state, before_data = job.state, dict(job.data)
+    # a copy of its own: a hook that changes a list or dict inside job.data in place changes it
+    before = _job_decode(task.job)
     try:
         cls = getattr(import_app_module(Path(task.source)), task.class_name)
         getattr(cls(job), task.hook)()
     except BaseException:
         return HookResult(job.id, False, error=f"{task.hook} hook raised:\n{traceback.format_exc()}")
-    state = None if job.state == before_state else str(job.state)
-    data = None if job.data == before_data else job.data
+    state = None if job.state == before.state else str(job.state)
+    if job.data == before.data:
+        return HookResult(job.id, True, state)
+    if not isinstance(job.data, dict):
+        error = f"{task.hook} set job.data to a {type(job.data).__name__}; it must be a dict"
+        return HookResult(job.id, False, error=error)
+    try:  # the store keeps data as JSON: send exactly what it will keep
+        data = _json_decode(_json_encode(job.data))
+    except (TypeError, ValueError) as exc:
+        error = f"{task.hook} set job.data to a value that cannot be stored as JSON: {exc}"
+        return HookResult(job.id, False, error=error)
     return HookResult(job.id, True, state, data)
 
 
@@ -114,7 +126,10 @@ class HookPool:
             ready = wait(list(busy), timeout=max(0.0, soonest - time.monotonic()))
             for conn in ready:
                 worker, hook, job_id, _ = busy.pop(conn)
-                result = worker.receive(HookResult)
+                try:
+                    result = worker.receive(HookResult)
+                except msgspec.DecodeError:
+                    result = None
                 if result is None:
                     worker.stop()
                     result = HookResult(job_id, False, error=f"{hook} hook: its worker process died")

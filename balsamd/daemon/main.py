@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import msgspec
 from anyio.abc import SocketStream
 
 from balsamd.config import Settings
@@ -26,6 +27,8 @@ from balsamd.daemon.record import DaemonRecord, read_secret, remove_record, this
 from balsamd.daemon.services import Health, Service, run_service
 from balsamd.rpc.protocol import DaemonStatus
 from balsamd.rpc.server import RpcServer
+from balsamd.sched import make_scheduler
+from balsamd.sched.service import ElasticService, SchedulerService
 from balsamd.site import SiteLayout
 from balsamd.store.store import SiteStore
 from balsamd.version import __version__
@@ -86,9 +89,7 @@ class Daemon:
                     tg.start_soon(run_service, health, self.stop)
                 tg.start_soon(self._serve, listener, server, tg)
                 write_record(self.layout.root, record)
-                log.info(
-                    "daemon serving site %s on %s:%d (pid %d)", self.name, record.host, self.port, record.pid
-                )
+                log.info("daemon serving site %s on %s:%d (pid %d)", self.name, record.host, self.port, record.pid)
                 if on_ready is not None:
                     on_ready(record)
                 await self.stop.wait()
@@ -125,6 +126,7 @@ class Daemon:
             site=self.name, host=this_host(), port=self.port, pid=os.getpid(), started_at=self.started_at,
             healthy=all(s.healthy for s in services), services=services,
             job_counts=store.counts_by_state(), sessions=store.sessions(open_only=True),
+            batch_jobs=[msgspec.to_builtins(b) for b in store.batch_jobs()[-20:]],
         )  # fmt: skip
 
 
@@ -139,10 +141,18 @@ def build_services(daemon: Daemon, store: SiteStore, store_call, pool: HookPool)
         if expired:
             log.warning("expired %d silent launcher session(s): %s", len(expired), ", ".join(expired))
 
-    return [
-        Service("processing", processing.step, d.processing_period_sec),
+    scheduler = make_scheduler(daemon.settings.scheduler.kind)
+    scheduling = SchedulerService(daemon.layout.root, store, store_call, scheduler)
+    services = [
+        Service("processing", processing.step, d.processing_period_sec,
+                lambda: {"hooks_run": processing.hooks_run, "released": processing.released}),
         Service("session-reaper", reap, d.reaper_period_sec),
-    ]
+        Service(f"scheduler ({scheduler.name})", scheduling.step, d.scheduler_period_sec),
+    ]  # fmt: skip
+    if daemon.settings.elastic.enabled:
+        queue = ElasticService(daemon.settings, store, store_call, scheduler)
+        services.append(Service("elastic-queue", queue.step, daemon.settings.elastic.period_sec, lambda: queue.detail))
+    return services
 
 
 def log_file(layout: SiteLayout) -> Path:

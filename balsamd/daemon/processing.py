@@ -38,9 +38,7 @@ def find_hook_work(store: SiteStore, apps: dict[str, App], limit: int) -> list[t
 
 
 class Processing:
-    def __init__(
-        self, store: SiteStore, store_call: StoreCall, apps_dir: Path, pool: HookPool, batch: int = 256
-    ):
+    def __init__(self, store: SiteStore, store_call: StoreCall, apps_dir: Path, pool: HookPool, batch: int = 256):
         self.store = store
         self.call = store_call
         self.apps_dir = apps_dir
@@ -69,6 +67,4 @@ class Processing:
             await self.call(self.store.finish_hook, job_id, was, state, reason, data)
         except IllegalTransition as exc:
             log.warning("job %s: hook chose an illegal state: %s", job_id, exc)
-            await self.call(
-                self.store.finish_hook, job_id, was, JobState.FAILED, f"hook chose an illegal state: {exc}"
-            )
+            await self.call(self.store.finish_hook, job_id, was, JobState.FAILED, f"hook chose an illegal state: {exc}")

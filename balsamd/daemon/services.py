@@ -29,6 +29,7 @@ class Service:
     name: str
     step: Callable[[float], Awaitable[None]]
     period: float
+    detail: Callable[[], dict[str, object]] | None = None  # shown in status
 
 
 class Health:
@@ -39,7 +40,6 @@ class Health:
         self.last_error_at: float | None = None
         self.failures_in_a_row = 0
         self.restarts = 0
-        self.detail: dict[str, object] = {}
 
     def healthy(self, now: float) -> bool:
         if self.failures_in_a_row:
@@ -52,7 +52,7 @@ class Health:
         return ServiceHealth(
             name=self.service.name, healthy=self.healthy(now), last_tick=self.last_tick,
             last_error=self.last_error, last_error_at=self.last_error_at, restarts=self.restarts,
-            detail=dict(self.detail),
+            detail=self.service.detail() if self.service.detail else {},
         )  # fmt: skip
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from balsamd.models import App, ClaimLimits, Event, Job, Session, StateUpdate
+from balsamd.models import App, BatchJob, BatchJobState, ClaimLimits, Event, Job, Session, StateUpdate
 from balsamd.rpc import protocol as p
 from balsamd.states import IllegalTransition, JobState
 from balsamd.store.queries import JobFilter
@@ -35,8 +35,7 @@ class RemoteError(Exception):
 
 
 _ERRORS: dict[str, type[Exception]] = {
-    cls.__name__: cls
-    for cls in (StoreError, JobNotFound, SessionGone, IllegalTransition, JobSpecError, ValueError)
+    cls.__name__: cls for cls in (StoreError, JobNotFound, SessionGone, IllegalTransition, JobSpecError, ValueError)
 }
 
 
@@ -78,9 +77,7 @@ class RpcClient:
         except (OSError, p.ProtocolError) as exc:
             self._backoff = min(5.0, max(0.2, self._backoff * 2))
             self._next_attempt = now + self._backoff
-            raise RpcUnavailable(
-                f"cannot reach the daemon at {self.address[0]}:{self.address[1]}: {exc}"
-            ) from None
+            raise RpcUnavailable(f"cannot reach the daemon at {self.address[0]}:{self.address[1]}: {exc}") from None
         if isinstance(answer, p.Refused):
             sock.close()
             raise RpcRefused(f"the daemon refused this client: {answer.reason}")
@@ -180,9 +177,7 @@ class RemoteStore:
         return self.client.call("delete", p.JobIds(job_ids))
 
     def open_session(self, label: str = "", batch_job_id: str | None = None) -> Session:
-        return self.client.call(
-            "open_session", p.OpenSession(label, batch_job_id, socket.gethostname(), _pid())
-        )
+        return self.client.call("open_session", p.OpenSession(label, batch_job_id, socket.gethostname(), _pid()))
 
     def heartbeat(self, session_id: str, running: list[str]) -> list[str]:
         return self.client.call("heartbeat", p.Heartbeat(session_id, list(running)))
@@ -198,6 +193,15 @@ class RemoteStore:
 
     def close_session(self, session_id: str) -> None:
         self.client.call("close_session", p.SessionArg(session_id))
+
+    def create_batch_job(self, batch: BatchJob) -> BatchJob:
+        return self.client.call("create_batch_job", p.BatchArgs(batch))
+
+    def batch_jobs(self, states: list[BatchJobState] | None = None) -> list[BatchJob]:
+        return self.client.call("batch_jobs", p.BatchStates(states))
+
+    def remove_batch_job(self, batch_id: str) -> BatchJob:
+        return self.client.call("remove_batch_job", p.BatchId(batch_id))
 
 
 def _pid() -> int:

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from balsamd.models import App, ClaimLimits, Event, Job, Session, StateUpdate
+from balsamd.models import App, BatchJob, BatchJobState, ClaimLimits, Event, Job, Session, StateUpdate
 from balsamd.states import JobState
 from balsamd.store.queries import JobFilter
 from balsamd.store.store import RemoveOutcome, UpdateOutcome
@@ -127,6 +127,18 @@ class PutApps(msgspec.Struct):
     replace_all: bool = False
 
 
+class BatchArgs(msgspec.Struct):
+    batch: BatchJob
+
+
+class BatchStates(msgspec.Struct):
+    states: list[BatchJobState] | None = None
+
+
+class BatchId(msgspec.Struct):
+    batch_id: str
+
+
 class ServiceHealth(msgspec.Struct, kw_only=True):
     name: str
     healthy: bool
@@ -174,6 +186,9 @@ METHODS: dict[str, tuple[type, Any]] = {
     "delete": (JobIds, RemoveOutcome),
     "apps": (NoArgs, dict[str, App]),
     "put_apps": (PutApps, None),
+    "create_batch_job": (BatchArgs, BatchJob),
+    "batch_jobs": (BatchStates, list[BatchJob]),
+    "remove_batch_job": (BatchId, BatchJob),
 }
 
 _encoder = msgspec.msgpack.Encoder()

@@ -34,14 +34,15 @@ def edit_settings(site: Path, old: str, new: str) -> int:
 
 def test_site_init_creates_the_layout_and_says_what_next(tmp_path: Path) -> None:
     target = tmp_path / "proj"
-    result = invoke("site", "init", str(target))
+    result = invoke("site", "init", str(target), "--scheduler", "local")
     assert result.stdout == (
         f"Created site proj at {target}\n"
+        f"  scheduler: local (chosen); batch job script template: {target}/job-template.sh\n"
         f"  settings: {target}/settings.toml  (node shape, scheduler, launcher)\n"
         f"  next: balsamd --site {target} app create NAME --command 'TEMPLATE'\n"
     )
     assert result.stderr == ""
-    assert listing(target) == ["apps", "balsamd.db", "data", "log", "secret", "settings.toml"]
+    assert listing(target) == ["apps", "balsamd.db", "data", "job-template.sh", "log", "secret", "settings.toml"]
     assert (target / "secret").stat().st_mode & 0o777 == 0o600
     assert 'name = "proj"' in (target / "settings.toml").read_text()
     assert [p.name for p in tmp_path.iterdir()] == ["proj"]  # no staging directory left behind
@@ -248,3 +249,31 @@ def test_site_init_refuses_a_path_under_a_file(tmp_path: Path) -> None:
             == f"Error: {tmp_path / 'f'} is a file, not a directory; choose another path for the site\n"
         )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+
+
+def fake_path(tmp_path: Path, *commands: str) -> str:
+    """A PATH holding only these (do-nothing) commands and the basic tools."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    for name in commands:
+        (folder / name).write_text("#!/bin/sh\n")
+        (folder / name).chmod(0o755)
+    return f"{folder}:/usr/bin:/bin"
+
+
+@pytest.mark.parametrize(
+    ("commands", "expected"),
+    [
+        ((), "local"),
+        (("sbatch", "squeue"), "slurm"),
+        (("qsub", "pbsnodes"), "pbs"),
+        (("qsub", "nodelist"), "cobalt"),
+        (("bsub", "bjobs"), "lsf"),
+    ],
+)
+def test_site_init_detects_the_scheduler_from_path_and_says_so(tmp_path: Path, commands, expected) -> None:
+    target = tmp_path / "s"
+    result = invoke("site", "init", str(target), env={"PATH": fake_path(tmp_path, *commands)})
+    how = "no batch scheduler found on PATH" if expected == "local" else "detected from the commands on PATH"
+    assert f"  scheduler: {expected} ({how});" in result.stdout
+    assert f'kind = "{expected}"' in (target / "settings.toml").read_text()

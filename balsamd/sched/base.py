@@ -1,0 +1,103 @@
+"""The scheduler interface: submit, status of many at once, cancel, backfill windows.
+
+Every command-line scheduler is the same shape: build an argv, run it, parse its output with
+a pure function.  Parsers raise :class:`SchedulerOutputError` carrying the raw text when the
+output is not what they know; the caller records that text and carries on, it never crashes.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import msgspec
+
+from balsamd.models import BatchJobState
+
+
+class SchedulerError(Exception):
+    """A scheduler command failed (non-zero exit, or missing); the message has its output."""
+
+
+class SchedulerOutputError(SchedulerError):
+    """A scheduler answered with text this parser does not understand."""
+
+    def __init__(self, what: str, raw: str) -> None:
+        shown = raw if len(raw) <= 2000 else raw[:2000] + "..."
+        super().__init__(f"cannot parse {what}: {shown!r}")
+        self.raw = raw
+
+
+class JobStatus(msgspec.Struct, kw_only=True):
+    """What the scheduler says of one batch job."""
+
+    scheduler_id: str
+    state: BatchJobState  # queued, running or finished
+    raw_state: str = ""  # the scheduler's own word (PENDING, R, Q, ...)
+    start_time: float | None = None
+    end_time: float | None = None
+    nodes: list[str] = []
+
+
+class BackfillWindow(msgspec.Struct, kw_only=True):
+    """Nodes free now for at most wall_time_min minutes (0: without a known limit)."""
+
+    num_nodes: int
+    wall_time_min: int
+    queue: str = ""
+
+
+@dataclass(frozen=True)
+class Completed:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+Run = Callable[[Sequence[str]], Completed]
+
+
+def run_command(argv: Sequence[str], timeout: float = 60.0, cwd: Path | None = None) -> Completed:
+    """Run a scheduler command; a missing program or a hang becomes a SchedulerError."""
+    try:
+        done = subprocess.run(
+            list(argv), capture_output=True, text=True, timeout=timeout, cwd=cwd, stdin=subprocess.DEVNULL
+        )
+    except FileNotFoundError:
+        raise SchedulerError(f"{argv[0]}: command not found; is this the right scheduler for this site?") from None
+    except subprocess.TimeoutExpired:
+        raise SchedulerError(f"{' '.join(argv)} did not answer within {timeout:g} s") from None
+    return Completed(done.returncode, done.stdout, done.stderr)
+
+
+def checked(argv: Sequence[str], run: Run) -> str:
+    """stdout of a command that must succeed."""
+    done = run(argv)
+    if done.returncode != 0:
+        detail = (done.stderr or done.stdout).strip() or f"exit code {done.returncode}"
+        raise SchedulerError(f"{' '.join(argv)} failed: {detail}")
+    return done.stdout
+
+
+class Scheduler(Protocol):
+    name: str
+    # the scheduler commands this backend needs, used to detect it on PATH
+    commands: tuple[str, ...]
+    default_template: str
+
+    def submit(self, script: Path, cwd: Path) -> str:
+        """Submit a rendered job script; returns the scheduler's id for it."""
+
+    def status(self, scheduler_ids: list[str]) -> dict[str, JobStatus]:
+        """Status of many batch jobs in one query; ids the scheduler no longer knows are absent."""
+
+    def cancel(self, scheduler_id: str) -> None: ...
+
+    def backfill(self) -> list[BackfillWindow]: ...
+
+
+def hms(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}:00"

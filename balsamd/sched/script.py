@@ -1,0 +1,81 @@
+"""Job scripts: a site-editable template filled with one batch job's values.
+
+The template (SITE/job-template.sh, written at `site init` from the scheduler's default)
+holds ``{{ name }}`` placeholders.  ``directives`` expands to the scheduler's header lines
+for the batch job, ``launcher`` to the command that runs `balsamd launcher` in it; users add
+module loads or extra directives around them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import sys
+from pathlib import Path
+
+from balsamd.models import BatchJob
+from balsamd.sched.base import hms
+
+PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
+COMMAND_ENV = "BALSAMD_COMMAND"
+
+GENERIC_TEMPLATE = """\
+#!/bin/bash
+{{ directives }}
+# Site-specific setup goes here (module loads, environment variables, MPI4PY_LIBMPI, ...).
+
+{{ launcher }}
+"""
+
+
+class TemplateError(ValueError):
+    pass
+
+
+def balsamd_command() -> list[str]:
+    """How a batch job calls balsamd: the same program the daemon runs as (a zipapp, the
+    console script's Python), or $BALSAMD_COMMAND when the site sets it."""
+    if os.environ.get(COMMAND_ENV):
+        return shlex.split(os.environ[COMMAND_ENV])
+    entry = Path(sys.argv[0])
+    if entry.suffix == ".pyz" and entry.is_file():
+        return [sys.executable, str(entry.resolve())]
+    return [sys.executable, "-m", "balsamd"]
+
+
+def launcher_command(batch: BatchJob, site: Path) -> str:
+    argv = [
+        *balsamd_command(), "--site", str(site), "launcher", "--job-mode", str(batch.job_mode),
+        "--wall-time-min", str(batch.wall_time_min), "--batch-job", batch.id,
+    ]  # fmt: skip
+    for key, value in sorted(batch.filter_tags.items()):
+        argv += ["--tag", f"{key}={value}"]
+    return shlex.join(argv)
+
+
+def values(batch: BatchJob, site: Path, directives: list[str]) -> dict[str, str]:
+    return {
+        "directives": "\n".join(directives),
+        "launcher": launcher_command(batch, site),
+        "batch_job_id": batch.id,
+        "num_nodes": str(batch.num_nodes),
+        "wall_time_min": str(batch.wall_time_min),
+        "walltime": hms(batch.wall_time_min),
+        "queue": batch.queue,
+        "project": batch.project,
+        "job_mode": str(batch.job_mode),
+        "site": str(site),
+    }
+
+
+def render(template: str, fields: dict[str, str]) -> str:
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in fields:
+            raise TemplateError(
+                f"job template uses {{{{ {name} }}}}, which is not known; known: {', '.join(sorted(fields))}"
+            )
+        return fields[name]
+
+    return PLACEHOLDER.sub(fill, template)

@@ -1,0 +1,147 @@
+"""The daemon's scheduler and elastic-queue services.
+
+The scheduler service submits pending batch jobs, polls the status of all active ones in one
+query, records start and end times, and cancels those pending deletion.  Any scheduler
+failure or unreadable reply is written into the batch job's status_info and the step goes on:
+the daemon never dies of a scheduler reply.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from balsamd.config import Settings
+from balsamd.ids import new_id
+from balsamd.models import BatchJob, BatchJobState, JobMode
+from balsamd.sched import elastic
+from balsamd.sched.base import Scheduler, SchedulerError
+from balsamd.sched.script import TemplateError, render, values
+from balsamd.store.store import SiteStore
+
+log = logging.getLogger("balsamd.sched")
+B = BatchJobState
+StoreCall = Callable[..., Awaitable[Any]]
+TEMPLATE_FILE = "job-template.sh"
+
+
+def job_script(site: Path, scheduler: Scheduler, batch: BatchJob) -> Path:
+    """Render the site's job template (or the scheduler's default) into SITE/batch/ID.sh."""
+    template_file = site / TEMPLATE_FILE
+    template = template_file.read_text() if template_file.exists() else scheduler.default_template
+    text = render(template, values(batch, site, scheduler.directives(batch)))
+    folder = site / "batch"
+    folder.mkdir(exist_ok=True)
+    script = folder / f"{batch.id}.sh"
+    script.write_text(text)
+    script.chmod(0o755)
+    return script
+
+
+class SchedulerService:
+    def __init__(self, site: Path, store: SiteStore, store_call: StoreCall, scheduler: Scheduler) -> None:
+        self.site = site
+        self.store = store
+        self.call = store_call
+        self.scheduler = scheduler
+
+    async def step(self, now: float) -> None:
+        for batch in await self.call(self.store.batch_jobs, [B.PENDING_SUBMISSION]):
+            await self._submit(batch)
+        active = await self.call(self.store.batch_jobs, [B.QUEUED, B.RUNNING, B.PENDING_DELETION])
+        for batch in active:
+            if batch.state == B.PENDING_DELETION and batch.scheduler_id:
+                await self._blocking(self.scheduler.cancel, batch.scheduler_id, batch=batch, what="cancel")
+        ids = [b.scheduler_id for b in active if b.scheduler_id]
+        if not ids:
+            return
+        try:
+            statuses = await anyio.to_thread.run_sync(self.scheduler.status, ids)
+        except SchedulerError as exc:
+            log.warning("status query failed: %s", exc)
+            for batch in active:
+                await self.call(self.store.update_batch_job, batch.id, status_info=f"status unknown: {exc}")
+            return
+        for batch in active:
+            st = statuses.get(batch.scheduler_id)
+            if st is None:  # the scheduler has forgotten it: it ended
+                await self.call(self.store.update_batch_job, batch.id, B.FINISHED, end_time=batch.end_time or now,
+                                status_info="no longer known to the scheduler")  # fmt: skip
+            elif st.state == B.RUNNING and batch.state == B.QUEUED:
+                await self.call(self.store.update_batch_job, batch.id, B.RUNNING, start_time=st.start_time or now,
+                                status_info=st.raw_state)  # fmt: skip
+            elif st.state == B.FINISHED:
+                await self.call(self.store.update_batch_job, batch.id, B.FINISHED,
+                                start_time=batch.start_time or st.start_time, end_time=st.end_time or now,
+                                status_info=st.raw_state)  # fmt: skip
+
+    async def _submit(self, batch: BatchJob) -> None:
+        try:
+            script = job_script(self.site, self.scheduler, batch)
+            scheduler_id = await anyio.to_thread.run_sync(self.scheduler.submit, script, script.parent)
+        except (SchedulerError, TemplateError, OSError) as exc:
+            log.warning("batch job %s: submission failed: %s", batch.id, exc)
+            await self.call(self.store.update_batch_job, batch.id, B.SUBMIT_FAILED, status_info=str(exc))
+            return
+        updated = await self.call(
+            self.store.update_batch_job, batch.id, B.QUEUED, B.PENDING_SUBMISSION,
+            scheduler_id=scheduler_id, status_info=f"submitted as {scheduler_id}",
+        )  # fmt: skip
+        if updated.state != B.QUEUED:  # removed by its user while we submitted: take it back
+            await self._blocking(self.scheduler.cancel, scheduler_id, batch=batch, what="cancel")
+            await self.call(self.store.update_batch_job, batch.id, B.FINISHED, status_info="removed before it ran")
+
+    async def _blocking(self, fn: Callable[..., Any], *args: Any, batch: BatchJob, what: str) -> None:
+        try:
+            await anyio.to_thread.run_sync(fn, *args)
+        except SchedulerError as exc:
+            await self.call(self.store.update_batch_job, batch.id, status_info=f"{what} failed: {exc}")
+
+
+class ElasticService:
+    def __init__(self, settings: Settings, store: SiteStore, store_call: StoreCall, scheduler: Scheduler) -> None:
+        self.settings = settings
+        self.store = store
+        self.call = store_call
+        self.scheduler = scheduler
+        self.detail: dict[str, Any] = {}
+
+    async def step(self, now: float) -> None:
+        e = self.settings.elastic
+        stats = await self.call(
+            self.store.backlog_stats, e.max_nodes, e.max_wall_time_min - e.wall_time_pad_min, e.filter_tags
+        )
+        batch_jobs = await self.call(self.store.batch_jobs)
+        windows = []
+        if e.use_backfill:
+            try:
+                windows = await anyio.to_thread.run_sync(self.scheduler.backfill)
+            except SchedulerError as exc:
+                log.warning("backfill query failed: %s", exc)
+        decision = elastic.plan(stats, batch_jobs, e, now, windows)
+        for batch_id in decision.withdraw:
+            await self.call(self.store.update_batch_job, batch_id, B.PENDING_DELETION,
+                            status_info="withdrawn: queued longer than max_queue_wait_min")  # fmt: skip
+        if decision.num_nodes:
+            s = self.settings.scheduler
+            batch = BatchJob(
+                id=new_id(), num_nodes=decision.num_nodes, wall_time_min=decision.wall_time_min,
+                job_mode=JobMode(e.job_mode), queue=e.queue or s.default_queue,
+                project=e.project or s.default_project, filter_tags=dict(e.filter_tags), origin="elastic",
+            )  # fmt: skip
+            await self.call(self.store.create_batch_job, batch)
+            log.info("elastic queue: %d node(s) x %d min (%s)", batch.num_nodes, batch.wall_time_min, decision.reason)
+        self.detail.clear()
+        self.detail.update(
+            decision=decision.reason, runnable=stats.runnable, unfit=decision.unfit,
+            paused_until=decision.paused_until,
+        )  # fmt: skip
+        if decision.unfit:
+            self.detail["unfit_note"] = (
+                f"{decision.unfit} runnable job(s) need more than max_nodes={e.max_nodes} nodes or "
+                f"{e.max_wall_time_min - e.wall_time_pad_min} minutes: the elastic queue will not run them"
+            )
