@@ -25,15 +25,11 @@ from balsamd.site import SiteLayout, find_site
 from balsamd.states import FINAL, JobState
 from balsamd.store.queries import JobFilter
 from balsamd.store.store import RemoveOutcome, SiteStore
-from balsamd.validate import JobSpecError, normalize_workdir, resolve_parameters, resource_problems
+from balsamd.sync.remote import CentralConnection
+from balsamd.validate import JobSpecError, build_job, unknown_app_message
 
 RPC_ENV = "BALSAMD_RPC"
 _JOB_FIELDS = set(Job.__struct_fields__)
-_CREATE_FIELDS = {
-    "app", "workdir", "parameters", "tags", "data", "parent_ids", "num_nodes", "ranks_per_node",
-    "threads_per_rank", "threads_per_core", "gpus_per_rank", "node_packing_count",
-    "wall_time_min", "launch_params",
-}  # fmt: skip
 
 
 def open_store(layout: SiteLayout) -> SiteStore | RemoteStore:
@@ -46,8 +42,11 @@ def open_store(layout: SiteLayout) -> SiteStore | RemoteStore:
     return SiteStore(layout.store)
 
 
-def connect(target: str | os.PathLike[str] | None = None) -> Site:
-    """Open a site by path (or the one found from $BALSAMD_SITE / the current directory)."""
+def connect(target: str | os.PathLike[str] | None = None) -> Site | CentralConnection:
+    """Open a site by path (or the one found from $BALSAMD_SITE / the current directory), or
+    the central database by its postgresql:// DSN."""
+    if isinstance(target, str) and target.startswith(("postgresql://", "postgres://")):
+        return CentralConnection(target)
     return Site(find_site(target))
 
 
@@ -120,13 +119,8 @@ class AppManager:
     def get(self, name: str) -> App:
         apps = self.sync()
         if name not in apps:
-            raise JobSpecError(f"app {name}", [_unknown_app(name, apps)])
+            raise JobSpecError(f"app {name}", [unknown_app_message(name, apps)])
         return apps[name]
-
-
-def _unknown_app(name: str, apps: dict[str, App]) -> str:
-    known = ", ".join(sorted(apps)) or "none yet"
-    return f"unknown app {name!r} (known: {known}); create it with `balsamd app create {name} --command ...`"
 
 
 class JobManager:
@@ -145,7 +139,7 @@ class JobManager:
         jobs = []
         for index, (spec, job_id) in enumerate(zip(specs, new_ids, strict=True)):
             where = f"job {index}" if len(specs) > 1 else "job"
-            jobs.append(_build_job(job_id, spec, apps, settings, where))
+            jobs.append(build_job(job_id, spec, apps, settings.nodes, settings.scheduler.max_wall_time_min, where))
         created = self._site.store.create_jobs(jobs)
         return [JobHandle(self._site, j) for j in created]
 
@@ -196,35 +190,6 @@ def _filter(criteria: dict[str, Any]) -> JobFilter:
         return msgspec.convert(c, JobFilter)
     except msgspec.ValidationError as exc:
         raise ValueError(f"bad job filter: {exc}") from None
-
-
-def _build_job(
-    job_id: str, spec: dict[str, Any], apps: dict[str, App], settings: Settings, where: str
-) -> Job:
-    unknown = set(spec) - _CREATE_FIELDS
-    if unknown:
-        raise JobSpecError(where, [f"unknown field(s) {sorted(unknown)}; known: {sorted(_CREATE_FIELDS)}"])
-    problems: list[str] = []
-    app = apps.get(spec.get("app", ""))
-    if app is None:
-        raise JobSpecError(where, [_unknown_app(spec.get("app", ""), apps)])
-    try:
-        workdir = normalize_workdir(spec.get("workdir", ""))
-    except ValueError as exc:
-        problems.append(str(exc))
-        workdir = ""
-    params, param_problems = resolve_parameters(app, dict(spec.get("parameters") or {}))
-    problems += param_problems
-    fields = {k: v for k, v in spec.items() if k not in ("parameters", "workdir")}
-    fields["parent_ids"] = list(fields.get("parent_ids") or [])
-    try:
-        job = msgspec.convert({**fields, "id": job_id, "workdir": workdir, "parameters": params}, Job)
-    except msgspec.ValidationError as exc:
-        raise JobSpecError(where, [*problems, f"bad value: {exc}"]) from None
-    problems += resource_problems(job, settings.nodes, settings.scheduler.max_wall_time_min)
-    if problems:
-        raise JobSpecError(where, problems)
-    return job
 
 
 class Site:

@@ -267,8 +267,10 @@ stop_claiming_min = 1.0      # stop claiming this many minutes before the wall t
 node_workers = "auto"
 
 [sync]
-# PostgreSQL DSN of the central database; empty = this site runs standalone.
-central = ""
+# PostgreSQL DSN of the central database; empty = this site runs standalone.  The site's
+# name ([site] name) is its identity there.  The daemon syncs every period_sec, and within
+# about a second of a job being created for this site while it runs.
+central = "{central}"
 period_sec = 10.0
 
 [daemon]

@@ -37,9 +37,7 @@ class SiteLayout:
         return load_settings(self.settings)
 
 
-def find_site(
-    explicit: str | Path | None, env: dict[str, str] | None = None, cwd: Path | None = None
-) -> SiteLayout:
+def find_site(explicit: str | Path | None, env: dict[str, str] | None = None, cwd: Path | None = None) -> SiteLayout:
     """--site PATH, else $BALSAMD_SITE, else the current directory or one of its parents."""
     env = os.environ if env is None else env
     if explicit:
@@ -83,7 +81,7 @@ def _missing_settings(path: Path, source: str) -> str:
     )
 
 
-def init_site(path: Path, name: str | None = None, scheduler: str = "local") -> SiteLayout:
+def init_site(path: Path, name: str | None = None, scheduler: str = "local", central: str = "") -> SiteLayout:
     """Create a site directory; refuses to touch an existing site or a non-empty directory."""
     path = path.expanduser().resolve()
     if (path / SETTINGS_FILE).exists():
@@ -105,7 +103,12 @@ def init_site(path: Path, name: str | None = None, scheduler: str = "local") -> 
         default_queue = "local" if scheduler == "local" else ""
         staging.settings.write_text(
             SETTINGS_TEMPLATE.format(
-                name=site_name, cpus=default_cpus(), scheduler=scheduler, queue=default_queue, project=default_queue
+                name=site_name,
+                cpus=default_cpus(),
+                scheduler=scheduler,
+                queue=default_queue,
+                project=default_queue,
+                central=central.replace("\\", "\\\\").replace('"', '\\"'),
             )
         )
         (staging.root / JOB_TEMPLATE_FILE).write_text(scheduler_class(scheduler).default_template)

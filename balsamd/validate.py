@@ -9,8 +9,10 @@ import math
 import posixpath
 from typing import Any
 
+import msgspec
+
 from balsamd.config import NodeSettings
-from balsamd.models import App
+from balsamd.models import App, Job
 
 
 class JobSpecError(ValueError):
@@ -28,9 +30,7 @@ def normalize_workdir(workdir: str) -> str:
     if workdir.startswith("/"):
         raise ValueError(f"workdir {workdir!r} is absolute; give a path relative to the site's data/")
     if ".." in workdir.split("/"):
-        raise ValueError(
-            f"workdir {workdir!r} contains '..'; give a path inside the site's data/ directory without it"
-        )
+        raise ValueError(f"workdir {workdir!r} contains '..'; give a path inside the site's data/ directory without it")
     if any(ord(c) < 32 or ord(c) == 127 for c in workdir):
         raise ValueError(f"workdir {workdir!r} contains a control character; give a plain relative path")
     norm = posixpath.normpath(workdir)
@@ -100,3 +100,46 @@ def resource_problems(job: Any, nodes: NodeSettings, max_wall_time_min: float | 
     if job.num_nodes > 1 and job.node_packing_count > 1:
         problems.append("node_packing_count > 1 only applies to single-node jobs; set it to 1")
     return problems
+
+
+CREATE_FIELDS = {
+    "app", "workdir", "parameters", "tags", "data", "parent_ids", "num_nodes", "ranks_per_node",
+    "threads_per_rank", "threads_per_core", "gpus_per_rank", "node_packing_count",
+    "wall_time_min", "launch_params",
+}  # fmt: skip
+
+
+def unknown_app_message(name: str, apps: dict[str, App]) -> str:
+    known = ", ".join(sorted(apps)) or "none yet"
+    return f"unknown app {name!r} (known: {known}); create it with `balsamd app create {name} --command ...`"
+
+
+def build_job(
+    job_id: str, spec: dict[str, Any], apps: dict[str, App], nodes: NodeSettings, max_wall_time_min: float, where: str
+) -> Job:
+    """A Job from a creation request, or JobSpecError listing every problem (used by the
+    local API and by sync for jobs created through the central database)."""
+    unknown = set(spec) - CREATE_FIELDS
+    if unknown:
+        raise JobSpecError(where, [f"unknown field(s) {sorted(unknown)}; known: {sorted(CREATE_FIELDS)}"])
+    problems: list[str] = []
+    app = apps.get(spec.get("app", ""))
+    if app is None:
+        raise JobSpecError(where, [unknown_app_message(spec.get("app", ""), apps)])
+    try:
+        workdir = normalize_workdir(spec.get("workdir", ""))
+    except ValueError as exc:
+        problems.append(str(exc))
+        workdir = ""
+    params, param_problems = resolve_parameters(app, dict(spec.get("parameters") or {}))
+    problems += param_problems
+    fields = {k: v for k, v in spec.items() if k not in ("parameters", "workdir")}
+    fields["parent_ids"] = list(fields.get("parent_ids") or [])
+    try:
+        job = msgspec.convert({**fields, "id": job_id, "workdir": workdir, "parameters": params}, Job)
+    except msgspec.ValidationError as exc:
+        raise JobSpecError(where, [*problems, f"bad value: {exc}"]) from None
+    problems += resource_problems(job, nodes, max_wall_time_min)
+    if problems:
+        raise JobSpecError(where, problems)
+    return job

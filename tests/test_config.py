@@ -27,7 +27,7 @@ def test_an_empty_file_means_every_default(tmp_path: Path) -> None:
 
 
 def test_the_written_template_loads(tmp_path: Path) -> None:
-    text = SETTINGS_TEMPLATE.format(name="theta", cpus=64, scheduler="slurm", queue="", project="")
+    text = SETTINGS_TEMPLATE.format(name="theta", cpus=64, scheduler="slurm", queue="", project="", central="")
     settings = load_settings(settings_file(tmp_path, text))
     assert settings.site.name == "theta"
     assert settings.nodes.cpus_per_node == 64

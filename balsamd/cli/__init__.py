@@ -47,8 +47,7 @@ class BalsamdGroup(click.Group):
             if os.environ.get("BALSAMD_DEBUG"):
                 raise
             click.echo(
-                f"Error: unexpected {type(exc).__name__}: {exc}\n"
-                "(run again with BALSAMD_DEBUG=1 to see the traceback)",
+                f"Error: unexpected {type(exc).__name__}: {exc}\n(run again with BALSAMD_DEBUG=1 to see the traceback)",
                 err=True,
             )
             sys.exit(ExitCode.CRASH)
@@ -106,8 +105,9 @@ from balsamd.cli import jobs as _jobs  # noqa: E402
 from balsamd.cli import launcher as _launcher  # noqa: E402
 from balsamd.cli import queue as _queue  # noqa: E402
 from balsamd.cli import site as _site  # noqa: E402
+from balsamd.cli import sync as _sync  # noqa: E402
 
-for _module in (_site, _apps, _jobs, _launcher, _queue, _daemon, _demo):
+for _module in (_site, _apps, _jobs, _launcher, _queue, _daemon, _sync, _demo):
     _module.register(cli)
 
 __all__ = ["cli", "ensure_site", "main"]

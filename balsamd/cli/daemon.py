@@ -80,9 +80,7 @@ def status_cmd(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"jobs: {counts}")
         click.echo(f"open sessions: {len(st.sessions)}")
         for s in st.sessions:
-            click.echo(
-                f"  {s.id} {s.label} on {s.host} (pid {s.pid}), last heartbeat {timestamp(s.heartbeat_at)}"
-            )
+            click.echo(f"  {s.id} {s.label} on {s.host} (pid {s.pid}), last heartbeat {timestamp(s.heartbeat_at)}")
     if not st.healthy:
         sys.exit(ExitCode.UNHEALTHY)
 

@@ -58,9 +58,7 @@ def _typed(value: str) -> object:
     show_default=True,
     help="Hardware threads used per CPU core.",
 )
-@click.option(
-    "--gpus-per-rank", type=float, default=0.0, show_default=True, help="GPUs of each rank (may be 0.5)."
-)
+@click.option("--gpus-per-rank", type=float, default=0.0, show_default=True, help="GPUs of each rank (may be 0.5).")
 @click.option(
     "--node-packing-count",
     type=int,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from balsamd.cli.common import ensure_site, json_option, parse_pairs
-from balsamd.daemon.record import read_record
+from balsamd.daemon.record import pid_is_daemon, read_record, this_host
 from balsamd.ids import new_id
 from balsamd.models import BATCH_ACTIVE, BatchJob, JobMode
 from balsamd.render import print_json, table, timestamp
@@ -47,7 +47,8 @@ def queue_submit(ctx: click.Context, num_nodes: int, wall_time_min: int, queue: 
     else:
         click.echo(f"{batch.id} {batch.state}: {batch.num_nodes} node(s) x {batch.wall_time_min} min, "
                    f"queue {batch.queue or '-'}, project {batch.project or '-'}, {batch.job_mode} mode")  # fmt: skip
-    if read_record(site.path) is None:
+    record = read_record(site.path)
+    if record is None or (record.host == this_host() and not pid_is_daemon(record.pid)):
         click.echo("note: the daemon is not running, so nothing will submit this batch job; "
                    "start it with `balsamd start`", err=True)  # fmt: skip
 

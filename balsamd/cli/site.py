@@ -27,13 +27,14 @@ def site_group() -> None:
     type=click.Choice(list(BACKENDS)),
     help="Batch scheduler of this cluster (default: detected from the commands on PATH).",
 )
-def site_init(path: Path, name: str | None, scheduler: str | None) -> None:
+@click.option("--central", metavar="DSN", help="PostgreSQL DSN of the central database to sync with.")
+def site_init(path: Path, name: str | None, scheduler: str | None, central: str | None) -> None:
     """Create a site directory at PATH: settings.toml, job-template.sh, data/, log/, apps/ and the store."""
     how = "chosen"
     if scheduler is None:
         scheduler = detect_scheduler()
         how = "detected from the commands on PATH" if scheduler != "local" else "no batch scheduler found on PATH"
-    layout = init_site(path, name=name, scheduler=scheduler)
+    layout = init_site(path, name=name, scheduler=scheduler, central=central or "")
     click.echo(f"Created site {name or layout.root.name} at {layout.root}")
     click.echo(f"  scheduler: {scheduler} ({how}); batch job script template: {layout.root / 'job-template.sh'}")
     click.echo(f"  settings: {layout.settings}  (node shape, scheduler, launcher)")
@@ -55,8 +56,7 @@ def site_info(ctx: click.Context, as_json: bool) -> None:
     s = site.settings
     click.echo(f"site {site.name} at {site.path}")
     click.echo(
-        f"nodes: {s.nodes.cpus_per_node} CPUs, {s.nodes.gpus_per_node} GPUs, "
-        f"at most {s.nodes.max_nodes} per job"
+        f"nodes: {s.nodes.cpus_per_node} CPUs, {s.nodes.gpus_per_node} GPUs, at most {s.nodes.max_nodes} per job"
     )
     click.echo(f"scheduler: {s.scheduler.kind}; MPI launch: {s.launcher.mpi}")
     click.echo(f"central: {redact_dsn(s.sync.central) or '(standalone)'}")

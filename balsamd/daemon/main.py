@@ -31,6 +31,7 @@ from balsamd.sched import make_scheduler
 from balsamd.sched.service import ElasticService, SchedulerService
 from balsamd.site import SiteLayout
 from balsamd.store.store import SiteStore
+from balsamd.sync.service import SyncService
 from balsamd.version import __version__
 
 log = logging.getLogger("balsamd.daemon")
@@ -50,9 +51,12 @@ class Daemon:
         self.port = 0
         self.health: list[Health] = []
         self._lock_fd: int | None = None
+        self._last_port = 0
 
     def lock(self) -> None:
-        """Hold SITE/daemon.lock for the daemon's life: a second daemon on this host fails here."""
+        """Hold SITE/daemon.lock for the daemon's life: a second daemon on this host fails here.
+
+        The lock file also keeps the port the last daemon served on (see :meth:`listen`)."""
         fd = os.open(self.layout.root / "daemon.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -60,6 +64,26 @@ class Daemon:
             os.close(fd)
             raise AlreadyRunning(f"another balsamd daemon holds {self.layout.root / 'daemon.lock'}") from None
         self._lock_fd = fd
+        text = os.pread(fd, 16, 0).decode(errors="replace").strip()
+        self._last_port = int(text) if text.isdigit() and 0 < int(text) < 65536 else 0
+
+    async def listen(self):
+        """Listen on the configured port; with none configured, on the port the previous daemon
+        used if it is free, so that launchers still running find a restarted daemon again."""
+        d = self.settings.daemon
+        port = d.port or self._last_port
+        try:
+            listener = await anyio.create_tcp_listener(local_host=d.bind, local_port=port, reuse_port=False)
+        except OSError as exc:
+            if d.port or not port:
+                raise
+            log.warning("port %d of the previous daemon is taken (%s); listening on another", port, exc)
+            listener = await anyio.create_tcp_listener(local_host=d.bind, local_port=0, reuse_port=False)
+        self.port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        if self._lock_fd is not None:
+            os.ftruncate(self._lock_fd, 0)
+            os.pwrite(self._lock_fd, f"{self.port}\n".encode(), 0)
+        return listener
 
     async def run(self, on_ready: Callable[[DaemonRecord], None] | None = None) -> None:
         self.lock()
@@ -75,10 +99,7 @@ class Daemon:
         handlers["status"] = lambda _a: self.status(store)
         handlers["shutdown"] = self._shutdown
         server = RpcServer(handlers, read_secret(self.layout.root), self.name, limiter)
-        listener = await anyio.create_tcp_listener(
-            local_host=self.settings.daemon.bind, local_port=self.settings.daemon.port, reuse_port=False
-        )
-        self.port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        listener = await self.listen()
         record = DaemonRecord(
             pid=os.getpid(), host=this_host(), port=self.port, started_at=self.started_at, version=__version__
         )
@@ -87,6 +108,8 @@ class Daemon:
                 tg.start_soon(self._signals)
                 for health in self.health:
                     tg.start_soon(run_service, health, self.stop)
+                    if health.service.companion is not None:
+                        tg.start_soon(health.service.companion, self.stop)
                 tg.start_soon(self._serve, listener, server, tg)
                 write_record(self.layout.root, record)
                 log.info("daemon serving site %s on %s:%d (pid %d)", self.name, record.host, self.port, record.pid)
@@ -149,6 +172,12 @@ def build_services(daemon: Daemon, store: SiteStore, store_call, pool: HookPool)
         Service("session-reaper", reap, d.reaper_period_sec),
         Service(f"scheduler ({scheduler.name})", scheduling.step, d.scheduler_period_sec),
     ]  # fmt: skip
+    if daemon.settings.sync.central:
+        syncing = SyncService(daemon.layout.root, daemon.name, daemon.settings, store)
+        services.append(
+            Service("sync", syncing.step, daemon.settings.sync.period_sec, syncing.detail, syncing.trigger,
+                    syncing.listen)
+        )  # fmt: skip
     if daemon.settings.elastic.enabled:
         queue = ElasticService(daemon.settings, store, store_call, scheduler)
         services.append(Service("elastic-queue", queue.step, daemon.settings.elastic.period_sec, lambda: queue.detail))

@@ -22,14 +22,31 @@ log = logging.getLogger("balsamd.daemon")
 MAX_BACKOFF_SEC = 60.0
 
 
+class Trigger:
+    """Wakes a service before its period is over (e.g. on a NOTIFY from the central database)."""
+
+    def __init__(self) -> None:
+        self._event = anyio.Event()
+
+    def fire(self) -> None:
+        self._event.set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+        self._event = anyio.Event()
+
+
 @dataclass
 class Service:
-    """``step(now)`` does one round of work; it is awaited every ``period`` seconds."""
+    """``step(now)`` does one round of work; it is awaited every ``period`` seconds, or sooner
+    when its trigger fires.  ``companion`` is a long-running task started beside it."""
 
     name: str
     step: Callable[[float], Awaitable[None]]
     period: float
     detail: Callable[[], dict[str, object]] | None = None  # shown in status
+    trigger: Trigger | None = None
+    companion: Callable[[anyio.Event], Awaitable[None]] | None = None
 
 
 class Health:
@@ -79,5 +96,18 @@ async def run_service(health: Health, stop: anyio.Event, clock: Callable[[], flo
             health.failures_in_a_row = 0
             health.last_tick = clock()
             wait = service.period
-        with anyio.move_on_after(wait):
-            await stop.wait()
+        await _sleep(wait, stop, service.trigger)
+
+
+async def _sleep(seconds: float, stop: anyio.Event, trigger: Trigger | None) -> None:
+    """Until the time is up, the daemon stops, or the trigger fires."""
+    with anyio.move_on_after(seconds):
+        async with anyio.create_task_group() as tg:
+
+            async def until(waiter: Callable[[], Awaitable[None]]) -> None:
+                await waiter()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(until, stop.wait)
+            if trigger is not None:
+                tg.start_soon(until, trigger.wait)

@@ -122,6 +122,7 @@ class Database:
         self.conn.execute("PRAGMA synchronous = NORMAL")
         self.conn.execute("PRAGMA foreign_keys = OFF")
         self._lock = threading.RLock()
+        self._depth = 0
         try:
             migrate(self.conn)
         except BaseException:
@@ -130,20 +131,49 @@ class Database:
 
     @contextlib.contextmanager
     def write(self) -> Iterator[apsw.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error: the only way to write."""
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error: the only way to write.
+
+        Inside another write (same thread) it is a savepoint, so one store operation can be
+        made part of a larger transaction (applying a synced intent and recording it).
+        """
         with self._lock:
+            if self._depth:
+                yield from self._savepoint()
+                return
             self.conn.execute("BEGIN IMMEDIATE")
+            self._depth += 1
             try:
                 yield self.conn
             except BaseException:
                 self.conn.execute("ROLLBACK")
                 raise
-            self.conn.execute("COMMIT")
+            else:
+                self.conn.execute("COMMIT")
+            finally:
+                self._depth -= 1
+
+    def _savepoint(self) -> Iterator[apsw.Connection]:
+        name = f"sp{self._depth}"
+        self.conn.execute(f"SAVEPOINT {name}")
+        self._depth += 1
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute(f"ROLLBACK TO {name}")
+            self.conn.execute(f"RELEASE {name}")
+            raise
+        else:
+            self.conn.execute(f"RELEASE {name}")
+        finally:
+            self._depth -= 1
 
     @contextlib.contextmanager
     def read(self) -> Iterator[apsw.Connection]:
-        """A consistent snapshot for multi-statement reads."""
+        """A consistent snapshot for multi-statement reads (part of the write, inside one)."""
         with self._lock:
+            if self._depth:
+                yield self.conn
+                return
             self.conn.execute("BEGIN")
             try:
                 yield self.conn

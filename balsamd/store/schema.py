@@ -122,6 +122,20 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE batch_jobs ADD COLUMN origin TEXT NOT NULL DEFAULT 'user';
     """,
+    # 3: syncing with a central database: this store's identity, its cursors, and the
+    # intents it applied (each exactly once)
+    """
+    INSERT OR IGNORE INTO meta VALUES ('store_id', lower(hex(randomblob(16))));
+    CREATE TABLE applied_intents (
+        id TEXT PRIMARY KEY,
+        outcome TEXT NOT NULL,
+        applied_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX batch_jobs_seq ON batch_jobs (seq);
+    CREATE INDEX apps_seq ON apps (seq);
+    CREATE TABLE deleted_jobs (id TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE INDEX deleted_jobs_seq ON deleted_jobs (seq);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

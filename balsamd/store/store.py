@@ -34,6 +34,7 @@ from balsamd.store.db import (
     session_from_row,
 )
 from balsamd.store.errors import JobNotFound, SessionGone, StoreError
+from balsamd.store.outbox import OutboxMixin
 from balsamd.store.queries import JobFilter
 from balsamd.store.transitions import Move, apply_moves, direct_children, load_states
 
@@ -59,7 +60,7 @@ def _now(now: float | None) -> float:
 __all__ = ["JobNotFound", "RemoveOutcome", "SessionGone", "SiteStore", "StoreError", "UpdateOutcome"]
 
 
-class SiteStore(BatchStoreMixin):
+class SiteStore(BatchStoreMixin, OutboxMixin):
     def __init__(self, path: Path | str) -> None:
         self.db = Database(Path(path))
         self._hooks_version = -1
@@ -404,6 +405,11 @@ class SiteStore(BatchStoreMixin):
             ):
                 conn.execute(
                     f"DELETE FROM {table} WHERE {col} IN (SELECT value FROM json_each(?))", (doomed_json,)
+                )
+            if doomed:  # tombstones, so sync removes them from the central database too
+                seq = self.db.next_seq(conn)
+                conn.executemany(
+                    "INSERT OR REPLACE INTO deleted_jobs (id, seq) VALUES (?, ?)", [(i, seq) for i in doomed]
                 )
             out.removed = doomed
         return out

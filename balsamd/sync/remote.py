@@ -1,0 +1,256 @@
+"""The Python API from anywhere that reaches the central database.
+
+``conn = balsamd.connect("postgresql://...")`` gives the same job API as a local site, with
+jobs addressed to a named site.  Creating a job writes its row and a ``create`` intent in one
+transaction; the site pulls the intent (woken by NOTIFY), creates the job and from then on
+its execution fields flow back here.  Kill, retry and edits are intents too.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import msgspec
+import psycopg
+
+from balsamd import ids
+from balsamd.config import NodeSettings
+from balsamd.models import App, Event, Job
+from balsamd.results import value_of
+from balsamd.states import FINAL, JobState
+from balsamd.sync.engine import JOB_FIELDS, job_row
+from balsamd.sync.schema import CentralError
+from balsamd.validate import JobSpecError, build_job
+
+_SELECT = ", ".join(JOB_FIELDS)
+
+
+def _job_from_row(row: tuple[Any, ...]) -> tuple[Job, str, str]:
+    *fields, site, owner = row
+    data = dict(zip(JOB_FIELDS, fields, strict=True))
+    if data["result"] is not None:
+        data["result"] = bytes(data["result"])
+    return msgspec.convert(data, Job), site, owner
+
+
+class RemoteJob:
+    """A job seen through the central database: fields, refresh(), events(), result()."""
+
+    def __init__(self, conn: CentralConnection, record: Job, site: str, owner: str) -> None:
+        self._conn, self._record, self.site, self.owner = conn, record, site, owner
+
+    def __getattr__(self, name: str) -> Any:
+        if name in Job.__struct_fields__:
+            return getattr(self._record, name)
+        raise AttributeError(name)
+
+    @property
+    def record(self) -> Job:
+        return self._record
+
+    def refresh(self) -> RemoteJob:
+        fresh = self._conn.jobs.get(self._record.id)
+        self._record = fresh.record
+        return self
+
+    def events(self) -> list[Event]:
+        rows = self._conn.execute(
+            "SELECT id, job_id, from_state, to_state, ts, reason FROM balsamd.events WHERE job_id = %s ORDER BY ts, id",
+            (self._record.id,),
+        )
+        return [
+            Event(id=r[0], job_id=r[1], from_state=JobState(r[2]) if r[2] else None, to_state=JobState(r[3]),
+                  ts=r[4], reason=r[5])
+            for r in rows
+        ]  # fmt: skip
+
+    def result(self, timeout: float | None = None, poll: float = 0.25) -> Any:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self.refresh()
+        while self._record.result is None and self._record.state not in FINAL:
+            if deadline is None or time.monotonic() >= deadline:
+                break
+            time.sleep(poll)
+            self.refresh()
+        return value_of(self._record)
+
+    def __repr__(self) -> str:
+        return f"<Job {self._record.id} site={self.site} app={self._record.app} state={self._record.state}>"
+
+
+class RemoteJobs:
+    def __init__(self, conn: CentralConnection) -> None:
+        self._conn = conn
+
+    def create(self, site: str, app: str, workdir: str, **fields: Any) -> RemoteJob:
+        return self.bulk_create([{"app": app, "workdir": workdir, **fields}], site=site)[0]
+
+    def bulk_create(self, specs: Iterable[dict[str, Any]], site: str | None = None) -> list[RemoteJob]:
+        """Validate against the site's apps and node shape, then write rows and one intent per
+        site in a single transaction (all or none)."""
+        specs = [dict(s) for s in specs]
+        by_site: dict[str, list[tuple[dict[str, Any], Job]]] = {}
+        new = ids.new_ids(len(specs))
+        for n, (spec, job_id) in enumerate(zip(specs, new, strict=True)):
+            target = spec.pop("site", site)
+            if not target:
+                raise JobSpecError(f"job {n}", ["no site given: pass site=NAME"])
+            apps, nodes, max_wall = self._conn.site_rules(target)
+            job = build_job(job_id, spec, apps, nodes, max_wall, f"job {n}" if len(specs) > 1 else "job")
+            by_site.setdefault(target, []).append((spec, job))
+        now = time.time()
+        made = []
+        with self._conn.pg.transaction(), self._conn.pg.cursor() as cur:
+            for target, pairs in by_site.items():
+                rows = []
+                for _, job in pairs:
+                    job.state, job.created_at, job.updated_at, job.version = JobState.CREATED, now, now, 0
+                    rows.append((target, *job_row(job)))
+                marks = ", ".join(["%s"] * (len(JOB_FIELDS) + 1))
+                cur.executemany(f"INSERT INTO balsamd.jobs (site, {_SELECT}) VALUES ({marks})", rows)
+                payload = {"jobs": [{**msgspec.to_builtins(_spec_of(job)), "id": job.id} for _, job in pairs]}
+                cur.execute(
+                    "INSERT INTO balsamd.intents (id, site, kind, job_id, payload, created_at) "
+                    "VALUES (%s, %s, 'create', %s, %s, %s)",
+                    (ids.new_id(), target, pairs[0][1].id, psycopg.types.json.Jsonb(payload), now),
+                )
+                made += [(job, target) for _, job in pairs]
+        return [RemoteJob(self._conn, job, target, self._conn.user) for job, target in made]
+
+    def get(self, job_id: str) -> RemoteJob:
+        rows = self._conn.execute(f"SELECT {_SELECT}, site, owner FROM balsamd.jobs WHERE id = %s", (job_id,))
+        if not rows:
+            raise CentralError(f"no job with id {job_id} that you may see in the central database")
+        return RemoteJob(self._conn, *_job_from_row(rows[0]))
+
+    def filter(self, site: str | None = None, state: str | Iterable[str] | None = None,
+               tags: dict[str, str] | None = None, app: str | None = None,
+               ids: Iterable[str] | None = None, limit: int | None = None) -> list[RemoteJob]:  # fmt: skip
+        where, params = _where(site, state, tags, app, ids)
+        sql = f"SELECT {_SELECT}, site, owner FROM balsamd.jobs{where} ORDER BY id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [RemoteJob(self._conn, *_job_from_row(r)) for r in self._conn.execute(sql, params)]
+
+    def count(self, site: str | None = None, state: str | Iterable[str] | None = None,
+              tags: dict[str, str] | None = None, app: str | None = None) -> int:  # fmt: skip
+        where, params = _where(site, state, tags, app, None)
+        return self._conn.execute(f"SELECT COUNT(*) FROM balsamd.jobs{where}", params)[0][0]
+
+    def kill(self, jobs: Iterable[str | RemoteJob]) -> list[str]:
+        return self._intents("kill", jobs)
+
+    def retry(self, jobs: Iterable[str | RemoteJob]) -> list[str]:
+        return self._intents("retry", jobs)
+
+    def update(self, job: str | RemoteJob, **changes: Any) -> str:
+        """Edit parameters, tags or data of a job that has not started (applied by its site)."""
+        return self._intents("update", [job], changes)[0]
+
+    def _intents(self, kind: str, jobs: Iterable[str | RemoteJob], payload: dict[str, Any] | None = None) -> list[str]:
+        targets = [self.get(j) if isinstance(j, str) else j for j in jobs]
+        now = time.time()
+        made = []
+        with self._conn.pg.transaction(), self._conn.pg.cursor() as cur:
+            for job in targets:
+                intent_id = ids.new_id()
+                cur.execute(
+                    "INSERT INTO balsamd.intents (id, site, kind, job_id, payload, created_at) "
+                    "VALUES (%s, %s, %s, %s, %s, %s)",
+                    (intent_id, job.site, kind, job.id, psycopg.types.json.Jsonb(payload or {}), now),
+                )
+                made.append(intent_id)
+        return made
+
+    def intent_outcome(self, intent_id: str) -> str | None:
+        rows = self._conn.execute("SELECT outcome FROM balsamd.intents WHERE id = %s", (intent_id,))
+        return rows[0][0] if rows else None
+
+    def as_completed(
+        self, jobs: Iterable[RemoteJob], timeout: float | None = None, poll: float = 0.5
+    ) -> Iterator[RemoteJob]:
+        """Yield each job once it reaches a final state (JOB_FINISHED, FAILED, KILLED)."""
+        pending = {j.id: j for j in jobs}
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while pending:
+            for job in self.filter(ids=list(pending)):
+                if job.state in FINAL:
+                    del pending[job.id]
+                    yield job
+            if not pending:
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"{len(pending)} job(s) not finished within {timeout:g} s")
+            time.sleep(poll)
+
+
+def _spec_of(job: Job) -> dict[str, Any]:
+    fields = ("app", "workdir", "parameters", "tags", "data", "parent_ids", "num_nodes", "ranks_per_node",
+              "threads_per_rank", "threads_per_core", "gpus_per_rank", "node_packing_count", "wall_time_min",
+              "launch_params")  # fmt: skip
+    return {f: getattr(job, f) for f in fields}
+
+
+def _where(site, state, tags, app, job_ids) -> tuple[str, list[Any]]:
+    parts, params = [], []
+    if site is not None:
+        parts.append("site = %s")
+        params.append(site)
+    if state is not None:
+        parts.append("state = ANY(%s)")
+        params.append([state] if isinstance(state, str) else [str(s) for s in state])
+    for key, value in (tags or {}).items():
+        parts.append("tags ->> %s = %s")
+        params += [key, value]
+    if app is not None:
+        parts.append("app = %s")
+        params.append(app)
+    if job_ids is not None:
+        parts.append("id = ANY(%s)")
+        params.append(list(job_ids))
+    return (" WHERE " + " AND ".join(parts)) if parts else "", params
+
+
+class CentralConnection:
+    """A connection to the central database with the job API of a site."""
+
+    def __init__(self, dsn: str) -> None:
+        try:
+            self.pg = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
+        except psycopg.OperationalError as exc:
+            raise CentralError(f"cannot reach the central database: {str(exc).strip()}") from None
+        self.user = self.pg.execute("SELECT current_user").fetchone()[0]
+        self.jobs = RemoteJobs(self)
+
+    def execute(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
+        with self.pg.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall() if cur.description else []
+
+    def sites(self) -> list[str]:
+        return [r[0] for r in self.execute("SELECT name FROM balsamd.sites ORDER BY name")]
+
+    def site_rules(self, site: str) -> tuple[dict[str, App], NodeSettings, float]:
+        rows = self.execute("SELECT nodes FROM balsamd.sites WHERE name = %s", (site,))
+        if not rows:
+            known = ", ".join(self.sites()) or "none"
+            raise JobSpecError("job", [f"unknown site {site!r} (known: {known})"])
+        shape = dict(rows[0][0] or {})
+        max_wall = float(shape.pop("max_wall_time_min", 1440))
+        nodes = msgspec.convert(shape, NodeSettings) if shape else NodeSettings()
+        apps = {
+            name: msgspec.convert(spec, App)
+            for name, spec in self.execute("SELECT name, spec FROM balsamd.apps WHERE site = %s", (site,))
+        }
+        return apps, nodes, max_wall
+
+    def close(self) -> None:
+        self.pg.close()
+
+    def __enter__(self) -> CentralConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

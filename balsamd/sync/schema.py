@@ -1,0 +1,257 @@
+"""The central PostgreSQL schema, its migrations, and its access rules.
+
+Everything lives in the ``balsamd`` schema.  Rows carry the site they belong to; sites connect
+as roles that are members of ``balsamd_site`` and see only their own rows; users connect as
+members of ``balsamd_user`` and see only the jobs they own (row-level security).  The
+administrator who runs `balsamd central init` owns the tables and sees everything.
+"""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+SCHEMA = "balsamd"
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE balsamd.meta (key text PRIMARY KEY, value text NOT NULL);
+    INSERT INTO balsamd.meta VALUES ('central_id', md5(random()::text || clock_timestamp()::text));
+
+    CREATE TABLE balsamd.sites (
+        name text PRIMARY KEY,
+        role text UNIQUE,
+        store_id text,
+        pushed_seq bigint NOT NULL DEFAULT 0,
+        pushed_event bigint NOT NULL DEFAULT 0,
+        nodes jsonb NOT NULL DEFAULT '{}',
+        last_sync double precision,
+        last_error text NOT NULL DEFAULT ''
+    );
+
+    CREATE TABLE balsamd.apps (
+        site text NOT NULL REFERENCES balsamd.sites (name),
+        name text NOT NULL,
+        spec jsonb NOT NULL,
+        PRIMARY KEY (site, name)
+    );
+
+    CREATE TABLE balsamd.jobs (
+        id text PRIMARY KEY,
+        site text NOT NULL REFERENCES balsamd.sites (name),
+        owner text NOT NULL DEFAULT current_user,
+        app text NOT NULL,
+        workdir text NOT NULL,
+        parameters jsonb NOT NULL DEFAULT '{}',
+        tags jsonb NOT NULL DEFAULT '{}',
+        data jsonb NOT NULL DEFAULT '{}',
+        parent_ids jsonb NOT NULL DEFAULT '[]',
+        num_nodes integer NOT NULL DEFAULT 1,
+        ranks_per_node integer NOT NULL DEFAULT 1,
+        threads_per_rank integer NOT NULL DEFAULT 1,
+        threads_per_core integer NOT NULL DEFAULT 1,
+        gpus_per_rank double precision NOT NULL DEFAULT 0,
+        node_packing_count integer NOT NULL DEFAULT 1,
+        wall_time_min double precision NOT NULL DEFAULT 0,
+        launch_params jsonb NOT NULL DEFAULT '{}',
+        state text NOT NULL,
+        return_code integer,
+        attempts integer NOT NULL DEFAULT 0,
+        state_reason text NOT NULL DEFAULT '',
+        result bytea,
+        session_id text,
+        batch_job_id text,
+        created_at double precision NOT NULL,
+        updated_at double precision NOT NULL,
+        version bigint NOT NULL DEFAULT 0
+    );
+    CREATE INDEX jobs_site_state ON balsamd.jobs (site, state);
+    CREATE INDEX jobs_owner ON balsamd.jobs (owner);
+
+    -- events are keyed by the store that wrote them: a replaced store starts its ids anew
+    CREATE TABLE balsamd.events (
+        site text NOT NULL,
+        store_id text NOT NULL,
+        id bigint NOT NULL,
+        job_id text NOT NULL,
+        from_state text,
+        to_state text NOT NULL,
+        ts double precision NOT NULL,
+        reason text NOT NULL DEFAULT '',
+        PRIMARY KEY (site, store_id, id)
+    );
+    CREATE INDEX events_job ON balsamd.events (job_id);
+
+    CREATE TABLE balsamd.batch_jobs (
+        site text NOT NULL,
+        id text NOT NULL,
+        num_nodes integer NOT NULL,
+        wall_time_min integer NOT NULL,
+        job_mode text NOT NULL,
+        project text NOT NULL,
+        queue text NOT NULL,
+        filter_tags jsonb NOT NULL,
+        state text NOT NULL,
+        scheduler_id text,
+        status_info text NOT NULL,
+        created_at double precision NOT NULL,
+        start_time double precision,
+        end_time double precision,
+        origin text NOT NULL,
+        PRIMARY KEY (site, id)
+    );
+
+    -- what users ask of a site: applied once by the site, then acknowledged here
+    CREATE TABLE balsamd.intents (
+        id text PRIMARY KEY,
+        site text NOT NULL REFERENCES balsamd.sites (name),
+        owner text NOT NULL DEFAULT current_user,
+        kind text NOT NULL CHECK (kind IN ('create', 'kill', 'retry', 'update')),
+        job_id text NOT NULL,
+        payload jsonb NOT NULL DEFAULT '{}',
+        created_at double precision NOT NULL,
+        applied_at double precision,
+        outcome text
+    );
+    CREATE INDEX intents_pending ON balsamd.intents (site, id) WHERE applied_at IS NULL;
+
+    CREATE FUNCTION balsamd.notify_intent() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_notify('balsamd_intents', NEW.site);
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER intents_notify AFTER INSERT ON balsamd.intents
+        FOR EACH ROW EXECUTE FUNCTION balsamd.notify_intent();
+    """,
+]
+
+# Access rules, applied (and re-applied) by every `central init`: roles may not exist yet.
+ACCESS = """
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'balsamd_site') THEN CREATE ROLE balsamd_site NOLOGIN; END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'balsamd_user') THEN CREATE ROLE balsamd_user NOLOGIN; END IF;
+END $$;
+
+GRANT USAGE ON SCHEMA balsamd TO balsamd_site, balsamd_user;
+GRANT SELECT ON balsamd.meta TO balsamd_site, balsamd_user;
+GRANT SELECT, UPDATE ON balsamd.sites TO balsamd_site;
+GRANT SELECT ON balsamd.sites TO balsamd_user;
+GRANT SELECT, INSERT, UPDATE, DELETE ON balsamd.apps TO balsamd_site;
+GRANT SELECT ON balsamd.apps TO balsamd_user;
+GRANT SELECT, INSERT, UPDATE ON balsamd.jobs, balsamd.events, balsamd.batch_jobs TO balsamd_site;
+GRANT SELECT, INSERT ON balsamd.jobs TO balsamd_user;
+GRANT SELECT ON balsamd.events, balsamd.batch_jobs TO balsamd_user;
+GRANT SELECT, UPDATE ON balsamd.intents TO balsamd_site;
+GRANT SELECT, INSERT ON balsamd.intents TO balsamd_user;
+
+-- Inside these SECURITY DEFINER functions current_user is their owner, so the policies pass
+-- the caller's role in.
+CREATE OR REPLACE FUNCTION balsamd.site_of(who name) RETURNS text LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = balsamd, pg_temp AS $$ SELECT name FROM balsamd.sites WHERE role = who $$;
+GRANT EXECUTE ON FUNCTION balsamd.site_of(name) TO balsamd_site, balsamd_user;
+
+CREATE OR REPLACE FUNCTION balsamd.owns_job(job text, who name) RETURNS boolean LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = balsamd, pg_temp
+    AS $$ SELECT EXISTS (SELECT 1 FROM balsamd.jobs WHERE id = job AND owner = who) $$;
+GRANT EXECUTE ON FUNCTION balsamd.owns_job(text, name) TO balsamd_user;
+
+ALTER TABLE balsamd.sites ENABLE ROW LEVEL SECURITY;
+ALTER TABLE balsamd.apps ENABLE ROW LEVEL SECURITY;
+ALTER TABLE balsamd.jobs ENABLE ROW LEVEL SECURITY;
+ALTER TABLE balsamd.events ENABLE ROW LEVEL SECURITY;
+ALTER TABLE balsamd.batch_jobs ENABLE ROW LEVEL SECURITY;
+ALTER TABLE balsamd.intents ENABLE ROW LEVEL SECURITY;
+
+DROP POLICY IF EXISTS site_own ON balsamd.sites;
+CREATE POLICY site_own ON balsamd.sites TO balsamd_site USING (name = balsamd.site_of(current_user));
+DROP POLICY IF EXISTS user_read ON balsamd.sites;
+CREATE POLICY user_read ON balsamd.sites FOR SELECT TO balsamd_user USING (true);
+
+DROP POLICY IF EXISTS site_own ON balsamd.apps;
+CREATE POLICY site_own ON balsamd.apps TO balsamd_site USING (site = balsamd.site_of(current_user));
+DROP POLICY IF EXISTS user_read ON balsamd.apps;
+CREATE POLICY user_read ON balsamd.apps FOR SELECT TO balsamd_user USING (true);
+
+DROP POLICY IF EXISTS site_own ON balsamd.jobs;
+CREATE POLICY site_own ON balsamd.jobs TO balsamd_site USING (site = balsamd.site_of(current_user));
+DROP POLICY IF EXISTS user_own ON balsamd.jobs;
+CREATE POLICY user_own ON balsamd.jobs TO balsamd_user USING (owner = current_user) WITH CHECK (owner = current_user);
+
+DROP POLICY IF EXISTS site_own ON balsamd.events;
+CREATE POLICY site_own ON balsamd.events TO balsamd_site USING (site = balsamd.site_of(current_user));
+DROP POLICY IF EXISTS user_own ON balsamd.events;
+CREATE POLICY user_own ON balsamd.events FOR SELECT TO balsamd_user USING (balsamd.owns_job(job_id, current_user));
+
+DROP POLICY IF EXISTS site_own ON balsamd.batch_jobs;
+CREATE POLICY site_own ON balsamd.batch_jobs TO balsamd_site USING (site = balsamd.site_of(current_user));
+DROP POLICY IF EXISTS user_read ON balsamd.batch_jobs;
+CREATE POLICY user_read ON balsamd.batch_jobs FOR SELECT TO balsamd_user USING (true);
+
+DROP POLICY IF EXISTS site_own ON balsamd.intents;
+CREATE POLICY site_own ON balsamd.intents TO balsamd_site USING (site = balsamd.site_of(current_user));
+DROP POLICY IF EXISTS user_own ON balsamd.intents;
+CREATE POLICY user_own ON balsamd.intents TO balsamd_user USING (owner = current_user)
+    WITH CHECK (owner = current_user AND (kind = 'create' OR balsamd.owns_job(job_id, current_user)));
+"""
+
+
+class CentralError(Exception):
+    """The central database refused or is not what balsamd expects; the message says why."""
+
+
+def schema_version(conn: psycopg.Connection) -> int:
+    exists = conn.execute("SELECT to_regclass('balsamd.meta') IS NOT NULL").fetchone()[0]
+    if not exists:
+        return 0
+    row = conn.execute("SELECT value FROM balsamd.meta WHERE key = 'schema_version'").fetchone()
+    return int(row[0]) if row else 1
+
+
+def migrate(conn: psycopg.Connection) -> tuple[int, int]:
+    """Create or upgrade the central schema and its access rules; returns (from, to) versions."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('balsamd.migrate'))")
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
+        before = schema_version(conn)
+        if before > len(MIGRATIONS):
+            raise CentralError(
+                f"the central schema is at version {before}, newer than this balsamd "
+                f"({len(MIGRATIONS)}); upgrade balsamd"
+            )
+        for step in MIGRATIONS[before:]:
+            conn.execute(step)
+        conn.execute(
+            "INSERT INTO balsamd.meta VALUES ('schema_version', %s) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (str(len(MIGRATIONS)),),
+        )
+        conn.execute(ACCESS)
+    return before, len(MIGRATIONS)
+
+
+def add_site(conn: psycopg.Connection, name: str, role: str | None, password: str | None = None) -> None:
+    """Register a site; with a role, create it (LOGIN) if needed and let it act for this site only."""
+    with conn.transaction():
+        if role:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+            if not exists:
+                conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+            if password:
+                conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+            conn.execute(sql.SQL("GRANT balsamd_site TO {}").format(sql.Identifier(role)))
+        conn.execute(
+            "INSERT INTO balsamd.sites (name, role) VALUES (%s, %s) "
+            "ON CONFLICT (name) DO UPDATE SET role = excluded.role",
+            (name, role),
+        )
+
+
+def add_user(conn: psycopg.Connection, role: str, password: str | None = None) -> None:
+    """Let a PostgreSQL role create and follow its own jobs on any site."""
+    with conn.transaction():
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        if password:
+            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+        conn.execute(sql.SQL("GRANT balsamd_user TO {}").format(sql.Identifier(role)))
