@@ -107,7 +107,7 @@ def exec_hosts(text: str) -> list[str]:
 def parse_status(text: str, now: float) -> dict[str, JobStatus]:
     """Statuses from ``bjobs -o 'jobid stat start_time finish_time exec_host' -json``.
 
-    A record with ERROR (``Job <1234> is not found``) is a job LSF has forgotten: it is left out.
+    A record with ERROR ``Job <1234> is not found`` is a job LSF has forgotten: it is left out.
     """
     what = "bjobs -json output"
     try:
@@ -121,8 +121,10 @@ def parse_status(text: str, now: float) -> dict[str, JobStatus]:
     for record in records:
         if not isinstance(record, dict):
             raise SchedulerOutputError(what, text)
-        if "ERROR" in record:
-            continue
+        if "ERROR" in record:  # only "not found" means the job is gone; any other error is not an answer
+            if isinstance(record["ERROR"], str) and any(w in record["ERROR"] for w in NOT_FOUND):
+                continue
+            raise SchedulerOutputError(what, text)
         job_id, raw_state = record.get("JOBID"), record.get("STAT")
         fields = [record.get(k, "") for k in ("START_TIME", "FINISH_TIME", "EXEC_HOST")]
         if not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id) or not isinstance(raw_state, str):
