@@ -1,8 +1,30 @@
 """balsamd: campaigns of many application runs on HPC clusters, from one file."""
 
-from balsamd.api import JobHandle, Site, connect
-from balsamd.apps import ApplicationDefinition
-from balsamd.states import JobState
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from balsamd.version import __version__
 
 __all__ = ["ApplicationDefinition", "JobHandle", "JobState", "Site", "__version__", "connect"]
+
+# the public names load their modules on first use: `import balsamd` stays cheap for apps
+# and for the command line, which mostly need none of them
+_LAZY = {
+    "ApplicationDefinition": "balsamd.apps",
+    "JobHandle": "balsamd.api",
+    "JobState": "balsamd.states",
+    "Site": "balsamd.api",
+    "connect": "balsamd.api",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'balsamd' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -2,9 +2,7 @@ __version__ = "0.1.0"
 
 
 def build_id() -> str:
-    """Set by the zipapp build (balsamd/_build.py); "dev" for a source checkout."""
-    try:
-        from balsamd._build import BUILD_ID  # type: ignore[import-not-found]
-    except ImportError:
-        return "dev"
-    return BUILD_ID
+    """The zipapp's build id (its bootstrap sets BALSAMD_BUILD_ID); "dev" for a source install."""
+    import os
+
+    return os.environ.get("BALSAMD_BUILD_ID", "dev")

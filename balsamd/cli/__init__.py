@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
 import apsw
 import click
 
-from balsamd.api import Site
 from balsamd.apps import AppError
 from balsamd.cli.common import ExitCode, ensure_site
 from balsamd.config import SettingsError
@@ -25,8 +25,35 @@ USER_ERRORS = (
 )  # fmt: skip
 
 
+# command name -> where it lives; modules are imported only when their command runs, so
+# `balsamd --version` and `--help` start fast (a cluster login node's Python is slow to import)
+COMMANDS = {
+    "site": "balsamd.cli.site:site_group",
+    "app": "balsamd.cli.apps:app_group",
+    "job": "balsamd.cli.jobs:job_group",
+    "events": "balsamd.cli.jobs:events_cmd",
+    "launcher": "balsamd.cli.launcher:launcher_cmd",
+    "queue": "balsamd.cli.queue:queue_group",
+    "start": "balsamd.cli.daemon:start_cmd",
+    "stop": "balsamd.cli.daemon:stop_cmd",
+    "status": "balsamd.cli.daemon:status_cmd",
+    "sync": "balsamd.cli.sync:sync_cmd",
+    "central": "balsamd.cli.sync:central_group",
+    "demo": "balsamd.cli.demo:demo_cmd",
+}
+
+
 class BalsamdGroup(click.Group):
-    """Maps domain errors to one-line messages in one place."""
+    """Loads commands lazily and maps domain errors to one-line messages in one place."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, _, attr = COMMANDS[name].partition(":")
+        return getattr(importlib.import_module(module), attr)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -90,24 +117,12 @@ def cli(ctx: click.Context, site_path: str | None) -> None:
 
 def _close_site(ctx: click.Context) -> None:
     site = ctx.obj.get("site") if ctx.obj else None
-    if isinstance(site, Site):
+    if site is not None:
         site.close()
 
 
 def main() -> None:
     cli(prog_name="balsamd")
 
-
-from balsamd.cli import apps as _apps  # noqa: E402
-from balsamd.cli import daemon as _daemon  # noqa: E402
-from balsamd.cli import demo as _demo  # noqa: E402
-from balsamd.cli import jobs as _jobs  # noqa: E402
-from balsamd.cli import launcher as _launcher  # noqa: E402
-from balsamd.cli import queue as _queue  # noqa: E402
-from balsamd.cli import site as _site  # noqa: E402
-from balsamd.cli import sync as _sync  # noqa: E402
-
-for _module in (_site, _apps, _jobs, _launcher, _queue, _daemon, _sync, _demo):
-    _module.register(cli)
 
 __all__ = ["cli", "ensure_site", "main"]

@@ -64,7 +64,3 @@ def app_ls(ctx: click.Context, as_json: bool) -> None:
         params = ", ".join(n if p.required else f"{n}={p.default!r}" for n, p in a.parameters.items())
         rows.append((a.name, a.kind, params, a.command_template or f"{a.class_name}.run()"))
     click.echo(table(rows, ("NAME", "KIND", "PARAMETERS", "RUNS")))
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(app_group)

@@ -8,7 +8,6 @@ from typing import Any
 
 import click
 
-from balsamd.api import Site
 from balsamd.site import SiteLayout, find_site
 
 
@@ -20,8 +19,10 @@ class ExitCode(enum.IntEnum):
     CRASH = 70
 
 
-def ensure_site(ctx: click.Context) -> Site:
+def ensure_site(ctx: click.Context) -> Any:
     """The site named by --site / $BALSAMD_SITE / the current directory, opened once."""
+    from balsamd.api import Site  # the API pulls in RPC and PostgreSQL clients: only when needed
+
     root = ctx.find_root()
     if root.obj.get("site") is None:
         root.obj["site"] = Site(find_site(root.obj.get("site_path")))

@@ -89,8 +89,3 @@ def _builtins(value):
     import msgspec
 
     return msgspec.to_builtins(value)
-
-
-def register(cli: click.Group) -> None:
-    for command in (start_cmd, stop_cmd, status_cmd):
-        cli.add_command(command)

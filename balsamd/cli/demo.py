@@ -33,7 +33,3 @@ def demo_cmd(parent: Path | None, jobs: int) -> None:
     click.echo(format_report(report))
     if not report.ok:
         sys.exit(ExitCode.ERROR)
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(demo_cmd)

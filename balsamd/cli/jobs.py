@@ -276,8 +276,3 @@ def events_cmd(ctx: click.Context, job_id: str | None, limit: int | None, as_jso
         print_json(events)
     else:
         click.echo(_events_table(events, with_job=True))
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(job_group)
-    cli.add_command(events_cmd)

@@ -54,7 +54,3 @@ def launcher_cmd(ctx: click.Context, job_mode: str, wall_time_min: float | None,
     )
     if summary.exit_reason.startswith("session lost"):
         sys.exit(ExitCode.ERROR)
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(launcher_cmd)

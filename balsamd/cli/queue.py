@@ -84,7 +84,3 @@ def queue_rm(ctx: click.Context, batch_ids: tuple[str, ...]) -> None:
     for batch_id in batch_ids:
         batch = site.store.remove_batch_job(batch_id)
         click.echo(f"{batch.id} {batch.state}")
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(queue_group)

@@ -66,7 +66,3 @@ def redact_dsn(dsn: str) -> str:
     """A database address without its password, safe to print or paste."""
     dsn = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", dsn)
     return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", r"\1***", dsn)
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(site_group)

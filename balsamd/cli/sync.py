@@ -115,8 +115,3 @@ def central_add_user(dsn: str, role: str, password: str | None) -> None:
         except psycopg.Error as exc:
             raise click.ClickException(f"add-user failed: {str(exc).strip()}") from None
     click.echo(f"user role {role} may now submit jobs through the central database")
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(sync_cmd)
-    cli.add_command(central_group)
