@@ -168,19 +168,26 @@ def job_show(ctx: click.Context, job_id: str, as_json: bool) -> None:
         print_json({**job_dict(job.record), "result": result, "events": events})
         return
     r = job.record
+    # multi-line texts (output tails, tracebacks) go below the table, where they stay readable
+    blocks = [(name, text) for name, text in (("reason", r.state_reason), ("result", result)) if text and "\n" in text]
+    long = {name for name, _ in blocks}
     lines = [
         ("id", r.id), ("app", r.app), ("workdir", r.workdir), ("state", r.state),
-        ("reason", r.state_reason or "-"), ("parameters", json.dumps(r.parameters)),
+        ("reason", "(below)" if "reason" in long else r.state_reason or "-"),
+        ("parameters", json.dumps(r.parameters)),
         ("tags", _tags(r.tags) or "-"), ("parents", " ".join(r.parent_ids) or "-"),
         ("resources", f"{r.num_nodes} node(s) x {r.ranks_per_node} ranks x {r.threads_per_rank} "
                       f"threads, {r.gpus_per_rank:g} GPUs/rank, packing {r.node_packing_count}, "
                       f"{r.wall_time_min:g} min"),
         ("return code", "-" if r.return_code is None else r.return_code),
-        ("result", result if result is not None else "-"),
+        ("result", "(below)" if "result" in long else "-" if result is None else result),
         ("attempts", r.attempts), ("created", timestamp(r.created_at)),
         ("updated", timestamp(r.updated_at)),
     ]  # fmt: skip
     click.echo(table(lines, ("FIELD", "VALUE")).split("\n", 1)[1])
+    for name, text in blocks:
+        click.echo(f"\n{name}:")
+        click.echo("  " + text.rstrip().replace("\n", "\n  "))
     click.echo("")
     click.echo(_events_table(events, with_job=False))
 

@@ -6,8 +6,9 @@ queued and running batch jobs hold idle, submit one batch job of
 clamp(footprint - idle, min_nodes, max_nodes) nodes for max_wall_time_min (or a backfill
 window) minus a pad; withdraw its queued batch jobs that waited longer than
 max_queue_wait_min.  Added here: jobs that can never fit the limits are counted and reported,
-not chased, and repeated submission failures pause it for a while instead of retrying
-every period.
+not chased; repeated submission failures pause it for a while instead of retrying
+every period; a batch job is never narrower than the widest runnable job, so a narrower
+backfill window is not used; nothing is submitted while nothing is runnable.
 """
 
 from __future__ import annotations
@@ -45,12 +46,14 @@ def paused_until(batch_jobs: list[BatchJob], settings: ElasticSettings, now: flo
     return until if until > now else None
 
 
-def choose_window(windows: list[BackfillWindow], settings: ElasticSettings) -> BackfillWindow | None:
-    """The largest (nodes x time) window the limits allow; 0 minutes means no known limit."""
+def choose_window(windows: list[BackfillWindow], settings: ElasticSettings, widest: int = 1) -> BackfillWindow | None:
+    """The largest (nodes x time) window the limits allow that fits the widest runnable job and
+    leaves time after the pad; 0 minutes means no known limit."""
     usable = []
     for w in windows:
         wall = w.wall_time_min or settings.max_wall_time_min
-        if w.num_nodes >= settings.min_nodes and wall >= settings.min_wall_time_min:
+        enough_time = wall >= max(settings.min_wall_time_min, settings.wall_time_pad_min + 1)
+        if w.num_nodes >= max(settings.min_nodes, widest) and enough_time:
             usable.append((min(w.num_nodes, settings.max_nodes) * min(wall, settings.max_wall_time_min), w))
     return max(usable, key=lambda pair: pair[0])[1] if usable else None
 
@@ -76,8 +79,9 @@ def plan(
         out.reason = f"{len(active)} batch jobs queued or running (max_queued={settings.max_queued})"
         return out
     held = sum(b.num_nodes for b in active)
-    idle = held - stats.running_footprint
-    if stats.runnable_footprint <= idle + 1e-9:
+    # jobs may run outside batch jobs (a launcher started by hand): never fewer than 0 idle
+    idle = max(0.0, held - stats.running_footprint)
+    if stats.runnable == 0 or stats.runnable_footprint <= idle + 1e-9:
         out.reason = (
             "nothing to run" if stats.runnable == 0
             else f"backlog of {stats.runnable_footprint:g} nodes is covered by {idle:g} idle or coming nodes"
@@ -86,10 +90,13 @@ def plan(
     nodes = math.ceil(stats.runnable_footprint - idle - 1e-9)
     nodes = max(settings.min_nodes, min(settings.max_nodes, max(nodes, stats.largest_nodes)))
     wall = settings.max_wall_time_min
-    window = choose_window(windows or [], settings) if settings.use_backfill else None
+    window = choose_window(windows or [], settings, stats.largest_nodes) if settings.use_backfill else None
     if window is not None:
         nodes = max(settings.min_nodes, min(nodes, window.num_nodes))
         wall = min(window.wall_time_min or wall, wall)
+    if wall - settings.wall_time_pad_min < 1:
+        out.reason = f"wall_time_pad_min={settings.wall_time_pad_min} leaves no time in {wall}-minute batch jobs"
+        return out
     out.num_nodes = nodes
     out.wall_time_min = max(1, wall - settings.wall_time_pad_min)
     out.reason = f"backlog of {stats.runnable_footprint:g} nodes exceeds {idle:g} idle or coming nodes"

@@ -8,6 +8,7 @@ the daemon never dies of a scheduler reply.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -17,9 +18,10 @@ import anyio
 
 from balsamd.config import Settings
 from balsamd.ids import new_id
-from balsamd.models import BatchJob, BatchJobState, JobMode
+from balsamd.models import BATCH_ACTIVE, BatchJob, BatchJobState, JobMode
 from balsamd.sched import elastic
 from balsamd.sched.base import Scheduler, SchedulerError
+from balsamd.sched.limits import batch_problems
 from balsamd.sched.script import TemplateError, render, values
 from balsamd.store.store import SiteStore
 
@@ -27,6 +29,11 @@ log = logging.getLogger("balsamd.sched")
 B = BatchJobState
 StoreCall = Callable[..., Awaitable[Any]]
 TEMPLATE_FILE = "job-template.sh"
+
+
+async def update_batch(call: StoreCall, store: SiteStore, batch_id: str, *args: Any, **fields: Any) -> BatchJob:
+    """store.update_batch_job through the daemon's store_call, which passes positional arguments only."""
+    return await call(functools.partial(store.update_batch_job, batch_id, *args, **fields))
 
 
 def job_script(site: Path, scheduler: Scheduler, batch: BatchJob) -> Path:
@@ -64,18 +71,18 @@ class SchedulerService:
         except SchedulerError as exc:
             log.warning("status query failed: %s", exc)
             for batch in active:
-                await self.call(self.store.update_batch_job, batch.id, status_info=f"status unknown: {exc}")
+                await update_batch(self.call, self.store, batch.id, status_info=f"status unknown: {exc}")
             return
         for batch in active:
             st = statuses.get(batch.scheduler_id)
             if st is None:  # the scheduler has forgotten it: it ended
-                await self.call(self.store.update_batch_job, batch.id, B.FINISHED, end_time=batch.end_time or now,
+                await update_batch(self.call, self.store, batch.id, B.FINISHED, end_time=batch.end_time or now,
                                 status_info="no longer known to the scheduler")  # fmt: skip
             elif st.state == B.RUNNING and batch.state == B.QUEUED:
-                await self.call(self.store.update_batch_job, batch.id, B.RUNNING, start_time=st.start_time or now,
+                await update_batch(self.call, self.store, batch.id, B.RUNNING, start_time=st.start_time or now,
                                 status_info=st.raw_state)  # fmt: skip
             elif st.state == B.FINISHED:
-                await self.call(self.store.update_batch_job, batch.id, B.FINISHED,
+                await update_batch(self.call, self.store, batch.id, B.FINISHED,
                                 start_time=batch.start_time or st.start_time, end_time=st.end_time or now,
                                 status_info=st.raw_state)  # fmt: skip
 
@@ -85,21 +92,21 @@ class SchedulerService:
             scheduler_id = await anyio.to_thread.run_sync(self.scheduler.submit, script, script.parent)
         except (SchedulerError, TemplateError, OSError) as exc:
             log.warning("batch job %s: submission failed: %s", batch.id, exc)
-            await self.call(self.store.update_batch_job, batch.id, B.SUBMIT_FAILED, status_info=str(exc))
+            await update_batch(self.call, self.store, batch.id, B.SUBMIT_FAILED, status_info=str(exc))
             return
-        updated = await self.call(
-            self.store.update_batch_job, batch.id, B.QUEUED, B.PENDING_SUBMISSION,
+        updated = await update_batch(
+            self.call, self.store, batch.id, B.QUEUED, B.PENDING_SUBMISSION,
             scheduler_id=scheduler_id, status_info=f"submitted as {scheduler_id}",
         )  # fmt: skip
         if updated.state != B.QUEUED:  # removed by its user while we submitted: take it back
             await self._blocking(self.scheduler.cancel, scheduler_id, batch=batch, what="cancel")
-            await self.call(self.store.update_batch_job, batch.id, B.FINISHED, status_info="removed before it ran")
+            await update_batch(self.call, self.store, batch.id, B.FINISHED, status_info="removed before it ran")
 
     async def _blocking(self, fn: Callable[..., Any], *args: Any, batch: BatchJob, what: str) -> None:
         try:
             await anyio.to_thread.run_sync(fn, *args)
         except SchedulerError as exc:
-            await self.call(self.store.update_batch_job, batch.id, status_info=f"{what} failed: {exc}")
+            await update_batch(self.call, self.store, batch.id, status_info=f"{what} failed: {exc}")
 
 
 class ElasticService:
@@ -123,9 +130,10 @@ class ElasticService:
             except SchedulerError as exc:
                 log.warning("backfill query failed: %s", exc)
         decision = elastic.plan(stats, batch_jobs, e, now, windows)
-        for batch_id in decision.withdraw:
-            await self.call(self.store.update_batch_job, batch_id, B.PENDING_DELETION,
-                            status_info="withdrawn: queued longer than max_queue_wait_min")  # fmt: skip
+        for batch_id in decision.withdraw:  # expect QUEUED: not if it started or ended meanwhile
+            await update_batch(self.call, self.store, batch_id, B.PENDING_DELETION, B.QUEUED,
+                               status_info="withdrawn: queued longer than max_queue_wait_min")  # fmt: skip
+        reason = decision.reason
         if decision.num_nodes:
             s = self.settings.scheduler
             batch = BatchJob(
@@ -133,11 +141,18 @@ class ElasticService:
                 job_mode=JobMode(e.job_mode), queue=e.queue or s.default_queue,
                 project=e.project or s.default_project, filter_tags=dict(e.filter_tags), origin="elastic",
             )  # fmt: skip
-            await self.call(self.store.create_batch_job, batch)
-            log.info("elastic queue: %d node(s) x %d min (%s)", batch.num_nodes, batch.wall_time_min, decision.reason)
+            # [elastic] may allow more than the site's own limits, which every batch job keeps to
+            active = sum(1 for b in batch_jobs if b.state in BATCH_ACTIVE)
+            problems = batch_problems(batch, self.settings, active)
+            if problems:
+                reason = "not submitted: " + "; ".join(problems)
+                log.warning("elastic queue: %s", reason)
+            else:
+                await self.call(self.store.create_batch_job, batch, now)
+                log.info("elastic queue: %d node(s) x %d min (%s)", batch.num_nodes, batch.wall_time_min, reason)
         self.detail.clear()
         self.detail.update(
-            decision=decision.reason, runnable=stats.runnable, unfit=decision.unfit,
+            decision=reason, runnable=stats.runnable, unfit=decision.unfit,
             paused_until=decision.paused_until,
         )  # fmt: skip
         if decision.unfit:

@@ -591,3 +591,19 @@ def test_job_show_of_a_finished_python_app_shows_its_result(run, hold) -> None:
     assert "\nattempts     1\n" in shown
     data = run.json("job", "show", job_id)
     assert (data["state"], data["return_code"], data["result"]) == ("JOB_FINISHED", 0, "{'x': 3}")
+
+
+def test_job_show_puts_a_multi_line_reason_below_the_table(hello, site_path, hold) -> None:
+    job_id = hello.job("w")
+    session = hold(job_id)
+    with balsamd.connect(site_path) as s:
+        s.store.update_states(
+            session.id,
+            [
+                StateUpdate(job_id=job_id, state=JobState.RUNNING, ts=1.0),
+                StateUpdate(job_id=job_id, state=JobState.RUN_ERROR, ts=2.0, return_code=2, reason="exit code 2\nboom"),
+            ],
+        )
+    out = hello("job", "show", job_id).stdout
+    assert "reason       (below)" in out
+    assert "\nreason:\n  exit code 2\n  boom\n" in out

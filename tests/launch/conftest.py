@@ -180,11 +180,11 @@ class LaunchSite:
     # shape and apps
 
     def configure(self, **values: object) -> None:
-        """Set keys of settings.toml (every key name is unique across its sections)."""
+        """Set keys of settings.toml (a key name in several sections: its first, e.g. [nodes] max_nodes)."""
         path = self.root / "settings.toml"
         text = path.read_text()
         for key, value in values.items():
-            text, found = re.subn(rf"(?m)^{key} = [^#\n]*", f"{key} = {_toml(value)} ", text)
+            text, found = re.subn(rf"(?m)^{key} = [^#\n]*", f"{key} = {_toml(value)} ", text, count=1)
             assert found == 1, f"{key} is not a key of settings.toml"
         path.write_text(text)
 

@@ -1,0 +1,125 @@
+"""Job scripts: the site's template filled with one batch job's values."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+from balsamd.models import BatchJob, JobMode
+from balsamd.sched.local import LocalScheduler
+from balsamd.sched.script import (
+    COMMAND_ENV,
+    GENERIC_TEMPLATE,
+    TemplateError,
+    balsamd_command,
+    launcher_command,
+    render,
+    values,
+)
+from balsamd.sched.service import job_script
+from balsamd.site import init_site
+
+
+@pytest.fixture(autouse=True)
+def _own_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(COMMAND_ENV, "/opt/bin/python -m balsamd")
+
+
+def batch(**fields: object) -> BatchJob:
+    base: dict[str, object] = {
+        "id": "B1", "num_nodes": 3, "wall_time_min": 90, "job_mode": JobMode.SERIAL, "queue": "debug",
+        "project": "chem",
+    }  # fmt: skip
+    return BatchJob(**{**base, **fields})
+
+
+def test_values_of_a_batch_job():
+    fields = values(batch(), Path("/sites/s1"), ["#SBATCH -N 3", "#SBATCH -t 01:30:00"])
+    assert fields == {
+        "directives": "#SBATCH -N 3\n#SBATCH -t 01:30:00",
+        "launcher": "/opt/bin/python -m balsamd --site /sites/s1 launcher --job-mode serial --wall-time-min 90 "
+        "--batch-job B1",
+        "batch_job_id": "B1",
+        "num_nodes": "3",
+        "wall_time_min": "90",
+        "walltime": "01:30:00",
+        "queue": "debug",
+        "project": "chem",
+        "job_mode": "serial",
+        "site": "/sites/s1",
+    }
+
+
+def test_render_fills_every_placeholder_with_or_without_spaces():
+    text = render("#!/bin/bash\n{{directives}}\necho {{ num_nodes }} {{  queue  }}\n", {
+        "directives": "#X", "num_nodes": "2", "queue": "q",
+    })  # fmt: skip
+    assert text == "#!/bin/bash\n#X\necho 2 q\n"
+
+
+def test_an_unknown_placeholder_is_named_with_the_known_ones():
+    with pytest.raises(TemplateError) as info:
+        render("#!/bin/bash\n{{ acount }}\n", {"project": "p", "queue": "q"})
+    assert str(info.value) == "job template uses {{ acount }}, which is not known; known: project, queue"
+
+
+def test_text_that_is_not_a_placeholder_is_left_alone():
+    template = "echo ${HOME} {{ Upper }} { queue } {{queue}\n"
+    assert render(template, {"queue": "q"}) == template
+
+
+def test_tags_and_paths_with_spaces_are_quoted_in_the_launcher_command():
+    site = Path("/my sites/site one")
+    command = launcher_command(batch(filter_tags={"run": "a b", "owner": "it's me"}), site)
+    argv = shlex.split(command)
+    assert argv == [
+        "/opt/bin/python", "-m", "balsamd", "--site", "/my sites/site one", "launcher", "--job-mode", "serial",
+        "--wall-time-min", "90", "--batch-job", "B1", "--tag", "owner=it's me", "--tag", "run=a b",
+    ]  # fmt: skip
+
+
+def test_the_command_is_this_python_unless_the_site_sets_one(monkeypatch: pytest.MonkeyPatch):
+    assert balsamd_command() == ["/opt/bin/python", "-m", "balsamd"]
+    monkeypatch.delenv(COMMAND_ENV)
+    monkeypatch.setattr(sys, "argv", ["/usr/bin/balsamd"])
+    assert balsamd_command() == [sys.executable, "-m", "balsamd"]
+
+
+def test_the_command_is_the_zipapp_when_balsamd_runs_as_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    app = tmp_path / "balsamd.pyz"
+    app.write_bytes(b"PK")
+    monkeypatch.delenv(COMMAND_ENV)
+    monkeypatch.setattr(sys, "argv", [str(app)])
+    assert balsamd_command() == [sys.executable, str(app)]
+
+
+def test_job_script_uses_the_schedulers_template_without_a_site_template(tmp_path: Path):
+    script = job_script(tmp_path, LocalScheduler(), batch())
+    assert script == tmp_path / "batch" / "B1.sh"
+    assert script.stat().st_mode & 0o777 == 0o755
+    assert script.read_text() == render(
+        GENERIC_TEMPLATE, values(batch(), tmp_path, LocalScheduler().directives(batch()))
+    )
+
+
+def test_job_script_uses_the_sites_job_template(tmp_path: Path):
+    site = init_site(tmp_path / "site").root
+    assert (site / "job-template.sh").read_text() == LocalScheduler.default_template
+    (site / "job-template.sh").write_text(
+        "#!/bin/bash\n{{ directives }}\nmodule load conda\nexport RUN={{ batch_job_id }}\n{{ launcher }}\n"
+    )
+    text = job_script(site, LocalScheduler(), batch()).read_text()
+    assert text == (
+        "#!/bin/bash\n# balsamd batch job B1: 3 node(s), 90 min\nmodule load conda\nexport RUN=B1\n"
+        f"/opt/bin/python -m balsamd --site {site} launcher --job-mode serial --wall-time-min 90 --batch-job B1\n"
+    )
+
+
+def test_a_bad_site_template_writes_no_script(tmp_path: Path):
+    (tmp_path / "job-template.sh").write_text("#!/bin/bash\n{{ acount }}\n")
+    with pytest.raises(TemplateError, match=r"\{\{ acount \}\}"):
+        job_script(tmp_path, LocalScheduler(), batch())
+    assert not (tmp_path / "batch" / "B1.sh").exists()
