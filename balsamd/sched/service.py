@@ -82,9 +82,11 @@ class SchedulerService:
                 await update_batch(self.call, self.store, batch.id, B.RUNNING, start_time=st.start_time or now,
                                 status_info=st.raw_state)  # fmt: skip
             elif st.state == B.FINISHED:
+                # keep why it was removed ("withdrawn: ...", "removal requested") beside the end state
+                info = f"{st.raw_state} ({batch.status_info})" if batch.state == B.PENDING_DELETION else st.raw_state
                 await update_batch(self.call, self.store, batch.id, B.FINISHED,
                                 start_time=batch.start_time or st.start_time, end_time=st.end_time or now,
-                                status_info=st.raw_state)  # fmt: skip
+                                status_info=info)  # fmt: skip
 
     async def _submit(self, batch: BatchJob) -> None:
         try:

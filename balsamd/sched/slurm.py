@@ -89,7 +89,9 @@ def parse_squeue(text: str) -> dict[str, JobStatus]:
             raise SchedulerOutputError("squeue output", text) from None
         out[job_id] = JobStatus(
             scheduler_id=job_id, state=state, raw_state=raw_state.strip(),
-            start_time=None if state == B.QUEUED else started,
+            # a job cancelled while pending gets StartTime = EndTime = the cancellation, and no
+            # nodes: it never started
+            start_time=started if state == B.RUNNING or (state == B.FINISHED and nodes) else None,
             end_time=ended if state == B.FINISHED else None,
             nodes=nodes,
         )  # fmt: skip
