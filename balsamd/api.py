@@ -7,7 +7,6 @@ once in one program.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,10 +18,10 @@ from balsamd.apps import describe, load_app_classes
 from balsamd.config import Settings
 from balsamd.daemon.record import connect_host, read_record, read_secret, this_host
 from balsamd.models import App, Event, Job
-from balsamd.results import value_of
+from balsamd.results import await_value
 from balsamd.rpc.client import RemoteStore, RpcClient
 from balsamd.site import SiteLayout, find_site
-from balsamd.states import FINAL, JobState
+from balsamd.states import JobState
 from balsamd.store.queries import JobFilter
 from balsamd.store.store import RemoveOutcome, SiteStore
 from balsamd.sync.remote import CentralConnection
@@ -81,14 +80,7 @@ class JobHandle:
         With a timeout, waits up to that many seconds for the job to have a result or reach
         a final state; raises ResultNotReady when it has none.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        self.refresh()
-        while self._record.result is None and self._record.state not in FINAL:
-            if deadline is None or time.monotonic() >= deadline:
-                break
-            time.sleep(poll)
-            self.refresh()
-        return value_of(self._record)
+        return await_value(lambda: self.refresh().record, timeout, poll)
 
     def __repr__(self) -> str:
         r = self._record

@@ -8,10 +8,13 @@ be unpickled (its class is not importable here) a RemoteError carries its text i
 from __future__ import annotations
 
 import pickle
+import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from balsamd.models import Job
+from balsamd.states import FINAL
 
 
 class RemoteError(Exception):
@@ -58,6 +61,19 @@ def value_of(job: Job) -> Any:
     if text:
         value.add_note(f"raised on the site in job {job.id}:\n{text}")
     raise value
+
+
+def await_value(fetch: Callable[[], Job], timeout: float | None, poll: float) -> Any:
+    """``value_of`` the job ``fetch`` returns, waiting up to ``timeout`` seconds for it to have a
+    result or reach a final state (no waiting without a timeout)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    job = fetch()
+    while job.result is None and job.state not in FINAL:
+        if deadline is None or time.monotonic() >= deadline:
+            break
+        time.sleep(poll)
+        job = fetch()
+    return value_of(job)
 
 
 def describe_result(job: Job) -> str | None:

@@ -73,12 +73,27 @@ def run_command(argv: Sequence[str], timeout: float = 60.0, cwd: Path | None = N
     return Completed(done.returncode, done.stdout, done.stderr)
 
 
+def detail(done: Completed) -> str:
+    """What a failed command said, for an error message."""
+    return (done.stderr or done.stdout).strip() or f"exit code {done.returncode}"
+
+
+def submit_in(cwd: Path, script: Path, shell: str, program: str, run: Run) -> str:
+    """Run a submit command in ``cwd`` through sh (for qsub and bsub, which cannot be told the
+    folder); ``shell`` receives the folder as $1 and the script as $2, never pasted in."""
+    done = run(["sh", "-c", shell, "sh", str(cwd.absolute()), str(script.absolute())])
+    if done.returncode == 127:
+        raise SchedulerError(f"{program}: command not found; is this the right scheduler for this site?")
+    if done.returncode != 0:
+        raise SchedulerError(f"{program} {script} failed: {detail(done)}")
+    return done.stdout
+
+
 def checked(argv: Sequence[str], run: Run) -> str:
     """stdout of a command that must succeed."""
     done = run(argv)
     if done.returncode != 0:
-        detail = (done.stderr or done.stdout).strip() or f"exit code {done.returncode}"
-        raise SchedulerError(f"{' '.join(argv)} failed: {detail}")
+        raise SchedulerError(f"{' '.join(argv)} failed: {detail(done)}")
     return done.stdout
 
 

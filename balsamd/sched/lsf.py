@@ -19,12 +19,13 @@ from typing import Any
 from balsamd.models import BatchJob, BatchJobState
 from balsamd.sched.base import (
     BackfillWindow,
-    Completed,
     JobStatus,
     Run,
     SchedulerError,
     SchedulerOutputError,
+    detail,
     run_command,
+    submit_in,
 )
 from balsamd.sched.script import GENERIC_TEMPLATE
 
@@ -182,10 +183,6 @@ def parse_backfill(text: str, slots_per_node: int = 1) -> list[BackfillWindow]:
     return windows
 
 
-def _detail(done: Completed) -> str:
-    return (done.stderr or done.stdout).strip() or f"exit code {done.returncode}"
-
-
 class LsfScheduler:
     name = "lsf"
     commands: tuple[str, ...] = ("bsub", "bjobs", "bkill", "bslots")
@@ -213,12 +210,7 @@ class LsfScheduler:
         return lines
 
     def submit(self, script: Path, cwd: Path) -> str:
-        done = self.run(["sh", "-c", SUBMIT_SHELL, "sh", str(cwd.absolute()), str(script.absolute())])
-        if done.returncode == 127:
-            raise SchedulerError("bsub: command not found; is this the right scheduler for this site?")
-        if done.returncode != 0:
-            raise SchedulerError(f"bsub < {script} failed: {_detail(done)}")
-        return parse_submit(done.stdout)
+        return parse_submit(submit_in(cwd, script, SUBMIT_SHELL, "bsub", self.run))
 
     def status(self, scheduler_ids: list[str]) -> dict[str, JobStatus]:
         ids = list(dict.fromkeys(i for i in scheduler_ids if JOB_ID.fullmatch(i)))
@@ -231,9 +223,9 @@ class LsfScheduler:
             errors = [line for line in done.stderr.splitlines() if line.strip()]
             if errors and all(any(w in line for w in NOT_FOUND) for line in errors):
                 return {}
-            raise SchedulerError(f"{' '.join(argv)} failed: {_detail(done)}")
+            raise SchedulerError(f"{' '.join(argv)} failed: {detail(done)}")
         if done.returncode != 0 and not done.stdout.lstrip().startswith("{"):
-            raise SchedulerError(f"{' '.join(argv)} failed: {_detail(done)}")
+            raise SchedulerError(f"{' '.join(argv)} failed: {detail(done)}")
         wanted = set(ids)
         return {i: st for i, st in parse_status(done.stdout, time.time()).items() if i in wanted}
 
@@ -242,7 +234,7 @@ class LsfScheduler:
         done = self.run(["bkill", scheduler_id])
         reply = done.stderr + done.stdout
         if done.returncode != 0 and ALREADY_DONE not in reply and not any(w in reply for w in NOT_FOUND):
-            raise SchedulerError(f"bkill {scheduler_id} failed: {_detail(done)}")
+            raise SchedulerError(f"bkill {scheduler_id} failed: {detail(done)}")
 
     def backfill(self) -> list[BackfillWindow]:
         argv = ["bslots", *(["-R", self.resource] if self.resource else [])]
@@ -250,5 +242,5 @@ class LsfScheduler:
         if done.returncode != 0:
             if NO_WINDOW in done.stdout + done.stderr:  # some versions exit 255 with this message
                 return []
-            raise SchedulerError(f"{' '.join(argv)} failed: {_detail(done)}")
+            raise SchedulerError(f"{' '.join(argv)} failed: {detail(done)}")
         return parse_backfill(done.stdout, self.slots_per_node)

@@ -19,14 +19,15 @@ import msgspec
 from balsamd.models import BatchJob, BatchJobState
 from balsamd.sched.base import (
     BackfillWindow,
-    Completed,
     JobStatus,
     Run,
     SchedulerError,
     SchedulerOutputError,
     checked,
+    detail,
     hms,
     run_command,
+    submit_in,
 )
 from balsamd.sched.script import GENERIC_TEMPLATE
 
@@ -160,10 +161,6 @@ def parse_backfill(text: str) -> list[BackfillWindow]:
     return [BackfillWindow(num_nodes=n, wall_time_min=0, queue=q) for q, n in sorted(free.items())]
 
 
-def _detail(done: Completed) -> str:
-    return (done.stderr or done.stdout).strip() or f"exit code {done.returncode}"
-
-
 def _only_gone(text: str) -> bool:
     """True when every line of an error reply says a job has ended or is unknown."""
     lines = [line for line in text.splitlines() if line.strip()]
@@ -193,12 +190,7 @@ class PbsScheduler:
 
     def submit(self, script: Path, cwd: Path) -> str:
         """``qsub SCRIPT`` run in ``cwd``, through sh since qsub cannot be told the folder."""
-        done = self.run(["sh", "-c", SUBMIT_SHELL, "sh", str(cwd.absolute()), str(script.absolute())])
-        if done.returncode == 127:
-            raise SchedulerError("qsub: command not found; is this the right scheduler for this site?")
-        if done.returncode != 0:
-            raise SchedulerError(f"qsub {script} failed: {_detail(done)}")
-        return parse_submit(done.stdout)
+        return parse_submit(submit_in(cwd, script, SUBMIT_SHELL, "qsub", self.run))
 
     def status(self, scheduler_ids: list[str]) -> dict[str, JobStatus]:
         ids = list(dict.fromkeys(i for i in scheduler_ids if JOB_ID.fullmatch(i)))
@@ -209,7 +201,7 @@ class PbsScheduler:
         # qstat exits non-zero when any id is unknown, still printing the others
         if done.returncode != 0:
             if not _only_gone(done.stderr):
-                raise SchedulerError(f"{' '.join(argv)} failed: {_detail(done)}")
+                raise SchedulerError(f"{' '.join(argv)} failed: {detail(done)}")
             if not done.stdout.strip():
                 return {}
         # qstat names jobs in full (1234.server) whatever form it was asked with
@@ -225,7 +217,7 @@ class PbsScheduler:
         """qdel a job; one that has already ended, or that PBS has forgotten, is no error."""
         done = self.run(["qdel", scheduler_id])
         if done.returncode != 0 and not _only_gone(done.stderr + done.stdout):
-            raise SchedulerError(f"qdel {scheduler_id} failed: {_detail(done)}")
+            raise SchedulerError(f"qdel {scheduler_id} failed: {detail(done)}")
 
     def backfill(self) -> list[BackfillWindow]:
         return parse_backfill(checked(["pbsnodes", "-a", "-F", "json"], self.run))
