@@ -171,6 +171,9 @@ class ClaimLimits(msgspec.Struct, kw_only=True):
     filter_tags: dict[str, str] = {}
     apps: list[str] = []
     order: str = "small_first"  # or "long_large_first"
+    # a claim resent with the same id (its reply was lost) returns the session's unstarted jobs
+    # instead of binding more: nothing stays bound to a launcher that does not know it holds it
+    request_id: str = ""
 
 
 class StateUpdate(msgspec.Struct, kw_only=True, array_like=True):

@@ -140,6 +140,10 @@ def build_job(
     except msgspec.ValidationError as exc:
         raise JobSpecError(where, [*problems, f"bad value: {exc}"]) from None
     problems += resource_problems(job, nodes, max_wall_time_min)
+    try:  # the job travels as msgpack (RPC, warm workers): it must fit
+        msgspec.msgpack.encode(job)
+    except (OverflowError, TypeError, msgspec.EncodeError) as exc:
+        problems.append(f"parameters or data cannot be stored ({exc}); pass very large numbers as strings")
     if problems:
         raise JobSpecError(where, problems)
     return job

@@ -49,11 +49,31 @@ def check_not_running(layout: SiteLayout) -> None:
         pass
     else:
         raise AlreadyRunning(f"a balsamd daemon already serves this site on {where}; stop it with `balsamd stop`")
-    if record.host == this_host() and pid_is_daemon(record.pid):
+    if record.host == this_host() and is_site_daemon(layout, record.pid):
         raise AlreadyRunning(
             f"a balsamd daemon process (pid {record.pid}) still runs for this site but does not answer; "
             f"stop it with `balsamd stop` or `kill {record.pid}`"
         )
+
+
+def is_site_daemon(layout: SiteLayout, pid: int) -> bool:
+    """Whether ``pid`` is this site's daemon: a balsamd process while a daemon holds the site's
+    lock (after a crash the recorded pid may belong to another process, even a balsamd one)."""
+    return pid_is_daemon(pid) and site_locked(layout.root / "daemon.lock") is not False
+
+
+def site_locked(path: Path) -> bool | None:
+    """Whether some process holds a flock on ``path``, from /proc/locks (None: cannot tell)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return None
+    inode = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    return any(len(f) >= 6 and f[1] == "FLOCK" and f[5] == inode for f in map(str.split, lines))
 
 
 def _configure_logging(layout: SiteLayout, to_stderr: bool) -> None:
@@ -147,7 +167,7 @@ def stop(layout: SiteLayout, timeout: float = 60.0) -> str:
     if record is None:
         raise NotRunning(f"no daemon is recorded for this site ({record_path(layout.root)} is absent)")
     if record.host == this_host():
-        if not pid_is_daemon(record.pid):
+        if not is_site_daemon(layout, record.pid):
             record_path(layout.root).unlink(missing_ok=True)
             return f"the daemon (pid {record.pid}) was not running; removed its stale record"
         os.kill(record.pid, signal.SIGTERM)

@@ -76,8 +76,9 @@ def run_hook(task: HookTask) -> HookResult:
         return HookResult(job.id, False, error=error)
     try:  # the store keeps data as JSON: send exactly what it will keep
         data = _json_decode(_json_encode(job.data))
-    except (TypeError, ValueError) as exc:
-        error = f"{task.hook} set job.data to a value that cannot be stored as JSON: {exc}"
+        msgspec.msgpack.encode(data)
+    except Exception as exc:
+        error = f"{task.hook} set job.data to a value that cannot be stored: {exc}"
         return HookResult(job.id, False, error=error)
     return HookResult(job.id, True, state, data)
 

@@ -51,10 +51,15 @@ class Processing:
         apps = await self.call(self.store.apps)
         work = await self.call(find_hook_work, self.store, apps, self.batch)
         if work:
-            tasks = [
-                (hook, hook_task(job, hook, self.apps_dir / apps[job.app].source, apps[job.app].class_name))
-                for job, hook in work
-            ]
+            tasks = []
+            for job, hook in work:
+                try:
+                    tasks.append(
+                        (hook, hook_task(job, hook, self.apps_dir / apps[job.app].source, apps[job.app].class_name))
+                    )
+                except Exception as exc:  # e.g. data a hook worker cannot be sent: fail the job, not the service
+                    reason = f"{hook} hook: the job cannot be handed to it: {type(exc).__name__}: {exc}"
+                    await self._record(job.id, job.state, JobState.FAILED, reason, None)
             started_in = {job.id: job.state for job, _ in work}
             for hook, result in await anyio.to_thread.run_sync(self.pool.run, tasks):
                 state, reason = next_state(hook, result)

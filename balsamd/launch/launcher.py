@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from balsamd.config import LauncherSettings
+from balsamd.ids import new_id
 from balsamd.launch.policy import claim_limits, finished_update
 from balsamd.launch.resources import NodeManager
 from balsamd.launch.runner import Finished, Runner
@@ -69,6 +70,7 @@ class Launcher:
         self.updates: list[StateUpdate] = []
         self.oldest_update = 0.0
         self.next_claim = self.start
+        self.claim_request = new_id()
         self.last_claim = self.start
         self.next_heartbeat = self.start + settings.heartbeat_sec
         self.last_heartbeat_ok = self.start
@@ -230,14 +232,18 @@ class Launcher:
             return
         if self.updates:
             self._flush()  # finished parents make their children claimable in the same round
+        limits.request_id = self.claim_request
         try:
             jobs = self.source.claim(limits)
         except SessionGone:
             raise
         except Exception as exc:  # the source may be briefly unreachable; runs go on
-            log.warning("claim failed (will retry): %s", exc)
+            log.warning("claim failed (will retry with the same request): %s", exc)
             self.next_claim = now + IDLE_CLAIM_SEC
             return
+        self.claim_request = new_id()
+        held = {j.id for j in self.backlog} | set(self.running)
+        jobs = [j for j in jobs if j.id not in held]
         unfit = [j for j in jobs if not self.nodes.can_ever_fit(j)]
         if unfit:
             log.warning("releasing %d job(s) that can never fit these nodes", len(unfit))

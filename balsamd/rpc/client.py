@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -39,19 +40,30 @@ _ERRORS: dict[str, type[Exception]] = {
 }
 
 
-def _rebuild(error_type: str, message: str) -> Exception:
-    """The same exception class as on the daemon, carrying its message."""
+def _rebuild(error_type: str, message: str, detail: dict[str, Any] | None = None) -> Exception:
+    """The same exception class as on the daemon, carrying its message and attributes."""
     cls = _ERRORS.get(error_type)
     if cls is None:
         return RemoteError(f"{error_type}: {message}")
     exc = cls.__new__(cls)
     Exception.__init__(exc, message)
+    for name, value in (detail or {}).items():
+        if cls is IllegalTransition and name in ("src", "dst"):
+            value = JobState(value)
+        setattr(exc, name, value)
     return exc
 
 
 class RpcClient:
-    def __init__(self, host: str, port: int, secret: str, name: str = "", timeout: float = 60.0) -> None:
+    """``locate``, when given, is asked for the daemon's (host, port) before each connection,
+    so that a client follows a daemon restarted elsewhere (None: keep the last address)."""
+
+    def __init__(
+        self, host: str, port: int, secret: str, name: str = "", timeout: float = 60.0,
+        locate: Callable[[], tuple[str, int] | None] | None = None,
+    ) -> None:  # fmt: skip
         self.address = (host, port)
+        self.locate = locate
         self.secret = secret
         self.name = name
         self.timeout = timeout
@@ -69,12 +81,17 @@ class RpcClient:
         now = time.monotonic()
         if now < self._next_attempt:
             raise RpcUnavailable(f"daemon at {self.address[0]}:{self.address[1]} unreachable; retrying soon")
+        if self.locate is not None:
+            self.address = self.locate() or self.address
+        sock = None
         try:
             sock = socket.create_connection(self.address, timeout=self.timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.sendall(p.frame(p.Hello(p.VERSION, self.secret, self.name)))
             answer = self._receive(sock)
         except (OSError, p.ProtocolError) as exc:
+            if sock is not None:
+                sock.close()
             self._backoff = min(5.0, max(0.2, self._backoff * 2))
             self._next_attempt = now + self._backoff
             raise RpcUnavailable(f"cannot reach the daemon at {self.address[0]}:{self.address[1]}: {exc}") from None
@@ -109,7 +126,7 @@ class RpcClient:
             self.close()
             raise RpcUnavailable(f"out-of-order reply to {method}")
         if not reply.ok:
-            raise _rebuild(reply.error_type, reply.error)
+            raise _rebuild(reply.error_type, reply.error, reply.error_detail)
         return p.decode_result(method, reply.value)
 
     def close(self) -> None:

@@ -54,6 +54,8 @@ class Reply(msgspec.Struct, tag=True, array_like=True):
     value: msgspec.Raw = msgspec.Raw(b"\xc0")
     error_type: str = ""
     error: str = ""
+    # the error's attributes (e.g. IllegalTransition's job_id, src, dst), for the client to restore
+    error_detail: dict[str, Any] = {}
 
 
 Message = Hello | Welcome | Refused | Call | Reply

@@ -108,13 +108,25 @@ class RpcServer:
         except Exception as exc:
             if type(exc).__name__ not in EXPECTED_ERRORS:
                 log.exception("%s failed", call.method)
-            return p.Reply(call.id, False, error_type=type(exc).__name__, error=str(exc))
+            return p.Reply(call.id, False, error_type=type(exc).__name__, error=str(exc), error_detail=_detail(exc))
 
 
 # errors a caller can cause; anything else is logged with its traceback as a daemon fault
 EXPECTED_ERRORS = {
     "StoreError", "JobNotFound", "SessionGone", "IllegalTransition", "JobSpecError", "ValueError",
 }  # fmt: skip
+
+
+def _detail(exc: Exception) -> dict[str, Any]:
+    """The error's plain attributes that travel; anything that does not encode stays behind."""
+    detail = {}
+    for name, value in vars(exc).items():
+        try:
+            p.encode(value)
+        except Exception:
+            continue
+        detail[name] = value
+    return detail
 
 
 def _peer(stream: SocketStream) -> str:

@@ -136,6 +136,10 @@ MIGRATIONS: list[str] = [
     CREATE TABLE deleted_jobs (id TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
     CREATE INDEX deleted_jobs_seq ON deleted_jobs (seq);
     """,
+    # 4: the id of each session's last claim, so that a resent claim is recognised
+    """
+    ALTER TABLE sessions ADD COLUMN last_claim TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -494,8 +494,18 @@ class SiteStore(BatchStoreMixin, OutboxMixin):
             return []
         with self.db.write() as conn:
             batch_job_id = self._require_open(conn, session_id)
-            sql, params = queries.claim_statement(session_id, limits, batch_job_id)
-            jobs = [job_from_row(r) for r in conn.execute(sql, params)]
+            last = conn.execute("SELECT last_claim FROM sessions WHERE id = ?", (session_id,)).fetchone()[0]
+            if limits.request_id and limits.request_id == last:
+                rows = conn.execute(
+                    f"SELECT {JOB_SELECT} FROM jobs WHERE session_id = ? AND state IN {queries.RUNNABLE_SQL}",
+                    (session_id,),
+                )
+            else:
+                sql, params = queries.claim_statement(session_id, limits, batch_job_id)
+                rows = conn.execute(sql, params)
+            jobs = [job_from_row(r) for r in rows]
+            if limits.request_id and limits.request_id != last:
+                conn.execute("UPDATE sessions SET last_claim = ? WHERE id = ?", (limits.request_id, session_id))
         order = (
             (lambda j: (j.num_nodes, j.id))
             if limits.order == "small_first"

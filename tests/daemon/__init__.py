@@ -1,0 +1,1 @@
+"""Tests of the daemon, run as users run it: `balsamd start` in a subprocess."""

@@ -1,0 +1,1 @@
+"""Tests of the launcher/CLI <-> daemon protocol, its server and its client."""

@@ -1,0 +1,219 @@
+"""The daemon's RPC server against hostile and broken peers, over raw sockets.
+
+The daemon runs in a subprocess (started by `balsamd start`); each test speaks bytes to it and
+then checks that a well-behaved client is still served.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from balsamd.rpc import protocol as p
+from balsamd.store.queries import JobFilter
+from tests.daemon.conftest import DaemonSite, alive, running
+
+CLOSE_TIMEOUT = 10.0  # the server closes a bad connection at once; this only bounds a failure
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonSite]:
+    with running(tmp_path_factory.mktemp("rpc")) as made:
+        made.command_app("Hello", "echo hello")
+        made.create("Hello", 2)
+        yield made
+
+
+@pytest.fixture
+def secret(site: DaemonSite) -> str:
+    return (site.root / "secret").read_text().strip()
+
+
+def connect(site: DaemonSite) -> socket.socket:
+    record = site.record()
+    assert record is not None
+    sock = socket.create_connection(("127.0.0.1", record.port), timeout=CLOSE_TIMEOUT)
+    return sock
+
+
+def receive(sock: socket.socket) -> p.Message | None:
+    """The next message, or None when the server closed the connection."""
+    header = _exactly(sock, p.HEADER.size)
+    if header is None:
+        return None
+    body = _exactly(sock, p.frame_length(header))
+    assert body is not None, "the server closed the connection in the middle of a frame"
+    return p.decode_message(body)
+
+
+def _exactly(sock: socket.socket, size: int) -> bytes | None:
+    data = b""
+    while len(data) < size:
+        try:
+            chunk = sock.recv(size - len(data))
+        except ConnectionResetError:
+            return None
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    """Whether the server ends the connection without sending anything more."""
+    return receive(sock) is None
+
+
+def welcome(site: DaemonSite, secret: str) -> socket.socket:
+    sock = connect(site)
+    sock.sendall(p.frame(p.Hello(p.VERSION, secret, "raw test")))
+    answer = receive(sock)
+    assert isinstance(answer, p.Welcome), answer
+    assert answer == p.Welcome(p.VERSION, "daemontest")
+    return sock
+
+
+def call(sock: socket.socket, call_id: int, method: str, args: object) -> p.Reply:
+    sock.sendall(p.frame(p.Call(call_id, method, msgspec.Raw(p.encode(args)))))
+    reply = receive(sock)
+    assert isinstance(reply, p.Reply), reply
+    assert reply.id == call_id
+    return reply
+
+
+def assert_serves(site: DaemonSite) -> None:
+    """A good client still gets answers, and the daemon is the one that was started."""
+    assert alive(site.daemon_pid())
+    with site.remote() as remote:
+        assert remote.client.call("ping") == "pong"
+        assert remote.count() >= 2
+        assert remote.client.call("status").healthy
+
+
+def test_a_good_client_is_welcomed_and_served(site: DaemonSite, secret: str) -> None:
+    with welcome(site, secret) as sock:
+        reply = call(sock, 7, "ping", p.NoArgs())
+        assert reply.ok
+        assert msgspec.msgpack.decode(reply.value) == "pong"
+        reply = call(sock, 8, "count", p.Filter(JobFilter()))
+        assert reply.ok and msgspec.msgpack.decode(reply.value) == 2
+
+
+def test_a_wrong_secret_is_refused_and_nothing_is_served(site: DaemonSite, secret: str) -> None:
+    with connect(site) as sock:
+        sock.sendall(p.frame(p.Hello(p.VERSION, "0" * len(secret), "intruder")))
+        assert receive(sock) == p.Refused("wrong secret: use the secret file of this site")
+        # whatever follows is not read, let alone served
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(p.frame(p.Call(1, "shutdown", msgspec.Raw(p.encode(p.NoArgs())))))
+        assert closed_by_server(sock)
+    assert_serves(site)
+
+
+def test_an_unsupported_protocol_version_is_refused(site: DaemonSite, secret: str) -> None:
+    with connect(site) as sock:
+        sock.sendall(p.frame(p.Hello(p.VERSION + 1, secret)))
+        assert receive(sock) == p.Refused(
+            f"protocol version {p.VERSION + 1} is not supported (this daemon speaks {p.VERSION})"
+        )
+        assert closed_by_server(sock)
+    assert_serves(site)
+
+
+def test_a_call_before_hello_is_dropped_unserved(site: DaemonSite) -> None:
+    with connect(site) as sock:
+        sock.sendall(p.frame(p.Call(1, "shutdown", msgspec.Raw(p.encode(p.NoArgs())))))
+        assert receive(sock) == p.Refused("expected a Hello")
+        assert closed_by_server(sock)
+    assert_serves(site)
+
+
+def _garbage_cases() -> dict[str, bytes]:
+    return {
+        "http": b"GET / HTTP/1.1\r\nHost: balsamd\r\n\r\n",
+        "oversized header": p.HEADER.pack(p.MAX_FRAME + 1),
+        "largest header": b"\xff\xff\xff\xff",
+        "not msgpack": p.HEADER.pack(3) + b"\xc1\xc1\xc1",
+        "msgpack but no message": p.HEADER.pack(len(p.encode({"a": 1}))) + p.encode({"a": 1}),
+        "empty frame": p.HEADER.pack(0),
+        "random bytes": p.HEADER.pack(64) + os.urandom(64),
+    }
+
+
+@pytest.mark.parametrize("handshake", [False, True], ids=["before hello", "after hello"])
+@pytest.mark.parametrize("name", list(_garbage_cases()))
+def test_garbage_drops_the_connection_and_the_daemon_goes_on(
+    site: DaemonSite, secret: str, name: str, handshake: bool
+) -> None:
+    sock = welcome(site, secret) if handshake else connect(site)
+    with sock:
+        sock.sendall(_garbage_cases()[name])
+        # the server closes without waiting for more (an oversized frame is never read)
+        assert closed_by_server(sock)
+    assert_serves(site)
+
+
+@pytest.mark.parametrize("handshake", [False, True], ids=["before hello", "after hello"])
+def test_a_truncated_frame_drops_the_connection(site: DaemonSite, secret: str, handshake: bool) -> None:
+    sock = welcome(site, secret) if handshake else connect(site)
+    with sock:
+        whole = p.frame(p.Call(1, "ping", msgspec.Raw(p.encode(p.NoArgs()))))
+        sock.sendall(whole[: len(whole) - 3])
+        sock.shutdown(socket.SHUT_WR)
+        assert closed_by_server(sock)
+    assert_serves(site)
+
+
+def test_a_message_other_than_a_call_after_hello_drops_the_connection(site: DaemonSite, secret: str) -> None:
+    with welcome(site, secret) as sock:
+        sock.sendall(p.frame(p.Hello(p.VERSION, secret)))
+        assert closed_by_server(sock)
+    assert_serves(site)
+
+
+def test_unknown_methods_and_bad_arguments_get_an_error_reply(site: DaemonSite, secret: str) -> None:
+    with welcome(site, secret) as sock:
+        reply = call(sock, 1, "drop_tables", p.NoArgs())
+        assert (reply.ok, reply.error_type, reply.error) == (False, "ProtocolError", "unknown method 'drop_tables'")
+        reply = call(sock, 2, "get", {"job_id": 5})
+        assert (reply.ok, reply.error_type) == (False, "ProtocolError")
+        assert reply.error == "bad arguments for get: Expected `str`, got `int` - at `$.job_id`"
+        reply = call(sock, 3, "get", {})
+        assert reply.error == "bad arguments for get: Object missing required field `job_id`"
+        reply = call(sock, 4, "claim", [1, 2, 3])
+        assert reply.error.startswith("bad arguments for claim: Expected `object`, got `array`")
+        reply = call(sock, 5, "report", {"session_id": "x", "updates": [["id", "NOT_A_STATE", 1.0]]})
+        assert reply.error.startswith("bad arguments for report: Invalid enum value 'NOT_A_STATE'")
+        # the connection survives a refused call
+        reply = call(sock, 6, "ping", p.NoArgs())
+        assert reply.ok and msgspec.msgpack.decode(reply.value) == "pong"
+    assert_serves(site)
+
+
+def test_a_silent_or_half_sent_client_blocks_no_one(site: DaemonSite, secret: str) -> None:
+    with connect(site), welcome(site, secret) as half:
+        half.sendall(p.HEADER.pack(100) + b"\x00" * 10)
+        assert_serves(site)
+
+
+def test_a_store_error_is_a_reply_not_a_disconnect(site: DaemonSite, secret: str) -> None:
+    with welcome(site, secret) as sock:
+        reply = call(sock, 1, "get", p.JobId("NOPE"))
+        assert (reply.ok, reply.error_type) == (False, "JobNotFound")
+        assert reply.error == "no job with id NOPE (list jobs with `balsamd job ls`)"
+        assert call(sock, 2, "ping", p.NoArgs()).ok
+    assert_serves(site)
+
+
+def test_the_site_secret_is_created_private(tmp_path: Path) -> None:
+    from balsamd.site import init_site
+
+    layout = init_site(tmp_path / "site")
+    assert os.stat(layout.secret).st_mode & 0o777 == 0o600
+    assert len(layout.secret.read_text().strip()) == 64
