@@ -86,9 +86,7 @@ def describe(cls: type[ApplicationDefinition], source: str = "") -> App:
         if unknown:
             raise AppError(f"app {name}: parameters[{pname!r}] has unknown keys {sorted(unknown)}")
         required = spec.get("required", "default" not in spec)
-        params[pname] = AppParameter(
-            required=required, default=spec.get("default"), help=spec.get("help", "")
-        )
+        params[pname] = AppParameter(required=required, default=spec.get("default"), help=spec.get("help", ""))
     if is_python:
         extra = set(params) - set(_run_parameters(cls))
         if extra and not _takes_any_keyword(cls):
@@ -184,9 +182,26 @@ def load_app_classes(apps_dir: Path) -> dict[str, tuple[type[ApplicationDefiniti
     return found
 
 
+_imported: dict[tuple[str, int, int], Any] = {}
+
+
 def import_app_module(path: Path):
     """Import an app file under a name unique to its location and content (two sites never
-    clash, and an edited file is imported afresh)."""
+    clash, and an edited file is imported afresh).  Warm workers call this for every job: an
+    unchanged file (same modification time and size) is not read again."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise AppError(f"{path}: cannot be read: {exc.strerror}") from None
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    if key in _imported:
+        return _imported[key]
+    module = _import_file(path)
+    _imported[key] = module
+    return module
+
+
+def _import_file(path: Path):
     try:
         content = path.read_bytes()
     except OSError as exc:
@@ -213,9 +228,7 @@ def command_app_source(name: str, template: str, description: str = "") -> str:
     if keyword.iskeyword(name):
         raise AppError(f"app name {name!r} is a Python keyword; pick another name, e.g. {name}_app")
     if not NAME.match(name):
-        raise AppError(
-            f"app name {name!r} is not usable: use letters, digits and _, not starting with a digit"
-        )
+        raise AppError(f"app name {name!r} is not usable: use letters, digits and _, not starting with a digit")
     if not template.strip():
         raise AppError("the command template is empty; give the command to run, e.g. 'echo {{ msg }}'")
     _check_template(name, template)

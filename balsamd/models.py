@@ -41,6 +41,8 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=False):
     created_at: float = 0.0
     updated_at: float = 0.0
     version: int = 0
+    # who asked for it through the central database ("" for jobs made at the site)
+    owner: str = ""
 
     @property
     def footprint(self) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shlex
@@ -23,9 +24,7 @@ PY_TASK_FILE = ".balsamd-task"  # a multi-rank Python app's job, for balsamd.lau
 PY_RESULT_FILE = ".balsamd-result"
 
 
-def job_environment(
-    job: Job, app: App, placement: Placement, site_path: str, gpu_env: list[str]
-) -> dict[str, str]:
+def job_environment(job: Job, app: App, placement: Placement, site_path: str, gpu_env: list[str]) -> dict[str, str]:
     """Variables a run gets on top of the launcher's environment."""
     env = dict(app.environment)
     env.update(
@@ -43,6 +42,7 @@ def job_environment(
     return env
 
 
+@functools.cache
 def package_root() -> str:
     """The directory that holds the balsamd package (also inside an extracted zipapp)."""
     import balsamd

@@ -63,9 +63,7 @@ class RemoteNode:
 
     def __init__(self, host: str, argv: list[str]) -> None:
         self.host = host
-        self.process = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True
-        )
+        self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
         self.reader = nw.LineReader(self.process.stdout.fileno())
         self.jobs: set[str] = set()
         self.alive = True
@@ -91,9 +89,7 @@ class RemoteNode:
 
 
 class Fleet:
-    def __init__(
-        self, local: Runner, remote_hosts: list[str], settings: LauncherSettings, site_path: Path
-    ) -> None:
+    def __init__(self, local: Runner, remote_hosts: list[str], settings: LauncherSettings, site_path: Path) -> None:
         self.local = local
         self.remotes: dict[str, RemoteNode] = {}
         for host in remote_hosts:

@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import msgspec
+
 from balsamd.config import LauncherSettings
 from balsamd.ids import new_id
 from balsamd.launch.policy import claim_limits, finished_update
@@ -176,9 +178,7 @@ class Launcher:
                 self.summary.killed += 1
                 continue
             timed_out = f.lost or (f.stopped and self.draining_since is not None)
-            reason = (
-                f.reason if f.lost or not timed_out else f"stopped: {self.drain_reason}\n{f.reason}".rstrip()
-            )
+            reason = f.reason if f.lost or not timed_out else f"stopped: {self.drain_reason}\n{f.reason}".rstrip()
             update = finished_update(f.job_id, f.return_code, reason, f.result, timed_out, ts)
             if update.state == JobState.RUN_DONE:
                 self.summary.done += 1
@@ -244,11 +244,12 @@ class Launcher:
         self.claim_request = new_id()
         held = {j.id for j in self.backlog} | set(self.running)
         jobs = [j for j in jobs if j.id not in held]
-        unfit = [j for j in jobs if not self.nodes.can_ever_fit(j)]
+        fits = {shape: self.nodes.can_ever_fit(shape) for shape in {_shape(j) for j in jobs}}
+        unfit = [j for j in jobs if not fits[_shape(j)]]
         if unfit:
             log.warning("releasing %d job(s) that can never fit these nodes", len(unfit))
             self.source.release([j.id for j in unfit])
-        self.backlog.extend(j for j in jobs if self.nodes.can_ever_fit(j))
+        self.backlog.extend(j for j in jobs if fits[_shape(j)])
         self.next_claim = now + (FLUSH_SEC if jobs else IDLE_CLAIM_SEC)
         if jobs:
             self.last_busy = now
@@ -330,3 +331,20 @@ class Launcher:
         self.runner.close()
         if not self.summary.exit_reason:
             self.summary.exit_reason = self.drain_reason or "done"
+
+
+class _Shape(msgspec.Struct, frozen=True):
+    """The resource fields that decide whether a job can fit (jobs mostly share a few)."""
+
+    id: str
+    num_nodes: int
+    ranks_per_node: int
+    threads_per_rank: int
+    threads_per_core: int
+    gpus_per_rank: float
+    node_packing_count: int
+
+
+def _shape(job: Job) -> _Shape:
+    return _Shape("", job.num_nodes, job.ranks_per_node, job.threads_per_rank, job.threads_per_core,
+                  job.gpus_per_rank, job.node_packing_count)  # fmt: skip

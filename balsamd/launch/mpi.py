@@ -98,9 +98,7 @@ def _aprun(s: _Shape) -> _Options:
 
 def _jsrun(s: _Shape) -> _Options:
     if s.gpus_per_rank != int(s.gpus_per_rank):
-        raise ValueError(
-            f"jsrun gives each rank whole GPUs; gpus_per_rank={s.gpus_per_rank:g} must be a whole number"
-        )
+        raise ValueError(f"jsrun gives each rank whole GPUs; gpus_per_rank={s.gpus_per_rank:g} must be a whole number")
     return [
         ["--nrs", str(s.ranks)],
         ["--tasks_per_rs", "1"],

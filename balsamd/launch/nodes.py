@@ -76,9 +76,7 @@ def _expand_group(group: str, text: str) -> list[str]:
     for item in group.split(","):
         match = _RANGE.fullmatch(item)
         if not match:
-            raise ValueError(
-                f"bad Slurm host list {text!r}: {item!r} in [{group}] is not a number or a range"
-            )
+            raise ValueError(f"bad Slurm host list {text!r}: {item!r} in [{group}] is not a number or a range")
         low, high = match.group(1), match.group(2) or match.group(1)
         if int(low) > int(high):
             raise ValueError(f"bad Slurm host list {text!r}: range {item!r} runs backwards")

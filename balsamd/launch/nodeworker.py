@@ -89,9 +89,7 @@ def report_from_line(line: bytes) -> Report | None:
 
 
 def placement_of(msg: StartRun) -> Placement:
-    return Placement(
-        job_id=msg.job.id, hosts=msg.hosts, gpu_ids=msg.gpu_ids, cpus=msg.cpus, occupancy=msg.occupancy
-    )
+    return Placement(job_id=msg.job.id, hosts=msg.hosts, gpu_ids=msg.gpu_ids, cpus=msg.cpus, occupancy=msg.occupancy)
 
 
 def finished_message(f: Finished) -> RunFinished:

@@ -29,9 +29,7 @@ def claim_limits(
         want = settings.claim_batch - backlog
         if want <= 0 or (backlog and want < settings.claim_batch // 2):
             return None
-        return ClaimLimits(
-            max_jobs=want, serial_only=True, max_wall_time_min=max_wall, filter_tags=filter_tags
-        )
+        return ClaimLimits(max_jobs=want, serial_only=True, max_wall_time_min=max_wall, filter_tags=filter_tags)
     if backlog or free.aggregate_free < 1e-9:
         return None
     return ClaimLimits(
@@ -55,6 +53,4 @@ def finished_update(
     else:
         state = JobState.RUN_ERROR
         reason = f"exit code {return_code}\n{reason}" if return_code is not None else reason
-    return StateUpdate(
-        job_id=job_id, state=state, ts=ts, return_code=return_code, reason=reason, result=result
-    )
+    return StateUpdate(job_id=job_id, state=state, ts=ts, return_code=return_code, reason=reason, result=result)

@@ -58,6 +58,7 @@ def run_task(task: PyTask) -> PyResult:
     """Run one job in this warm process with its cwd, environment and output file."""
     saved_env = {k: os.environ.get(k) for k in task.env}
     saved_cwd = os.getcwd()
+    os.makedirs(task.cwd, exist_ok=True)  # here, not in the launcher: its loop stays free
     out = os.open(task.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     saved_fds = os.dup(1), os.dup(2)
     sys.stdout.flush()

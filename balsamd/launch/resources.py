@@ -147,8 +147,7 @@ class NodeManager:
             raise ValueError(f"duplicate hosts in {hosts}")
         if cpus_per_node < 1 or gpus_per_node < 0:
             raise ValueError(
-                f"nodes need cpus_per_node >= 1 and gpus_per_node >= 0, "
-                f"not {cpus_per_node} and {gpus_per_node}"
+                f"nodes need cpus_per_node >= 1 and gpus_per_node >= 0, not {cpus_per_node} and {gpus_per_node}"
             )
         self.cpus_per_node = cpus_per_node
         self.gpus_per_node = gpus_per_node
@@ -188,9 +187,7 @@ class NodeManager:
         if wanted is None:
             return None
         everything = dict.fromkeys(range(self.gpus_per_node), 1.0)
-        return self._record(
-            job.id, idle, float(self.cpus_per_node), 1.0, [everything] * len(idle), sorted(wanted)
-        )
+        return self._record(job.id, idle, float(self.cpus_per_node), 1.0, [everything] * len(idle), sorted(wanted))
 
     def _record(
         self,

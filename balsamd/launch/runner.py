@@ -82,6 +82,7 @@ class Runner:
         self.workers: dict[str, PythonWorker] = {}
         self.pool = WorkerPool()
         self.watchdog = Watchdog()
+        self.base_env = dict(os.environ)  # copied once, not per run
         if wakeup_fd is not None:
             self.watch(wakeup_fd)
 
@@ -102,16 +103,14 @@ class Runner:
             return Finished(job.id, None, f"app {job.app} is not defined on this site any more")
         workdir = self.data / job.workdir
         try:
-            workdir.mkdir(parents=True, exist_ok=True)
             env = commands.job_environment(job, app, placement, str(self.site_path), self.settings.gpu_env)
             output = workdir / commands.OUTPUT_FILE
             single = job.num_nodes == 1 and job.ranks_per_node == 1
             if app.kind == AppKind.PYTHON and single:
-                self._start_python(job, app, workdir, output, env)
+                self._start_python(job, app, workdir, output, env)  # the worker makes the workdir
             else:
-                self._start_process(
-                    job, app, placement, workdir, output, env, use_mpi=self.use_mpi or not single
-                )
+                workdir.mkdir(parents=True, exist_ok=True)
+                self._start_process(job, app, placement, workdir, output, env, use_mpi=self.use_mpi or not single)
         except Exception as exc:
             return Finished(job.id, None, f"could not start: {type(exc).__name__}: {exc}")
         return None
@@ -142,7 +141,7 @@ class Runner:
         argv = commands.run_argv(app, job, placement, self.settings, use_mpi, env)
         with output.open("wb") as out:
             popen = subprocess.Popen(
-                argv, cwd=workdir, env={**os.environ, **env}, stdin=subprocess.DEVNULL,
+                argv, cwd=workdir, env={**self.base_env, **env}, stdin=subprocess.DEVNULL,
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         self.watchdog.started(popen.pid)
@@ -151,6 +150,7 @@ class Runner:
         self.selector.register(pidfd, selectors.EVENT_READ, job.id)
 
     def wait(self, timeout: float) -> list[Finished]:
+        self.watchdog.flush()
         if not self.selector.get_map():
             time.sleep(max(0.0, timeout))
             return []

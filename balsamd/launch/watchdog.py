@@ -44,18 +44,28 @@ class Watchdog:
             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
         )
 
-    def _send(self, text: str) -> None:
+        self._pending: list[str] = []
+
+    def started(self, pgid: int) -> None:
+        self._pending.append(f"+{pgid}\n")
+
+    def ended(self, pgid: int) -> None:
+        self._pending.append(f"-{pgid}\n")
+
+    def flush(self) -> None:
+        """Send what changed since the last flush: one write per launcher step, not per run.
+
+        A run started since the last flush is covered anyway: the launcher flushes right after
+        starting runs, before it can block."""
+        if not self._pending:
+            return
+        text, self._pending = "".join(self._pending), []
         with contextlib.suppress(BrokenPipeError, OSError, ValueError):
             self.process.stdin.write(text.encode())
             self.process.stdin.flush()
 
-    def started(self, pgid: int) -> None:
-        self._send(f"+{pgid}\n")
-
-    def ended(self, pgid: int) -> None:
-        self._send(f"-{pgid}\n")
-
     def close(self) -> None:
+        self.flush()
         with contextlib.suppress(OSError):
             self.process.stdin.close()
         self.process.wait()

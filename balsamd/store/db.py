@@ -38,7 +38,7 @@ JOB_COLUMNS = (
     "id", "app", "workdir", "state", "num_nodes", "ranks_per_node", "threads_per_rank",
     "threads_per_core", "gpus_per_rank", "node_packing_count", "wall_time_min", "parameters",
     "tags", "data", "parent_ids", "launch_params", "return_code", "session_id", "batch_job_id",
-    "attempts", "state_reason", "result", "created_at", "updated_at", "version",
+    "attempts", "state_reason", "result", "created_at", "updated_at", "version", "owner",
 )  # fmt: skip
 JOB_SELECT = ", ".join(JOB_COLUMNS)
 _JSON_COLUMNS = {"parameters", "tags", "data", "launch_params"}
@@ -46,7 +46,7 @@ _JSON_COLUMNS = {"parameters", "tags", "data", "launch_params"}
 
 def job_from_row(row: tuple[Any, ...]) -> Job:
     (id_, app, workdir, state, nn, rpn, tpr, tpc, gpr, npc, wall, params, tags, data, parents,
-     launch, rc, session, batch, attempts, reason, result, created, updated, version) = row  # fmt: skip
+     launch, rc, session, batch, attempts, reason, result, created, updated, version, owner) = row  # fmt: skip
     return Job(
         id=id_, app=app, workdir=workdir, state=_STATES[state], num_nodes=nn,
         ranks_per_node=rpn, threads_per_rank=tpr, threads_per_core=tpc, gpus_per_rank=gpr,
@@ -54,7 +54,7 @@ def job_from_row(row: tuple[Any, ...]) -> Job:
         tags=_dict_decode(tags), data=_dict_decode(data), parent_ids=_list_decode(parents),
         launch_params=_dict_decode(launch), return_code=rc, session_id=session,
         batch_job_id=batch, attempts=attempts, state_reason=reason, result=result,
-        created_at=created, updated_at=updated, version=version,
+        created_at=created, updated_at=updated, version=version, owner=owner,
     )  # fmt: skip
 
 
@@ -177,8 +177,12 @@ class Database:
             self.conn.execute("BEGIN")
             try:
                 yield self.conn
-            finally:
-                self.conn.execute("COMMIT")
+            except BaseException:
+                # an error may have ended the transaction already: report it, not the COMMIT
+                with contextlib.suppress(apsw.Error):
+                    self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
 
     def next_seq(self, conn: apsw.Connection, counter: str = "seq") -> int:
         return conn.execute(

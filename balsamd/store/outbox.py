@@ -24,6 +24,7 @@ from balsamd.store.db import (
     json_text,
 )
 from balsamd.store.errors import StoreError
+from balsamd.validate import resolve_parameters
 
 # store-side cursor names
 PUSHED_SEQ = "sync.pushed_seq"
@@ -59,20 +60,26 @@ class OutboxMixin:
     def jobs_changed(self, after_seq: int, limit: int) -> tuple[list[Job], int]:
         """Jobs stamped after ``after_seq``, whole transactions at a time (a transaction's rows
         share one seq), and the seq up to which the batch is complete."""
+        rows, top = self.job_rows_changed(after_seq, limit, JOB_SELECT)
+        return [job_from_row(r) for r in rows], top
+
+    def job_rows_changed(self, after_seq: int, limit: int, columns: str) -> tuple[list[tuple[Any, ...]], int]:
+        """As :meth:`jobs_changed`, but rows of ``columns`` as stored (JSON fields as text):
+        what sync sends on without decoding and encoding every job again."""
         with self.db.read() as conn:
             rows = conn.execute(
-                f"SELECT {JOB_SELECT}, seq FROM jobs WHERE seq > ? ORDER BY seq, id LIMIT ?", (after_seq, limit + 1)
+                f"SELECT {columns}, seq FROM jobs WHERE seq > ? ORDER BY seq, id LIMIT ?", (after_seq, limit + 1)
             ).fetchall()
             if len(rows) <= limit:  # every job change is here: complete up to the newest seq
                 top = conn.execute("SELECT value FROM counters WHERE name = 'seq'").fetchone()[0]
-                return [job_from_row(r[:-1]) for r in rows], top
+                return [r[:-1] for r in rows], top
             last = rows[-1][-1]
             complete = [r for r in rows if r[-1] < last]
             if not complete:  # one transaction larger than a batch: take all of it
                 complete = conn.execute(
-                    f"SELECT {JOB_SELECT}, seq FROM jobs WHERE seq = ? ORDER BY id", (last,)
+                    f"SELECT {columns}, seq FROM jobs WHERE seq = ? ORDER BY id", (last,)
                 ).fetchall()
-            return [job_from_row(r[:-1]) for r in complete], complete[-1][-1]
+            return [r[:-1] for r in complete], complete[-1][-1]
 
     def batch_jobs_changed(self, after_seq: int, up_to_seq: int) -> list[BatchJob]:
         with self.db.read() as conn:
@@ -129,12 +136,27 @@ class OutboxMixin:
         unknown = set(changes) - {"parameters", "tags", "data"}
         if unknown:
             raise StoreError(f"only parameters, tags and data can be edited, not {sorted(unknown)}")
+        if not changes:
+            raise StoreError("nothing to edit: give parameters, tags or data")
+        for name, value in changes.items():
+            if not isinstance(value, dict):
+                raise StoreError(f"{name} must be an object (a dict), not {type(value).__name__}")
+        if not all(isinstance(v, str) for v in changes.get("tags", {}).values()):
+            raise StoreError("tag values must be strings")
         with self.db.write() as conn:
-            row = conn.execute("SELECT state, session_id FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            row = conn.execute("SELECT state, session_id, app FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None:
                 raise StoreError(f"no job with id {job_id}")
             if JobState(row[0]) not in editable or row[1] is not None:
                 raise StoreError(f"job {job_id} is {row[0]}; only jobs that have not started can be edited")
+            if "parameters" in changes:
+                app = self.apps().get(row[2])
+                if app is None:
+                    raise StoreError(f"job {job_id}: its app {row[2]} is no longer registered")
+                params, problems = resolve_parameters(app, changes["parameters"])
+                if problems:
+                    raise StoreError(f"job {job_id}: " + "; ".join(problems))
+                changes = {**changes, "parameters": params}
             sets = ", ".join(f"{k} = ?" for k in changes)
             seq = self.db.next_seq(conn)
             conn.execute(

@@ -140,6 +140,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE sessions ADD COLUMN last_claim TEXT NOT NULL DEFAULT '';
     """,
+    # 5: who asked for a job through the central database, kept so a restored central gets it back
+    """
+    ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

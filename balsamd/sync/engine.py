@@ -31,7 +31,7 @@ from balsamd.models import App, BatchJob, Job
 from balsamd.states import IllegalTransition
 from balsamd.store.outbox import PUSHED_EVENT, PUSHED_SEQ
 from balsamd.store.store import SiteStore, StoreError
-from balsamd.sync.schema import CentralError
+from balsamd.sync.schema import CentralError, check_version
 from balsamd.validate import JobSpecError, build_job
 
 CRASH_ENV = "BALSAMD_SYNC_CRASH_AT"
@@ -50,6 +50,21 @@ BATCH_FIELDS = (
     "status_info", "created_at", "start_time", "end_time", "origin",
 )  # fmt: skip
 _encode = msgspec.json.Encoder().encode
+
+
+# A server that vanished without closing its connections (a crashed host, a cut network) must
+# fail a round within about a minute, not hang it (and the daemon's stop) forever.
+KEEPALIVE = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3,
+             "tcp_user_timeout": 60_000}  # fmt: skip
+
+
+def keepalive_options(dsn: str) -> dict[str, Any]:
+    """KEEPALIVE settings the DSN does not choose itself."""
+    try:
+        given = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return {}  # connecting says what is wrong with it
+    return {k: v for k, v in KEEPALIVE.items() if k not in given}
 
 
 def checkpoint(name: str) -> None:
@@ -105,6 +120,7 @@ def batch_row(batch: BatchJob) -> tuple[Any, ...]:
     return tuple(out)
 
 
+_STORE_COLUMNS = ", ".join((*JOB_FIELDS, "owner"))  # the site store's jobs table has each of them
 _JOB_UPDATE = ", ".join(f"{c} = excluded.{c}" for c in JOB_FIELDS if c != "id")
 _BATCH_UPDATE = ", ".join(f"{c} = excluded.{c}" for c in BATCH_FIELDS if c != "id")
 
@@ -128,17 +144,26 @@ class SyncEngine:
 
     def connect(self) -> psycopg.Connection:
         try:
-            return psycopg.connect(self.dsn, connect_timeout=10, application_name=f"balsamd site {self.site}")
+            return psycopg.connect(
+                self.dsn, connect_timeout=10, application_name=f"balsamd site {self.site}",
+                **keepalive_options(self.dsn),
+            )  # fmt: skip
         except psycopg.OperationalError as exc:
             raise CentralError(f"cannot reach the central database: {str(exc).strip()}") from None
 
     def round(self) -> RoundReport:
         report = RoundReport()
         started = time.monotonic()
-        with self.connect() as pg:
-            force = self._continuity(pg, report)
-            self._pull(pg, report)  # first, so what the intents changed goes out in this round
-            self._push(pg, report, force)
+        try:
+            with self.connect() as pg:
+                force = self._continuity(pg, report)
+                self._pull(pg, report)  # first, so what the intents changed goes out in this round
+                self._push(pg, report, force)
+        except psycopg.OperationalError as exc:  # e.g. the server went away mid-round
+            raise CentralError(
+                f"the central database failed during the round (the next round resumes from what was "
+                f"committed): {str(exc).strip()}"
+            ) from None
         report.lag = self.store.max_seq() - int(self.store.meta_get(PUSHED_SEQ) or 0)
         report.seconds = time.monotonic() - started
         return report
@@ -148,16 +173,24 @@ class SyncEngine:
     def _continuity(self, pg: psycopg.Connection, report: RoundReport) -> bool:
         """Detect a break and reset the cursors; True when everything must be pushed again."""
         with pg.transaction():
-            central_id = pg.execute("SELECT value FROM balsamd.meta WHERE key = 'central_id'").fetchone()
+            if pg.execute("SELECT to_regnamespace('balsamd')").fetchone()[0] is None:
+                raise CentralError("the central database has no balsamd schema; run `balsamd central init DSN`")
+            try:
+                meta = dict(pg.execute("SELECT key, value FROM balsamd.meta").fetchall())
+            except psycopg.errors.InsufficientPrivilege:
+                raise CentralError(
+                    f"this site's role may not use the central database; its administrator registers the site "
+                    f"with `balsamd central add-site DSN {self.site} --role ROLE`"
+                ) from None
             row = pg.execute(
                 "SELECT store_id, pushed_seq, pushed_event FROM balsamd.sites WHERE name = %s", (self.site,)
             ).fetchone()
-        if central_id is None:
-            raise CentralError("the central database has no balsamd schema; run `balsamd central init DSN`")
+        check_version(int(meta.get("schema_version", 1)))
+        central_id = (meta["central_id"],)
         if row is None:
             raise CentralError(
                 f"site {self.site} is not registered in the central database (or this role may not see it); "
-                f"an administrator adds it with `balsamd central add-site {self.site} --role ROLE`"
+                f"an administrator adds it with `balsamd central add-site DSN {self.site} --role ROLE`"
             )
         central_store, central_seq, central_event = row
         seq = int(self.store.meta_get(PUSHED_SEQ) or 0)
@@ -187,7 +220,7 @@ class SyncEngine:
         store_id = self.store.store_id()
         first = True
         while True:
-            jobs, top = self.store.jobs_changed(seq, self.batch)
+            jobs, top = self.store.job_rows_changed(seq, self.batch, _STORE_COLUMNS)
             events = self.store.events(after=event, limit=self.batch)
             batch_jobs = self.store.batch_jobs_changed(seq, top)
             apps = self.store.apps_changed(seq, top)
@@ -201,11 +234,16 @@ class SyncEngine:
                 self._push_jobs(pg, jobs, force)
                 self._push_events(pg, events, store_id)
                 self._push_batch_jobs(pg, batch_jobs)
-                self._push_apps(pg, apps)
-                if deleted:
+                self._push_apps(pg, apps, first)
+                if deleted:  # removed at the site with their events: likewise here
                     pg.execute("DELETE FROM balsamd.jobs WHERE site = %s AND id = ANY(%s)", (self.site, deleted))
+                    pg.execute("DELETE FROM balsamd.events WHERE site = %s AND job_id = ANY(%s)", (self.site, deleted))
+                # a second syncer of this site (`balsamd sync` beside the daemon) may have got
+                # further: central's record only moves back when a break is being repaired
+                cursor = "%s" if force and first else "GREATEST({}, %s)"
                 pg.execute(
-                    "UPDATE balsamd.sites SET pushed_seq = %s, pushed_event = %s, store_id = %s, last_sync = %s, "
+                    f"UPDATE balsamd.sites SET pushed_seq = {cursor.format('pushed_seq')}, "
+                    f"pushed_event = {cursor.format('pushed_event')}, store_id = %s, last_sync = %s, "
                     "last_error = '' WHERE name = %s",
                     (top, event_top, store_id, time.time(), self.site),
                 )
@@ -231,19 +269,24 @@ class SyncEngine:
         }
         pg.execute("UPDATE balsamd.sites SET nodes = %s WHERE name = %s", (json.dumps(shape), self.site))
 
-    def _push_jobs(self, pg: psycopg.Connection, jobs: list[Job], force: bool) -> None:
+    def _push_jobs(self, pg: psycopg.Connection, jobs: list[tuple[Any, ...]], force: bool) -> None:
+        """Store rows (JOB_FIELDS, JSON as text) upserted into central, newer versions only."""
         if not jobs:
             return
         pg.execute(
             "CREATE TEMP TABLE IF NOT EXISTS push_jobs (LIKE balsamd.jobs INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         )
         columns = ", ".join(JOB_FIELDS)
-        with pg.cursor().copy(f"COPY push_jobs (site, {columns}) FROM STDIN") as copy:
-            for job in jobs:
-                copy.write_row((self.site, *job_row(job)))
+        with pg.cursor().copy(f"COPY push_jobs (site, owner, {columns}) FROM STDIN") as copy:
+            site = self.site
+            for *row, owner in jobs:
+                copy.write_row((site, owner, *row))
         guard = "" if force else " WHERE balsamd.jobs.version < excluded.version"
+        # a job keeps the owner it has; a job new to central (made at the site, or lost by a
+        # restored central) gets the one the site recorded, else the site's role
         pg.execute(
-            f"INSERT INTO balsamd.jobs (site, {columns}) SELECT site, {columns} FROM push_jobs "
+            f"INSERT INTO balsamd.jobs (site, owner, {columns}) "
+            f"SELECT site, COALESCE(NULLIF(owner, ''), current_user), {columns} FROM push_jobs "
             f"ON CONFLICT (id) DO UPDATE SET {_JOB_UPDATE}{guard}"
         )
 
@@ -272,17 +315,19 @@ class SyncEngine:
                 [(self.site, *batch_row(b)) for b in batch_jobs],
             )
 
-    def _push_apps(self, pg: psycopg.Connection, apps: list[App]) -> None:
-        if not apps:
-            return
-        with pg.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO balsamd.apps (site, name, spec) VALUES (%s, %s, %s) "
-                "ON CONFLICT (site, name) DO UPDATE SET spec = excluded.spec",
-                [(self.site, a.name, _encode(a).decode()) for a in apps],
-            )
-        names = list(self.store.apps())
-        pg.execute("DELETE FROM balsamd.apps WHERE site = %s AND NOT (name = ANY(%s))", (self.site, names))
+    def _push_apps(self, pg: psycopg.Connection, apps: list[App], first: bool) -> None:
+        """Changed apps, and (once a round) the removal of apps the store no longer has: a
+        removal leaves no changed row behind to push."""
+        if apps:
+            with pg.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO balsamd.apps (site, name, spec) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (site, name) DO UPDATE SET spec = excluded.spec",
+                    [(self.site, a.name, _encode(a).decode()) for a in apps],
+                )
+        if apps or first:
+            names = list(self.store.apps())
+            pg.execute("DELETE FROM balsamd.apps WHERE site = %s AND NOT (name = ANY(%s))", (self.site, names))
 
     # ----- pull -------------------------------------------------------------------------
 
@@ -307,15 +352,18 @@ class SyncEngine:
                         [(now, outcome, intent_id) for intent_id, outcome in outcomes.items()],
                     )
                 # jobs a site refused to create exist only in central: the site fails them there
-                refused = []
-                for i in intents:
-                    if i.kind == "create" and outcomes[i.id].startswith("rejected"):
-                        refused += [(outcomes[i.id], now, spec["id"]) for spec in i.payload.get("jobs", [])]
+                # (only the asker's own jobs of this site that the site never had)
+                refused = [
+                    (outcomes[i.id], now, job_id, self.site, i.owner)
+                    for i in intents
+                    if i.kind == "create" and outcomes[i.id].startswith("rejected")
+                    for job_id in _created_ids(i.payload)
+                ]
                 if refused:
                     with pg.cursor() as cur:
                         cur.executemany(
                             "UPDATE balsamd.jobs SET state = 'FAILED', state_reason = %s, updated_at = %s "
-                            "WHERE id = %s AND version = 0",
+                            "WHERE id = %s AND site = %s AND owner = %s AND version = 0",
                             refused,
                         )
             checkpoint("intents_acked")
@@ -325,11 +373,17 @@ class SyncEngine:
                 return
 
     def apply(self, intent: Intent) -> str:
-        """Apply one intent to the store, exactly once; returns its outcome text."""
+        """Apply one intent to the store, exactly once; returns its outcome text.
+
+        Users write intents with plain SQL, so a malformed one is refused like any other bad
+        request: it must never stop the site from syncing."""
         refusals = (StoreError, IllegalTransition, JobSpecError, ValueError)
         previous = self.store.applied_outcome(intent.id)
         if previous is not None:
             return previous
+        if not isinstance(intent.payload, dict):
+            bad = ValueError(f"the payload of a {intent.kind} intent must be a JSON object")
+            return self.store.apply_intent(intent.id, _raise(bad), refusals)
         if intent.kind == "create":
             try:
                 jobs = self._jobs_of(intent)
@@ -353,16 +407,32 @@ class SyncEngine:
 
     def _jobs_of(self, intent: Intent) -> list[Job]:
         apps = self.store.apps()
-        specs = intent.payload.get("jobs", [])
+        specs = intent.payload.get("jobs")
+        if not isinstance(specs, list) or not specs:
+            raise ValueError('a create intent needs "jobs": a non-empty list of job specs')
         jobs = []
         for n, spec in enumerate(specs):
+            if not isinstance(spec, dict) or not isinstance(spec.get("id"), str) or not spec["id"]:
+                raise ValueError(f'job {n} of the create intent is not an object with a string "id"')
             fields = {k: v for k, v in spec.items() if k != "id"}
-            job = build_job(
-                spec["id"], fields, apps, self.settings.nodes, self.settings.scheduler.max_wall_time_min,
-                f"job {n}" if len(specs) > 1 else "job",
-            )  # fmt: skip
+            where = f"job {n}" if len(specs) > 1 else "job"
+            try:
+                job = build_job(
+                    spec["id"], fields, apps, self.settings.nodes, self.settings.scheduler.max_wall_time_min, where
+                )
+            except (TypeError, AttributeError) as exc:  # e.g. parameters that are not an object
+                raise JobSpecError(where, [f"malformed job spec: {exc}"]) from None
+            job.owner = intent.owner
             jobs.append(job)
         return jobs
+
+
+def _created_ids(payload: Any) -> list[str]:
+    """The job ids a create intent names (nothing for a malformed payload)."""
+    specs = payload.get("jobs") if isinstance(payload, dict) else None
+    if not isinstance(specs, list):
+        return []
+    return [s["id"] for s in specs if isinstance(s, dict) and isinstance(s.get("id"), str)]
 
 
 def _raise(exc: Exception) -> Callable[[], str]:

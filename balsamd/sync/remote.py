@@ -18,10 +18,10 @@ import psycopg
 from balsamd import ids
 from balsamd.config import NodeSettings
 from balsamd.models import App, Event, Job
-from balsamd.results import value_of
+from balsamd.results import await_value
 from balsamd.states import FINAL, JobState
 from balsamd.sync.engine import JOB_FIELDS, job_row
-from balsamd.sync.schema import CentralError
+from balsamd.sync.schema import CentralError, check_version
 from balsamd.validate import JobSpecError, build_job
 
 _SELECT = ", ".join(JOB_FIELDS)
@@ -29,7 +29,7 @@ _SELECT = ", ".join(JOB_FIELDS)
 
 def _job_from_row(row: tuple[Any, ...]) -> tuple[Job, str, str]:
     *fields, site, owner = row
-    data = dict(zip(JOB_FIELDS, fields, strict=True))
+    data = dict(zip(JOB_FIELDS, fields, strict=True), owner=owner)
     if data["result"] is not None:
         data["result"] = bytes(data["result"])
     return msgspec.convert(data, Job), site, owner
@@ -67,14 +67,7 @@ class RemoteJob:
         ]  # fmt: skip
 
     def result(self, timeout: float | None = None, poll: float = 0.25) -> Any:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        self.refresh()
-        while self._record.result is None and self._record.state not in FINAL:
-            if deadline is None or time.monotonic() >= deadline:
-                break
-            time.sleep(poll)
-            self.refresh()
-        return value_of(self._record)
+        return await_value(lambda: self.refresh().record, timeout, poll)
 
     def __repr__(self) -> str:
         return f"<Job {self._record.id} site={self.site} app={self._record.app} state={self._record.state}>"
@@ -221,7 +214,21 @@ class CentralConnection:
             self.pg = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
         except psycopg.OperationalError as exc:
             raise CentralError(f"cannot reach the central database: {str(exc).strip()}") from None
-        self.user = self.pg.execute("SELECT current_user").fetchone()[0]
+        try:
+            self.user = self.pg.execute("SELECT current_user").fetchone()[0]
+            if self.pg.execute("SELECT to_regnamespace('balsamd')").fetchone()[0] is None:
+                raise CentralError("the central database has no balsamd schema; run `balsamd central init DSN`")
+            try:
+                row = self.pg.execute("SELECT value FROM balsamd.meta WHERE key = 'schema_version'").fetchone()
+            except psycopg.errors.InsufficientPrivilege:
+                raise CentralError(
+                    f"role {self.user} may not use the central database; its administrator allows it with "
+                    f"`balsamd central add-user DSN {self.user}`"
+                ) from None
+            check_version(int(row[0]) if row else 1)
+        except BaseException:
+            self.pg.close()
+            raise
         self.jobs = RemoteJobs(self)
 
     def execute(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:

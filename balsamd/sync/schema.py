@@ -139,13 +139,16 @@ GRANT SELECT ON balsamd.sites TO balsamd_user;
 GRANT SELECT, INSERT, UPDATE, DELETE ON balsamd.apps TO balsamd_site;
 GRANT SELECT ON balsamd.apps TO balsamd_user;
 GRANT SELECT, INSERT, UPDATE ON balsamd.jobs, balsamd.events, balsamd.batch_jobs TO balsamd_site;
+-- jobs removed at the site go from central too, with their events
+GRANT DELETE ON balsamd.jobs, balsamd.events TO balsamd_site;
 GRANT SELECT, INSERT ON balsamd.jobs TO balsamd_user;
 GRANT SELECT ON balsamd.events, balsamd.batch_jobs TO balsamd_user;
 GRANT SELECT, UPDATE ON balsamd.intents TO balsamd_site;
 GRANT SELECT, INSERT ON balsamd.intents TO balsamd_user;
 
 -- Inside these SECURITY DEFINER functions current_user is their owner, so the policies pass
--- the caller's role in.
+-- the caller's role in.  The sites' policies call site_of in a sub-select: evaluated once per
+-- statement rather than once per row (a pushed batch is thousands of rows).
 CREATE OR REPLACE FUNCTION balsamd.site_of(who name) RETURNS text LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path = balsamd, pg_temp AS $$ SELECT name FROM balsamd.sites WHERE role = who $$;
 GRANT EXECUTE ON FUNCTION balsamd.site_of(name) TO balsamd_site, balsamd_user;
@@ -163,32 +166,32 @@ ALTER TABLE balsamd.batch_jobs ENABLE ROW LEVEL SECURITY;
 ALTER TABLE balsamd.intents ENABLE ROW LEVEL SECURITY;
 
 DROP POLICY IF EXISTS site_own ON balsamd.sites;
-CREATE POLICY site_own ON balsamd.sites TO balsamd_site USING (name = balsamd.site_of(current_user));
+CREATE POLICY site_own ON balsamd.sites TO balsamd_site USING (name = (SELECT balsamd.site_of(current_user)));
 DROP POLICY IF EXISTS user_read ON balsamd.sites;
 CREATE POLICY user_read ON balsamd.sites FOR SELECT TO balsamd_user USING (true);
 
 DROP POLICY IF EXISTS site_own ON balsamd.apps;
-CREATE POLICY site_own ON balsamd.apps TO balsamd_site USING (site = balsamd.site_of(current_user));
+CREATE POLICY site_own ON balsamd.apps TO balsamd_site USING (site = (SELECT balsamd.site_of(current_user)));
 DROP POLICY IF EXISTS user_read ON balsamd.apps;
 CREATE POLICY user_read ON balsamd.apps FOR SELECT TO balsamd_user USING (true);
 
 DROP POLICY IF EXISTS site_own ON balsamd.jobs;
-CREATE POLICY site_own ON balsamd.jobs TO balsamd_site USING (site = balsamd.site_of(current_user));
+CREATE POLICY site_own ON balsamd.jobs TO balsamd_site USING (site = (SELECT balsamd.site_of(current_user)));
 DROP POLICY IF EXISTS user_own ON balsamd.jobs;
 CREATE POLICY user_own ON balsamd.jobs TO balsamd_user USING (owner = current_user) WITH CHECK (owner = current_user);
 
 DROP POLICY IF EXISTS site_own ON balsamd.events;
-CREATE POLICY site_own ON balsamd.events TO balsamd_site USING (site = balsamd.site_of(current_user));
+CREATE POLICY site_own ON balsamd.events TO balsamd_site USING (site = (SELECT balsamd.site_of(current_user)));
 DROP POLICY IF EXISTS user_own ON balsamd.events;
 CREATE POLICY user_own ON balsamd.events FOR SELECT TO balsamd_user USING (balsamd.owns_job(job_id, current_user));
 
 DROP POLICY IF EXISTS site_own ON balsamd.batch_jobs;
-CREATE POLICY site_own ON balsamd.batch_jobs TO balsamd_site USING (site = balsamd.site_of(current_user));
+CREATE POLICY site_own ON balsamd.batch_jobs TO balsamd_site USING (site = (SELECT balsamd.site_of(current_user)));
 DROP POLICY IF EXISTS user_read ON balsamd.batch_jobs;
 CREATE POLICY user_read ON balsamd.batch_jobs FOR SELECT TO balsamd_user USING (true);
 
 DROP POLICY IF EXISTS site_own ON balsamd.intents;
-CREATE POLICY site_own ON balsamd.intents TO balsamd_site USING (site = balsamd.site_of(current_user));
+CREATE POLICY site_own ON balsamd.intents TO balsamd_site USING (site = (SELECT balsamd.site_of(current_user)));
 DROP POLICY IF EXISTS user_own ON balsamd.intents;
 CREATE POLICY user_own ON balsamd.intents TO balsamd_user USING (owner = current_user)
     WITH CHECK (owner = current_user AND (kind = 'create' OR balsamd.owns_job(job_id, current_user)));
@@ -207,6 +210,20 @@ def schema_version(conn: psycopg.Connection) -> int:
     return int(row[0]) if row else 1
 
 
+def check_version(version: int) -> None:
+    """Refuse a central schema this balsamd cannot work with, saying what to run."""
+    if version > len(MIGRATIONS):
+        raise CentralError(
+            f"the central schema is at version {version}, newer than this balsamd understands "
+            f"(version {len(MIGRATIONS)}); upgrade balsamd here to the version that initialised it"
+        )
+    if version < len(MIGRATIONS):
+        raise CentralError(
+            f"the central schema is at version {version}, older than this balsamd (version "
+            f"{len(MIGRATIONS)}); its administrator upgrades it with `balsamd central init DSN`"
+        )
+
+
 def migrate(conn: psycopg.Connection) -> tuple[int, int]:
     """Create or upgrade the central schema and its access rules; returns (from, to) versions."""
     with conn.transaction():
@@ -216,7 +233,8 @@ def migrate(conn: psycopg.Connection) -> tuple[int, int]:
         if before > len(MIGRATIONS):
             raise CentralError(
                 f"the central schema is at version {before}, newer than this balsamd "
-                f"({len(MIGRATIONS)}); upgrade balsamd"
+                f"(version {len(MIGRATIONS)}); nothing was changed: upgrade balsamd and run "
+                "`balsamd central init` again"
             )
         for step in MIGRATIONS[before:]:
             conn.execute(step)

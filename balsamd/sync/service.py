@@ -21,7 +21,7 @@ import psycopg
 from balsamd.config import Settings
 from balsamd.daemon.services import Trigger
 from balsamd.store.store import SiteStore
-from balsamd.sync.engine import RoundReport, SyncEngine
+from balsamd.sync.engine import RoundReport, SyncEngine, keepalive_options
 
 log = logging.getLogger("balsamd.sync")
 CHANNEL = "balsamd_intents"
@@ -36,12 +36,17 @@ class SyncService:
         self.last: RoundReport | None = None
         self.last_ok: float | None = None
         self.listening = False
+        # set to end the listener's backoff early: the daemon stops, or a round just reached
+        # the database the listener could not
+        self._wake = threading.Event()
 
     async def step(self, _now: float) -> None:
         # the engine uses the store from its own thread: the store's lock keeps each call whole,
         # and RPC calls are not held up behind PostgreSQL round trips
         self.last = await anyio.to_thread.run_sync(self.engine.round)
         self.last_ok = time.time()
+        if not self.listening:
+            self._wake.set()
         if self.last.reconciled:
             log.warning("sync: full reconcile: %s", self.last.reconciled)
 
@@ -65,19 +70,25 @@ class SyncService:
             await anyio.to_thread.run_sync(self._listen, halt, abandon_on_cancel=True)
             tg.cancel_scope.cancel()
 
-    @staticmethod
-    async def _stop_on(stop: anyio.Event, halt: threading.Event) -> None:
+    async def _stop_on(self, stop: anyio.Event, halt: threading.Event) -> None:
         await stop.wait()
         halt.set()
+        self._wake.set()
 
     def _listen(self, halt: threading.Event) -> None:
         """LISTEN for intents of this site; reconnect with backoff when the database goes away."""
         delay = 1.0
         while not halt.is_set():
             try:
-                with psycopg.connect(self.dsn, autocommit=True, connect_timeout=10) as conn:
+                with psycopg.connect(
+                    self.dsn, autocommit=True, connect_timeout=10,
+                    application_name=f"balsamd site {self.name} listener", **keepalive_options(self.dsn),
+                ) as conn:  # fmt: skip
                     conn.execute(f"LISTEN {CHANNEL}")
                     self.listening, delay = True, 1.0
+                    # intents may have arrived while nobody listened (the database was away):
+                    # a round now picks them up instead of waiting out the period or a backoff
+                    anyio.from_thread.run_sync(self.trigger.fire)
                     while not halt.is_set():
                         for note in conn.notifies(timeout=1.0):
                             if note.payload == self.name:
@@ -85,7 +96,8 @@ class SyncService:
             except psycopg.Error as exc:
                 log.info("sync listener: %s; reconnecting in %.0f s", str(exc).strip(), delay)
             self.listening = False
-            halt.wait(delay)
+            self._wake.wait(delay)
+            self._wake.clear()
             delay = min(delay * 2, 60.0)
 
 

@@ -1,0 +1,115 @@
+"""``balsamd central init | add-site | add-user`` against a real PostgreSQL, as users type them."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from balsamd.cli import cli
+from balsamd.sync.schema import MIGRATIONS, CentralError
+
+from .conftest import Central, SyncSite
+
+TABLES = ["apps", "batch_jobs", "events", "intents", "jobs", "meta", "sites"]
+_names = itertools.count()
+
+
+def invoke(*args: str, code: int = 0):
+    result = CliRunner().invoke(cli, list(args), prog_name="balsamd", catch_exceptions=False)
+    assert result.exit_code == code, (result.stdout, result.stderr)
+    return result
+
+
+@pytest.fixture
+def empty_db(pg_server) -> Iterator[str]:
+    """A database without the balsamd schema; yields its DSN."""
+    name = f"empty_{os.getpid()}_{next(_names)}"
+    dsn = pg_server.create_database(name)
+    yield dsn
+    pg_server.drop_database(name)
+
+
+def query(dsn: str, sql: str, params: tuple = ()) -> list[tuple]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def test_central_init_creates_the_schema_and_a_rerun_is_up_to_date(empty_db: str) -> None:
+    result = invoke("central", "init", empty_db)
+    assert result.stdout == f"central schema created or upgraded: version 0 -> {len(MIGRATIONS)}\n"
+    tables = query(
+        empty_db,
+        "SELECT c.relname, c.relrowsecurity FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = 'balsamd' AND c.relkind = 'r' ORDER BY 1",
+    )
+    assert [t for t, _ in tables] == TABLES
+    assert all(rls for t, rls in tables if t != "meta"), "every shared table has row-level security"
+    roles = query(empty_db, "SELECT rolname FROM pg_roles WHERE rolname LIKE 'balsamd_%%' ORDER BY 1")
+    assert roles == [("balsamd_site",), ("balsamd_user",)]
+    meta = dict(query(empty_db, "SELECT key, value FROM balsamd.meta"))
+    assert meta["schema_version"] == str(len(MIGRATIONS))
+
+    again = invoke("central", "init", empty_db)
+    assert again.stdout == f"central schema is up to date (version {len(MIGRATIONS)}); access rules re-applied\n"
+    assert dict(query(empty_db, "SELECT key, value FROM balsamd.meta")) == meta  # same identity
+
+
+def test_a_newer_schema_is_refused_and_left_alone(central: Central, make_site) -> None:
+    site: SyncSite = make_site("newer")
+    site.sync()
+    central.rows("UPDATE balsamd.meta SET value = '99' WHERE key = 'schema_version'")
+
+    result = invoke("central", "init", central.dsn, code=1)
+    assert result.stderr == (
+        f"Error: central init failed: the central schema is at version 99, newer than this balsamd "
+        f"(version {len(MIGRATIONS)}); nothing was changed: upgrade balsamd and run `balsamd central init` again\n"
+    )
+    assert central.rows("SELECT value FROM balsamd.meta WHERE key = 'schema_version'") == [("99",)]
+
+    # a site and a user with this balsamd refuse it too, rather than write to what they do not know
+    proc = site.sync_cli(code=1)
+    assert "the central schema is at version 99, newer than this balsamd understands" in proc.stderr
+    central.add_user("newer_user")
+    with pytest.raises(CentralError, match="newer than this balsamd understands"):
+        central.remote("newer_user")
+
+
+def test_sync_says_what_to_run_when_central_is_not_ready(empty_db: str, central: Central, make_site) -> None:
+    site: SyncSite = make_site("ready")
+    site.configure({"sync.central": empty_db})
+    proc = site.sync_cli(code=1)
+    assert "the central database has no balsamd schema; run `balsamd central init DSN`" in proc.stderr
+
+    central.rows("DELETE FROM balsamd.sites WHERE name = 'ready'")
+    site.configure({"sync.central": site.dsn})
+    proc = site.sync_cli(code=1)
+    assert "site ready is not registered in the central database" in proc.stderr
+    assert "balsamd central add-site DSN ready --role ROLE" in proc.stderr
+
+
+def test_add_site_and_add_user_create_login_roles(central: Central) -> None:
+    result = invoke("central", "add-site", central.dsn, "gamma", "--role", "gamma_role")
+    assert result.stdout == "site gamma registered; it connects as role gamma_role\n"
+    result = invoke("central", "add-user", central.dsn, "carol")
+    assert result.stdout == "user role carol may now submit jobs through the central database\n"
+    # running them again changes nothing and does not fail
+    invoke("central", "add-site", central.dsn, "gamma", "--role", "gamma_role")
+    invoke("central", "add-user", central.dsn, "carol")
+
+    membership = central.rows(
+        "SELECT r.rolname, r.rolcanlogin, g.rolname FROM pg_roles r "
+        "JOIN pg_auth_members m ON m.member = r.oid JOIN pg_roles g ON g.oid = m.roleid "
+        "WHERE r.rolname IN ('gamma_role', 'carol') ORDER BY 1"
+    )
+    assert membership == [("carol", True, "balsamd_user"), ("gamma_role", True, "balsamd_site")]
+    assert central.rows("SELECT name, role FROM balsamd.sites") == [("gamma", "gamma_role")]
+    # the roles can log in and see what they should
+    with central.connect("gamma_role") as conn:
+        assert conn.execute("SELECT name FROM balsamd.sites").fetchall() == [("gamma",)]
+    with central.connect("carol") as conn:
+        assert conn.execute("SELECT count(*) FROM balsamd.jobs").fetchone() == (0,)
