@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import apsw
 import msgspec
 from anyio.abc import SocketStream
 
@@ -99,6 +100,24 @@ class Daemon:
         handlers["status"] = lambda _a: self.status(store)
         handlers["shutdown"] = self._shutdown
         server = RpcServer(handlers, read_secret(self.layout.root), self.name, limiter)
+
+        def inline(handler: Callable[[Any], Any], args: Any) -> tuple[bool, Any]:
+            try:
+                limiter.acquire_nowait()
+            except anyio.WouldBlock:
+                return False, None
+            try:
+                with store.db.without_waiting() as free:
+                    if not free:
+                        return False, None
+                    try:
+                        return True, handler(args)
+                    except apsw.BusyError:  # another process writes: wait for it in a thread
+                        return False, None
+            finally:
+                limiter.release()
+
+        server.inline = inline
         listener = await self.listen()
         record = DaemonRecord(
             pid=os.getpid(), host=this_host(), port=self.port, started_at=self.started_at, version=__version__

@@ -47,6 +47,7 @@ class RpcServer:
         self.limiter = limiter
         self.calls = 0
         self.refused = 0
+        self.inline: Callable[[Callable[[Any], Any], Any], tuple[bool, Any]] | None = None
 
     async def serve(self, stream: SocketStream) -> None:
         peer = _peer(stream)
@@ -101,7 +102,11 @@ class RpcServer:
             if inspect.iscoroutinefunction(handler):
                 value = await handler(args)
             else:
-                value = await anyio.to_thread.run_sync(handler, args, limiter=self.limiter)
+                done, value = (False, None)
+                if self.inline is not None and call.method in INLINE_METHODS:
+                    done, value = self.inline(handler, args)
+                if not done:
+                    value = await anyio.to_thread.run_sync(handler, args, limiter=self.limiter)
             return p.Reply(call.id, True, msgspec.Raw(p.encode(value)))
         except p.ProtocolError as exc:
             return p.Reply(call.id, False, error_type="ProtocolError", error=str(exc))
@@ -110,6 +115,10 @@ class RpcServer:
                 log.exception("%s failed", call.method)
             return p.Reply(call.id, False, error_type=type(exc).__name__, error=str(exc), error_detail=_detail(exc))
 
+
+# Short store calls of the hot path: run on the event loop when the store is free at once
+# (a thread hop costs more than the call); anything else, or a busy store, goes to a thread.
+INLINE_METHODS = {"ping", "claim", "report", "heartbeat", "release", "get", "resolve_id", "count", "counts_by_state"}
 
 # errors a caller can cause; anything else is logged with its traceback as a daemon fault
 EXPECTED_ERRORS = {

@@ -130,6 +130,22 @@ class Database:
             raise
 
     @contextlib.contextmanager
+    def without_waiting(self) -> Iterator[bool]:
+        """Yields True when this thread may use the store at once: nobody else holds it, and
+        SQLite gives up at once (BusyError) instead of waiting for another process's lock."""
+        if not self._lock.acquire(blocking=False):
+            yield False
+            return
+        try:
+            self.conn.set_busy_timeout(0)
+            try:
+                yield True
+            finally:
+                self.conn.set_busy_timeout(BUSY_TIMEOUT_MS)
+        finally:
+            self._lock.release()
+
+    @contextlib.contextmanager
     def write(self) -> Iterator[apsw.Connection]:
         """BEGIN IMMEDIATE ... COMMIT, rolled back on any error: the only way to write.
 
