@@ -299,6 +299,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     p.add_argument("--scale", type=float, default=None,
                    help="multiply every benchmark size (default: $BALSAMD_BENCH_SCALE or 1)")  # fmt: skip
+    p.add_argument("--peers", action="store_true",
+                   help="also compare with Parsl and HyperQueue (installed once from PyPI into their own "
+                        "virtual environments; see bench_peers.py)")  # fmt: skip
     p.add_argument("--path", type=Path, default=BENCH_DIR,
                    help="directory to discover bench_*.py in (default: this one)")  # fmt: skip
     args = p.parse_args(argv)
@@ -317,6 +320,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.peers:
+        os.environ["BALSAMD_BENCH_PEERS"] = "1"  # read by bench_peers.py
     ctx = Context(quick=args.quick, scale=args.scale)
     try:
         found, broken = discover(args.path, ctx)

@@ -70,6 +70,7 @@ def test_job_create_json_is_one_object_with_every_field(hello) -> None:
         "attempts": 0,
         "state_reason": "",
         "version": 1,
+        "owner": "",
     }
 
 
