@@ -16,7 +16,6 @@ from typing import Any
 import anyio
 import msgspec
 from anyio.abc import SocketStream
-from anyio.streams.buffered import BufferedByteReceiveStream
 
 from balsamd.rpc import protocol as p
 
@@ -25,9 +24,25 @@ log = logging.getLogger("balsamd.rpc")
 HANDSHAKE_TIMEOUT = 10.0
 
 
-async def read_message(stream: SocketStream, buffered: BufferedByteReceiveStream) -> p.Message:
-    length = p.frame_length(await buffered.receive_exactly(p.HEADER.size))
-    return p.decode_message(await buffered.receive_exactly(length))
+class FrameReader:
+    """Frames from a byte stream; a small frame arrives whole and costs one receive."""
+
+    def __init__(self, stream: SocketStream) -> None:
+        self.stream = stream
+        self.buffer = bytearray()
+
+    async def _fill(self, size: int) -> None:
+        while len(self.buffer) < size:
+            self.buffer += await self.stream.receive()
+
+    async def message(self) -> p.Message:
+        await self._fill(p.HEADER.size)
+        length = p.frame_length(bytes(self.buffer[: p.HEADER.size]))
+        end = p.HEADER.size + length
+        await self._fill(end)
+        body = bytes(self.buffer[p.HEADER.size : end])
+        del self.buffer[:end]
+        return p.decode_message(body)
 
 
 class RpcServer:
@@ -51,11 +66,11 @@ class RpcServer:
 
     async def serve(self, stream: SocketStream) -> None:
         peer = _peer(stream)
-        buffered = BufferedByteReceiveStream(stream)
+        frames = FrameReader(stream)
         async with stream:
             try:
                 with anyio.fail_after(HANDSHAKE_TIMEOUT):
-                    hello = await read_message(stream, buffered)
+                    hello = await frames.message()
                 if not self._accept(hello):
                     self.refused += 1
                     reason = self._refusal(hello)
@@ -64,7 +79,7 @@ class RpcServer:
                     return
                 await stream.send(p.frame(p.Welcome(p.VERSION, self.site_name)))
                 while True:
-                    call = await read_message(stream, buffered)
+                    call = await frames.message()
                     if not isinstance(call, p.Call):
                         raise p.ProtocolError(f"expected a Call, got {type(call).__name__}")
                     await stream.send(p.frame(await self.dispatch(call)))
