@@ -89,6 +89,19 @@ class ElasticSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_failures: Positive = 3  # submission failures in a row before it pauses itself
     pause_min: Annotated[float, msgspec.Meta(gt=0)] = 30.0
 
+    def __post_init__(self) -> None:
+        if self.min_nodes > self.max_nodes:
+            raise ValueError(f"min_nodes ({self.min_nodes}) exceeds max_nodes ({self.max_nodes})")
+        if self.min_wall_time_min > self.max_wall_time_min:
+            raise ValueError(
+                f"min_wall_time_min ({self.min_wall_time_min}) exceeds max_wall_time_min ({self.max_wall_time_min})"
+            )
+        if self.wall_time_pad_min >= self.min_wall_time_min:
+            raise ValueError(
+                f"wall_time_pad_min ({self.wall_time_pad_min}) must be smaller than min_wall_time_min "
+                f"({self.min_wall_time_min}), or batch jobs would have no time left to run jobs"
+            )
+
 
 class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     site: SiteInfo = msgspec.field(default_factory=SiteInfo)

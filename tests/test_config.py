@@ -124,8 +124,7 @@ def test_a_section_given_as_a_value(tmp_path: Path) -> None:
 
 def test_an_unknown_choice_lists_the_choices(tmp_path: Path) -> None:
     assert error(tmp_path, '[scheduler]\nkind = "sge"\n') == (
-        "FILE:2: key scheduler.kind: Invalid enum value 'sge'; "
-        "use one of 'local', 'slurm', 'pbs', 'cobalt', 'lsf'"
+        "FILE:2: key scheduler.kind: Invalid enum value 'sge'; use one of 'local', 'slurm', 'pbs', 'cobalt', 'lsf'"
     )
 
 
@@ -164,3 +163,18 @@ def test_unknown_key_in_an_inline_table(tmp_path: Path) -> None:
     assert error(tmp_path, "site = { name = 'x', nmae = 'y' }\n") == (
         "FILE:1: key site.nmae: unknown key (did you mean name? known keys: name)"
     )
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("min_nodes = 4\nmax_nodes = 2\n", "min_nodes (4) exceeds max_nodes (2)"),
+        ("min_wall_time_min = 60\nmax_wall_time_min = 30\n", "min_wall_time_min (60) exceeds max_wall_time_min (30)"),
+        (
+            "min_wall_time_min = 5\nwall_time_pad_min = 5\n",
+            "wall_time_pad_min (5) must be smaller than min_wall_time_min (5)",
+        ),
+    ],
+)
+def test_elastic_limits_that_contradict_each_other_are_refused(tmp_path: Path, body: str, message: str) -> None:
+    assert error(tmp_path, "[elastic]\n" + body).startswith(f"FILE:1: key elastic: {message}")

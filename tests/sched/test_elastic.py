@@ -236,10 +236,9 @@ def test_windows_are_ignored_without_use_backfill():
     assert p.wall_time_min == 355
 
 
-def test_a_pad_that_leaves_no_time_submits_nothing():
-    p = plan(backlog(footprint=2.0), [], limits(min_wall_time_min=5, max_wall_time_min=5, wall_time_pad_min=5), NOW)
-    assert p.num_nodes == 0
-    assert "wall_time_pad_min=5" in p.reason
+def test_a_pad_that_leaves_no_time_is_refused_in_the_settings():
+    with pytest.raises(ValueError, match=r"wall_time_pad_min \(5\) must be smaller than min_wall_time_min \(5\)"):
+        limits(min_wall_time_min=5, max_wall_time_min=5, wall_time_pad_min=5)
 
 
 @st.composite
@@ -250,7 +249,7 @@ def scenarios(draw: st.DrawFn) -> tuple[BacklogStats, list[BatchJob], ElasticSet
     max_wall = draw(st.integers(min_wall, 720))
     lim = limits(
         min_nodes=min_nodes, max_nodes=max_nodes, min_wall_time_min=min_wall, max_wall_time_min=max_wall,
-        wall_time_pad_min=draw(st.integers(0, 30)), max_queued=draw(st.integers(1, 6)),
+        wall_time_pad_min=draw(st.integers(0, min_wall - 1)), max_queued=draw(st.integers(1, 6)),
         use_backfill=draw(st.booleans()), max_failures=draw(st.integers(1, 4)),
     )  # fmt: skip
     runnable = draw(st.integers(0, 500))
