@@ -32,6 +32,7 @@ FLUSH_SEC = 0.05  # most a state report waits before it is sent
 IDLE_CLAIM_SEC = 1.0  # how often an idle launcher asks for work
 MAX_WAIT_SEC = 0.5
 KILL_GRACE_SEC = 10.0  # between SIGTERM and SIGKILL for a job killed by its user
+WARN_EVERY_SEC = 10.0  # most frequent warning per kind of job-source failure
 
 
 @dataclass
@@ -82,6 +83,7 @@ class Launcher:
         self.draining_since: float | None = None
         self.drain_reason = ""
         self.summary = Summary()
+        self._warned: dict[str, float] = {}
 
     # ----- the loop -------------------------------------------------------------------
 
@@ -238,7 +240,7 @@ class Launcher:
         except SessionGone:
             raise
         except Exception as exc:  # the source may be briefly unreachable; runs go on
-            log.warning("claim failed (will retry with the same request): %s", exc)
+            self._warn("claim", "claim failed (will retry with the same request): %s", exc)
             self.next_claim = now + IDLE_CLAIM_SEC
             return
         self.claim_request = new_id()
@@ -268,13 +270,21 @@ class Launcher:
         except SessionGone:
             raise
         except Exception as exc:  # keep them; they go out with the next flush
-            log.warning("state report failed (will resend %d): %s", len(batch), exc)
+            self._warn("report", "state reports failed (kept, %d waiting to be resent): %s", len(self.updates), exc)
             self.updates = batch + self.updates
             self.oldest_update = self.clock()
             return
         for job_id, why in outcome.rejected.items():
             log.warning("report for job %s rejected: %s", job_id, why)
             self.summary.rejected[job_id] = why
+
+    def _warn(self, what: str, message: str, *args: object) -> None:
+        """Log a failure of the job source at most every WARN_EVERY_SEC per kind: while the
+        daemon restarts, reports are retried every step and would flood the log."""
+        now = self.clock()
+        if now - self._warned.get(what, -WARN_EVERY_SEC) >= WARN_EVERY_SEC:
+            self._warned[what] = now
+            log.warning(message, *args)
 
     def _heartbeat(self, now: float) -> None:
         self.next_heartbeat = now + self.settings.heartbeat_sec
@@ -292,7 +302,7 @@ class Launcher:
             # twice at once, stop ours before that happens.
             if now - self.last_heartbeat_ok > self.settings.session_expiry_sec - self.settings.heartbeat_sec:
                 raise SessionGone(f"no heartbeat delivered for {now - self.last_heartbeat_ok:.0f} s") from exc
-            log.warning("heartbeat failed (will retry): %s", exc)
+            self._warn("heartbeat", "heartbeat failed (will retry): %s", exc)
             self.next_heartbeat = now + min(self.settings.heartbeat_sec, 5.0)
             return
         self.last_heartbeat_ok = now

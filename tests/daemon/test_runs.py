@@ -161,7 +161,7 @@ def test_kill_9_of_the_daemon_mid_campaign_loses_and_repeats_nothing(tmp_path: P
 
         # the launcher goes on running jobs while the daemon is away, and keeps their reports
         wait_until(lambda: ended() >= ended_at_kill + 4, "more runs end while the daemon is away")
-        wait_until(lambda: "will resend" in site.launcher_logs(), "the launcher keeps its reports")
+        wait_until(lambda: "waiting to be resent" in site.launcher_logs(), "the launcher keeps its reports")
         assert proc.poll() is None
         stale = site.record()
         assert stale is not None and stale.pid == record.pid
