@@ -457,15 +457,17 @@ class SiteStore(BatchStoreMixin, OutboxMixin):
         with self.db.read() as conn:
             return [session_from_row(r) for r in conn.execute(sql + " ORDER BY id")]
 
-    def _require_open(self, conn, session_id: str) -> str | None:
-        """The open session's batch job id; SessionGone when it is not open."""
-        row = conn.execute("SELECT state, batch_job_id FROM sessions WHERE id = ?", (session_id,)).fetchone()
+    def _require_open(self, conn, session_id: str) -> tuple[str | None, str]:
+        """The open session's batch job id and last claim id; SessionGone when it is not open."""
+        row = conn.execute(
+            "SELECT state, batch_job_id, last_claim FROM sessions WHERE id = ?", (session_id,)
+        ).fetchone()
         if row is None or row[0] != SessionState.OPEN:
             state = "unknown" if row is None else row[0]
             raise SessionGone(
                 f"session {session_id} is {state}; its jobs were handed back, open a new session"
             )
-        return row[1]
+        return row[1], row[2]
 
     def heartbeat(self, session_id: str, running: list[str] = (), now: float | None = None) -> list[str]:  # type: ignore[assignment]
         """Renew the session; returns those of ``running`` the launcher must stop (killed,
@@ -493,8 +495,7 @@ class SiteStore(BatchStoreMixin, OutboxMixin):
         if limits.max_jobs <= 0:
             return []
         with self.db.write() as conn:
-            batch_job_id = self._require_open(conn, session_id)
-            last = conn.execute("SELECT last_claim FROM sessions WHERE id = ?", (session_id,)).fetchone()[0]
+            batch_job_id, last = self._require_open(conn, session_id)
             if limits.request_id and limits.request_id == last:
                 rows = conn.execute(
                     f"SELECT {JOB_SELECT} FROM jobs WHERE session_id = ? AND state IN {queries.RUNNABLE_SQL}",
