@@ -8,6 +8,7 @@ processing service.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 from balsamd.states import FINAL, JobState
@@ -59,15 +60,20 @@ def auto_advance(state: JobState, app_hooks: Iterable[str]) -> JobState | None:
     return None
 
 
-def settle(state: JobState, app_hooks: Iterable[str]) -> list[JobState]:
+def settle(state: JobState, app_hooks: Iterable[str]) -> tuple[JobState, ...]:
     """Every state a job passes through from ``state`` until it needs someone to act."""
-    hooks = list(app_hooks)
+    return _settle(state, frozenset(app_hooks))
+
+
+@functools.cache
+def _settle(state: JobState, hooks: frozenset[str]) -> tuple[JobState, ...]:
+    # a handful of (state, hooks) pairs exist per site, and every reported run asks
     chain = []
     nxt = auto_advance(state, hooks)
     while nxt is not None:
         chain.append(nxt)
         nxt = auto_advance(nxt, hooks)
-    return chain
+    return tuple(chain)
 
 
 def retry_target(parent_states: Iterable[JobState]) -> JobState:

@@ -187,3 +187,6 @@ class StateUpdate(msgspec.Struct, kw_only=True, array_like=True):
     return_code: int | None = None
     reason: str = ""
     result: bytes | None = None
+    # when the run started, if its RUNNING goes with this report of its end (one report per
+    # short run instead of two)
+    started_at: float | None = None

@@ -26,34 +26,34 @@ def test_settle_walks_only_allowed_steps_and_stops(state, hooks):
 
 @given(st.sampled_from(list(FINAL | RUNNABLE | {S.RUNNING, S.AWAITING_PARENTS})), hook_sets)
 def test_settle_never_moves_final_runnable_running_or_waiting_jobs(state, hooks):
-    assert settle(state, hooks) == []
+    assert settle(state, hooks) == ()
 
 
 def test_default_hooks_take_a_ready_job_to_preprocessed():
-    assert settle(S.READY, []) == [S.STAGED_IN, S.PREPROCESSED]
+    assert settle(S.READY, []) == (S.STAGED_IN, S.PREPROCESSED)
 
 
 def test_a_preprocess_hook_stops_a_ready_job_at_staged_in():
-    assert settle(S.READY, ["preprocess"]) == [S.STAGED_IN]
+    assert settle(S.READY, ["preprocess"]) == (S.STAGED_IN,)
 
 
 def test_default_hooks_take_a_finished_run_to_job_finished():
-    assert settle(S.RUN_DONE, []) == [S.POSTPROCESSED, S.STAGED_OUT, S.JOB_FINISHED]
+    assert settle(S.RUN_DONE, []) == (S.POSTPROCESSED, S.STAGED_OUT, S.JOB_FINISHED)
 
 
 def test_a_postprocess_hook_stops_a_finished_run_at_run_done():
-    assert settle(S.RUN_DONE, ["postprocess"]) == []
+    assert settle(S.RUN_DONE, ["postprocess"]) == ()
 
 
 def test_a_run_error_fails_and_a_run_timeout_restarts_by_default():
-    assert settle(S.RUN_ERROR, []) == [S.FAILED]
-    assert settle(S.RUN_TIMEOUT, []) == [S.RESTART_READY]
+    assert settle(S.RUN_ERROR, []) == (S.FAILED,)
+    assert settle(S.RUN_TIMEOUT, []) == (S.RESTART_READY,)
 
 
 def test_error_and_timeout_handlers_hold_the_job_for_the_hook():
     hooks = ["handle_error", "handle_timeout"]
-    assert settle(S.RUN_ERROR, hooks) == []
-    assert settle(S.RUN_TIMEOUT, hooks) == []
+    assert settle(S.RUN_ERROR, hooks) == ()
+    assert settle(S.RUN_TIMEOUT, hooks) == ()
 
 
 def test_a_job_without_parents_starts_ready():

@@ -541,11 +541,15 @@ class SiteStore(BatchStoreMixin, OutboxMixin):
             current = load_states(conn, list({u.job_id: None for u in updates}))
             hooks = self._app_hooks(conn)
             moves = []
+            settles: dict[tuple[S, str], S] = {}  # where each kind of report leaves a job
             for u in updates:
                 if u.job_id not in current:
                     out.rejected[u.job_id] = "no such job"
                     continue
                 state, app, bound = current[u.job_id]
+                if u.started_at is not None and bound == session_id and is_allowed(state, S.RUNNING):
+                    moves.append(Move(u.job_id, state, app, S.RUNNING, "", {}, u.started_at))
+                    state = S.RUNNING
                 if bound != session_id or state == u.state:
                     if self._recorded(conn, u):
                         out.duplicate.append(u.job_id)
@@ -565,7 +569,9 @@ class SiteStore(BatchStoreMixin, OutboxMixin):
                     if u.result is not None:
                         columns["result"] = u.result
                 moves.append(Move(u.job_id, state, app, u.state, u.reason, columns, u.ts))
-                settled = [u.state, *lifecycle.settle(u.state, hooks.get(app, ()))][-1]
+                settled = settles.get((u.state, app))
+                if settled is None:
+                    settled = settles[u.state, app] = (u.state, *lifecycle.settle(u.state, hooks.get(app, ())))[-1]
                 current[u.job_id] = (settled, app, bound if settled == S.RUNNING else None)
             if moves:
                 apply_moves(conn, moves, hooks, now, self.db.next_seq(conn))

@@ -66,30 +66,35 @@ def apply_moves(
     A job may appear in several moves (RUNNING then RUN_DONE in one report); each move must
     start where the previous one left it.  Returns each job's final state.
     """
-    state_of: dict[str, JobState] = {}
-    for m in moves:
-        src = state_of.get(m.job_id, m.src)
-        check_transition(m.job_id, src, m.dst)
-        # the next move starts where this one settles, not where it was sent
-        state_of[m.job_id] = ([m.dst, *lifecycle.settle(m.dst, hooks.get(m.app, ()))])[-1]
     finals: dict[str, JobState] = {}
-    columns: dict[str, dict[str, Any]] = defaultdict(dict)
-    starts: dict[str, int] = defaultdict(int)
-    events: list[tuple[str, str, str, float, str]] = []
+    columns: dict[str, dict[str, Any]] = {}
+    starts: dict[str, int] = {}
+    events: list[tuple[str, JobState, JobState, float, str]] = []
+    chains: dict[tuple[JobState, str], tuple[JobState, ...]] = {}  # every report of a batch is alike
     for m in moves:
-        chain = [m.dst, *lifecycle.settle(m.dst, hooks.get(m.app, ()))]
-        prev = finals.get(m.job_id, m.src)
+        job_id = m.job_id
+        prev = finals.get(job_id, m.src)
+        check_transition(job_id, prev, m.dst)
+        chain = chains.get((m.dst, m.app))
+        if chain is None:
+            chain = chains[m.dst, m.app] = (m.dst, *lifecycle.settle(m.dst, hooks.get(m.app, ())))
         ts = now if m.ts is None else m.ts
-        for i, state in enumerate(chain):
-            events.append((m.job_id, str(prev), str(state), ts, m.reason if i == 0 else ""))
+        reason = m.reason
+        for state in chain:
+            events.append((job_id, prev, state, ts, reason))
+            reason = ""
             prev = state
-        finals[m.job_id] = chain[-1]
-        cols = columns[m.job_id]
-        cols.update(m.columns)
+        # the next move starts where this one settles, not where it was sent
+        finals[job_id] = prev
+        cols = columns.get(job_id)
+        if cols is None:
+            cols = columns[job_id] = {}
+        if m.columns:
+            cols.update(m.columns)
         if m.reason:
             cols["state_reason"] = m.reason
         if m.dst == S.RUNNING:
-            starts[m.job_id] += 1
+            starts[job_id] = starts.get(job_id, 0) + 1
     updates: dict[tuple[str, ...], list[tuple[Any, ...]]] = defaultdict(list)
     for job_id, final in finals.items():
         cols = columns[job_id]
@@ -97,7 +102,7 @@ def apply_moves(
             # only a running job stays bound to the session that runs it
             cols.setdefault("session_id", None)
         keys = tuple(sorted(cols))
-        updates[keys].append((str(final), now, seq, starts[job_id], *(cols[k] for k in keys), job_id))
+        updates[keys].append((final, now, seq, starts.get(job_id, 0), *(cols[k] for k in keys), job_id))
     for keys, rows in updates.items():
         sets = "".join(f", {c} = ?" for c in keys)
         conn.executemany(
@@ -105,9 +110,10 @@ def apply_moves(
             f"attempts = attempts + ?{sets} WHERE id = ?",
             rows,
         )
-    conn.executemany(
-        "INSERT INTO events (job_id, from_state, to_state, ts, reason) VALUES (?, ?, ?, ?, ?)",
-        events,
+    conn.execute(
+        "INSERT INTO events (job_id, from_state, to_state, ts, reason) "
+        "SELECT value->>0, value->>1, value->>2, value->>3, value->>4 FROM json_each(?)",
+        (msgspec.json.encode(events),),
     )
     finished = [i for i, s in finals.items() if s == S.JOB_FINISHED]
     failed = [(i, s) for i, s in finals.items() if s in (S.FAILED, S.KILLED)]

@@ -48,6 +48,45 @@ def test_events_carry_the_launchers_report_times(store, session):
     assert [e.ts for e in store.events(job.id)][-5:] == [10.0, 20.0, 20.0, 20.0, 20.0]
 
 
+def test_an_end_report_carrying_its_start_records_running_at_that_time(store, session):
+    [job] = claimed(store, session)
+    outcome = store.update_states(
+        session.id, [StateUpdate(job_id=job.id, state=S.RUN_DONE, ts=20.0, return_code=0, started_at=10.0)]
+    )
+    assert outcome.rejected == {}
+    assert history(store, job.id)[3:] == [
+        S.PREPROCESSED, S.RUNNING, S.RUN_DONE, S.POSTPROCESSED, S.STAGED_OUT, S.JOB_FINISHED,
+    ]  # fmt: skip
+    assert [e.ts for e in store.events(job.id)][-5:] == [10.0, 20.0, 20.0, 20.0, 20.0]
+    assert store.get(job.id).attempts == 1
+
+
+def test_a_start_already_reported_is_not_recorded_twice(store, session):
+    [job] = claimed(store, session)
+    store.update_states(session.id, [StateUpdate(job_id=job.id, state=S.RUNNING, ts=10.0)])
+    store.update_states(session.id, [StateUpdate(job_id=job.id, state=S.RUN_ERROR, ts=20.0, started_at=10.0)])
+    assert history(store, job.id)[-3:] == [S.RUNNING, S.RUN_ERROR, S.FAILED]
+    assert history(store, job.id).count(S.RUNNING) == 1
+
+
+def test_an_end_report_with_its_start_resent_after_a_lost_reply_is_a_duplicate(store, session):
+    [job] = claimed(store, session)
+    update = StateUpdate(job_id=job.id, state=S.RUN_DONE, ts=20.0, return_code=0, started_at=10.0)
+    store.update_states(session.id, [update])
+    again = store.update_states(session.id, [update])
+    assert (again.duplicate, again.rejected) == ([job.id], {})
+    assert history(store, job.id).count(S.RUNNING) == 1
+
+
+def test_an_end_report_with_its_start_for_a_job_of_another_session_is_rejected(store, session):
+    [job] = make_jobs(store, 1)
+    outcome = store.update_states(
+        session.id, [StateUpdate(job_id=job.id, state=S.RUN_DONE, ts=20.0, started_at=10.0)]
+    )
+    assert job.id in outcome.rejected
+    assert store.get(job.id).state == S.PREPROCESSED
+
+
 def test_an_app_with_a_postprocess_hook_stops_at_run_done(store, session):
     [job] = claimed(store, session, app="post")
     report(store, session, job.id, S.RUNNING, S.RUN_DONE, return_code=0)
