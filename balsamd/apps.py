@@ -11,9 +11,11 @@ import hashlib
 import importlib.util
 import inspect
 import keyword
+import os
 import re
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,6 +25,10 @@ from balsamd.states import JobState
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+# set by a warm worker while it runs a job: gives that run's working directory, made real
+workdir_provider: Callable[[], str] | None = None
 
 
 class AppError(Exception):
@@ -46,6 +52,23 @@ class ApplicationDefinition:
 
     def __init__(self, job: Job) -> None:
         self.job = job
+
+    @property
+    def workdir(self) -> Path:
+        """The job's working directory while it runs, made if it does not exist yet.
+
+        A short run may start in its worker's scratch directory (so that runs which write
+        nothing make no directory); asking for ``workdir`` moves the run, and what it wrote,
+        into the job's own directory.
+        """
+        if workdir_provider is not None:
+            return Path(workdir_provider())
+        site = os.environ.get("BALSAMD_SITE")
+        if site is None:
+            raise RuntimeError(f"job {self.job.id}: its working directory is known only while it runs")
+        path = Path(site) / "data" / self.job.workdir
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
     def preprocess(self) -> None:
         self.job.state = JobState.PREPROCESSED

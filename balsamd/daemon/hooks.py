@@ -8,17 +8,20 @@ reason.  User code never runs inside the daemon process itself.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import os
 import signal
 import time
 import traceback
+from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
 from balsamd.apps import import_app_module
-from balsamd.launch.pyworker import PythonWorker, serve_tasks
 from balsamd.models import Job
 from balsamd.states import JobState
 
@@ -38,7 +41,7 @@ DEFAULT_NEXT: dict[str, JobState] = {
     "handle_timeout": S.RESTART_READY,
 }
 
-_job_encode = msgspec.msgpack.Encoder().encode
+_job_encode = _encode = msgspec.msgpack.Encoder().encode
 _job_decode = msgspec.msgpack.Decoder(Job).decode
 _json_encode = msgspec.json.Encoder().encode
 _json_decode = msgspec.json.Decoder(dict).decode
@@ -81,6 +84,55 @@ def run_hook(task: HookTask) -> HookResult:
         error = f"{task.hook} set job.data to a value that cannot be stored: {exc}"
         return HookResult(job.id, False, error=error)
     return HookResult(job.id, True, state, data)
+
+
+def serve_tasks(conn: Connection, task_type: type, func: Callable[[Any], Any]) -> None:
+    """A worker's loop: decode a task, call ``func``, send back what it returns, until EOF."""
+    os.setsid()  # its own process group: stopping a job stops what the job started
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    decode = msgspec.msgpack.Decoder(task_type).decode
+    while True:
+        try:
+            raw = conn.recv_bytes()
+        except EOFError:
+            return
+        conn.send_bytes(_encode(func(decode(raw))))
+
+
+class PythonWorker:
+    """One spawned worker process and the task it is running, if any."""
+
+    def __init__(self, ctx: Any, target: Callable[[Connection], None]) -> None:
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=target, args=(child,), daemon=True)
+        self.process.start()
+        child.close()
+        self.job_id: str | None = None
+
+    def fileno(self) -> int:
+        return self.conn.fileno()
+
+    def submit(self, task: msgspec.Struct, job_id: str) -> None:
+        self.job_id = job_id
+        self.conn.send_bytes(_encode(task))
+
+    def receive(self, result_type: type) -> Any:
+        """The finished task's result, or None when the worker died."""
+        try:
+            raw = self.conn.recv_bytes()
+        except (EOFError, OSError):
+            return None
+        self.job_id = None
+        return msgspec.msgpack.decode(raw, type=result_type)
+
+    def signal(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, sig)
+
+    def stop(self) -> None:
+        self.conn.close()
+        self.signal(signal.SIGKILL)
+        self.process.join(timeout=5)
 
 
 def _hook_worker_main(conn: Connection) -> None:

@@ -37,9 +37,15 @@ def job_environment(job: Job, app: App, placement: Placement, site_path: str, gp
     host = placement.hosts[0]
     env.update(gpu_environment(placement.gpu_ids.get(host, []), gpu_env))
     if app.kind == AppKind.PYTHON:
-        # ranks started by an MPI launcher must import balsamd the way this process did
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root(), os.environ.get("PYTHONPATH")]))
+        env["PYTHONPATH"] = python_path()
     return env
+
+
+@functools.cache
+def python_path() -> str:
+    """PYTHONPATH of Python-app runs: ranks started by an MPI launcher must import balsamd the
+    way this process did."""
+    return os.pathsep.join(filter(None, [package_root(), os.environ.get("PYTHONPATH")]))
 
 
 @functools.cache

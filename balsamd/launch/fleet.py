@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import msgspec
@@ -25,7 +26,7 @@ from balsamd.launch import nodeworker as nw
 from balsamd.launch.commands import package_root
 from balsamd.launch.mpi import build_mpi_command
 from balsamd.launch.resources import Placement
-from balsamd.launch.runner import Finished, Runner
+from balsamd.launch.runner import Finished, RunEvent, Runner, RunStarted
 from balsamd.models import App, Job
 
 log = logging.getLogger("balsamd.launcher")
@@ -98,6 +99,10 @@ class Fleet:
             local.watch(node.reader.fd)
         self.where: dict[str, RemoteNode] = {}
         self.lost_hosts: list[str] = []
+        self._started: list[RunEvent] = []
+
+    def watch(self, fd: int) -> None:
+        self.local.watch(fd)
 
     @property
     def apps(self) -> dict[str, App]:
@@ -121,10 +126,22 @@ class Fleet:
             return Finished(job.id, None, f"the worker on node {node.host} is gone", lost=True)
         node.jobs.add(job.id)
         self.where[job.id] = node
+        self._started.append(RunStarted(job.id, time.time()))
         return None
 
-    def wait(self, timeout: float) -> list[Finished]:
-        done = self.local.wait(timeout)
+    def short_apps_changed(self, app: str, short: bool) -> None:
+        self.local.short_apps_changed(app, short)
+
+    def can_follow(self, job: Job) -> bool:
+        return self.local.can_follow(job)
+
+    def follow(self, after: str, jobs: list[Job], placement: Placement) -> bool:
+        """Only local runs have workers to queue jobs on."""
+        return after not in self.where and self.local.follow(after, jobs, placement)
+
+    def wait(self, timeout: float) -> list[RunEvent]:
+        done, self._started = self._started, []
+        done.extend(self.local.wait(0.0 if done else timeout))
         for node in self.remotes.values():
             if not node.alive:
                 continue

@@ -129,8 +129,9 @@ def serve(site_path: Path, stdin_fd: int = 0, out=None) -> int:
     out.flush()
     try:
         while not reader.eof:
-            for f in runner.wait(1.0):
-                out.write(to_line(finished_message(f)))
+            for event in runner.wait(1.0):
+                if isinstance(event, Finished):  # the leader reported the start when it sent the run
+                    out.write(to_line(finished_message(event)))
             for line in reader.lines():
                 msg = command_from_line(line)
                 if msg is None:

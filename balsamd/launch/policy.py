@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from balsamd.config import LauncherSettings
 from balsamd.launch.resources import FreeCapacity
 from balsamd.models import ClaimLimits, JobMode, StateUpdate
@@ -54,3 +56,32 @@ def finished_update(
         state = JobState.RUN_ERROR
         reason = f"exit code {return_code}\n{reason}" if return_code is not None else reason
     return StateUpdate(job_id=job_id, state=state, ts=ts, return_code=return_code, reason=reason, result=result)
+
+
+QUEUED_WORK_SEC = 0.05  # how much work a worker may hold beyond the run it is doing
+MAX_FOLLOWERS = 256
+MEAN_WEIGHT = 0.2  # of the newest run in the moving mean of an app's run time
+
+
+def short_runs(mean_run_sec: float | None) -> bool:
+    """Whether an app's runs are known to be short: they get queued on workers and make
+    their working directory and output file only if they use them.  Nobody watches a run of
+    a few milliseconds; its bookkeeping would cost more than the run."""
+    return mean_run_sec is not None and mean_run_sec < QUEUED_WORK_SEC / 2
+
+
+def followers(mean_run_sec: float | None) -> int:
+    """How many jobs may wait in a warm worker's queue behind the run it is doing.
+
+    Queued jobs start without waiting for the launcher, which is what makes short runs fast;
+    but a job queued behind a long run waits while other workers may be free.  So only apps
+    whose runs are known to be short get queues, sized to about QUEUED_WORK_SEC of work.
+    """
+    if mean_run_sec is None or not short_runs(mean_run_sec):
+        return 0
+    return min(MAX_FOLLOWERS, math.floor(QUEUED_WORK_SEC / max(mean_run_sec, 1e-9)))
+
+
+def updated_mean(mean: float | None, elapsed: float) -> float:
+    """The moving mean of an app's run time after one more run."""
+    return elapsed if mean is None else mean + MEAN_WEIGHT * (elapsed - mean)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import msgspec
 
-from balsamd.launch.pyworker import PyTask, call_app
+from balsamd.launch.pyproto import PyTask
+from balsamd.launch.pyworker import call_app
 
 RANK_VARIABLES = ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID", "ALPS_APP_PE")
 

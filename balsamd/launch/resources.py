@@ -244,6 +244,22 @@ class NodeManager:
                 node.gpu_used[gpu] -= amount
         return placement
 
+    def transfer(self, from_id: str, to_id: str) -> Placement:
+        """Hand ``from_id``'s reservation, unchanged, to ``to_id``: the job that was waiting
+        behind it on the same worker and now takes its place."""
+        if to_id in self._placed:
+            raise ValueError(f"job {to_id} is already placed")
+        try:
+            placement, shares = self._placed.pop(from_id)
+        except KeyError:
+            raise KeyError(f"job {from_id} has no placement on this launcher's nodes") from None
+        for host in placement.hosts:
+            ids = self._by_host[host].job_ids
+            ids[ids.index(from_id)] = to_id
+        moved = Placement(to_id, placement.hosts, placement.gpu_ids, placement.cpus, placement.occupancy)
+        self._placed[to_id] = (moved, shares)
+        return moved
+
     def free_capacity(self) -> FreeCapacity:
         return FreeCapacity(
             idle_nodes=sum(node.idle for node in self._nodes),

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 from click.testing import CliRunner
 
+import balsamd
 from balsamd.cli import cli
 from balsamd.results import value_of
 
@@ -22,7 +23,9 @@ from balsamd import ApplicationDefinition
 
 class Square(ApplicationDefinition):
     def run(self, x: int) -> dict:
-        print(f"squaring {x} in {os.getcwd()}")
+        with open("square.txt", "w") as f:
+            f.write(str(x * x))
+        print(f"squaring {x} in {self.workdir}")
         if x < 0:
             raise ValueError(f"cannot square negative {x}")
         return {"square": x * x, "pid": os.getpid()}
@@ -61,6 +64,7 @@ def test_python_return_values_come_back_through_value_of(squared: Squared) -> No
         assert job.state == "JOB_FINISHED"
         assert value_of(job)["square"] == x * x
         assert f"squaring {x} in {site.data / job.workdir}" in site.output(job_id)
+        assert (site.data / job.workdir / "square.txt").read_text() == str(x * x)
 
 
 def test_python_exceptions_are_reraised_with_the_remote_traceback(squared: Squared) -> None:
@@ -93,3 +97,35 @@ def test_python_workers_are_warm_one_process_serves_every_job(squared: Squared) 
     pids = {value_of(site.job(job_id))["pid"] for job_id in good}
     assert len(pids) == 1, f"one run at a time should reuse one worker, saw pids {pids}"
     assert launcher_pid not in pids
+
+
+NOOP_APP = """\
+from balsamd import ApplicationDefinition
+
+
+class Noop(ApplicationDefinition):
+    def run(self, i: int) -> int:
+        return i
+"""
+
+
+def test_a_campaign_of_short_python_jobs_is_queued_on_workers_and_makes_no_empty_workdirs(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    with new_site(tmp_path_factory.mktemp("short")) as site:
+        site.configure(cpus_per_node=2)
+        site.python_app("Noop", NOOP_APP)
+        ids = [site.create("Noop", parameters={"i": i}, node_packing_count=2)[0] for i in range(2)]
+        with balsamd.connect(site.root) as s:
+            ids += [h.id for h in s.jobs.bulk_create(
+                {"app": "Noop", "workdir": f"bulk/{i}", "parameters": {"i": i}, "node_packing_count": 2}
+                for i in range(2, 600)
+            )]  # fmt: skip
+        proc = site.start_launcher("--job-mode", "serial", "--nodes", "n1", "--idle-ttl", "0.5")
+        site.finish(proc)
+        assert set(site.states(ids)) == {"JOB_FINISHED"}
+        assert [value_of(site.job(job_id)) for job_id in ids[::50]] == list(range(0, 600, 50))
+        assert site.path(ids[-1])[-5:] == ["RUNNING", "RUN_DONE", "POSTPROCESSED", "STAGED_OUT", "JOB_FINISHED"]
+        # once the app's runs are known to be short, silent runs make no directory
+        made = list((site.data / "bulk").iterdir()) if (site.data / "bulk").exists() else []
+        assert len(made) < 50, f"{len(made)} of 598 silent runs made a workdir"

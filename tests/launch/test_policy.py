@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 
 from balsamd.config import LauncherSettings
-from balsamd.launch.policy import claim_limits, finished_update
+from balsamd.launch.policy import (
+    MAX_FOLLOWERS,
+    MEAN_WEIGHT,
+    QUEUED_WORK_SEC,
+    claim_limits,
+    finished_update,
+    followers,
+    short_runs,
+    updated_mean,
+)
 from balsamd.launch.resources import FreeCapacity
 from balsamd.models import ClaimLimits, JobMode
 from balsamd.states import JobState
@@ -109,3 +118,41 @@ def test_a_run_stopped_for_time_is_run_timeout_whatever_its_exit(code: int | Non
 def test_a_timed_out_run_keeps_its_output_tail_as_reason() -> None:
     update = finished_update("J1", -15, "got TERM\n", None, True, 1.0)
     assert (update.state, update.reason) == (JobState.RUN_TIMEOUT, "got TERM\n")
+
+
+# ----- short runs: queues on workers, lazy files ----------------------------------------------
+
+
+def test_an_app_whose_run_time_is_unknown_is_not_short_and_gets_no_queue() -> None:
+    assert not short_runs(None)
+    assert followers(None) == 0
+
+
+def test_long_runs_get_no_queue_so_no_job_waits_behind_one() -> None:
+    assert not short_runs(QUEUED_WORK_SEC)
+    assert followers(QUEUED_WORK_SEC / 2) == 0
+    assert followers(60.0) == 0
+
+
+def test_short_runs_get_a_queue_of_about_queued_work_sec_of_work() -> None:
+    assert short_runs(0.001)
+    assert followers(0.001) == round(QUEUED_WORK_SEC / 0.001)
+    assert followers(QUEUED_WORK_SEC / 4) == 4
+
+
+def test_queues_never_exceed_max_followers_however_short_the_runs() -> None:
+    assert followers(1e-7) == MAX_FOLLOWERS
+    assert followers(0.0) == MAX_FOLLOWERS
+
+
+def test_the_first_run_sets_the_mean_and_later_runs_move_it_by_their_weight() -> None:
+    mean = updated_mean(None, 2.0)
+    assert mean == 2.0
+    assert updated_mean(mean, 1.0) == pytest.approx(2.0 - MEAN_WEIGHT)
+
+
+def test_a_few_long_runs_end_an_apps_short_status() -> None:
+    mean = 0.001
+    for _ in range(3):
+        mean = updated_mean(mean, 10.0)
+    assert not short_runs(mean)

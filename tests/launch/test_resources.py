@@ -210,6 +210,32 @@ def test_placements_list_the_runs_in_progress() -> None:
     assert list(nm.placements) == [b.id]
 
 
+# --- transfer ---------------------------------------------------------------------------------
+
+
+def test_transfer_hands_a_placement_unchanged_to_the_job_queued_behind_it() -> None:
+    nm = manager(hosts=1, cpus=4, gpus=2)
+    first = nm.place(job("first", gpus_per_rank=0.5, node_packing_count=4))
+    assert first is not None
+    before = (nm.nodes[0].used_cpus, nm.nodes[0].occupancy, list(nm.nodes[0].gpu_used))
+    moved = nm.transfer("first", "next")
+    assert (moved.job_id, moved.hosts, moved.gpu_ids) == ("next", first.hosts, first.gpu_ids)
+    assert (nm.nodes[0].used_cpus, nm.nodes[0].occupancy, nm.nodes[0].gpu_used) == before
+    assert nm.nodes[0].job_ids == ["next"] and list(nm.placements) == ["next"]
+    nm.release("next")
+    assert (nm.nodes[0].used_cpus, nm.nodes[0].occupancy, nm.nodes[0].job_ids) == (0.0, 0.0, [])
+
+
+def test_transfer_from_an_unplaced_job_or_to_a_placed_one_is_an_error() -> None:
+    nm = manager()
+    nm.place(job("a", node_packing_count=2))
+    nm.place(job("b", node_packing_count=2))
+    with pytest.raises(KeyError, match="job nope has no placement"):
+        nm.transfer("nope", "c")
+    with pytest.raises(ValueError, match="job b is already placed"):
+        nm.transfer("a", "b")
+
+
 # --- what the claimer asks ----------------------------------------------------------------------
 
 

@@ -1,0 +1,193 @@
+"""A process that has imported what a warm worker needs and forks workers from itself.
+
+Starting a worker by forking this one takes a millisecond and no imports: on a node of a
+hundred cores that is a hundred workers without a hundred interpreters reading the same
+modules from a parallel filesystem, and the first run starts as soon as its claim arrives.
+
+The launcher holds a socket to the zygote.  It sends ``Fork`` with the new worker's socket
+attached (SCM_RIGHTS); the zygote forks, answers ``Forked`` with the pid, and later reports
+``Exited`` with the wait status.  The zygote ends when the launcher closes its socket.
+
+Usage (started by Zygote below): python -m balsamd.launch.zygote FD
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import msgspec
+
+from balsamd.launch import pyproto as pp
+from balsamd.launch import pyserve
+
+
+class Fork(msgspec.Struct, tag=True, array_like=True):
+    base: str
+
+
+class Forked(msgspec.Struct, tag=True, array_like=True):
+    pid: int
+
+
+class Exited(msgspec.Struct, tag=True, array_like=True):
+    pid: int
+    status: int  # as os.waitpid gives it
+
+
+_decode_fork = msgspec.msgpack.Decoder(Fork).decode
+_decode_reply = msgspec.msgpack.Decoder(Forked | Exited).decode
+
+
+def serve_forks(fd: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    control = socket.socket(fileno=fd)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the selector through the pipe
+    selector = selectors.DefaultSelector()
+    selector.register(control, selectors.EVENT_READ)
+    selector.register(wake_r, selectors.EVENT_READ)
+    buffer = pp.FrameBuffer()
+    fds: list[int] = []  # received with frames not yet complete
+    while True:
+        selector.select()
+        with contextlib.suppress(BlockingIOError):
+            os.read(wake_r, 4096)
+        _report_exits(control)
+        try:
+            data, new_fds, _flags, _addr = socket.recv_fds(control, 1 << 16, 16, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            continue
+        if not data:
+            return
+        buffer.feed(data)
+        fds.extend(new_fds)
+        for raw in buffer.frames():
+            worker_fd = fds.pop(0)
+            pid = os.fork()
+            if pid == 0:
+                _become_worker(control, selector, wake_r, wake_w, worker_fd, _decode_fork(raw).base)
+            os.close(worker_fd)
+            control.sendall(pp.frame(Forked(pid)))
+
+
+def _report_exits(control: socket.socket) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        control.sendall(pp.frame(Exited(pid, status)))
+
+
+def _become_worker(control, selector, wake_r: int, wake_w: int, fd: int, base: str) -> None:
+    """In the forked child: drop the zygote's state and serve as a worker until the end."""
+    code = 1
+    try:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        selector.close()
+        control.close()
+        os.close(wake_r)
+        os.close(wake_w)
+        os.setsid()  # its own process group: stopping a run stops what the run started
+        code = pyserve.main(fd, base)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+class Zygote:
+    """The launcher's end: start the zygote, fork workers, learn how they ended."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        ours, theirs = socket.socketpair()
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "balsamd.launch.zygote", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, start_new_session=True, env=env,
+            )  # fmt: skip
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self.sock = ours
+        self.buffer = pp.FrameBuffer()
+        self.exits: dict[int, int] = {}
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def fork(self, base: str) -> tuple[int, socket.socket]:
+        """A new worker's pid and the launcher's socket to it; OSError if the zygote is gone."""
+        ours, theirs = socket.socketpair()
+        try:
+            socket.send_fds(self.sock, [pp.frame(Fork(base))], [theirs.fileno()])
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        while True:
+            for reply in self._replies(block=True):
+                if isinstance(reply, Forked):
+                    return reply.pid, ours
+
+    def status(self, pid: int, timeout: float = 1.0) -> int | None:
+        """The wait status of an ended worker, waiting for the news at most ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while pid not in self.exits and time.monotonic() < deadline:
+            self.sock.settimeout(max(0.001, deadline - time.monotonic()))
+            try:
+                list(self._replies(block=True))
+            except (TimeoutError, OSError):
+                break
+            finally:
+                self.sock.settimeout(None)
+        return self.exits.pop(pid, None)
+
+    def _replies(self, block: bool) -> list[Forked | Exited]:
+        data = self.sock.recv(1 << 16, 0 if block else socket.MSG_DONTWAIT)
+        if not data:
+            raise ConnectionResetError("the zygote exited")
+        self.buffer.feed(data)
+        replies = [_decode_reply(raw) for raw in self.buffer.frames()]
+        for reply in replies:
+            if isinstance(reply, Exited):
+                self.exits[reply.pid] = reply.status
+        return replies
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def describe_status(status: int | None) -> str:
+    if status is None:
+        return "exit status unknown"
+    if os.WIFSIGNALED(status):
+        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exit code {os.waitstatus_to_exitcode(status)}"
+
+
+if __name__ == "__main__":
+    serve_forks(int(sys.argv[1]))
