@@ -36,6 +36,9 @@ class Move(msgspec.Struct):
     ts: float | None = None
 
 
+_BLOB_COLUMNS = frozenset({"result"})  # sent as hex inside the JSON of a batch update
+
+
 def _in_chunks(items: list[str], size: int = 20_000) -> Iterable[list[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -45,11 +48,14 @@ def load_states(conn: apsw.Connection, ids: list[str]) -> dict[str, tuple[JobSta
     """id -> (state, app, session_id) for the ids that exist."""
     found: dict[str, tuple[JobState, str, str | None]] = {}
     for chunk in _in_chunks(ids):
-        rows = conn.execute(
-            "SELECT id, state, app, session_id FROM jobs WHERE id IN (SELECT value FROM json_each(?))",
-            (msgspec.json.encode(chunk).decode(),),
-        )
-        for id_, state, app, session in rows:
+        # one row of JSON, not a row per job: each row stepped is a GIL handover with the
+        # launcher's loop when a courier thread reports
+        (rows,) = conn.execute(
+            "SELECT json_group_array(json_array(id, state, app, session_id)) FROM jobs "
+            "WHERE id IN (SELECT value FROM json_each(?))",
+            (msgspec.json.encode(chunk),),
+        ).fetchone()
+        for id_, state, app, session in msgspec.json.decode(rows):
             found[id_] = (S(state), app, session)
     return found
 
@@ -95,20 +101,27 @@ def apply_moves(
             cols["state_reason"] = m.reason
         if m.dst == S.RUNNING:
             starts[job_id] = starts.get(job_id, 0) + 1
-    updates: dict[tuple[str, ...], list[tuple[Any, ...]]] = defaultdict(list)
+    updates: dict[tuple[str, ...], list[list[Any]]] = defaultdict(list)
     for job_id, final in finals.items():
         cols = columns[job_id]
         if final != S.RUNNING:
             # only a running job stays bound to the session that runs it
             cols.setdefault("session_id", None)
         keys = tuple(sorted(cols))
-        updates[keys].append((final, now, seq, starts.get(job_id, 0), *(cols[k] for k in keys), job_id))
+        row = [job_id, final, starts.get(job_id, 0)]
+        for k in keys:
+            value = cols[k]
+            row.append(value.hex() if k in _BLOB_COLUMNS and value is not None else value)
+        updates[keys].append(row)
     for keys, rows in updates.items():
-        sets = "".join(f", {c} = ?" for c in keys)
-        conn.executemany(
-            "UPDATE jobs SET state = ?, updated_at = ?, seq = ?, version = version + 1, "
-            f"attempts = attempts + ?{sets} WHERE id = ?",
-            rows,
+        sets = "".join(
+            f", {c} = unhex(u.value->>{i + 3})" if c in _BLOB_COLUMNS else f", {c} = u.value->>{i + 3}"
+            for i, c in enumerate(keys)
+        )
+        conn.execute(
+            "UPDATE jobs SET state = u.value->>1, updated_at = ?1, seq = ?2, version = version + 1, "
+            f"attempts = attempts + (u.value->>2){sets} FROM json_each(?3) AS u WHERE jobs.id = u.value->>0",
+            (now, seq, msgspec.json.encode(rows)),
         )
     conn.execute(
         "INSERT INTO events (job_id, from_state, to_state, ts, reason) "

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from balsamd.config import LauncherSettings
+from balsamd.launch.pyserve import NICE
 from balsamd.launch.resources import Placement
 from balsamd.launch.runner import Finished, HandedBack, RunEvent, Runner, RunStarted
 from balsamd.models import App, AppKind, Job
@@ -189,3 +190,11 @@ def test_a_new_job_after_a_dead_worker_gets_a_fresh_one(runner: Runner) -> None:
     [*_, finished] = events_until(runner, 1)
     assert isinstance(finished, Finished) and finished.return_code == 0
     assert runner.workers[0].pid != old.pid
+
+
+def test_workers_run_below_the_launchers_priority_so_its_bookkeeping_goes_first(runner: Runner) -> None:
+    start(runner, job("a"))
+    events_until(runner, 1)
+    [worker] = runner.workers
+    fields = Path(f"/proc/{worker.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    assert int(fields[16]) == min(19, os.nice(0) + NICE)  # field 19 of stat: nice
