@@ -35,6 +35,7 @@ from balsamd.store.store import SessionGone
 log = logging.getLogger("balsamd.launcher")
 
 FLUSH_SEC = 0.05  # between claims that found fewer jobs than asked; between report retries
+REPORT_DELAY_SEC = 0.02  # most a state report waits for others to go out with it
 IDLE_CLAIM_SEC = 1.0  # how often an idle launcher asks for work
 MAX_WAIT_SEC = 0.5
 MAX_REPORT = 1024  # state reports in one call on the job source
@@ -112,7 +113,7 @@ class Launcher:
         self.updates: list[StateUpdate] = []
         # RUNNING reports not sent yet: a run that ends before they go out is reported once
         self.starts: dict[str, StateUpdate] = {}
-        self.retry_reports_at = 0.0
+        self.report_at = 0.0  # the unsent reports go out then (or when there are MAX_REPORT)
         self.courier = Courier()
         self.next_claim = self.start
         self.claim_request = new_id()
@@ -174,7 +175,7 @@ class Launcher:
                 self._claim(now)
         elif now >= self.draining_since + self.settings.timeout_grace_sec:
             self.runner.signal(list(self.running), signal.SIGKILL)
-        if self._unsent() and now >= self.retry_reports_at and not self.courier.pending("report"):
+        if self._unsent() and not self.courier.pending("report") and (now >= self.report_at or self._unsent_full()):
             self._flush()  # while one report is out the next batch grows: batches fit the load
         if now >= self.next_heartbeat:
             self._heartbeat(now)
@@ -184,7 +185,7 @@ class Launcher:
             return 0.0
         wake = [self.next_heartbeat, now + MAX_WAIT_SEC]  # the courier's deliveries wake it too
         if self._unsent() and not self.courier.pending("report"):
-            wake.append(self.retry_reports_at)
+            wake.append(self.report_at)
         if self.draining_since is None and not self.courier.pending("claim"):
             wake.append(self.next_claim)
         return max(0.0, min(wake) - now)
@@ -225,6 +226,7 @@ class Launcher:
         if job_id in self.running and job_id not in self.started:
             self.started.add(job_id)
             self.summary.started += 1
+            self._gather()
             self.starts[job_id] = StateUpdate(job_id=job_id, state=JobState.RUNNING, ts=ts)
 
     def _ended(self, f: Finished) -> None:
@@ -388,10 +390,20 @@ class Launcher:
             self._start_backlog(now)
 
     def _queue(self, update: StateUpdate) -> None:
+        self._gather()
         self.updates.append(update)
+
+    def _gather(self) -> None:
+        """Reports wait up to REPORT_DELAY_SEC for others: one call per run would cost a store
+        transaction per run."""
+        if not self._unsent():
+            self.report_at = max(self.report_at, self.clock() + REPORT_DELAY_SEC)
 
     def _unsent(self) -> bool:
         return bool(self.updates or self.starts)
+
+    def _unsent_full(self) -> bool:
+        return len(self.updates) + len(self.starts) >= MAX_REPORT
 
     def _flush(self) -> None:
         if self.starts:
@@ -405,7 +417,7 @@ class Launcher:
         batch = delivery.request
         if delivery.error is not None:  # keep them; they go out again soon
             self.updates = batch + self.updates
-            self.retry_reports_at = self.clock() + FLUSH_SEC
+            self.report_at = self.clock() + FLUSH_SEC
             self._warn(
                 "report", "state reports failed (kept, %d waiting to be resent): %s", len(self.updates), delivery.error
             )
