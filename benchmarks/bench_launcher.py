@@ -14,11 +14,12 @@ launcher.p1_noop_command
 
 launcher.p2_noop_python
     balsamd: the same with a Python app whose ``run`` returns None; the launcher runs them in
-    its warm workers (started on demand, inside the timed region).
+    its warm workers (forked from the zygote it starts, inside the timed region).
     baseline: a ``spawn`` ``multiprocessing.Pool(cores)`` mapping the same no-op function over
     N items with ``chunksize=1``, timed from creating the pool until ``map`` returns.  One item
-    per message, because the launcher also hands its workers one job per message; Pool's
-    default chunking would send N / (4 * cores) calls at once and measure pickling instead.
+    per task, as each balsamd job is a unit of its own with its start and end recorded (the
+    launcher may queue several on a worker in one message, the Pool's feeder thread does the
+    same); Pool's default chunking would run N / (4 * cores) items as one call.
 
 Metrics in jobs/s.
 """

@@ -384,3 +384,22 @@ def test_command_app_source_refuses_empty_or_quoted_templates() -> None:
         command_app_source("x", " \n ")
     with pytest.raises(AppError, match=r"^app x: placeholder \{\{ a \}\} is inside ' quotes"):
         command_app_source("x", "echo '{{ a }}'")
+
+
+def test_workdir_outside_a_run_is_an_error_naming_the_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    from balsamd import ApplicationDefinition
+    from balsamd.models import Job
+
+    monkeypatch.delenv("BALSAMD_SITE", raising=False)
+    app = ApplicationDefinition(Job(id="j1", app="A", workdir="w/1"))
+    with pytest.raises(RuntimeError, match="job j1: its working directory is known only while it runs"):
+        _ = app.workdir
+
+
+def test_workdir_of_a_run_is_made_under_the_sites_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from balsamd import ApplicationDefinition
+    from balsamd.models import Job
+
+    monkeypatch.setenv("BALSAMD_SITE", str(tmp_path))
+    path = ApplicationDefinition(Job(id="j1", app="A", workdir="w/1")).workdir
+    assert path == tmp_path / "data" / "w" / "1" and path.is_dir()

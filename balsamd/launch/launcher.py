@@ -13,6 +13,7 @@ take over that placement in turn: they start back to back, without a launcher st
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import signal
 import time
@@ -238,7 +239,7 @@ class Launcher:
         del self.running[f.job_id]
         self.started.discard(f.job_id)
         self.confirmed.discard(f.job_id)
-        self._free(f.job_id)
+        self._free(job)
         # freed capacity (and maybe finished parents): ask for work again soon
         self.next_claim = min(self.next_claim, self.clock() if self.more_to_claim else self.last_claim + FLUSH_SEC)
         self.last_busy = self.clock()
@@ -263,11 +264,16 @@ class Launcher:
             self.summary.errors += 1
         self._queue(update)
 
-    def _free(self, job_id: str) -> None:
+    def _free(self, job: Job) -> None:
         """Give back a finished run's placement, or pass it to the next job in its lane."""
+        job_id = job.id
         lane = self.lane_of.pop(job_id, None)
         if lane is None:
             self.nodes.release(job_id)
+            return
+        if lane.placement.job_id != job_id:  # not its turn yet: it holds no placement
+            with contextlib.suppress(ValueError):
+                lane.queue.remove(job)
             return
         del self.lanes[job_id]
         if lane.queue:

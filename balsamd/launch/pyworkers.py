@@ -13,14 +13,13 @@ import itertools
 import os
 import signal
 import socket
-import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from balsamd.launch import pyproto as pp
-from balsamd.launch.zygote import Zygote, describe_status
+from balsamd.launch.zygote import Zygote, describe_status, start_with_socket
 
 _serial = itertools.count()
 
@@ -55,19 +54,9 @@ class WarmWorker:
             pid, sock = zygote.fork(str(base))
             sock.setblocking(False)  # a busy worker reads between runs: the launcher never waits for it
             return cls(pid, sock, base, lambda: describe_status(zygote.status(pid)))
-        ours, theirs = socket.socketpair()
-        try:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "balsamd.launch.pyserve", str(theirs.fileno()), str(base)],
-                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, start_new_session=True, env=env,
-            )  # fmt: skip
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        ours.setblocking(False)
-        return cls(process.pid, ours, base, lambda: _describe_returncode(process.wait()))
+        process, sock = start_with_socket("balsamd.launch.pyserve", [str(base)], env)
+        sock.setblocking(False)
+        return cls(process.pid, sock, base, lambda: _describe_returncode(process.wait()))
 
     @property
     def idle(self) -> bool:

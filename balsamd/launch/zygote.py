@@ -109,22 +109,30 @@ def _become_worker(control, selector, wake_r: int, wake_w: int, fd: int, base: s
         os._exit(code)
 
 
+def start_with_socket(
+    module: str, args: list[str], env: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], socket.socket]:
+    """Start ``python -m MODULE FD ARGS...`` in a session of its own, FD being its end of a
+    socket pair; returns the process and this end."""
+    ours, theirs = socket.socketpair()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", module, str(theirs.fileno()), *args],
+            pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, start_new_session=True, env=env,
+        )  # fmt: skip
+    except BaseException:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+    return process, ours
+
+
 class Zygote:
     """The launcher's end: start the zygote, fork workers, learn how they ended."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        ours, theirs = socket.socketpair()
-        try:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "balsamd.launch.zygote", str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, start_new_session=True, env=env,
-            )  # fmt: skip
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        self.sock = ours
+        self.process, self.sock = start_with_socket("balsamd.launch.zygote", [], env)
         self.buffer = pp.FrameBuffer()
         self.exits: dict[int, int] = {}
 

@@ -4,6 +4,7 @@ them when their app's runs are short."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import time
@@ -20,6 +21,7 @@ from balsamd.models import App, AppKind, Job
 from balsamd.results import unpack
 
 APP = """\
+import logging
 import os
 import time
 
@@ -198,3 +200,18 @@ def test_workers_run_below_the_launchers_priority_so_its_bookkeeping_goes_first(
     [worker] = runner.workers
     fields = Path(f"/proc/{worker.pid}/stat").read_text().rsplit(")", 1)[1].split()
     assert int(fields[16]) == min(19, os.nice(0) + NICE)  # field 19 of stat: nice
+
+
+def test_workers_start_as_new_interpreters_when_the_zygote_is_gone(
+    runner: Runner, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert runner.zygote is not None
+    runner.zygote.process.kill()
+    runner.zygote.process.wait()
+    with caplog.at_level(logging.WARNING, logger="balsamd.launcher"):
+        start(runner, job("after-zygote"))
+    [*_, finished] = events_until(runner, 1)
+    assert isinstance(finished, Finished) and finished.return_code == 0
+    assert runner.zygote is None
+    assert "the worker zygote failed" in caplog.text
+    assert "starting workers as new interpreters" in caplog.text
