@@ -13,6 +13,7 @@ Usage (started by Zygote below): python -m balsamd.launch.zygote FD
 
 from __future__ import annotations
 
+import array
 import contextlib
 import os
 import selectors
@@ -64,7 +65,7 @@ def serve_forks(fd: int) -> None:
             os.read(wake_r, 4096)
         _report_exits(control)
         try:
-            data, new_fds, _flags, _addr = socket.recv_fds(control, 1 << 16, 16, socket.MSG_DONTWAIT)
+            data, new_fds = _recv_fds_nowait(control)
         except BlockingIOError:
             continue
         if not data:
@@ -78,6 +79,19 @@ def serve_forks(fd: int) -> None:
                 _become_worker(control, selector, wake_r, wake_w, worker_fd, _decode_fork(raw).base)
             os.close(worker_fd)
             control.sendall(pp.frame(Forked(pid)))
+
+
+def _recv_fds_nowait(control: socket.socket) -> tuple[bytes, list[int]]:
+    """What has arrived, with the descriptors attached; BlockingIOError if nothing has.
+
+    Not ``socket.recv_fds``: before Python 3.12 it drops its flags and would block here when
+    a child's end, not a message, woke the loop, leaving that end unreported."""
+    fds = array.array("i")
+    data, ancdata, _flags, _addr = control.recvmsg(1 << 16, socket.CMSG_LEN(16 * fds.itemsize), socket.MSG_DONTWAIT)
+    for level, kind, payload in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+    return data, list(fds)
 
 
 def _report_exits(control: socket.socket) -> None:
