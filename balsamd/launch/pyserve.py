@@ -28,6 +28,7 @@ from typing import TextIO
 
 from balsamd import apps
 from balsamd.launch import pyproto as pp
+from balsamd.launch.dirwatch import EntryWatch
 from balsamd.launch.pyworker import call_app
 
 # Where runs and their launcher compete for cores, the launcher's bookkeeping goes first: it
@@ -56,6 +57,9 @@ class Files:
         self.task: pp.PyTask | None = None
         self.in_scratch = False
         os.makedirs(self.scratch, exist_ok=True)
+        # entered by descriptor and watched for entries: no path lookup and no listing per run
+        self._scratch_fd = os.open(self.scratch, os.O_RDONLY | os.O_DIRECTORY)
+        self._scratch_watch = EntryWatch(self.scratch)
         self._point_output_at(self.spill)
 
     def _point_output_at(self, path: str) -> None:
@@ -72,11 +76,14 @@ class Files:
             os.chdir(task.cwd)
             self._point_output_at(task.output)
             return
-        try:
-            os.chdir(task.cwd)
-        except FileNotFoundError:
-            os.chdir(self.scratch)
-            self.in_scratch = True
+        if os.access(task.cwd, os.F_OK):  # cheaper than a failing chdir, the usual case
+            try:
+                os.chdir(task.cwd)
+                return
+            except OSError:
+                pass
+        os.fchdir(self._scratch_fd)
+        self.in_scratch = True
 
     def workdir(self) -> str:
         """The running job's working directory, made now; a run in the scratch directory moves
@@ -99,8 +106,8 @@ class Files:
         if not task.lazy:
             self._point_output_at(self.spill)
             return
-        if self.in_scratch:
-            with os.scandir(self.scratch) as entries:
+        if self.in_scratch and self._scratch_watch.maybe_changed():
+            with os.scandir(self._scratch_fd) as entries:
                 used = next(entries, None) is not None
             if used:
                 self._move_scratch(task.cwd)
@@ -133,11 +140,17 @@ class Files:
             else:
                 os.rmdir(self.scratch)
         os.mkdir(self.scratch)
+        os.close(self._scratch_fd)
+        self._scratch_fd = os.open(self.scratch, os.O_RDONLY | os.O_DIRECTORY)
+        self._scratch_watch.watch()
 
     def _warn(self, text: str) -> None:
         print(f"balsamd worker: {text}", file=self.diagnostics)
 
     def remove(self) -> None:
+        self._scratch_watch.close()
+        with contextlib.suppress(OSError):
+            os.close(self._scratch_fd)
         with contextlib.suppress(OSError):
             os.unlink(self.spill)
         with contextlib.suppress(OSError):
@@ -163,26 +176,38 @@ def _rename_into(src: str, dst: str) -> None:
 
 
 class Environment:
-    """Job environments applied over the worker's own, changing only what differs."""
+    """Job environments applied over the worker's own, changing only what differs.
+
+    Jobs of one app differ in a few variables (their id, their workdir).  When the last run
+    left ``os.environ`` as it was given, only the variables whose values differ from the last
+    job's are set; after a run that changed it, every variable of the next job is checked.
+    """
 
     def __init__(self) -> None:
         self.base: dict[str, str | None] = {}  # the worker's value of every variable a job set
-        self.applied: set[str] = set()
+        self.applied: dict[str, str] = {}
+        self._data: dict | None = getattr(os.environ, "_data", None)  # CPython's store behind os.environ
+        self._given: dict | None = None  # a copy of it as the last run was given it
 
     def apply(self, env: dict[str, str]) -> None:
         environ = os.environ
-        for key in self.applied - env.keys():
+        untouched = self._given is not None and self._given == self._data
+        last = self.applied
+        for key in last.keys() - env.keys():
             value = self.base[key]
             if value is None:
                 environ.pop(key, None)
             else:
                 environ[key] = value
         for key, value in env.items():
+            if untouched and last.get(key) == value:
+                continue
             if key not in self.base:
                 self.base[key] = environ.get(key)
-            if environ.get(key) != value:
+            if untouched or environ.get(key) != value:
                 environ[key] = value
-        self.applied = set(env)
+        self.applied = env
+        self._given = None if self._data is None else self._data.copy()
 
 
 class Reporter:
