@@ -4,6 +4,10 @@ Starting a worker by forking this one takes a millisecond and no imports: on a n
 hundred cores that is a hundred workers without a hundred interpreters reading the same
 modules from a parallel filesystem, and the first run starts as soon as its claim arrives.
 
+The zygote is a fork of the launcher itself when the launcher runs no other thread yet: it
+has imported everything a worker needs, so the first worker starts some 100 ms sooner than
+from a new interpreter.  Otherwise it is started as ``python -m balsamd.launch.zygote``.
+
 The launcher holds a socket to the zygote.  It sends ``Fork`` with the new worker's socket
 attached (SCM_RIGHTS); the zygote forks, answers ``Forked`` with the pid, and later reports
 ``Exited`` with the wait status.  The zygote ends when the launcher closes its socket.
@@ -15,12 +19,15 @@ from __future__ import annotations
 
 import array
 import contextlib
+import gc
+import logging
 import os
 import selectors
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import msgspec
@@ -142,11 +149,90 @@ def start_with_socket(
     return process, ours
 
 
+class ForkedProcess:
+    """What the launcher needs of a child it forked: like ``subprocess.Popen``."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG if deadline is not None else 0)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+            elif deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout or 0.0)
+            elif deadline is not None:
+                time.sleep(0.001)
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+
+
+def fork_self(env: dict[str, str]) -> tuple[ForkedProcess, socket.socket] | None:
+    """This process forked into a zygote, or None when it runs other threads (a fork copies
+    their locks in whatever state they are, and nobody would ever release them)."""
+    if threading.active_count() > 1:
+        return None
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()  # else every worker would write what was still buffered again
+    ours, theirs = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            fd = theirs.detach()
+            _leave_parent(fd, env)
+            serve_forks(fd)
+            code = 0
+        finally:
+            os._exit(code)
+    theirs.close()
+    return ForkedProcess(pid), ours
+
+
+def _leave_parent(fd: int, env: dict[str, str]) -> None:
+    """In the forked zygote: keep none of the launcher's files, handlers or session, and
+    start workers as a new interpreter would: standard streams on fds 0-2, no log handlers."""
+    # The launcher's objects are never finalized here (they would close descriptors by number
+    # after these are reused), and its own descriptors are closed: a worker must not hold the
+    # watchdog's pipe or the store's files open.
+    for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
+        if isinstance(logger, logging.Logger):
+            logger.handlers.clear()
+    logging.getLogger().setLevel(logging.WARNING)
+    gc.freeze()
+    os.closerange(3, fd)
+    os.closerange(fd + 1, os.sysconf("SC_OPEN_MAX"))
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    sys.stdin = sys.__stdin__ = open(0, closefd=False)  # noqa: SIM115 - it lives as long as the process
+    sys.stdout = sys.__stdout__ = open(1, "w", closefd=False)  # noqa: SIM115
+    sys.stderr = sys.__stderr__ = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+    for sig in signal.valid_signals():
+        if callable(signal.getsignal(sig)):
+            signal.signal(sig, signal.SIG_DFL)
+    signal.set_wakeup_fd(-1)
+    os.setsid()
+    for key, value in env.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
+
+
 class Zygote:
     """The launcher's end: start the zygote, fork workers, learn how they ended."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        self.process, self.sock = start_with_socket("balsamd.launch.zygote", [], env)
+        started = fork_self(env)
+        self.process: ForkedProcess | subprocess.Popen[bytes]
+        self.process, self.sock = started or start_with_socket("balsamd.launch.zygote", [], env)
         self.buffer = pp.FrameBuffer()
         self.exits: dict[int, int] = {}
 

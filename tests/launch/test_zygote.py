@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
+import subprocess
+import threading
 from collections.abc import Iterator
 
 import pytest
 
 from balsamd.launch.pyworkers import worker_environment
-from balsamd.launch.zygote import Zygote, describe_status
+from balsamd.launch.zygote import ForkedProcess, Zygote, describe_status
 
 WAIT = 20.0
 
@@ -35,3 +38,43 @@ def test_a_worker_ending_on_its_own_is_reported_with_its_exit_code(zygote: Zygot
     pid, sock = zygote.fork(str(tmp_path / "w"))
     sock.close()  # the worker's socket closing is its cue to exit
     assert describe_status(zygote.status(pid, timeout=WAIT)) == "exit code 0"
+
+
+def test_a_launcher_running_no_other_thread_forks_itself_into_the_zygote(zygote: Zygote) -> None:
+    assert isinstance(zygote.process, ForkedProcess)  # no new interpreter, no imports to wait for
+
+
+def test_with_another_thread_running_the_zygote_is_a_new_interpreter() -> None:
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        z = Zygote(worker_environment())
+    finally:
+        stop.set()
+        other.join()
+    try:
+        assert isinstance(z.process, subprocess.Popen)
+        pid, sock = z.fork("unused")
+        sock.close()
+        assert describe_status(z.status(pid, timeout=WAIT)) == "exit code 0"
+    finally:
+        z.close()
+
+
+def test_workers_keep_none_of_the_launchers_descriptors_open(tmp_path) -> None:
+    # like the watchdog's pipe: it must see the launcher's end close while workers still run
+    read_end, write_end = os.pipe()
+    z = Zygote(worker_environment())
+    try:
+        pid, sock = z.fork(str(tmp_path / "w"))
+        held = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+        assert f"pipe:[{os.fstat(write_end).st_ino}]" not in held
+        os.close(write_end)
+        readable, _, _ = select.select([read_end], [], [], WAIT)
+        assert readable and os.read(read_end, 1) == b""  # end of file now, not when the worker exits
+        sock.close()
+        z.status(pid, timeout=WAIT)
+    finally:
+        os.close(read_end)
+        z.close()
