@@ -58,6 +58,41 @@ def job_from_row(row: tuple[Any, ...]) -> Job:
     )  # fmt: skip
 
 
+class _JobDoc(msgspec.Struct, array_like=True):
+    job: Job
+    result: str | None  # hex: JSON has no bytes
+
+
+_docs_decode = msgspec.json.Decoder(list[_JobDoc]).decode
+_JOB_OBJECT = "json_object({})".format(
+    ", ".join(
+        f"'{c}', json({c})" if c in _JSON_COLUMNS or c == "parent_ids" else f"'{c}', {c}"
+        for c in JOB_COLUMNS
+        if c != "result"
+    )
+)
+
+
+def load_jobs(conn: apsw.Connection, ids: list[str]) -> list[Job]:
+    """The jobs of ``ids`` that exist, read as one JSON document decoded in one call.
+
+    For batches (a claim): each row stepped from Python is a GIL handover, and building
+    Jobs from tuples costs more than msgspec decoding them."""
+    if not ids:
+        return []
+    (doc,) = conn.execute(
+        f"SELECT json_group_array(json_array({_JOB_OBJECT}, hex(result))) FROM jobs "
+        "WHERE id IN (SELECT value FROM json_each(?))",
+        (_json_encode(ids),),
+    ).fetchone()
+    jobs = []
+    for d in _docs_decode(doc):
+        if d.result:
+            d.job.result = bytes.fromhex(d.result)
+        jobs.append(d.job)
+    return jobs
+
+
 def job_to_row(job: Job, seq: int) -> tuple[Any, ...]:
     values = []
     for name in JOB_COLUMNS:

@@ -67,8 +67,8 @@ _ORDERS = {
 }
 
 
-def claim_statement(session_id: str, limits: ClaimLimits, batch_job_id: str | None) -> tuple[str, list[Any]]:
-    """One UPDATE ... RETURNING that binds fitting runnable jobs to a session.
+def claim_statement(limits: ClaimLimits) -> tuple[str, list[Any]]:
+    """One SELECT of the ids (as one JSON array) of the runnable jobs a claim binds.
 
     Candidates are unbound runnable jobs within the per-job limits, in the requested order,
     at most max_jobs of them; when max_aggregate_nodes is set the longest prefix whose summed
@@ -109,8 +109,5 @@ def claim_statement(session_id: str, limits: ClaimLimits, batch_job_id: str | No
             "WHERE used <= ? + 1e-9"
         )
         params.append(limits.max_aggregate_nodes)
-    # Binding is bookkeeping of this site, not a change of the job anyone else follows: it
-    # leaves version, seq and updated_at alone, which keeps the hot claim path to one index
-    # update per job (the RUNNING report that follows is the change that syncs).
-    sql = f"UPDATE jobs SET session_id = ?1, batch_job_id = ?2 WHERE id IN ({chosen}) RETURNING {JOB_SELECT}"
-    return sql, [session_id, batch_job_id, *params]
+    sql = f"SELECT json_group_array(id) FROM ({chosen})"
+    return sql, params

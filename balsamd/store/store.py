@@ -31,6 +31,7 @@ from balsamd.store.db import (
     job_from_row,
     job_to_row,
     json_text,
+    load_jobs,
     session_from_row,
 )
 from balsamd.store.errors import JobNotFound, SessionGone, StoreError
@@ -497,14 +498,21 @@ class SiteStore(BatchStoreMixin, OutboxMixin):
         with self.db.write() as conn:
             batch_job_id, last = self._require_open(conn, session_id)
             if limits.request_id and limits.request_id == last:
-                rows = conn.execute(
-                    f"SELECT {JOB_SELECT} FROM jobs WHERE session_id = ? AND state IN {queries.RUNNABLE_SQL}",
+                (ids,) = conn.execute(
+                    f"SELECT json_group_array(id) FROM jobs WHERE session_id = ? AND state IN {queries.RUNNABLE_SQL}",
                     (session_id,),
-                )
+                ).fetchone()
             else:
-                sql, params = queries.claim_statement(session_id, limits, batch_job_id)
-                rows = conn.execute(sql, params)
-            jobs = [job_from_row(r) for r in rows]
+                sql, params = queries.claim_statement(limits)
+                (ids,) = conn.execute(sql, params).fetchone()
+                # Binding is bookkeeping of this site, not a change of the job anyone else
+                # follows: version, seq and updated_at stay, which keeps the hot claim path to
+                # one index update per job (the RUNNING report that follows is what syncs).
+                conn.execute(
+                    "UPDATE jobs SET session_id = ?, batch_job_id = ? WHERE id IN (SELECT value FROM json_each(?))",
+                    (session_id, batch_job_id, ids),
+                )
+            jobs = load_jobs(conn, msgspec.json.decode(ids))
             if limits.request_id and limits.request_id != last:
                 conn.execute("UPDATE sessions SET last_claim = ? WHERE id = ?", (limits.request_id, session_id))
         order = (

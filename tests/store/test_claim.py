@@ -169,3 +169,26 @@ def test_an_unknown_session_cannot_claim(store):
     make_jobs(store, 1)
     with pytest.raises(SessionGone, match="is unknown"):
         store.claim("nosuch", ClaimLimits())
+
+
+def test_claimed_jobs_carry_every_field_as_stored(store, session):
+    # a retried job keeps its last result (bytes) and attempts; JSON fields come back as values
+    [job] = make_jobs(
+        store, 1, parameters={"x": [1, 2.5, "é"]}, tags={"k": "v"}, data={"n": None},
+        launch_params={"cpu-bind": "core"}, wall_time_min=1.5, gpus_per_rank=0.5,
+    )  # fmt: skip
+    first = store.open_session("first")
+    store.claim(first.id, ClaimLimits())
+    report(store, first, job.id, S.RUNNING, S.RUN_ERROR, result=b"\x00\xffpickled", return_code=3)
+    store.retry([job.id])
+    [claimed] = store.claim(session.id, ClaimLimits())
+    stored = store.get(job.id)
+    assert claimed == stored
+    assert (claimed.result, claimed.attempts, claimed.parameters) == (b"\x00\xffpickled", 1, {"x": [1, 2.5, "é"]})
+
+
+def test_a_resent_claim_returns_the_jobs_the_lost_reply_held(store, session):
+    make_jobs(store, 3)
+    first = store.claim(session.id, ClaimLimits(max_jobs=2, request_id="r1"))
+    again = store.claim(session.id, ClaimLimits(max_jobs=2, request_id="r1"))
+    assert again == first
