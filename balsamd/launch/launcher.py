@@ -176,8 +176,14 @@ class Launcher:
                 self._claim(now)
         elif now >= self.draining_since + self.settings.timeout_grace_sec:
             self.runner.signal(list(self.running), signal.SIGKILL)
-        if self._unsent() and not self.courier.pending("report") and (now >= self.report_at or self._unsent_full()):
-            self._flush()  # while one report is out the next batch grows: batches fit the load
+        if (
+            self._unsent()
+            and not self.courier.pending("report")
+            and (now >= self.report_at or self._unsent_full() or not self.running)
+        ):
+            # while one report is out the next batch grows: batches fit the load; with
+            # nothing running no other report is coming to wait for
+            self._flush()
         if now >= self.next_heartbeat:
             self._heartbeat(now)
 
