@@ -554,12 +554,18 @@ class SiteStore(BatchStoreMixin, OutboxMixin):
                 if u.job_id not in current:
                     out.rejected[u.job_id] = "no such job"
                     continue
-                state, app, bound = current[u.job_id]
+                state = before = current[u.job_id][0]
+                app, bound = current[u.job_id][1:]
+                started_at = None
                 if u.started_at is not None and bound == session_id and is_allowed(state, S.RUNNING):
-                    moves.append(Move(u.job_id, state, app, S.RUNNING, "", {}, u.started_at))
-                    state = S.RUNNING
-                if bound != session_id or state == u.state:
-                    if self._recorded(conn, u):
+                    started_at, state = u.started_at, S.RUNNING  # recorded with the end, or alone
+                if bound != session_id or state == u.state or not is_allowed(state, u.state):
+                    if started_at is not None:
+                        moves.append(Move(u.job_id, before, app, S.RUNNING, "", {}, started_at))
+                        current[u.job_id] = (S.RUNNING, app, bound)
+                    if bound == session_id and state != u.state:
+                        out.rejected[u.job_id] = str(IllegalTransition(u.job_id, state, u.state))
+                    elif self._recorded(conn, u):
                         out.duplicate.append(u.job_id)
                     else:
                         out.rejected[u.job_id] = (
@@ -568,15 +574,12 @@ class SiteStore(BatchStoreMixin, OutboxMixin):
                             else f"job is {state} and not held by session {session_id}"
                         )
                     continue
-                if not is_allowed(state, u.state):
-                    out.rejected[u.job_id] = str(IllegalTransition(u.job_id, state, u.state))
-                    continue
                 columns: dict[str, object] = {}
                 if u.state != S.RUNNING:
                     columns["return_code"] = u.return_code
                     if u.result is not None:
                         columns["result"] = u.result
-                moves.append(Move(u.job_id, state, app, u.state, u.reason, columns, u.ts))
+                moves.append(Move(u.job_id, before, app, u.state, u.reason, columns, u.ts, started_at))
                 settled = settles.get((u.state, app))
                 if settled is None:
                     settled = settles[u.state, app] = (u.state, *lifecycle.settle(u.state, hooks.get(app, ())))[-1]

@@ -16,7 +16,7 @@ import apsw
 import msgspec
 
 from balsamd import lifecycle
-from balsamd.states import IllegalTransition, JobState, check_transition
+from balsamd.states import IllegalTransition, JobState, check_transition, is_allowed
 
 S = JobState
 
@@ -25,6 +25,8 @@ class Move(msgspec.Struct):
     """One requested change: job ``job_id`` (now in ``src``) to ``dst``, plus column values.
 
     ``ts`` is when it happened (a launcher's report time), else the transaction's ``now``.
+    ``started_at``: the job went RUNNING then, on its way to ``dst`` (a short run's start and
+    end reported together).
     """
 
     job_id: str
@@ -34,8 +36,11 @@ class Move(msgspec.Struct):
     reason: str = ""
     columns: dict[str, Any] = {}
     ts: float | None = None
+    started_at: float | None = None
 
 
+_STATES = {str(s): s for s in JobState}
+_STARTABLE = frozenset(s for s in JobState if is_allowed(s, S.RUNNING))
 _BLOB_COLUMNS = frozenset({"result"})  # sent as hex inside the JSON of a batch update
 
 
@@ -56,7 +61,7 @@ def load_states(conn: apsw.Connection, ids: list[str]) -> dict[str, tuple[JobSta
             (msgspec.json.encode(chunk),),
         ).fetchone()
         for id_, state, app, session in msgspec.json.decode(rows):
-            found[id_] = (S(state), app, session)
+            found[id_] = (_STATES[state], app, session)
     return found
 
 
@@ -76,14 +81,21 @@ def apply_moves(
     columns: dict[str, dict[str, Any]] = {}
     starts: dict[str, int] = {}
     events: list[tuple[str, JobState, JobState, float, str]] = []
-    chains: dict[tuple[JobState, str], tuple[JobState, ...]] = {}  # every report of a batch is alike
+    # every report of a batch is alike: each (from, to, app) is checked and settled once
+    chains: dict[tuple[JobState, JobState, str], tuple[JobState, ...]] = {}
     for m in moves:
         job_id = m.job_id
         prev = finals.get(job_id, m.src)
-        check_transition(job_id, prev, m.dst)
-        chain = chains.get((m.dst, m.app))
+        if m.started_at is not None:
+            if prev not in _STARTABLE:
+                check_transition(job_id, prev, S.RUNNING)  # raises
+            events.append((job_id, prev, S.RUNNING, m.started_at, ""))
+            prev = S.RUNNING
+            starts[job_id] = starts.get(job_id, 0) + 1
+        chain = chains.get((prev, m.dst, m.app))
         if chain is None:
-            chain = chains[m.dst, m.app] = (m.dst, *lifecycle.settle(m.dst, hooks.get(m.app, ())))
+            check_transition(job_id, prev, m.dst)
+            chain = chains[prev, m.dst, m.app] = (m.dst, *lifecycle.settle(m.dst, hooks.get(m.app, ())))
         ts = now if m.ts is None else m.ts
         reason = m.reason
         for state in chain:
@@ -94,24 +106,28 @@ def apply_moves(
         finals[job_id] = prev
         cols = columns.get(job_id)
         if cols is None:
-            cols = columns[job_id] = {}
-        if m.columns:
+            cols = columns[job_id] = dict(m.columns)
+        elif m.columns:
             cols.update(m.columns)
         if m.reason:
             cols["state_reason"] = m.reason
         if m.dst == S.RUNNING:
             starts[job_id] = starts.get(job_id, 0) + 1
     updates: dict[tuple[str, ...], list[list[Any]]] = defaultdict(list)
+    blobs: dict[tuple[str, ...], list[int]] = {}  # where each kind of row has a BLOB column
     for job_id, final in finals.items():
         cols = columns[job_id]
         if final != S.RUNNING:
             # only a running job stays bound to the session that runs it
             cols.setdefault("session_id", None)
-        keys = tuple(sorted(cols))
-        row = [job_id, final, starts.get(job_id, 0)]
-        for k in keys:
-            value = cols[k]
-            row.append(value.hex() if k in _BLOB_COLUMNS and value is not None else value)
+        keys = tuple(cols)  # alike reports add their columns in the same order
+        row = [job_id, final, starts.get(job_id, 0), *cols.values()]
+        at = blobs.get(keys)
+        if at is None:
+            at = blobs[keys] = [i + 3 for i, k in enumerate(keys) if k in _BLOB_COLUMNS]
+        for i in at:
+            if row[i] is not None:
+                row[i] = row[i].hex()
         updates[keys].append(row)
     for keys, rows in updates.items():
         sets = "".join(

@@ -78,6 +78,15 @@ def test_an_end_report_with_its_start_resent_after_a_lost_reply_is_a_duplicate(s
     assert history(store, job.id).count(S.RUNNING) == 1
 
 
+def test_an_end_not_allowed_after_its_start_is_rejected_but_the_start_is_recorded(store, session):
+    [job] = claimed(store, session)
+    end = StateUpdate(job_id=job.id, state=S.JOB_FINISHED, ts=20.0, started_at=10.0)
+    outcome = store.update_states(session.id, [end])
+    assert "RUNNING" in outcome.rejected[job.id] and "JOB_FINISHED" in outcome.rejected[job.id]
+    assert store.get(job.id).state == S.RUNNING
+    assert store.events(job.id)[-1].ts == 10.0
+
+
 def test_an_end_report_with_its_start_for_a_job_of_another_session_is_rejected(store, session):
     [job] = make_jobs(store, 1)
     outcome = store.update_states(
