@@ -113,7 +113,7 @@ class Launcher:
         self.confirmed: set[str] = set()  # of the started, those whose RUNNING the source took
         self.updates: list[StateUpdate] = []
         # RUNNING reports not sent yet: a run that ends before they go out is reported once
-        self.starts: dict[str, StateUpdate] = {}
+        self.starts: dict[str, float] = {}  # job id -> when it started
         self.report_at = 0.0  # the unsent reports go out then (or when there are MAX_REPORT)
         self.courier = Courier()
         self.next_claim = self.start
@@ -180,9 +180,11 @@ class Launcher:
             self._unsent()
             and not self.courier.pending("report")
             and (now >= self.report_at or self._unsent_full() or not self.running)
+            and (not self.courier.pending("claim") or self._unsent_full())
         ):
-            # while one report is out the next batch grows: batches fit the load; with
-            # nothing running no other report is coming to wait for
+            # While one report is out the next batch grows: batches fit the load.  With
+            # nothing running no other report is coming to wait for.  A claim on its way goes
+            # first: its reply may want a claim after it, which must not wait behind a report.
             self._flush()
         if now >= self.next_heartbeat:
             self._heartbeat(now)
@@ -234,7 +236,7 @@ class Launcher:
             self.started.add(job_id)
             self.summary.started += 1
             self._gather()
-            self.starts[job_id] = StateUpdate(job_id=job_id, state=JobState.RUNNING, ts=ts)
+            self.starts[job_id] = ts
 
     def _ended(self, f: Finished) -> None:
         job = self.running.get(f.job_id)
@@ -247,8 +249,9 @@ class Launcher:
         self.confirmed.discard(f.job_id)
         self._free(job)
         # freed capacity (and maybe finished parents): ask for work again soon
-        self.next_claim = min(self.next_claim, self.clock() if self.more_to_claim else self.last_claim + FLUSH_SEC)
-        self.last_busy = self.clock()
+        now = self.clock()
+        self.next_claim = min(self.next_claim, now if self.more_to_claim else self.last_claim + FLUSH_SEC)
+        self.last_busy = now
         if f.elapsed is not None:
             mean = self.mean_run[job.app] = updated_mean(self.mean_run.get(job.app), f.elapsed)
             self.runner.short_apps_changed(job.app, short_runs(mean))
@@ -258,10 +261,8 @@ class Launcher:
             return
         timed_out = f.lost or (f.stopped and self.draining_since is not None)
         reason = f.reason if f.lost or not timed_out else f"stopped: {self.drain_reason}\n{f.reason}".rstrip()
-        start = self.starts.pop(f.job_id, None)
         update = finished_update(f.job_id, f.return_code, reason, f.result, timed_out, self.wall_clock())
-        if start is not None:
-            update.started_at = start.ts
+        update.started_at = self.starts.pop(f.job_id, None)
         if update.state == JobState.RUN_DONE:
             self.summary.done += 1
         elif update.state == JobState.RUN_TIMEOUT:
@@ -419,7 +420,7 @@ class Launcher:
 
     def _flush(self) -> None:
         if self.starts:
-            self.updates[:0] = self.starts.values()
+            self.updates[:0] = [StateUpdate(job_id=i, state=JobState.RUNNING, ts=ts) for i, ts in self.starts.items()]
             self.starts.clear()
         # bounded, so that a claim never waits long behind a report
         batch, self.updates = self.updates[:MAX_REPORT], self.updates[MAX_REPORT:]

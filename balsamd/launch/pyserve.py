@@ -179,19 +179,22 @@ class Environment:
     """Job environments applied over the worker's own, changing only what differs.
 
     Jobs of one app differ in a few variables (their id, their workdir).  When the last run
-    left ``os.environ`` as it was given, only the variables whose values differ from the last
-    job's are set; after a run that changed it, every variable of the next job is checked.
+    left the job's variables as it was given them, only those whose values differ from the
+    last job's are set; after a run that changed one, every variable of the next job is
+    checked.
     """
 
     def __init__(self) -> None:
         self.base: dict[str, str | None] = {}  # the worker's value of every variable a job set
         self.applied: dict[str, str] = {}
-        self._data: dict | None = getattr(os.environ, "_data", None)  # CPython's store behind os.environ
-        self._given: dict | None = None  # a copy of it as the last run was given it
+        # CPython's bytes store behind os.environ, and the values the last run was given in it
+        self._data: dict[bytes, bytes] | None = getattr(os.environ, "_data", None)
+        self._given: list[tuple[bytes, bytes | None]] = []
+        self._names: dict[str, bytes] = {}
 
     def apply(self, env: dict[str, str]) -> None:
-        environ = os.environ
-        untouched = self._given is not None and self._given == self._data
+        environ, data = os.environ, self._data
+        untouched = data is not None and bool(self._given) and all(data.get(n) is v for n, v in self._given)
         last = self.applied
         for key in last.keys() - env.keys():
             value = self.base[key]
@@ -207,7 +210,14 @@ class Environment:
             if untouched or environ.get(key) != value:
                 environ[key] = value
         self.applied = env
-        self._given = None if self._data is None else self._data.copy()
+        if data is not None:
+            self._given = [(name, data.get(name)) for name in map(self._name, env)]
+
+    def _name(self, key: str) -> bytes:
+        name = self._names.get(key)
+        if name is None:
+            name = self._names[key] = os.fsencode(key)
+        return name
 
 
 class Reporter:
