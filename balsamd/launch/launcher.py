@@ -242,8 +242,8 @@ class Launcher:
         job = self.running.get(f.job_id)
         if job is None:
             return
-        if f.job_id not in self.started:
-            self._started(f.job_id, self.wall_clock())  # ended before its start was seen
+        if f.job_id not in self.started:  # ended before its start was seen
+            self._started(f.job_id, self.wall_clock() if f.started_at is None else f.started_at)
         del self.running[f.job_id]
         self.started.discard(f.job_id)
         self.confirmed.discard(f.job_id)

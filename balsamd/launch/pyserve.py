@@ -244,7 +244,7 @@ class Reporter:
         with self.lock:
             if self.pending:
                 batch, self.pending = self.pending, []
-                self.sock.sendall(pp.frame(batch))
+                self.sock.sendall(pp.frame(_without_starts_of_ended(batch)))
 
     def _loop(self) -> None:
         while True:
@@ -255,6 +255,13 @@ class Reporter:
                 self.flush()
             except OSError:
                 return  # the launcher has gone; the main loop sees it too
+
+
+def _without_starts_of_ended(batch: list[pp.Report]) -> list[pp.Report]:
+    """A run that ended before its start went out is reported once: its Done says when it
+    started (ts - elapsed)."""
+    ended = {r.job_id for r in batch if type(r) is pp.Done}
+    return [r for r in batch if not (type(r) is pp.Started and r.job_id in ended)] if ended else batch
 
 
 class Worker:

@@ -49,6 +49,7 @@ class Finished:
     stopped: bool = False  # ended by the launcher (time out or kill), not by itself
     lost: bool = False  # its node or worker went away: the run's fate is unknown
     elapsed: float | None = None  # the run's own duration, where the runner measured it
+    started_at: float | None = None  # when it started, for a run whose RunStarted never came
 
 
 @dataclass
@@ -295,11 +296,11 @@ class Runner:
                 events.append(RunStarted(report.job_id, report.ts))
             elif isinstance(report, Done):
                 self.worker_of.pop(report.job_id, None)
-                if report.ok:
-                    events.append(Finished(report.job_id, 0, "", report.result, elapsed=report.elapsed))
-                else:
-                    reason = _traceback_tail(report.result)
-                    events.append(Finished(report.job_id, 1, reason, report.result, elapsed=report.elapsed))
+                code, reason = (0, "") if report.ok else (1, _traceback_tail(report.result))
+                # a short run's start comes with its end: it started elapsed before it ended
+                ended = Finished(report.job_id, code, reason, report.result, elapsed=report.elapsed)
+                ended.started_at = report.ts - report.elapsed
+                events.append(ended)
             elif isinstance(report, Returned):
                 for job_id in report.job_ids:
                     self.worker_of.pop(job_id, None)

@@ -12,7 +12,7 @@ import pytest
 
 from balsamd.launch import dirwatch
 from balsamd.launch import pyproto as pp
-from balsamd.launch.pyserve import Environment, Files
+from balsamd.launch.pyserve import Environment, Files, _without_starts_of_ended
 from balsamd.models import Job
 
 
@@ -122,3 +122,9 @@ def test_a_run_that_changed_the_environment_does_not_leak_into_the_next(environ:
     assert (os.environ["JOB_ID"], os.environ["WORKER_OWN"]) == ("1", "job")
     env.apply({})
     assert os.environ["WORKER_OWN"] == "worker" and "JOB_ID" not in os.environ
+
+
+def test_a_run_that_ended_in_the_same_batch_is_reported_by_its_end_alone() -> None:
+    batch = [pp.Started("a", 1.0), pp.Done("a", 1.5, 0.5, True, b""), pp.Started("b", 1.5)]
+    assert _without_starts_of_ended(batch) == [pp.Done("a", 1.5, 0.5, True, b""), pp.Started("b", 1.5)]
+    assert _without_starts_of_ended([pp.Started("b", 1.5)]) == [pp.Started("b", 1.5)]

@@ -88,17 +88,29 @@ def test_workers_are_forked_from_the_zygote(runner: Runner) -> None:
     assert int(stat.rsplit(")", 1)[1].split()[1]) == runner.zygote.pid  # the worker's parent
 
 
-def test_queued_jobs_run_in_order_on_one_worker_each_start_reported_before_its_end(runner: Runner) -> None:
+def test_queued_jobs_run_in_order_on_one_worker_each_start_known_by_its_end(runner: Runner) -> None:
     start(runner, job("a"), job("b"), job("c"))
     events = events_until(runner, 3)
-    order = [(type(e).__name__, e.job_id) for e in events]
-    assert order == [
-        ("RunStarted", "a"), ("Finished", "a"), ("RunStarted", "b"), ("Finished", "b"),
-        ("RunStarted", "c"), ("Finished", "c"),
-    ]  # fmt: skip
     results = [e for e in events if isinstance(e, Finished)]
+    assert [f.job_id for f in results] == ["a", "b", "c"]
     assert {unpack(f.result)[1] for f in results if f.result} == {runner.workers[0].pid}
     assert all(f.return_code == 0 and f.elapsed is not None and f.elapsed >= 0 for f in results)
+    # a start is reported on its own while the run goes on, else with its end
+    starts = {e.job_id: e.ts for e in events if isinstance(e, RunStarted)}
+    for f in results:
+        assert f.started_at is not None
+        assert starts.get(f.job_id, f.started_at) == pytest.approx(f.started_at, abs=0.01)
+    assert results[0].started_at <= results[1].started_at <= results[2].started_at
+
+
+def test_a_long_runs_start_is_reported_while_it_runs(runner: Runner) -> None:
+    start(runner, job("long", sleep=30.0))
+    deadline = time.monotonic() + WAIT
+    events: list[RunEvent] = []
+    while not events:
+        assert time.monotonic() < deadline, "the start of a running job was never reported"
+        events = runner.wait(0.1)
+    assert [(type(e).__name__, e.job_id) for e in events] == [("RunStarted", "long")]
 
 
 def test_eager_runs_get_their_workdir_and_output_file_while_they_run(runner: Runner, tmp_path: Path) -> None:
