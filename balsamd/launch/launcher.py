@@ -383,12 +383,13 @@ class Launcher:
         self.claim_request = new_id()
         held = {j.id for j in self.backlog} | set(self.running)
         jobs = [j for j in jobs if j.id not in held]
-        fits = {shape: self.nodes.can_ever_fit(shape) for shape in {_shape(j) for j in jobs}}
-        unfit = [j.id for j in jobs if not fits[_shape(j)]]
+        shapes = [_shape(j) for j in jobs]
+        fits = {shape: self.nodes.can_ever_fit(shape) for shape in set(shapes)}
+        unfit = [j.id for j, shape in zip(jobs, shapes, strict=True) if not fits[shape]]
         if unfit:
             log.warning("releasing %d job(s) that can never fit these nodes", len(unfit))
             self.courier.send("release", unfit, lambda: self.source.release(unfit))
-        self.backlog.extend(j for j in jobs if fits[_shape(j)])
+        self.backlog.extend(j for j, shape in zip(jobs, shapes, strict=True) if fits[shape])
         self.more_to_claim = len(jobs) >= limits.max_jobs
         if not jobs:
             self.next_claim = now + IDLE_CLAIM_SEC
