@@ -26,10 +26,15 @@ class ResultNotReady(Exception):
 
 
 def pack_value(value: Any) -> bytes:
+    if value is None:
+        return _NONE  # what most runs return: packed once
     try:
         return pickle.dumps(("ok", value), protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:
         return pack_error(TypeError(f"the return value could not be pickled: {exc}"))
+
+
+_NONE = pickle.dumps(("ok", None), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def pack_error(exc: BaseException) -> bytes:
