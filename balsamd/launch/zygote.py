@@ -29,6 +29,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 
 import msgspec
 
@@ -176,8 +177,12 @@ class ForkedProcess:
 
 def fork_self(env: dict[str, str]) -> tuple[ForkedProcess, socket.socket] | None:
     """This process forked into a zygote, or None when it runs other threads (a fork copies
-    their locks in whatever state they are, and nobody would ever release them)."""
-    if threading.active_count() > 1:
+    their locks in whatever state they are, and nobody would ever release them).
+
+    Nor while this process holds an SQLite database open (the site's store, whenever the
+    launcher works on it directly): SQLite's record of the locks this process holds would be
+    copied, and an app that opens the same database from a worker would trust it."""
+    if threading.active_count() > 1 or _sqlite_files_open():
         return None
     for stream in (sys.stdout, sys.stderr):
         if stream is not None:
@@ -191,14 +196,22 @@ def fork_self(env: dict[str, str]) -> tuple[ForkedProcess, socket.socket] | None
             _leave_parent(fd, env)
             serve_forks(fd)
             code = 0
+        except BaseException:
+            traceback.print_exc()
         finally:
             os._exit(code)
     theirs.close()
     return ForkedProcess(pid), ours
 
 
+def _sqlite_files_open() -> bool:
+    import apsw  # the store's driver: what a launcher of this process could have open
+
+    return any(connection.filename for connection in apsw.connections())
+
+
 def _leave_parent(fd: int, env: dict[str, str]) -> None:
-    """In the forked zygote: keep none of the launcher's files, handlers or session, and
+    """In the forked child: keep none of the launcher's files, handlers or session, and
     start workers as a new interpreter would: standard streams on fds 0-2, no log handlers."""
     # The launcher's objects are never finalized here (they would close descriptors by number
     # after these are reused), and its own descriptors are closed: a worker must not hold the

@@ -4,7 +4,8 @@ job after job."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -13,7 +14,7 @@ import balsamd
 from balsamd.cli import cli
 from balsamd.results import value_of
 
-from .conftest import LaunchSite, new_site
+from .conftest import InProcessRun, LaunchSite, new_site
 
 SQUARE_APP = """\
 import os
@@ -129,3 +130,32 @@ def test_a_campaign_of_short_python_jobs_is_queued_on_workers_and_makes_no_empty
         # once the app's runs are known to be short, silent runs make no directory
         made = list((site.data / "bulk").iterdir()) if (site.data / "bulk").exists() else []
         assert len(made) < 50, f"{len(made)} of 598 silent runs made a workdir"
+
+
+SPAWNER_APP = """\
+import os
+
+import balsamd
+from balsamd import ApplicationDefinition
+
+
+class Spawner(ApplicationDefinition):
+    def run(self, depth: int) -> int:
+        # jobs that make jobs: the site's store, opened from inside a warm worker
+        with balsamd.connect(os.environ["BALSAMD_SITE"]) as site:
+            if depth:
+                site.jobs.create(app="Spawner", workdir=f"{self.job.workdir}-next", parameters={"depth": depth - 1})
+            return site.jobs.count()
+"""
+
+
+def test_a_python_app_may_open_the_sites_store_while_the_launcher_has_it_open(
+    tmp_path: Path, run_in_process: Callable[..., InProcessRun]
+) -> None:
+    with new_site(tmp_path) as site:
+        site.python_app("Spawner", SPAWNER_APP)
+        site.create("Spawner", parameters={"depth": 2})
+        run = run_in_process(site, ["n1"])
+        assert run.summary.errors == 0, run.summary
+        with balsamd.connect(site.root) as opened:
+            assert [j.state for j in opened.jobs.filter()] == ["JOB_FINISHED"] * 3

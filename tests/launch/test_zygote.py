@@ -11,8 +11,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from balsamd.launch import zygote as zygote_module
 from balsamd.launch.pyworkers import worker_environment
 from balsamd.launch.zygote import ForkedProcess, Zygote, describe_status
+from balsamd.store.store import SiteStore
 
 WAIT = 20.0
 
@@ -40,8 +42,28 @@ def test_a_worker_ending_on_its_own_is_reported_with_its_exit_code(zygote: Zygot
     assert describe_status(zygote.status(pid, timeout=WAIT)) == "exit code 0"
 
 
-def test_a_launcher_running_no_other_thread_forks_itself_into_the_zygote(zygote: Zygote) -> None:
-    assert isinstance(zygote.process, ForkedProcess)  # no new interpreter, no imports to wait for
+def test_a_launcher_running_no_other_thread_and_holding_no_database_forks_itself_into_the_zygote(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(zygote_module, "_sqlite_files_open", lambda: False)  # whatever other tests left open
+    z = Zygote(worker_environment())
+    try:
+        assert isinstance(z.process, ForkedProcess)  # no new interpreter, no imports to wait for
+    finally:
+        z.close()
+
+
+def test_a_launcher_holding_a_database_open_starts_the_zygote_as_a_new_interpreter(tmp_path) -> None:
+    # a fork would copy SQLite's record of this process's locks into every worker
+    store = SiteStore(tmp_path / "store.db")
+    try:
+        z = Zygote(worker_environment())
+    finally:
+        store.close()
+    try:
+        assert isinstance(z.process, subprocess.Popen)
+    finally:
+        z.close()
 
 
 def test_with_another_thread_running_the_zygote_is_a_new_interpreter() -> None:
@@ -62,11 +84,15 @@ def test_with_another_thread_running_the_zygote_is_a_new_interpreter() -> None:
         z.close()
 
 
-def test_workers_keep_none_of_the_launchers_descriptors_open(tmp_path) -> None:
+def test_workers_of_a_forked_zygote_keep_none_of_the_launchers_descriptors_open(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # like the watchdog's pipe: it must see the launcher's end close while workers still run
+    monkeypatch.setattr(zygote_module, "_sqlite_files_open", lambda: False)
     read_end, write_end = os.pipe()
     z = Zygote(worker_environment())
     try:
+        assert isinstance(z.process, ForkedProcess)
         pid, sock = z.fork(str(tmp_path / "w"))
         held = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
         assert f"pipe:[{os.fstat(write_end).st_ino}]" not in held
