@@ -176,15 +176,8 @@ class Launcher:
                 self._claim(now)
         elif now >= self.draining_since + self.settings.timeout_grace_sec:
             self.runner.signal(list(self.running), signal.SIGKILL)
-        if (
-            self._unsent()
-            and not self.courier.pending("report")
-            and (now >= self.report_at or self._unsent_full() or not self.running)
-            and (not self.courier.pending("claim") or self._unsent_full())
-        ):
-            # While one report is out the next batch grows: batches fit the load.  With
-            # nothing running no other report is coming to wait for.  A claim on its way goes
-            # first: its reply may want a claim after it, which must not wait behind a report.
+        due = self._report_due(now)
+        if due is not None and now >= due:
             self._flush()
         if now >= self.next_heartbeat:
             self._heartbeat(now)
@@ -193,11 +186,27 @@ class Launcher:
         if self.backlog and self.draining_since is None and self._could_place():
             return 0.0
         wake = [self.next_heartbeat, now + MAX_WAIT_SEC]  # the courier's deliveries wake it too
-        if self._unsent() and not self.courier.pending("report"):
-            wake.append(self.report_at)
+        due = self._report_due(now)
+        if due is not None:
+            wake.append(due)
         if self.draining_since is None and not self.courier.pending("claim"):
             wake.append(self.next_claim)
         return max(0.0, min(wake) - now)
+
+    def _report_due(self, now: float) -> float | None:
+        """When the unsent reports go out, or None while they wait for a call to come back.
+
+        While one report is out the next batch grows: batches fit the load.  A claim on its
+        way goes first: its reply may want a claim after it, which must not wait 30 ms behind
+        a report while workers run dry.  With nothing running, no other report is coming to
+        wait for."""
+        if not self._unsent() or self.courier.pending("report"):
+            return None
+        if self._unsent_full():
+            return now
+        if self.courier.pending("claim"):
+            return None
+        return self.report_at if self.running else now
 
     def _could_place(self) -> bool:
         free = self.nodes.free_capacity()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 from balsamd.config import LauncherSettings
@@ -83,3 +84,42 @@ def test_when_nothing_runs_any_more_the_last_reports_go_out_without_waiting_for_
         launcher.courier.close()
     [(_, [update])] = source.reports
     assert (update.job_id, update.state, update.started_at) == ("j1", JobState.RUN_DONE, 1.0)
+
+
+class HeldClaimSource(OneBatchSource):
+    """Its claims come back only when the test lets them."""
+
+    def __init__(self, jobs: list[Job], clock) -> None:
+        super().__init__(jobs, clock)
+        self.answer = threading.Event()
+
+    def claim(self, limits: ClaimLimits) -> list[Job]:
+        self.answer.wait(20)
+        return super().claim(limits)
+
+
+def test_reports_wait_for_a_claim_on_its_way_without_the_loop_spinning() -> None:
+    now = [100.0]
+    source = HeldClaimSource([], lambda: now[0])
+    launcher = Launcher(
+        source, NodeManager(["h"], 4, 0), InstantRunner(), LauncherSettings(), JobMode.SERIAL,  # type: ignore[arg-type]
+        clock=lambda: now[0], wall_clock=lambda: 5.0,
+    )  # fmt: skip
+    try:
+        launcher.running["j1"] = Job(id="j1", app="a", workdir="w")  # a run goes on
+        launcher._queue(StateUpdate(job_id="j0", state=JobState.RUN_DONE, ts=1.0))
+        launcher._claim(now[0])
+        now[0] += 1.0  # the report is long due
+        assert launcher.courier.pending("claim")
+        assert launcher._report_due(now[0]) is None  # the claim goes first
+        assert launcher._wait_time(now[0]) > 0  # and the loop sleeps until it comes back
+        launcher.step()
+        assert not source.reports
+        source.answer.set()
+        launcher.courier.wait_idle(timeout=20)
+        launcher.step()
+        launcher.courier.wait_idle(timeout=20)
+        assert [u.job_id for _, batch in source.reports for u in batch] == ["j0"]
+    finally:
+        source.answer.set()
+        launcher.courier.close()
