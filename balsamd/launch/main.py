@@ -55,7 +55,11 @@ def run_launcher(
     shape = site.settings.nodes
     manager = NodeManager(hosts, shape.cpus_per_node, shape.gpus_per_node)
     apps = site.apps.sync()
-    runner: Runner | Fleet = Runner(site.path, apps, site.settings.launcher, use_mpi=job_mode == JobMode.MPI)
+    # The runner's zygote may be a fork of this process only while it holds no database open
+    # (see zygote.fork_self); the store's connection is closed meanwhile.
+    released = site.store.db.released() if isinstance(site.store, SiteStore) else contextlib.nullcontext()
+    with released:
+        runner: Runner | Fleet = Runner(site.path, apps, site.settings.launcher, use_mpi=job_mode == JobMode.MPI)
     remote = remote_hosts(hosts, job_mode, site.settings.launcher.node_workers)
     if remote:
         runner = Fleet(runner, remote, site.settings.launcher, site.path)

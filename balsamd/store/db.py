@@ -149,13 +149,7 @@ class Database:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.conn = apsw.Connection(str(path))
-        self.conn.set_busy_timeout(BUSY_TIMEOUT_MS)
-        self.conn.execute("PRAGMA journal_mode = WAL")
-        # NORMAL is durable across process crashes in WAL mode; only a power loss may drop
-        # the last commits, and it never corrupts.  No per-job fsync on the hot path.
-        self.conn.execute("PRAGMA synchronous = NORMAL")
-        self.conn.execute("PRAGMA foreign_keys = OFF")
+        self.conn = self._connect()
         self._lock = threading.RLock()
         self._depth = 0
         try:
@@ -163,6 +157,31 @@ class Database:
         except BaseException:
             self.conn.close()
             raise
+
+    def _connect(self) -> apsw.Connection:
+        conn = apsw.Connection(str(self.path))
+        conn.set_busy_timeout(BUSY_TIMEOUT_MS)
+        conn.execute("PRAGMA journal_mode = WAL")
+        # NORMAL is durable across process crashes in WAL mode; only a power loss may drop
+        # the last commits, and it never corrupts.  No per-job fsync on the hot path.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = OFF")
+        return conn
+
+    @contextlib.contextmanager
+    def released(self) -> Iterator[None]:
+        """The connection closed for the block and opened again after it: a process that
+        forks must hold no database open, or the child inherits SQLite's record of its locks."""
+        with self._lock:
+            if self._depth:
+                raise RuntimeError("the store's connection cannot be released inside a transaction")
+            # the next connection takes the WAL as it is: a checkpoint now would only cost time
+            self.conn.config(apsw.SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1)
+            self.conn.close()
+            try:
+                yield
+            finally:
+                self.conn = self._connect()
 
     @contextlib.contextmanager
     def without_waiting(self) -> Iterator[bool]:
