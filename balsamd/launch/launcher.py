@@ -248,14 +248,17 @@ class Launcher:
             self.starts[job_id] = ts
 
     def _ended(self, f: Finished) -> None:
-        job = self.running.get(f.job_id)
+        job_id = f.job_id
+        job = self.running.pop(job_id, None)
         if job is None:
             return
-        if f.job_id not in self.started:  # ended before its start was seen
-            self._started(f.job_id, self.wall_clock() if f.started_at is None else f.started_at)
-        del self.running[f.job_id]
-        self.started.discard(f.job_id)
-        self.confirmed.discard(f.job_id)
+        if job_id in self.started:
+            self.started.discard(job_id)
+            self.confirmed.discard(job_id)
+            started_at = self.starts.pop(job_id, None)  # None: its RUNNING went out already
+        else:  # ended before its start was seen: the end reports both
+            self.summary.started += 1
+            started_at = self.wall_clock() if f.started_at is None else f.started_at
         self._free(job)
         # freed capacity (and maybe finished parents): ask for work again soon
         now = self.clock()
@@ -270,8 +273,8 @@ class Launcher:
             return
         timed_out = f.lost or (f.stopped and self.draining_since is not None)
         reason = f.reason if f.lost or not timed_out else f"stopped: {self.drain_reason}\n{f.reason}".rstrip()
-        update = finished_update(f.job_id, f.return_code, reason, f.result, timed_out, self.wall_clock())
-        update.started_at = self.starts.pop(f.job_id, None)
+        update = finished_update(job_id, f.return_code, reason, f.result, timed_out, self.wall_clock())
+        update.started_at = started_at
         if update.state == JobState.RUN_DONE:
             self.summary.done += 1
         elif update.state == JobState.RUN_TIMEOUT:
