@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -19,26 +18,10 @@ from balsamd.sched.cobalt import (
     parse_status,
     parse_submit,
 )
+from tests.sched import Replies, sample
 
 B = BatchJobState
-SAMPLES = Path(__file__).parent / "samples"
 NOW = 1_700_000_000.0
-
-
-def sample(name: str) -> str:
-    return (SAMPLES / name).read_text()
-
-
-class Replies:
-    """A ``run`` that answers from a list and records the argv it was given."""
-
-    def __init__(self, *replies: Completed) -> None:
-        self.replies = list(replies)
-        self.calls: list[list[str]] = []
-
-    def __call__(self, argv: Sequence[str]) -> Completed:
-        self.calls.append(list(argv))
-        return self.replies.pop(0)
 
 
 def test_parse_submit_after_routing_messages() -> None:

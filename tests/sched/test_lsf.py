@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -22,14 +21,10 @@ from balsamd.sched.lsf import (
     parse_submit,
     parse_time,
 )
+from tests.sched import Replies, sample
 from tests.sched.fakes.harness import FakeCluster
 
 B = BatchJobState
-SAMPLES = Path(__file__).parent / "samples"
-
-
-def sample(name: str) -> str:
-    return (SAMPLES / name).read_text()
 
 
 def local(year: int, month: int, day: int, hour: int, minute: int) -> float:
@@ -37,18 +32,6 @@ def local(year: int, month: int, day: int, hour: int, minute: int) -> float:
 
 
 NOW = local(2024, 12, 30, 12, 0)
-
-
-class Replies:
-    """A ``run`` that answers from a list and records the argv it was given."""
-
-    def __init__(self, *replies: Completed) -> None:
-        self.replies = list(replies)
-        self.calls: list[list[str]] = []
-
-    def __call__(self, argv: Sequence[str]) -> Completed:
-        self.calls.append(list(argv))
-        return self.replies.pop(0)
 
 
 def test_parse_submit() -> None:

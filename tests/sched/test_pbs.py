@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -20,31 +19,15 @@ from balsamd.sched.pbs import (
     parse_submit,
     parse_time,
 )
+from tests.sched import Replies, sample
 from tests.sched.fakes.harness import FakeCluster
 
 B = BatchJobState
-SAMPLES = Path(__file__).parent / "samples"
 SERVER = "polaris-pbs-01.hsn.cm.polaris.alcf.anl.gov"
-
-
-def sample(name: str) -> str:
-    return (SAMPLES / name).read_text()
 
 
 def local(text: str) -> float:
     return time.mktime(time.strptime(text, "%a %b %d %H:%M:%S %Y"))
-
-
-class Replies:
-    """A ``run`` that answers from a list and records the argv it was given."""
-
-    def __init__(self, *replies: Completed) -> None:
-        self.replies = list(replies)
-        self.calls: list[list[str]] = []
-
-    def __call__(self, argv: Sequence[str]) -> Completed:
-        self.calls.append(list(argv))
-        return self.replies.pop(0)
 
 
 def test_parse_submit() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import pytest
 
@@ -24,13 +23,9 @@ from balsamd.sched.slurm import (
     parse_time,
     parse_time_limit,
 )
+from tests.sched import sample
 
-SAMPLES = Path(__file__).parent / "samples"
 B = BatchJobState
-
-
-def sample(name: str) -> str:
-    return (SAMPLES / name).read_text()
 
 
 def local(iso: str) -> float:
