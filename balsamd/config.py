@@ -272,7 +272,7 @@ gpu_env = ["CUDA_VISIBLE_DEVICES"]
 heartbeat_sec = 60.0         # how often a launcher renews its session
 session_expiry_sec = 300.0   # a session silent this long is expired; its runs become RUN_TIMEOUT
 idle_ttl_sec = 300.0         # a launcher with nothing to run for this long exits
-claim_batch = 512            # most jobs claimed in one round trip
+claim_batch = 512            # jobs claimed in one round trip (more when runs end faster)
 timeout_grace_sec = 30.0     # between SIGTERM and SIGKILL when time runs out
 stop_claiming_min = 1.0      # stop claiming this many minutes before the wall time ends
 # serial mode: start a worker on each node through the MPI launcher (auto: on every node that

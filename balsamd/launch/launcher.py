@@ -39,6 +39,7 @@ FLUSH_SEC = 0.05  # between claims that found fewer jobs than asked; between rep
 REPORT_DELAY_SEC = 0.02  # most a state report waits for others to go out with it
 IDLE_CLAIM_SEC = 1.0  # how often an idle launcher asks for work
 MAX_WAIT_SEC = 0.5
+RATE_WINDOW_SEC = 0.25  # the run rate that sizes serial claims is measured over at least this
 MAX_REPORT = 1024  # state reports in one call on the job source
 KILL_GRACE_SEC = 10.0  # between SIGTERM and SIGKILL for a job killed by its user
 WARN_EVERY_SEC = 10.0  # most frequent warning per kind of job-source failure
@@ -120,6 +121,9 @@ class Launcher:
         self.claim_request = new_id()
         self.last_claim = self.start
         self.more_to_claim = False  # the last claim got all it asked for
+        self.runs_ended = 0
+        self.run_rate = 0.0  # runs ending per second, over the last RATE_WINDOW_SEC or more
+        self.rate_mark = (self.start, 0)  # (when, runs_ended then) that rate is measured from
         self.next_heartbeat = self.start + settings.heartbeat_sec
         self.last_heartbeat_ok = self.start
         self.last_busy = self.start
@@ -260,6 +264,7 @@ class Launcher:
             self.summary.started += 1
             started_at = self.wall_clock() if f.started_at is None else f.started_at
         self._free(job)
+        self.runs_ended += 1
         # freed capacity (and maybe finished parents): ask for work again soon
         now = self.clock()
         self.next_claim = min(self.next_claim, now if self.more_to_claim else self.last_claim + FLUSH_SEC)
@@ -365,6 +370,10 @@ class Launcher:
         if self.courier.pending("claim"):
             return
         remaining = None if self.deadline is None else (self.deadline - now) / 60
+        since, ended = self.rate_mark
+        if now - since >= RATE_WINDOW_SEC:
+            self.run_rate = (self.runs_ended - ended) / (now - since)
+            self.rate_mark = (now, self.runs_ended)
         limits = claim_limits(
             self.mode,
             self.nodes.free_capacity(),
@@ -372,6 +381,7 @@ class Launcher:
             remaining,
             self.settings,
             self.filter_tags,
+            self.run_rate,
         )
         self.last_claim = now
         if limits is None:

@@ -9,6 +9,8 @@ from balsamd.launch.resources import FreeCapacity
 from balsamd.models import ClaimLimits, JobMode, StateUpdate
 from balsamd.states import JobState
 
+CLAIM_AHEAD_SEC = 0.2  # of runs a serial launcher keeps in hand, beyond a batch
+
 
 def claim_limits(
     mode: JobMode,
@@ -17,20 +19,25 @@ def claim_limits(
     remaining_min: float | None,
     settings: LauncherSettings,
     filter_tags: dict[str, str],
+    run_rate: float = 0.0,
 ) -> ClaimLimits | None:
     """What to ask the job source for now, or None when claiming would not help.
 
-    serial mode prefetches a batch of single-rank jobs for all its nodes and refills when the
-    backlog runs low; mpi mode claims only what fits the free nodes now, so that jobs it
-    cannot start stay available to other launchers.
+    serial mode prefetches single-rank jobs for all its nodes, a batch at a time, and keeps
+    at least a batch and CLAIM_AHEAD_SEC of runs at ``run_rate`` (runs ending per second) in
+    its backlog: a claim may wait behind a report, and short runs must not run dry meanwhile.
+    mpi mode claims only what fits the free nodes now, so that jobs it cannot start stay
+    available to other launchers.
     """
     if remaining_min is not None and remaining_min <= settings.stop_claiming_min:
         return None
     max_wall = None if remaining_min is None else remaining_min
     if mode == JobMode.SERIAL:
-        want = settings.claim_batch - backlog
-        if want <= 0 or (backlog and want < settings.claim_batch // 2):
+        batch = settings.claim_batch
+        short = max(batch, math.ceil(run_rate * CLAIM_AHEAD_SEC)) - backlog
+        if short <= 0 or (backlog and short < batch // 2):
             return None
+        want = short
         return ClaimLimits(max_jobs=want, serial_only=True, max_wall_time_min=max_wall, filter_tags=filter_tags)
     if backlog or free.aggregate_free < 1e-9:
         return None

@@ -6,6 +6,7 @@ import pytest
 
 from balsamd.config import LauncherSettings
 from balsamd.launch.policy import (
+    CLAIM_AHEAD_SEC,
     MAX_FOLLOWERS,
     MEAN_WEIGHT,
     QUEUED_WORK_SEC,
@@ -49,6 +50,21 @@ def test_serial_refills_the_backlog_only_once_it_is_half_empty() -> None:
     refill = claim_limits(JobMode.SERIAL, IDLE_FOUR, 50, None, SETTINGS, {})
     assert refill is not None and refill.max_jobs == 50
     assert claim_limits(JobMode.SERIAL, IDLE_FOUR, 100, None, SETTINGS, {}) is None
+
+
+def test_serial_keeps_claim_ahead_seconds_of_runs_in_hand_at_a_high_run_rate() -> None:
+    # 2,000 runs/s: 0.2 s of runs is 400 jobs, four batches of 100
+    rate = 400 / CLAIM_AHEAD_SEC
+    first = claim_limits(JobMode.SERIAL, IDLE_FOUR, 0, None, SETTINGS, {}, rate)
+    assert first is not None and first.max_jobs == 400
+    topping_up = claim_limits(JobMode.SERIAL, IDLE_FOUR, 300, None, SETTINGS, {}, rate)
+    assert topping_up is not None and topping_up.max_jobs == 100
+    assert claim_limits(JobMode.SERIAL, IDLE_FOUR, 351, None, SETTINGS, {}, rate) is None
+
+
+def test_serial_claims_a_batch_at_least_however_slowly_runs_end() -> None:
+    limits = claim_limits(JobMode.SERIAL, IDLE_FOUR, 0, None, SETTINGS, {}, run_rate=1.0)
+    assert limits is not None and limits.max_jobs == 100
 
 
 def test_mpi_claims_only_what_fits_the_free_nodes_now() -> None:
