@@ -17,6 +17,7 @@ import msgspec
 
 from balsamd import lifecycle
 from balsamd.states import IllegalTransition, JobState, check_transition, is_allowed
+from balsamd.store.db import values_chunks
 
 S = JobState
 
@@ -41,7 +42,6 @@ class Move(msgspec.Struct):
 
 _STATES = {str(s): s for s in JobState}
 _STARTABLE = frozenset(s for s in JobState if is_allowed(s, S.RUNNING))
-_BLOB_COLUMNS = frozenset({"result"})  # sent as hex inside the JSON of a batch update
 
 
 def _in_chunks(items: list[str], size: int = 20_000) -> Iterable[list[str]]:
@@ -114,36 +114,26 @@ def apply_moves(
         if m.dst == S.RUNNING:
             starts[job_id] = starts.get(job_id, 0) + 1
     updates: dict[tuple[str, ...], list[list[Any]]] = defaultdict(list)
-    blobs: dict[tuple[str, ...], list[int]] = {}  # where each kind of row has a BLOB column
     for job_id, final in finals.items():
         cols = columns[job_id]
         if final != S.RUNNING:
             # only a running job stays bound to the session that runs it
             cols.setdefault("session_id", None)
-        keys = tuple(cols)  # alike reports add their columns in the same order
-        row = [job_id, final, starts.get(job_id, 0), *cols.values()]
-        at = blobs.get(keys)
-        if at is None:
-            at = blobs[keys] = [i + 3 for i, k in enumerate(keys) if k in _BLOB_COLUMNS]
-        for i in at:
-            if row[i] is not None:
-                row[i] = row[i].hex()
-        updates[keys].append(row)
+        # alike reports add their columns in the same order: they share a statement
+        updates[tuple(cols)].append([job_id, final, starts.get(job_id, 0), *cols.values()])
     for keys, rows in updates.items():
-        sets = "".join(
-            f", {c} = unhex(u.value->>{i + 3})" if c in _BLOB_COLUMNS else f", {c} = u.value->>{i + 3}"
-            for i, c in enumerate(keys)
-        )
-        conn.execute(
-            "UPDATE jobs SET state = u.value->>1, updated_at = ?1, seq = ?2, version = version + 1, "
-            f"attempts = attempts + (u.value->>2){sets} FROM json_each(?3) AS u WHERE jobs.id = u.value->>0",
-            (now, seq, msgspec.json.encode(rows)),
-        )
-    conn.execute(
-        "INSERT INTO events (job_id, from_state, to_state, ts, reason) "
-        "SELECT value->>0, value->>1, value->>2, value->>3, value->>4 FROM json_each(?)",
-        (msgspec.json.encode(events),),
-    )
+        names = ", ".join(("id", "state", "starts", *keys))
+        sets = "".join(f", {c} = u.{c}" for c in keys)
+        for values, params in values_chunks(rows, 3 + len(keys)):
+            n = len(params)
+            conn.execute(
+                f"WITH u({names}) AS (VALUES {values}) UPDATE jobs SET state = u.state, updated_at = ?{n + 1}, "
+                f"seq = ?{n + 2}, version = version + 1, attempts = attempts + u.starts{sets} "
+                "FROM u WHERE jobs.id = u.id",
+                (*params, now, seq),
+            )
+    for values, params in values_chunks(events, 5):
+        conn.execute(f"INSERT INTO events (job_id, from_state, to_state, ts, reason) VALUES {values}", params)
     finished = [i for i, s in finals.items() if s == S.JOB_FINISHED]
     failed = [(i, s) for i, s in finals.items() if s in (S.FAILED, S.KILLED)]
     if finished:
