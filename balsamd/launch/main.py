@@ -15,6 +15,7 @@ from balsamd.launch.nodes import resolve_nodes
 from balsamd.launch.resources import NodeManager
 from balsamd.launch.runner import Runner
 from balsamd.launch.source import StoreSource
+from balsamd.launch.storeproc import ForkedStore
 from balsamd.models import JobMode
 from balsamd.store.store import SiteStore
 
@@ -60,18 +61,24 @@ def run_launcher(
     released = site.store.db.released() if isinstance(site.store, SiteStore) else contextlib.nullcontext()
     with released:
         runner: Runner | Fleet = Runner(site.path, apps, site.settings.launcher, use_mpi=job_mode == JobMode.MPI)
+        # the store's work then runs beside the loop that feeds the runs, not under its GIL
+        forked = ForkedStore.fork(site.store) if isinstance(site.store, SiteStore) else None
     remote = remote_hosts(hosts, job_mode, site.settings.launcher.node_workers)
     if remote:
         runner = Fleet(runner, remote, site.settings.launcher, site.path)
     # on the store itself, launchers also expire dead sessions; the daemon does it otherwise
     expiry = site.settings.launcher.session_expiry_sec if isinstance(site.store, SiteStore) else None
     source = StoreSource(
-        site.store, expiry,
+        forked or site.store, expiry,
         label=f"{job_mode} launcher on {','.join(hosts[:4])}", batch_job_id=batch_job_id,
     )  # fmt: skip
     launcher = Launcher(
         source, manager, runner, site.settings.launcher, job_mode,
         wall_time_min=wall_time_min, idle_ttl=idle_ttl, filter_tags=filter_tags,
     )  # fmt: skip
-    with log_to(site.layout.log / f"launcher-{source.session_id}.log"):
-        return launcher.run()
+    try:
+        with log_to(site.layout.log / f"launcher-{source.session_id}.log"):
+            return launcher.run()
+    finally:
+        if forked is not None:
+            forked.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from balsamd.launch.storeproc import ForkedStore
 from balsamd.models import ClaimLimits, Job, StateUpdate
 from balsamd.rpc.client import RemoteStore
 from balsamd.store.store import SiteStore, UpdateOutcome
@@ -34,7 +35,7 @@ class StoreSource:
 
     def __init__(
         self,
-        store: SiteStore | RemoteStore,
+        store: SiteStore | RemoteStore | ForkedStore,
         expiry_sec: float | None,
         label: str = "launcher",
         batch_job_id: str | None = None,

@@ -183,7 +183,7 @@ def fork_self(env: dict[str, str]) -> tuple[ForkedProcess, socket.socket] | None
     Nor while this process holds an SQLite database open (the site's store, whenever the
     launcher works on it directly): SQLite's record of the locks this process holds would be
     copied, and an app that opens the same database from a worker would trust it."""
-    if threading.active_count() > 1 or _sqlite_files_open():
+    if not fork_safe():
         return None
     for stream in (sys.stdout, sys.stderr):
         if stream is not None:
@@ -194,7 +194,7 @@ def fork_self(env: dict[str, str]) -> tuple[ForkedProcess, socket.socket] | None
         code = 1
         try:
             fd = theirs.detach()
-            _leave_parent(fd, env)
+            leave_parent(fd, env)
             serve_forks(fd)
             code = 0
         except BaseException:
@@ -205,13 +205,18 @@ def fork_self(env: dict[str, str]) -> tuple[ForkedProcess, socket.socket] | None
     return ForkedProcess(pid), ours
 
 
+def fork_safe() -> bool:
+    """Whether a fork of this process would inherit no other thread's locks and no SQLite locks."""
+    return threading.active_count() == 1 and not _sqlite_files_open()
+
+
 def _sqlite_files_open() -> bool:
     import apsw  # the store's driver: what a launcher of this process could have open
 
     return any(connection.filename for connection in apsw.connections())
 
 
-def _leave_parent(fd: int, env: dict[str, str]) -> None:
+def leave_parent(fd: int, env: dict[str, str]) -> None:
     """In the forked child: keep none of the launcher's files, handlers or session, and
     start workers as a new interpreter would: standard streams on fds 0-2, no log handlers."""
     # The launcher's objects are never finalized here (they would close descriptors by number

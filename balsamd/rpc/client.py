@@ -62,7 +62,7 @@ class RpcClient:
         self, host: str, port: int, secret: str, name: str = "", timeout: float = 60.0,
         locate: Callable[[], tuple[str, int] | None] | None = None,
     ) -> None:  # fmt: skip
-        self.address = (host, port)
+        self.address: tuple[str, int] | None = (host, port)  # None: a connection made elsewhere
         self.locate = locate
         self.secret = secret
         self.name = name
@@ -74,10 +74,23 @@ class RpcClient:
         self._backoff = 0.0
         self._next_attempt = 0.0
 
+    @classmethod
+    def over(cls, sock: socket.socket, peer: str) -> RpcClient:
+        """A client on a connection made already, past any handshake; once it breaks, every
+        call fails with RpcUnavailable."""
+        client = cls("", 0, secret="", name=peer)
+        client.address = None
+        client.sock = sock
+        return client
+
     def __repr__(self) -> str:
+        if self.address is None:
+            return f"RpcClient({self.name})"
         return f"RpcClient({self.address[0]}:{self.address[1]})"
 
     def _connect(self) -> socket.socket:
+        if self.address is None:
+            raise RpcUnavailable(f"the connection to the {self.name} was lost")
         now = time.monotonic()
         if now < self._next_attempt:
             raise RpcUnavailable(f"daemon at {self.address[0]}:{self.address[1]} unreachable; retrying soon")
@@ -210,6 +223,9 @@ class RemoteStore:
 
     def close_session(self, session_id: str) -> None:
         self.client.call("close_session", p.SessionArg(session_id))
+
+    def expire_sessions(self, expiry_sec: float) -> list[str]:
+        return self.client.call("expire_sessions", p.Expiry(expiry_sec))
 
     def create_batch_job(self, batch: BatchJob) -> BatchJob:
         return self.client.call("create_batch_job", p.BatchArgs(batch))

@@ -83,6 +83,10 @@ class Heartbeat(msgspec.Struct):
     running: list[str] = []
 
 
+class Expiry(msgspec.Struct):
+    expiry_sec: float
+
+
 class Claim(msgspec.Struct):
     session_id: str
     limits: ClaimLimits
@@ -173,6 +177,7 @@ METHODS: dict[str, tuple[type, Any]] = {
     "open_session": (OpenSession, Session),
     "heartbeat": (Heartbeat, list[str]),
     "close_session": (SessionArg, None),
+    "expire_sessions": (Expiry, list[str]),
     "claim": (Claim, list[Job]),
     "report": (Report, UpdateOutcome),
     "release": (Release, int),

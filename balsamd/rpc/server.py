@@ -123,12 +123,28 @@ class RpcServer:
                 if not done:
                     value = await anyio.to_thread.run_sync(handler, args, limiter=self.limiter)
             return p.Reply(call.id, True, msgspec.Raw(p.encode(value)))
-        except p.ProtocolError as exc:
-            return p.Reply(call.id, False, error_type="ProtocolError", error=str(exc))
         except Exception as exc:
-            if type(exc).__name__ not in EXPECTED_ERRORS:
-                log.exception("%s failed", call.method)
-            return p.Reply(call.id, False, error_type=type(exc).__name__, error=str(exc), error_detail=_detail(exc))
+            return error_reply(call, exc)
+
+
+def answer(handlers: dict[str, Callable[[Any], Any]], call: p.Call) -> p.Reply:
+    """The reply to ``call``, made by its (synchronous) handler in this thread."""
+    try:
+        args = p.decode_args(call.method, call.args)
+        handler = handlers.get(call.method)
+        if handler is None:
+            raise p.ProtocolError(f"method {call.method!r} is not served here")
+        return p.Reply(call.id, True, msgspec.Raw(p.encode(handler(args))))
+    except Exception as exc:
+        return error_reply(call, exc)
+
+
+def error_reply(call: p.Call, exc: Exception) -> p.Reply:
+    if isinstance(exc, p.ProtocolError):
+        return p.Reply(call.id, False, error_type="ProtocolError", error=str(exc))
+    if type(exc).__name__ not in EXPECTED_ERRORS:
+        log.exception("%s failed", call.method)
+    return p.Reply(call.id, False, error_type=type(exc).__name__, error=str(exc), error_detail=_detail(exc))
 
 
 # Short store calls of the hot path: run on the event loop when the store is free at once

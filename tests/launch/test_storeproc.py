@@ -1,0 +1,76 @@
+"""The store served to a launcher by a fork of it: the same calls, answered from another process."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from balsamd.launch.storeproc import ForkedStore
+from balsamd.models import ClaimLimits, StateUpdate
+from balsamd.states import JobState
+from balsamd.store.store import SessionGone, SiteStore
+from tests.conftest import make_jobs
+
+
+@pytest.fixture
+def forked(store: SiteStore) -> Iterator[ForkedStore]:
+    with store.db.released():
+        f = ForkedStore(store)
+    yield f
+    f.close()
+
+
+def test_claims_and_reports_through_the_fork_are_the_store_s(store: SiteStore, forked: ForkedStore) -> None:
+    jobs = make_jobs(store, 3)
+    session = forked.open_session(label="test")
+    assert forked.process.pid != os.getpid()
+    claimed = forked.claim(session.id, ClaimLimits(max_jobs=10))
+    assert sorted(j.id for j in claimed) == sorted(j.id for j in jobs)
+    done = StateUpdate(job_id=claimed[0].id, state=JobState.RUN_DONE, ts=1.0, return_code=0, started_at=0.5)
+    outcome = forked.update_states(session.id, [done])
+    assert outcome.applied == [claimed[0].id]
+    assert store.get(claimed[0].id).state == JobState.JOB_FINISHED  # seen by this process's own connection
+    assert forked.release(session.id, [j.id for j in claimed[1:]]) == 2
+    assert forked.heartbeat(session.id, []) == []
+
+
+def test_a_store_error_comes_back_as_the_same_exception(store: SiteStore, forked: ForkedStore) -> None:
+    with pytest.raises(SessionGone, match="session nope is unknown"):
+        forked.claim("nope", ClaimLimits(max_jobs=1))
+
+
+def test_when_the_fork_is_lost_calls_go_to_the_store_itself_with_a_warning(
+    store: SiteStore, forked: ForkedStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    make_jobs(store, 2)
+    session = forked.open_session(label="test")
+    os.kill(forked.process.pid, signal.SIGKILL)
+    forked.process.wait()
+    with caplog.at_level(logging.WARNING, logger="balsamd.launcher"):
+        claimed = forked.claim(session.id, ClaimLimits(max_jobs=10))
+    assert len(claimed) == 2
+    assert "the store process was lost" in caplog.text
+    assert forked.remote is None
+
+
+def test_the_fork_exits_when_the_launcher_closes_it(forked: ForkedStore) -> None:
+    forked.close()
+    assert forked.process.returncode == 0
+
+
+def test_no_fork_while_another_thread_runs(store: SiteStore) -> None:
+    # a fork copies other threads' locks in whatever state they are, and nobody releases them
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        with store.db.released():
+            assert ForkedStore.fork(store) is None
+    finally:
+        stop.set()
+        other.join()
