@@ -35,6 +35,7 @@ from balsamd.launch.pyworker import call_app
 # feeds every run.  Short runs come thousands a second and are fed faster for it; long runs
 # barely notice, as the launcher then has little to do.
 NICE = 5
+_FS_ENCODING = sys.getfilesystemencoding()
 REPORT_DELAY_SEC = 0.002  # most a report waits for others to go out with it
 LOOK_EVERY_SEC = 0.001  # how often a busy worker looks for messages between runs
 
@@ -181,37 +182,43 @@ class Environment:
     Jobs of one app differ in a few variables (their id, their workdir).  When the last run
     left the job's variables as it was given them, only those whose values differ from the
     last job's are set; after a run that changed one, every variable of the next job is
-    checked.
+    checked.  Variables are set as ``os.environ`` sets them (``putenv`` and CPython's bytes
+    store behind it), minus its per-call encoding helpers: this is paid by every short run.
     """
 
     def __init__(self) -> None:
         self.base: dict[str, str | None] = {}  # the worker's value of every variable a job set
         self.applied: dict[str, str] = {}
-        # CPython's bytes store behind os.environ, and the values the last run was given in it
         self._data: dict[bytes, bytes] | None = getattr(os.environ, "_data", None)
-        self._given: list[tuple[bytes, bytes | None]] = []
+        self._given: dict[bytes, bytes] = {}  # the variables the last run was given, encoded
         self._names: dict[str, bytes] = {}
 
     def apply(self, env: dict[str, str]) -> None:
-        environ, data = os.environ, self._data
-        untouched = data is not None and bool(self._given) and all(data.get(n) is v for n, v in self._given)
-        last = self.applied
+        data, given, last = self._data, self._given, self.applied
         for key in last.keys() - env.keys():
             value = self.base[key]
             if value is None:
-                environ.pop(key, None)
+                os.environ.pop(key, None)
             else:
-                environ[key] = value
-        for key, value in env.items():
-            if untouched and last.get(key) == value:
-                continue
+                os.environ[key] = value
+            given.pop(self._name(key), None)
+        # dict views compare in C: untouched when the last run left its variables as given
+        untouched = data is not None and bool(given) and given.items() <= data.items()
+        if not untouched:
+            given.clear()
+        for key, value in env.items() - last.items() if untouched else env.items():
             if key not in self.base:
-                self.base[key] = environ.get(key)
-            if untouched or environ.get(key) != value:
-                environ[key] = value
+                self.base[key] = os.environ.get(key)
+            if data is None:  # not CPython's os module: every variable is set
+                os.environ[key] = value
+                continue
+            name = self._name(key)
+            encoded = value.encode(_FS_ENCODING, "surrogateescape")
+            if data.get(name) != encoded:
+                os.putenv(name, encoded)
+                data[name] = encoded
+            given[name] = encoded
         self.applied = env
-        if data is not None:
-            self._given = [(name, data.get(name)) for name in map(self._name, env)]
 
     def _name(self, key: str) -> bytes:
         name = self._names.get(key)
