@@ -26,19 +26,26 @@ PY_RESULT_FILE = ".balsamd-result"
 
 def job_environment(job: Job, app: App, placement: Placement, site_path: str, gpu_env: list[str]) -> dict[str, str]:
     """Variables a run gets on top of the launcher's environment."""
+    gpus = placement.gpu_ids.get(placement.hosts[0], [])
+    shared = shared_environment(app, job.threads_per_rank, gpus, site_path, gpu_env)
+    return with_job_variables(shared, job)
+
+
+def shared_environment(
+    app: App, threads_per_rank: int, gpu_ids: list[int], site_path: str, gpu_env: list[str]
+) -> dict[str, str]:
+    """The variables every run of ``app`` with these threads and GPUs gets alike (a launcher
+    starting thousands of short runs a second computes them once)."""
     env = dict(app.environment)
-    env.update(
-        BALSAMD_JOB_ID=job.id,
-        BALSAMD_APP=job.app,
-        BALSAMD_SITE=site_path,
-        BALSAMD_WORKDIR=job.workdir,
-        OMP_NUM_THREADS=str(job.threads_per_rank),
-    )
-    host = placement.hosts[0]
-    env.update(gpu_environment(placement.gpu_ids.get(host, []), gpu_env))
+    env.update(BALSAMD_APP=app.name, BALSAMD_SITE=site_path, OMP_NUM_THREADS=str(threads_per_rank))
+    env.update(gpu_environment(gpu_ids, gpu_env))
     if app.kind == AppKind.PYTHON:
         env["PYTHONPATH"] = python_path()
     return env
+
+
+def with_job_variables(shared: dict[str, str], job: Job) -> dict[str, str]:
+    return {**shared, "BALSAMD_JOB_ID": job.id, "BALSAMD_WORKDIR": job.workdir}
 
 
 @functools.cache

@@ -112,6 +112,7 @@ class Runner:
         self.watchdog = Watchdog()
         self.base_env = dict(os.environ)  # copied once, not per run
         self._worker_env = worker_environment()
+        self._shared_env: dict[tuple[str, int, tuple[int, ...]], dict[str, str]] = {}  # by app, threads, GPUs
         self._events: list[RunEvent] = []  # known before wait() is called
         self.short_apps: set[str] = set()  # their runs are lazy about files (see pyserve)
         self.zygote: Zygote | None = None
@@ -187,7 +188,14 @@ class Runner:
     def _task(self, job: Job, app: App, placement: Placement) -> PyTask:
         # strings, not paths: this runs for every short Python job
         cwd = self._data_prefix + job.workdir
-        env = commands.job_environment(job, app, placement, self._site, self.settings.gpu_env)
+        gpus = placement.gpu_ids.get(placement.hosts[0])
+        key = (app.name, job.threads_per_rank, tuple(gpus) if gpus else ())
+        shared = self._shared_env.get(key)
+        if shared is None:
+            shared = self._shared_env[key] = commands.shared_environment(
+                app, job.threads_per_rank, gpus or [], self._site, self.settings.gpu_env
+            )
+        env = commands.with_job_variables(shared, job)
         return PyTask(
             job=job, source=self._apps_prefix + app.source, class_name=app.class_name,
             cwd=cwd, output=f"{cwd}{os.sep}{commands.OUTPUT_FILE}", env=env, lazy=job.app in self.short_apps,
