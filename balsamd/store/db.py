@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -96,18 +96,19 @@ def load_jobs(conn: apsw.Connection, ids: list[str]) -> list[Job]:
 VALUES_CHUNK = 256  # rows in one multi-row VALUES statement
 
 
-def values_chunks(rows: Sequence[Sequence[Any]], width: int) -> Iterator[tuple[str, list[Any]]]:
-    """``rows`` (each ``width`` values) as ``(?, ...), (?, ...)`` clauses with their flat parameters.
+def values_chunks(flat: list[Any], width: int) -> Iterator[tuple[str, list[Any]]]:
+    """Rows of ``width`` values laid end to end in ``flat``, as ``(?, ...), (?, ...)`` clauses
+    with their parameters.
 
     Binding values is cheaper than SQLite extracting them from a JSON document (about a third
     less per event row).  Chunks are VALUES_CHUNK rows, then powers of two: a few statement
     texts repeat, so their prepared statements stay in the connection's cache.
     """
     row = "(" + ", ".join("?" * width) + ")"
-    at, left = 0, len(rows)
+    at, left = 0, len(flat) // width
     while left:
         size = VALUES_CHUNK if left >= VALUES_CHUNK else 1 << (left.bit_length() - 1)
-        yield ", ".join([row] * size), [v for r in rows[at : at + size] for v in r]
+        yield ", ".join([row] * size), flat[at * width : (at + size) * width]
         at += size
         left -= size
 

@@ -80,7 +80,8 @@ def apply_moves(
     finals: dict[str, JobState] = {}
     columns: dict[str, dict[str, Any]] = {}
     starts: dict[str, int] = {}
-    events: list[tuple[str, JobState, JobState, float, str]] = []
+    events: list[Any] = []  # five values an event row, end to end, as they are bound
+    add_event = events.extend
     # every report of a batch is alike: each (from, to, app) is checked and settled once
     chains: dict[tuple[JobState, JobState, str], tuple[JobState, ...]] = {}
     for m in moves:
@@ -89,7 +90,7 @@ def apply_moves(
         if m.started_at is not None:
             if prev not in _STARTABLE:
                 check_transition(job_id, prev, S.RUNNING)  # raises
-            events.append((job_id, prev, S.RUNNING, m.started_at, ""))
+            add_event((job_id, prev, S.RUNNING, m.started_at, ""))
             prev = S.RUNNING
             starts[job_id] = starts.get(job_id, 0) + 1
         chain = chains.get((prev, m.dst, m.app))
@@ -99,7 +100,7 @@ def apply_moves(
         ts = now if m.ts is None else m.ts
         reason = m.reason
         for state in chain:
-            events.append((job_id, prev, state, ts, reason))
+            add_event((job_id, prev, state, ts, reason))
             reason = ""
             prev = state
         # the next move starts where this one settles, not where it was sent
@@ -113,14 +114,14 @@ def apply_moves(
             cols["state_reason"] = m.reason
         if m.dst == S.RUNNING:
             starts[job_id] = starts.get(job_id, 0) + 1
-    updates: dict[tuple[str, ...], list[list[Any]]] = defaultdict(list)
+    updates: dict[tuple[str, ...], list[Any]] = defaultdict(list)  # rows end to end, as bound
     for job_id, final in finals.items():
         cols = columns[job_id]
         if final != S.RUNNING:
             # only a running job stays bound to the session that runs it
             cols.setdefault("session_id", None)
         # alike reports add their columns in the same order: they share a statement
-        updates[tuple(cols)].append([job_id, final, starts.get(job_id, 0), *cols.values()])
+        updates[tuple(cols)].extend((job_id, final, starts.get(job_id, 0), *cols.values()))
     for keys, rows in updates.items():
         names = ", ".join(("id", "state", "starts", *keys))
         sets = "".join(f", {c} = u.{c}" for c in keys)

@@ -32,10 +32,9 @@ def test_the_connection_cannot_be_released_inside_a_transaction(store) -> None:
 
 @pytest.mark.parametrize("count", [0, 1, 5, 256, 300, 1000])
 def test_values_chunks_cover_every_row_once_in_order_with_few_distinct_statements(count: int) -> None:
-    rows = [(i, f"r{i}") for i in range(count)]
-    chunks = list(values_chunks(rows, 2))
-    flat = [v for _, params in chunks for v in params]
-    assert flat == [v for r in rows for v in r]
+    flat = [v for i in range(count) for v in (i, f"r{i}")]
+    chunks = list(values_chunks(flat, 2))
+    assert [v for _, params in chunks for v in params] == flat
     for clause, params in chunks:
         assert clause.count("(?, ?)") * 2 == len(params)
     sizes = [len(params) // 2 for _, params in chunks]
@@ -46,6 +45,6 @@ def test_values_chunks_bind_as_rows_of_a_multi_row_insert() -> None:
     conn = apsw.Connection(":memory:")
     conn.execute("CREATE TABLE t (a INTEGER, b TEXT)")
     rows = [(i, f"r{i}") for i in range(300)]
-    for clause, params in values_chunks(rows, 2):
+    for clause, params in values_chunks([v for r in rows for v in r], 2):
         conn.execute(f"INSERT INTO t (a, b) VALUES {clause}", params)
     assert conn.execute("SELECT a, b FROM t ORDER BY a").fetchall() == rows
