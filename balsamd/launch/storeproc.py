@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import socket
 import sys
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 from balsamd.daemon.handlers import store_handlers
-from balsamd.launch.zygote import ForkedProcess, fork_safe, leave_parent
+from balsamd.launch.zygote import ForkedProcess, fork_child
 from balsamd.models import ClaimLimits, Job, Session, StateUpdate
 from balsamd.rpc import protocol as p
 from balsamd.rpc.client import RemoteStore, RpcClient, RpcUnavailable
@@ -37,32 +35,18 @@ T = TypeVar("T")
 class ForkedStore:
     """The store calls a launcher makes, answered by a forked server while it lives."""
 
-    def __init__(self, store: SiteStore) -> None:
-        """Fork the server: only where ``zygote.fork_safe`` holds (``fork`` says so)."""
+    def __init__(self, store: SiteStore, process: ForkedProcess, sock: socket.socket) -> None:
         self.store = store
-        self.path = store.db.path
-        ours, theirs = socket.socketpair()
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                ours.close()
-                fd = theirs.detach()
-                leave_parent(fd, {})
-                serve(socket.socket(fileno=fd), self.path)
-                code = 0
-            except BaseException:
-                traceback.print_exc()
-            finally:
-                os._exit(code)
-        theirs.close()
-        self.process = ForkedProcess(pid)
-        self.remote: RemoteStore | None = RemoteStore(RpcClient.over(ours, "launcher's store process"))
+        self.process = process
+        self.remote: RemoteStore | None = RemoteStore(RpcClient.over(sock, "launcher's store process"))
 
     @classmethod
     def fork(cls, store: SiteStore) -> ForkedStore | None:
-        """A forked server for ``store``, or None where forking is not safe now."""
-        return cls(store) if fork_safe() else None
+        """A forked server for ``store``, or None where forking is not safe now (see
+        ``zygote.fork_child``)."""
+        path = store.db.path
+        started = fork_child(lambda fd: serve(socket.socket(fileno=fd), path), {})
+        return None if started is None else cls(store, *started)
 
     def _call(self, call: Callable[[SiteStore | RemoteStore], T]) -> T:
         if self.remote is not None:

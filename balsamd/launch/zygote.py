@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 
 import msgspec
 
@@ -177,17 +178,24 @@ class ForkedProcess:
 
 
 def fork_self(env: dict[str, str]) -> tuple[ForkedProcess, socket.socket] | None:
-    """This process forked into a zygote, or None when it runs other threads (a fork copies
-    their locks in whatever state they are, and nobody would ever release them).
+    """This process forked into a zygote, or None where a fork is not safe (see fork_child)."""
+    return fork_child(serve_forks, env)
 
-    Nor while this process holds an SQLite database open (the site's store, whenever the
-    launcher works on it directly): SQLite's record of the locks this process holds would be
-    copied, and an app that opens the same database from a worker would trust it."""
+
+def fork_child(serve: Callable[[int], None], env: dict[str, str]) -> tuple[ForkedProcess, socket.socket] | None:
+    """A fork of this process that leaves it (``leave_parent``) and runs ``serve`` on its end of
+    a socket pair, or None when a fork is not safe now.
+
+    Not while this process runs other threads: a fork copies their locks in whatever state they
+    are, and nobody would ever release them.  Nor while it holds an SQLite database open (the
+    site's store, whenever the launcher works on it directly): SQLite's record of the locks this
+    process holds would be copied, and an app that opens the same database from a worker would
+    trust it."""
     if not fork_safe():
         return None
     for stream in (sys.stdout, sys.stderr):
         if stream is not None:
-            stream.flush()  # else every worker would write what was still buffered again
+            stream.flush()  # else the child would write what was still buffered again
     ours, theirs = socket.socketpair()
     pid = os.fork()
     if pid == 0:
@@ -195,7 +203,7 @@ def fork_self(env: dict[str, str]) -> tuple[ForkedProcess, socket.socket] | None
         try:
             fd = theirs.detach()
             leave_parent(fd, env)
-            serve_forks(fd)
+            serve(fd)
             code = 0
         except BaseException:
             traceback.print_exc()

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from balsamd.launch import zygote as zygote_module
 from balsamd.launch.storeproc import ForkedStore
 from balsamd.models import ClaimLimits, StateUpdate
 from balsamd.states import JobState
@@ -18,9 +19,11 @@ from tests.conftest import make_jobs
 
 
 @pytest.fixture
-def forked(store: SiteStore) -> Iterator[ForkedStore]:
+def forked(store: SiteStore, monkeypatch: pytest.MonkeyPatch) -> Iterator[ForkedStore]:
+    monkeypatch.setattr(zygote_module, "_sqlite_files_open", lambda: False)  # whatever other tests left open
     with store.db.released():
-        f = ForkedStore(store)
+        f = ForkedStore.fork(store)
+    assert f is not None
     yield f
     f.close()
 
