@@ -8,6 +8,7 @@ a parent failed or was killed) within the same transaction.
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -78,63 +79,10 @@ def apply_moves(
     start where the previous one left it.  Returns each job's final state.
     """
     finals: dict[str, JobState] = {}
-    columns: dict[str, dict[str, Any]] = {}
-    starts: dict[str, int] = {}
-    events: list[Any] = []  # five values an event row, end to end, as they are bound
-    add_event = events.extend
-    # every report of a batch is alike: each (from, to, app) is checked and settled once
-    chains: dict[tuple[JobState, JobState, str], tuple[JobState, ...]] = {}
-    for m in moves:
-        job_id = m.job_id
-        prev = finals.get(job_id, m.src)
-        if m.started_at is not None:
-            if prev not in _STARTABLE:
-                check_transition(job_id, prev, S.RUNNING)  # raises
-            add_event((job_id, prev, S.RUNNING, m.started_at, ""))
-            prev = S.RUNNING
-            starts[job_id] = starts.get(job_id, 0) + 1
-        chain = chains.get((prev, m.dst, m.app))
-        if chain is None:
-            check_transition(job_id, prev, m.dst)
-            chain = chains[prev, m.dst, m.app] = (m.dst, *lifecycle.settle(m.dst, hooks.get(m.app, ())))
-        ts = now if m.ts is None else m.ts
-        reason = m.reason
-        for state in chain:
-            add_event((job_id, prev, state, ts, reason))
-            reason = ""
-            prev = state
-        # the next move starts where this one settles, not where it was sent
-        finals[job_id] = prev
-        cols = columns.get(job_id)
-        if cols is None:
-            cols = columns[job_id] = dict(m.columns)
-        elif m.columns:
-            cols.update(m.columns)
-        if m.reason:
-            cols["state_reason"] = m.reason
-        if m.dst == S.RUNNING:
-            starts[job_id] = starts.get(job_id, 0) + 1
-    updates: dict[tuple[str, ...], list[Any]] = defaultdict(list)  # rows end to end, as bound
-    for job_id, final in finals.items():
-        cols = columns[job_id]
-        if final != S.RUNNING:
-            # only a running job stays bound to the session that runs it
-            cols.setdefault("session_id", None)
-        # alike reports add their columns in the same order: they share a statement
-        updates[tuple(cols)].extend((job_id, final, starts.get(job_id, 0), *cols.values()))
-    for keys, rows in updates.items():
-        names = ", ".join(("id", "state", "starts", *keys))
-        sets = "".join(f", {c} = u.{c}" for c in keys)
-        for values, params in values_chunks(rows, 3 + len(keys)):
-            n = len(params)
-            conn.execute(
-                f"WITH u({names}) AS (VALUES {values}) UPDATE jobs SET state = u.state, updated_at = ?{n + 1}, "
-                f"seq = ?{n + 2}, version = version + 1, attempts = attempts + u.starts{sets} "
-                "FROM u WHERE jobs.id = u.id",
-                (*params, now, seq),
-            )
-    for values, params in values_chunks(events, 5):
-        conn.execute(f"INSERT INTO events (job_id, from_state, to_state, ts, reason) VALUES {values}", params)
+    plans = [_plan(batch, hooks, now, finals) for batch in _rounds(moves)]
+    for plan in plans:  # every move was checked before the first write
+        for (path, started, keys), rows in plan.items():
+            _write_group(conn, path, started, keys, rows, now, seq)
     finished = [i for i, s in finals.items() if s == S.JOB_FINISHED]
     failed = [(i, s) for i, s in finals.items() if s in (S.FAILED, S.KILLED)]
     if finished:
@@ -142,6 +90,101 @@ def apply_moves(
     if failed:
         finals.update(_fail_children(conn, failed, hooks, now, seq))
     return finals
+
+
+def _rounds(moves: list[Move]) -> list[list[Move]]:
+    """The moves split so that a job moves at most once per round, its moves in order.
+
+    A round is written a statement per kind of move, not a statement per move; a job moving
+    twice in one statement would leave its row and the order of its events undefined."""
+    if len({m.job_id for m in moves}) == len(moves):
+        return [moves]
+    rounds: list[list[Move]] = []
+    seen: dict[str, int] = {}
+    for m in moves:
+        k = seen[m.job_id] = seen.get(m.job_id, -1) + 1
+        if k == len(rounds):
+            rounds.append([])
+        rounds[k].append(m)
+    return rounds
+
+
+# (states walked from the source, whether it starts with a RUNNING at started_at, columns set)
+_Kind = tuple[tuple[JobState, ...], bool, tuple[str, ...]]
+
+
+def _plan(
+    moves: list[Move], hooks: Mapping[str, list[str]], now: float, finals: dict[str, JobState]
+) -> dict[_Kind, list[Any]]:
+    """Check one round of moves and sort them by kind, each kind's rows laid end to end as
+    they are bound: job id, first step's time, time, reason, then the columns."""
+    kinds: dict[_Kind, list[Any]] = defaultdict(list)
+    # every report of a batch is alike: each (from, started, to, app) is checked and settled once
+    paths: dict[tuple[JobState, bool, JobState, str], tuple[JobState, ...]] = {}
+    for m in moves:
+        job_id = m.job_id
+        src = finals.get(job_id, m.src)
+        started = m.started_at is not None
+        path = paths.get((src, started, m.dst, m.app))
+        if path is None:
+            path = paths[src, started, m.dst, m.app] = _path(job_id, src, started, m.dst, hooks.get(m.app, ()))
+        finals[job_id] = path[-1]
+        ts = now if m.ts is None else m.ts
+        columns = m.columns
+        if m.reason:
+            columns = {**columns, "state_reason": m.reason}
+        kinds[path, started, tuple(columns)].extend(
+            (job_id, m.started_at if started else ts, ts, m.reason, *columns.values())
+        )
+    return kinds
+
+
+def _path(job_id: str, src: JobState, started: bool, dst: JobState, hooks: Iterable[str]) -> tuple[JobState, ...]:
+    path: tuple[JobState, ...] = (src,)
+    if started:
+        if src not in _STARTABLE:
+            check_transition(job_id, src, S.RUNNING)  # raises
+        path = (src, S.RUNNING)
+    check_transition(job_id, path[-1], dst)
+    return (*path, dst, *lifecycle.settle(dst, list(hooks)))
+
+
+def _write_group(
+    conn: apsw.Connection,
+    path: tuple[JobState, ...],
+    started: bool,
+    keys: tuple[str, ...],
+    rows: list[Any],
+    now: float,
+    seq: int,
+) -> None:
+    """One kind of move for many jobs: an event per step, then the job rows.
+
+    A statement per step, not per event row: each step's events share their states, so only
+    the job's own values are bound.  Steps are inserted in order, so each job's events keep
+    ascending ids."""
+    final = path[-1]
+    starts = path[1:].count(S.RUNNING)
+    names = ", ".join(("id", "t0", "ts", "reason", *keys))
+    sets = "".join(f", {c} = u.{c}" for c in keys)
+    if final != S.RUNNING and "session_id" not in keys:
+        sets += ", session_id = NULL"  # only a running job stays bound to the session that runs it
+    reason_step = 1 if started else 0
+    for values, params in values_chunks(rows, 4 + len(keys)):
+        head = f"WITH u({names}) AS (VALUES {values}) "
+        for step, (a, b) in enumerate(itertools.pairwise(path)):
+            ts = "u.t0" if step == 0 else "u.ts"
+            reason = "u.reason" if step == reason_step else "''"
+            conn.execute(
+                f"{head}INSERT INTO events (job_id, from_state, to_state, ts, reason) "
+                f"SELECT u.id, '{a}', '{b}', {ts}, {reason} FROM u",
+                params,
+            )
+        conn.execute(
+            f"{head}UPDATE jobs SET state = '{final}', updated_at = ?{len(params) + 1}, seq = ?{len(params) + 2}, "
+            f"version = version + 1, attempts = attempts + {starts}{sets} FROM u WHERE jobs.id = u.id",
+            (*params, now, seq),
+        )
 
 
 def direct_children(conn: apsw.Connection, parent_ids: list[str]) -> list[tuple[str, str, JobState, str]]:

@@ -46,3 +46,51 @@ def test_an_illegal_first_move_writes_nothing(store):
     with pytest.raises(IllegalTransition):
         apply(store, [Move(job.id, S.PREPROCESSED, "noop", S.JOB_FINISHED)])
     assert history(store, job.id)[-1] == S.PREPROCESSED
+
+
+def test_interleaved_moves_of_several_jobs_keep_each_jobs_events_in_order(store):
+    a, b, c = make_jobs(store, 3)
+    finals = apply(
+        store,
+        [
+            Move(a.id, S.PREPROCESSED, "noop", S.RUNNING),
+            Move(b.id, S.PREPROCESSED, "noop", S.RUNNING),
+            Move(a.id, S.PREPROCESSED, "noop", S.RUN_DONE),
+            Move(c.id, S.PREPROCESSED, "noop", S.RUN_DONE, started_at=0.5),
+            Move(b.id, S.PREPROCESSED, "noop", S.RUN_ERROR, "exit code 3"),
+        ],
+    )
+    assert finals == {a.id: S.JOB_FINISHED, b.id: S.FAILED, c.id: S.JOB_FINISHED}
+    done = [S.PREPROCESSED, S.RUNNING, S.RUN_DONE, S.POSTPROCESSED, S.STAGED_OUT, S.JOB_FINISHED]
+    assert history(store, a.id)[-6:] == done
+    assert history(store, c.id)[-6:] == done
+    assert history(store, b.id)[-4:] == [S.PREPROCESSED, S.RUNNING, S.RUN_ERROR, S.FAILED]
+    assert [store.get(j.id).attempts for j in (a, b, c)] == [1, 1, 1]
+    assert store.events(c.id)[-5].ts == 0.5  # its start, at the time it was given
+
+
+def test_a_reason_is_recorded_on_its_own_step_and_job_only(store):
+    a, b = make_jobs(store, 2)
+    apply(
+        store,
+        [
+            Move(a.id, S.PREPROCESSED, "noop", S.RUN_ERROR, "exit code 3", started_at=0.5),
+            Move(b.id, S.PREPROCESSED, "noop", S.RUN_DONE, started_at=0.5),
+        ],
+    )
+    running, error, failed = store.events(a.id)[-3:]
+    assert (running.reason, error.reason, failed.reason) == ("", "exit code 3", "")
+    assert store.get(a.id).state_reason == "exit code 3"
+    assert store.get(b.id).state_reason == ""
+
+
+def test_columns_of_a_move_are_written_to_its_job_only(store):
+    a, b = make_jobs(store, 2)
+    apply(
+        store,
+        [
+            Move(a.id, S.PREPROCESSED, "noop", S.RUN_DONE, columns={"return_code": 0}, started_at=0.5),
+            Move(b.id, S.PREPROCESSED, "noop", S.RUN_ERROR, columns={"return_code": 7}, started_at=0.5),
+        ],
+    )
+    assert (store.get(a.id).return_code, store.get(b.id).return_code) == (0, 7)
