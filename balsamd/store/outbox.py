@@ -53,10 +53,6 @@ class OutboxMixin:
         with self.db.read() as conn:
             return conn.execute("SELECT value FROM counters WHERE name = 'seq'").fetchone()[0]
 
-    def max_event_id(self) -> int:
-        with self.db.read() as conn:
-            return conn.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
-
     def jobs_changed(self, after_seq: int, limit: int) -> tuple[list[Job], int]:
         """Jobs stamped after ``after_seq``, whole transactions at a time (a transaction's rows
         share one seq), and the seq up to which the batch is complete."""

@@ -144,6 +144,57 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
     """,
+    # 6: events are stored a row per move, not per step: a short run's start, end and the
+    # steps its default hooks settle through (five events) are one row.  The steps of each
+    # kind of move are kept once, in event_paths / event_steps; the events view joins them
+    # back.  A move's id is the id of its first event, the next ones follow it, so event ids
+    # stay what they were (the sync cursors and the central database hold them).
+    """
+    CREATE TABLE event_paths (
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL UNIQUE  -- the states walked, and which step carries the reason
+    );
+    CREATE TABLE event_steps (
+        path INTEGER NOT NULL REFERENCES event_paths (id),
+        step INTEGER NOT NULL,
+        from_state TEXT,
+        to_state TEXT NOT NULL,
+        carries_reason INTEGER NOT NULL,
+        PRIMARY KEY (path, step)
+    ) WITHOUT ROWID;
+    CREATE TABLE moves (
+        id INTEGER PRIMARY KEY,
+        job_id TEXT NOT NULL,
+        path INTEGER NOT NULL REFERENCES event_paths (id),
+        t0 REAL NOT NULL,  -- when the first step happened
+        ts REAL NOT NULL,  -- when the others did
+        reason TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX moves_job ON moves (job_id);
+
+    INSERT INTO event_paths (key)
+        SELECT DISTINCT json_array(from_state, to_state) || '/0' FROM events;
+    INSERT INTO event_steps
+        SELECT DISTINCT p.id, 0, e.from_state, e.to_state, 1 FROM events e
+        JOIN event_paths p ON p.key = json_array(e.from_state, e.to_state) || '/0';
+    INSERT INTO moves (id, job_id, path, t0, ts, reason)
+        SELECT e.id, e.job_id, p.id, e.ts, e.ts, e.reason FROM events e
+        JOIN event_paths p ON p.key = json_array(e.from_state, e.to_state) || '/0';
+    -- event ids never go backwards, even after deletes (sync cursors rely on it)
+    INSERT INTO counters VALUES ('events', MAX(
+        COALESCE((SELECT MAX(id) FROM events), 0),
+        COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)));
+    DROP TABLE events;
+    DELETE FROM sqlite_sequence WHERE name = 'events';
+
+    -- move and step: to read events in order from an id (see SiteStore.events)
+    CREATE VIEW events (id, job_id, from_state, to_state, ts, reason, move, step) AS
+        SELECT m.id + s.step, m.job_id, s.from_state, s.to_state,
+               CASE s.step WHEN 0 THEN m.t0 ELSE m.ts END,
+               CASE s.carries_reason WHEN 1 THEN m.reason ELSE '' END,
+               m.id, s.step
+        FROM moves m JOIN event_steps s ON s.path = m.path;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -37,7 +37,7 @@ from balsamd.store.db import (
 from balsamd.store.errors import JobNotFound, SessionGone, StoreError
 from balsamd.store.outbox import OutboxMixin
 from balsamd.store.queries import JobFilter
-from balsamd.store.transitions import Move, apply_moves, direct_children, load_states
+from balsamd.store.transitions import MAX_STEPS, Move, apply_moves, direct_children, load_states
 
 S = JobState
 
@@ -210,12 +210,14 @@ class SiteStore(BatchStoreMixin, OutboxMixin):
         return {str(s): found[str(s)] for s in JobState if s in found}
 
     def events(self, job_id: str | None = None, after: int = 0, limit: int | None = None) -> list[Event]:
-        sql = "SELECT id, job_id, from_state, to_state, ts, reason FROM events WHERE id > ?"
-        params: list[object] = [after]
+        # a move holds consecutive events: those after ``after`` are in its move or later ones,
+        # which the store finds by the move's id (the event id itself is computed)
+        sql = "SELECT id, job_id, from_state, to_state, ts, reason FROM events WHERE move > ? AND id > ?"
+        params: list[object] = [after - MAX_STEPS, after]
         if job_id is not None:
             sql += " AND job_id = ?"
             params.append(job_id)
-        sql += " ORDER BY id"
+        sql += " ORDER BY move, step"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
@@ -398,7 +400,7 @@ class SiteStore(BatchStoreMixin, OutboxMixin):
             doomed = list(candidates)
             doomed_json = msgspec.json.encode(doomed).decode()
             for table, col in (
-                ("events", "job_id"),
+                ("moves", "job_id"),
                 ("job_tags", "job_id"),
                 ("job_parents", "child_id"),
                 ("job_parents", "parent_id"),

@@ -80,9 +80,11 @@ def apply_moves(
     """
     finals: dict[str, JobState] = {}
     plans = [_plan(batch, hooks, now, finals) for batch in _rounds(moves)]
+    (last_event,) = conn.execute("SELECT value FROM counters WHERE name = 'events'").fetchone()
     for plan in plans:  # every move was checked before the first write
         for (path, started, keys), rows in plan.items():
-            _write_group(conn, path, started, keys, rows, now, seq)
+            last_event = _write_group(conn, path, started, keys, rows, now, seq, last_event)
+    conn.execute("UPDATE counters SET value = ? WHERE name = 'events'", (last_event,))
     finished = [i for i, s in finals.items() if s == S.JOB_FINISHED]
     failed = [(i, s) for i, s in finals.items() if s in (S.FAILED, S.KILLED)]
     if finished:
@@ -117,7 +119,8 @@ def _plan(
     moves: list[Move], hooks: Mapping[str, list[str]], now: float, finals: dict[str, JobState]
 ) -> dict[_Kind, list[Any]]:
     """Check one round of moves and sort them by kind, each kind's rows laid end to end as
-    they are bound: job id, first step's time, time, reason, then the columns."""
+    they are bound: first event id (given when written), job id, first step's time, time,
+    reason, then the columns."""
     kinds: dict[_Kind, list[Any]] = defaultdict(list)
     # every report of a batch is alike: each (from, started, to, app) is checked and settled once
     paths: dict[tuple[JobState, bool, JobState, str], tuple[JobState, ...]] = {}
@@ -134,7 +137,7 @@ def _plan(
         if m.reason:
             columns = {**columns, "state_reason": m.reason}
         kinds[path, started, tuple(columns)].extend(
-            (job_id, m.started_at if started else ts, ts, m.reason, *columns.values())
+            (0, job_id, m.started_at if started else ts, ts, m.reason, *columns.values())
         )
     return kinds
 
@@ -157,34 +160,55 @@ def _write_group(
     rows: list[Any],
     now: float,
     seq: int,
-) -> None:
-    """One kind of move for many jobs: an event per step, then the job rows.
+    last_event: int,
+) -> int:
+    """One kind of move for many jobs: a move row each (its events), then the job rows.
+    Returns the last event id used.
 
-    A statement per step, not per event row: each step's events share their states, so only
-    the job's own values are bound.  Steps are inserted in order, so each job's events keep
-    ascending ids."""
+    Only the jobs' own values are bound: the states they walk are the kind's path."""
     final = path[-1]
+    steps = len(path) - 1
+    path_id = _path_id(conn, path, 1 if started else 0)
+    width = 5 + len(keys)
+    count = len(rows) // width
+    rows[0::width] = range(last_event + 1, last_event + 1 + count * steps, steps)
     starts = path[1:].count(S.RUNNING)
-    names = ", ".join(("id", "t0", "ts", "reason", *keys))
+    names = ", ".join(("event", "id", "t0", "ts", "reason", *keys))
     sets = "".join(f", {c} = u.{c}" for c in keys)
     if final != S.RUNNING and "session_id" not in keys:
         sets += ", session_id = NULL"  # only a running job stays bound to the session that runs it
-    reason_step = 1 if started else 0
-    for values, params in values_chunks(rows, 4 + len(keys)):
+    for values, params in values_chunks(rows, width):
         head = f"WITH u({names}) AS (VALUES {values}) "
-        for step, (a, b) in enumerate(itertools.pairwise(path)):
-            ts = "u.t0" if step == 0 else "u.ts"
-            reason = "u.reason" if step == reason_step else "''"
-            conn.execute(
-                f"{head}INSERT INTO events (job_id, from_state, to_state, ts, reason) "
-                f"SELECT u.id, '{a}', '{b}', {ts}, {reason} FROM u",
-                params,
-            )
+        conn.execute(
+            f"{head}INSERT INTO moves (id, job_id, path, t0, ts, reason) "
+            f"SELECT event, id, {path_id}, t0, ts, reason FROM u",
+            params,
+        )
         conn.execute(
             f"{head}UPDATE jobs SET state = '{final}', updated_at = ?{len(params) + 1}, seq = ?{len(params) + 2}, "
             f"version = version + 1, attempts = attempts + {starts}{sets} FROM u WHERE jobs.id = u.id",
             (*params, now, seq),
         )
+    return last_event + count * steps
+
+
+MAX_STEPS = 16  # of one move; event ids after a given one are searched from that many moves back
+
+
+def _path_id(conn: apsw.Connection, path: tuple[JobState, ...], reason_step: int) -> int:
+    """The id of a kind of move's steps, recorded the first time it is used."""
+    if len(path) - 1 > MAX_STEPS:
+        raise ValueError(f"a move of {len(path) - 1} steps is more than the store records ({MAX_STEPS})")
+    key = f"{msgspec.json.encode([str(s) for s in path]).decode()}/{reason_step}"
+    row = conn.execute("SELECT id FROM event_paths WHERE key = ?", (key,)).fetchone()
+    if row is not None:
+        return row[0]
+    (path_id,) = conn.execute("INSERT INTO event_paths (key) VALUES (?) RETURNING id", (key,)).fetchone()
+    conn.executemany(
+        "INSERT INTO event_steps VALUES (?, ?, ?, ?, ?)",
+        [(path_id, i, a, b, int(i == reason_step)) for i, (a, b) in enumerate(itertools.pairwise(path))],
+    )
+    return path_id
 
 
 def direct_children(conn: apsw.Connection, parent_ids: list[str]) -> list[tuple[str, str, JobState, str]]:

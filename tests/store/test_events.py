@@ -1,0 +1,74 @@
+"""Events: a store's append-only history, one row per step a job took, with ids that only grow."""
+
+from __future__ import annotations
+
+import itertools
+
+import apsw
+
+from balsamd.states import JobState
+from balsamd.store.schema import MIGRATIONS
+from tests.conftest import make_jobs, open_store
+from tests.store import run_all
+
+S = JobState
+
+
+def test_the_events_of_a_finished_run_have_consecutive_ids_in_the_order_of_its_steps(store):
+    [job] = make_jobs(store, 1)
+    run_all(store, [job])
+    events = store.events(job.id)
+    assert [e.id for e in events] == list(range(events[0].id, events[0].id + len(events)))
+    assert [e.to_state for e in events][-5:] == [S.RUNNING, S.RUN_DONE, S.POSTPROCESSED, S.STAGED_OUT, S.JOB_FINISHED]
+    assert all(a.to_state == b.from_state for a, b in itertools.pairwise(events))
+
+
+def test_reading_after_an_id_inside_a_move_returns_the_rest_of_it_then_what_follows(store):
+    a, b = make_jobs(store, 2)
+    run_all(store, [a, b])
+    everything = store.events()
+    for cut in range(len(everything)):
+        after = everything[cut].id
+        assert store.events(after=after) == everything[cut + 1 :]
+        assert store.events(after=after, limit=3) == everything[cut + 1 : cut + 4]
+
+
+def test_event_ids_are_not_reused_after_their_job_is_deleted(store):
+    [first] = make_jobs(store, 1)
+    top = store.events()[-1].id
+    store.delete([first.id])
+    assert store.events() == []
+    [second] = make_jobs(store, 1)
+    assert store.events(second.id)[0].id == top + 1
+
+
+def test_a_store_of_an_earlier_schema_keeps_its_events_and_their_ids(tmp_path):
+    path = tmp_path / "old.db"
+    conn = apsw.Connection(str(path))
+    for version, sql in enumerate(MIGRATIONS[:5]):
+        conn.execute(sql)
+        conn.execute(f"PRAGMA user_version = {version + 1}")
+    conn.executemany(
+        "INSERT INTO events (job_id, from_state, to_state, ts, reason) VALUES (?, ?, ?, ?, ?)",
+        [
+            ("J1", None, "CREATED", 1.0, ""),
+            ("J1", "CREATED", "READY", 2.0, "all parents finished"),
+            ("J2", "RUNNING", "RUN_ERROR", 3.0, "exit code 1"),
+            ("J2", "RUN_ERROR", "FAILED", 3.0, ""),
+        ],
+    )
+    conn.execute("DELETE FROM events WHERE id = 4")  # its id stays taken
+    conn.close()
+    store = open_store(path)
+    try:
+        rows = [(e.id, e.job_id, e.from_state, e.to_state, e.ts, e.reason) for e in store.events()]
+        assert rows == [
+            (1, "J1", None, S.CREATED, 1.0, ""),
+            (2, "J1", S.CREATED, S.READY, 2.0, "all parents finished"),
+            (3, "J2", S.RUNNING, S.RUN_ERROR, 3.0, "exit code 1"),
+        ]
+        assert store.events("J2", after=2) == store.events()[2:]
+        [job] = make_jobs(store, 1)
+        assert store.events(job.id)[0].id == 5
+    finally:
+        store.close()
