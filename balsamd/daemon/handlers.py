@@ -21,7 +21,7 @@ def store_handlers(store: SiteStore) -> dict[str, Callable[[Any], Any]]:
         "heartbeat": lambda a: store.heartbeat(a.session_id, a.running),
         "close_session": lambda a: store.close_session(a.session_id),
         "expire_sessions": lambda a: store.expire_sessions(a.expiry_sec),
-        "claim": lambda a: store.claim(a.session_id, a.limits),
+        "claim": lambda a: store.claim_document(a.session_id, a.limits),
         "report": lambda a: store.update_states(a.session_id, a.updates),
         "release": lambda a: store.release(a.session_id, a.job_ids),
         "create_jobs": lambda a: store.create_jobs(a.jobs),

@@ -19,7 +19,7 @@ from balsamd.models import App, BatchJob, BatchJobState, ClaimLimits, Event, Job
 from balsamd.rpc import protocol as p
 from balsamd.states import IllegalTransition, JobState
 from balsamd.store.queries import JobFilter
-from balsamd.store.store import JobNotFound, RemoveOutcome, SessionGone, StoreError, UpdateOutcome
+from balsamd.store.store import JobNotFound, RemoveOutcome, SessionGone, StoreError, UpdateOutcome, claimed_jobs
 from balsamd.validate import JobSpecError
 
 
@@ -213,7 +213,7 @@ class RemoteStore:
         return self.client.call("heartbeat", p.Heartbeat(session_id, list(running)))
 
     def claim(self, session_id: str, limits: ClaimLimits) -> list[Job]:
-        return self.client.call("claim", p.Claim(session_id, limits))
+        return claimed_jobs(self.client.call("claim", p.Claim(session_id, limits)), limits)
 
     def update_states(self, session_id: str, updates: list[StateUpdate]) -> UpdateOutcome:
         return self.client.call("report", p.Report(session_id, updates))

@@ -178,7 +178,7 @@ METHODS: dict[str, tuple[type, Any]] = {
     "heartbeat": (Heartbeat, list[str]),
     "close_session": (SessionArg, None),
     "expire_sessions": (Expiry, list[str]),
-    "claim": (Claim, list[Job]),
+    "claim": (Claim, str),  # the claimed jobs' JSON document, see store.db.decode_jobs
     "report": (Report, UpdateOutcome),
     "release": (Release, int),
     "create_jobs": (Jobs, list[Job]),

@@ -73,18 +73,21 @@ _JOB_OBJECT = "json_object({})".format(
 )
 
 
-def load_jobs(conn: apsw.Connection, ids: list[str]) -> list[Job]:
-    """The jobs of ``ids`` that exist, read as one JSON document decoded in one call.
+def jobs_document(conn: apsw.Connection, ids_json: str) -> str:
+    """The jobs whose ids are in the JSON array ``ids_json``, in no particular order, as one
+    JSON document for ``decode_jobs``.
 
-    For batches (a claim): each row stepped from Python is a GIL handover, and building
-    Jobs from tuples costs more than msgspec decoding them."""
-    if not ids:
-        return []
+    For batches (a claim): each row stepped from Python is a GIL handover, and building Jobs
+    from tuples costs more than msgspec decoding them.  A claim's server passes it on as it is."""
     (doc,) = conn.execute(
         f"SELECT json_group_array(json_array({_JOB_OBJECT}, hex(result))) FROM jobs "
         "WHERE id IN (SELECT value FROM json_each(?))",
-        (_json_encode(ids),),
+        (ids_json,),
     ).fetchone()
+    return doc
+
+
+def decode_jobs(doc: str | bytes) -> list[Job]:
     jobs = []
     for d in _docs_decode(doc):
         if d.result:

@@ -26,12 +26,13 @@ from balsamd.store.db import (
     SESSION_COLUMNS,
     Database,
     decode_app,
+    decode_jobs,
     encode_app,
     event_from_row,
     job_from_row,
     job_to_row,
+    jobs_document,
     json_text,
-    load_jobs,
     session_from_row,
 )
 from balsamd.store.errors import JobNotFound, SessionGone, StoreError
@@ -58,7 +59,22 @@ def _now(now: float | None) -> float:
     return time.time() if now is None else now
 
 
-__all__ = ["JobNotFound", "RemoveOutcome", "SessionGone", "SiteStore", "StoreError", "UpdateOutcome"]
+__all__ = ["JobNotFound", "RemoveOutcome", "SessionGone", "SiteStore", "StoreError", "UpdateOutcome", "claimed_jobs"]
+
+
+def claimed_jobs(document: str, limits: ClaimLimits) -> list[Job]:
+    """The jobs of a claim's document, in the order its limits ask for."""
+    jobs = decode_jobs(document)
+    jobs.sort(key=_small_first if limits.order == "small_first" else _long_first)
+    return jobs
+
+
+def _small_first(j: Job) -> tuple[int, str]:
+    return j.num_nodes, j.id
+
+
+def _long_first(j: Job) -> tuple[float, int, str]:
+    return -j.wall_time_min, -j.num_nodes, j.id
 
 
 class SiteStore(BatchStoreMixin, OutboxMixin):
@@ -495,8 +511,13 @@ class SiteStore(BatchStoreMixin, OutboxMixin):
         One transaction: two claimers never get the same job.  Claimed jobs keep their state
         until the launcher reports them RUNNING; unstarted ones go back with ``release``.
         """
+        return claimed_jobs(self.claim_document(session_id, limits, now), limits)
+
+    def claim_document(self, session_id: str, limits: ClaimLimits, now: float | None = None) -> str:
+        """``claim``, its jobs as the JSON document SQLite made of them, for ``claimed_jobs``:
+        a server passes it on as it is, and only the launcher decodes and orders it."""
         if limits.max_jobs <= 0:
-            return []
+            return "[]"
         with self.db.write() as conn:
             batch_job_id, last = self._require_open(conn, session_id)
             if limits.request_id and limits.request_id == last:
@@ -514,16 +535,10 @@ class SiteStore(BatchStoreMixin, OutboxMixin):
                     "UPDATE jobs SET session_id = ?, batch_job_id = ? WHERE id IN (SELECT value FROM json_each(?))",
                     (session_id, batch_job_id, ids),
                 )
-            jobs = load_jobs(conn, msgspec.json.decode(ids))
+            doc = jobs_document(conn, ids)
             if limits.request_id and limits.request_id != last:
                 conn.execute("UPDATE sessions SET last_claim = ? WHERE id = ?", (limits.request_id, session_id))
-        order = (
-            (lambda j: (j.num_nodes, j.id))
-            if limits.order == "small_first"
-            else (lambda j: (-j.wall_time_min, -j.num_nodes, j.id))
-        )
-        jobs.sort(key=order)
-        return jobs
+        return doc
 
     def release(self, session_id: str, job_ids: list[str], now: float | None = None) -> int:
         """Hand back claimed jobs this session did not start."""

@@ -107,6 +107,19 @@ def test_the_remote_store_returns_what_the_store_returns(site: DaemonSite, known
         assert remote.resolve_id(known["finished"].lower()) == known["finished"]
 
 
+def test_a_remote_claim_returns_the_jobs_the_store_holds_in_the_order_asked(site: DaemonSite) -> None:
+    made = [Job(id=ids.new_id(), app="Hello", workdir=f"w/{m}", wall_time_min=m) for m in (5, 60, 30)]
+    with site.store() as local, site.remote() as remote:
+        remote.create_jobs(made)
+        session = remote.open_session(label="client test, claims")
+        try:
+            claimed = remote.claim(session.id, ClaimLimits(order="long_large_first", filter_tags={}))
+            assert [j.wall_time_min for j in claimed if j.id in {m.id for m in made}] == [60, 30, 5]
+            assert claimed == [local.get(j.id) for j in claimed]
+        finally:
+            remote.close_session(session.id)
+
+
 def test_a_fault_of_the_daemon_is_a_remote_error_and_it_goes_on(site: DaemonSite) -> None:
     # a limit SQLite cannot take: an error of the daemon's own, not one of the store's
     with site.remote() as remote:
