@@ -225,7 +225,7 @@ def frame_length(header: bytes) -> int:
 def decode_message(body: bytes) -> Message:
     try:
         return _message_decoder.decode(body)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, ValueError) as exc:  # a string that is not UTF-8 raises the latter
         raise ProtocolError(f"not a balsamd message: {exc}") from None
 
 
@@ -234,7 +234,7 @@ def decode_args(method: str, raw: bytes) -> Any:
         raise ProtocolError(f"unknown method {method!r}")
     try:
         return _arg_decoders[method].decode(raw)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, ValueError) as exc:
         raise ProtocolError(f"bad arguments for {method}: {exc}") from None
 
 

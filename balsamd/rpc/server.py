@@ -91,6 +91,9 @@ class RpcServer:
             except p.ProtocolError as exc:
                 self.refused += 1
                 log.warning("dropped connection from %s: %s", peer, exc)
+            except Exception:  # whatever one connection sends, the daemon serves the others
+                self.refused += 1
+                log.exception("dropped connection from %s after an unexpected error", peer)
 
     def _accept(self, hello: p.Message) -> bool:
         return (

@@ -143,6 +143,8 @@ def _garbage_cases() -> dict[str, bytes]:
         "msgpack but no message": p.HEADER.pack(len(p.encode({"a": 1}))) + p.encode({"a": 1}),
         "empty frame": p.HEADER.pack(0),
         "random bytes": p.HEADER.pack(64) + os.urandom(64),
+        # a message whose tag is not UTF-8: msgspec raises UnicodeDecodeError, not DecodeError
+        "a tag that is not utf-8": p.HEADER.pack(4) + b"\x91\xa2\xff\xfe",
     }
 
 
