@@ -5,9 +5,11 @@ from __future__ import annotations
 import itertools
 
 import apsw
+import pytest
 
 from balsamd.states import JobState
 from balsamd.store.schema import MIGRATIONS
+from balsamd.store.transitions import _path_id
 from tests.conftest import make_jobs, open_store
 from tests.store import run_all
 
@@ -72,3 +74,9 @@ def test_a_store_of_an_earlier_schema_keeps_its_events_and_their_ids(tmp_path):
         assert store.events(job.id)[0].id == 5
     finally:
         store.close()
+
+
+def test_a_move_of_more_steps_than_events_are_read_back_by_is_refused(store):
+    path = (S.READY,) + (S.RUNNING, S.RUN_ERROR) * 9
+    with store.db.write() as conn, pytest.raises(ValueError, match="a move of 18 steps is more than the store records"):
+        _path_id(conn, path, 0)
