@@ -18,7 +18,6 @@ import collections
 import contextlib
 import itertools
 import os
-import shutil
 import signal
 import socket
 import sys
@@ -29,6 +28,7 @@ from typing import TextIO
 from balsamd import apps
 from balsamd.launch import pyproto as pp
 from balsamd.launch.dirwatch import EntryWatch
+from balsamd.launch.lazyfiles import keep_output, make_dir, move_scratch
 from balsamd.launch.pyworker import call_app
 
 # Where runs and their launcher compete for cores, the launcher's bookkeeping goes first: it
@@ -73,7 +73,7 @@ class Files:
         self.task = task
         self.in_scratch = False
         if not task.lazy:
-            _make_dir(task.cwd)
+            make_dir(task.cwd)
             os.chdir(task.cwd)
             self._point_output_at(task.output)
             return
@@ -95,7 +95,7 @@ class Files:
             os.chdir(self.task.cwd)
             self.in_scratch = False
         else:
-            _make_dir(self.task.cwd)
+            make_dir(self.task.cwd)
         return self.task.cwd
 
     def end(self) -> None:
@@ -114,32 +114,15 @@ class Files:
                 self._move_scratch(task.cwd)
         if os.fstat(1).st_size == 0:
             return
-        try:
-            _rename_into(self.spill, task.output)  # the run's own children keep writing to it: it is theirs
-        except OSError:
-            try:
-                shutil.copyfile(self.spill, task.output)  # another filesystem
-            except OSError as exc:
-                self._warn(f"could not keep the output of a run as {task.output}: {exc}")
+        # the run's own children may go on writing to the spill file: it is theirs now
+        problem = keep_output(self.spill, task.output)
+        if problem:
+            self._warn(problem)
         self._point_output_at(self.spill)
 
     def _move_scratch(self, workdir: str) -> None:
-        try:
-            _rename_into(self.scratch, workdir)
-        except OSError:
-            # the run made its workdir itself, or it is elsewhere: move entry by entry
-            for entry in os.listdir(self.scratch):
-                try:
-                    os.makedirs(workdir, exist_ok=True)
-                    os.replace(os.path.join(self.scratch, entry), os.path.join(workdir, entry))
-                except OSError as exc:
-                    self._warn(f"could not move {entry} into {workdir}: {exc}")
-            if os.listdir(self.scratch):
-                aside = f"{self.scratch}.left{next(self._leftovers)}"
-                os.rename(self.scratch, aside)
-                self._warn(f"files a run left that could not be moved into {workdir} are in {aside}")
-            else:
-                os.rmdir(self.scratch)
+        for problem in move_scratch(self.scratch, workdir, f"{self.scratch}.left{next(self._leftovers)}"):
+            self._warn(problem)
         os.mkdir(self.scratch)
         os.close(self._scratch_fd)
         self._scratch_fd = os.open(self.scratch, os.O_RDONLY | os.O_DIRECTORY)
@@ -156,24 +139,6 @@ class Files:
             os.unlink(self.spill)
         with contextlib.suppress(OSError):
             os.rmdir(self.scratch)
-
-
-def _make_dir(path: str) -> None:
-    try:
-        os.mkdir(path)
-    except FileExistsError:
-        pass
-    except FileNotFoundError:
-        os.makedirs(path, exist_ok=True)
-
-
-def _rename_into(src: str, dst: str) -> None:
-    """rename, making the destination's parent directories when they are missing."""
-    try:
-        os.rename(src, dst)
-    except FileNotFoundError:
-        os.makedirs(os.path.dirname(dst), exist_ok=True)
-        os.rename(src, dst)
 
 
 class Environment:

@@ -25,6 +25,7 @@ import msgspec
 
 from balsamd.config import LauncherSettings
 from balsamd.launch import commands
+from balsamd.launch.lazyfiles import LazyFiles, LazyRun, make_dir
 from balsamd.launch.pyproto import Done, PyResult, PyTask, Returned, Started
 from balsamd.launch.pyworkers import WarmWorker, worker_environment
 from balsamd.launch.resources import Placement
@@ -73,14 +74,20 @@ class _ProcessRun:
     job_id: str
     popen: subprocess.Popen[bytes]
     pidfd: int
-    output: Path
+    workdir: str
     result_file: Path | None
+    started: float  # monotonic
+    lazy: LazyRun | None  # its files are made only if it uses them
     stopped: bool = False
 
+    @property
+    def output(self) -> str:
+        return os.path.join(self.workdir, commands.OUTPUT_FILE)
 
-def output_tail(path: Path, size: int = TAIL_BYTES) -> str:
+
+def output_tail(path: str | Path, size: int = TAIL_BYTES) -> str:
     try:
-        with path.open("rb") as f:
+        with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
             f.seek(max(0, f.tell() - size))
             return f.read().decode(errors="replace")
@@ -114,7 +121,8 @@ class Runner:
         self._worker_env = worker_environment()
         self._shared_env: dict[tuple[str, int, tuple[int, ...]], dict[str, str]] = {}  # by app, threads, GPUs
         self._events: list[RunEvent] = []  # known before wait() is called
-        self.short_apps: set[str] = set()  # their runs are lazy about files (see pyserve)
+        self.short_apps: set[str] = set()  # their runs are lazy about files (see lazyfiles, pyserve)
+        self.lazy = LazyFiles(str(self.data / ".workers"))
         self.zygote: Zygote | None = None
         self._zygote_failed = False
         if any(app.kind == AppKind.PYTHON for app in apps.values()):
@@ -141,11 +149,9 @@ class Runner:
             if self._in_worker(job, app):
                 self._start_python(job, app, placement)
             else:
-                workdir = self.data / job.workdir
-                workdir.mkdir(parents=True, exist_ok=True)
-                env = commands.job_environment(job, app, placement, str(self.site_path), self.settings.gpu_env)
+                env = commands.job_environment(job, app, placement, self._site, self.settings.gpu_env)
                 single = job.num_nodes == 1 and job.ranks_per_node == 1
-                self._start_process(job, app, placement, workdir, env, use_mpi=self.use_mpi or not single)
+                self._start_process(job, app, placement, env, use_mpi=self.use_mpi or not single)
         except Exception as exc:
             return Finished(job.id, None, f"could not start: {type(exc).__name__}: {exc}")
         return None
@@ -233,29 +239,35 @@ class Runner:
         self.selector.register(worker.sock, selectors.EVENT_READ, worker)
         return worker
 
-    def _start_process(
-        self, job: Job, app: App, placement: Placement, workdir: Path, env: dict[str, str], use_mpi: bool,
-    ) -> None:  # fmt: skip
+    def _start_process(self, job: Job, app: App, placement: Placement, env: dict[str, str], use_mpi: bool) -> None:
+        workdir = self._data_prefix + job.workdir
+        # a short command run on this host makes its files only if it uses them; an MPI launch
+        # may start its ranks elsewhere, and Python ranks talk through files in the workdir
+        lazy = None
+        if app.kind == AppKind.COMMAND and not use_mpi and job.app in self.short_apps:
+            lazy = self.lazy.begin(workdir)
+        else:
+            make_dir(workdir)
         result_file = None
-        output = workdir / commands.OUTPUT_FILE
         if app.kind == AppKind.PYTHON:
             task = PyTask(
-                job=job, source=str(self.site_path / "apps" / app.source), class_name=app.class_name,
-                cwd=str(workdir), output=str(output), env=env,
+                job=job, source=self._apps_prefix + app.source, class_name=app.class_name,
+                cwd=workdir, output=os.path.join(workdir, commands.OUTPUT_FILE), env=env,
             )  # fmt: skip
-            (workdir / commands.PY_TASK_FILE).write_bytes(msgspec.msgpack.encode(task))
-            result_file = workdir / commands.PY_RESULT_FILE
+            (Path(workdir) / commands.PY_TASK_FILE).write_bytes(msgspec.msgpack.encode(task))
+            result_file = Path(workdir) / commands.PY_RESULT_FILE
             result_file.unlink(missing_ok=True)
         argv = commands.run_argv(app, job, placement, self.settings, use_mpi, env)
-        started = time.time()
-        with output.open("wb") as out:
-            popen = subprocess.Popen(
-                argv, cwd=workdir, env={**self.base_env, **env}, stdin=subprocess.DEVNULL,
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
+        started, t0 = time.time(), time.monotonic()
+        popen_args = dict(env={**self.base_env, **env}, stdin=subprocess.DEVNULL, start_new_session=True)
+        if lazy is not None:
+            popen = subprocess.Popen(argv, cwd=lazy.cwd, stdout=lazy.spill_fd, stderr=subprocess.STDOUT, **popen_args)
+        else:
+            with open(os.path.join(workdir, commands.OUTPUT_FILE), "wb") as out:
+                popen = subprocess.Popen(argv, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, **popen_args)
         self.watchdog.started(popen.pid)
         pidfd = os.pidfd_open(popen.pid)
-        self.procs[job.id] = _ProcessRun(job.id, popen, pidfd, output, result_file)
+        self.procs[job.id] = _ProcessRun(job.id, popen, pidfd, workdir, result_file, t0, lazy)
         self.selector.register(pidfd, selectors.EVENT_READ, job.id)
         self._events.append(RunStarted(job.id, started))
 
@@ -286,13 +298,15 @@ class Runner:
 
     def _reap_process(self, run: _ProcessRun) -> Finished:
         code = run.popen.wait()
+        elapsed = time.monotonic() - run.started
         self.watchdog.ended(run.popen.pid)
         os.close(run.pidfd)
+        wrote = self.lazy.end(run.lazy, run.workdir, run.output) if run.lazy is not None else True
         result = None
         if run.result_file is not None and run.result_file.exists():
             result = msgspec.msgpack.decode(run.result_file.read_bytes(), type=PyResult).result
-        reason = "" if code == 0 else output_tail(run.output)
-        return Finished(run.job_id, code, reason, result, run.stopped)
+        reason = "" if code == 0 or not wrote else output_tail(run.output)
+        return Finished(run.job_id, code, reason, result, run.stopped, elapsed=elapsed)
 
     def _worker_events(self, worker: WarmWorker) -> list[RunEvent]:
         reports = worker.read()
@@ -368,6 +382,9 @@ class Runner:
             run = self.procs.pop(job_id)
             run.popen.wait()
             os.close(run.pidfd)
+            if run.lazy is not None:
+                self.lazy.end(run.lazy, run.workdir, run.output)
+        self.lazy.close()
         for worker in self.workers:
             worker.stop()
         self.workers.clear()

@@ -132,3 +132,29 @@ def test_idle_ttl_zero_runs_the_ready_jobs_then_exits(site: LaunchSite) -> None:
 
     assert "2 started, 2 done" in summary
     assert site.states(job_ids) == ["JOB_FINISHED"] * 2
+
+
+def test_short_command_runs_make_their_workdir_and_output_only_if_they_use_them(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    with new_site(tmp_path_factory.mktemp("lazy")) as site:
+        site.configure(cpus_per_node=2)
+        site.command_app("Mixed", "sh -c {{ script }}")
+        (site.data / "Mixed").mkdir(parents=True)
+        (site.data / "Mixed" / "common.in").write_text("shared input\n")
+        kinds = ["true"] * 7 + ["cat ../common.in", "echo 42 > answer", "echo boom; exit 4"]
+        scripts = kinds * 30
+        ids = [site.create("Mixed", parameters={"script": s}, node_packing_count=2)[0] for s in scripts]
+        site.launch("--job-mode", "serial", "--nodes", "n1", "--idle-ttl", "0.5")
+        by_kind = {kind: [i for i, s in zip(ids, scripts, strict=True) if s == kind] for kind in kinds}
+        assert set(site.states(by_kind["true"])) == {"JOB_FINISHED"}
+        made = [i for i in by_kind["true"] if (site.data / site.job(i).workdir).exists()]
+        assert len(made) < 10, f"{len(made)} of {len(by_kind['true'])} silent runs made a workdir"
+        assert {site.output(i) for i in by_kind["cat ../common.in"]} == {"shared input\n"}
+        assert {(site.data / site.job(i).workdir / "answer").read_text() for i in by_kind["echo 42 > answer"]} == {
+            "42\n"
+        }
+        failed = [site.job(i) for i in by_kind["echo boom; exit 4"]]
+        assert {(j.state, j.return_code, j.state_reason) for j in failed} == {("FAILED", 4, "exit code 4\nboom\n")}
+        leftovers = [p.name for p in site.data.rglob("*") if p.name.startswith((".balsamd-scratch-", "run-"))]
+        assert leftovers == []

@@ -1,0 +1,187 @@
+"""Where a short command run writes: its workdir and output file, made only if it uses them.
+
+A launcher starting a thousand ``true`` runs a second would otherwise make a directory and a file
+for each: two metadata operations that on Lustre or GPFS cost more than the run itself (and on
+an ext4 without a journal, which scans past recently deleted inodes, sometimes a millisecond
+each).  So a run of an app known to be short starts in its workdir when that exists (staged
+inputs, an earlier attempt), else in an empty scratch directory *beside* it, in the same parent
+directory, so that relative paths such as ``../common.in`` name what they would from the
+workdir.  Its stdout and stderr go to a spill file.  After the run, a scratch directory it left
+something in is renamed to be its workdir, and a spill file it wrote becomes its ``job.out``;
+unused ones serve the next run.  A campaign of silent short runs makes a handful of directories
+and files, not two per run.  The Python worker (pyserve) keeps its short runs' files with the
+same helpers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+
+log = logging.getLogger("balsamd.launcher")
+
+SCRATCH_PREFIX = ".balsamd-scratch-"
+KEEP_IDLE_SCRATCH = 64  # idle scratch directories kept for later runs, over all parents
+
+
+def make_dir(path: str) -> None:
+    """mkdir, making parents only when they are missing (one system call in the usual case)."""
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        os.makedirs(path, exist_ok=True)
+
+
+def rename_into(src: str, dst: str) -> None:
+    """rename, making the destination's parent directories when they are missing."""
+    try:
+        os.rename(src, dst)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        os.rename(src, dst)
+
+
+def move_scratch(scratch: str, workdir: str, aside: str) -> list[str]:
+    """Make what a run left in ``scratch`` its ``workdir``'s; afterwards ``scratch`` is gone.
+
+    Renaming the directory keeps the run's open files open.  Where that fails (the run made its
+    workdir itself, a concurrent run of the same workdir got there first, another filesystem)
+    entries move one by one, and what cannot move is put ``aside``.  Returns what went wrong."""
+    try:
+        rename_into(scratch, workdir)
+        return []
+    except OSError:
+        pass
+    problems = []
+    for entry in os.listdir(scratch):
+        try:
+            os.makedirs(workdir, exist_ok=True)
+            os.replace(os.path.join(scratch, entry), os.path.join(workdir, entry))
+        except OSError as exc:
+            problems.append(f"could not move {entry} into {workdir}: {exc}")
+    if os.listdir(scratch):
+        os.rename(scratch, aside)
+        problems.append(f"files a run left that could not be moved into {workdir} are in {aside}")
+    else:
+        os.rmdir(scratch)
+    return problems
+
+
+def keep_output(spill: str, output: str) -> str | None:
+    """Make a written spill file the run's output file; returns what went wrong, if anything."""
+    try:
+        rename_into(spill, output)
+        return None
+    except OSError:
+        pass
+    try:
+        shutil.copyfile(spill, output)  # another filesystem
+        os.unlink(spill)
+        return None
+    except OSError as exc:
+        return f"could not keep the output of a run as {output}: {exc}"
+
+
+@dataclass
+class LazyRun:
+    """Where one lazy run writes."""
+
+    cwd: str
+    in_scratch: bool
+    spill: str
+    spill_fd: int  # its stdout and stderr
+
+
+class LazyFiles:
+    """Scratch directories and spill files for a launcher's lazy runs, reused while unused."""
+
+    def __init__(self, spool: str) -> None:
+        self.spool = spool  # where spill files live: on the site's data filesystem, so renames work
+        self._tag = f"{os.getpid()}-"
+        self._serial = itertools.count()
+        self._spills: list[tuple[str, int]] = []
+        self._idle: dict[str, str] = {}  # idle scratch directory -> its parent, oldest first
+        self._idle_in: dict[str, list[str]] = {}  # parent -> its idle scratch directories
+
+    def begin(self, workdir: str) -> LazyRun:
+        """Files for a run of ``workdir`` (an absolute path)."""
+        spill, fd = self._spills.pop() if self._spills else self._new_spill()
+        if os.access(workdir, os.F_OK):  # a lookup: cheaper than anything that makes
+            return LazyRun(workdir, False, spill, fd)
+        return LazyRun(self._take_scratch(os.path.dirname(workdir)), True, spill, fd)
+
+    def end(self, run: LazyRun, workdir: str, output: str) -> bool:
+        """After the run (its process has exited): keep what it wrote.  True if it wrote output."""
+        if run.in_scratch:
+            with os.scandir(run.cwd) as entries:
+                used = next(entries, None) is not None
+            if used:
+                for problem in move_scratch(run.cwd, workdir, f"{run.cwd}.left"):
+                    log.warning("%s", problem)
+            else:
+                self._give_back_scratch(run.cwd)
+        if os.fstat(run.spill_fd).st_size == 0:
+            self._spills.append((run.spill, run.spill_fd))
+            return False
+        os.close(run.spill_fd)  # a process the run left behind may go on writing: the file is the job's
+        problem = keep_output(run.spill, output)
+        if problem:
+            log.warning("%s", problem)
+        return problem is None
+
+    def close(self) -> None:
+        """Remove the idle scratch directories and spill files (call once no lazy run is left)."""
+        for spill, fd in self._spills:
+            os.close(fd)
+            _remove(os.unlink, spill)
+        self._spills.clear()
+        for scratch in self._idle:
+            _remove(os.rmdir, scratch)
+        self._idle.clear()
+        self._idle_in.clear()
+
+    def _new_spill(self) -> tuple[str, int]:
+        path = os.path.join(self.spool, f"run-{self._tag}{next(self._serial)}.out")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+        try:
+            fd = os.open(path, flags, 0o644)
+        except FileNotFoundError:
+            os.makedirs(self.spool, exist_ok=True)
+            fd = os.open(path, flags, 0o644)
+        return path, fd
+
+    def _take_scratch(self, parent: str) -> str:
+        idle = self._idle_in.get(parent)
+        if idle:
+            scratch = idle.pop()
+            del self._idle[scratch]
+            return scratch
+        scratch = os.path.join(parent, f"{SCRATCH_PREFIX}{self._tag}{next(self._serial)}")
+        make_dir(scratch)
+        return scratch
+
+    def _give_back_scratch(self, scratch: str) -> None:
+        parent = os.path.dirname(scratch)
+        self._idle[scratch] = parent
+        self._idle_in.setdefault(parent, []).append(scratch)
+        if len(self._idle) > KEEP_IDLE_SCRATCH:  # runs spread over many parents: forget the oldest
+            oldest, where = next(iter(self._idle.items()))
+            del self._idle[oldest]
+            siblings = self._idle_in[where]
+            siblings.remove(oldest)
+            if not siblings:
+                del self._idle_in[where]
+            _remove(os.rmdir, oldest)
+
+
+def _remove(remove: Callable[[str], None], path: str) -> None:
+    try:
+        remove(path)
+    except OSError as exc:
+        log.warning("could not remove %s: %s", path, exc)
