@@ -19,6 +19,7 @@ import itertools
 import logging
 import os
 import shutil
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -103,7 +104,8 @@ class LazyFiles:
 
     def __init__(self, spool: str) -> None:
         self.spool = spool  # where spill files live: on the site's data filesystem, so renames work
-        self._tag = f"{os.getpid()}-"
+        # launchers on several nodes may share the data directory: names say whose they are
+        self._tag = f"{socket.gethostname()}-{os.getpid()}-"
         self._serial = itertools.count()
         self._spills: list[tuple[str, int]] = []
         self._idle: dict[str, str] = {}  # idle scratch directory -> its parent, oldest first
@@ -147,14 +149,8 @@ class LazyFiles:
         self._idle_in.clear()
 
     def _new_spill(self) -> tuple[str, int]:
-        path = os.path.join(self.spool, f"run-{self._tag}{next(self._serial)}.out")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-        try:
-            fd = os.open(path, flags, 0o644)
-        except FileNotFoundError:
-            os.makedirs(self.spool, exist_ok=True)
-            fd = os.open(path, flags, 0o644)
-        return path, fd
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
+        return self._new(self.spool, "run-", ".out", lambda path: os.open(path, flags, 0o644))
 
     def _take_scratch(self, parent: str) -> str:
         idle = self._idle_in.get(parent)
@@ -162,9 +158,20 @@ class LazyFiles:
             scratch = idle.pop()
             del self._idle[scratch]
             return scratch
-        scratch = os.path.join(parent, f"{SCRATCH_PREFIX}{self._tag}{next(self._serial)}")
-        make_dir(scratch)
-        return scratch
+        return self._new(parent, SCRATCH_PREFIX, "", os.mkdir)[0]
+
+    def _new(self, where: str, prefix: str, suffix: str, make: Callable[[str], int | None]) -> tuple[str, int]:
+        """Make a file or directory of a name nobody has: ``where`` is made if missing, and a
+        name left by an earlier launcher of the same host and pid is passed over."""
+        while True:
+            path = os.path.join(where, f"{prefix}{self._tag}{next(self._serial)}{suffix}")
+            try:
+                return path, make(path) or 0
+            except FileExistsError:
+                continue
+            except FileNotFoundError:
+                os.makedirs(where, exist_ok=True)
+                return path, make(path) or 0
 
     def _give_back_scratch(self, scratch: str) -> None:
         parent = os.path.dirname(scratch)

@@ -132,3 +132,22 @@ def test_what_cannot_move_into_the_workdir_is_put_aside_and_said(tmp_path: Path)
     assert "could not move result" in problems[0]
     assert (tmp_path / "aside" / "result").read_text() == "r"
     assert not scratch.exists()
+
+
+def test_names_left_by_an_earlier_launcher_are_passed_over(tmp_path: Path) -> None:
+    spool = tmp_path / "data" / ".workers"
+    files = LazyFiles(str(spool))
+    probe = files.begin(str(tmp_path / "data" / "runs" / "0"))  # learns the names this launcher uses
+    files.end(probe, str(tmp_path / "data" / "runs" / "0"), "unused")
+    files.close()
+    spool.mkdir(exist_ok=True)
+    Path(probe.spill).write_text("an earlier launcher's output")
+    Path(probe.cwd).mkdir()
+    Path(probe.cwd, "kept").write_text("k")
+    again = LazyFiles(str(spool))  # same host, same pid: the same names come up first
+    lazy = again.begin(str(tmp_path / "data" / "runs" / "1"))
+    assert (lazy.spill, lazy.cwd) != (probe.spill, probe.cwd)
+    again.end(lazy, str(tmp_path / "data" / "runs" / "1"), "unused")
+    again.close()
+    assert Path(probe.spill).read_text() == "an earlier launcher's output"
+    assert os.listdir(probe.cwd) == ["kept"]
