@@ -17,6 +17,7 @@ from balsamd.states import JobState
 from balsamd.store.db import (
     BATCH_COLUMNS,
     JOB_SELECT,
+    LIMIT_PARAM,
     Database,
     batch_job_from_row,
     decode_app,
@@ -64,7 +65,7 @@ class OutboxMixin:
         what sync sends on without decoding and encoding every job again."""
         with self.db.read() as conn:
             rows = conn.execute(
-                f"SELECT {columns}, seq FROM jobs WHERE seq > ? ORDER BY seq, id LIMIT ?", (after_seq, limit + 1)
+                f"SELECT {columns}, seq FROM jobs WHERE seq > ? ORDER BY seq, id {LIMIT_PARAM}", (after_seq, limit + 1)
             ).fetchall()
             if len(rows) <= limit:  # every job change is here: complete up to the newest seq
                 top = conn.execute("SELECT value FROM counters WHERE name = 'seq'").fetchone()[0]

@@ -8,7 +8,7 @@ import msgspec
 
 from balsamd.models import ClaimLimits
 from balsamd.states import JobState
-from balsamd.store.db import JOB_SELECT
+from balsamd.store.db import JOB_SELECT, LIMIT_PARAM
 from balsamd.store.schema import RUNNABLE_SQL
 
 
@@ -56,7 +56,7 @@ def select_jobs(f: JobFilter) -> tuple[str, list[Any]]:
     where, params = where_clause(f)
     sql = f"SELECT {JOB_SELECT} FROM jobs{where} ORDER BY id"
     if f.limit is not None:
-        sql += " LIMIT ?"
+        sql += f" {LIMIT_PARAM}"
         params.append(f.limit)
     return sql, params
 
@@ -97,7 +97,7 @@ def claim_statement(limits: ClaimLimits) -> tuple[str, list[Any]]:
         # Without statistics SQLite prefers jobs_state and sorts every runnable job per claim;
         # the partial index holds exactly the candidates, already in small-first order.
         "SELECT id, num_nodes, node_packing_count, wall_time_min FROM jobs INDEXED BY jobs_runnable "
-        f"WHERE {' AND '.join(conds)} ORDER BY {order} LIMIT ?"
+        f"WHERE {' AND '.join(conds)} ORDER BY {order} {LIMIT_PARAM}"
     )
     params.append(limits.max_jobs)
     if limits.max_aggregate_nodes is None:

@@ -23,6 +23,7 @@ from balsamd.store.batch import BatchStoreMixin
 from balsamd.store.db import (
     JOB_COLUMNS,
     JOB_SELECT,
+    LIMIT_PARAM,
     SESSION_COLUMNS,
     Database,
     decode_app,
@@ -235,7 +236,7 @@ class SiteStore(BatchStoreMixin, OutboxMixin):
             params.append(job_id)
         sql += " ORDER BY move, step"
         if limit is not None:
-            sql += " LIMIT ?"
+            sql += f" {LIMIT_PARAM}"
             params.append(limit)
         with self.db.read() as conn:
             return [event_from_row(r) for r in conn.execute(sql, params)]
@@ -279,7 +280,7 @@ class SiteStore(BatchStoreMixin, OutboxMixin):
                 " WHERE jp.child_id = j.id AND p.state IN ('FAILED', 'KILLED') LIMIT 1),"
                 " EXISTS (SELECT 1 FROM job_parents jp JOIN jobs p ON p.id = jp.parent_id"
                 " WHERE jp.child_id = j.id AND p.state != 'JOB_FINISHED')"
-                " FROM jobs j WHERE j.state = 'AWAITING_PARENTS' LIMIT ?",
+                f" FROM jobs j WHERE j.state = 'AWAITING_PARENTS' {LIMIT_PARAM}",
                 (limit,),
             ).fetchall()
             moves = []

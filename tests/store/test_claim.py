@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import apsw
 import pytest
 
 from balsamd.models import ClaimLimits
@@ -192,3 +193,22 @@ def test_a_resent_claim_returns_the_jobs_the_lost_reply_held(store, session):
     first = store.claim(session.id, ClaimLimits(max_jobs=2, request_id="r1"))
     again = store.claim(session.id, ClaimLimits(max_jobs=2, request_id="r1"))
     assert again == first
+
+
+def test_claims_are_compiled_once_whatever_their_size(store, session):
+    """SQLite plans a bound LIMIT by its value and would compile a claim again on every call.
+    The authorizer runs only while a statement compiles: after the first claim it must not."""
+    make_jobs(store, 6)
+    compiled: list[int] = []
+
+    def authorizer(*_args: object) -> int:
+        compiled.append(1)
+        return apsw.SQLITE_OK
+
+    store.db.conn.authorizer = authorizer  # setting it also drops every compiled statement
+    store.claim(session.id, ClaimLimits(max_jobs=1))
+    assert compiled
+    compiled.clear()
+    for size in (2, 1, 2):
+        assert len(store.claim(session.id, ClaimLimits(max_jobs=size))) == size
+    assert compiled == []
