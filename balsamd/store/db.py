@@ -76,16 +76,17 @@ _JOB_OBJECT = "json_object({})".format(
 )
 
 
-def jobs_document(conn: apsw.Connection, ids_json: str) -> str:
-    """The jobs whose ids are in the JSON array ``ids_json``, in no particular order, as one
-    JSON document for ``decode_jobs``.
+def jobs_document(conn: apsw.Connection, rowids_json: str) -> str:
+    """The jobs whose rowids are in the JSON array ``rowids_json`` (valid only within the
+    transaction that found them), in no particular order, as one JSON document for
+    ``decode_jobs``.
 
     For batches (a claim): each row stepped from Python is a GIL handover, and building Jobs
     from tuples costs more than msgspec decoding them.  A claim's server passes it on as it is."""
     (doc,) = conn.execute(
         f"SELECT json_group_array(json_array({_JOB_OBJECT}, hex(result))) FROM jobs "
-        "WHERE id IN (SELECT value FROM json_each(?))",
-        (ids_json,),
+        "WHERE rowid IN (SELECT value FROM json_each(?))",
+        (rowids_json,),
     ).fetchone()
     return doc
 

@@ -68,7 +68,9 @@ _ORDERS = {
 
 
 def claim_statement(limits: ClaimLimits) -> tuple[str, list[Any]]:
-    """One SELECT of the ids (as one JSON array) of the runnable jobs a claim binds.
+    """One SELECT of the rowids (as one JSON array) of the runnable jobs a claim binds: the
+    statements that bind and read them in the same transaction then find each row at once,
+    where an id would be looked up in the primary key's index first.
 
     Candidates are unbound runnable jobs within the per-job limits, in the requested order,
     at most max_jobs of them; when max_aggregate_nodes is set the longest prefix whose summed
@@ -96,18 +98,18 @@ def claim_statement(limits: ClaimLimits) -> tuple[str, list[Any]]:
     candidates = (
         # Without statistics SQLite prefers jobs_state and sorts every runnable job per claim;
         # the partial index holds exactly the candidates, already in small-first order.
-        "SELECT id, num_nodes, node_packing_count, wall_time_min FROM jobs INDEXED BY jobs_runnable "
-        f"WHERE {' AND '.join(conds)} ORDER BY {order} {LIMIT_PARAM}"
+        "SELECT rowid AS job_rowid, id, num_nodes, node_packing_count, wall_time_min "
+        f"FROM jobs INDEXED BY jobs_runnable WHERE {' AND '.join(conds)} ORDER BY {order} {LIMIT_PARAM}"
     )
     params.append(limits.max_jobs)
     if limits.max_aggregate_nodes is None:
-        chosen = f"SELECT id FROM ({candidates})"
+        chosen = f"SELECT job_rowid FROM ({candidates})"
     else:
         chosen = (
-            "SELECT id FROM (SELECT id, SUM(num_nodes * 1.0 / node_packing_count) "
+            "SELECT job_rowid FROM (SELECT job_rowid, SUM(num_nodes * 1.0 / node_packing_count) "
             f"OVER (ORDER BY {order} ROWS UNBOUNDED PRECEDING) AS used FROM ({candidates})) "
             "WHERE used <= ? + 1e-9"
         )
         params.append(limits.max_aggregate_nodes)
-    sql = f"SELECT json_group_array(id) FROM ({chosen})"
+    sql = f"SELECT json_group_array(job_rowid) FROM ({chosen})"
     return sql, params

@@ -522,21 +522,22 @@ class SiteStore(BatchStoreMixin, OutboxMixin):
         with self.db.write() as conn:
             batch_job_id, last = self._require_open(conn, session_id)
             if limits.request_id and limits.request_id == last:
-                (ids,) = conn.execute(
-                    f"SELECT json_group_array(id) FROM jobs WHERE session_id = ? AND state IN {queries.RUNNABLE_SQL}",
+                (rowids,) = conn.execute(
+                    "SELECT json_group_array(rowid) FROM jobs "
+                    f"WHERE session_id = ? AND state IN {queries.RUNNABLE_SQL}",
                     (session_id,),
                 ).fetchone()
             else:
                 sql, params = queries.claim_statement(limits)
-                (ids,) = conn.execute(sql, params).fetchone()
+                (rowids,) = conn.execute(sql, params).fetchone()
                 # Binding is bookkeeping of this site, not a change of the job anyone else
                 # follows: version, seq and updated_at stay, which keeps the hot claim path to
                 # one index update per job (the RUNNING report that follows is what syncs).
                 conn.execute(
-                    "UPDATE jobs SET session_id = ?, batch_job_id = ? WHERE id IN (SELECT value FROM json_each(?))",
-                    (session_id, batch_job_id, ids),
+                    "UPDATE jobs SET session_id = ?, batch_job_id = ? WHERE rowid IN (SELECT value FROM json_each(?))",
+                    (session_id, batch_job_id, rowids),
                 )
-            doc = jobs_document(conn, ids)
+            doc = jobs_document(conn, rowids)
             if limits.request_id and limits.request_id != last:
                 conn.execute("UPDATE sessions SET last_claim = ? WHERE id = ?", (limits.request_id, session_id))
         return doc
