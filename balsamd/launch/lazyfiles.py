@@ -112,21 +112,32 @@ class LazyFiles:
         self._idle_in: dict[str, list[str]] = {}  # parent -> its idle scratch directories
 
     def begin(self, workdir: str) -> LazyRun:
-        """Files for a run of ``workdir`` (an absolute path)."""
-        spill, fd = self._spills.pop() if self._spills else self._new_spill()
+        """Files for a run of ``workdir`` (an absolute path); every run begun must be ended,
+        also one whose process could not start."""
         if os.access(workdir, os.F_OK):  # a lookup: cheaper than anything that makes
-            return LazyRun(workdir, False, spill, fd)
-        return LazyRun(self._take_scratch(os.path.dirname(workdir)), True, spill, fd)
+            cwd, in_scratch = workdir, False
+        else:
+            cwd, in_scratch = self._take_scratch(os.path.dirname(workdir)), True
+        try:
+            spill, fd = self._spills.pop() if self._spills else self._new_spill()
+        except OSError:
+            if in_scratch:
+                self._give_back_scratch(cwd)
+            raise
+        return LazyRun(cwd, in_scratch, spill, fd)
 
     def end(self, run: LazyRun, workdir: str, output: str) -> bool:
         """After the run (its process has exited): keep what it wrote.  True if it wrote output."""
         if run.in_scratch:
-            with os.scandir(run.cwd) as entries:
-                used = next(entries, None) is not None
+            try:
+                with os.scandir(run.cwd) as entries:
+                    used = next(entries, None) is not None
+            except OSError:  # the run removed or moved its directory: nothing of it is left here
+                used = None
             if used:
                 for problem in move_scratch(run.cwd, workdir, f"{run.cwd}.left"):
                     log.warning("%s", problem)
-            else:
+            elif used is False:
                 self._give_back_scratch(run.cwd)
         if os.fstat(run.spill_fd).st_size == 0:
             self._spills.append((run.spill, run.spill_fd))

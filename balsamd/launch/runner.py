@@ -261,7 +261,13 @@ class Runner:
         started, t0 = time.time(), time.monotonic()
         popen_args = dict(env={**self.base_env, **env}, stdin=subprocess.DEVNULL, start_new_session=True)
         if lazy is not None:
-            popen = subprocess.Popen(argv, cwd=lazy.cwd, stdout=lazy.spill_fd, stderr=subprocess.STDOUT, **popen_args)
+            try:
+                popen = subprocess.Popen(
+                    argv, cwd=lazy.cwd, stdout=lazy.spill_fd, stderr=subprocess.STDOUT, **popen_args
+                )
+            except BaseException:
+                self.lazy.end(lazy, workdir, os.path.join(workdir, commands.OUTPUT_FILE))  # unused: kept for others
+                raise
         else:
             with open(os.path.join(workdir, commands.OUTPUT_FILE), "wb") as out:
                 popen = subprocess.Popen(argv, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, **popen_args)

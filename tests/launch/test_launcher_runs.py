@@ -158,3 +158,20 @@ def test_short_command_runs_make_their_workdir_and_output_only_if_they_use_them(
         assert {(j.state, j.return_code, j.state_reason) for j in failed} == {("FAILED", 4, "exit code 4\nboom\n")}
         leftovers = [p.name for p in site.data.rglob("*") if p.name.startswith((".balsamd-scratch-", "run-"))]
         assert leftovers == []
+
+
+def test_short_command_runs_that_cannot_start_fail_and_leave_no_files(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    with new_site(tmp_path_factory.mktemp("lazy-missing")) as site:
+        site.configure(cpus_per_node=2)
+        site.command_app("Program", "{{ program }}")
+        fine = site.create("Program", 40, parameters={"program": "true"}, node_packing_count=2)
+        missing = site.create("Program", 40, parameters={"program": "no-such-program-here"}, node_packing_count=2)
+        site.launch("--job-mode", "serial", "--nodes", "n1", "--idle-ttl", "0.5")
+        assert set(site.states(fine)) == {"JOB_FINISHED"}
+        failed = [site.job(i) for i in missing]
+        assert {j.state for j in failed} == {"FAILED"}
+        assert all("could not start: FileNotFoundError" in j.state_reason for j in failed), failed[0].state_reason
+        leftovers = [p.name for p in site.data.rglob("*") if p.name.startswith((".balsamd-scratch-", "run-"))]
+        assert leftovers == []

@@ -151,3 +151,22 @@ def test_names_left_by_an_earlier_launcher_are_passed_over(tmp_path: Path) -> No
     again.close()
     assert Path(probe.spill).read_text() == "an earlier launcher's output"
     assert os.listdir(probe.cwd) == ["kept"]
+
+
+def test_a_run_that_removes_its_own_directory_leaves_nothing_behind(files: LazyFiles, tmp_path: Path) -> None:
+    workdir = tmp_path / "data" / "runs" / "1"
+    lazy, wrote = run(files, workdir, 'cd .. && rmdir "$OLDPWD"')
+    assert not wrote
+    assert not workdir.exists() and not Path(lazy.cwd).exists()
+    again, _ = run(files, tmp_path / "data" / "runs" / "2")
+    assert Path(again.cwd).parent == workdir.parent and again.cwd != lazy.cwd
+
+
+def test_a_spill_file_that_cannot_be_made_gives_its_scratch_directory_back(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / ".workers").write_text("a file where the spool directory belongs")
+    files = LazyFiles(str(tmp_path / "data" / ".workers"))
+    with pytest.raises(OSError):
+        files.begin(str(tmp_path / "data" / "runs" / "1"))
+    files.close()
+    assert scratch_dirs(tmp_path) == []
