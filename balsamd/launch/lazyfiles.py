@@ -22,11 +22,14 @@ import shutil
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 log = logging.getLogger("balsamd.launcher")
 
 SCRATCH_PREFIX = ".balsamd-scratch-"
 KEEP_IDLE_SCRATCH = 64  # idle scratch directories kept for later runs, over all parents
+
+T = TypeVar("T")
 
 
 def make_dir(path: str) -> None:
@@ -135,7 +138,11 @@ class LazyFiles:
             except OSError:  # the run removed or moved its directory: nothing of it is left here
                 used = None
             if used:
-                for problem in move_scratch(run.cwd, workdir, f"{run.cwd}.left"):
+                try:
+                    problems = move_scratch(run.cwd, workdir, f"{run.cwd}.left")
+                except OSError as exc:  # one odd run must not stop the launcher
+                    problems = [f"could not move what a run left in {run.cwd} into {workdir}: {exc}"]
+                for problem in problems:
                     log.warning("%s", problem)
             elif used is False:
                 self._give_back_scratch(run.cwd)
@@ -171,18 +178,18 @@ class LazyFiles:
             return scratch
         return self._new(parent, SCRATCH_PREFIX, "", os.mkdir)[0]
 
-    def _new(self, where: str, prefix: str, suffix: str, make: Callable[[str], int | None]) -> tuple[str, int]:
+    def _new(self, where: str, prefix: str, suffix: str, make: Callable[[str], T]) -> tuple[str, T]:
         """Make a file or directory of a name nobody has: ``where`` is made if missing, and a
         name left by an earlier launcher of the same host and pid is passed over."""
         while True:
             path = os.path.join(where, f"{prefix}{self._tag}{next(self._serial)}{suffix}")
             try:
-                return path, make(path) or 0
+                return path, make(path)
             except FileExistsError:
                 continue
             except FileNotFoundError:
                 os.makedirs(where, exist_ok=True)
-                return path, make(path) or 0
+                return path, make(path)
 
     def _give_back_scratch(self, scratch: str) -> None:
         parent = os.path.dirname(scratch)

@@ -170,3 +170,13 @@ def test_a_spill_file_that_cannot_be_made_gives_its_scratch_directory_back(tmp_p
         files.begin(str(tmp_path / "data" / "runs" / "1"))
     files.close()
     assert scratch_dirs(tmp_path) == []
+
+
+def test_a_run_that_puts_a_file_where_its_workdir_belongs_has_its_files_put_aside(
+    files: LazyFiles, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    workdir = tmp_path / "data" / "runs" / "1"
+    lazy, _ = run(files, workdir, "echo result > result && echo in the way > ../1")
+    assert workdir.read_text() == "in the way\n"
+    assert Path(f"{lazy.cwd}.left", "result").read_text() == "result\n"
+    assert f"could not move result into {workdir}" in caplog.text
