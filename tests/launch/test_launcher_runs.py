@@ -134,6 +134,11 @@ def test_idle_ttl_zero_runs_the_ready_jobs_then_exits(site: LaunchSite) -> None:
     assert site.states(job_ids) == ["JOB_FINISHED"] * 2
 
 
+def lazy_leftovers(site: LaunchSite) -> list[str]:
+    """Scratch directories and spill files of lazy runs still in the site's data."""
+    return [p.name for p in site.data.rglob("*") if p.name.startswith((".balsamd-scratch-", "run-"))]
+
+
 def test_short_command_runs_make_their_workdir_and_output_only_if_they_use_them(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
@@ -156,8 +161,7 @@ def test_short_command_runs_make_their_workdir_and_output_only_if_they_use_them(
         }
         failed = [site.job(i) for i in by_kind["echo boom; exit 4"]]
         assert {(j.state, j.return_code, j.state_reason) for j in failed} == {("FAILED", 4, "exit code 4\nboom\n")}
-        leftovers = [p.name for p in site.data.rglob("*") if p.name.startswith((".balsamd-scratch-", "run-"))]
-        assert leftovers == []
+        assert lazy_leftovers(site) == []
 
 
 def test_short_command_runs_that_cannot_start_fail_and_leave_no_files(
@@ -173,5 +177,4 @@ def test_short_command_runs_that_cannot_start_fail_and_leave_no_files(
         failed = [site.job(i) for i in missing]
         assert {j.state for j in failed} == {"FAILED"}
         assert all("could not start: FileNotFoundError" in j.state_reason for j in failed), failed[0].state_reason
-        leftovers = [p.name for p in site.data.rglob("*") if p.name.startswith((".balsamd-scratch-", "run-"))]
-        assert leftovers == []
+        assert lazy_leftovers(site) == []
