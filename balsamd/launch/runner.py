@@ -248,29 +248,31 @@ class Runner:
             lazy = self.lazy.begin(workdir)
         else:
             make_dir(workdir)
+        output = os.path.join(workdir, commands.OUTPUT_FILE)
         result_file = None
         if app.kind == AppKind.PYTHON:
             task = PyTask(
                 job=job, source=self._apps_prefix + app.source, class_name=app.class_name,
-                cwd=workdir, output=os.path.join(workdir, commands.OUTPUT_FILE), env=env,
+                cwd=workdir, output=output, env=env,
             )  # fmt: skip
             (Path(workdir) / commands.PY_TASK_FILE).write_bytes(msgspec.msgpack.encode(task))
             result_file = Path(workdir) / commands.PY_RESULT_FILE
             result_file.unlink(missing_ok=True)
         argv = commands.run_argv(app, job, placement, self.settings, use_mpi, env)
         started, t0 = time.time(), time.monotonic()
-        popen_args = dict(env={**self.base_env, **env}, stdin=subprocess.DEVNULL, start_new_session=True)
-        if lazy is not None:
-            try:
-                popen = subprocess.Popen(
-                    argv, cwd=lazy.cwd, stdout=lazy.spill_fd, stderr=subprocess.STDOUT, **popen_args
-                )
-            except BaseException:
-                self.lazy.end(lazy, workdir, os.path.join(workdir, commands.OUTPUT_FILE))  # unused: kept for others
-                raise
-        else:
-            with open(os.path.join(workdir, commands.OUTPUT_FILE), "wb") as out:
-                popen = subprocess.Popen(argv, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, **popen_args)
+        out = lazy.spill_fd if lazy is not None else os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            popen = subprocess.Popen(
+                argv, cwd=workdir if lazy is None else lazy.cwd, env={**self.base_env, **env},
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        except BaseException:
+            if lazy is not None:
+                self.lazy.end(lazy, workdir, output)  # unused: kept for the next run
+            raise
+        finally:
+            if lazy is None:
+                os.close(out)
         self.watchdog.started(popen.pid)
         pidfd = os.pidfd_open(popen.pid)
         self.procs[job.id] = _ProcessRun(job.id, popen, pidfd, workdir, result_file, t0, lazy)
