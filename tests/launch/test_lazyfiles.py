@@ -180,3 +180,13 @@ def test_a_run_that_puts_a_file_where_its_workdir_belongs_has_its_files_put_asid
     assert workdir.read_text() == "in the way\n"
     assert Path(f"{lazy.cwd}.left", "result").read_text() == "result\n"
     assert f"could not move result into {workdir}" in caplog.text
+
+
+def test_output_that_cannot_be_kept_is_said_and_left_in_the_spill_file(tmp_path: Path) -> None:
+    spill = tmp_path / "spill.out"
+    spill.write_text("the run's output\n")
+    (tmp_path / "workdir").write_text("a file where the workdir belongs")
+    problem = lazyfiles.keep_output(str(spill), str(tmp_path / "workdir" / "job.out"))
+    assert problem is not None
+    assert problem.startswith(f"could not keep the output of a run as {tmp_path / 'workdir' / 'job.out'}: ")
+    assert spill.read_text() == "the run's output\n"
