@@ -36,6 +36,7 @@ def open_store(layout: SiteLayout) -> SiteStore | RemoteStore:
     never be opened from two hosts).  BALSAMD_RPC=1 forces the RPC path on the same host."""
     record = read_record(layout.root)
     if record is not None and (os.environ.get(RPC_ENV) == "1" or record.host != this_host()):
+
         def locate() -> tuple[str, int] | None:  # a restarted daemon may serve elsewhere
             current = read_record(layout.root)
             return None if current is None else (connect_host(current), current.port)

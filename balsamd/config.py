@@ -122,8 +122,7 @@ def load_settings(path: Path) -> Settings:
         text = path.read_text()
     except FileNotFoundError:
         raise SettingsError(
-            f"{path}: settings file not found; is this a site directory? "
-            f"Create one with `balsamd site init DIR`."
+            f"{path}: settings file not found; is this a site directory? Create one with `balsamd site init DIR`."
         ) from None
     except OSError as exc:
         raise SettingsError(f"{path}: cannot read the settings file: {exc.strerror}") from None

@@ -35,9 +35,7 @@ def private_dir(path: Path) -> None:
     """Create ``path`` for this user only; refuse one that another user owns."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     if path.stat().st_uid != os.getuid():
-        sys.exit(
-            f"balsamd: {path} belongs to another user; set BALSAMD_EXTRACT_DIR to a directory of yours"
-        )
+        sys.exit(f"balsamd: {path} belongs to another user; set BALSAMD_EXTRACT_DIR to a directory of yours")
 
 
 def extract(archive: zipfile.ZipFile, target: Path) -> None:

@@ -37,6 +37,4 @@ def store(tmp_path) -> Iterator[SiteStore]:
 def make_jobs(store: SiteStore, n: int, **fields: Any) -> list[Job]:
     """Create ``n`` jobs (app ``noop`` unless given) in one transaction and return them."""
     fields.setdefault("app", "noop")
-    return store.create_jobs(
-        [Job(**{"id": job_id, "workdir": f"w/{job_id}", **fields}) for job_id in ids.new_ids(n)]
-    )
+    return store.create_jobs([Job(**{"id": job_id, "workdir": f"w/{job_id}", **fields}) for job_id in ids.new_ids(n)])

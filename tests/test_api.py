@@ -100,9 +100,7 @@ def test_create_refuses_unknown_apps_fields_and_bad_values(site) -> None:
         site.jobs.create("nope", "w")
     with pytest.raises(JobSpecError, match=r"^job: unknown field\(s\) \['nodes'\]; known: "):
         site.jobs.create("hello", "w", parameters={"name": "a"}, nodes=2)
-    with pytest.raises(
-        JobSpecError, match=r"^job: bad value: Expected `str`, got `int` - at `\$\.tags\[\.\.\.\]`"
-    ):
+    with pytest.raises(JobSpecError, match=r"^job: bad value: Expected `str`, got `int` - at `\$\.tags\[\.\.\.\]`"):
         site.jobs.create("hello", "w", parameters={"name": "a"}, tags={"k": 1})
     assert site.jobs.count() == 0
 
@@ -260,9 +258,7 @@ def test_result_gives_the_return_value_or_raises_the_remote_exception(site) -> N
             StateUpdate(job_id=ok.id, state="RUNNING", ts=1.0),
             StateUpdate(job_id=ok.id, state="RUN_DONE", ts=2.0, return_code=0, result=pack_value({"v": 42})),
             StateUpdate(job_id=bad.id, state="RUNNING", ts=1.0),
-            StateUpdate(
-                job_id=bad.id, state="RUN_ERROR", ts=2.0, return_code=1, result=pack_error(KeyError("k"))
-            ),
+            StateUpdate(job_id=bad.id, state="RUN_ERROR", ts=2.0, return_code=1, result=pack_error(KeyError("k"))),
         ],
     )
     assert ok.result(timeout=1) == {"v": 42}

@@ -142,9 +142,7 @@ def test_parameter_spec_must_be_a_dict_with_known_keys() -> None:
         describe(B)
 
 
-@pytest.mark.parametrize(
-    "template", ["echo '{{ a }}'", 'echo "{{ a }}"', 'echo "x {{ a }} y"', 'sh -c "cat {{ a }}"']
-)
+@pytest.mark.parametrize("template", ["echo '{{ a }}'", 'echo "{{ a }}"', 'echo "x {{ a }} y"', 'sh -c "cat {{ a }}"'])
 def test_placeholders_inside_quotes_are_refused(template: str) -> None:
     cls = type("Q", (ApplicationDefinition,), {"command_template": template})
     with pytest.raises(AppError, match=r"^app Q: placeholder \{\{ a \}\} is inside . quotes"):
@@ -240,9 +238,7 @@ def test_neither_template_nor_run_is_refused() -> None:
     class Empty(ApplicationDefinition):
         pass
 
-    with pytest.raises(
-        AppError, match=r"^app Empty: set command_template or define a run\(self, \.\.\.\) method$"
-    ):
+    with pytest.raises(AppError, match=r"^app Empty: set command_template or define a run\(self, \.\.\.\) method$"):
         describe(Empty)
 
 

@@ -66,9 +66,7 @@ def test_missing_and_unknown_parameters() -> None:
 
 
 def test_parameters_of_an_app_that_takes_none() -> None:
-    assert resolve_parameters(App(name="noop"), {"a": 1})[1] == [
-        "unknown parameter(s) a for app noop (it takes: none)"
-    ]
+    assert resolve_parameters(App(name="noop"), {"a": 1})[1] == ["unknown parameter(s) a for app noop (it takes: none)"]
 
 
 NODES = NodeSettings(cpus_per_node=8, gpus_per_node=4, max_nodes=4)
@@ -95,8 +93,7 @@ def test_jobs_that_fit(resources: dict) -> None:
 
 def test_too_many_nodes() -> None:
     assert resource_problems(job(num_nodes=5), NODES) == [
-        "num_nodes=5 exceeds the site's max_nodes=4 "
-        "(lower --num-nodes, or raise [nodes] max_nodes in settings.toml)"
+        "num_nodes=5 exceeds the site's max_nodes=4 (lower --num-nodes, or raise [nodes] max_nodes in settings.toml)"
     ]
 
 

@@ -26,9 +26,7 @@ def batch_problems(batch: BatchJob, settings: Settings, active: int) -> list[str
     if s.allowed_queues and batch.queue not in s.allowed_queues:
         problems.append(f"queue {batch.queue!r} is not allowed here; use one of: {', '.join(s.allowed_queues)}")
     if s.allowed_projects and batch.project not in s.allowed_projects:
-        problems.append(
-            f"project {batch.project!r} is not allowed here; use one of: {', '.join(s.allowed_projects)}"
-        )
+        problems.append(f"project {batch.project!r} is not allowed here; use one of: {', '.join(s.allowed_projects)}")
     if active >= s.max_queued:
         problems.append(
             f"{active} batch jobs are already pending, queued or running ([scheduler] max_queued={s.max_queued}); "

@@ -34,6 +34,8 @@ def _dict_decode(text: str) -> dict:
 
 def _list_decode(text: str) -> list:
     return [] if text == "[]" else _list_decoder(text)
+
+
 _app_encode = msgspec.msgpack.Encoder().encode
 _app_decode = msgspec.msgpack.Decoder(App).decode
 

@@ -44,7 +44,6 @@ from balsamd.store.transitions import MAX_STEPS, Move, apply_moves, direct_child
 S = JobState
 
 
-
 class UpdateOutcome(msgspec.Struct, kw_only=True):
     applied: list[str] = []
     duplicate: list[str] = []
@@ -110,17 +109,12 @@ class SiteStore(BatchStoreMixin, OutboxMixin):
 
     def apps(self) -> dict[str, App]:
         with self.db.read() as conn:
-            return {
-                name: decode_app(spec)
-                for name, spec in conn.execute("SELECT name, spec FROM apps ORDER BY name")
-            }
+            return {name: decode_app(spec) for name, spec in conn.execute("SELECT name, spec FROM apps ORDER BY name")}
 
     def _app_hooks(self, conn) -> dict[str, list[str]]:
         version = conn.execute("SELECT value FROM counters WHERE name = 'apps'").fetchone()[0]
         if version != self._hooks_version:
-            self._hooks = {
-                name: decode_app(spec).hooks for name, spec in conn.execute("SELECT name, spec FROM apps")
-            }
+            self._hooks = {name: decode_app(spec).hooks for name, spec in conn.execute("SELECT name, spec FROM apps")}
             self._hooks_version = version
         return self._hooks
 
@@ -167,8 +161,7 @@ class SiteStore(BatchStoreMixin, OutboxMixin):
                 moves.append(Move(job.id, S.CREATED, job.app, target, reason))
             try:
                 conn.executemany(
-                    f"INSERT INTO jobs ({JOB_SELECT}, seq) "
-                    f"VALUES ({', '.join('?' * (len(JOB_COLUMNS) + 1))})",
+                    f"INSERT INTO jobs ({JOB_SELECT}, seq) VALUES ({', '.join('?' * (len(JOB_COLUMNS) + 1))})",
                     rows,
                 )
             except Exception as exc:
@@ -326,11 +319,7 @@ class SiteStore(BatchStoreMixin, OutboxMixin):
                 ]  # fmt: skip
                 pending = []
                 for child, state, app, reason in children:
-                    if (
-                        state == S.FAILED
-                        and reason.startswith(lifecycle.PARENT_FAILED)
-                        and child not in chosen
-                    ):
+                    if state == S.FAILED and reason.startswith(lifecycle.PARENT_FAILED) and child not in chosen:
                         chosen[child] = None
                         current[child] = (state, app, None)
                         pending.append(child)
@@ -360,17 +349,14 @@ class SiteStore(BatchStoreMixin, OutboxMixin):
                     del chosen[job_id]
                     changed = True
                     conn.execute(
-                        "UPDATE jobs SET state_reason = ?, updated_at = ?, seq = ?, version = version + 1 "
-                        "WHERE id = ?",
+                        "UPDATE jobs SET state_reason = ?, updated_at = ?, seq = ?, version = version + 1 WHERE id = ?",
                         (lifecycle.parent_failure_reason(parent, state), now, seq, job_id),
                     )
             moves = []
             for job_id in chosen:
                 state, app, _ = current[job_id]
                 target = (
-                    lifecycle.retry_target(s for _, s in parents[job_id])
-                    if job_id in requested
-                    else S.AWAITING_PARENTS
+                    lifecycle.retry_target(s for _, s in parents[job_id]) if job_id in requested else S.AWAITING_PARENTS
                 )
                 moves.append(Move(job_id, state, app, target, "retried by user"))
             return apply_moves(conn, moves, hooks, now, seq)
@@ -389,8 +375,7 @@ class SiteStore(BatchStoreMixin, OutboxMixin):
                 state, _app, session = current[job_id]
                 if session is not None or state == S.RUNNING:
                     out.refused[job_id] = (
-                        f"held by launcher session {session} ({state}); "
-                        f"kill it first with `balsamd job kill {job_id}`"
+                        f"held by launcher session {session} ({state}); kill it first with `balsamd job kill {job_id}`"
                     )
                     continue
                 candidates[job_id] = None
@@ -423,9 +408,7 @@ class SiteStore(BatchStoreMixin, OutboxMixin):
                 ("job_parents", "parent_id"),
                 ("jobs", "id"),
             ):
-                conn.execute(
-                    f"DELETE FROM {table} WHERE {col} IN (SELECT value FROM json_each(?))", (doomed_json,)
-                )
+                conn.execute(f"DELETE FROM {table} WHERE {col} IN (SELECT value FROM json_each(?))", (doomed_json,))
             if doomed:  # tombstones, so sync removes them from the central database too
                 seq = self.db.next_seq(conn)
                 conn.executemany(
@@ -463,9 +446,7 @@ class SiteStore(BatchStoreMixin, OutboxMixin):
 
     def get_session(self, session_id: str) -> Session:
         with self.db.read() as conn:
-            row = conn.execute(
-                f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,)
-            ).fetchone()
+            row = conn.execute(f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,)).fetchone()
         if row is None:
             raise SessionGone(f"no session {session_id}")
         return session_from_row(row)
@@ -484,9 +465,7 @@ class SiteStore(BatchStoreMixin, OutboxMixin):
         ).fetchone()
         if row is None or row[0] != SessionState.OPEN:
             state = "unknown" if row is None else row[0]
-            raise SessionGone(
-                f"session {session_id} is {state}; its jobs were handed back, open a new session"
-            )
+            raise SessionGone(f"session {session_id} is {state}; its jobs were handed back, open a new session")
         return row[1], row[2]
 
     def heartbeat(self, session_id: str, running: list[str] = (), now: float | None = None) -> list[str]:  # type: ignore[assignment]
@@ -553,9 +532,7 @@ class SiteStore(BatchStoreMixin, OutboxMixin):
                 "AND id IN (SELECT value FROM json_each(?)) RETURNING id",
                 (now, seq, session_id, msgspec.json.encode(job_ids).decode())).fetchall())  # fmt: skip
 
-    def update_states(
-        self, session_id: str, updates: list[StateUpdate], now: float | None = None
-    ) -> UpdateOutcome:
+    def update_states(self, session_id: str, updates: list[StateUpdate], now: float | None = None) -> UpdateOutcome:
         """Apply a launcher's batch of state reports, in order.
 
         Idempotent: a report already recorded (resent after a lost reply) counts as a
@@ -660,8 +637,7 @@ class SiteStore(BatchStoreMixin, OutboxMixin):
                 (now, seq, ended_json),
             )
             running = conn.execute(
-                "SELECT id, app FROM jobs WHERE state = 'RUNNING' "
-                "AND session_id IN (SELECT value FROM json_each(?))",
+                "SELECT id, app FROM jobs WHERE state = 'RUNNING' AND session_id IN (SELECT value FROM json_each(?))",
                 (ended_json,),
             ).fetchall()
             moves = [Move(i, S.RUNNING, app, S.RUN_TIMEOUT, reason) for i, app in running]

@@ -33,9 +33,7 @@ class Balsamd:
     def __init__(self, site: Path) -> None:
         self.site = site
 
-    def __call__(
-        self, *args: str, code: int = 0, site: bool = True, env: dict[str, str] | None = None
-    ) -> Result:
+    def __call__(self, *args: str, code: int = 0, site: bool = True, env: dict[str, str] | None = None) -> Result:
         argv = ["--site", str(self.site), *args] if site else list(args)
         result = CliRunner().invoke(cli, argv, prog_name="balsamd", catch_exceptions=False, env=env)
         assert result.exit_code == code, (
@@ -56,9 +54,7 @@ class Balsamd:
 
     def job(self, workdir: str, name: str = "a", *extra: str) -> str:
         """Create a job of the hello app; returns its id."""
-        return self.json(
-            "job", "create", "--app", "hello", "--workdir", workdir, "-p", f"name={name}", *extra
-        )["id"]
+        return self.json("job", "create", "--app", "hello", "--workdir", workdir, "-p", f"name={name}", *extra)["id"]
 
 
 @pytest.fixture(autouse=True)
@@ -111,9 +107,7 @@ def run_to(site_path: Path, hold):
         session = hold(job_id)
         with balsamd.connect(site_path) as s:
             updates = [StateUpdate(job_id=job_id, state=JobState.RUNNING, ts=1.0)]
-            updates += [
-                StateUpdate(job_id=job_id, state=st, ts=2.0 + i, return_code=1) for i, st in enumerate(states)
-            ]
+            updates += [StateUpdate(job_id=job_id, state=st, ts=2.0 + i, return_code=1) for i, st in enumerate(states)]
             outcome = s.store.update_states(session.id, updates)
             assert outcome.rejected == {}
             return s.store.get(job_id).state

@@ -76,9 +76,7 @@ def test_app_ls_json_is_a_list_of_apps(hello) -> None:
 
 
 def test_app_ls_with_no_apps(run) -> None:
-    assert run("app", "ls").stdout == (
-        "no apps yet; create one with `balsamd app create NAME --command TEMPLATE`\n"
-    )
+    assert run("app", "ls").stdout == ("no apps yet; create one with `balsamd app create NAME --command TEMPLATE`\n")
     assert run.json("app", "ls") == []
 
 
@@ -135,8 +133,7 @@ def test_an_app_file_that_fails_to_import_is_named(hello) -> None:
     broken = hello.site / "apps" / "broken.py"
     broken.write_text("import no_such_module_for_balsamd\n")
     expected = (
-        f"Error: {broken}: error while importing: "
-        "ModuleNotFoundError: No module named 'no_such_module_for_balsamd'\n"
+        f"Error: {broken}: error while importing: ModuleNotFoundError: No module named 'no_such_module_for_balsamd'\n"
     )
     assert hello.fails("app", "ls") == expected
     assert hello.fails("job", "create", "--app", "hello", "--workdir", "w", "-p", "name=a") == expected

@@ -21,9 +21,7 @@ def test_console_script_end_to_end(tmp_path: Path) -> None:
     assert run(str(SCRIPT), "site", "init", str(site), cwd=tmp_path).returncode == 0
     made = run(str(SCRIPT), "app", "create", "hello", "--command", "echo {{ name }}", cwd=site)
     assert made.returncode == 0, made.stderr
-    created = run(
-        str(SCRIPT), "job", "create", "--app", "hello", "--workdir", "w", "-p", "name=a", "--json", cwd=site
-    )
+    created = run(str(SCRIPT), "job", "create", "--app", "hello", "--workdir", "w", "-p", "name=a", "--json", cwd=site)
     assert created.returncode == 0, created.stderr
     job = json.loads(created.stdout)
     listed = run(str(SCRIPT), "--site", str(site), "job", "ls", "--json", cwd=tmp_path)

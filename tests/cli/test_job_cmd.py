@@ -112,15 +112,13 @@ def job_create_error(run, *args: str, code: int = 1) -> str:
 
 def test_job_create_unknown_app(hello) -> None:
     assert job_create_error(hello, "--app", "helo", "--workdir", "w") == (
-        "Error: job: unknown app 'helo' (known: hello); "
-        "create it with `balsamd app create helo --command ...`\n"
+        "Error: job: unknown app 'helo' (known: hello); create it with `balsamd app create helo --command ...`\n"
     )
 
 
 def test_job_create_unknown_app_on_a_site_without_apps(run) -> None:
     assert job_create_error(run, "--app", "hello", "--workdir", "w") == (
-        "Error: job: unknown app 'hello' (known: none yet); "
-        "create it with `balsamd app create hello --command ...`\n"
+        "Error: job: unknown app 'hello' (known: none yet); create it with `balsamd app create hello --command ...`\n"
     )
 
 
@@ -145,8 +143,7 @@ def test_job_create_absolute_workdir(hello) -> None:
 @pytest.mark.parametrize("workdir", ["../w", "a/../../w", "a/../b", ".."])
 def test_job_create_workdir_with_dotdot(hello, workdir: str) -> None:
     assert job_create_error(hello, "--app", "hello", "--workdir", workdir, "-p", "name=a") == (
-        f"Error: job: workdir {workdir!r} contains '..'; give a path inside the site's data/ "
-        "directory without it\n"
+        f"Error: job: workdir {workdir!r} contains '..'; give a path inside the site's data/ directory without it\n"
     )
 
 
@@ -213,9 +210,7 @@ def test_job_create_reports_every_problem_at_once(hello) -> None:
     )
 
 
-@pytest.mark.parametrize(
-    ("option", "pair"), [("-p/--param", "name"), ("-p/--param", "=a"), ("-t/--tag", "novalue")]
-)
+@pytest.mark.parametrize(("option", "pair"), [("-p/--param", "name"), ("-p/--param", "=a"), ("-t/--tag", "novalue")])
 def test_job_create_malformed_key_value(hello, option: str, pair: str) -> None:
     flag = option.split("/")[0]
     other = ("-p", "name=a") if flag == "-t" else ()
@@ -305,9 +300,7 @@ def test_job_ls_bad_filters(hello) -> None:
     states = ", ".join(S)
     for command in (("job", "ls"), ("job", "rm")):
         stderr = hello.fails(*command, "--state", "done", code=2)
-        assert stderr.endswith(
-            f"Error: Invalid value for '--state': 'done' is not a job state; use one of {states}\n"
-        )
+        assert stderr.endswith(f"Error: Invalid value for '--state': 'done' is not a job state; use one of {states}\n")
 
 
 # ----- job show -----------------------------------------------------------------------
@@ -366,9 +359,7 @@ def test_job_show_accepts_a_unique_prefix_in_any_case(hello) -> None:
 
 def test_job_show_unknown_id(hello) -> None:
     hello.job("w")
-    assert hello.fails("job", "show", "7ZZZZZ") == (
-        "Error: no job with id 7ZZZZZ (list jobs with `balsamd job ls`)\n"
-    )
+    assert hello.fails("job", "show", "7ZZZZZ") == ("Error: no job with id 7ZZZZZ (list jobs with `balsamd job ls`)\n")
 
 
 def test_job_show_ambiguous_prefix(hello) -> None:
@@ -497,8 +488,7 @@ def test_job_rm_refuses_a_parent_of_unfinished_jobs(hello) -> None:
     result = hello("job", "rm", parent, code=1)
     assert result.stdout == "removed 0 job(s)\n"
     assert result.stderr == (
-        f"not removed {parent}: 1 unfinished child job(s) depend on it (e.g. {child}); "
-        "remove or kill them too\n"
+        f"not removed {parent}: 1 unfinished child job(s) depend on it (e.g. {child}); remove or kill them too\n"
     )
     assert hello("job", "rm", parent, child).stdout == "removed 2 job(s)\n"
 
@@ -551,9 +541,7 @@ def test_events_with_no_events(hello) -> None:
 
 
 def test_events_of_an_unknown_job(hello) -> None:
-    assert hello.fails("events", "--job", "7ZZZ") == (
-        "Error: no job with id 7ZZZ (list jobs with `balsamd job ls`)\n"
-    )
+    assert hello.fails("events", "--job", "7ZZZ") == ("Error: no job with id 7ZZZ (list jobs with `balsamd job ls`)\n")
 
 
 def test_job_retry_of_a_child_whose_parent_was_killed(hello) -> None:
@@ -580,9 +568,7 @@ def test_job_show_of_a_finished_python_app_shows_its_result(run, hold) -> None:
             session.id,
             [
                 StateUpdate(job_id=job_id, state=S.RUNNING, ts=1.0),
-                StateUpdate(
-                    job_id=job_id, state=S.RUN_DONE, ts=2.0, return_code=0, result=pack_value({"x": 3})
-                ),
+                StateUpdate(job_id=job_id, state=S.RUN_DONE, ts=2.0, return_code=0, result=pack_value({"x": 3})),
             ],
         )
     shown = run("job", "show", job_id).stdout

@@ -72,17 +72,13 @@ def test_site_init_refuses_a_non_empty_directory_and_leaves_it_alone(tmp_path: P
     target.mkdir()
     (target / "notes.txt").write_text("mine")
     result = invoke("site", "init", str(target), code=1)
-    assert result.stderr == (
-        f"Error: {target} exists and is not empty; choose a new directory for the site\n"
-    )
+    assert result.stderr == (f"Error: {target} exists and is not empty; choose a new directory for the site\n")
     assert listing(tmp_path) == ["busy", "busy/notes.txt"]
 
 
 def test_site_init_refuses_a_name_with_spaces_and_writes_nothing(tmp_path: Path) -> None:
     result = invoke("site", "init", str(tmp_path / "s"), "--name", "my site", code=1)
-    assert result.stderr == (
-        "Error: site name 'my site' must be non-empty without spaces or quotes; use --name\n"
-    )
+    assert result.stderr == ("Error: site name 'my site' must be non-empty without spaces or quotes; use --name\n")
     assert listing(tmp_path) == []
 
 
@@ -188,17 +184,14 @@ def test_settings_with_bad_toml(site: Path) -> None:
     line = edit_settings(site, "gpus_per_node = 0", "gpus_per_node = ")
     result = invoke("--site", str(site), "job", "ls", code=1)
     assert result.stderr == (
-        f"Error: {site}/settings.toml:{line}: key nodes.gpus_per_node: not valid TOML: "
-        "Invalid value (column 17)\n"
+        f"Error: {site}/settings.toml:{line}: key nodes.gpus_per_node: not valid TOML: Invalid value (column 17)\n"
     )
 
 
 def test_settings_with_a_wrong_type(site: Path) -> None:
     line = edit_settings(site, "max_nodes = 1", 'max_nodes = "two"')
     result = invoke("--site", str(site), "job", "ls", code=1)
-    assert result.stderr == (
-        f"Error: {site}/settings.toml:{line}: key nodes.max_nodes: Expected `int`, got `str`\n"
-    )
+    assert result.stderr == (f"Error: {site}/settings.toml:{line}: key nodes.max_nodes: Expected `int`, got `str`\n")
 
 
 def test_settings_with_a_value_out_of_range(site: Path) -> None:
@@ -245,8 +238,7 @@ def test_site_init_refuses_a_path_under_a_file(tmp_path: Path) -> None:
     for target in (tmp_path / "f", tmp_path / "f" / "sub"):
         result = invoke("site", "init", str(target), code=1)
         assert (
-            result.stderr
-            == f"Error: {tmp_path / 'f'} is a file, not a directory; choose another path for the site\n"
+            result.stderr == f"Error: {tmp_path / 'f'} is a file, not a directory; choose another path for the site\n"
         )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
 

@@ -44,9 +44,7 @@ def argv(template: str, use_mpi: bool = False, env: dict[str, str] | None = None
 
 
 def output(command: list[str], env: dict[str, str] | None = None) -> str:
-    return subprocess.run(
-        command, capture_output=True, text=True, check=True, env={**os.environ, **(env or {})}
-    ).stdout
+    return subprocess.run(command, capture_output=True, text=True, check=True, env={**os.environ, **(env or {})}).stdout
 
 
 # ----- command apps ---------------------------------------------------------------------------
@@ -162,9 +160,7 @@ def test_a_multi_rank_python_app_runs_pyrun_under_mpiexec() -> None:
 
 
 def test_the_job_environment_names_the_job_site_workdir_and_threads() -> None:
-    env = job_environment(
-        job(threads_per_rank=6), app("true"), placement(), "/sites/s", ["CUDA_VISIBLE_DEVICES"]
-    )
+    env = job_environment(job(threads_per_rank=6), app("true"), placement(), "/sites/s", ["CUDA_VISIBLE_DEVICES"])
     assert env == {
         "BALSAMD_JOB_ID": "J1", "BALSAMD_APP": "a", "BALSAMD_SITE": "/sites/s",
         "BALSAMD_WORKDIR": "runs/1", "OMP_NUM_THREADS": "6",

@@ -103,9 +103,7 @@ def test_local_and_posed_hosts_need_no_worker_but_real_remote_hosts_do():
 def test_serial_jobs_run_in_one_worker_per_node(tmp_path):
     site_path = make_site(tmp_path)
     with balsamd.connect(site_path) as site:
-        site.jobs.bulk_create(
-            {"app": "Where", "workdir": f"w/{i}", "parameters": {"secs": 0.3}} for i in range(8)
-        )
+        site.jobs.bulk_create({"app": "Where", "workdir": f"w/{i}", "parameters": {"secs": 0.3}} for i in range(8))
         site.jobs.bulk_create({"app": "Pid", "workdir": f"p/{i}"} for i in range(4))
         proc = launch(site_path, "localhost,127.0.0.1")
         _, err = proc.communicate(timeout=60)

@@ -59,9 +59,7 @@ def test_multi_node_jobs_never_share_a_node_with_another_run(site: LaunchSite, m
             assert not clashes, f"{own} shared its node with {clashes}"
 
 
-def test_multi_rank_python_job_runs_every_rank_and_returns_rank_zeros_value(
-    site: LaunchSite, mpiexec: str
-) -> None:
+def test_multi_rank_python_job_runs_every_rank_and_returns_rank_zeros_value(site: LaunchSite, mpiexec: str) -> None:
     site.configure(mpiexec=mpiexec)
     site.python_app("Ranks", RANK_APP)
     [job_id] = site.create("Ranks", ranks_per_node=2, parameters={"greeting": "hi"})
@@ -74,9 +72,7 @@ def test_multi_rank_python_job_runs_every_rank_and_returns_rank_zeros_value(
     assert sorted(site.output(job_id).splitlines()) == ["hi from rank 0 of 2", "hi from rank 1 of 2"]
 
 
-def test_a_multi_node_job_waiting_for_a_busy_node_runs_once_the_node_frees(
-    site: LaunchSite, mpiexec: str
-) -> None:
+def test_a_multi_node_job_waiting_for_a_busy_node_runs_once_the_node_frees(site: LaunchSite, mpiexec: str) -> None:
     site.configure(mpiexec=mpiexec)
     site.command_app("Nap", "sleep 0.1")
     [small] = site.create("Nap")

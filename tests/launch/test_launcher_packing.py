@@ -27,8 +27,7 @@ def runs_by_host(site: LaunchSite, job_ids: list[str], outcome: InProcessRun) ->
 
 def most_held_on_one_node(outcome: InProcessRun) -> int:
     return max(
-        max(sum(1 for p in held if p.hosts == [host]) for host in HOSTS)
-        for held in outcome.nodes.held_together()
+        max(sum(1 for p in held if p.hosts == [host]) for host in HOSTS) for held in outcome.nodes.held_together()
     )
 
 

@@ -100,9 +100,7 @@ def test_user_kill_stops_a_running_job_at_the_next_heartbeat_and_it_stays_killed
     site.wait_until(lambda: ready(site, [job_id]), "the run is running")
 
     killed_at = time.time()
-    result = CliRunner().invoke(
-        cli, ["--site", str(site.root), "job", "kill", job_id], catch_exceptions=False
-    )
+    result = CliRunner().invoke(cli, ["--site", str(site.root), "job", "kill", job_id], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     summary = site.finish(proc)
 

@@ -33,9 +33,7 @@ def run_all(store: SiteStore, jobs: list[Job], end: JobState = JobState.RUN_DONE
     store.release(session.id, [j.id for j in claimed if j.id not in wanted])
     assert wanted <= {j.id for j in claimed}, "some jobs were not runnable"
     updates = [
-        StateUpdate(job_id=j.id, state=s, ts=next(_clock), **fields)
-        for j in jobs
-        for s in (JobState.RUNNING, end)
+        StateUpdate(job_id=j.id, state=s, ts=next(_clock), **fields) for j in jobs for s in (JobState.RUNNING, end)
     ]
     outcome = store.update_states(session.id, updates)
     assert not outcome.rejected, outcome.rejected

@@ -49,9 +49,7 @@ def _creator(path: str, start, batches: int, seed: int) -> None:
     store = SiteStore(path)
     start.wait()
     for _ in range(batches):
-        store.create_jobs(
-            [Job(id=i, app="noop", workdir=f"c{seed}/{i}") for i in ids.new_ids(rng.randint(1, 60))]
-        )
+        store.create_jobs([Job(id=i, app="noop", workdir=f"c{seed}/{i}") for i in ids.new_ids(rng.randint(1, 60))])
     store.close()
 
 

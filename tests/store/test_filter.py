@@ -79,18 +79,13 @@ def test_limit_caps_the_listing(store, mixed):
 
 def test_workdir_filter_matches_a_substring(store):
     jobs = store.create_jobs(
-        [
-            Job(id=i, app="noop", workdir=w)
-            for i, w in zip(ids.new_ids(3), ["run/a1", "run/b1", "x/a2"], strict=True)
-        ]
+        [Job(id=i, app="noop", workdir=w) for i, w in zip(ids.new_ids(3), ["run/a1", "run/b1", "x/a2"], strict=True)]
     )
     assert found(store, workdir_contains="a") == {jobs[0].id, jobs[2].id}
     assert found(store, workdir_contains="run/") == {jobs[0].id, jobs[1].id}
 
 
-@pytest.mark.parametrize(
-    ("needle", "matches"), [("50%", ["mix_50%"]), ("_5", ["mix_50%"]), ("\\", ["back\\slash"])]
-)
+@pytest.mark.parametrize(("needle", "matches"), [("50%", ["mix_50%"]), ("_5", ["mix_50%"]), ("\\", ["back\\slash"])])
 def test_workdir_filter_treats_like_wildcards_literally(store, needle, matches):
     names = ["mix_50%", "mix-500", "mixx5", "back\\slash"]
     store.create_jobs([Job(id=i, app="noop", workdir=w) for i, w in zip(ids.new_ids(4), names, strict=True)])

@@ -122,9 +122,7 @@ class StoreMachine(RuleBasedStateMachine):
         """Start the session's claimed jobs and, unless ``end`` is None, end every run at once."""
         sid = data.draw(st.sampled_from(self.sessions))
         mine = [j for j in self.jobs() if j.session_id == sid]
-        updates = [
-            StateUpdate(job_id=j.id, state=S.RUNNING, ts=next(self.ts)) for j in mine if j.state != S.RUNNING
-        ]
+        updates = [StateUpdate(job_id=j.id, state=S.RUNNING, ts=next(self.ts)) for j in mine if j.state != S.RUNNING]
         if end is not None:
             updates += [StateUpdate(job_id=j.id, state=end, ts=next(self.ts), return_code=1) for j in mine]
         outcome = self.store.update_states(sid, updates)

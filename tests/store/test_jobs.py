@@ -142,8 +142,7 @@ def test_events_are_ordered_and_pageable(store):
 def test_a_state_change_and_its_event_commit_together(store):
     [job] = make_jobs(store, 1)
     store.db.conn.execute(
-        "CREATE TEMP TRIGGER refuse_events BEFORE INSERT ON moves "
-        "BEGIN SELECT RAISE(ABORT, 'events refused'); END"
+        "CREATE TEMP TRIGGER refuse_events BEFORE INSERT ON moves BEGIN SELECT RAISE(ABORT, 'events refused'); END"
     )
     with pytest.raises(apsw.ConstraintError, match="events refused"):
         store.kill([job.id])

@@ -89,9 +89,7 @@ def test_an_end_not_allowed_after_its_start_is_rejected_but_the_start_is_recorde
 
 def test_an_end_report_with_its_start_for_a_job_of_another_session_is_rejected(store, session):
     [job] = make_jobs(store, 1)
-    outcome = store.update_states(
-        session.id, [StateUpdate(job_id=job.id, state=S.RUN_DONE, ts=20.0, started_at=10.0)]
-    )
+    outcome = store.update_states(session.id, [StateUpdate(job_id=job.id, state=S.RUN_DONE, ts=20.0, started_at=10.0)])
     assert job.id in outcome.rejected
     assert store.get(job.id).state == S.PREPROCESSED
 

@@ -18,9 +18,7 @@ from tests.zipapp.conftest import BARE_PATH
 
 
 def pyz(pyz_file: Path, *args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["python3", str(pyz_file), *args], env=env, capture_output=True, text=True, timeout=timeout
-    )
+    return subprocess.run(["python3", str(pyz_file), *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def ok(done: subprocess.CompletedProcess[str]) -> str:
