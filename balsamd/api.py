@@ -9,49 +9,32 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from balsamd import ids
-from balsamd.apps import describe, load_app_classes
+from balsamd.apps import register_apps
 from balsamd.config import Settings
-from balsamd.daemon.record import connect_host, read_record, read_secret, this_host
-from balsamd.models import App, Event, Job
+from balsamd.models import App, Event, Job, JobSpec, RemoveOutcome
 from balsamd.results import await_value
-from balsamd.rpc.client import RemoteStore, RpcClient
-from balsamd.site import SiteLayout, find_site
+from balsamd.site import SiteLayout, find_site, open_store
 from balsamd.states import JobState
+from balsamd.store.contract import Store
 from balsamd.store.queries import JobFilter
-from balsamd.store.store import RemoveOutcome, SiteStore
-from balsamd.sync.remote import CentralConnection
-from balsamd.validate import JobSpecError, build_job, unknown_app_message
+from balsamd.validate import JobSpecError, job_spec, unknown_app_message
 
-RPC_ENV = "BALSAMD_RPC"
+if TYPE_CHECKING:
+    from balsamd.sync.remote import CentralConnection
+
 _JOB_FIELDS = set(Job.__struct_fields__)
-
-
-def open_store(layout: SiteLayout) -> SiteStore | RemoteStore:
-    """The store itself on the daemon's host; the daemon's RPC anywhere else (SQLite WAL must
-    never be opened from two hosts).  BALSAMD_RPC=1 forces the RPC path on the same host."""
-    record = read_record(layout.root)
-    if record is not None and (os.environ.get(RPC_ENV) == "1" or record.host != this_host()):
-
-        def locate() -> tuple[str, int] | None:  # a restarted daemon may serve elsewhere
-            current = read_record(layout.root)
-            return None if current is None else (connect_host(current), current.port)
-
-        client = RpcClient(
-            connect_host(record), record.port, read_secret(layout.root), f"api@{this_host()}", locate=locate
-        )
-        return RemoteStore(client)
-    return SiteStore(layout.store)
 
 
 def connect(target: str | os.PathLike[str] | None = None) -> Site | CentralConnection:
     """Open a site by path (or the one found from $BALSAMD_SITE / the current directory), or
     the central database by its postgresql:// DSN."""
     if isinstance(target, str) and target.startswith(("postgresql://", "postgres://")):
+        from balsamd.sync.remote import CentralConnection  # PostgreSQL's client: only when asked for
+
         return CentralConnection(target)
     return Site(find_site(target))
 
@@ -106,11 +89,7 @@ class AppManager:
 
     def sync(self) -> dict[str, App]:
         """Load SITE/apps/*.py and record what changed in the store; returns name -> App."""
-        classes = load_app_classes(self._site.layout.apps)
-        apps = [describe(cls, source) for cls, source in classes.values()]
-        if {a.name: a for a in apps} != self._site.store.apps():
-            self._site.store.put_apps(apps, replace_all=True)
-        return {a.name: a for a in apps}
+        return register_apps(self._site.layout.apps, self._site.store)
 
     def list(self) -> list[App]:
         return sorted(self.sync().values(), key=lambda a: a.name)
@@ -129,18 +108,13 @@ class JobManager:
     def create(self, app: str, workdir: str, **fields: Any) -> JobHandle:
         return self.bulk_create([{"app": app, "workdir": workdir, **fields}])[0]
 
-    def bulk_create(self, specs: Iterable[dict[str, Any]]) -> list[JobHandle]:
-        """Validate every spec first; create all of them in one transaction, or none."""
+    def bulk_create(self, specs: Iterable[dict[str, Any] | JobSpec]) -> list[JobHandle]:
+        """Create all of them in one transaction, or none (the store checks every one first)."""
         specs = list(specs)
-        apps = self._site.apps.sync()
-        settings = self._site.settings
-        new_ids = ids.new_ids(len(specs))
-        jobs = []
-        for index, (spec, job_id) in enumerate(zip(specs, new_ids, strict=True)):
-            where = f"job {index}" if len(specs) > 1 else "job"
-            jobs.append(build_job(job_id, spec, apps, settings.nodes, settings.scheduler.max_wall_time_min, where))
-        created = self._site.store.create_jobs(jobs)
-        return [JobHandle(self._site, j) for j in created]
+        where = (lambda n: f"job {n}") if len(specs) > 1 else (lambda n: "job")
+        checked = [job_spec(spec, where(n)) for n, spec in enumerate(specs)]
+        self._site.apps.sync()
+        return [JobHandle(self._site, j) for j in self._site.store.create_jobs(checked)]
 
     def get(self, job_id: str) -> JobHandle:
         return JobHandle(self._site, self._site.store.get(self._site.store.resolve_id(job_id)))
@@ -197,7 +171,7 @@ class Site:
     def __init__(self, layout: SiteLayout) -> None:
         self.layout = layout
         self.settings: Settings = layout.load_settings()
-        self.store = open_store(layout)
+        self.store: Store = open_store(layout, self.settings)
         self.apps = AppManager(self)
         self.jobs = JobManager(self)
 

@@ -17,11 +17,14 @@ import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from balsamd.lifecycle import HOOKS
 from balsamd.models import App, AppKind, AppParameter, Job
 from balsamd.states import JobState
+
+if TYPE_CHECKING:  # the store is not imported by apps and workers that only subclass
+    from balsamd.store.contract import Store
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -244,6 +247,14 @@ def _import_file(path: Path):
         del sys.modules[modname]
         raise AppError(f"{path}: error while importing: {type(exc).__name__}: {exc}") from exc
     return module
+
+
+def register_apps(apps_dir: Path, store: Store) -> dict[str, App]:
+    """Load ``apps_dir/*.py`` and record in the store what changed; returns name -> App."""
+    apps = {name: describe(cls, source) for name, (cls, source) in load_app_classes(apps_dir).items()}
+    if apps != store.apps():
+        store.put_apps(list(apps.values()), replace_all=True)
+    return apps
 
 
 def command_app_source(name: str, template: str, description: str = "") -> str:

@@ -7,6 +7,7 @@ settings, the decoded TOML.  Timestamps are float seconds since the epoch.
 from __future__ import annotations
 
 import enum
+import typing
 from typing import Any
 
 import msgspec
@@ -14,11 +15,14 @@ import msgspec
 from balsamd.states import JobState
 
 
-class Job(msgspec.Struct, kw_only=True, omit_defaults=False):
-    id: str
+class JobSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What a user asks for when creating a job: the fields users own (intent).
+
+    Every way of creating a job (CLI, Python API, RPC, the central database) sends these, and
+    the store checks them against the app and the site's rules before anything is written."""
+
     app: str
     workdir: str
-    state: JobState = JobState.CREATED
     parameters: dict[str, Any] = {}
     tags: dict[str, str] = {}
     data: dict[str, Any] = {}
@@ -31,6 +35,13 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=False):
     node_packing_count: int = 1
     wall_time_min: float = 0.0
     launch_params: dict[str, str] = {}
+
+
+class Job(JobSpec, kw_only=True, omit_defaults=False):
+    """A job as the store keeps it: the request plus what the site owns (execution)."""
+
+    id: str
+    state: JobState = JobState.CREATED
     return_code: int | None = None
     session_id: str | None = None
     batch_job_id: str | None = None
@@ -56,6 +67,29 @@ class Job(msgspec.Struct, kw_only=True, omit_defaults=False):
     @property
     def gpus_per_node(self) -> float:
         return self.ranks_per_node * self.gpus_per_rank
+
+
+# The columns of a job wherever it is a row (the site store, the central database): its fields,
+# those holding containers as JSON text.
+JOB_COLUMNS: tuple[str, ...] = Job.__struct_fields__
+JSON_COLUMNS: frozenset[str] = frozenset(
+    f.name for f in msgspec.structs.fields(Job) if typing.get_origin(f.type) in (dict, list)
+)
+SPEC_FIELDS: tuple[str, ...] = JobSpec.__struct_fields__
+_json_encode = msgspec.json.Encoder().encode
+
+
+def job_row(job: Job) -> list[Any]:
+    """A job's values in JOB_COLUMNS order, as the store and the central database keep them."""
+    values = []
+    for name in JOB_COLUMNS:
+        value = getattr(job, name)
+        if name in JSON_COLUMNS:
+            value = _json_encode(value).decode()
+        elif name == "state":
+            value = str(value)
+        values.append(value)
+    return values
 
 
 class Event(msgspec.Struct, kw_only=True):
@@ -162,6 +196,13 @@ class App(msgspec.Struct, kw_only=True):
     class_name: str = ""
 
 
+class ClaimOrder(enum.StrEnum):
+    """Which runnable jobs a claim takes first (its SQL and sort key: ``store.queries.ORDERS``)."""
+
+    SMALL_FIRST = "small_first"  # fewest nodes, then oldest: packs serial work
+    LONG_LARGE_FIRST = "long_large_first"  # longest, then widest: fills a large allocation early
+
+
 class ClaimLimits(msgspec.Struct, kw_only=True):
     """What a launcher can take right now (Balsam's "session acquire" parameters)."""
 
@@ -172,7 +213,7 @@ class ClaimLimits(msgspec.Struct, kw_only=True):
     serial_only: bool = False
     filter_tags: dict[str, str] = {}
     apps: list[str] = []
-    order: str = "small_first"  # or "long_large_first"
+    order: ClaimOrder = ClaimOrder.SMALL_FIRST
     # a claim resent with the same id (its reply was lost) returns the session's unstarted jobs
     # instead of binding more: nothing stays bound to a launcher that does not know it holds it
     request_id: str = ""
@@ -190,3 +231,58 @@ class StateUpdate(msgspec.Struct, kw_only=True, array_like=True):
     # when the run started, if its RUNNING goes with this report of its end (one report per
     # short run instead of two)
     started_at: float | None = None
+
+
+class UpdateOutcome(msgspec.Struct, kw_only=True):
+    """What the store made of a launcher's batch of state reports."""
+
+    applied: list[str] = []
+    duplicate: list[str] = []  # recorded before (a report resent after a lost reply)
+    rejected: dict[str, str] = {}  # job id -> why
+
+
+class RemoveOutcome(msgspec.Struct, kw_only=True):
+    removed: list[str] = []
+    refused: dict[str, str] = {}  # job id -> why, and what to do
+
+
+class JobChanges(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A user's edit of a job that has not started: the fields given replace the job's."""
+
+    parameters: dict[str, Any] | None = None
+    tags: dict[str, str] | None = None
+    data: dict[str, Any] | None = None
+
+
+class IntentKind(enum.StrEnum):
+    """What a user asks of a site through the central database."""
+
+    CREATE = "create"
+    KILL = "kill"
+    RETRY = "retry"
+    UPDATE = "update"
+
+
+class Intent(msgspec.Struct, kw_only=True):
+    """One request from the central database, as its row reads: the site checks every field
+    (users write intents with plain SQL)."""
+
+    id: str
+    kind: str
+    job_id: str
+    payload: Any = {}
+    owner: str = ""
+
+
+class IntentStatus(enum.StrEnum):
+    APPLIED = "applied"
+    REJECTED = "rejected"
+
+
+class IntentOutcome(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What became of an intent, recorded at the site and in the central database as JSON."""
+
+    status: IntentStatus
+    reason: str = ""  # why it was rejected
+    created: list[str] = []  # jobs a create made
+    states: dict[str, JobState] = {}  # where a kill or retry left each job

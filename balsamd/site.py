@@ -7,13 +7,18 @@ import secrets
 from pathlib import Path
 
 from balsamd.config import SETTINGS_TEMPLATE, Settings, default_cpus, load_settings
+from balsamd.rpc.client import RemoteStore, RpcClient
+from balsamd.rpc.record import connect_host, read_record, read_secret, this_host
 from balsamd.sched import scheduler_class
+from balsamd.store.contract import Store
 from balsamd.store.store import SiteStore
+from balsamd.validate import SiteRules
 
 SETTINGS_FILE = "settings.toml"
 STORE_FILE = "balsamd.db"
 SECRET_FILE = "secret"
 SITE_ENV = "BALSAMD_SITE"
+RPC_ENV = "BALSAMD_RPC"
 JOB_TEMPLATE_FILE = "job-template.sh"
 
 
@@ -35,6 +40,23 @@ class SiteLayout:
 
     def load_settings(self) -> Settings:
         return load_settings(self.settings)
+
+
+def open_store(layout: SiteLayout, settings: Settings) -> Store:
+    """The store itself on the daemon's host; the daemon's RPC anywhere else (SQLite WAL must
+    never be opened from two hosts).  BALSAMD_RPC=1 forces the RPC path on the same host."""
+    record = read_record(layout.root)
+    if record is not None and (os.environ.get(RPC_ENV) == "1" or record.host != this_host()):
+
+        def locate() -> tuple[str, int] | None:  # a restarted daemon may serve elsewhere
+            current = read_record(layout.root)
+            return None if current is None else (connect_host(current), current.port)
+
+        client = RpcClient(
+            connect_host(record), record.port, read_secret(layout.root), f"api@{this_host()}", locate=locate
+        )
+        return RemoteStore(client)
+    return SiteStore(layout.store, SiteRules.of(settings))
 
 
 def find_site(explicit: str | Path | None, env: dict[str, str] | None = None, cwd: Path | None = None) -> SiteLayout:

@@ -1,26 +1,78 @@
-"""Checks a job request against its app and the site's node shape, before anything is written.
+"""What a site accepts: every write to the store is checked here, whoever makes it.
 
-Pure functions: every problem is collected and reported at once, each saying what to change.
+The store calls these inside its operations, so the CLI, the Python API, the RPC, the
+launcher's store process and the central database's intents all meet the same checks and get
+the same messages.  Pure functions: every problem is collected and reported at once, each
+saying what to change.
+
+Types are checked where values enter Python from outside (the RPC's decoder, ``job_spec`` for
+dicts from users and the central database); meanings are checked here.
 """
 
 from __future__ import annotations
 
 import math
 import posixpath
+import re
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import msgspec
 
-from balsamd.config import NodeSettings
-from balsamd.models import App, Job
+from balsamd.config import NodeSettings, SchedulerSettings, Settings
+from balsamd.lifecycle import HOOKS
+from balsamd.models import (
+    SPEC_FIELDS,
+    App,
+    AppKind,
+    BatchJob,
+    ClaimLimits,
+    ClaimOrder,
+    Job,
+    JobSpec,
+    StateUpdate,
+)
+from balsamd.states import JobState
+
+# ids the site makes its own (batch jobs, sessions) travel into file names, job scripts and
+# command lines: letters, digits and a few marks, never a path or a line of their own
+TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+# a scheduler's queue, project or job id: what its tools print and take, nothing a shell or a
+# job script would read as more than one word
+SCHEDULER_WORD = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@+:\[\]-]{0,127}")
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+LAUNCH_PARAM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+MAX_TEXT = 64 * 1024  # a reason or status text kept with a record
+# what a launcher reports of a run; everything after it is the site's own bookkeeping
+REPORTABLE = frozenset({JobState.RUNNING, JobState.RUN_DONE, JobState.RUN_ERROR, JobState.RUN_TIMEOUT})
 
 
-class JobSpecError(ValueError):
-    """A job request that cannot be accepted; ``problems`` lists every reason."""
+class SiteRules(msgspec.Struct, kw_only=True):
+    """The settings every write is checked against: the nodes' shape and the scheduler's limits."""
+
+    nodes: NodeSettings = msgspec.field(default_factory=NodeSettings)
+    scheduler: SchedulerSettings = msgspec.field(default_factory=SchedulerSettings)
+
+    @classmethod
+    def of(cls, settings: Settings) -> SiteRules:
+        return cls(nodes=settings.nodes, scheduler=settings.scheduler)
+
+
+class Refused(ValueError):
+    """A request the site does not accept; ``problems`` lists every reason."""
 
     def __init__(self, where: str, problems: list[str]) -> None:
         super().__init__(f"{where}: " + "; ".join(problems))
+        self.where = where
         self.problems = problems
+
+
+class JobSpecError(Refused):
+    """A job request that cannot be accepted."""
+
+
+def _control(text: str) -> bool:
+    return any(ord(c) < 32 or ord(c) == 127 for c in text)
 
 
 def normalize_workdir(workdir: str) -> str:
@@ -31,7 +83,7 @@ def normalize_workdir(workdir: str) -> str:
         raise ValueError(f"workdir {workdir!r} is absolute; give a path relative to the site's data/")
     if ".." in workdir.split("/"):
         raise ValueError(f"workdir {workdir!r} contains '..'; give a path inside the site's data/ directory without it")
-    if any(ord(c) < 32 or ord(c) == 127 for c in workdir):
+    if _control(workdir):
         raise ValueError(f"workdir {workdir!r} contains a control character; give a plain relative path")
     norm = posixpath.normpath(workdir)
     if norm == ".":
@@ -39,7 +91,7 @@ def normalize_workdir(workdir: str) -> str:
     return norm
 
 
-def resolve_parameters(app: App, given: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+def resolve_parameters(app: App, given: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """Parameters with defaults filled in, and the problems found."""
     problems = []
     unknown = sorted(set(given) - set(app.parameters))
@@ -58,7 +110,7 @@ def resolve_parameters(app: App, given: dict[str, Any]) -> tuple[dict[str, Any],
     return resolved, problems
 
 
-def resource_problems(job: Any, nodes: NodeSettings, max_wall_time_min: float | None = None) -> list[str]:
+def resource_problems(job: JobSpec, nodes: NodeSettings, max_wall_time_min: float | None = None) -> list[str]:
     """Why a job could never run on this site's nodes, or within its longest batch job
     (empty when it fits)."""
     problems = []
@@ -102,48 +154,190 @@ def resource_problems(job: Any, nodes: NodeSettings, max_wall_time_min: float | 
     return problems
 
 
-CREATE_FIELDS = {
-    "app", "workdir", "parameters", "tags", "data", "parent_ids", "num_nodes", "ranks_per_node",
-    "threads_per_rank", "threads_per_core", "gpus_per_rank", "node_packing_count",
-    "wall_time_min", "launch_params",
-}  # fmt: skip
+def tag_problems(tags: Mapping[str, str], what: str = "tag") -> list[str]:
+    """Tags are filtered on as KEY=VALUE: a key is a word without '=', nothing spans lines."""
+    problems = []
+    for key, value in tags.items():
+        if not key or "=" in key or _control(key) or key != key.strip():
+            problems.append(
+                f"{what} key {key!r} must be non-empty, without '=', spaces around it or control characters"
+            )
+        if _control(value):
+            problems.append(f"{what} {key}={value!r}: the value contains a control character")
+    return problems
 
 
-def unknown_app_message(name: str, apps: dict[str, App]) -> str:
+def unknown_app_message(name: str, apps: Mapping[str, App]) -> str:
     known = ", ".join(sorted(apps)) or "none yet"
     return f"unknown app {name!r} (known: {known}); create it with `balsamd app create {name} --command ...`"
 
 
-def build_job(
-    job_id: str, spec: dict[str, Any], apps: dict[str, App], nodes: NodeSettings, max_wall_time_min: float, where: str
-) -> Job:
-    """A Job from a creation request, or JobSpecError listing every problem (used by the
-    local API and by sync for jobs created through the central database)."""
-    unknown = set(spec) - CREATE_FIELDS
+def job_spec(raw: Any, where: str = "job") -> JobSpec:
+    """A JobSpec from a request written as a dict (the CLI, the Python API, an intent in the
+    central database), or JobSpecError naming the field that is wrong."""
+    if isinstance(raw, JobSpec):
+        return raw
+    if not isinstance(raw, Mapping):
+        raise JobSpecError(where, [f"a job request must be an object of fields, not {type(raw).__name__}"])
+    unknown = set(raw) - set(JobSpec.__struct_fields__)
     if unknown:
-        raise JobSpecError(where, [f"unknown field(s) {sorted(unknown)}; known: {sorted(CREATE_FIELDS)}"])
-    problems: list[str] = []
-    app = apps.get(spec.get("app", ""))
-    if app is None:
-        raise JobSpecError(where, [unknown_app_message(spec.get("app", ""), apps)])
+        known = sorted(JobSpec.__struct_fields__)
+        raise JobSpecError(where, [f"unknown field(s) {sorted(unknown)}; known: {known}"])
+    fields = {k: v for k, v in raw.items() if v is not None or k not in ("parameters", "parent_ids")}
     try:
-        workdir = normalize_workdir(spec.get("workdir", ""))
+        return msgspec.convert(fields, JobSpec)
+    except msgspec.ValidationError as exc:
+        raise JobSpecError(where, [f"bad value: {exc}"]) from None
+
+
+def build_job(job_id: str, spec: JobSpec, apps: Mapping[str, App], rules: SiteRules, where: str) -> Job:
+    """The Job a valid request becomes (parameters with their defaults), or JobSpecError
+    listing every problem."""
+    app = apps.get(spec.app)
+    if app is None:
+        raise JobSpecError(where, [unknown_app_message(spec.app, apps)])
+    problems: list[str] = []
+    try:
+        workdir = normalize_workdir(spec.workdir)
     except ValueError as exc:
         problems.append(str(exc))
-        workdir = ""
-    params, param_problems = resolve_parameters(app, dict(spec.get("parameters") or {}))
+        workdir = spec.workdir
+    params, param_problems = resolve_parameters(app, spec.parameters)
     problems += param_problems
-    fields = {k: v for k, v in spec.items() if k not in ("parameters", "workdir")}
-    fields["parent_ids"] = list(fields.get("parent_ids") or [])
-    try:
-        job = msgspec.convert({**fields, "id": job_id, "workdir": workdir, "parameters": params}, Job)
-    except msgspec.ValidationError as exc:
-        raise JobSpecError(where, [*problems, f"bad value: {exc}"]) from None
-    problems += resource_problems(job, nodes, max_wall_time_min)
-    try:  # the job travels as msgpack (RPC, warm workers): it must fit
+    problems += resource_problems(spec, rules.nodes, rules.scheduler.max_wall_time_min)
+    problems += tag_problems(spec.tags)
+    problems += [
+        f"launch parameter {key!r} is not an option name (letters, digits, _ and -)"
+        for key in spec.launch_params
+        if not LAUNCH_PARAM.fullmatch(key)
+    ]
+    if len(set(spec.parent_ids)) != len(spec.parent_ids):
+        problems.append("parent_ids names a job more than once; give each parent once")
+    fields = {name: getattr(spec, name) for name in SPEC_FIELDS}
+    job = Job(id=job_id, **{**fields, "workdir": workdir, "parameters": params})
+    try:  # the job travels as msgpack (RPC, warm workers) and is kept as JSON: it must fit both
         msgspec.msgpack.encode(job)
+        msgspec.json.encode(job.parameters)
+        msgspec.json.encode(job.data)
     except (OverflowError, TypeError, msgspec.EncodeError) as exc:
         problems.append(f"parameters or data cannot be stored ({exc}); pass very large numbers as strings")
     if problems:
         raise JobSpecError(where, problems)
     return job
+
+
+def batch_problems(batch: BatchJob, rules: SiteRules, active: int) -> list[str]:
+    """Everything that keeps this batch job from being submitted, each saying what to change."""
+    s = rules.scheduler
+    problems = []
+    if not TOKEN.fullmatch(batch.id):
+        problems.append(
+            f"id {batch.id!r} must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+        )
+    if batch.num_nodes < 1:
+        problems.append(f"--num-nodes must be at least 1 (got {batch.num_nodes})")
+    elif batch.num_nodes > rules.nodes.max_nodes:
+        problems.append(
+            f"--num-nodes {batch.num_nodes} exceeds the site's max_nodes={rules.nodes.max_nodes} "
+            "(lower it, or raise [nodes] max_nodes in settings.toml)"
+        )
+    if batch.wall_time_min < 1:
+        problems.append(f"--wall-time-min must be at least 1 (got {batch.wall_time_min})")
+    elif batch.wall_time_min > s.max_wall_time_min:
+        problems.append(
+            f"--wall-time-min {batch.wall_time_min} exceeds [scheduler] max_wall_time_min={s.max_wall_time_min}"
+        )
+    for field, allowed in (("queue", s.allowed_queues), ("project", s.allowed_projects)):
+        value = getattr(batch, field)
+        if allowed and value not in allowed:
+            problems.append(f"{field} {value!r} is not allowed here; use one of: {', '.join(allowed)}")
+        elif value and not SCHEDULER_WORD.fullmatch(value):
+            problems.append(
+                f"{field} {value!r} is not a scheduler's {field} name (letters, digits and _.@+:-, one word)"
+            )
+    problems += tag_problems(batch.filter_tags, "filter tag")
+    if batch.origin not in ("user", "elastic"):
+        problems.append(f"origin {batch.origin!r} is neither 'user' nor 'elastic'")
+    if active >= s.max_queued:
+        problems.append(
+            f"{active} batch jobs are already pending, queued or running ([scheduler] max_queued={s.max_queued}); "
+            "wait for one to finish or remove one with `balsamd queue rm ID`"
+        )
+    return problems
+
+
+def batch_update_problems(
+    scheduler_id: str | None, status_info: str | None, times: Iterable[float | None]
+) -> list[str]:
+    """What a scheduler service may record of a batch job: an id its tools print, text, times."""
+    problems = []
+    if scheduler_id is not None and not SCHEDULER_WORD.fullmatch(scheduler_id):
+        problems.append(f"scheduler id {scheduler_id!r} is not one word of letters, digits and _.@+:[]-")
+    if status_info is not None and len(status_info) > MAX_TEXT:
+        problems.append(f"status_info is {len(status_info)} characters; keep it under {MAX_TEXT}")
+    problems += [f"time {t!r} is not a finite number of seconds" for t in times if t is not None and not _finite(t)]
+    return problems
+
+
+def _finite(value: float) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def app_problems(app: App) -> list[str]:
+    """An app record the store can validate jobs against and launchers can run."""
+    problems = []
+    if not IDENTIFIER.fullmatch(app.name):
+        problems.append(f"name {app.name!r} must be a Python identifier (letters, digits and _)")
+    if app.kind == AppKind.COMMAND and not app.command_template.strip():
+        problems.append("a command app needs a command_template")
+    if app.kind == AppKind.PYTHON:
+        if not app.source or "/" in app.source or app.source.startswith(".") or not app.source.endswith(".py"):
+            problems.append(f"source {app.source!r} must be the name of a .py file in the site's apps/ directory")
+        if not IDENTIFIER.fullmatch(app.class_name):
+            problems.append(f"class_name {app.class_name!r} must be a Python identifier")
+    problems += [
+        f"parameter name {p!r} must be a Python identifier" for p in app.parameters if not IDENTIFIER.fullmatch(p)
+    ]
+    problems += [f"unknown hook {h!r}; hooks are {', '.join(HOOKS)}" for h in app.hooks if h not in HOOKS]
+    problems += [f"environment variable name {k!r} is not a name a shell accepts" for k in app.environment
+                 if not IDENTIFIER.fullmatch(k)]  # fmt: skip
+    return problems
+
+
+def claim_problems(limits: ClaimLimits) -> list[str]:
+    problems = []
+    if limits.max_jobs < 0:
+        problems.append(f"max_jobs must not be negative (got {limits.max_jobs})")
+    if limits.max_nodes_per_job is not None and limits.max_nodes_per_job < 1:
+        problems.append(f"max_nodes_per_job must be at least 1 (got {limits.max_nodes_per_job})")
+    for field in ("max_aggregate_nodes", "max_wall_time_min"):
+        value = getattr(limits, field)
+        if value is not None and (not _finite(value) or value < 0):
+            problems.append(f"{field} must be a non-negative number (got {value})")
+    if limits.order not in set(ClaimOrder):
+        problems.append(f"unknown claim order {limits.order!r}; use one of {sorted(ClaimOrder)}")
+    return problems
+
+
+def update_problem(update: StateUpdate) -> str:
+    """Why one launcher report cannot be recorded ("" when it can)."""
+    if update.state not in REPORTABLE:
+        return f"a launcher reports {', '.join(sorted(REPORTABLE))}, not {update.state}"
+    if not _finite(update.ts) or (update.started_at is not None and not _finite(update.started_at)):
+        return "its times must be finite numbers of seconds"
+    if len(update.reason) > MAX_TEXT:
+        return f"its reason is {len(update.reason)} characters; keep it under {MAX_TEXT}"
+    return ""
+
+
+def session_problems(label: str, host: str | None, pid: int | None, batch_job_id: str | None) -> list[str]:
+    problems = []
+    if _control(label) or len(label) > 1024:
+        problems.append("label must be one line of at most 1024 characters")
+    if host is not None and (not host or _control(host) or " " in host or len(host) > 255):
+        problems.append(f"host {host!r} is not a host name")
+    if pid is not None and pid < 0:
+        problems.append(f"pid must not be negative (got {pid})")
+    if batch_job_id is not None and not TOKEN.fullmatch(batch_job_id):
+        problems.append(f"batch_job_id {batch_job_id!r} is not a batch job id")
+    return problems

@@ -40,9 +40,9 @@ from time import perf_counter
 
 import apsw
 
-from balsamd.ids import new_ids
-from balsamd.models import App, ClaimLimits, Job
+from balsamd.models import App, ClaimLimits, JobSpec
 from balsamd.states import JobState
+from balsamd.store.queries import claimed_jobs
 from balsamd.store.store import SiteStore
 from benchmarks.common import Benchmark, Context, rate
 
@@ -76,10 +76,7 @@ class StoreTemplate:
             store.put_apps([App(name=APP, command_template="true")])
             for start in range(0, self.jobs, CREATE_CHUNK):
                 count = min(CREATE_CHUNK, self.jobs - start)
-                store.create_jobs([
-                    Job(id=job_id, app=APP, workdir=f"bench/{start + k}")
-                    for k, job_id in enumerate(new_ids(count))
-                ])  # fmt: skip
+                store.create_jobs([JobSpec(app=APP, workdir=f"bench/{start + k}") for k in range(count)])
             runnable = store.counts_by_state().get(str(JobState.PREPROCESSED), 0)
         finally:
             store.close()
@@ -122,7 +119,7 @@ def store_claims(template: StoreTemplate, batch: int, target: int) -> float:
             claimed = 0
             t0 = perf_counter()
             while claimed < target:
-                got = claim(session_id, limits)
+                got = claimed_jobs(claim(session_id, limits), limits)  # as a launcher decodes them
                 if not got:
                     break
                 claimed += len(got)

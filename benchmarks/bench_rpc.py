@@ -36,10 +36,11 @@ import apsw
 
 import balsamd
 from balsamd.daemon import control
-from balsamd.daemon.record import read_record, read_secret
 from balsamd.models import ClaimLimits
 from balsamd.rpc.client import RemoteStore, RpcClient
+from balsamd.rpc.record import read_record, read_secret
 from balsamd.site import SiteLayout, init_site
+from balsamd.store.queries import claimed_jobs
 from balsamd.store.store import SiteStore
 from benchmarks.common import Benchmark, Context, rate
 
@@ -144,12 +145,12 @@ def stop_daemon(root: Path) -> None:
         control.stop(SiteLayout(root), timeout=DAEMON_TIMEOUT)
 
 
-def claim_loop(claim: Callable[[str, ClaimLimits], list], session_id: str, batch: int, target: int) -> float:
+def claim_loop(claim: Callable[[str, ClaimLimits], str], session_id: str, batch: int, target: int) -> float:
     limits = ClaimLimits(max_jobs=batch)
     claimed = 0
     t0 = perf_counter()
     while claimed < target:
-        got = claim(session_id, limits)
+        got = claimed_jobs(claim(session_id, limits), limits)  # as a launcher decodes them
         if not got:
             break
         claimed += len(got)

@@ -44,12 +44,12 @@ import apsw
 
 from balsamd.apps import command_app_source
 from balsamd.daemon import control
-from balsamd.daemon.record import read_record
-from balsamd.ids import new_ids
-from balsamd.models import ClaimLimits, Job
+from balsamd.models import ClaimLimits, JobSpec
 from balsamd.rpc.client import RemoteStore
+from balsamd.rpc.record import read_record
 from balsamd.site import SiteLayout, init_site
 from balsamd.states import JobState
+from balsamd.store.queries import claimed_jobs
 from balsamd.store.schema import SCHEMA_VERSION
 from balsamd.store.store import SiteStore
 from benchmarks.bench_peers import cache_root
@@ -116,10 +116,7 @@ def fill(store_path: Path, jobs: int) -> float:
     try:
         for start in range(0, jobs, FILL_CHUNK):
             count = min(FILL_CHUNK, jobs - start)
-            store.create_jobs([
-                Job(id=job_id, app=APP, workdir=f"scale/{start + k:07d}")
-                for k, job_id in enumerate(new_ids(count))
-            ])  # fmt: skip
+            store.create_jobs([JobSpec(app=APP, workdir=f"scale/{start + k:07d}") for k in range(count)])
         runnable = store.counts_by_state().get(str(JobState.PREPROCESSED), 0)
     finally:
         store.close()
@@ -227,7 +224,7 @@ class ClaimProbe:
         took, claimed = [], []
         for _ in range(claims):
             t0 = time.perf_counter()
-            jobs = claim(self.session, limits)
+            jobs = claimed_jobs(claim(self.session, limits), limits)
             took.append(time.perf_counter() - t0)
             if len(jobs) != batch:
                 raise RuntimeError(f"a claim of {batch} returned {len(jobs)} jobs")
@@ -294,9 +291,8 @@ def daemon_rss_mb(layout: SiteLayout, jobs: int) -> float:
         remote = RemoteStore(control.client_for(layout, record))
         try:
             session = remote.open_session(label="bench-scale")
-            claimed = sum(
-                len(remote.claim(session.id, ClaimLimits(max_jobs=BATCH, serial_only=True))) for _ in range(RPC_CLAIMS)
-            )
+            limits = ClaimLimits(max_jobs=BATCH, serial_only=True)
+            claimed = sum(len(claimed_jobs(remote.claim(session.id, limits), limits)) for _ in range(RPC_CLAIMS))
             fields = proc_status(pid)
             remote.close_session(session.id)
         finally:

@@ -274,8 +274,7 @@ class PushBench:
         self.rounds = 0
 
     def setup(self) -> None:
-        from balsamd.ids import new_ids
-        from balsamd.models import App, Job
+        from balsamd.models import App, JobSpec
         from balsamd.site import SiteLayout
         from balsamd.store.store import SiteStore
         from balsamd.sync.engine import SyncEngine
@@ -288,7 +287,7 @@ class PushBench:
         for start in range(0, self.jobs, CREATE_CHUNK):
             count = min(CREATE_CHUNK, self.jobs - start)
             self.store.create_jobs([
-                Job(id=job_id, app=APP, workdir=f"bench/{start + k}") for k, job_id in enumerate(new_ids(count))
+                JobSpec(app=APP, workdir=f"bench/{start + k}") for k in range(count)
             ])  # fmt: skip
         self.engine = SyncEngine(self.store, self.central.dsn(SITE_ROLE), "bench", layout.load_settings())
         report = self.engine.round()
@@ -340,11 +339,11 @@ class PushBench:
         return rate(pushed, elapsed)
 
     def baseline(self) -> float:
-        from balsamd.sync.engine import JOB_FIELDS, job_row
+        from balsamd.models import JOB_COLUMNS, job_row
 
         assert self.store is not None
         rows = [("bench", *job_row(job)) for job in self.store.filter()]
-        columns = ", ".join(JOB_FIELDS)
+        columns = ", ".join(JOB_COLUMNS)
         with psycopg.connect(self.central.dsn()) as conn:
             conn.execute("TRUNCATE copy_target")
             conn.commit()
@@ -422,7 +421,7 @@ class LatencyBench:
 
     def _stop_daemon(self, root: Path) -> None:
         """`balsamd stop`; the daemon's pid gets SIGKILL if it is still there after that."""
-        from balsamd.daemon.record import read_record
+        from balsamd.rpc.record import read_record
 
         record = read_record(root)
         if record is None:

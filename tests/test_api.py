@@ -12,7 +12,7 @@ from balsamd.apps import command_app_source
 from balsamd.models import ClaimLimits
 from balsamd.site import SiteError, init_site
 from balsamd.states import IllegalTransition, JobState
-from balsamd.store.store import JobNotFound, StoreError
+from balsamd.store.errors import JobNotFound, StoreError
 from balsamd.validate import JobSpecError
 
 S = JobState

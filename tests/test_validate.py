@@ -1,12 +1,21 @@
-"""Checks on a job request before anything is written: workdir, parameters, resources."""
+"""What a site accepts, checked before anything is written: jobs (workdir, parameters,
+resources) and batch jobs (the site's limits, and fields that go into job scripts)."""
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
-from balsamd.config import NodeSettings
-from balsamd.models import App, AppParameter, Job
-from balsamd.validate import JobSpecError, normalize_workdir, resolve_parameters, resource_problems
+from balsamd.config import NodeSettings, Settings
+from balsamd.models import App, AppParameter, BatchJob, Job
+from balsamd.validate import (
+    JobSpecError,
+    SiteRules,
+    batch_problems,
+    normalize_workdir,
+    resolve_parameters,
+    resource_problems,
+)
 
 
 @pytest.mark.parametrize(
@@ -146,3 +155,104 @@ def test_wall_time_longer_than_the_longest_batch_job() -> None:
         "wall_time_min=90 is longer than the site's longest batch job (max_wall_time_min=60; "
         "lower --wall-time-min, or raise [scheduler] max_wall_time_min in settings.toml)"
     ]
+
+
+# ----- batch jobs -------------------------------------------------------------------------------
+
+
+def site(**scheduler: object) -> SiteRules:
+    settings = Settings()
+    settings.nodes.max_nodes = 4
+    settings.scheduler.max_wall_time_min = 120
+    settings.scheduler.max_queued = 3
+    for key, value in scheduler.items():
+        setattr(settings.scheduler, key, value)
+    return SiteRules.of(settings)
+
+
+def request(num_nodes: int = 2, wall_time_min: int = 60, queue: str = "debug", project: str = "p") -> BatchJob:
+    return BatchJob(id="b1", num_nodes=num_nodes, wall_time_min=wall_time_min, queue=queue, project=project)
+
+
+def test_a_batch_request_within_the_limits_has_no_problems():
+    assert batch_problems(request(), site(), active=0) == []
+    assert batch_problems(request(num_nodes=4, wall_time_min=120), site(), active=2) == []
+
+
+def test_batch_too_few_nodes():
+    assert batch_problems(request(num_nodes=0), site(), 0) == ["--num-nodes must be at least 1 (got 0)"]
+
+
+def test_batch_more_nodes_than_the_site_allows():
+    assert batch_problems(request(num_nodes=5), site(), 0) == [
+        "--num-nodes 5 exceeds the site's max_nodes=4 (lower it, or raise [nodes] max_nodes in settings.toml)"
+    ]
+
+
+def test_batch_too_little_wall_time():
+    assert batch_problems(request(wall_time_min=0), site(), 0) == ["--wall-time-min must be at least 1 (got 0)"]
+
+
+def test_batch_more_wall_time_than_the_site_allows():
+    assert batch_problems(request(wall_time_min=121), site(), 0) == [
+        "--wall-time-min 121 exceeds [scheduler] max_wall_time_min=120"
+    ]
+
+
+def test_batch_a_queue_that_is_not_allowed():
+    settings = site(allowed_queues=["debug", "prod"])
+    assert batch_problems(request(queue="prod"), settings, 0) == []
+    assert batch_problems(request(queue="gpu"), settings, 0) == [
+        "queue 'gpu' is not allowed here; use one of: debug, prod"
+    ]
+
+
+def test_batch_a_project_that_is_not_allowed():
+    settings = site(allowed_projects=["chem"])
+    assert batch_problems(request(project="chem"), settings, 0) == []
+    assert batch_problems(request(project=""), settings, 0) == ["project '' is not allowed here; use one of: chem"]
+
+
+def test_batch_max_queued_reached():
+    assert batch_problems(request(), site(), active=3) == [
+        "3 batch jobs are already pending, queued or running ([scheduler] max_queued=3); "
+        "wait for one to finish or remove one with `balsamd queue rm ID`"
+    ]
+
+
+def test_batch_every_problem_is_reported_at_once():
+    settings = site(allowed_queues=["debug"], allowed_projects=["chem"])
+    problems = batch_problems(request(num_nodes=9, wall_time_min=-1, queue="x", project="y"), settings, 5)
+    assert [p.split()[0] for p in problems] == ["--num-nodes", "--wall-time-min", "queue", "project", "5"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        (
+            "id",
+            "b1\nrm -rf ~",
+            "id 'b1\\nrm -rf ~' must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit",
+        ),
+        (
+            "id",
+            "../../x",
+            "id '../../x' must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit",
+        ),
+        (
+            "queue",
+            "debug\n#SBATCH --wrap=x",
+            "queue 'debug\\n#SBATCH --wrap=x' is not a scheduler's queue name (letters, digits and _.@+:-, one word)",
+        ),
+        ("project", "p x", "project 'p x' is not a scheduler's project name (letters, digits and _.@+:-, one word)"),
+        (
+            "filter_tags",
+            {"a=b": "c"},
+            "filter tag key 'a=b' must be non-empty, without '=', spaces around it or control characters",
+        ),
+        ("origin", "cron", "origin 'cron' is neither 'user' nor 'elastic'"),
+    ],
+)
+def test_batch_fields_that_go_into_job_scripts_are_one_word_each(field, value, problem):
+    batch = msgspec.structs.replace(request(), **{field: value})
+    assert batch_problems(batch, site(), 0) == [problem]

@@ -14,14 +14,14 @@ from balsamd.cli.common import ExitCode, ensure_site
 from balsamd.config import SettingsError
 from balsamd.site import SiteError
 from balsamd.states import IllegalTransition
+from balsamd.store.errors import StoreError
 from balsamd.store.schema import StoreTooNew
-from balsamd.store.store import StoreError
-from balsamd.validate import JobSpecError
+from balsamd.validate import Refused
 from balsamd.version import __version__
 
 # errors whose message is written for the user: shown as is, exit code 1
 USER_ERRORS = (
-    AppError, IllegalTransition, JobSpecError, SettingsError, SiteError, StoreError, StoreTooNew,
+    AppError, IllegalTransition, Refused, SettingsError, SiteError, StoreError, StoreTooNew,
 )  # fmt: skip
 
 

@@ -13,7 +13,9 @@ from pathlib import Path
 import anyio
 
 from balsamd.daemon.main import AlreadyRunning, Daemon, log_file
-from balsamd.daemon.record import (
+from balsamd.rpc.client import RpcClient, RpcRefused, RpcUnavailable
+from balsamd.rpc.protocol import DaemonStatus
+from balsamd.rpc.record import (
     DaemonRecord,
     connect_host,
     pid_is_daemon,
@@ -22,8 +24,6 @@ from balsamd.daemon.record import (
     record_path,
     this_host,
 )
-from balsamd.rpc.client import RpcClient, RpcRefused, RpcUnavailable
-from balsamd.rpc.protocol import DaemonStatus
 from balsamd.site import SiteLayout
 
 START_TIMEOUT = 30.0

@@ -21,18 +21,18 @@ import msgspec
 from anyio.abc import SocketStream
 
 from balsamd.config import Settings
-from balsamd.daemon.handlers import store_handlers
 from balsamd.daemon.hooks import HookPool
 from balsamd.daemon.processing import Processing
-from balsamd.daemon.record import DaemonRecord, read_secret, remove_record, this_host, write_record
 from balsamd.daemon.services import Health, Service, run_service
 from balsamd.rpc.protocol import DaemonStatus
-from balsamd.rpc.server import RpcServer
+from balsamd.rpc.record import DaemonRecord, read_secret, remove_record, this_host, write_record
+from balsamd.rpc.server import RpcServer, handlers_for
 from balsamd.sched import make_scheduler
 from balsamd.sched.service import ElasticService, SchedulerService
 from balsamd.site import SiteLayout
 from balsamd.store.store import SiteStore
 from balsamd.sync.service import SyncService
+from balsamd.validate import SiteRules
 from balsamd.version import __version__
 
 log = logging.getLogger("balsamd.daemon")
@@ -88,7 +88,7 @@ class Daemon:
 
     async def run(self, on_ready: Callable[[DaemonRecord], None] | None = None) -> None:
         self.lock()
-        store = SiteStore(self.layout.store)
+        store = SiteStore(self.layout.store, SiteRules.of(self.settings))
         limiter = anyio.CapacityLimiter(1)
         pool = HookPool(self.settings.daemon.hook_workers, self.settings.daemon.hook_timeout_sec)
 
@@ -96,28 +96,8 @@ class Daemon:
             return await anyio.to_thread.run_sync(functools.partial(fn, *args), limiter=limiter)
 
         self.health = [Health(s) for s in build_services(self, store, store_call, pool)]
-        handlers: dict[str, Any] = store_handlers(store)
-        handlers["status"] = lambda _a: self.status(store)
-        handlers["shutdown"] = self._shutdown
-        server = RpcServer(handlers, read_secret(self.layout.root), self.name, limiter)
-
-        def inline(handler: Callable[[Any], Any], args: Any) -> tuple[bool, Any]:
-            try:
-                limiter.acquire_nowait()
-            except anyio.WouldBlock:
-                return False, None
-            try:
-                with store.db.without_waiting() as free:
-                    if not free:
-                        return False, None
-                    try:
-                        return True, handler(args)
-                    except apsw.BusyError:  # another process writes: wait for it in a thread
-                        return False, None
-            finally:
-                limiter.release()
-
-        server.inline = inline
+        server = store_server(store, read_secret(self.layout.root), self.name, limiter)
+        server.handlers.update(status=lambda _a: self.status(store), shutdown=self._shutdown)
         listener = await self.listen()
         record = DaemonRecord(
             pid=os.getpid(), host=this_host(), port=self.port, started_at=self.started_at, version=__version__
@@ -170,6 +150,35 @@ class Daemon:
             job_counts=store.counts_by_state(), sessions=store.sessions(open_only=True),
             batch_jobs=[msgspec.to_builtins(b) for b in store.batch_jobs()[-20:]],
         )  # fmt: skip
+
+
+def store_server(store: SiteStore, secret: str, site_name: str, limiter: anyio.CapacityLimiter) -> RpcServer:
+    """The daemon's RPC server over ``store``: every operation of the contract, and ping.
+
+    Hot calls are answered on the event loop when the store is free at once (a thread hop costs
+    more than the call); anything else, or a busy store, goes to a thread under ``limiter``."""
+    handlers = handlers_for(store)
+    handlers["ping"] = lambda _a: "pong"
+    server = RpcServer(handlers, secret, site_name, limiter)
+
+    def inline(handler: Callable[[Any], Any], args: Any) -> tuple[bool, Any]:
+        try:
+            limiter.acquire_nowait()
+        except anyio.WouldBlock:
+            return False, None
+        try:
+            with store.db.without_waiting() as free:
+                if not free:
+                    return False, None
+                try:
+                    return True, handler(args)
+                except apsw.BusyError:  # another process writes: wait for it in a thread
+                    return False, None
+        finally:
+            limiter.release()
+
+    server.inline = inline
+    return server
 
 
 def build_services(daemon: Daemon, store: SiteStore, store_call, pool: HookPool) -> list[Service]:

@@ -31,7 +31,7 @@ from balsamd.launch.runner import Finished, HandedBack, RunEvent, Runner, RunSta
 from balsamd.launch.source import JobSource
 from balsamd.models import Job, JobMode, StateUpdate
 from balsamd.states import JobState
-from balsamd.store.store import SessionGone
+from balsamd.store.errors import SessionGone
 
 log = logging.getLogger("balsamd.launcher")
 

@@ -1,17 +1,19 @@
 """Where a launcher gets jobs and sends state reports: an interface and the store behind it.
 
 The launcher only sees :class:`JobSource`.  On the daemon's host it is the store itself; on
-other hosts it will be the daemon's RPC.  Either way a source holds one session.
+other hosts the daemon's RPC (both transports of the store contract).  Either way a source
+holds one session.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import Protocol
 
-from balsamd.launch.storeproc import ForkedStore
-from balsamd.models import ClaimLimits, Job, StateUpdate
-from balsamd.rpc.client import RemoteStore
-from balsamd.store.store import SiteStore, UpdateOutcome
+from balsamd.models import ClaimLimits, Job, StateUpdate, UpdateOutcome
+from balsamd.store.contract import Store
+from balsamd.store.queries import claimed_jobs
 
 
 class JobSource(Protocol):
@@ -35,14 +37,15 @@ class StoreSource:
 
     def __init__(
         self,
-        store: SiteStore | RemoteStore | ForkedStore,
+        store: Store,
         expiry_sec: float | None,
         label: str = "launcher",
         batch_job_id: str | None = None,
     ) -> None:
         self.store = store
         self.expiry_sec = expiry_sec
-        self.session_id = store.open_session(label=label, batch_job_id=batch_job_id).id
+        session = store.open_session(label=label, batch_job_id=batch_job_id, host=socket.gethostname(), pid=os.getpid())
+        self.session_id = session.id
 
     def heartbeat(self, running: list[str]) -> list[str]:
         # Without a daemon nobody else recovers the jobs of dead launchers: every launcher on
@@ -52,7 +55,7 @@ class StoreSource:
         return self.store.heartbeat(self.session_id, running)
 
     def claim(self, limits: ClaimLimits) -> list[Job]:
-        return self.store.claim(self.session_id, limits)
+        return claimed_jobs(self.store.claim(self.session_id, limits), limits)
 
     def report(self, updates: list[StateUpdate]) -> UpdateOutcome:
         return self.store.update_states(self.session_id, updates)

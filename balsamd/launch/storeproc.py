@@ -4,7 +4,7 @@ A claim or a report is SQLite's work (done without the GIL) inside Python's (don
 Made from the launcher's courier thread, the Python part competes for the one interpreter
 lock with the loop that feeds the runs: at thousands of short runs a second each waits on the
 other.  A fork has a lock of its own.  It answers in the daemon's RPC protocol over a socket
-pair, so the launcher sees a RemoteStore; every call stays one store transaction.
+pair, so the launcher sees the store contract; every call stays one store transaction.
 
 Should the fork be lost, the launcher goes on with the store itself: a claim or report whose
 reply was lost is resent, and the store recognises both.
@@ -18,22 +18,23 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any
 
-from balsamd.daemon.handlers import store_handlers
 from balsamd.launch.zygote import ForkedProcess, fork_child
-from balsamd.models import ClaimLimits, Job, Session, StateUpdate
 from balsamd.rpc import protocol as p
 from balsamd.rpc.client import RemoteStore, RpcClient, RpcUnavailable
-from balsamd.rpc.server import answer
-from balsamd.store.store import SiteStore, UpdateOutcome
+from balsamd.rpc.server import answer, handlers_for
+from balsamd.store.contract import OPERATIONS
+from balsamd.store.store import SiteStore
+from balsamd.validate import SiteRules
 
 log = logging.getLogger("balsamd.launcher")
-T = TypeVar("T")
 
 
 class ForkedStore:
-    """The store calls a launcher makes, answered by a forked server while it lives."""
+    """The store contract answered by a forked server while it lives, by the store itself after.
+
+    Its methods are made from the contract's declaration, like the RPC client's."""
 
     def __init__(self, store: SiteStore, process: ForkedProcess, sock: socket.socket) -> None:
         self.store = store
@@ -44,39 +45,18 @@ class ForkedStore:
     def fork(cls, store: SiteStore) -> ForkedStore | None:
         """A forked server for ``store``, or None where forking is not safe now (see
         ``zygote.fork_child``)."""
-        path = store.db.path
-        started = fork_child(lambda fd: serve(socket.socket(fileno=fd), path), {})
+        path, rules = store.db.path, store.rules
+        started = fork_child(lambda fd: serve(socket.socket(fileno=fd), path, rules), {})
         return None if started is None else cls(store, *started)
 
-    def _call(self, call: Callable[[SiteStore | RemoteStore], T]) -> T:
+    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         if self.remote is not None:
             try:
-                return call(self.remote)
+                return getattr(self.remote, name)(*args, **kwargs)
             except RpcUnavailable as exc:
                 log.warning("the store process was lost (%s); using the store directly", exc)
                 self.close()
-        return call(self.store)
-
-    def open_session(self, label: str = "", batch_job_id: str | None = None) -> Session:
-        return self._call(lambda s: s.open_session(label=label, batch_job_id=batch_job_id))
-
-    def heartbeat(self, session_id: str, running: list[str]) -> list[str]:
-        return self._call(lambda s: s.heartbeat(session_id, running))
-
-    def expire_sessions(self, expiry_sec: float) -> list[str]:
-        return self._call(lambda s: s.expire_sessions(expiry_sec))
-
-    def claim(self, session_id: str, limits: ClaimLimits) -> list[Job]:
-        return self._call(lambda s: s.claim(session_id, limits))
-
-    def update_states(self, session_id: str, updates: list[StateUpdate]) -> UpdateOutcome:
-        return self._call(lambda s: s.update_states(session_id, updates))
-
-    def release(self, session_id: str, job_ids: list[str]) -> int:
-        return self._call(lambda s: s.release(session_id, job_ids))
-
-    def close_session(self, session_id: str) -> None:
-        self._call(lambda s: s.close_session(session_id))
+        return getattr(self.store, name)(*args, **kwargs)
 
     def close(self) -> None:
         """End the server (it exits when its socket closes) and wait for it."""
@@ -89,11 +69,27 @@ class ForkedStore:
                 self.process.kill()
                 self.process.wait()
 
+    if TYPE_CHECKING:  # the operations, set below from the contract
 
-def serve(sock: socket.socket, path: Path) -> None:
+        def __getattr__(self, name: str) -> Any: ...
+
+
+def _stub(name: str) -> Callable[..., Any]:
+    def call(self: ForkedStore, *args: Any, **kwargs: Any) -> Any:
+        return self.call(name, *args, **kwargs)
+
+    call.__name__ = call.__qualname__ = name
+    return call
+
+
+for _name in OPERATIONS:
+    setattr(ForkedStore, _name, _stub(_name))
+
+
+def serve(sock: socket.socket, path: Path, rules: SiteRules) -> None:
     """Answer calls on ``sock`` from a store of our own at ``path`` until the launcher goes."""
-    store = SiteStore(path)
-    handlers = store_handlers(store)
+    store = SiteStore(path, rules)
+    handlers = handlers_for(store)
     stream = sock.makefile("rb")
     try:
         while len(header := stream.read(p.HEADER.size)) == p.HEADER.size:

@@ -1,4 +1,4 @@
-"""A blocking RPC client for launchers and the CLI, and the store and job source over it.
+"""A blocking RPC client for launchers and the CLI, and the store contract over it.
 
 One connection, calls in order.  A broken connection is reopened on the next call, with an
 exponential backoff between attempts, so a launcher that keeps calling while the daemon
@@ -11,16 +11,14 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from balsamd.models import App, BatchJob, BatchJobState, ClaimLimits, Event, Job, Session, StateUpdate
 from balsamd.rpc import protocol as p
 from balsamd.states import IllegalTransition, JobState
-from balsamd.store.queries import JobFilter
-from balsamd.store.store import JobNotFound, RemoveOutcome, SessionGone, StoreError, UpdateOutcome, claimed_jobs
-from balsamd.validate import JobSpecError
+from balsamd.store.contract import OPERATIONS, Operation, Store
+from balsamd.store.errors import REFUSALS
 
 
 class RpcUnavailable(ConnectionError):
@@ -35,9 +33,7 @@ class RemoteError(Exception):
     """The daemon failed on a call for a reason of its own."""
 
 
-_ERRORS: dict[str, type[Exception]] = {
-    cls.__name__: cls for cls in (StoreError, JobNotFound, SessionGone, IllegalTransition, JobSpecError, ValueError)
-}
+_ERRORS: dict[str, type[Exception]] = {cls.__name__: cls for cls in REFUSALS}
 
 
 def _rebuild(error_type: str, message: str, detail: dict[str, Any] | None = None) -> Exception:
@@ -108,7 +104,7 @@ class RpcClient:
             self._backoff = min(5.0, max(0.2, self._backoff * 2))
             self._next_attempt = now + self._backoff
             raise RpcUnavailable(f"cannot reach the daemon at {self.address[0]}:{self.address[1]}: {exc}") from None
-        if isinstance(answer, p.Refused):
+        if isinstance(answer, p.Denied):
             sock.close()
             raise RpcRefused(f"the daemon refused this client: {answer.reason}")
         if not isinstance(answer, p.Welcome):
@@ -128,7 +124,7 @@ class RpcClient:
             if self.sock is None:
                 self.sock = self._connect()
             self._ids += 1
-            call = p.Call(self._ids, method, msgspec.Raw(p.encode(args or p.NoArgs())))
+            call = p.Call(self._ids, method, msgspec.Raw(p.encode(args or p.METHODS[method].args())))
             try:
                 self.sock.sendall(p.frame(call))
                 reply = self._receive(self.sock)
@@ -162,7 +158,10 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytes:
 
 
 class RemoteStore:
-    """The site store's contract, served by the daemon (for hosts that must not open it)."""
+    """The store contract over a daemon's RPC, for hosts that must not open the store file.
+
+    Its methods are made from the contract's declaration (``store.contract.OPERATIONS``): each
+    sends its arguments as the operation's Struct and decodes the declared result."""
 
     def __init__(self, client: RpcClient) -> None:
         self.client = client
@@ -170,74 +169,24 @@ class RemoteStore:
     def close(self) -> None:
         self.client.close()
 
-    def put_apps(self, apps: list[App], *, replace_all: bool = False) -> None:
-        self.client.call("put_apps", p.PutApps(list(apps), replace_all))
+    if TYPE_CHECKING:  # the operations, set below from the contract
 
-    def apps(self) -> dict[str, App]:
-        return self.client.call("apps")
-
-    def create_jobs(self, jobs: list[Job]) -> list[Job]:
-        return self.client.call("create_jobs", p.Jobs(jobs))
-
-    def get(self, job_id: str) -> Job:
-        return self.client.call("get", p.JobId(job_id))
-
-    def resolve_id(self, text: str) -> str:
-        return self.client.call("resolve_id", p.Text(text))
-
-    def filter(self, f: JobFilter | None = None) -> list[Job]:
-        return self.client.call("filter", p.Filter(f or JobFilter()))
-
-    def count(self, f: JobFilter | None = None) -> int:
-        return self.client.call("count", p.Filter(f or JobFilter()))
-
-    def counts_by_state(self, f: JobFilter | None = None) -> dict[str, int]:
-        return self.client.call("counts_by_state", p.Filter(f or JobFilter()))
-
-    def events(self, job_id: str | None = None, after: int = 0, limit: int | None = None) -> list[Event]:
-        return self.client.call("events", p.EventsArgs(job_id, after, limit))
-
-    def kill(self, job_ids: list[str]) -> dict[str, JobState]:
-        return self.client.call("kill", p.JobIds(job_ids))
-
-    def retry(self, job_ids: list[str]) -> dict[str, JobState]:
-        return self.client.call("retry", p.JobIds(job_ids))
-
-    def delete(self, job_ids: list[str]) -> RemoveOutcome:
-        return self.client.call("delete", p.JobIds(job_ids))
-
-    def open_session(self, label: str = "", batch_job_id: str | None = None) -> Session:
-        return self.client.call("open_session", p.OpenSession(label, batch_job_id, socket.gethostname(), _pid()))
-
-    def heartbeat(self, session_id: str, running: list[str]) -> list[str]:
-        return self.client.call("heartbeat", p.Heartbeat(session_id, list(running)))
-
-    def claim(self, session_id: str, limits: ClaimLimits) -> list[Job]:
-        return claimed_jobs(self.client.call("claim", p.Claim(session_id, limits)), limits)
-
-    def update_states(self, session_id: str, updates: list[StateUpdate]) -> UpdateOutcome:
-        return self.client.call("report", p.Report(session_id, updates))
-
-    def release(self, session_id: str, job_ids: list[str]) -> int:
-        return self.client.call("release", p.Release(session_id, job_ids))
-
-    def close_session(self, session_id: str) -> None:
-        self.client.call("close_session", p.SessionArg(session_id))
-
-    def expire_sessions(self, expiry_sec: float) -> list[str]:
-        return self.client.call("expire_sessions", p.Expiry(expiry_sec))
-
-    def create_batch_job(self, batch: BatchJob) -> BatchJob:
-        return self.client.call("create_batch_job", p.BatchArgs(batch))
-
-    def batch_jobs(self, states: list[BatchJobState] | None = None) -> list[BatchJob]:
-        return self.client.call("batch_jobs", p.BatchStates(states))
-
-    def remove_batch_job(self, batch_id: str) -> BatchJob:
-        return self.client.call("remove_batch_job", p.BatchId(batch_id))
+        def __getattr__(self, name: str) -> Any: ...
 
 
-def _pid() -> int:
-    import os
+def _stub(op: Operation) -> Callable[..., Any]:
+    def call(self: RemoteStore, *args: Any, **kwargs: Any) -> Any:
+        return self.client.call(op.name, op.args(*args, **kwargs))
 
-    return os.getpid()
+    call.__name__ = call.__qualname__ = op.name
+    call.__doc__ = getattr(Store, op.name).__doc__
+    return call
+
+
+for _op in OPERATIONS.values():
+    setattr(RemoteStore, _op.name, _stub(_op))
+
+
+def remote_store(client: RpcClient) -> Store:
+    """The store contract served by the daemon ``client`` talks to."""
+    return RemoteStore(client)

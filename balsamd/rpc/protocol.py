@@ -1,24 +1,24 @@
 """The launcher/CLI <-> daemon protocol: length-prefixed msgpack frames over TCP.
 
 A connection starts with Hello (protocol version and the site's secret) answered by Welcome
-or Refused; then each Call gets one Reply with the same id.  Every method's arguments and
-result have a declared type, so both sides decode exactly what they expect and anything else
-is refused.  Frames above MAX_FRAME are refused before they are read.
+or Denied; then each Call gets one Reply with the same id.  The methods are the store
+contract's operations (``store.contract``) and the daemon's own (``DaemonControl``): each has
+declared argument and result types, so both sides decode exactly what they expect and anything
+else is refused.  Frames above MAX_FRAME are refused before they are read.
 """
 
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
-from balsamd.models import App, BatchJob, BatchJobState, ClaimLimits, Event, Job, Session, StateUpdate
-from balsamd.states import JobState
-from balsamd.store.queries import JobFilter
-from balsamd.store.store import RemoveOutcome, UpdateOutcome
+from balsamd.models import Session
+from balsamd.store.contract import OPERATIONS, Operation, declare, operation
+from balsamd.validate import Refused
 
-VERSION = 1
+VERSION = 2
 MAX_FRAME = 64 * 1024 * 1024
 HEADER = struct.Struct(">I")
 
@@ -38,7 +38,9 @@ class Welcome(msgspec.Struct, tag=True, array_like=True):
     site: str
 
 
-class Refused(msgspec.Struct, tag=True, array_like=True):
+class Denied(msgspec.Struct, tag=True, array_like=True):
+    """The handshake failed: wrong secret or protocol version."""
+
     reason: str
 
 
@@ -58,91 +60,7 @@ class Reply(msgspec.Struct, tag=True, array_like=True):
     error_detail: dict[str, Any] = {}
 
 
-Message = Hello | Welcome | Refused | Call | Reply
-
-# ----- method signatures -----------------------------------------------------------------
-
-
-class NoArgs(msgspec.Struct):
-    pass
-
-
-class OpenSession(msgspec.Struct):
-    label: str = ""
-    batch_job_id: str | None = None
-    host: str | None = None
-    pid: int | None = None
-
-
-class SessionArg(msgspec.Struct):
-    session_id: str
-
-
-class Heartbeat(msgspec.Struct):
-    session_id: str
-    running: list[str] = []
-
-
-class Expiry(msgspec.Struct):
-    expiry_sec: float
-
-
-class Claim(msgspec.Struct):
-    session_id: str
-    limits: ClaimLimits
-
-
-class Report(msgspec.Struct):
-    session_id: str
-    updates: list[StateUpdate]
-
-
-class Release(msgspec.Struct):
-    session_id: str
-    job_ids: list[str]
-
-
-class Jobs(msgspec.Struct):
-    jobs: list[Job]
-
-
-class JobId(msgspec.Struct):
-    job_id: str
-
-
-class Text(msgspec.Struct):
-    text: str
-
-
-class Filter(msgspec.Struct):
-    filter: JobFilter
-
-
-class EventsArgs(msgspec.Struct):
-    job_id: str | None = None
-    after: int = 0
-    limit: int | None = None
-
-
-class JobIds(msgspec.Struct):
-    job_ids: list[str]
-
-
-class PutApps(msgspec.Struct):
-    apps: list[App]
-    replace_all: bool = False
-
-
-class BatchArgs(msgspec.Struct):
-    batch: BatchJob
-
-
-class BatchStates(msgspec.Struct):
-    states: list[BatchJobState] | None = None
-
-
-class BatchId(msgspec.Struct):
-    batch_id: str
+Message = Hello | Welcome | Denied | Call | Reply
 
 
 class ServiceHealth(msgspec.Struct, kw_only=True):
@@ -169,39 +87,31 @@ class DaemonStatus(msgspec.Struct, kw_only=True):
     sync: dict[str, Any] = {}
 
 
-# method name -> (argument type, result type)
-METHODS: dict[str, tuple[type, Any]] = {
-    "ping": (NoArgs, str),
-    "status": (NoArgs, DaemonStatus),
-    "shutdown": (NoArgs, None),
-    "open_session": (OpenSession, Session),
-    "heartbeat": (Heartbeat, list[str]),
-    "close_session": (SessionArg, None),
-    "expire_sessions": (Expiry, list[str]),
-    "claim": (Claim, str),  # the claimed jobs' JSON document, see store.db.decode_jobs
-    "report": (Report, UpdateOutcome),
-    "release": (Release, int),
-    "create_jobs": (Jobs, list[Job]),
-    "get": (JobId, Job),
-    "resolve_id": (Text, str),
-    "filter": (Filter, list[Job]),
-    "count": (Filter, int),
-    "counts_by_state": (Filter, dict[str, int]),
-    "events": (EventsArgs, list[Event]),
-    "kill": (JobIds, dict[str, JobState]),
-    "retry": (JobIds, dict[str, JobState]),
-    "delete": (JobIds, RemoveOutcome),
-    "apps": (NoArgs, dict[str, App]),
-    "put_apps": (PutApps, None),
-    "create_batch_job": (BatchArgs, BatchJob),
-    "batch_jobs": (BatchStates, list[BatchJob]),
-    "remove_batch_job": (BatchId, BatchJob),
-}
+class DaemonControl(Protocol):
+    """What the daemon answers besides the store's operations."""
+
+    @operation(write=False, hot=True)
+    def ping(self) -> str:
+        """``"pong"``: the daemon is there and serves this client."""
+        ...
+
+    @operation(write=False)
+    def status(self) -> DaemonStatus: ...
+
+    @operation(write=False)
+    def shutdown(self) -> None:
+        """Stop the daemon: its services finish their current step."""
+        ...
+
+
+# every method a client may call: the store's operations and the daemon's own
+METHODS: dict[str, Operation] = {**OPERATIONS, **declare(DaemonControl)}
+HOT_METHODS = frozenset(name for name, op in METHODS.items() if op.hot)
 
 _encoder = msgspec.msgpack.Encoder()
 _message_decoder = msgspec.msgpack.Decoder(Message)
-_arg_decoders = {name: msgspec.msgpack.Decoder(spec[0]) for name, spec in METHODS.items()}
-_result_decoders = {name: msgspec.msgpack.Decoder(spec[1] or type(None)) for name, spec in METHODS.items()}
+_arg_decoders = {name: msgspec.msgpack.Decoder(op.args) for name, op in METHODS.items()}
+_result_decoders = {name: msgspec.msgpack.Decoder(op.result) for name, op in METHODS.items()}
 
 
 def encode(value: Any) -> bytes:
@@ -230,10 +140,14 @@ def decode_message(body: bytes) -> Message:
 
 
 def decode_args(method: str, raw: bytes) -> Any:
+    """The call's arguments as its method declares them; arguments of other types are the
+    caller's mistake, refused like any other bad request (naming the field)."""
     if method not in _arg_decoders:
         raise ProtocolError(f"unknown method {method!r}")
     try:
         return _arg_decoders[method].decode(raw)
+    except msgspec.ValidationError as exc:
+        raise Refused(f"bad arguments for {method}", [str(exc)]) from None
     except (msgspec.DecodeError, ValueError) as exc:
         raise ProtocolError(f"bad arguments for {method}: {exc}") from None
 

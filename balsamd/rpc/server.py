@@ -1,7 +1,8 @@
 """The daemon's RPC server: anyio TCP, one task per connection, calls answered in order.
 
 A handler is a plain function (run in a worker thread under the store's capacity limiter,
-because apsw calls block) or a coroutine function (awaited in the event loop).  A peer that
+because apsw calls block; a hot one on the event loop when the store is free at once, as a
+thread hop costs more than the call) or a coroutine function (awaited in the event loop).  A peer that
 fails the handshake, sends garbage or an oversized frame is disconnected; the daemon goes on.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 import hmac
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import anyio
@@ -18,6 +19,10 @@ import msgspec
 from anyio.abc import SocketStream
 
 from balsamd.rpc import protocol as p
+from balsamd.store.contract import OPERATIONS, Operation
+from balsamd.store.errors import REFUSALS
+
+Handler = Callable[[Any], Any]
 
 log = logging.getLogger("balsamd.rpc")
 
@@ -48,7 +53,7 @@ class FrameReader:
 class RpcServer:
     def __init__(
         self,
-        handlers: dict[str, Callable[[Any], Any]],
+        handlers: dict[str, Handler],
         secret: str,
         site_name: str,
         limiter: anyio.CapacityLimiter,
@@ -62,7 +67,7 @@ class RpcServer:
         self.limiter = limiter
         self.calls = 0
         self.refused = 0
-        self.inline: Callable[[Callable[[Any], Any], Any], tuple[bool, Any]] | None = None
+        self.inline: Callable[[Handler, Any], tuple[bool, Any]] | None = None
 
     async def serve(self, stream: SocketStream) -> None:
         peer = _peer(stream)
@@ -75,7 +80,7 @@ class RpcServer:
                     self.refused += 1
                     reason = self._refusal(hello)
                     log.warning("refused connection from %s: %s", peer, reason)
-                    await stream.send(p.frame(p.Refused(reason)))
+                    await stream.send(p.frame(p.Denied(reason)))
                     return
                 await stream.send(p.frame(p.Welcome(p.VERSION, self.site_name)))
                 while True:
@@ -121,7 +126,7 @@ class RpcServer:
                 value = await handler(args)
             else:
                 done, value = (False, None)
-                if self.inline is not None and call.method in INLINE_METHODS:
+                if self.inline is not None and call.method in p.HOT_METHODS:
                     done, value = self.inline(handler, args)
                 if not done:
                     value = await anyio.to_thread.run_sync(handler, args, limiter=self.limiter)
@@ -130,7 +135,7 @@ class RpcServer:
             return error_reply(call, exc)
 
 
-def answer(handlers: dict[str, Callable[[Any], Any]], call: p.Call) -> p.Reply:
+def answer(handlers: dict[str, Handler], call: p.Call) -> p.Reply:
     """The reply to ``call``, made by its (synchronous) handler in this thread."""
     try:
         args = p.decode_args(call.method, call.args)
@@ -142,22 +147,17 @@ def answer(handlers: dict[str, Callable[[Any], Any]], call: p.Call) -> p.Reply:
         return error_reply(call, exc)
 
 
+def handlers_for(target: object, operations: Iterable[Operation] = OPERATIONS.values()) -> dict[str, Handler]:
+    """A handler for each operation, answered by ``target`` (e.g. a store)."""
+    return {op.name: op.bind(target) for op in operations}
+
+
 def error_reply(call: p.Call, exc: Exception) -> p.Reply:
     if isinstance(exc, p.ProtocolError):
         return p.Reply(call.id, False, error_type="ProtocolError", error=str(exc))
-    if type(exc).__name__ not in EXPECTED_ERRORS:
+    if not isinstance(exc, REFUSALS):  # not a caller's doing: a fault of the daemon's
         log.exception("%s failed", call.method)
     return p.Reply(call.id, False, error_type=type(exc).__name__, error=str(exc), error_detail=_detail(exc))
-
-
-# Short store calls of the hot path: run on the event loop when the store is free at once
-# (a thread hop costs more than the call); anything else, or a busy store, goes to a thread.
-INLINE_METHODS = {"ping", "claim", "report", "heartbeat", "release", "get", "resolve_id", "count", "counts_by_state"}
-
-# errors a caller can cause; anything else is logged with its traceback as a daemon fault
-EXPECTED_ERRORS = {
-    "StoreError", "JobNotFound", "SessionGone", "IllegalTransition", "JobSpecError", "ValueError",
-}  # fmt: skip
 
 
 def _detail(exc: Exception) -> dict[str, Any]:

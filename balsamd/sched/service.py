@@ -18,12 +18,12 @@ import anyio
 
 from balsamd.config import Settings
 from balsamd.ids import new_id
-from balsamd.models import BATCH_ACTIVE, BatchJob, BatchJobState, JobMode
+from balsamd.models import BatchJob, BatchJobState, JobMode
 from balsamd.sched import elastic
 from balsamd.sched.base import Scheduler, SchedulerError
-from balsamd.sched.limits import batch_problems
 from balsamd.sched.script import TemplateError, render, values
-from balsamd.store.store import SiteStore
+from balsamd.store.contract import Store
+from balsamd.validate import Refused
 
 log = logging.getLogger("balsamd.sched")
 B = BatchJobState
@@ -31,7 +31,7 @@ StoreCall = Callable[..., Awaitable[Any]]
 TEMPLATE_FILE = "job-template.sh"
 
 
-async def update_batch(call: StoreCall, store: SiteStore, batch_id: str, *args: Any, **fields: Any) -> BatchJob:
+async def update_batch(call: StoreCall, store: Store, batch_id: str, *args: Any, **fields: Any) -> BatchJob:
     """store.update_batch_job through the daemon's store_call, which passes positional arguments only."""
     return await call(functools.partial(store.update_batch_job, batch_id, *args, **fields))
 
@@ -50,7 +50,7 @@ def job_script(site: Path, scheduler: Scheduler, batch: BatchJob) -> Path:
 
 
 class SchedulerService:
-    def __init__(self, site: Path, store: SiteStore, store_call: StoreCall, scheduler: Scheduler) -> None:
+    def __init__(self, site: Path, store: Store, store_call: StoreCall, scheduler: Scheduler) -> None:
         self.site = site
         self.store = store
         self.call = store_call
@@ -112,7 +112,7 @@ class SchedulerService:
 
 
 class ElasticService:
-    def __init__(self, settings: Settings, store: SiteStore, store_call: StoreCall, scheduler: Scheduler) -> None:
+    def __init__(self, settings: Settings, store: Store, store_call: StoreCall, scheduler: Scheduler) -> None:
         self.settings = settings
         self.store = store
         self.call = store_call
@@ -144,13 +144,12 @@ class ElasticService:
                 project=e.project or s.default_project, filter_tags=dict(e.filter_tags), origin="elastic",
             )  # fmt: skip
             # [elastic] may allow more than the site's own limits, which every batch job keeps to
-            active = sum(1 for b in batch_jobs if b.state in BATCH_ACTIVE)
-            problems = batch_problems(batch, self.settings, active)
-            if problems:
-                reason = "not submitted: " + "; ".join(problems)
+            try:
+                await self.call(self.store.create_batch_job, batch, now)
+            except Refused as exc:
+                reason = "not submitted: " + "; ".join(exc.problems)
                 log.warning("elastic queue: %s", reason)
             else:
-                await self.call(self.store.create_batch_job, batch, now)
                 log.info("elastic queue: %d node(s) x %d min (%s)", batch.num_nodes, batch.wall_time_min, reason)
         self.detail.clear()
         self.detail.update(

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
+import apsw
 import msgspec
 
-from balsamd.models import BATCH_TRANSITIONS, BatchJob, BatchJobState
-from balsamd.store.db import BATCH_COLUMNS, Database, batch_job_from_row, json_text
+from balsamd.models import BATCH_ACTIVE, BATCH_TRANSITIONS, BatchJob, BatchJobState
+from balsamd.store.base import StoreBase, now_or
+from balsamd.store.db import BATCH_COLUMNS, batch_job_from_row, json_text
 from balsamd.store.errors import StoreError
 from balsamd.store.schema import RUNNABLE_SQL
+from balsamd.validate import Refused, batch_problems, batch_update_problems
 
 
 class BacklogStats(msgspec.Struct, kw_only=True):
@@ -23,21 +25,30 @@ class BacklogStats(msgspec.Struct, kw_only=True):
     largest_nodes: int = 0  # widest runnable job that fits
 
 
-class BatchStoreMixin:
-    """Batch-job methods of SiteStore (kept in their own module; they share its Database)."""
-
-    db: Database
+class BatchStoreMixin(StoreBase):
+    """Batch-job operations of the site store."""
 
     def create_batch_job(self, batch: BatchJob, now: float | None = None) -> BatchJob:
-        now = time.time() if now is None else now
-        batch.state, batch.created_at = BatchJobState.PENDING_SUBMISSION, now
+        now = now_or(now)
+        batch = msgspec.structs.replace(batch, state=BatchJobState.PENDING_SUBMISSION, created_at=now,
+                                        scheduler_id=None, start_time=None, end_time=None)  # fmt: skip
         with self.db.write() as conn:
+            active = conn.execute(
+                f"SELECT COUNT(*) FROM batch_jobs WHERE state IN ({', '.join('?' * len(BATCH_ACTIVE))})",
+                [str(s) for s in BATCH_ACTIVE],
+            ).fetchone()[0]
+            problems = batch_problems(batch, self.rules, active)
+            if problems:
+                raise Refused("batch job refused", problems)
             seq = self.db.next_seq(conn)
             row = _row(batch)
-            conn.execute(
-                f"INSERT INTO batch_jobs ({BATCH_COLUMNS}, seq) VALUES ({', '.join('?' * (len(row) + 1))})",
-                (*row, seq),
-            )
+            try:
+                conn.execute(
+                    f"INSERT INTO batch_jobs ({BATCH_COLUMNS}, seq) VALUES ({', '.join('?' * (len(row) + 1))})",
+                    (*row, seq),
+                )
+            except apsw.ConstraintError:
+                raise StoreError(f"a batch job with id {batch.id} exists already; give it another id") from None
         return batch
 
     def batch_jobs(self, states: list[BatchJobState] | None = None) -> list[BatchJob]:
@@ -51,31 +62,21 @@ class BatchStoreMixin:
 
     def get_batch_job(self, batch_id: str) -> BatchJob:
         with self.db.read() as conn:
-            row = conn.execute(f"SELECT {BATCH_COLUMNS} FROM batch_jobs WHERE id = ?", (batch_id,)).fetchone()
-        if row is None:
-            raise StoreError(f"no batch job with id {batch_id} (list them with `balsamd queue ls`)")
-        return batch_job_from_row(row)
+            return _load(conn, batch_id)
 
     def update_batch_job(
-        self,
-        batch_id: str,
-        state: BatchJobState | None = None,
-        expect: BatchJobState | None = None,
-        **fields: Any,
-    ) -> BatchJob:
-        """Change a batch job's state (checked against the batch transition table) and fields.
-
-        With ``expect``, nothing happens unless the batch job is still in that state (a user
-        may have asked to delete it while the scheduler service was submitting it).
-        """
-        allowed = {"scheduler_id", "status_info", "start_time", "end_time"}
-        if set(fields) - allowed:
-            raise ValueError(f"batch job fields {sorted(set(fields) - allowed)} cannot be updated")
+        self, batch_id: str, state: BatchJobState | None = None, expect: BatchJobState | None = None,
+        scheduler_id: str | None = None, status_info: str | None = None, start_time: float | None = None,
+        end_time: float | None = None,
+    ) -> BatchJob:  # fmt: skip
+        problems = batch_update_problems(scheduler_id, status_info, (start_time, end_time))
+        if problems:
+            raise Refused(f"batch job {batch_id}", problems)
+        given = {"scheduler_id": scheduler_id, "status_info": status_info, "start_time": start_time,
+                 "end_time": end_time}  # fmt: skip
+        fields: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
         with self.db.write() as conn:
-            row = conn.execute(f"SELECT {BATCH_COLUMNS} FROM batch_jobs WHERE id = ?", (batch_id,)).fetchone()
-            if row is None:
-                raise StoreError(f"no batch job with id {batch_id} (list them with `balsamd queue ls`)")
-            batch = batch_job_from_row(row)
+            batch = _load(conn, batch_id)
             if expect is not None and batch.state != expect:
                 return batch
             if state is not None and state != batch.state:
@@ -89,21 +90,17 @@ class BatchStoreMixin:
                 f"UPDATE batch_jobs SET {sets}, seq = ? WHERE id = ?",
                 (*fields.values(), self.db.next_seq(conn), batch_id),
             )
-            row = conn.execute(f"SELECT {BATCH_COLUMNS} FROM batch_jobs WHERE id = ?", (batch_id,)).fetchone()
-        return batch_job_from_row(row)
+            return _load(conn, batch_id)
 
     def remove_batch_job(self, batch_id: str) -> BatchJob:
-        """A user's removal: never submitted -> finished at once; queued or running -> pending
-        deletion, which the scheduler service cancels."""
-        batch = self.get_batch_job(batch_id)
-        if batch.state == BatchJobState.PENDING_SUBMISSION:
-            return self.update_batch_job(
-                batch_id, BatchJobState.FINISHED, BatchJobState.PENDING_SUBMISSION, status_info="removed by user"
-            )
-        if batch.state in (BatchJobState.QUEUED, BatchJobState.RUNNING):
-            return self.update_batch_job(batch_id, BatchJobState.PENDING_DELETION, status_info="removal requested")
-        if batch.state == BatchJobState.PENDING_DELETION:
-            return batch
+        with self.db.write():
+            batch = self.get_batch_job(batch_id)
+            if batch.state == BatchJobState.PENDING_SUBMISSION:
+                return self.update_batch_job(batch_id, BatchJobState.FINISHED, status_info="removed by user")
+            if batch.state in (BatchJobState.QUEUED, BatchJobState.RUNNING):
+                return self.update_batch_job(batch_id, BatchJobState.PENDING_DELETION, status_info="removal requested")
+            if batch.state == BatchJobState.PENDING_DELETION:
+                return batch
         raise StoreError(f"batch job {batch_id} has already ended ({batch.state}); nothing to remove")
 
     def backlog_stats(self, max_nodes: int, max_wall_time_min: float, filter_tags: dict[str, str]) -> BacklogStats:
@@ -127,6 +124,13 @@ class BatchStoreMixin:
             runnable=runnable, runnable_footprint=footprint, unfit=unfit, running_footprint=running,
             largest_nodes=largest,
         )  # fmt: skip
+
+
+def _load(conn: apsw.Connection, batch_id: str) -> BatchJob:
+    row = conn.execute(f"SELECT {BATCH_COLUMNS} FROM batch_jobs WHERE id = ?", (batch_id,)).fetchone()
+    if row is None:
+        raise StoreError(f"no batch job with id {batch_id} (list them with `balsamd queue ls`)")
+    return batch_job_from_row(row)
 
 
 def _row(batch: BatchJob) -> tuple[Any, ...]:

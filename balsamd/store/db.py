@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import apsw
 import msgspec
 
-from balsamd.models import App, BatchJob, Event, Job, Session
+from balsamd.models import JOB_COLUMNS, JSON_COLUMNS, App, BatchJob, Event, Job, Session
 from balsamd.states import JobState
 from balsamd.store.schema import migrate
 
@@ -24,58 +24,23 @@ LIMIT_PARAM = "LIMIT CAST(? AS INTEGER)"
 
 _json_encode = msgspec.json.Encoder().encode
 _dict_decoder = msgspec.json.Decoder(dict).decode
-_list_decoder = msgspec.json.Decoder(list).decode
-_STATES = {str(s): s for s in JobState}
-
-
-def _dict_decode(text: str) -> dict:
-    return {} if text == "{}" else _dict_decoder(text)  # most jobs have no tags, data, ...
-
-
-def _list_decode(text: str) -> list:
-    return [] if text == "[]" else _list_decoder(text)
-
-
 _app_encode = msgspec.msgpack.Encoder().encode
 _app_decode = msgspec.msgpack.Decoder(App).decode
 
-JOB_COLUMNS = (
-    "id", "app", "workdir", "state", "num_nodes", "ranks_per_node", "threads_per_rank",
-    "threads_per_core", "gpus_per_rank", "node_packing_count", "wall_time_min", "parameters",
-    "tags", "data", "parent_ids", "launch_params", "return_code", "session_id", "batch_job_id",
-    "attempts", "state_reason", "result", "created_at", "updated_at", "version", "owner",
-)  # fmt: skip
 JOB_SELECT = ", ".join(JOB_COLUMNS)
-_JSON_COLUMNS = {"parameters", "tags", "data", "launch_params"}
-
-
-def job_from_row(row: tuple[Any, ...]) -> Job:
-    (id_, app, workdir, state, nn, rpn, tpr, tpc, gpr, npc, wall, params, tags, data, parents,
-     launch, rc, session, batch, attempts, reason, result, created, updated, version, owner) = row  # fmt: skip
-    return Job(
-        id=id_, app=app, workdir=workdir, state=_STATES[state], num_nodes=nn,
-        ranks_per_node=rpn, threads_per_rank=tpr, threads_per_core=tpc, gpus_per_rank=gpr,
-        node_packing_count=npc, wall_time_min=wall, parameters=_dict_decode(params),
-        tags=_dict_decode(tags), data=_dict_decode(data), parent_ids=_list_decode(parents),
-        launch_params=_dict_decode(launch), return_code=rc, session_id=session,
-        batch_job_id=batch, attempts=attempts, state_reason=reason, result=result,
-        created_at=created, updated_at=updated, version=version, owner=owner,
-    )  # fmt: skip
+# a job row as one JSON value SQLite builds (containers are JSON already; JSON has no bytes,
+# so the result travels as hex beside it): decoded by msgspec at once, many rows in one step
+_JOB_DOCUMENT = "json_array(json_object({}), hex(result))".format(
+    ", ".join(f"'{c}', json({c})" if c in JSON_COLUMNS else f"'{c}', {c}" for c in JOB_COLUMNS if c != "result")
+)
 
 
 class _JobDoc(msgspec.Struct, array_like=True):
     job: Job
-    result: str | None  # hex: JSON has no bytes
+    result: str | None
 
 
 _docs_decode = msgspec.json.Decoder(list[_JobDoc]).decode
-_JOB_OBJECT = "json_object({})".format(
-    ", ".join(
-        f"'{c}', json({c})" if c in _JSON_COLUMNS or c == "parent_ids" else f"'{c}', {c}"
-        for c in JOB_COLUMNS
-        if c != "result"
-    )
-)
 
 
 def jobs_document(conn: apsw.Connection, rowids_json: str) -> str:
@@ -86,11 +51,22 @@ def jobs_document(conn: apsw.Connection, rowids_json: str) -> str:
     For batches (a claim): each row stepped from Python is a GIL handover, and building Jobs
     from tuples costs more than msgspec decoding them.  A claim's server passes it on as it is."""
     (doc,) = conn.execute(
-        f"SELECT json_group_array(json_array({_JOB_OBJECT}, hex(result))) FROM jobs "
-        "WHERE rowid IN (SELECT value FROM json_each(?))",
+        f"SELECT json_group_array({_JOB_DOCUMENT}) FROM jobs WHERE rowid IN (SELECT value FROM json_each(?))",
         (rowids_json,),
     ).fetchone()
     return doc
+
+
+def select_jobs(conn: apsw.Connection, where: str, params: Sequence[Any], limit: int | None = None) -> list[Job]:
+    """The jobs ``where`` (a WHERE clause or "") selects, oldest first, at most ``limit``."""
+    sql = f"SELECT rowid FROM jobs{where} ORDER BY id"
+    if limit is not None:
+        sql += f" {LIMIT_PARAM}"
+        params = [*params, limit]
+    (doc,) = conn.execute(
+        f"SELECT json_group_array({_JOB_DOCUMENT} ORDER BY id) FROM jobs WHERE rowid IN ({sql})", params
+    ).fetchone()
+    return decode_jobs(doc)
 
 
 def decode_jobs(doc: str | bytes) -> list[Job]:
@@ -122,18 +98,6 @@ def values_chunks(flat: list[Any], width: int) -> Iterator[tuple[str, list[Any]]
         left -= size
 
 
-def job_to_row(job: Job, seq: int) -> tuple[Any, ...]:
-    values = []
-    for name in JOB_COLUMNS:
-        value = getattr(job, name)
-        if name in _JSON_COLUMNS or name == "parent_ids":
-            value = _json_encode(value).decode()
-        elif name == "state":
-            value = str(value)
-        values.append(value)
-    return (*values, seq)
-
-
 def event_from_row(row: tuple[Any, ...]) -> Event:
     id_, job_id, src, dst, ts, reason = row
     return Event(
@@ -157,7 +121,7 @@ BATCH_COLUMNS = (
 
 def batch_job_from_row(row: tuple[Any, ...]) -> BatchJob:
     fields = dict(zip(BATCH_COLUMNS.split(", "), row, strict=True))
-    fields["filter_tags"] = _dict_decode(fields["filter_tags"])
+    fields["filter_tags"] = _dict_decoder(fields["filter_tags"])
     return msgspec.convert(fields, BatchJob)
 
 

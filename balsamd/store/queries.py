@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import msgspec
 
-from balsamd.models import ClaimLimits
+from balsamd.models import ClaimLimits, ClaimOrder, Job
 from balsamd.states import JobState
-from balsamd.store.db import JOB_SELECT, LIMIT_PARAM
+from balsamd.store.db import LIMIT_PARAM, decode_jobs
 from balsamd.store.schema import RUNNABLE_SQL
 
 
@@ -52,19 +53,25 @@ def where_clause(f: JobFilter) -> tuple[str, list[Any]]:
     return (" WHERE " + " AND ".join(parts)) if parts else "", params
 
 
-def select_jobs(f: JobFilter) -> tuple[str, list[Any]]:
-    where, params = where_clause(f)
-    sql = f"SELECT {JOB_SELECT} FROM jobs{where} ORDER BY id"
-    if f.limit is not None:
-        sql += f" {LIMIT_PARAM}"
-        params.append(f.limit)
-    return sql, params
+class Order(NamedTuple):
+    sql: str  # ORDER BY of the claim's candidates
+    key: Callable[[Job], tuple[Any, ...]]  # the same order in Python, for the claimed jobs
 
 
-_ORDERS = {
-    "small_first": "num_nodes, id",
-    "long_large_first": "wall_time_min DESC, num_nodes DESC, id",
+ORDERS: dict[ClaimOrder, Order] = {
+    # the index jobs_runnable holds the candidates in this order already
+    ClaimOrder.SMALL_FIRST: Order("num_nodes, id", lambda j: (j.num_nodes, j.id)),
+    ClaimOrder.LONG_LARGE_FIRST: Order(
+        "wall_time_min DESC, num_nodes DESC, id", lambda j: (-j.wall_time_min, -j.num_nodes, j.id)
+    ),
 }
+
+
+def claimed_jobs(document: str, limits: ClaimLimits) -> list[Job]:
+    """The jobs of a claim's document (``Store.claim``), in the order its limits ask for."""
+    jobs = decode_jobs(document)
+    jobs.sort(key=ORDERS[limits.order].key)
+    return jobs
 
 
 def claim_statement(limits: ClaimLimits) -> tuple[str, list[Any]]:
@@ -76,9 +83,7 @@ def claim_statement(limits: ClaimLimits) -> tuple[str, list[Any]]:
     at most max_jobs of them; when max_aggregate_nodes is set the longest prefix whose summed
     footprint (num_nodes / node_packing_count) fits is taken.
     """
-    if limits.order not in _ORDERS:
-        raise ValueError(f"unknown claim order {limits.order!r}; use one of {sorted(_ORDERS)}")
-    order = _ORDERS[limits.order]
+    order = ORDERS[limits.order].sql
     conds = [f"session_id IS NULL AND state IN {RUNNABLE_SQL}"]
     params: list[Any] = []
     if limits.max_nodes_per_job is not None:

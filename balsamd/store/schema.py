@@ -195,6 +195,14 @@ MIGRATIONS: list[str] = [
                m.id, s.step
         FROM moves m JOIN event_steps s ON s.path = m.path;
     """,
+    # 7: an applied intent's outcome is a JSON document (models.IntentOutcome), not text that
+    # readers parse by its prefix
+    """
+    UPDATE applied_intents SET outcome = CASE
+        WHEN outcome LIKE 'rejected: %' THEN json_object('status', 'rejected', 'reason', substr(outcome, 11))
+        WHEN outcome LIKE 'rejected%' THEN json_object('status', 'rejected', 'reason', outcome)
+        ELSE json_object('status', 'applied') END;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

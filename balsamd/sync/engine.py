@@ -5,9 +5,10 @@ central in batches, each batch one PostgreSQL transaction that also records how 
 got; the site's cursor moves only after that commit.  Job rows are version-guarded, events are
 insert-or-ignore by (site, store, id): delivering a batch twice changes nothing.
 
-pull: intents addressed to this site are applied to the store one by one, each together with
-the record that it was applied; then central is told (acknowledged).  An intent seen again
-after a crash is recognised by its id and only acknowledged.
+pull: intents addressed to this site are applied by the store (``Store.apply_intents``: each
+checked, applied at most once, with its outcome recorded beside it); then central is told
+(acknowledged) with the outcome as JSON.  An intent seen again after a crash is recognised by
+its id and only acknowledged.
 
 A continuity break (central restored from a backup, a store replaced or restored, a different
 central) is found at the start of a round and repaired by pushing everything again.
@@ -15,7 +16,6 @@ central) is found at the start of a round and repaired by pushing everything aga
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -25,26 +25,19 @@ from typing import Any
 
 import msgspec
 import psycopg
+from psycopg.types.json import Jsonb
 
 from balsamd.config import Settings
-from balsamd.models import App, BatchJob, Job
-from balsamd.states import IllegalTransition
+from balsamd.models import JOB_COLUMNS, App, BatchJob, Intent, IntentKind, IntentStatus
+from balsamd.store.contract import Store
 from balsamd.store.outbox import PUSHED_EVENT, PUSHED_SEQ
-from balsamd.store.store import SiteStore, StoreError
 from balsamd.sync.schema import CentralError, check_version
-from balsamd.validate import JobSpecError, build_job
+from balsamd.validate import SiteRules
 
 CRASH_ENV = "BALSAMD_SYNC_CRASH_AT"
 CENTRAL_ID = "sync.central_id"
 CRASH_POINTS = ("push_batch_committed", "push_cursor_saved", "intents_applied", "intents_acked")
 
-JOB_FIELDS = (
-    "id", "app", "workdir", "parameters", "tags", "data", "parent_ids", "num_nodes", "ranks_per_node",
-    "threads_per_rank", "threads_per_core", "gpus_per_rank", "node_packing_count", "wall_time_min",
-    "launch_params", "state", "return_code", "attempts", "state_reason", "result", "session_id",
-    "batch_job_id", "created_at", "updated_at", "version",
-)  # fmt: skip
-_JSON_FIELDS = {"parameters", "tags", "data", "parent_ids", "launch_params"}
 BATCH_FIELDS = (
     "id", "num_nodes", "wall_time_min", "job_mode", "project", "queue", "filter_tags", "state", "scheduler_id",
     "status_info", "created_at", "start_time", "end_time", "origin",
@@ -73,14 +66,6 @@ def checkpoint(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-class Intent(msgspec.Struct, kw_only=True):
-    id: str
-    kind: str
-    job_id: str
-    payload: dict[str, Any] = {}
-    owner: str = ""
-
-
 @dataclass
 class RoundReport:
     pushed_jobs: int = 0
@@ -96,18 +81,6 @@ class RoundReport:
     notes: list[str] = field(default_factory=list)
 
 
-def job_row(job: Job) -> tuple[Any, ...]:
-    out = []
-    for name in JOB_FIELDS:
-        value = getattr(job, name)
-        if name in _JSON_FIELDS:
-            value = _encode(value).decode()
-        elif name == "state":
-            value = str(value)
-        out.append(value)
-    return tuple(out)
-
-
 def batch_row(batch: BatchJob) -> tuple[Any, ...]:
     out = []
     for name in BATCH_FIELDS:
@@ -120,15 +93,18 @@ def batch_row(batch: BatchJob) -> tuple[Any, ...]:
     return tuple(out)
 
 
-_STORE_COLUMNS = ", ".join((*JOB_FIELDS, "owner"))  # the site store's jobs table has each of them
-_JOB_UPDATE = ", ".join(f"{c} = excluded.{c}" for c in JOB_FIELDS if c != "id")
+_JOB_COLUMNS = ", ".join(JOB_COLUMNS)
+# a job new to central (made at the site, or lost by a restored central) gets the owner the site
+# recorded, else the site's role; a job central has keeps its owner
+_JOB_VALUES = ", ".join("COALESCE(NULLIF(owner, ''), current_user)" if c == "owner" else c for c in JOB_COLUMNS)
+_JOB_UPDATE = ", ".join(f"{c} = excluded.{c}" for c in JOB_COLUMNS if c not in ("id", "owner"))
 _BATCH_UPDATE = ", ".join(f"{c} = excluded.{c}" for c in BATCH_FIELDS if c != "id")
 
 
 class SyncEngine:
     def __init__(
         self,
-        store: SiteStore,
+        store: Store,
         dsn: str,
         site_name: str,
         settings: Settings,
@@ -220,7 +196,7 @@ class SyncEngine:
         store_id = self.store.store_id()
         first = True
         while True:
-            jobs, top = self.store.job_rows_changed(seq, self.batch, _STORE_COLUMNS)
+            jobs, top = self.store.job_rows_changed(seq, self.batch)
             events = self.store.events(after=event, limit=self.batch)
             batch_jobs = self.store.batch_jobs_changed(seq, top)
             apps = self.store.apps_changed(seq, top)
@@ -262,31 +238,24 @@ class SyncEngine:
                 return
 
     def _push_site_shape(self, pg: psycopg.Connection) -> None:
-        """What remote clients need to validate jobs for this site."""
-        shape = {
-            **msgspec.to_builtins(self.settings.nodes),
-            "max_wall_time_min": self.settings.scheduler.max_wall_time_min,
-        }
-        pg.execute("UPDATE balsamd.sites SET nodes = %s WHERE name = %s", (json.dumps(shape), self.site))
+        """The rules this site checks requests against: remote clients check them first."""
+        rules = msgspec.to_builtins(SiteRules.of(self.settings))
+        pg.execute("UPDATE balsamd.sites SET rules = %s WHERE name = %s", (Jsonb(rules), self.site))
 
     def _push_jobs(self, pg: psycopg.Connection, jobs: list[tuple[Any, ...]], force: bool) -> None:
-        """Store rows (JOB_FIELDS, JSON as text) upserted into central, newer versions only."""
+        """Store rows (JOB_COLUMNS, JSON as text) upserted into central, newer versions only."""
         if not jobs:
             return
         pg.execute(
             "CREATE TEMP TABLE IF NOT EXISTS push_jobs (LIKE balsamd.jobs INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         )
-        columns = ", ".join(JOB_FIELDS)
-        with pg.cursor().copy(f"COPY push_jobs (site, owner, {columns}) FROM STDIN") as copy:
+        with pg.cursor().copy(f"COPY push_jobs (site, {_JOB_COLUMNS}) FROM STDIN") as copy:
             site = self.site
-            for *row, owner in jobs:
-                copy.write_row((site, owner, *row))
+            for row in jobs:
+                copy.write_row((site, *row))
         guard = "" if force else " WHERE balsamd.jobs.version < excluded.version"
-        # a job keeps the owner it has; a job new to central (made at the site, or lost by a
-        # restored central) gets the one the site recorded, else the site's role
         pg.execute(
-            f"INSERT INTO balsamd.jobs (site, owner, {columns}) "
-            f"SELECT site, COALESCE(NULLIF(owner, ''), current_user), {columns} FROM push_jobs "
+            f"INSERT INTO balsamd.jobs (site, {_JOB_COLUMNS}) SELECT site, {_JOB_VALUES} FROM push_jobs "
             f"ON CONFLICT (id) DO UPDATE SET {_JOB_UPDATE}{guard}"
         )
 
@@ -342,21 +311,21 @@ class SyncEngine:
             if not rows:
                 return
             intents = [Intent(id=r[0], kind=r[1], job_id=r[2], payload=r[3], owner=r[4]) for r in rows]
-            outcomes = {i.id: self.apply(i) for i in intents}
+            outcomes = self.store.apply_intents(intents)
             checkpoint("intents_applied")
             now = time.time()
             with pg.transaction():
                 with pg.cursor() as cur:
                     cur.executemany(
                         "UPDATE balsamd.intents SET applied_at = %s, outcome = %s WHERE id = %s",
-                        [(now, outcome, intent_id) for intent_id, outcome in outcomes.items()],
+                        [(now, Jsonb(msgspec.to_builtins(o)), intent_id) for intent_id, o in outcomes.items()],
                     )
                 # jobs a site refused to create exist only in central: the site fails them there
                 # (only the asker's own jobs of this site that the site never had)
                 refused = [
-                    (outcomes[i.id], now, job_id, self.site, i.owner)
+                    (f"refused by site {self.site}: {outcomes[i.id].reason}", now, job_id, self.site, i.owner)
                     for i in intents
-                    if i.kind == "create" and outcomes[i.id].startswith("rejected")
+                    if i.kind == IntentKind.CREATE and outcomes[i.id].status == IntentStatus.REJECTED
                     for job_id in _created_ids(i.payload)
                 ]
                 if refused:
@@ -367,64 +336,11 @@ class SyncEngine:
                             refused,
                         )
             checkpoint("intents_acked")
-            report.applied += sum(not o.startswith("rejected") for o in outcomes.values())
-            report.rejected += sum(o.startswith("rejected") for o in outcomes.values())
+            rejected = sum(o.status == IntentStatus.REJECTED for o in outcomes.values())
+            report.applied += len(outcomes) - rejected
+            report.rejected += rejected
             if len(rows) < self.batch:
                 return
-
-    def apply(self, intent: Intent) -> str:
-        """Apply one intent to the store, exactly once; returns its outcome text.
-
-        Users write intents with plain SQL, so a malformed one is refused like any other bad
-        request: it must never stop the site from syncing."""
-        refusals = (StoreError, IllegalTransition, JobSpecError, ValueError)
-        previous = self.store.applied_outcome(intent.id)
-        if previous is not None:
-            return previous
-        if not isinstance(intent.payload, dict):
-            bad = ValueError(f"the payload of a {intent.kind} intent must be a JSON object")
-            return self.store.apply_intent(intent.id, _raise(bad), refusals)
-        if intent.kind == "create":
-            try:
-                jobs = self._jobs_of(intent)
-            except refusals as exc:
-                return self.store.apply_intent(intent.id, _raise(exc), refusals)
-            return self.store.apply_intent(
-                intent.id, lambda: f"applied: created {len(self.store.create_jobs(jobs))} job(s)", refusals
-            )
-        if intent.kind == "kill":
-            return self.store.apply_intent(intent.id, lambda: f"applied: {self.store.kill([intent.job_id])}", refusals)
-        if intent.kind == "retry":
-            return self.store.apply_intent(intent.id, lambda: f"applied: {self.store.retry([intent.job_id])}", refusals)
-        if intent.kind == "update":
-
-            def update() -> str:
-                self.store.update_job_intent(intent.job_id, intent.payload)
-                return "applied"
-
-            return self.store.apply_intent(intent.id, update, refusals)
-        return self.store.apply_intent(intent.id, _raise(ValueError(f"unknown intent kind {intent.kind!r}")), refusals)
-
-    def _jobs_of(self, intent: Intent) -> list[Job]:
-        apps = self.store.apps()
-        specs = intent.payload.get("jobs")
-        if not isinstance(specs, list) or not specs:
-            raise ValueError('a create intent needs "jobs": a non-empty list of job specs')
-        jobs = []
-        for n, spec in enumerate(specs):
-            if not isinstance(spec, dict) or not isinstance(spec.get("id"), str) or not spec["id"]:
-                raise ValueError(f'job {n} of the create intent is not an object with a string "id"')
-            fields = {k: v for k, v in spec.items() if k != "id"}
-            where = f"job {n}" if len(specs) > 1 else "job"
-            try:
-                job = build_job(
-                    spec["id"], fields, apps, self.settings.nodes, self.settings.scheduler.max_wall_time_min, where
-                )
-            except (TypeError, AttributeError) as exc:  # e.g. parameters that are not an object
-                raise JobSpecError(where, [f"malformed job spec: {exc}"]) from None
-            job.owner = intent.owner
-            jobs.append(job)
-        return jobs
 
 
 def _created_ids(payload: Any) -> list[str]:
@@ -433,10 +349,3 @@ def _created_ids(payload: Any) -> list[str]:
     if not isinstance(specs, list):
         return []
     return [s["id"] for s in specs if isinstance(s, dict) and isinstance(s.get("id"), str)]
-
-
-def _raise(exc: Exception) -> Callable[[], str]:
-    def action() -> str:
-        raise exc
-
-    return action

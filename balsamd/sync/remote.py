@@ -16,30 +16,34 @@ import msgspec
 import psycopg
 
 from balsamd import ids
-from balsamd.config import NodeSettings
-from balsamd.models import App, Event, Job
+from balsamd.models import JOB_COLUMNS, App, Event, IntentOutcome, Job, JobSpec, job_row
 from balsamd.results import await_value
 from balsamd.states import FINAL, JobState
-from balsamd.sync.engine import JOB_FIELDS, job_row
 from balsamd.sync.schema import CentralError, check_version
-from balsamd.validate import JobSpecError, build_job
+from balsamd.validate import JobSpecError, SiteRules, build_job, job_spec
 
-_SELECT = ", ".join(JOB_FIELDS)
+_COLUMNS = ", ".join(JOB_COLUMNS)
+_SELECT = f"{_COLUMNS}, site"
 
 
-def _job_from_row(row: tuple[Any, ...]) -> tuple[Job, str, str]:
-    *fields, site, owner = row
-    data = dict(zip(JOB_FIELDS, fields, strict=True), owner=owner)
+def job_from_central(row: tuple[Any, ...]) -> tuple[Job, str]:
+    """A job and its site from a central row (``_SELECT``'s columns)."""
+    *fields, site = row
+    data = dict(zip(JOB_COLUMNS, fields, strict=True))
     if data["result"] is not None:
         data["result"] = bytes(data["result"])
-    return msgspec.convert(data, Job), site, owner
+    return msgspec.convert(data, Job), site
 
 
 class RemoteJob:
     """A job seen through the central database: fields, refresh(), events(), result()."""
 
-    def __init__(self, conn: CentralConnection, record: Job, site: str, owner: str) -> None:
-        self._conn, self._record, self.site, self.owner = conn, record, site, owner
+    def __init__(self, conn: CentralConnection, record: Job, site: str) -> None:
+        self._conn, self._record, self.site = conn, record, site
+
+    @property
+    def owner(self) -> str:
+        return self._record.owner
 
     def __getattr__(self, name: str) -> Any:
         if name in Job.__struct_fields__:
@@ -81,18 +85,19 @@ class RemoteJobs:
         return self.bulk_create([{"app": app, "workdir": workdir, **fields}], site=site)[0]
 
     def bulk_create(self, specs: Iterable[dict[str, Any]], site: str | None = None) -> list[RemoteJob]:
-        """Validate against the site's apps and node shape, then write rows and one intent per
-        site in a single transaction (all or none)."""
+        """Check against the site's apps and rules (as the site will), then write rows and one
+        intent per site in a single transaction (all or none)."""
         specs = [dict(s) for s in specs]
-        by_site: dict[str, list[tuple[dict[str, Any], Job]]] = {}
+        by_site: dict[str, list[tuple[JobSpec, Job]]] = {}
         new = ids.new_ids(len(specs))
-        for n, (spec, job_id) in enumerate(zip(specs, new, strict=True)):
-            target = spec.pop("site", site)
+        for n, (raw, job_id) in enumerate(zip(specs, new, strict=True)):
+            where = f"job {n}" if len(specs) > 1 else "job"
+            target = raw.pop("site", site)
             if not target:
-                raise JobSpecError(f"job {n}", ["no site given: pass site=NAME"])
-            apps, nodes, max_wall = self._conn.site_rules(target)
-            job = build_job(job_id, spec, apps, nodes, max_wall, f"job {n}" if len(specs) > 1 else "job")
-            by_site.setdefault(target, []).append((spec, job))
+                raise JobSpecError(where, ["no site given: pass site=NAME"])
+            spec = job_spec(raw, where)
+            apps, rules = self._conn.site_rules(target)
+            by_site.setdefault(target, []).append((spec, build_job(job_id, spec, apps, rules, where)))
         now = time.time()
         made = []
         with self._conn.pg.transaction(), self._conn.pg.cursor() as cur:
@@ -100,32 +105,34 @@ class RemoteJobs:
                 rows = []
                 for _, job in pairs:
                     job.state, job.created_at, job.updated_at, job.version = JobState.CREATED, now, now, 0
+                    job.owner = self._conn.user
                     rows.append((target, *job_row(job)))
-                marks = ", ".join(["%s"] * (len(JOB_FIELDS) + 1))
-                cur.executemany(f"INSERT INTO balsamd.jobs (site, {_SELECT}) VALUES ({marks})", rows)
-                payload = {"jobs": [{**msgspec.to_builtins(_spec_of(job)), "id": job.id} for _, job in pairs]}
+                marks = ", ".join(["%s"] * (len(JOB_COLUMNS) + 1))
+                cur.executemany(f"INSERT INTO balsamd.jobs (site, {_COLUMNS}) VALUES ({marks})", rows)
+                # the request as the user made it: the site fills in the defaults itself
+                payload = {"jobs": [{**msgspec.to_builtins(spec), "id": job.id} for spec, job in pairs]}
                 cur.execute(
                     "INSERT INTO balsamd.intents (id, site, kind, job_id, payload, created_at) "
                     "VALUES (%s, %s, 'create', %s, %s, %s)",
                     (ids.new_id(), target, pairs[0][1].id, psycopg.types.json.Jsonb(payload), now),
                 )
                 made += [(job, target) for _, job in pairs]
-        return [RemoteJob(self._conn, job, target, self._conn.user) for job, target in made]
+        return [RemoteJob(self._conn, job, target) for job, target in made]
 
     def get(self, job_id: str) -> RemoteJob:
-        rows = self._conn.execute(f"SELECT {_SELECT}, site, owner FROM balsamd.jobs WHERE id = %s", (job_id,))
+        rows = self._conn.execute(f"SELECT {_SELECT} FROM balsamd.jobs WHERE id = %s", (job_id,))
         if not rows:
             raise CentralError(f"no job with id {job_id} that you may see in the central database")
-        return RemoteJob(self._conn, *_job_from_row(rows[0]))
+        return RemoteJob(self._conn, *job_from_central(rows[0]))
 
     def filter(self, site: str | None = None, state: str | Iterable[str] | None = None,
                tags: dict[str, str] | None = None, app: str | None = None,
                ids: Iterable[str] | None = None, limit: int | None = None) -> list[RemoteJob]:  # fmt: skip
         where, params = _where(site, state, tags, app, ids)
-        sql = f"SELECT {_SELECT}, site, owner FROM balsamd.jobs{where} ORDER BY id"
+        sql = f"SELECT {_SELECT} FROM balsamd.jobs{where} ORDER BY id"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [RemoteJob(self._conn, *_job_from_row(r)) for r in self._conn.execute(sql, params)]
+        return [RemoteJob(self._conn, *job_from_central(r)) for r in self._conn.execute(sql, params)]
 
     def count(self, site: str | None = None, state: str | Iterable[str] | None = None,
               tags: dict[str, str] | None = None, app: str | None = None) -> int:  # fmt: skip
@@ -157,9 +164,10 @@ class RemoteJobs:
                 made.append(intent_id)
         return made
 
-    def intent_outcome(self, intent_id: str) -> str | None:
+    def intent_outcome(self, intent_id: str) -> IntentOutcome | None:
+        """What the site made of an intent; None while it has not applied it."""
         rows = self._conn.execute("SELECT outcome FROM balsamd.intents WHERE id = %s", (intent_id,))
-        return rows[0][0] if rows else None
+        return msgspec.convert(rows[0][0], IntentOutcome) if rows and rows[0][0] is not None else None
 
     def as_completed(
         self, jobs: Iterable[RemoteJob], timeout: float | None = None, poll: float = 0.5
@@ -177,13 +185,6 @@ class RemoteJobs:
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"{len(pending)} job(s) not finished within {timeout:g} s")
             time.sleep(poll)
-
-
-def _spec_of(job: Job) -> dict[str, Any]:
-    fields = ("app", "workdir", "parameters", "tags", "data", "parent_ids", "num_nodes", "ranks_per_node",
-              "threads_per_rank", "threads_per_core", "gpus_per_rank", "node_packing_count", "wall_time_min",
-              "launch_params")  # fmt: skip
-    return {f: getattr(job, f) for f in fields}
 
 
 def _where(site, state, tags, app, job_ids) -> tuple[str, list[Any]]:
@@ -239,19 +240,18 @@ class CentralConnection:
     def sites(self) -> list[str]:
         return [r[0] for r in self.execute("SELECT name FROM balsamd.sites ORDER BY name")]
 
-    def site_rules(self, site: str) -> tuple[dict[str, App], NodeSettings, float]:
-        rows = self.execute("SELECT nodes FROM balsamd.sites WHERE name = %s", (site,))
+    def site_rules(self, site: str) -> tuple[dict[str, App], SiteRules]:
+        """What ``site`` checks requests against, as it last published it."""
+        rows = self.execute("SELECT rules FROM balsamd.sites WHERE name = %s", (site,))
         if not rows:
             known = ", ".join(self.sites()) or "none"
             raise JobSpecError("job", [f"unknown site {site!r} (known: {known})"])
-        shape = dict(rows[0][0] or {})
-        max_wall = float(shape.pop("max_wall_time_min", 1440))
-        nodes = msgspec.convert(shape, NodeSettings) if shape else NodeSettings()
+        rules = msgspec.convert(rows[0][0] or {}, SiteRules)
         apps = {
             name: msgspec.convert(spec, App)
             for name, spec in self.execute("SELECT name, spec FROM balsamd.apps WHERE site = %s", (site,))
         }
-        return apps, nodes, max_wall
+        return apps, rules
 
     def close(self) -> None:
         self.pg.close()

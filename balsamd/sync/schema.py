@@ -123,6 +123,18 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER intents_notify AFTER INSERT ON balsamd.intents
         FOR EACH ROW EXECUTE FUNCTION balsamd.notify_intent();
     """,
+    # 2: an intent's outcome is a JSON document (models.IntentOutcome), never text to parse;
+    # a site publishes the rules it checks requests against (validate.SiteRules), not only
+    # its nodes' shape
+    """
+    ALTER TABLE balsamd.intents ALTER COLUMN outcome TYPE jsonb USING CASE
+        WHEN outcome IS NULL THEN NULL
+        WHEN outcome LIKE 'rejected: %' THEN jsonb_build_object('status', 'rejected', 'reason', substr(outcome, 11))
+        WHEN outcome LIKE 'rejected%' THEN jsonb_build_object('status', 'rejected', 'reason', outcome)
+        ELSE jsonb_build_object('status', 'applied') END;
+    ALTER TABLE balsamd.sites RENAME COLUMN nodes TO rules;
+    UPDATE balsamd.sites SET rules = '{}';
+    """,
 ]
 
 # Access rules, applied (and re-applied) by every `central init`: roles may not exist yet.

@@ -15,6 +15,7 @@ from balsamd.cli import cli
 from balsamd.models import ClaimLimits, Session, StateUpdate
 from balsamd.site import init_site
 from balsamd.states import JobState
+from balsamd.store.queries import claimed_jobs
 
 
 def set_nodes(site: Path, cpus: int = 4, gpus: int = 0, max_nodes: int = 2) -> None:
@@ -90,7 +91,8 @@ def hold(site_path: Path):
     def hold(job_id: str) -> Session:
         with balsamd.connect(site_path) as s:
             session = s.store.open_session(label="test")
-            claimed = [j.id for j in s.store.claim(session.id, ClaimLimits())]
+            limits = ClaimLimits()
+            claimed = [j.id for j in claimed_jobs(s.store.claim(session.id, limits), limits)]
             assert job_id in claimed
             s.store.release(session.id, [i for i in claimed if i != job_id])
         return session

@@ -13,9 +13,9 @@ import msgspec
 import pytest
 
 import balsamd
-from balsamd.daemon.record import DaemonRecord, this_host, write_record
 from balsamd.models import BatchJobState
 from balsamd.render import timestamp
+from balsamd.rpc.record import DaemonRecord, this_host, write_record
 from tests.cli.conftest import Balsamd
 
 B = BatchJobState

@@ -23,11 +23,13 @@ from typing import Any
 import pytest
 
 import balsamd
-from balsamd.daemon.record import DaemonRecord, connect_host, read_record, read_secret
+from balsamd.config import load_settings
 from balsamd.models import Event, Job
 from balsamd.rpc.client import RemoteStore, RpcClient
+from balsamd.rpc.record import DaemonRecord, connect_host, read_record, read_secret
 from balsamd.site import init_site
 from balsamd.store.store import SiteStore
+from balsamd.validate import SiteRules
 
 WAIT_TIMEOUT = 30.0  # a condition still false after this is a failure, not a slow machine
 COMMAND_TIMEOUT = 60.0  # for one `balsamd` command
@@ -178,7 +180,7 @@ class DaemonSite:
 
     @contextlib.contextmanager
     def store(self) -> Iterator[SiteStore]:
-        s = SiteStore(self.root / "balsamd.db")
+        s = SiteStore(self.root / "balsamd.db", SiteRules.of(load_settings(self.root / "settings.toml")))
         try:
             yield s
         finally:

@@ -14,7 +14,7 @@ from pathlib import Path
 import apsw
 import msgspec
 
-from balsamd.daemon.record import DaemonRecord, this_host
+from balsamd.rpc.record import DaemonRecord, this_host
 from tests.daemon.conftest import DaemonSite, alive, child_env, cmdline, wait_until
 
 NOT_RUNNING = "Error: the daemon is not running (no daemon.json in the site); start it with `balsamd start`\n"

@@ -14,10 +14,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from balsamd.ids import new_id
-from balsamd.models import ClaimLimits, Job, StateUpdate
+from balsamd.models import ClaimLimits, JobSpec, StateUpdate
 from balsamd.states import JobState
-from balsamd.store.store import SiteStore
+from balsamd.store.queries import claimed_jobs
 from tests.daemon.conftest import DaemonSite, running, wait_until
 
 S = JobState
@@ -126,7 +125,8 @@ def run_once(site: DaemonSite, job_id: str, tag: str, end: JobState, return_code
     """Claim the job over the RPC and report RUNNING then ``end``, as a launcher does."""
     with site.remote() as remote:
         session = remote.open_session(label="hook test")
-        claimed = remote.claim(session.id, ClaimLimits(filter_tags={"case": tag}))
+        limits = ClaimLimits(filter_tags={"case": tag})
+        claimed = claimed_jobs(remote.claim(session.id, limits), limits)
         assert [j.id for j in claimed] == [job_id], f"claimed {claimed}"
         now = time.time()
         outcome = remote.update_states(
@@ -320,12 +320,10 @@ def postprocess(self):
 def test_a_job_its_hook_cannot_be_sent_fails_alone(site: DaemonSite) -> None:
     # The API refuses such data at creation; a job that reached the store another way (an
     # older balsamd, a hand edit) must still fail alone, never stop the processing service.
-    job_id = new_id()
-    store = SiteStore(site.root / "balsamd.db")
-    try:
-        store.create_jobs([Job(id=job_id, app="PreSets", workdir="big", data={"big": 2**70})])
-    finally:
-        store.close()
+    with site.store() as store, store.db.write() as conn:  # a hand edit, in the transaction that made the job
+        [job] = store.create_jobs([JobSpec(app="PreSets", workdir="big")])
+        conn.execute("UPDATE jobs SET data = ? WHERE id = ?", (f'{{"big": {2**70}}}', job.id))
+    job_id = job.id
     job = site.wait_state(job_id, S.FAILED)
     assert job.state_reason.startswith("preprocess hook: the job cannot be handed to it: OverflowError: ")
     other, _ = new_job(site, "PreSets")

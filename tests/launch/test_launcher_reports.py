@@ -9,9 +9,8 @@ from balsamd.config import LauncherSettings
 from balsamd.launch.launcher import Launcher
 from balsamd.launch.resources import NodeManager, Placement
 from balsamd.launch.runner import Finished, RunEvent, RunStarted
-from balsamd.models import ClaimLimits, Job, JobMode, StateUpdate
+from balsamd.models import ClaimLimits, Job, JobMode, StateUpdate, UpdateOutcome
 from balsamd.states import JobState
-from balsamd.store.store import UpdateOutcome
 
 
 class OneBatchSource:

@@ -14,7 +14,9 @@ from balsamd.launch import zygote as zygote_module
 from balsamd.launch.storeproc import ForkedStore
 from balsamd.models import ClaimLimits, StateUpdate
 from balsamd.states import JobState
-from balsamd.store.store import SessionGone, SiteStore
+from balsamd.store.errors import SessionGone
+from balsamd.store.queries import claimed_jobs
+from balsamd.store.store import SiteStore
 from tests.conftest import make_jobs
 
 
@@ -32,7 +34,8 @@ def test_claims_and_reports_through_the_fork_are_the_store_s(store: SiteStore, f
     jobs = make_jobs(store, 3)
     session = forked.open_session(label="test")
     assert forked.process.pid != os.getpid()
-    claimed = forked.claim(session.id, ClaimLimits(max_jobs=10))
+    limits = ClaimLimits(max_jobs=10)
+    claimed = claimed_jobs(forked.claim(session.id, limits), limits)
     assert sorted(j.id for j in claimed) == sorted(j.id for j in jobs)
     done = StateUpdate(job_id=claimed[0].id, state=JobState.RUN_DONE, ts=1.0, return_code=0, started_at=0.5)
     outcome = forked.update_states(session.id, [done])
@@ -55,7 +58,7 @@ def test_when_the_fork_is_lost_calls_go_to_the_store_itself_with_a_warning(
     os.kill(forked.process.pid, signal.SIGKILL)
     forked.process.wait()
     with caplog.at_level(logging.WARNING, logger="balsamd.launcher"):
-        claimed = forked.claim(session.id, ClaimLimits(max_jobs=10))
+        claimed = claimed_jobs(forked.claim(session.id, ClaimLimits(max_jobs=10)), ClaimLimits())
     assert len(claimed) == 2
     assert "the store process was lost" in caplog.text
     assert forked.remote is None

@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 
 import balsamd
-from balsamd import ids
-from balsamd.api import open_store
-from balsamd.daemon.record import read_record
-from balsamd.models import ClaimLimits, Job, StateUpdate
+from balsamd.models import ClaimLimits, ClaimOrder, JobSpec, StateUpdate
 from balsamd.rpc.client import RemoteError, RemoteStore, RpcClient, RpcRefused, RpcUnavailable
-from balsamd.site import SiteLayout
+from balsamd.rpc.record import read_record
+from balsamd.site import SiteLayout, open_store
 from balsamd.states import IllegalTransition, JobState
-from balsamd.store.store import JobNotFound, SessionGone, SiteStore, StoreError
+from balsamd.store.errors import JobNotFound, SessionGone, StoreError
+from balsamd.store.queries import claimed_jobs
+from balsamd.store.store import SiteStore
 from balsamd.validate import JobSpecError
 from tests.daemon.conftest import DaemonSite, new_site, running, wait_until
 
@@ -42,7 +42,7 @@ def known(site: DaemonSite) -> dict[str, str]:
     with site.store() as store:
         finished, runnable = (j.id for j in store.filter()[:2])
         session = store.open_session(label="client test")
-        store.claim(session.id, ClaimLimits(max_jobs=3))
+        store.claim(session.id, ClaimLimits(max_jobs=3))  # the document is not read: only the binding matters
         store.release(session.id, [runnable])
         store.update_states(
             session.id,
@@ -57,8 +57,8 @@ def known(site: DaemonSite) -> dict[str, str]:
     return {"finished": finished, "runnable": runnable, "closed": session.id, "open": still_open.id}
 
 
-def _job(app: str, parents: tuple[str, ...] = ()) -> Job:
-    return Job(id=ids.new_id(), app=app, workdir="w/x", parent_ids=list(parents))
+def _job(app: str, parents: tuple[str, ...] = ()) -> JobSpec:
+    return JobSpec(app=app, workdir="w/x", parent_ids=list(parents))
 
 
 # (what the call is, the error class expected) -> the call, given a store and the known ids
@@ -69,11 +69,14 @@ ERROR_CASES: dict[str, tuple[type[Exception], Callable[..., object]]] = {
     "kill an unknown job": (JobNotFound, lambda s, k: s.kill(["01NOSUCHJOB"])),
     "kill a finished job": (IllegalTransition, lambda s, k: s.kill([k["finished"]])),
     "retry a runnable job": (IllegalTransition, lambda s, k: s.retry([k["runnable"]])),
-    "create a job of an unknown app": (StoreError, lambda s, k: s.create_jobs([_job("Nope")])),
+    "create a job of an unknown app": (JobSpecError, lambda s, k: s.create_jobs([_job("Nope")])),
     "create a job of a missing parent": (StoreError, lambda s, k: s.create_jobs([_job("Hello", ("01GONE",))])),
     "heartbeat a closed session": (SessionGone, lambda s, k: s.heartbeat(k["closed"], [])),
     "claim for a closed session": (SessionGone, lambda s, k: s.claim(k["closed"], ClaimLimits())),
-    "claim in an unknown order": (ValueError, lambda s, k: s.claim(k["open"], ClaimLimits(order="random"))),
+    "create a job in a workdir outside data/": (
+        JobSpecError,
+        lambda s, k: s.create_jobs([JobSpec(app="Hello", workdir="../../x")]),
+    ),
 }
 
 
@@ -108,12 +111,13 @@ def test_the_remote_store_returns_what_the_store_returns(site: DaemonSite, known
 
 
 def test_a_remote_claim_returns_the_jobs_the_store_holds_in_the_order_asked(site: DaemonSite) -> None:
-    made = [Job(id=ids.new_id(), app="Hello", workdir=f"w/{m}", wall_time_min=m) for m in (5, 60, 30)]
+    specs = [JobSpec(app="Hello", workdir=f"w/{m}", wall_time_min=m) for m in (5, 60, 30)]
     with site.store() as local, site.remote() as remote:
-        remote.create_jobs(made)
+        made = remote.create_jobs(specs)
         session = remote.open_session(label="client test, claims")
         try:
-            claimed = remote.claim(session.id, ClaimLimits(order="long_large_first", filter_tags={}))
+            limits = ClaimLimits(order=ClaimOrder.LONG_LARGE_FIRST, filter_tags={})
+            claimed = claimed_jobs(remote.claim(session.id, limits), limits)
             assert [j.wall_time_min for j in claimed if j.id in {m.id for m in made}] == [60, 30, 5]
             assert claimed == [local.get(j.id) for j in claimed]
         finally:
@@ -142,10 +146,10 @@ def test_a_wrong_secret_is_refused(site: DaemonSite) -> None:
 
 def test_the_rpc_path_is_taken_when_asked(site: DaemonSite, monkeypatch: pytest.MonkeyPatch) -> None:
     layout = SiteLayout(site.root)
-    with contextlib.closing(open_store(layout)) as store:
+    with contextlib.closing(open_store(layout, layout.load_settings())) as store:
         assert isinstance(store, SiteStore)
     monkeypatch.setenv("BALSAMD_RPC", "1")
-    with contextlib.closing(open_store(layout)) as store:
+    with contextlib.closing(open_store(layout, layout.load_settings())) as store:
         assert isinstance(store, RemoteStore)
         assert store.client.call("ping") == "pong"
 

@@ -16,7 +16,6 @@ import msgspec
 import pytest
 
 from balsamd.rpc import protocol as p
-from balsamd.store.queries import JobFilter
 from tests.daemon.conftest import DaemonSite, alive, running
 
 CLOSE_TIMEOUT = 10.0  # the server closes a bad connection at once; this only bounds a failure
@@ -98,20 +97,20 @@ def assert_serves(site: DaemonSite) -> None:
 
 def test_a_good_client_is_welcomed_and_served(site: DaemonSite, secret: str) -> None:
     with welcome(site, secret) as sock:
-        reply = call(sock, 7, "ping", p.NoArgs())
+        reply = call(sock, 7, "ping", {})
         assert reply.ok
         assert msgspec.msgpack.decode(reply.value) == "pong"
-        reply = call(sock, 8, "count", p.Filter(JobFilter()))
+        reply = call(sock, 8, "count", {"f": None})
         assert reply.ok and msgspec.msgpack.decode(reply.value) == 2
 
 
 def test_a_wrong_secret_is_refused_and_nothing_is_served(site: DaemonSite, secret: str) -> None:
     with connect(site) as sock:
         sock.sendall(p.frame(p.Hello(p.VERSION, "0" * len(secret), "intruder")))
-        assert receive(sock) == p.Refused("wrong secret: use the secret file of this site")
+        assert receive(sock) == p.Denied("wrong secret: use the secret file of this site")
         # whatever follows is not read, let alone served
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            sock.sendall(p.frame(p.Call(1, "shutdown", msgspec.Raw(p.encode(p.NoArgs())))))
+            sock.sendall(p.frame(p.Call(1, "shutdown", msgspec.Raw(p.encode({})))))
         assert closed_by_server(sock)
     assert_serves(site)
 
@@ -119,7 +118,7 @@ def test_a_wrong_secret_is_refused_and_nothing_is_served(site: DaemonSite, secre
 def test_an_unsupported_protocol_version_is_refused(site: DaemonSite, secret: str) -> None:
     with connect(site) as sock:
         sock.sendall(p.frame(p.Hello(p.VERSION + 1, secret)))
-        assert receive(sock) == p.Refused(
+        assert receive(sock) == p.Denied(
             f"protocol version {p.VERSION + 1} is not supported (this daemon speaks {p.VERSION})"
         )
         assert closed_by_server(sock)
@@ -128,8 +127,8 @@ def test_an_unsupported_protocol_version_is_refused(site: DaemonSite, secret: st
 
 def test_a_call_before_hello_is_dropped_unserved(site: DaemonSite) -> None:
     with connect(site) as sock:
-        sock.sendall(p.frame(p.Call(1, "shutdown", msgspec.Raw(p.encode(p.NoArgs())))))
-        assert receive(sock) == p.Refused("expected a Hello")
+        sock.sendall(p.frame(p.Call(1, "shutdown", msgspec.Raw(p.encode({})))))
+        assert receive(sock) == p.Denied("expected a Hello")
         assert closed_by_server(sock)
     assert_serves(site)
 
@@ -165,7 +164,7 @@ def test_garbage_drops_the_connection_and_the_daemon_goes_on(
 def test_a_truncated_frame_drops_the_connection(site: DaemonSite, secret: str, handshake: bool) -> None:
     sock = welcome(site, secret) if handshake else connect(site)
     with sock:
-        whole = p.frame(p.Call(1, "ping", msgspec.Raw(p.encode(p.NoArgs()))))
+        whole = p.frame(p.Call(1, "ping", msgspec.Raw(p.encode({}))))
         sock.sendall(whole[: len(whole) - 3])
         sock.shutdown(socket.SHUT_WR)
         assert closed_by_server(sock)
@@ -181,19 +180,22 @@ def test_a_message_other_than_a_call_after_hello_drops_the_connection(site: Daem
 
 def test_unknown_methods_and_bad_arguments_get_an_error_reply(site: DaemonSite, secret: str) -> None:
     with welcome(site, secret) as sock:
-        reply = call(sock, 1, "drop_tables", p.NoArgs())
+        reply = call(sock, 1, "drop_tables", {})
         assert (reply.ok, reply.error_type, reply.error) == (False, "ProtocolError", "unknown method 'drop_tables'")
+        # arguments of the wrong types are refused like any bad request, naming the field
         reply = call(sock, 2, "get", {"job_id": 5})
-        assert (reply.ok, reply.error_type) == (False, "ProtocolError")
+        assert (reply.ok, reply.error_type) == (False, "Refused")
         assert reply.error == "bad arguments for get: Expected `str`, got `int` - at `$.job_id`"
         reply = call(sock, 3, "get", {})
         assert reply.error == "bad arguments for get: Object missing required field `job_id`"
         reply = call(sock, 4, "claim", [1, 2, 3])
         assert reply.error.startswith("bad arguments for claim: Expected `object`, got `array`")
-        reply = call(sock, 5, "report", {"session_id": "x", "updates": [["id", "NOT_A_STATE", 1.0]]})
-        assert reply.error.startswith("bad arguments for report: Invalid enum value 'NOT_A_STATE'")
+        reply = call(sock, 5, "update_states", {"session_id": "x", "updates": [["id", "NOT_A_STATE", 1.0]]})
+        assert reply.error.startswith("bad arguments for update_states: Invalid enum value 'NOT_A_STATE'")
+        reply = call(sock, 6, "get", {"job_id": "x", "now": 1})
+        assert reply.error == "bad arguments for get: Object contains unknown field `now`"
         # the connection survives a refused call
-        reply = call(sock, 6, "ping", p.NoArgs())
+        reply = call(sock, 7, "ping", {})
         assert reply.ok and msgspec.msgpack.decode(reply.value) == "pong"
     assert_serves(site)
 
@@ -206,10 +208,10 @@ def test_a_silent_or_half_sent_client_blocks_no_one(site: DaemonSite, secret: st
 
 def test_a_store_error_is_a_reply_not_a_disconnect(site: DaemonSite, secret: str) -> None:
     with welcome(site, secret) as sock:
-        reply = call(sock, 1, "get", p.JobId("NOPE"))
+        reply = call(sock, 1, "get", {"job_id": "NOPE"})
         assert (reply.ok, reply.error_type) == (False, "JobNotFound")
         assert reply.error == "no job with id NOPE (list jobs with `balsamd job ls`)"
-        assert call(sock, 2, "ping", p.NoArgs()).ok
+        assert call(sock, 2, "ping", {}).ok
     assert_serves(site)
 
 

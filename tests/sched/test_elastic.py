@@ -14,14 +14,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from balsamd.config import ElasticSettings, Settings
+from balsamd.config import ElasticSettings, NodeSettings, SchedulerSettings, Settings
 from balsamd.models import BatchJob, BatchJobState
 from balsamd.sched.base import BackfillWindow, SchedulerError
 from balsamd.sched.elastic import choose_window, paused_until, plan
 from balsamd.sched.service import ElasticService
 from balsamd.store.batch import BacklogStats
 from balsamd.store.store import SiteStore
-from tests.conftest import make_jobs, open_store
+from balsamd.validate import SiteRules
+from tests.conftest import APPS, make_jobs, open_store
 from tests.daemon.conftest import DaemonSite, new_site, wait_until
 
 B = BatchJobState
@@ -337,7 +338,7 @@ def service(store: SiteStore, scheduler: FakeScheduler | None = None, **elastic:
 
 
 def test_the_service_creates_an_elastic_batch_job_sized_to_the_backlog(store):
-    make_jobs(store, 3, num_nodes=2, node_packing_count=2)  # 3 nodes of footprint
+    make_jobs(store, 3)  # 3 nodes of footprint
     svc = service(store, max_nodes=8, job_mode="serial", filter_tags={})
     anyio.run(svc.step, NOW)
     [made] = store.batch_jobs()
@@ -426,12 +427,13 @@ def test_the_service_pauses_after_failed_submissions_and_says_until_when(store):
     assert svc.detail["decision"] == "paused after 2 failed submissions in a row"
 
 
-def test_the_service_keeps_to_the_site_limits(store):
-    """[elastic] may allow more than the site's [nodes] / [scheduler] limits; those win."""
+def test_the_service_keeps_to_the_site_limits(tmp_path):
+    """[elastic] may allow more than the site's [nodes] / [scheduler] limits; the store keeps to those."""
+    rules = SiteRules(nodes=NodeSettings(max_nodes=2), scheduler=SchedulerSettings(max_wall_time_min=60))
+    store = SiteStore(tmp_path / "store.db", rules)
+    store.put_apps(APPS)
     make_jobs(store, 4)
     svc = service(store, max_nodes=8)
-    svc.settings.nodes.max_nodes = 2
-    svc.settings.scheduler.max_wall_time_min = 60
     anyio.run(svc.step, NOW)
     assert store.batch_jobs() == []
     assert svc.detail["decision"].startswith("not submitted: ")

@@ -8,10 +8,11 @@ import random
 import time
 
 from balsamd import ids
-from balsamd.models import ClaimLimits, Job, StateUpdate
+from balsamd.models import ClaimLimits, JobSpec, StateUpdate
 from balsamd.states import JobState
 from balsamd.store.store import SiteStore
-from tests.conftest import make_jobs
+from tests.conftest import RULES, make_jobs
+from tests.store import claim
 
 S = JobState
 CTX = multiprocessing.get_context("spawn")
@@ -20,14 +21,14 @@ CTX = multiprocessing.get_context("spawn")
 def _claimer(path: str, start, stop, results, seed: int) -> None:
     """Claim small batches until ``stop`` is set and nothing is left; run each job at once."""
     rng = random.Random(seed)
-    store = SiteStore(path)
-    session = store.open_session(f"claimer-{seed}")
+    site_store = SiteStore(path, RULES)
+    session = site_store.open_session(f"claimer-{seed}")
     got: list[str] = []
     start.wait()
     while True:
         # read the flag before claiming: once set, an empty claim means nothing is left
         stopping = stop.is_set()
-        jobs = store.claim(session.id, ClaimLimits(max_jobs=rng.randint(1, 40)))
+        jobs = claim(site_store, session.id, ClaimLimits(max_jobs=rng.randint(1, 40)))
         if not jobs and stopping:
             break
         if not jobs:
@@ -35,22 +36,22 @@ def _claimer(path: str, start, stop, results, seed: int) -> None:
             continue
         got.extend(j.id for j in jobs)
         ts = float(len(got))
-        store.update_states(
+        site_store.update_states(
             session.id,
             [StateUpdate(job_id=j.id, state=s, ts=ts) for j in jobs for s in (S.RUNNING, S.RUN_DONE)],
         )
-    store.close_session(session.id)
-    store.close()
+    site_store.close_session(session.id)
+    site_store.close()
     results.put(got)
 
 
 def _creator(path: str, start, batches: int, seed: int) -> None:
     rng = random.Random(seed)
-    store = SiteStore(path)
+    site_store = SiteStore(path, RULES)
     start.wait()
     for _ in range(batches):
-        store.create_jobs([Job(id=i, app="noop", workdir=f"c{seed}/{i}") for i in ids.new_ids(rng.randint(1, 60))])
-    store.close()
+        site_store.create_jobs([JobSpec(app="noop", workdir=f"c{seed}/{w}") for w in ids.new_ids(rng.randint(1, 60))])
+    site_store.close()
 
 
 def run_claimers(path: str, n: int, creators: int = 0, batches: int = 0) -> list[str]:
@@ -72,23 +73,23 @@ def run_claimers(path: str, n: int, creators: int = 0, batches: int = 0) -> list
     return claimed
 
 
-def assert_each_claimed_once(store, claimed: list[str]) -> None:
+def assert_each_claimed_once(site_store, claimed: list[str]) -> None:
     twice = [i for i, n in collections.Counter(claimed).items() if n > 1]
     assert twice == []
-    assert set(claimed) == {j.id for j in store.filter()}
-    assert store.counts_by_state() == {"JOB_FINISHED": len(claimed)}
-    assert {j.attempts for j in store.filter()} == {1}
-    assert len(store.events()) == 8 * len(claimed)
+    assert set(claimed) == {j.id for j in site_store.filter()}
+    assert site_store.counts_by_state() == {"JOB_FINISHED": len(claimed)}
+    assert {j.attempts for j in site_store.filter()} == {1}
+    assert len(site_store.events()) == 8 * len(claimed)
 
 
-def test_processes_claiming_from_one_store_get_every_job_exactly_once(store):
-    make_jobs(store, 3000)
-    claimed = run_claimers(str(store.db.path), 4)
+def test_processes_claiming_from_one_store_get_every_job_exactly_once(site_store):
+    make_jobs(site_store, 3000)
+    claimed = run_claimers(str(site_store.db.path), 4)
     assert len(claimed) == 3000
-    assert_each_claimed_once(store, claimed)
+    assert_each_claimed_once(site_store, claimed)
 
 
-def test_processes_creating_while_others_claim_lose_and_double_nothing(store):
-    claimed = run_claimers(str(store.db.path), 3, creators=2, batches=30)
+def test_processes_creating_while_others_claim_lose_and_double_nothing(site_store):
+    claimed = run_claimers(str(site_store.db.path), 3, creators=2, batches=30)
     assert claimed
-    assert_each_claimed_once(store, claimed)
+    assert_each_claimed_once(site_store, claimed)

@@ -8,9 +8,9 @@ import pytest
 from balsamd.lifecycle import PARENT_FAILED
 from balsamd.models import ClaimLimits
 from balsamd.states import IllegalTransition, JobState
-from balsamd.store.store import StoreError
+from balsamd.store.errors import StoreError
 from tests.conftest import make_jobs
-from tests.store import history, report, run_all
+from tests.store import claim, history, report, run_all
 
 S = JobState
 
@@ -122,9 +122,9 @@ def test_retry_leaves_children_that_failed_on_their_own(store):
     [parent] = make_jobs(store, 1, app="post")
     run_all(store, [parent])
     [child] = make_jobs(store, 1, parent_ids=[parent.id])
-    store.set_state([parent.id], S.FAILED, "postprocess found bad output")
+    assert store.finish_hook(parent.id, S.RUN_DONE, S.FAILED, "postprocess found bad output")
     assert state(store, child) == S.FAILED
-    store.set_state([parent.id], S.KILLED)
+    store.kill([parent.id])
     assert state(store, child) == S.FAILED
 
 
@@ -175,7 +175,7 @@ def test_retry_of_a_job_that_did_not_fail_is_an_illegal_transition(store, how):
     [job] = make_jobs(store, 1)
     if how == "running":
         session = store.open_session()
-        store.claim(session.id, ClaimLimits())
+        claim(store, session.id, ClaimLimits())
         report(store, session, job.id, S.RUNNING)
     elif how == "finished":
         run_all(store, [job])

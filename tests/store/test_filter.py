@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from balsamd import ids
-from balsamd.models import Job
+from balsamd.models import JobSpec
 from balsamd.states import JobState
 from balsamd.store.queries import JobFilter
 from tests.conftest import make_jobs
@@ -78,9 +78,7 @@ def test_limit_caps_the_listing(store, mixed):
 
 
 def test_workdir_filter_matches_a_substring(store):
-    jobs = store.create_jobs(
-        [Job(id=i, app="noop", workdir=w) for i, w in zip(ids.new_ids(3), ["run/a1", "run/b1", "x/a2"], strict=True)]
-    )
+    jobs = store.create_jobs([JobSpec(app="noop", workdir=w) for w in ["run/a1", "run/b1", "x/a2"]])
     assert found(store, workdir_contains="a") == {jobs[0].id, jobs[2].id}
     assert found(store, workdir_contains="run/") == {jobs[0].id, jobs[1].id}
 
@@ -88,7 +86,7 @@ def test_workdir_filter_matches_a_substring(store):
 @pytest.mark.parametrize(("needle", "matches"), [("50%", ["mix_50%"]), ("_5", ["mix_50%"]), ("\\", ["back\\slash"])])
 def test_workdir_filter_treats_like_wildcards_literally(store, needle, matches):
     names = ["mix_50%", "mix-500", "mixx5", "back\\slash"]
-    store.create_jobs([Job(id=i, app="noop", workdir=w) for i, w in zip(ids.new_ids(4), names, strict=True)])
+    store.create_jobs([JobSpec(app="noop", workdir=w) for w in names])
     assert sorted(j.workdir for j in store.filter(JobFilter(workdir_contains=needle))) == matches
 
 

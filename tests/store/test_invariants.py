@@ -13,10 +13,11 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from balsamd import ids
-from balsamd.models import ClaimLimits, Job, SessionState, StateUpdate
+from balsamd.models import ClaimLimits, Job, JobSpec, SessionState, StateUpdate
 from balsamd.states import FINAL, RUNNABLE, TRANSITIONS, IllegalTransition, JobState
-from balsamd.store.store import StoreError
+from balsamd.store.errors import StoreError
 from tests.conftest import APPS, open_store
+from tests.store import claim
 
 S = JobState
 APP_NAMES = [a.name for a in APPS]
@@ -53,7 +54,7 @@ class StoreMachine(RuleBasedStateMachine):
     def create(self, data, n, app):
         existing = [j.id for j in self.jobs()]
         parents = data.draw(st.lists(st.sampled_from(existing), max_size=2, unique=True)) if existing else []
-        self.store.create_jobs([Job(id=i, app=app, workdir=i, parent_ids=parents) for i in ids.new_ids(n)])
+        self.store.create_jobs([JobSpec(app=app, workdir=w, parent_ids=parents) for w in ids.new_ids(n)])
 
     @precondition(lambda self: self.store.count() > 0)
     @rule(data=st.data())
@@ -93,7 +94,7 @@ class StoreMachine(RuleBasedStateMachine):
         for job in self.jobs():
             nxt = HOOK_STEPS.get((job.app, job.state))
             if nxt is not None:
-                self.store.set_state([job.id], nxt, "hook")
+                assert self.store.finish_hook(job.id, job.state, nxt, "hook")
 
     # ----- what launchers do --------------------------------------------------------------
 
@@ -108,7 +109,7 @@ class StoreMachine(RuleBasedStateMachine):
         if sid not in self.open_sessions():
             return
         limits = ClaimLimits(max_jobs=max_jobs, max_aggregate_nodes=1.0 if packed else None)
-        for job in self.store.claim(sid, limits):
+        for job in claim(self.store, sid, limits):
             assert job.state in RUNNABLE
             assert job.session_id == sid
 

@@ -8,11 +8,12 @@ import apsw
 import pytest
 
 from balsamd import ids
-from balsamd.models import ClaimLimits, Job
+from balsamd.models import ClaimLimits, JobSpec
 from balsamd.states import TRANSITIONS, IllegalTransition, JobState
-from balsamd.store.store import JobNotFound, StoreError
+from balsamd.store.errors import JobNotFound, StoreError
+from balsamd.validate import JobSpecError
 from tests.conftest import make_jobs
-from tests.store import history, run_all
+from tests.store import claim, history, run_all
 
 S = JobState
 
@@ -48,7 +49,7 @@ def test_a_new_job_of_an_app_with_a_preprocess_hook_stops_at_staged_in(store):
 
 def test_create_returns_and_stores_every_field(store):
     [job] = make_jobs(
-        store, 1, parameters={"x": 1}, tags={"exp": "a"}, data={"k": [1]}, num_nodes=2,
+        store, 1, app="echo", parameters={"x": 1}, tags={"exp": "a"}, data={"k": [1]}, num_nodes=2,
         ranks_per_node=4, gpus_per_rank=0.5, node_packing_count=1, wall_time_min=12.5,
         launch_params={"cpu-bind": "depth"}, workdir="runs/one",
     )  # fmt: skip
@@ -59,32 +60,26 @@ def test_create_returns_and_stores_every_field(store):
 
 
 def test_create_with_an_unknown_app_writes_nothing(store):
-    good = Job(id=ids.new_id(), app="noop", workdir="a")
-    bad = Job(id=ids.new_id(), app="nosuch", workdir="b")
-    with pytest.raises(StoreError, match=r"unknown app nosuch; known apps: handler, noop, post, pre"):
+    good = JobSpec(app="noop", workdir="a")
+    bad = JobSpec(app="nosuch", workdir="b")
+    with pytest.raises(JobSpecError) as info:
         store.create_jobs([good, bad])
+    assert str(info.value) == (
+        "job 1: unknown app 'nosuch' (known: echo, handler, noop, post, pre); "
+        "create it with `balsamd app create nosuch --command ...`"
+    )
     assert store.count() == 0
     assert total_events(store) == 0
 
 
 def test_create_with_a_missing_parent_writes_nothing(store):
     missing = ids.new_id()
-    good = Job(id=ids.new_id(), app="noop", workdir="a")
-    orphan = Job(id=ids.new_id(), app="noop", workdir="b", parent_ids=[missing])
+    good = JobSpec(app="noop", workdir="a")
+    orphan = JobSpec(app="noop", workdir="b", parent_ids=[missing])
     with pytest.raises(StoreError, match=f"parent job.* not found: {missing}"):
         store.create_jobs([good, orphan])
     assert store.count() == 0
     assert total_events(store) == 0
-
-
-def test_create_with_a_duplicate_id_writes_nothing(store):
-    [old] = make_jobs(store, 1, tags={"t": "1"})
-    fresh = Job(id=ids.new_id(), app="noop", workdir="a", tags={"t": "2"})
-    again = Job(id=old.id, app="noop", workdir="b")
-    with pytest.raises(StoreError, match="already exists"):
-        store.create_jobs([fresh, again])
-    assert [j.id for j in store.filter()] == [old.id]
-    assert {e.job_id for e in store.events()} == {old.id}
 
 
 def test_creating_no_jobs_is_a_no_op(store):
@@ -139,7 +134,8 @@ def test_events_are_ordered_and_pageable(store):
     assert store.events(after=every[2].id, limit=2) == every[3:5]
 
 
-def test_a_state_change_and_its_event_commit_together(store):
+def test_a_state_change_and_its_event_commit_together(site_store):
+    store = site_store
     [job] = make_jobs(store, 1)
     store.db.conn.execute(
         "CREATE TEMP TRIGGER refuse_events BEFORE INSERT ON moves BEGIN SELECT RAISE(ABORT, 'events refused'); END"
@@ -184,14 +180,13 @@ def test_every_change_bumps_the_job_version(store):
     assert store.get(job.id).version == 2
 
 
-def test_create_ignores_execution_fields_given_by_the_caller(store):
-    given = Job(
-        id=ids.new_id(), app="noop", workdir="a", session_id="S1", batch_job_id="B1",
-        attempts=3, return_code=1, state_reason="old", result=b"x", version=7,
-    )  # fmt: skip
-    store.create_jobs([given])
-    job = store.get(given.id)
-    assert (job.session_id, job.batch_job_id, job.attempts, job.return_code) == (None, None, 0, None)
-    assert (job.result, job.state_reason, job.version) == (None, "", 1)
+def test_a_request_carries_only_what_users_own_and_a_new_job_starts_unrun(store):
+    execution = {"id", "state", "session_id", "batch_job_id", "attempts", "return_code", "state_reason", "result",
+                 "created_at", "updated_at", "version", "owner"}  # fmt: skip
+    assert execution.isdisjoint(JobSpec.__struct_fields__)
+    [job] = store.create_jobs([JobSpec(app="noop", workdir="a")])
+    stored = store.get(job.id)
+    assert (stored.session_id, stored.batch_job_id, stored.attempts, stored.return_code) == (None, None, 0, None)
+    assert (stored.result, stored.state_reason, stored.version, stored.owner) == (None, "", 1, "")
     session = store.open_session()
-    assert [j.id for j in store.claim(session.id, ClaimLimits())] == [given.id]
+    assert [j.id for j in claim(store, session.id, ClaimLimits())] == [job.id]

@@ -34,10 +34,10 @@ def test_a_new_store_is_migrated_to_the_current_schema_version(tmp_path):
     assert user_version(tmp_path / "s.db") == SCHEMA_VERSION
 
 
-def test_reopening_a_current_store_changes_nothing(tmp_path, store):
-    path = store.db.path
-    [job] = make_jobs(store, 1)
-    store.close()
+def test_reopening_a_current_store_changes_nothing(tmp_path, site_store):
+    path = site_store.db.path
+    [job] = make_jobs(site_store, 1)
+    site_store.close()
     before = schema_sql(path)
     reopened = SiteStore(path)
     try:
@@ -48,8 +48,8 @@ def test_reopening_a_current_store_changes_nothing(tmp_path, store):
         reopened.close()
 
 
-def test_the_store_runs_in_wal_mode(store):
-    assert store.db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+def test_the_store_runs_in_wal_mode(site_store):
+    assert site_store.db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_a_store_with_a_newer_schema_is_refused_with_advice_to_upgrade(tmp_path):

@@ -8,7 +8,7 @@ import multiprocessing
 from balsamd.models import ClaimLimits, SessionState
 from balsamd.states import JobState
 from tests.conftest import make_jobs, open_store
-from tests.store import history, report
+from tests.store import claim, history, report
 
 S = JobState
 EXPIRY = 300.0
@@ -17,7 +17,7 @@ EXPIRY = 300.0
 def running_and_claimed(store, session, app: str = "noop"):
     """One job RUNNING and one claimed but not started, both bound to ``session``."""
     running, waiting = make_jobs(store, 2, app=app)
-    store.claim(session.id, ClaimLimits(apps=[app]))
+    claim(store, session.id, ClaimLimits(apps=[app]))
     report(store, session, running.id, S.RUNNING)
     return running, waiting
 
@@ -79,7 +79,7 @@ def test_expired_jobs_can_be_claimed_by_another_session(store):
     running, waiting = running_and_claimed(store, session)
     store.expire_sessions(EXPIRY, now=2000.0)
     fresh = store.open_session(now=2000.0)
-    assert {j.id for j in store.claim(fresh.id, ClaimLimits())} == {running.id, waiting.id}
+    assert {j.id for j in claim(store, fresh.id, ClaimLimits())} == {running.id, waiting.id}
 
 
 def test_close_session_times_out_running_jobs_and_unbinds_the_rest(store):
@@ -109,12 +109,13 @@ def _expire(path: str, barrier) -> None:
     store.close()
 
 
-def test_two_processes_expiring_at_once_time_each_job_out_once(store):
+def test_two_processes_expiring_at_once_time_each_job_out_once(site_store):
+    store = site_store
     sessions = [store.open_session(now=1000.0) for _ in range(4)]
     running = []
     for session in sessions:
         jobs = make_jobs(store, 20)
-        store.claim(session.id, ClaimLimits(max_jobs=20))
+        claim(store, session.id, ClaimLimits(max_jobs=20))
         for job in jobs:
             report(store, session, job.id, S.RUNNING)
         running.extend(jobs)

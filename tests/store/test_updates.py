@@ -8,7 +8,7 @@ import pytest
 from balsamd.models import ClaimLimits, StateUpdate
 from balsamd.states import JobState
 from tests.conftest import make_jobs
-from tests.store import history, report
+from tests.store import claim, history, report
 
 S = JobState
 
@@ -20,7 +20,7 @@ def session(store):
 
 def claimed(store, session, n: int = 1, **fields):
     jobs = make_jobs(store, n, **fields)
-    store.claim(session.id, ClaimLimits(apps=[jobs[0].app]))
+    claim(store, session.id, ClaimLimits(apps=[jobs[0].app]))
     return jobs
 
 
@@ -78,13 +78,24 @@ def test_an_end_report_with_its_start_resent_after_a_lost_reply_is_a_duplicate(s
     assert history(store, job.id).count(S.RUNNING) == 1
 
 
-def test_an_end_not_allowed_after_its_start_is_rejected_but_the_start_is_recorded(store, session):
+def test_a_report_of_a_state_launchers_do_not_report_is_rejected_whole(store, session):
     [job] = claimed(store, session)
     end = StateUpdate(job_id=job.id, state=S.JOB_FINISHED, ts=20.0, started_at=10.0)
     outcome = store.update_states(session.id, [end])
-    assert "RUNNING" in outcome.rejected[job.id] and "JOB_FINISHED" in outcome.rejected[job.id]
-    assert store.get(job.id).state == S.RUNNING
-    assert store.events(job.id)[-1].ts == 10.0
+    assert outcome.rejected == {
+        job.id: "a launcher reports RUNNING, RUN_DONE, RUN_ERROR, RUN_TIMEOUT, not JOB_FINISHED"
+    }
+    assert store.get(job.id).state == S.PREPROCESSED
+    assert len(store.events(job.id)) == 3  # only its creation's steps
+
+
+def test_reports_with_times_that_are_not_numbers_are_rejected_and_the_rest_recorded(store, session):
+    jobs = claimed(store, session, 2)
+    bad = StateUpdate(job_id=jobs[0].id, state=S.RUN_DONE, ts=float("nan"), started_at=1.0)
+    good = StateUpdate(job_id=jobs[1].id, state=S.RUN_DONE, ts=2.0, started_at=1.0)
+    outcome = store.update_states(session.id, [bad, good])
+    assert outcome.rejected == {jobs[0].id: "its times must be finite numbers of seconds"}
+    assert outcome.applied == [jobs[1].id]
 
 
 def test_an_end_report_with_its_start_for_a_job_of_another_session_is_rejected(store, session):
@@ -122,7 +133,7 @@ def test_run_timeout_restarts_by_default_and_is_claimable_again(store, session):
     timed_out = store.get(job.id)
     assert (timed_out.state, timed_out.session_id) == (S.RESTART_READY, None)
     assert history(store, job.id)[-2:] == [S.RUN_TIMEOUT, S.RESTART_READY]
-    assert [j.id for j in store.claim(session.id, ClaimLimits())] == [job.id]
+    assert [j.id for j in claim(store, session.id, ClaimLimits())] == [job.id]
 
 
 def test_a_resent_batch_is_a_duplicate_and_writes_no_events(store, session):
@@ -193,7 +204,7 @@ def test_a_report_for_an_unknown_job_is_rejected(store, session):
 def test_attempts_count_starts(store, session):
     [job] = claimed(store, session)
     report(store, session, job.id, S.RUNNING, S.RUN_TIMEOUT)
-    store.claim(session.id, ClaimLimits())
+    claim(store, session.id, ClaimLimits())
     report(store, session, job.id, S.RUNNING, S.RUN_DONE)
     assert store.get(job.id).attempts == 2
     assert history(store, job.id).count(S.RUNNING) == 2

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import subprocess
 from collections.abc import Callable, Iterator
@@ -26,11 +27,11 @@ import balsamd
 from balsamd.config import Settings
 from balsamd.launch.launcher import Summary
 from balsamd.launch.main import run_launcher
-from balsamd.models import JobMode
+from balsamd.models import JOB_COLUMNS, JobMode
 from balsamd.site import SiteLayout, init_site
 from balsamd.sync import schema
-from balsamd.sync.engine import JOB_FIELDS, RoundReport, SyncEngine
-from balsamd.sync.remote import CentralConnection, _job_from_row
+from balsamd.sync.engine import RoundReport, SyncEngine
+from balsamd.sync.remote import CentralConnection, job_from_central
 from benchmarks.bench_sync import PostgresServer, PostgresUnavailable
 from tests.daemon.conftest import SETTINGS, DaemonSite, child_env
 
@@ -136,12 +137,12 @@ class Central:
     def jobs(self, site: str) -> dict[str, dict[str, Any]]:
         """Central's job rows of ``site`` as plain dicts (fields as the site store has them: a job
         made at the site has no owner there, while central names the site's role)."""
-        cols = ", ".join(JOB_FIELDS)
+        cols = ", ".join(JOB_COLUMNS)
         (role,) = self.rows("SELECT role FROM balsamd.sites WHERE name = %s", (site,))[0]
         found = {}
-        for row in self.rows(f"SELECT {cols}, site, owner FROM balsamd.jobs WHERE site = %s", (site,)):
-            job, _site, owner = _job_from_row(row)
-            if owner == role:
+        for row in self.rows(f"SELECT {cols}, site FROM balsamd.jobs WHERE site = %s", (site,)):
+            job, _site = job_from_central(row)
+            if job.owner == role:
                 job.owner = ""
             found[job.id] = msgspec.to_builtins(job)
         return found
@@ -223,9 +224,10 @@ class SyncSite(DaemonSite):
             for e in self.events()
         ]
 
-    def applied_intents(self) -> list[tuple[str, str]]:
+    def applied_intents(self) -> dict[str, Any]:
+        """Intent id -> the outcome the site recorded, as JSON values."""
         with self.store() as store, store.db.read() as conn:
-            return [tuple(r) for r in conn.execute("SELECT id, outcome FROM applied_intents ORDER BY id")]
+            return {i: json.loads(o) for i, o in conn.execute("SELECT id, outcome FROM applied_intents")}
 
 
 class SiteMaker:
@@ -285,7 +287,8 @@ def assert_converged(site: SyncSite, refused: int = 0, lost_intents: int = 0) ->
     extra = {i: j for i, j in remote.items() if i not in local}
     assert len(extra) == refused, f"central has jobs the site does not: {extra}"
     for job in extra.values():
-        assert job["state"] == "FAILED" and job["version"] == 0 and job["state_reason"].startswith("rejected")
+        assert job["state"] == "FAILED" and job["version"] == 0
+        assert job["state_reason"].startswith(f"refused by site {site.name}: ")
     missing = sorted(set(local) - set(remote))
     assert not missing, f"jobs missing in central: {missing}"
     for job_id, job in local.items():
@@ -297,7 +300,7 @@ def assert_converged(site: SyncSite, refused: int = 0, lost_intents: int = 0) ->
     # every intent addressed to the site was applied once and acknowledged
     pending = central.rows("SELECT id FROM balsamd.intents WHERE site = %s AND applied_at IS NULL", (site.name,))
     assert pending == []
-    intents = central.rows("SELECT id, outcome FROM balsamd.intents WHERE site = %s ORDER BY id", (site.name,))
+    intents = dict(central.rows("SELECT id, outcome FROM balsamd.intents WHERE site = %s", (site.name,)))
     applied = site.applied_intents()
-    assert {tuple(i) for i in intents} <= set(applied)
+    assert intents == {i: applied[i] for i in intents}
     assert len(applied) - len(intents) == lost_intents

@@ -75,7 +75,7 @@ def test_a_site_cannot_change_another_sites_rows(central: Central, world) -> Non
         for sql in (
             "UPDATE balsamd.jobs SET state = 'KILLED' WHERE site = 'beta'",
             "UPDATE balsamd.events SET reason = 'x' WHERE site = 'beta'",
-            "UPDATE balsamd.intents SET applied_at = 1, outcome = 'x' WHERE site = 'beta'",
+            "UPDATE balsamd.intents SET applied_at = 1, outcome = '{}' WHERE site = 'beta'",
             "UPDATE balsamd.apps SET spec = '{}' WHERE site = 'beta'",
             "DELETE FROM balsamd.apps WHERE site = 'beta'",
             "DELETE FROM balsamd.jobs WHERE site = 'beta'",

@@ -21,6 +21,7 @@ import pytest
 
 from balsamd.models import App, ClaimLimits, JobState, StateUpdate
 from balsamd.store.outbox import PUSHED_EVENT, PUSHED_SEQ
+from balsamd.store.queries import claimed_jobs
 from balsamd.store.store import SiteStore
 from balsamd.sync import schema
 from balsamd.sync.engine import CRASH_ENV, CRASH_POINTS, SyncEngine, keepalive_options
@@ -35,6 +36,7 @@ SMALL_BATCH_SYNC = """
 import sys
 import balsamd
 from balsamd.sync.engine import SyncEngine
+from balsamd.store.queries import claimed_jobs
 
 with balsamd.connect(sys.argv[1]) as site:
     SyncEngine(site.store, site.settings.sync.central, site.name, site.settings, batch=int(sys.argv[2])).round()
@@ -46,7 +48,8 @@ def run_jobs(site: SyncSite, job_ids: list[str], fail: bool = False) -> None:
     report them: RUNNING, then RUN_DONE (or RUN_ERROR with ``fail``)."""
     with site.store() as store:
         session = store.open_session(label="test").id
-        claimed = [j.id for j in store.claim(session, ClaimLimits(max_jobs=10_000))]
+        limits = ClaimLimits(max_jobs=10_000)
+        claimed = [j.id for j in claimed_jobs(store.claim(session, limits), limits)]
         assert set(job_ids) <= set(claimed), f"not runnable: {set(job_ids) - set(claimed)}"
         store.release(session, [i for i in claimed if i not in job_ids])
         now = time.time()

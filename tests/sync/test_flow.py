@@ -12,10 +12,14 @@ import time
 import psycopg
 import pytest
 
-from balsamd.models import ClaimLimits, JobState, StateUpdate
+from balsamd.models import ClaimLimits, IntentOutcome, IntentStatus, JobState, StateUpdate
+from balsamd.states import IllegalTransition
+from balsamd.store.queries import claimed_jobs
 from balsamd.sync.remote import RemoteJob
 
 from .conftest import Central, SyncSite, assert_converged
+
+APPLIED, REJECTED = IntentStatus.APPLIED, IntentStatus.REJECTED
 
 
 def squares(xs: range, prefix: str = "sq") -> list[dict]:
@@ -111,7 +115,7 @@ def test_kill_before_it_runs_is_applied_at_the_site_and_shown_centrally(central:
 
         report = alpha.sync()
         assert (report.applied, report.rejected) == (1, 0)
-        assert conn.jobs.intent_outcome(intent) == "applied: {'" + doomed.id + "': <JobState.KILLED: 'KILLED'>}"
+        assert conn.jobs.intent_outcome(intent) == IntentOutcome(status=APPLIED, states={doomed.id: JobState.KILLED})
         assert alpha.job(doomed.id).state == "KILLED"
         assert doomed.refresh().state == "KILLED"
 
@@ -125,8 +129,9 @@ def test_kill_before_it_runs_is_applied_at_the_site_and_shown_centrally(central:
         # killing a finished job is refused by the site, with the reason recorded
         [again] = conn.jobs.kill([kept])
         assert alpha.sync().rejected == 1
-        assert conn.jobs.intent_outcome(again).startswith("rejected: ")
-        assert "JOB_FINISHED" in conn.jobs.intent_outcome(again)
+        refused = conn.jobs.intent_outcome(again)
+        assert refused is not None and refused.status == REJECTED
+        assert refused.reason == str(IllegalTransition(kept.id, JobState.JOB_FINISHED, JobState.KILLED))
     assert_converged(alpha)
 
 
@@ -144,7 +149,9 @@ def test_retry_of_a_failed_job_runs_it_again(central: Central, alpha: SyncSite) 
 
         [intent] = conn.jobs.retry([job])
         alpha.sync()
-        assert conn.jobs.intent_outcome(intent).startswith("applied: ")
+        assert conn.jobs.intent_outcome(intent) == IntentOutcome(
+            status=APPLIED, states={job.id: JobState.RESTART_READY}
+        )
         assert job.refresh().state == "RESTART_READY"
 
         assert alpha.launch().started == 1
@@ -163,7 +170,8 @@ def test_update_applies_before_the_start_and_is_refused_after(central: Central, 
         # a launcher session claims all three, starts two, finishes one and hands `waiting` back
         with alpha.store() as store:
             session = store.open_session(label="test").id
-            assert len(store.claim(session, ClaimLimits(max_jobs=3))) == 3
+            limits = ClaimLimits(max_jobs=3)
+            assert len(claimed_jobs(store.claim(session, limits), limits)) == 3
             now = time.time()
             store.update_states(session, [StateUpdate(job_id=j.id, state=JobState.RUNNING, ts=now)
                                           for j in (running, finished)])  # fmt: skip
@@ -180,16 +188,17 @@ def test_update_applies_before_the_start_and_is_refused_after(central: Central, 
         report = alpha.sync()
         assert (report.applied, report.rejected) == (1, 3)
 
-        assert conn.jobs.intent_outcome(ok) == "applied"
-        assert conn.jobs.intent_outcome(late) == (
-            f"rejected: job {running.id} is RUNNING; only jobs that have not started can be edited"
+        assert conn.jobs.intent_outcome(ok) == IntentOutcome(status=APPLIED)
+        assert conn.jobs.intent_outcome(late) == IntentOutcome(
+            status=REJECTED, reason=f"job {running.id} is RUNNING; only jobs that have not started can be edited"
         )
-        assert conn.jobs.intent_outcome(done) == (
-            f"rejected: job {finished.id} is JOB_FINISHED; only jobs that have not started can be edited"
+        assert conn.jobs.intent_outcome(done) == IntentOutcome(
+            status=REJECTED, reason=f"job {finished.id} is JOB_FINISHED; only jobs that have not started can be edited"
         )
-        assert conn.jobs.intent_outcome(unknown) == (
-            f"rejected: job {waiting.id}: unknown parameter(s) y for app Square (it takes: x); "
-            "missing required parameter x: add -p x=VALUE"
+        assert conn.jobs.intent_outcome(unknown) == IntentOutcome(
+            status=REJECTED,
+            reason=f"job {waiting.id}: unknown parameter(s) y for app Square (it takes: x); "
+            "missing required parameter x: add -p x=VALUE",
         )
         assert alpha.job(waiting.id).parameters == {"x": 7}
         assert waiting.refresh().parameters == {"x": 7} and waiting.tags == {"edited": "yes"}
@@ -215,9 +224,12 @@ def test_a_create_the_site_refuses_fails_centrally_with_the_reason(central: Cent
 
         job.refresh()
         assert job.state == "FAILED"
-        assert job.state_reason.startswith("rejected: job: unknown app 'Noop' (known: Flaky, Square)")
+        reason = (
+            "job: unknown app 'Noop' (known: Flaky, Square); create it with `balsamd app create Noop --command ...`"
+        )
+        assert job.state_reason == f"refused by site alpha: {reason}"
         [intent] = central.rows("SELECT outcome FROM balsamd.intents WHERE job_id = %s", (job.id,))
-        assert intent[0] == job.state_reason
+        assert intent[0] == {"status": "rejected", "reason": reason}
         assert [j.id for j in conn.jobs.as_completed([job], timeout=5)] == [job.id]
         assert fine.refresh().state == "PREPROCESSED"
         # the removal reached central: the app is no longer offered for this site
@@ -256,9 +268,12 @@ def test_malformed_intents_are_refused_and_never_block_the_site(central: Central
         report = alpha.sync()
         assert (report.applied, report.rejected) == (1, len(bad))
         outcomes = dict(central.rows("SELECT id, outcome FROM balsamd.intents WHERE id LIKE '0-%%'"))
-        assert all(o.startswith("rejected: ") for o in outcomes.values()), outcomes
-        assert outcomes["0-empty-update"] == "rejected: nothing to edit: give parameters, tags or data"
-        assert outcomes["0-update-not-object"] == "rejected: parameters must be an object (a dict), not str"
+        assert {o["status"] for o in outcomes.values()} == {"rejected"}, outcomes
+        assert outcomes["0-empty-update"]["reason"] == f"job {job.id}: nothing to edit: give parameters, tags or data"
+        assert outcomes["0-update-not-object"]["reason"] == (
+            "update intent 0-update-not-object: only parameters, tags and data can be edited, as objects: "
+            "Expected `object | null`, got `str` - at `$.parameters`"
+        )
         assert fine.refresh().state == "PREPROCESSED"
         assert alpha.job(job.id).parameters == {"x": 1}
         assert set(alpha.jobs_by_id()) == {job.id, fine.id}

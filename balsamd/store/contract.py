@@ -1,0 +1,346 @@
+"""The site store's contract: every operation, declared once.
+
+``Store`` lists what can be done to a site's jobs, apps, sessions, batch jobs and sync state,
+each operation with its arguments and result as types.  Everything else is made from it:
+
+- the local store (``SiteStore``) implements it, and checks every write inside (``validate``);
+- the RPC's method table, the daemon's handlers and the client's stubs are generated from
+  ``OPERATIONS`` (``balsamd.rpc``), as is the launcher's store process;
+- one test suite runs over every transport of it (``tests/store``).
+
+A new operation is one method here and its implementation in ``SiteStore``.
+
+Arguments travel as a Struct per operation (made from the signature), so a transport decodes
+exactly the declared types and refuses anything else.  ``now`` is the caller's clock where an
+operation depends on time (tests choose it; ``None`` is the store's own clock).
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NewType, Protocol
+
+import msgspec
+
+from balsamd.models import (
+    App,
+    BatchJob,
+    BatchJobState,
+    ClaimLimits,
+    Event,
+    Intent,
+    IntentOutcome,
+    Job,
+    JobChanges,
+    JobSpec,
+    RemoveOutcome,
+    Session,
+    StateUpdate,
+    UpdateOutcome,
+)
+from balsamd.states import JobState
+from balsamd.store.batch import BacklogStats
+from balsamd.store.queries import JobFilter
+
+# A claim's jobs as the one JSON document SQLite builds of them: passed on by every transport as
+# it is and decoded once, by the launcher, with ``store.queries.claimed_jobs``.
+ClaimedJobs = NewType("ClaimedJobs", str)
+
+# the job rows sync pushes (``models.JOB_COLUMNS``, containers as JSON text), and the store's
+# change counter up to which they are complete
+JobRows = tuple[list[tuple[Any, ...]], int]
+
+F = typing.TypeVar("F", bound=Callable[..., Any])
+
+
+def operation(*, write: bool, hot: bool = False) -> Callable[[F], F]:
+    """Mark a method of a contract as an operation: ``write`` ones are one write transaction,
+    ``hot`` ones are the short calls of a launcher's loop (a server may answer them at once)."""
+
+    def mark(fn: F) -> F:
+        fn.__operation__ = (write, hot)  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+class Store(Protocol):
+    """Every operation on a site store.  Each is one transaction and says what it does."""
+
+    # ----- apps ---------------------------------------------------------------------------
+
+    @operation(write=True)
+    def put_apps(self, apps: list[App], replace_all: bool = False, now: float | None = None) -> None:
+        """Insert or update app records; with replace_all, drop the apps not given."""
+        ...
+
+    @operation(write=False)
+    def apps(self) -> dict[str, App]:
+        """Every registered app by name."""
+        ...
+
+    # ----- jobs: create and read ------------------------------------------------------------
+
+    @operation(write=True)
+    def create_jobs(self, specs: list[JobSpec], now: float | None = None) -> list[Job]:
+        """Check every request against its app and the site's rules, then create all of them
+        or none (JobSpecError lists every problem).  A job whose parent failed is created
+        FAILED; one with unfinished parents AWAITING_PARENTS; others settle as far as their
+        default hooks go."""
+        ...
+
+    @operation(write=False, hot=True)
+    def get(self, job_id: str) -> Job: ...
+
+    @operation(write=False, hot=True)
+    def resolve_id(self, text: str) -> str:
+        """A full id from an id or a unique prefix of one (ids are long to type)."""
+        ...
+
+    @operation(write=False)
+    def filter(self, f: JobFilter | None = None) -> list[Job]:
+        """The jobs the filter means, oldest first."""
+        ...
+
+    @operation(write=False, hot=True)
+    def count(self, f: JobFilter | None = None) -> int: ...
+
+    @operation(write=False, hot=True)
+    def counts_by_state(self, f: JobFilter | None = None) -> dict[str, int]: ...
+
+    @operation(write=False)
+    def events(self, job_id: str | None = None, after: int = 0, limit: int | None = None) -> list[Event]:
+        """State changes after event id ``after``, in order."""
+        ...
+
+    # ----- jobs: what users change ------------------------------------------------------------
+
+    @operation(write=True)
+    def kill(self, job_ids: list[str], now: float | None = None) -> dict[str, JobState]:
+        """Kill jobs (all or none); a running one is stopped by its launcher at its next heartbeat."""
+        ...
+
+    @operation(write=True)
+    def retry(self, job_ids: list[str], now: float | None = None) -> dict[str, JobState]:
+        """FAILED / RUN_ERROR / RUN_TIMEOUT -> RESTART_READY (or back to waiting on parents);
+        descendants that failed only because of a retried job wait for it again."""
+        ...
+
+    @operation(write=True)
+    def delete(self, job_ids: list[str]) -> RemoveOutcome:
+        """Remove jobs with their events; refuses, per job and saying why, jobs a launcher
+        holds or that unfinished jobs outside the request depend on."""
+        ...
+
+    @operation(write=True)
+    def update_job(self, job_id: str, changes: JobChanges, now: float | None = None) -> Job:
+        """Edit parameters, tags or data of a job that has not started."""
+        ...
+
+    # ----- jobs: what the daemon's services record ----------------------------------------------
+
+    @operation(write=True)
+    def finish_hook(
+        self, job_id: str, expected: JobState, state: JobState, reason: str = "",
+        data: dict[str, Any] | None = None, now: float | None = None,
+    ) -> bool:  # fmt: skip
+        """Record a hook's outcome if the job is still where the hook found it (a user may
+        have killed it meanwhile); returns whether it was applied."""
+        ...
+
+    @operation(write=True)
+    def resolve_waiting(self, limit: int = 1000, now: float | None = None) -> int:
+        """Release or fail AWAITING_PARENTS jobs whose parents settled without them noticing
+        (children that arrived later through sync); returns how many moved."""
+        ...
+
+    # ----- launcher sessions ------------------------------------------------------------------
+
+    @operation(write=True)
+    def open_session(
+        self, label: str = "", batch_job_id: str | None = None, host: str | None = None,
+        pid: int | None = None, now: float | None = None,
+    ) -> Session:  # fmt: skip
+        """A launcher's lease on what it claims (host and pid: the caller's, else the store's)."""
+        ...
+
+    @operation(write=False)
+    def get_session(self, session_id: str) -> Session: ...
+
+    @operation(write=False)
+    def sessions(self, open_only: bool = False) -> list[Session]: ...
+
+    @operation(write=True, hot=True)
+    def heartbeat(self, session_id: str, running: Sequence[str] = (), now: float | None = None) -> list[str]:
+        """Renew the session; returns those of ``running`` the launcher must stop (killed,
+        or no longer bound to this session).  SessionGone when it is not open."""
+        ...
+
+    @operation(write=True, hot=True)
+    def claim(self, session_id: str, limits: ClaimLimits, now: float | None = None) -> ClaimedJobs:
+        """Bind up to ``limits.max_jobs`` fitting runnable jobs to the session.  Two claimers
+        never get the same job; a claim resent with the same request id returns what the first
+        bound.  Claimed jobs keep their state until reported RUNNING; ``release`` gives back
+        unstarted ones."""
+        ...
+
+    @operation(write=True, hot=True)
+    def release(self, session_id: str, job_ids: list[str], now: float | None = None) -> int:
+        """Hand back claimed jobs this session did not start; returns how many went back."""
+        ...
+
+    @operation(write=True, hot=True)
+    def update_states(self, session_id: str, updates: list[StateUpdate], now: float | None = None) -> UpdateOutcome:
+        """Apply a launcher's batch of state reports, in order.  Idempotent: a report recorded
+        before is a duplicate; one for a job this session does not hold, or not allowed from its
+        state, is rejected with the reason.  One bad report never blocks the batch."""
+        ...
+
+    @operation(write=True)
+    def close_session(self, session_id: str, now: float | None = None) -> None:
+        """End a session: unstarted claims go back, runs still marked RUNNING time out."""
+        ...
+
+    @operation(write=True)
+    def expire_sessions(self, expiry_sec: float, now: float | None = None) -> list[str]:
+        """Expire sessions silent for ``expiry_sec``; each one's RUNNING jobs become
+        RUN_TIMEOUT exactly once."""
+        ...
+
+    # ----- batch jobs ---------------------------------------------------------------------------
+
+    @operation(write=True)
+    def create_batch_job(self, batch: BatchJob, now: float | None = None) -> BatchJob:
+        """Record a batch job request (checked against the site's limits) as pending submission."""
+        ...
+
+    @operation(write=False)
+    def batch_jobs(self, states: list[BatchJobState] | None = None) -> list[BatchJob]: ...
+
+    @operation(write=False)
+    def get_batch_job(self, batch_id: str) -> BatchJob: ...
+
+    @operation(write=True)
+    def update_batch_job(
+        self, batch_id: str, state: BatchJobState | None = None, expect: BatchJobState | None = None,
+        scheduler_id: str | None = None, status_info: str | None = None, start_time: float | None = None,
+        end_time: float | None = None,
+    ) -> BatchJob:  # fmt: skip
+        """Change a batch job's state (checked against the batch transition table) and the
+        fields given (None leaves a field as it is).  With ``expect``, nothing happens unless it
+        is still in that state (a user may have removed it while it was being submitted)."""
+        ...
+
+    @operation(write=True)
+    def remove_batch_job(self, batch_id: str) -> BatchJob:
+        """A user's removal: never submitted -> finished at once; queued or running -> pending
+        deletion, which the scheduler service cancels."""
+        ...
+
+    @operation(write=False)
+    def backlog_stats(self, max_nodes: int, max_wall_time_min: float, filter_tags: dict[str, str]) -> BacklogStats:
+        """Runnable work as the elastic queue sees it, split by what its limits allow."""
+        ...
+
+    # ----- sync with the central database ---------------------------------------------------------
+
+    @operation(write=False)
+    def store_id(self) -> str:
+        """This store's identity: a replaced or restored store has another."""
+        ...
+
+    @operation(write=False)
+    def meta_get(self, key: str) -> str | None: ...
+
+    @operation(write=True)
+    def meta_set(self, values: dict[str, str]) -> None: ...
+
+    @operation(write=False)
+    def max_seq(self) -> int:
+        """The store's change counter: every write transaction stamps its rows with the next."""
+        ...
+
+    @operation(write=False)
+    def job_rows_changed(self, after_seq: int, limit: int) -> JobRows:
+        """Job rows stamped after ``after_seq``, whole transactions at a time, and the seq up
+        to which the batch is complete."""
+        ...
+
+    @operation(write=False)
+    def batch_jobs_changed(self, after_seq: int, up_to_seq: int) -> list[BatchJob]: ...
+
+    @operation(write=False)
+    def jobs_deleted(self, after_seq: int, up_to_seq: int) -> list[str]: ...
+
+    @operation(write=False)
+    def apps_changed(self, after_seq: int, up_to_seq: int) -> list[App]: ...
+
+    @operation(write=True)
+    def apply_intents(self, intents: list[Intent], now: float | None = None) -> dict[str, IntentOutcome]:
+        """Apply requests from the central database, each at most once (its outcome is kept
+        with it, so one seen again returns the outcome recorded then).  Every field is checked:
+        a malformed intent is rejected with the reason, never raised."""
+        ...
+
+    def close(self) -> None:
+        """Release the transport (not an operation)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One operation of a contract, as transports need it."""
+
+    name: str
+    args: type[msgspec.Struct]  # the arguments, in the signature's order
+    result: Any  # the declared result type (None for none)
+    write: bool
+    hot: bool
+
+    def bind(self, target: object) -> Callable[[Any], Any]:
+        """A handler: decoded arguments in, ``target``'s answer out."""
+        method = getattr(target, self.name)
+        astuple = msgspec.structs.astuple
+        return lambda args: method(*astuple(args))
+
+
+def declare(contract: type) -> dict[str, Operation]:
+    """The operations of a contract class, with Structs made from their signatures."""
+    ops = {}
+    for name, fn in vars(contract).items():
+        marks = getattr(fn, "__operation__", None)
+        if marks is None:
+            continue
+        hints = typing.get_type_hints(fn)
+        fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+        for param in list(inspect.signature(fn).parameters.values())[1:]:
+            if param.kind is not param.POSITIONAL_OR_KEYWORD:
+                raise TypeError(f"{contract.__name__}.{name}: operations take plain parameters, not {param}")
+            hint = hints[param.name]
+            fields.append((param.name, hint) if param.default is param.empty else (param.name, hint, param.default))
+        camel = "".join(part.title() for part in name.split("_"))
+        args = msgspec.defstruct(f"{camel}Args", fields, forbid_unknown_fields=True)
+        ops[name] = Operation(name, args, hints["return"], *marks)
+    return ops
+
+
+OPERATIONS: dict[str, Operation] = declare(Store)
+
+
+def missing_operations(implementation: type) -> list[str]:
+    """Operations ``implementation`` lacks or takes other parameters for (its own may add
+    keyword-only ones after them); empty when it implements the whole contract."""
+    wrong = []
+    for name in OPERATIONS:
+        mine = getattr(implementation, name, None)
+        if mine is None:
+            wrong.append(name)
+            continue
+        declared = list(inspect.signature(getattr(Store, name)).parameters)
+        params = [p.name for p in inspect.signature(mine).parameters.values() if p.kind is not p.KEYWORD_ONLY]
+        if params != declared:
+            wrong.append(f"{name}{tuple(params[1:])}, declared {tuple(declared[1:])}")
+    return wrong

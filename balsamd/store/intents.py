@@ -1,0 +1,80 @@
+"""What an intent from the central database asks for, read without trusting it.
+
+Users write intents with plain SQL, so every field is checked here before the store acts on
+it: a malformed intent becomes a rejection with the reason, never an error that stops a site
+from syncing.  Pure functions; the store applies what they return (``SiteStore.apply_intents``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import msgspec
+
+from balsamd import ids
+from balsamd.models import Intent, IntentKind, IntentOutcome, JobChanges, JobSpec
+from balsamd.validate import JobSpecError, Refused, job_spec
+
+
+@dataclass(frozen=True)
+class Create:
+    jobs: list[tuple[str, JobSpec]]  # (id chosen by the requester, what to create)
+
+
+@dataclass(frozen=True)
+class Change:
+    changes: JobChanges
+
+
+@dataclass(frozen=True)
+class Move:
+    kind: IntentKind  # kill or retry
+
+
+def parse_intent(intent: Intent) -> Create | Change | Move:
+    """The action an intent asks for; Refused saying what is wrong with it."""
+    where = f"{intent.kind} intent {intent.id}"
+    try:
+        kind = IntentKind(intent.kind)
+    except ValueError:
+        raise Refused(where, [f"unknown intent kind {intent.kind!r}; use one of {', '.join(IntentKind)}"]) from None
+    if not isinstance(intent.payload, Mapping):
+        raise Refused(where, ["its payload must be a JSON object"])
+    if kind == IntentKind.CREATE:
+        return Create(_creations(intent.payload))
+    if kind == IntentKind.UPDATE:
+        try:
+            return Change(msgspec.convert(intent.payload, JobChanges))
+        except msgspec.ValidationError as exc:
+            raise Refused(where, [f"only parameters, tags and data can be edited, as objects: {exc}"]) from None
+    return Move(kind)
+
+
+def _creations(payload: Mapping[str, object]) -> list[tuple[str, JobSpec]]:
+    specs = payload.get("jobs")
+    if not isinstance(specs, list) or not specs:
+        raise Refused("create intent", ['it needs "jobs": a non-empty list of job specs'])
+    out = []
+    for n, spec in enumerate(specs):
+        where = f"job {n}" if len(specs) > 1 else "job"
+        if not isinstance(spec, Mapping) or not isinstance(spec.get("id"), str):
+            raise JobSpecError(where, ['it is not an object with a string "id"'])
+        if not ids.looks_like_id(spec["id"]):
+            raise JobSpecError(where, [f"id {spec['id']!r} is not a balsamd id (26 letters and digits, see ids.py)"])
+        out.append((spec["id"], job_spec({k: v for k, v in spec.items() if k != "id"}, where)))
+    if len({job_id for job_id, _ in out}) != len(out):
+        raise Refused("create intent", ["it names a job id more than once"])
+    return out
+
+
+_outcome_decode = msgspec.json.Decoder(IntentOutcome).decode
+_encode = msgspec.json.Encoder().encode
+
+
+def encode_outcome(outcome: IntentOutcome) -> str:
+    return _encode(outcome).decode()
+
+
+def decode_outcome(text: str) -> IntentOutcome:
+    return _outcome_decode(text)

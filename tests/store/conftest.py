@@ -1,0 +1,90 @@
+"""The store contract's transports: every test that takes ``store`` runs over each of them.
+
+- local: the SiteStore on a file, called in this process;
+- rpc: the daemon's RPC server over that store (its handlers, its hot-call path, its error
+  replies) on a real TCP port, called through the RPC client;
+- forked: the launcher's store process, a fork of this process answering over a socket pair.
+
+Tests of the store's own machinery (its database, its schema, its SQL) take ``site_store``,
+the local SiteStore, instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import anyio
+import anyio.from_thread
+import pytest
+
+from balsamd.daemon.main import store_server
+from balsamd.launch import zygote
+from balsamd.launch.storeproc import ForkedStore
+from balsamd.rpc.client import RemoteStore, RpcClient
+from balsamd.store.contract import Store
+from balsamd.store.store import SiteStore
+from tests.conftest import open_store
+
+TRANSPORTS = ("local", "rpc", "forked")
+SECRET = "contract-suite"
+
+
+@contextlib.contextmanager
+def served(store: SiteStore) -> Iterator[RemoteStore]:
+    """``store`` behind the daemon's RPC server on a loopback port, and a client of it."""
+    with anyio.from_thread.start_blocking_portal() as portal:
+
+        async def listen() -> tuple[anyio.abc.SocketListener, int]:
+            listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+            return listener, listener.extra(anyio.abc.SocketAttribute.local_port)
+
+        async def limiter() -> anyio.CapacityLimiter:
+            return anyio.CapacityLimiter(1)
+
+        server = store_server(store, SECRET, "contract", portal.call(limiter))
+        listener, port = portal.call(listen)
+        serving = portal.start_task_soon(listener.serve, server.serve)
+        remote = RemoteStore(RpcClient("127.0.0.1", port, SECRET, "contract suite", timeout=30))
+        try:
+            yield remote
+        finally:
+            remote.close()
+            serving.cancel()
+            portal.call(listener.aclose)
+
+
+@contextlib.contextmanager
+def forked(store: SiteStore, monkeypatch: pytest.MonkeyPatch) -> Iterator[ForkedStore]:
+    # connections other tests left to the garbage collector are not this store's
+    monkeypatch.setattr(zygote, "_sqlite_files_open", lambda: False)
+    with store.db.released():
+        made = ForkedStore.fork(store)
+    assert made is not None, "the store process could not be forked"
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+@pytest.fixture(params=TRANSPORTS)
+def store(request: pytest.FixtureRequest, tmp_path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
+    local = open_store(tmp_path / "store.db")
+    try:
+        if request.param == "local":
+            yield local
+        elif request.param == "rpc":
+            with served(local) as remote:
+                yield remote
+        else:
+            with forked(local, monkeypatch) as fork:
+                yield fork
+    finally:
+        local.close()
+
+
+@pytest.fixture
+def site_store(tmp_path) -> Iterator[SiteStore]:
+    s = open_store(tmp_path / "store.db")
+    yield s
+    s.close()
