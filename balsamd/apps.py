@@ -122,7 +122,7 @@ def describe(cls: type[ApplicationDefinition], source: str = "") -> App:
         if undeclared:
             raise AppError(f"app {name}: parameters {sorted(undeclared)} are not used in command_template")
         _check_template(name, cls.command_template)
-    hooks = [h for h in HOOKS if getattr(cls, h) is not getattr(ApplicationDefinition, h)]
+    hooks = [h.name for h in HOOKS if getattr(cls, h.name) is not getattr(ApplicationDefinition, h.name)]
     return App(
         name=name, kind=AppKind.PYTHON if is_python else AppKind.COMMAND,
         command_template=cls.command_template, parameters=params,
