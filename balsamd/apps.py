@@ -19,9 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from balsamd.lifecycle import HOOKS
+from balsamd.lifecycle import HOOK_NAMED, HOOKS
 from balsamd.models import App, AppKind, AppParameter, Job
-from balsamd.states import JobState
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -70,17 +69,20 @@ class ApplicationDefinition:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    # Each hook's default is its move in lifecycle.HOOKS.  The store makes that move inline
+    # for apps that keep the hook; these bodies make it for subclasses that call super().
+
     def preprocess(self) -> None:
-        self.job.state = JobState.PREPROCESSED
+        self.job.state = HOOK_NAMED["preprocess"].default_next
 
     def postprocess(self) -> None:
-        self.job.state = JobState.POSTPROCESSED
+        self.job.state = HOOK_NAMED["postprocess"].default_next
 
     def handle_error(self) -> None:
-        self.job.state = JobState.FAILED
+        self.job.state = HOOK_NAMED["handle_error"].default_next
 
     def handle_timeout(self) -> None:
-        self.job.state = JobState.RESTART_READY
+        self.job.state = HOOK_NAMED["handle_timeout"].default_next
 
 
 def app_name(cls: type[ApplicationDefinition]) -> str:

@@ -22,24 +22,11 @@ from typing import Any
 import msgspec
 
 from balsamd.apps import import_app_module
+from balsamd.lifecycle import HOOK_NAMED
 from balsamd.models import Job
 from balsamd.states import JobState
 
 S = JobState
-
-# the state each hook runs in, and where the job goes when the hook does not choose
-HOOK_OF_STATE: dict[JobState, str] = {
-    S.STAGED_IN: "preprocess",
-    S.RUN_DONE: "postprocess",
-    S.RUN_ERROR: "handle_error",
-    S.RUN_TIMEOUT: "handle_timeout",
-}
-DEFAULT_NEXT: dict[str, JobState] = {
-    "preprocess": S.PREPROCESSED,
-    "postprocess": S.POSTPROCESSED,
-    "handle_error": S.FAILED,
-    "handle_timeout": S.RESTART_READY,
-}
 
 _job_encode = _encode = msgspec.msgpack.Encoder().encode
 _job_decode = msgspec.msgpack.Decoder(Job).decode
@@ -144,7 +131,7 @@ def next_state(hook: str, result: HookResult) -> tuple[JobState, str]:
     if not result.ok:
         return S.FAILED, result.error
     if result.state is None:
-        return DEFAULT_NEXT[hook], ""
+        return HOOK_NAMED[hook].default_next, ""
     try:
         return S(result.state), f"set by {hook}"
     except ValueError:
