@@ -19,9 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from balsamd.lifecycle import HOOKS
+from balsamd.lifecycle import HOOK_NAMED, HOOKS
 from balsamd.models import App, AppKind, AppParameter, Job
-from balsamd.states import JobState
 
 if TYPE_CHECKING:  # the store is not imported by apps and workers that only subclass
     from balsamd.store.contract import Store
@@ -73,17 +72,20 @@ class ApplicationDefinition:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    # Each hook's default is its move in lifecycle.HOOKS.  The store makes that move inline
+    # for apps that keep the hook; these bodies make it for subclasses that call super().
+
     def preprocess(self) -> None:
-        self.job.state = JobState.PREPROCESSED
+        self.job.state = HOOK_NAMED["preprocess"].default_next
 
     def postprocess(self) -> None:
-        self.job.state = JobState.POSTPROCESSED
+        self.job.state = HOOK_NAMED["postprocess"].default_next
 
     def handle_error(self) -> None:
-        self.job.state = JobState.FAILED
+        self.job.state = HOOK_NAMED["handle_error"].default_next
 
     def handle_timeout(self) -> None:
-        self.job.state = JobState.RESTART_READY
+        self.job.state = HOOK_NAMED["handle_timeout"].default_next
 
 
 def app_name(cls: type[ApplicationDefinition]) -> str:
@@ -93,13 +95,13 @@ def app_name(cls: type[ApplicationDefinition]) -> str:
 def describe(cls: type[ApplicationDefinition], source: str = "") -> App:
     """The store's record of an app class (what validation and launchers need)."""
     name = app_name(cls)
-    is_python = callable(getattr(cls, "run", None))
-    if is_python and cls.command_template:
+    run = _run_method(cls)
+    if run is not None and cls.command_template:
         raise AppError(f"app {name}: define either command_template or run(), not both")
-    if not is_python and not cls.command_template:
+    if run is None and not cls.command_template:
         raise AppError(f"app {name}: set command_template or define a run(self, ...) method")
-    if is_python:
-        params = _run_parameters(cls)
+    if run is not None:
+        params = _run_parameters(run)
     else:
         params = {p: AppParameter() for p in PLACEHOLDER.findall(cls.command_template)}
     for pname, spec in cls.parameters.items():
@@ -113,9 +115,9 @@ def describe(cls: type[ApplicationDefinition], source: str = "") -> App:
             raise AppError(f"app {name}: parameters[{pname!r}] has unknown keys {sorted(unknown)}")
         required = spec.get("required", "default" not in spec)
         params[pname] = AppParameter(required=required, default=spec.get("default"), help=spec.get("help", ""))
-    if is_python:
-        extra = set(params) - set(_run_parameters(cls))
-        if extra and not _takes_any_keyword(cls):
+    if run is not None:
+        extra = set(params) - set(_run_parameters(run))
+        if extra and not _takes_any_keyword(run):
             raise AppError(
                 f"app {name}: parameters {sorted(extra)} are not arguments of run(); "
                 "add them to run()'s signature or remove them from parameters"
@@ -125,9 +127,9 @@ def describe(cls: type[ApplicationDefinition], source: str = "") -> App:
         if undeclared:
             raise AppError(f"app {name}: parameters {sorted(undeclared)} are not used in command_template")
         _check_template(name, cls.command_template)
-    hooks = [h for h in HOOKS if getattr(cls, h) is not getattr(ApplicationDefinition, h)]
+    hooks = [h.name for h in HOOKS if getattr(cls, h.name) is not getattr(ApplicationDefinition, h.name)]
     return App(
-        name=name, kind=AppKind.PYTHON if is_python else AppKind.COMMAND,
+        name=name, kind=AppKind.COMMAND if run is None else AppKind.PYTHON,
         command_template=cls.command_template, parameters=params,
         environment=dict(cls.environment), cleanup_files=list(cls.cleanup_files),
         shell_preamble=cls.shell_preamble,
@@ -136,9 +138,15 @@ def describe(cls: type[ApplicationDefinition], source: str = "") -> App:
     )  # fmt: skip
 
 
-def _run_parameters(cls: type) -> dict[str, AppParameter]:
+def _run_method(cls: type[ApplicationDefinition]) -> Callable[..., Any] | None:
+    """A Python app's ``run`` (as a plain function, ``self`` first), None for a command app."""
+    run = getattr(cls, "run", None)
+    return run if callable(run) else None
+
+
+def _run_parameters(run: Callable[..., Any]) -> dict[str, AppParameter]:
     params = {}
-    for p in list(inspect.signature(cls.run).parameters.values())[1:]:
+    for p in list(inspect.signature(run).parameters.values())[1:]:
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
         if p.default is inspect.Parameter.empty:
@@ -148,8 +156,8 @@ def _run_parameters(cls: type) -> dict[str, AppParameter]:
     return params
 
 
-def _takes_any_keyword(cls: type) -> bool:
-    return any(p.kind == p.VAR_KEYWORD for p in inspect.signature(cls.run).parameters.values())
+def _takes_any_keyword(run: Callable[..., Any]) -> bool:
+    return any(p.kind == p.VAR_KEYWORD for p in inspect.signature(run).parameters.values())
 
 
 def _check_template(name: str, template: str) -> None:

@@ -173,19 +173,24 @@ def _describe(path: Path, text: str, message: str) -> str:
 
 
 def _field_type(keys: list[str]) -> object:
-    struct: object = Settings
+    kind: object = Settings
     for key in keys:
-        if not (isinstance(struct, type) and issubclass(struct, msgspec.Struct)):
+        fields = _struct_fields(kind)
+        if key not in fields:
             return None
-        if key not in struct.__struct_fields__:
-            return None
-        struct = msgspec.structs.fields(struct)[struct.__struct_fields__.index(key)].type
-    return struct
+        kind = fields[key]
+    return kind
+
+
+def _struct_fields(kind: object) -> dict[str, object]:
+    """Field name -> type of a settings table; empty for a value that is no table."""
+    if isinstance(kind, type) and issubclass(kind, msgspec.Struct):
+        return {f.name: f.type for f in msgspec.structs.fields(kind)}
+    return {}
 
 
 def _known_keys(section: list[str]) -> list[str]:
-    struct = _field_type(section)
-    return list(struct.__struct_fields__) if isinstance(struct, type) else []
+    return list(_struct_fields(_field_type(section)))
 
 
 def _allowed_values(keys: list[str]) -> tuple[object, ...]:

@@ -9,13 +9,46 @@ processing service.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
-from balsamd.states import FINAL, JobState
+import msgspec
+
+from balsamd.states import FINAL, JobState, is_allowed
 
 S = JobState
 
-HOOKS = ("preprocess", "postprocess", "handle_error", "handle_timeout")
+
+class Hook(msgspec.Struct, frozen=True):
+    """A lifecycle hook an app may override: the state a job waits in for it, and where the
+    job goes when the app keeps the default (or its hook leaves the state alone)."""
+
+    name: str
+    runs_in: JobState
+    default_next: JobState
+
+
+# The one table of hooks: apps' default methods, the store's inline steps and the daemon's
+# processing service all read it.
+HOOKS: tuple[Hook, ...] = (
+    Hook("preprocess", runs_in=S.STAGED_IN, default_next=S.PREPROCESSED),
+    Hook("postprocess", runs_in=S.RUN_DONE, default_next=S.POSTPROCESSED),
+    Hook("handle_error", runs_in=S.RUN_ERROR, default_next=S.FAILED),
+    Hook("handle_timeout", runs_in=S.RUN_TIMEOUT, default_next=S.RESTART_READY),
+)
+HOOK_NAMED: Mapping[str, Hook] = {h.name: h for h in HOOKS}
+HOOK_IN: Mapping[JobState, Hook] = {h.runs_in: h for h in HOOKS}
+
+# Steps that run no user code.  Stage-in and stage-out transfers are not part of balsamd
+# (workdirs live on the site's shared filesystem), so these always advance.
+_STEPS_WITHOUT_HOOK: Mapping[JobState, JobState] = {
+    S.READY: S.STAGED_IN,
+    S.POSTPROCESSED: S.STAGED_OUT,
+    S.STAGED_OUT: S.JOB_FINISHED,
+}
+
+assert len(HOOK_NAMED) == len(HOOK_IN) == len(HOOKS), "one hook per name and per state"
+assert not HOOK_IN.keys() & _STEPS_WITHOUT_HOOK.keys(), "a state either runs a hook or always advances"
+assert all(is_allowed(h.runs_in, h.default_next) for h in HOOKS)
 
 # the reason prefix that marks a job failed because of its parent, so a retry of the
 # parent can bring such children back
@@ -37,27 +70,15 @@ def parent_failure_reason(parent_id: str, parent_state: JobState) -> str:
 
 
 def auto_advance(state: JobState, app_hooks: Iterable[str]) -> JobState | None:
-    """The next state when the step out of ``state`` needs no user code, else None.
-
-    Stage-in and stage-out transfers are not part of balsamd (workdirs live on the site's
-    shared filesystem), so READY and POSTPROCESSED always advance.
-    """
-    hooks = set(app_hooks)
-    if state == S.READY:
-        return S.STAGED_IN
-    if state == S.STAGED_IN and "preprocess" not in hooks:
-        return S.PREPROCESSED
-    if state == S.RUN_DONE and "postprocess" not in hooks:
-        return S.POSTPROCESSED
-    if state == S.POSTPROCESSED:
-        return S.STAGED_OUT
-    if state == S.STAGED_OUT:
-        return S.JOB_FINISHED
-    if state == S.RUN_ERROR and "handle_error" not in hooks:
-        return S.FAILED
-    if state == S.RUN_TIMEOUT and "handle_timeout" not in hooks:
-        return S.RESTART_READY
-    return None
+    """The next state when the step out of ``state`` needs no user code, else None:
+    a step without a hook, or a hook the app (whose overridden hooks are ``app_hooks``) keeps
+    as the default."""
+    if state in _STEPS_WITHOUT_HOOK:
+        return _STEPS_WITHOUT_HOOK[state]
+    hook = HOOK_IN.get(state)
+    if hook is None or hook.name in app_hooks:
+        return None
+    return hook.default_next
 
 
 def settle(state: JobState, app_hooks: Iterable[str]) -> tuple[JobState, ...]:

@@ -13,7 +13,7 @@ from balsamd.lifecycle import HOOKS, auto_advance, initial_state, retry_target, 
 from balsamd.states import FINAL, RUNNABLE, JobState, is_allowed
 
 S = JobState
-hook_sets = st.sets(st.sampled_from(HOOKS))
+hook_sets = st.sets(st.sampled_from([h.name for h in HOOKS]))
 
 
 @given(st.sampled_from(list(JobState)), hook_sets)

@@ -17,29 +17,18 @@ import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
 from balsamd.apps import import_app_module
+from balsamd.lifecycle import HOOK_NAMED
 from balsamd.models import Job
 from balsamd.states import JobState
 
 S = JobState
 
-# the state each hook runs in, and where the job goes when the hook does not choose
-HOOK_OF_STATE: dict[JobState, str] = {
-    S.STAGED_IN: "preprocess",
-    S.RUN_DONE: "postprocess",
-    S.RUN_ERROR: "handle_error",
-    S.RUN_TIMEOUT: "handle_timeout",
-}
-DEFAULT_NEXT: dict[str, JobState] = {
-    "preprocess": S.PREPROCESSED,
-    "postprocess": S.POSTPROCESSED,
-    "handle_error": S.FAILED,
-    "handle_timeout": S.RESTART_READY,
-}
+T = TypeVar("T")
 
 _job_encode = _encode = msgspec.msgpack.Encoder().encode
 _job_decode = msgspec.msgpack.Decoder(Job).decode
@@ -86,7 +75,7 @@ def run_hook(task: HookTask) -> HookResult:
     return HookResult(job.id, True, state, data)
 
 
-def serve_tasks(conn: Connection, task_type: type, func: Callable[[Any], Any]) -> None:
+def serve_tasks(conn: Connection, task_type: type[T], func: Callable[[T], object]) -> None:
     """A worker's loop: decode a task, call ``func``, send back what it returns, until EOF."""
     os.setsid()  # its own process group: stopping a job stops what the job started
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -116,7 +105,7 @@ class PythonWorker:
         self.job_id = job_id
         self.conn.send_bytes(_encode(task))
 
-    def receive(self, result_type: type) -> Any:
+    def receive(self, result_type: type[T]) -> T | None:
         """The finished task's result, or None when the worker died."""
         try:
             raw = self.conn.recv_bytes()
@@ -144,7 +133,7 @@ def next_state(hook: str, result: HookResult) -> tuple[JobState, str]:
     if not result.ok:
         return S.FAILED, result.error
     if result.state is None:
-        return DEFAULT_NEXT[hook], ""
+        return HOOK_NAMED[hook].default_next, ""
     try:
         return S(result.state), f"set by {hook}"
     except ValueError:
@@ -177,7 +166,8 @@ class HookPool:
                 busy[worker.conn] = (worker, hook, job_id, time.monotonic() + self.time_limit)
             soonest = min(deadline for *_, deadline in busy.values())
             ready = wait(list(busy), timeout=max(0.0, soonest - time.monotonic()))
-            for conn in ready:
+            # busy's own keys: wait() gives back what it was given, typed as any waitable
+            for conn in [c for c in busy if c in ready]:
                 worker, hook, job_id, _ = busy.pop(conn)
                 try:
                     result = worker.receive(HookResult)

@@ -15,7 +15,8 @@ from typing import Any
 
 import anyio
 
-from balsamd.daemon.hooks import HOOK_OF_STATE, HookPool, hook_task, next_state
+from balsamd.daemon.hooks import HookPool, hook_task, next_state
+from balsamd.lifecycle import HOOKS
 from balsamd.models import App, Job
 from balsamd.states import IllegalTransition, JobState
 from balsamd.store.queries import JobFilter
@@ -29,11 +30,11 @@ StoreCall = Callable[..., Awaitable[Any]]
 def find_hook_work(store: SiteStore, apps: dict[str, App], limit: int) -> list[tuple[Job, str]]:
     """(job, hook) pairs for jobs sitting in a state whose hook their app overrides."""
     work: list[tuple[Job, str]] = []
-    for state, hook in HOOK_OF_STATE.items():
+    for hook in HOOKS:
         for app in apps.values():
-            if hook in app.hooks and len(work) < limit:
-                f = JobFilter(states=[state], app=app.name, limit=limit - len(work))
-                work.extend((job, hook) for job in store.filter(f))
+            if hook.name in app.hooks and len(work) < limit:
+                f = JobFilter(states=[hook.runs_in], app=app.name, limit=limit - len(work))
+                work.extend((job, hook.name) for job in store.filter(f))
     return work
 
 

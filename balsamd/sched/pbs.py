@@ -114,10 +114,10 @@ def parse_status(text: str) -> dict[str, JobStatus]:
         if not isinstance(job, dict):
             raise SchedulerOutputError(what, text)
         raw_state = job.get("job_state")
-        state = STATES.get(raw_state) if isinstance(raw_state, str) else None
         host = job.get("exec_host", "")
-        if state is None or not isinstance(host, str):
+        if not (isinstance(raw_state, str) and raw_state in STATES and isinstance(host, str)):
             raise SchedulerOutputError(what, text)
+        state = STATES[raw_state]
         try:
             started = parse_time(job.get("stime")) if state != B.QUEUED else None
             ended = parse_time(job.get("obittime") or job.get("mtime")) if state == B.FINISHED else None
