@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 
 from balsamd.config import NodeSettings, SchedulerSettings, Settings
-from balsamd.lifecycle import HOOKS
+from balsamd.lifecycle import HOOK_NAMED
 from balsamd.models import (
     SPEC_FIELDS,
     App,
@@ -298,7 +298,7 @@ def app_problems(app: App) -> list[str]:
     problems += [
         f"parameter name {p!r} must be a Python identifier" for p in app.parameters if not IDENTIFIER.fullmatch(p)
     ]
-    problems += [f"unknown hook {h!r}; hooks are {', '.join(HOOKS)}" for h in app.hooks if h not in HOOKS]
+    problems += [f"unknown hook {h!r}; hooks are {', '.join(HOOK_NAMED)}" for h in app.hooks if h not in HOOK_NAMED]
     problems += [f"environment variable name {k!r} is not a name a shell accepts" for k in app.environment
                  if not IDENTIFIER.fullmatch(k)]  # fmt: skip
     return problems
