@@ -39,8 +39,7 @@ class IdGenerator:
 
     def new_ids(self, count: int, now: float | None = None) -> list[str]:
         """``count`` fresh ids, increasing, from one lock acquisition (bulk creation is hot)."""
-        # round to the microsecond before flooring: ms / 1000 * 1000 may come out just below ms
-        ms = time.time_ns() // 1_000_000 if now is None else math.floor(round(now * 1000, 3))
+        ms = time.time_ns() // 1_000_000 if now is None else _millisecond(now)
         with self._lock:
             if ms <= self._last_ms:
                 ms, rand = self._last_ms, self._last_rand
@@ -54,6 +53,16 @@ class IdGenerator:
                 ids.append(_encode((ms << 80) | rand))
             self._last_ms, self._last_rand = ms, rand
         return ids
+
+
+def _millisecond(now: float) -> int:
+    """The millisecond ``now`` falls in, as id_time gives it back: the last ``ms`` with ms / 1000 <= now."""
+    # the product is rounded, so its floor may be one off either way (ms / 1000 * 1000 may come
+    # out just below ms, and rounding to the microsecond is too coarse for times centuries ahead)
+    ms = math.floor(now * 1000)
+    if (ms + 1) / 1000 <= now:
+        return ms + 1
+    return ms - 1 if ms / 1000 > now else ms
 
 
 _process = IdGenerator()
