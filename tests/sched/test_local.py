@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -42,11 +39,7 @@ def sched() -> Iterator[LocalScheduler]:
     """A local scheduler whose batch jobs are all killed at the end of the test."""
     made = LocalScheduler()
     yield made
-    for proc in made._children.values():
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    made.kill_all()
 
 
 def script(tmp_path: Path, body: str, name: str = "batch") -> Path:
