@@ -77,3 +77,12 @@ class LocalScheduler:
 
     def backfill(self) -> list[BackfillWindow]:
         return []
+
+    def kill_all(self) -> None:
+        """Kill and reap every batch job this scheduler started, for owners whose batch jobs must not outlive them."""
+        for proc in self._children.values():
+            if proc.poll() is None:  # not reaped: its pid is still its own
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self._children.clear()

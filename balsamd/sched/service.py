@@ -118,6 +118,7 @@ class ElasticService:
         self.call = store_call
         self.scheduler = scheduler
         self.detail: dict[str, Any] = {}
+        self.decisions = 0  # in detail: a watcher waits for the next decisions, not for time
 
     async def step(self, now: float) -> None:
         e = self.settings.elastic
@@ -151,10 +152,11 @@ class ElasticService:
                 log.warning("elastic queue: %s", reason)
             else:
                 log.info("elastic queue: %d node(s) x %d min (%s)", batch.num_nodes, batch.wall_time_min, reason)
+        self.decisions += 1  # carried out: what it submitted or withdrew is in the store
         self.detail.clear()
         self.detail.update(
             decision=reason, runnable=stats.runnable, unfit=decision.unfit,
-            paused_until=decision.paused_until,
+            paused_until=decision.paused_until, decisions=self.decisions,
         )  # fmt: skip
         if decision.unfit:
             self.detail["unfit_note"] = (

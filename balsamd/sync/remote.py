@@ -26,7 +26,7 @@ _COLUMNS = ", ".join(JOB_COLUMNS)
 _SELECT = f"{_COLUMNS}, site"
 
 
-def job_from_central(row: tuple[Any, ...]) -> tuple[Job, str]:
+def _job_from_central(row: tuple[Any, ...]) -> tuple[Job, str]:
     """A job and its site from a central row (``_SELECT``'s columns)."""
     *fields, site = row
     data = dict(zip(JOB_COLUMNS, fields, strict=True))
@@ -123,7 +123,7 @@ class RemoteJobs:
         rows = self._conn.execute(f"SELECT {_SELECT} FROM balsamd.jobs WHERE id = %s", (job_id,))
         if not rows:
             raise CentralError(f"no job with id {job_id} that you may see in the central database")
-        return RemoteJob(self._conn, *job_from_central(rows[0]))
+        return RemoteJob(self._conn, *_job_from_central(rows[0]))
 
     def filter(self, site: str | None = None, state: str | Iterable[str] | None = None,
                tags: dict[str, str] | None = None, app: str | None = None,
@@ -132,7 +132,7 @@ class RemoteJobs:
         sql = f"SELECT {_SELECT} FROM balsamd.jobs{where} ORDER BY id"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [RemoteJob(self._conn, *job_from_central(r)) for r in self._conn.execute(sql, params)]
+        return [RemoteJob(self._conn, *_job_from_central(r)) for r in self._conn.execute(sql, params)]
 
     def count(self, site: str | None = None, state: str | Iterable[str] | None = None,
               tags: dict[str, str] | None = None, app: str | None = None) -> int:  # fmt: skip

@@ -36,11 +36,18 @@ class SyncService:
         self.last: RoundReport | None = None
         self.last_ok: float | None = None
         self.listening = False
+        # rounds begun on a NOTIFY for this site (not the period, not a reconnect): shown in status
+        # so that watchers can tell a round the notification woke
+        self.rounds_on_notify = 0
+        self._notified = False
         # set to end the listener's backoff early: the daemon stops, or a round just reached
         # the database the listener could not
         self._wake = threading.Event()
 
     async def step(self, _now: float) -> None:
+        if self._notified:
+            self._notified = False
+            self.rounds_on_notify += 1
         # the engine uses the store from its own thread: the store's lock keeps each call whole,
         # and RPC calls are not held up behind PostgreSQL round trips
         self.last = await anyio.to_thread.run_sync(self.engine.round)
@@ -61,6 +68,7 @@ class SyncService:
                 "rejected": r.rejected, "reconciled": r.reconciled, "seconds": round(r.seconds, 3),
             },
             "listening": self.listening,
+            "rounds_on_notify": self.rounds_on_notify,
         }  # fmt: skip
 
     async def listen(self, stop: anyio.Event) -> None:
@@ -69,6 +77,10 @@ class SyncService:
             tg.start_soon(self._stop_on, stop, halt)
             await anyio.to_thread.run_sync(self._listen, halt, abandon_on_cancel=True)
             tg.cancel_scope.cancel()
+
+    def _on_notify(self) -> None:
+        self._notified = True
+        self.trigger.fire()
 
     async def _stop_on(self, stop: anyio.Event, halt: threading.Event) -> None:
         await stop.wait()
@@ -92,7 +104,7 @@ class SyncService:
                     while not halt.is_set():
                         for note in conn.notifies(timeout=1.0):
                             if note.payload == self.name:
-                                anyio.from_thread.run_sync(self.trigger.fire)
+                                anyio.from_thread.run_sync(self._on_notify)
             except psycopg.Error as exc:
                 log.info("sync listener: %s; reconnecting in %.0f s", str(exc).strip(), delay)
             self.listening = False

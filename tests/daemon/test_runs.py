@@ -99,9 +99,12 @@ def postprocess(self):
     assert [str(j.state) for j in daemon.jobs([b, c, join, after_join])] == ["AWAITING_PARENTS"] * 4
 
     port = daemon.record().port
-    # idle long enough for the join's hook (a worker process starts for it) to release the last job
-    proc = daemon.start_launcher("--job-mode", "serial", "--idle-ttl", "3")
+    # the launcher stays while the join's hook (a worker process starts for it) releases the last
+    # job, however long that takes, and is told to leave once everything has finished
+    proc = daemon.start_launcher("--job-mode", "serial", "--idle-ttl", "600")
     wait_until(lambda: rpc_connection_of(proc.pid, port), "the launcher talks to the daemon")
+    wait_until(lambda: all(j.state == S.JOB_FINISHED for j in daemon.jobs(everything)), "the DAG has finished")
+    proc.send_signal(signal.SIGTERM)
     err = daemon.finish(proc)
     assert summary(err)["done"] == len(everything), err
 

@@ -346,12 +346,13 @@ def test_the_service_creates_an_elastic_batch_job_sized_to_the_backlog(store):
     assert (made.queue, made.project, str(made.job_mode)) == ("debug", "proj", "serial")
     assert svc.detail == {
         "decision": "backlog of 3 nodes exceeds 0 idle or coming nodes", "runnable": 3, "unfit": 0,
-        "paused_until": None,
+        "paused_until": None, "decisions": 1,
     }  # fmt: skip
     # the next period sees its nodes coming and submits nothing more
     anyio.run(svc.step, NOW + 1)
     assert len(store.batch_jobs()) == 1
     assert svc.detail["decision"] == "backlog of 3 nodes is covered by 3 idle or coming nodes"
+    assert svc.detail["decisions"] == 2
 
 
 def test_the_service_reports_unfit_jobs_and_does_not_chase_them(store):
@@ -500,9 +501,9 @@ def test_a_daemon_with_the_elastic_queue_runs_a_backlog_through_local_batch_jobs
     made = batch_states(site)
     assert made and {origin for origin, _ in made} == {"elastic"}
 
-    # more periods with nothing runnable but the unfit job: nothing more is submitted
-    last_tick = elastic_service(site).last_tick
-    wait_until(lambda: elastic_service(site).last_tick > last_tick + 1.0, "two more elastic periods")
+    # more decisions with nothing runnable but the unfit job: nothing more is submitted
+    decided = elastic_service(site).detail["decisions"]
+    wait_until(lambda: elastic_service(site).detail["decisions"] >= decided + 2, "two more elastic decisions")
     assert batch_states(site) == made
 
     ran = json.loads(site.balsamd("queue", "ls", "--all", "--json").stdout)
@@ -513,6 +514,7 @@ def test_a_daemon_with_the_elastic_queue_runs_a_backlog_through_local_batch_jobs
     assert services["scheduler (local)"]["healthy"] and services["scheduler (local)"]["restarts"] == 0
     elastic = services["elastic-queue"]
     assert (elastic["healthy"], elastic["restarts"]) == (True, 0)
+    assert elastic["detail"].pop("decisions") >= decided + 2
     assert elastic["detail"] == {
         "decision": "nothing to run", "runnable": 0, "unfit": 1, "paused_until": None,
         "unfit_note": "1 runnable job(s) need more than max_nodes=1 nodes or 10 minutes: the elastic queue will "

@@ -4,10 +4,7 @@ dying of it."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import os
-import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -68,11 +65,7 @@ def store(site: DaemonSite) -> Iterator[SiteStore]:
 def local() -> Iterator[LocalScheduler]:
     made = LocalScheduler()
     yield made
-    for proc in made._children.values():
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    made.kill_all()
 
 
 def pending(store: SiteStore, **fields: Any) -> BatchJob:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import socket
 import time
 from collections.abc import Callable
@@ -47,9 +48,11 @@ def watch(sched: SlurmScheduler, job_id: str, done: Callable[[JobStatus], bool])
 
 
 def test_submitted_job_runs_and_finishes(real_slurm, tmp_path):
+    submitted = math.floor(time.time())  # Slurm's times are whole seconds
     batch, script, job_id = submit(real_slurm, tmp_path, "echo started; sleep 2", queue="debug", project="tests")
     assert job_id.isdigit()
     seen = watch(real_slurm, job_id, lambda st: st.state == B.FINISHED)
+    looked = time.time()
     states = [s.state for s in seen]
     assert states[0] in (B.QUEUED, B.RUNNING)
     assert B.RUNNING in states
@@ -59,7 +62,7 @@ def test_submitted_job_runs_and_finishes(real_slurm, tmp_path):
     assert last.nodes == [socket.gethostname().split(".")[0]]
     assert last.start_time is not None and last.end_time is not None
     assert last.end_time - last.start_time >= 1
-    assert abs(last.end_time - time.time()) < 120
+    assert submitted <= last.start_time <= last.end_time <= looked
     # the output lands in the script's folder, named by the directives
     assert (script.parent / f"{batch.id}.out").read_text().strip() == "started"
 

@@ -27,11 +27,11 @@ import balsamd
 from balsamd.config import Settings
 from balsamd.launch.launcher import Summary
 from balsamd.launch.main import run_launcher
-from balsamd.models import JOB_COLUMNS, JobMode
+from balsamd.models import JobMode
 from balsamd.site import SiteLayout, init_site
 from balsamd.sync import schema
 from balsamd.sync.engine import RoundReport, SyncEngine
-from balsamd.sync.remote import CentralConnection, job_from_central
+from balsamd.sync.remote import CentralConnection
 from benchmarks.bench_sync import PostgresServer, PostgresUnavailable
 from tests.daemon.conftest import SETTINGS, DaemonSite, child_env
 
@@ -137,14 +137,14 @@ class Central:
     def jobs(self, site: str) -> dict[str, dict[str, Any]]:
         """Central's job rows of ``site`` as plain dicts (fields as the site store has them: a job
         made at the site has no owner there, while central names the site's role)."""
-        cols = ", ".join(JOB_COLUMNS)
         (role,) = self.rows("SELECT role FROM balsamd.sites WHERE name = %s", (site,))[0]
         found = {}
-        for row in self.rows(f"SELECT {cols}, site FROM balsamd.jobs WHERE site = %s", (site,)):
-            job, _site = job_from_central(row)
-            if job.owner == role:
-                job.owner = ""
-            found[job.id] = msgspec.to_builtins(job)
+        with self.remote("postgres") as conn:  # the administrator's API sees every row
+            for remote in conn.jobs.filter(site=site):
+                job = remote.record
+                if remote.owner == role:
+                    job.owner = ""
+                found[job.id] = msgspec.to_builtins(job)
         return found
 
     def events(self, site: str, store_id: str) -> list[tuple[Any, ...]]:

@@ -390,11 +390,13 @@ def test_postgres_restarted_under_a_running_daemon_converges(central: Central, m
     wait_until(lambda: synced(site), "central caught up after the restart", timeout=60)
     assert_converged(site)
     assert len(central.jobs("alpha")) == 10
-    # the listener is back too: a new remote job reaches the site without waiting a period
+    # the listener is back too: a new remote job's NOTIFY wakes a round
     wait_until(lambda: sync_status(site)["detail"].get("listening"), "the sync service listens again")
+    woken = sync_status(site)["detail"]["rounds_on_notify"]
     with central.remote("alice") as conn:
         job = conn.jobs.create("alpha", "Sleepy", "s/after")
     wait_until(lambda: all_in(site, [job.id], "PREPROCESSED"), "a job created after the restart reached the site")
+    wait_until(lambda: sync_status(site)["detail"]["rounds_on_notify"] > woken, "a round woken by its NOTIFY")
     assert sync_status(site)["healthy"]
 
 
