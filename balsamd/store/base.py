@@ -8,6 +8,7 @@ import apsw
 
 from balsamd.models import App
 from balsamd.store.db import Database, decode_app
+from balsamd.store.sql import value
 from balsamd.validate import SiteRules
 
 
@@ -27,7 +28,7 @@ class StoreBase:
         self._hooks_cache: dict[str, list[str]] = {}
 
     def _apps(self, conn: apsw.Connection) -> dict[str, App]:
-        version = conn.execute("SELECT value FROM counters WHERE name = 'apps'").fetchone()[0]
+        version = value(conn, "SELECT value FROM counters WHERE name = 'apps'")
         if version != self._apps_version:
             self._apps_cache = {name: decode_app(spec) for name, spec in conn.execute("SELECT name, spec FROM apps")}
             self._hooks_cache = {name: app.hooks for name, app in self._apps_cache.items()}

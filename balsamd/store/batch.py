@@ -12,6 +12,7 @@ from balsamd.store.base import StoreBase, now_or
 from balsamd.store.db import BATCH_COLUMNS, batch_job_from_row, json_text
 from balsamd.store.errors import StoreError
 from balsamd.store.schema import RUNNABLE_SQL
+from balsamd.store.sql import one, value
 from balsamd.validate import Refused, batch_problems, batch_update_problems
 
 
@@ -33,10 +34,11 @@ class BatchStoreMixin(StoreBase):
         batch = msgspec.structs.replace(batch, state=BatchJobState.PENDING_SUBMISSION, created_at=now,
                                         scheduler_id=None, start_time=None, end_time=None)  # fmt: skip
         with self.db.write() as conn:
-            active = conn.execute(
+            active = value(
+                conn,
                 f"SELECT COUNT(*) FROM batch_jobs WHERE state IN ({', '.join('?' * len(BATCH_ACTIVE))})",
                 [str(s) for s in BATCH_ACTIVE],
-            ).fetchone()[0]
+            )
             problems = batch_problems(batch, self.rules, active)
             if problems:
                 raise Refused("batch job refused", problems)
@@ -108,18 +110,20 @@ class BatchStoreMixin(StoreBase):
         tag_params = [x for kv in sorted(filter_tags.items()) for x in kv]
         fits = "num_nodes <= ? AND wall_time_min <= ?"
         with self.db.read() as conn:
-            runnable, footprint, largest = conn.execute(
+            runnable, footprint, largest = one(
+                conn,
                 "SELECT COUNT(*), COALESCE(SUM(num_nodes * 1.0 / node_packing_count), 0), COALESCE(MAX(num_nodes), 0) "
                 f"FROM jobs WHERE state IN {RUNNABLE_SQL} AND {fits}{tag_sql}",
                 (max_nodes, max_wall_time_min, *tag_params),
-            ).fetchone()
-            unfit = conn.execute(
+            )
+            unfit = value(
+                conn,
                 f"SELECT COUNT(*) FROM jobs WHERE state IN {RUNNABLE_SQL} AND NOT ({fits}){tag_sql}",
                 (max_nodes, max_wall_time_min, *tag_params),
-            ).fetchone()[0]
-            running = conn.execute(
-                "SELECT COALESCE(SUM(num_nodes * 1.0 / node_packing_count), 0) FROM jobs WHERE state = 'RUNNING'"
-            ).fetchone()[0]
+            )
+            running = value(
+                conn, "SELECT COALESCE(SUM(num_nodes * 1.0 / node_packing_count), 0) FROM jobs WHERE state = 'RUNNING'"
+            )
         return BacklogStats(
             runnable=runnable, runnable_footprint=footprint, unfit=unfit, running_footprint=running,
             largest_nodes=largest,

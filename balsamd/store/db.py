@@ -14,6 +14,7 @@ import msgspec
 from balsamd.models import JOB_COLUMNS, JSON_COLUMNS, App, BatchJob, Event, Job, Session
 from balsamd.states import JobState
 from balsamd.store.schema import migrate
+from balsamd.store.sql import value
 
 # Many launchers and CLI commands may wait on the write lock at once; each write is short,
 # so a long timeout only matters under heavy contention and beats failing a claim.
@@ -50,10 +51,11 @@ def jobs_document(conn: apsw.Connection, rowids_json: str) -> str:
 
     For batches (a claim): each row stepped from Python is a GIL handover, and building Jobs
     from tuples costs more than msgspec decoding them.  A claim's server passes it on as it is."""
-    (doc,) = conn.execute(
+    doc = value(
+        conn,
         f"SELECT json_group_array({_JOB_DOCUMENT}) FROM jobs WHERE rowid IN (SELECT value FROM json_each(?))",
         (rowids_json,),
-    ).fetchone()
+    )
     return doc
 
 
@@ -63,9 +65,7 @@ def select_jobs(conn: apsw.Connection, where: str, params: Sequence[Any], limit:
     if limit is not None:
         sql += f" {LIMIT_PARAM}"
         params = [*params, limit]
-    (doc,) = conn.execute(
-        f"SELECT json_group_array({_JOB_DOCUMENT} ORDER BY id) FROM jobs WHERE rowid IN ({sql})", params
-    ).fetchone()
+    doc = value(conn, f"SELECT json_group_array({_JOB_DOCUMENT} ORDER BY id) FROM jobs WHERE rowid IN ({sql})", params)
     return decode_jobs(doc)
 
 
@@ -248,9 +248,7 @@ class Database:
             self.conn.execute("COMMIT")
 
     def next_seq(self, conn: apsw.Connection, counter: str = "seq") -> int:
-        return conn.execute(
-            "UPDATE counters SET value = value + 1 WHERE name = ? RETURNING value", (counter,)
-        ).fetchone()[0]
+        return value(conn, "UPDATE counters SET value = value + 1 WHERE name = ? RETURNING value", (counter,))
 
     def close(self) -> None:
         self.conn.close()

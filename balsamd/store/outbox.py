@@ -11,6 +11,7 @@ from balsamd.models import App, BatchJob
 from balsamd.store.base import StoreBase
 from balsamd.store.contract import JobRows
 from balsamd.store.db import BATCH_COLUMNS, JOB_SELECT, LIMIT_PARAM, batch_job_from_row, decode_app
+from balsamd.store.sql import all_rows, value
 
 # store-side cursor names
 PUSHED_SEQ = "sync.pushed_seq"
@@ -35,45 +36,46 @@ class OutboxMixin(StoreBase):
 
     def max_seq(self) -> int:
         with self.db.read() as conn:
-            return conn.execute("SELECT value FROM counters WHERE name = 'seq'").fetchone()[0]
+            return value(conn, "SELECT value FROM counters WHERE name = 'seq'")
 
     def job_rows_changed(self, after_seq: int, limit: int) -> JobRows:
         # rows as stored (containers as JSON text): what sync sends on without decoding and
         # encoding every job again; a transaction's rows share one seq, so whole ones go
         columns = JOB_SELECT
         with self.db.read() as conn:
-            rows = conn.execute(
-                f"SELECT {columns}, seq FROM jobs WHERE seq > ? ORDER BY seq, id {LIMIT_PARAM}", (after_seq, limit + 1)
-            ).fetchall()
+            rows = all_rows(
+                conn,
+                f"SELECT {columns}, seq FROM jobs WHERE seq > ? ORDER BY seq, id {LIMIT_PARAM}",
+                (after_seq, limit + 1),
+            )
             if len(rows) <= limit:  # every job change is here: complete up to the newest seq
-                top = conn.execute("SELECT value FROM counters WHERE name = 'seq'").fetchone()[0]
+                top = value(conn, "SELECT value FROM counters WHERE name = 'seq'")
                 return [r[:-1] for r in rows], top
             last = rows[-1][-1]
             complete = [r for r in rows if r[-1] < last]
             if not complete:  # one transaction larger than a batch: take all of it
-                complete = conn.execute(
-                    f"SELECT {columns}, seq FROM jobs WHERE seq = ? ORDER BY id", (last,)
-                ).fetchall()
+                complete = all_rows(conn, f"SELECT {columns}, seq FROM jobs WHERE seq = ? ORDER BY id", (last,))
             return [r[:-1] for r in complete], complete[-1][-1]
 
     def batch_jobs_changed(self, after_seq: int, up_to_seq: int) -> list[BatchJob]:
         with self.db.read() as conn:
-            rows = conn.execute(
+            rows = all_rows(
+                conn,
                 f"SELECT {BATCH_COLUMNS} FROM batch_jobs WHERE seq > ? AND seq <= ? ORDER BY id",
                 (after_seq, up_to_seq),
-            ).fetchall()
+            )
         return [batch_job_from_row(r) for r in rows]
 
     def jobs_deleted(self, after_seq: int, up_to_seq: int) -> list[str]:
         with self.db.read() as conn:
-            rows = conn.execute(
-                "SELECT id FROM deleted_jobs WHERE seq > ? AND seq <= ? ORDER BY id", (after_seq, up_to_seq)
-            ).fetchall()
+            rows = all_rows(
+                conn, "SELECT id FROM deleted_jobs WHERE seq > ? AND seq <= ? ORDER BY id", (after_seq, up_to_seq)
+            )
         return [r[0] for r in rows]
 
     def apps_changed(self, after_seq: int, up_to_seq: int) -> list[App]:
         with self.db.read() as conn:
-            rows = conn.execute(
-                "SELECT spec FROM apps WHERE seq > ? AND seq <= ? ORDER BY name", (after_seq, up_to_seq)
-            ).fetchall()
+            rows = all_rows(
+                conn, "SELECT spec FROM apps WHERE seq > ? AND seq <= ? ORDER BY name", (after_seq, up_to_seq)
+            )
         return [decode_app(r[0]) for r in rows]

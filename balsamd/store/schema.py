@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import apsw
 
+from balsamd.store.sql import value
+
 RUNNABLE_SQL = "('PREPROCESSED', 'RESTART_READY')"
 
 MIGRATIONS: list[str] = [
@@ -217,7 +219,7 @@ def migrate(conn: apsw.Connection) -> int:
     while True:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            version = value(conn, "PRAGMA user_version")
             if version > SCHEMA_VERSION:
                 raise StoreTooNew(
                     f"store schema version {version} is newer than this balsamd understands "

@@ -22,6 +22,7 @@ from balsamd.store.base import StoreBase, now_or
 from balsamd.store.contract import ClaimedJobs
 from balsamd.store.db import SESSION_COLUMNS, jobs_document, session_from_row
 from balsamd.store.errors import SessionGone
+from balsamd.store.sql import all_rows, value
 from balsamd.store.transitions import Move, apply_moves, load_states
 from balsamd.validate import Refused, claim_problems, session_problems, update_problem
 
@@ -98,14 +99,15 @@ class SessionsMixin(StoreBase):
         with self.db.write() as conn:
             batch_job_id, last = self._require_open(conn, session_id)
             if limits.request_id and limits.request_id == last:
-                (rowids,) = conn.execute(
+                rowids = value(
+                    conn,
                     "SELECT json_group_array(rowid) FROM jobs "
                     f"WHERE session_id = ? AND state IN {queries.RUNNABLE_SQL}",
                     (session_id,),
-                ).fetchone()
+                )
             else:
                 sql, params = queries.claim_statement(limits)
-                (rowids,) = conn.execute(sql, params).fetchone()
+                rowids = value(conn, sql, params)
                 # Binding is bookkeeping of this site, not a change of the job anyone else
                 # follows: version, seq and updated_at stay, which keeps the hot claim path to
                 # one index update per job (the RUNNING report that follows is what syncs).
@@ -122,11 +124,11 @@ class SessionsMixin(StoreBase):
         now = now_or(now)
         with self.db.write() as conn:
             seq = self.db.next_seq(conn)
-            return len(conn.execute(
+            return len(all_rows(conn,
                 "UPDATE jobs SET session_id = NULL, updated_at = ?, seq = ?, version = version + 1 "
                 f"WHERE session_id = ? AND state IN {queries.RUNNABLE_SQL} "
                 "AND id IN (SELECT value FROM json_each(?)) RETURNING id",
-                (now, seq, session_id, msgspec.json.encode(job_ids).decode())).fetchall())  # fmt: skip
+                (now, seq, session_id, msgspec.json.encode(job_ids).decode())))  # fmt: skip
 
     def update_states(self, session_id: str, updates: list[StateUpdate], now: float | None = None) -> UpdateOutcome:
         now = now_or(now)
@@ -230,10 +232,11 @@ class SessionsMixin(StoreBase):
                 f"WHERE session_id IN (SELECT value FROM json_each(?)) AND state IN {queries.RUNNABLE_SQL}",
                 (now, seq, ended_json),
             )
-            running = conn.execute(
+            running = all_rows(
+                conn,
                 "SELECT id, app FROM jobs WHERE state = 'RUNNING' AND session_id IN (SELECT value FROM json_each(?))",
                 (ended_json,),
-            ).fetchall()
+            )
             moves = [Move(i, S.RUNNING, app, S.RUN_TIMEOUT, reason) for i, app in running]
             if moves:
                 apply_moves(conn, moves, self._hooks(conn), now, seq)

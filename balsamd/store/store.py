@@ -47,6 +47,7 @@ from balsamd.store.intents import Change, Create, decode_outcome, encode_outcome
 from balsamd.store.outbox import OutboxMixin
 from balsamd.store.queries import JobFilter
 from balsamd.store.sessions import SessionsMixin
+from balsamd.store.sql import all_rows, value
 from balsamd.store.transitions import MAX_STEPS, Move, apply_moves, direct_children, load_states
 from balsamd.validate import JobSpecError, Refused, SiteRules, app_problems, build_job, resolve_parameters, tag_problems
 
@@ -119,7 +120,10 @@ class SiteStore(SessionsMixin, BatchStoreMixin, OutboxMixin, StoreBase):
         if missing:
             raise StoreError(f"parent job(s) not found: {', '.join(missing)}")
         seq = self.db.next_seq(conn)
-        rows, tags, links, moves = [], [], [], []
+        rows: list[tuple[Any, ...]] = []
+        tags: list[tuple[str, str, str]] = []
+        links: list[tuple[str, str]] = []
+        moves: list[Move] = []
         for job in jobs:
             job.state, job.created_at, job.updated_at = S.CREATED, now, now
             # execution belongs to the site: a new job has not been claimed or run
@@ -161,10 +165,11 @@ class SiteStore(SessionsMixin, BatchStoreMixin, OutboxMixin, StoreBase):
         if not prefix:
             raise JobNotFound("an empty job id names no job; give an id or a prefix of one")
         with self.db.read() as conn:
-            rows = conn.execute(
+            rows = all_rows(
+                conn,
                 "SELECT id FROM jobs WHERE id >= ? AND id < ? ORDER BY id LIMIT 2",
                 (prefix, prefix + "\U0010ffff"),
-            ).fetchall()
+            )
         if not rows:
             raise JobNotFound(f"no job with id {text} (list jobs with `balsamd job ls`)")
         if len(rows) > 1:
@@ -182,7 +187,7 @@ class SiteStore(SessionsMixin, BatchStoreMixin, OutboxMixin, StoreBase):
     def count(self, f: JobFilter | None = None) -> int:
         where, params = queries.where_clause(f or JobFilter())
         with self.db.read() as conn:
-            return conn.execute(f"SELECT COUNT(*) FROM jobs{where}", params).fetchone()[0]
+            return value(conn, f"SELECT COUNT(*) FROM jobs{where}", params)
 
     def counts_by_state(self, f: JobFilter | None = None) -> dict[str, int]:
         where, params = queries.where_clause(f or JobFilter())
@@ -233,7 +238,8 @@ class SiteStore(SessionsMixin, BatchStoreMixin, OutboxMixin, StoreBase):
     def resolve_waiting(self, limit: int = 1000, now: float | None = None) -> int:
         now = now_or(now)
         with self.db.write() as conn:
-            rows = conn.execute(
+            rows = all_rows(
+                conn,
                 "SELECT j.id, j.app, ("
                 " SELECT p.id || ' ' || p.state FROM job_parents jp JOIN jobs p ON p.id = jp.parent_id"
                 " WHERE jp.child_id = j.id AND p.state IN ('FAILED', 'KILLED') LIMIT 1),"
@@ -241,7 +247,7 @@ class SiteStore(SessionsMixin, BatchStoreMixin, OutboxMixin, StoreBase):
                 " WHERE jp.child_id = j.id AND p.state != 'JOB_FINISHED')"
                 f" FROM jobs j WHERE j.state = 'AWAITING_PARENTS' {LIMIT_PARAM}",
                 (limit,),
-            ).fetchall()
+            )
             moves = []
             for job_id, app, failed, waiting in rows:
                 if failed:

@@ -19,6 +19,7 @@ import msgspec
 from balsamd import lifecycle
 from balsamd.states import IllegalTransition, JobState, check_transition, is_allowed
 from balsamd.store.db import values_chunks
+from balsamd.store.sql import value
 
 S = JobState
 
@@ -56,11 +57,12 @@ def load_states(conn: apsw.Connection, ids: list[str]) -> dict[str, tuple[JobSta
     for chunk in _in_chunks(ids):
         # one row of JSON, not a row per job: each row stepped is a GIL handover with the
         # launcher's loop when a courier thread reports
-        (rows,) = conn.execute(
+        rows = value(
+            conn,
             "SELECT json_group_array(json_array(id, state, app, session_id)) FROM jobs "
             "WHERE id IN (SELECT value FROM json_each(?))",
             (msgspec.json.encode(chunk),),
-        ).fetchone()
+        )
         for id_, state, app, session in msgspec.json.decode(rows):
             found[id_] = (_STATES[state], app, session)
     return found
@@ -80,13 +82,13 @@ def apply_moves(
     """
     finals: dict[str, JobState] = {}
     plans = [_plan(batch, hooks, now, finals) for batch in _rounds(moves)]
-    (last_event,) = conn.execute("SELECT value FROM counters WHERE name = 'events'").fetchone()
+    last_event = value(conn, "SELECT value FROM counters WHERE name = 'events'")
     for plan in plans:  # every move was checked before the first write
         for (path, started, keys), rows in plan.items():
             last_event = _write_group(conn, path, started, keys, rows, now, seq, last_event)
     conn.execute("UPDATE counters SET value = ? WHERE name = 'events'", (last_event,))
     finished = [i for i, s in finals.items() if s == S.JOB_FINISHED]
-    failed = [(i, s) for i, s in finals.items() if s in (S.FAILED, S.KILLED)]
+    failed: list[tuple[str, JobState]] = [(i, s) for i, s in finals.items() if s in (S.FAILED, S.KILLED)]
     if finished:
         finals.update(_release_children(conn, finished, hooks, now, seq))
     if failed:
@@ -203,7 +205,7 @@ def _path_id(conn: apsw.Connection, path: tuple[JobState, ...], reason_step: int
     row = conn.execute("SELECT id FROM event_paths WHERE key = ?", (key,)).fetchone()
     if row is not None:
         return row[0]
-    (path_id,) = conn.execute("INSERT INTO event_paths (key) VALUES (?) RETURNING id", (key,)).fetchone()
+    path_id = value(conn, "INSERT INTO event_paths (key) VALUES (?) RETURNING id", (key,))
     conn.executemany(
         "INSERT INTO event_steps VALUES (?, ?, ?, ?, ?)",
         [(path_id, i, a, b, int(i == reason_step)) for i, (a, b) in enumerate(itertools.pairwise(path))],
@@ -213,7 +215,7 @@ def _path_id(conn: apsw.Connection, path: tuple[JobState, ...], reason_step: int
 
 def direct_children(conn: apsw.Connection, parent_ids: list[str]) -> list[tuple[str, str, JobState, str]]:
     """(parent, child, child state, child app) for the direct children of the parents."""
-    out = []
+    out: list[tuple[str, str, JobState, str]] = []
     for chunk in _in_chunks(parent_ids):
         out.extend(
             (p, c, S(state), app)
@@ -236,11 +238,12 @@ def _release_children(
         if state != S.AWAITING_PARENTS or child in seen:
             continue
         seen.add(child)
-        unfinished = conn.execute(
+        unfinished = value(
+            conn,
             "SELECT COUNT(*) FROM job_parents jp JOIN jobs j ON j.id = jp.parent_id "
             "WHERE jp.child_id = ? AND j.state != 'JOB_FINISHED'",
             (child,),
-        ).fetchone()[0]
+        )
         if unfinished == 0:
             moves.append(Move(child, state, app, S.READY, "all parents finished"))
     return apply_moves(conn, moves, hooks, now, seq) if moves else {}
