@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 
 from balsamd.config import SETTINGS_TEMPLATE, Settings, default_cpus, load_settings
@@ -59,7 +60,9 @@ def open_store(layout: SiteLayout, settings: Settings) -> Store:
     return SiteStore(layout.store, SiteRules.of(settings))
 
 
-def find_site(explicit: str | Path | None, env: dict[str, str] | None = None, cwd: Path | None = None) -> SiteLayout:
+def find_site(
+    explicit: str | os.PathLike[str] | None, env: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> SiteLayout:
     """--site PATH, else $BALSAMD_SITE, else the current directory or one of its parents."""
     env = os.environ if env is None else env
     if explicit:

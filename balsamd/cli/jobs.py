@@ -88,10 +88,10 @@ def job_create(ctx: click.Context, app_name: str, workdir: str, params: tuple[st
                as_json: bool, **resources: object) -> None:  # fmt: skip
     """Create one job."""
     site = ensure_site(ctx)
-    parameters: dict[str, object] = dict(parse_pairs(params, "-p/--param"))
+    given = parse_pairs(params, "-p/--param")
     app = site.apps.sync().get(app_name)
-    if app is not None and app.kind == AppKind.PYTHON:
-        parameters = {k: _typed(v) for k, v in parameters.items()}
+    python = app is not None and app.kind == AppKind.PYTHON
+    parameters: dict[str, object] = {k: _typed(v) if python else v for k, v in given.items()}
     job = site.jobs.create(
         app=app_name, workdir=workdir, parameters=parameters,
         tags=parse_pairs(tags, "-t/--tag"), launch_params=parse_pairs(launch_params, "--launch-param"),

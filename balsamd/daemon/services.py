@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 
@@ -46,7 +47,7 @@ class Service:
     period: float
     detail: Callable[[], dict[str, object]] | None = None  # shown in status
     trigger: Trigger | None = None
-    companion: Callable[[anyio.Event], Awaitable[None]] | None = None
+    companion: Callable[[anyio.Event], Coroutine[Any, Any, None]] | None = None
 
 
 class Health:

@@ -52,11 +52,13 @@ def _rebuild(error_type: str, message: str, detail: dict[str, Any] | None = None
 
 class RpcClient:
     """``locate``, when given, is asked for the daemon's (host, port) before each connection,
-    so that a client follows a daemon restarted elsewhere (None: keep the last address)."""
+    so that a client follows a daemon restarted elsewhere (None: keep the last address);
+    ``clock`` times the backoff between attempts."""
 
     def __init__(
         self, host: str, port: int, secret: str, name: str = "", timeout: float = 60.0,
         locate: Callable[[], tuple[str, int] | None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:  # fmt: skip
         self.address: tuple[str, int] | None = (host, port)  # None: a connection made elsewhere
         self.locate = locate
@@ -67,6 +69,7 @@ class RpcClient:
         self.site = ""
         self._ids = 0
         self._lock = threading.Lock()
+        self.clock = clock
         self._backoff = 0.0
         self._next_attempt = 0.0
 
@@ -87,7 +90,7 @@ class RpcClient:
     def _connect(self) -> socket.socket:
         if self.address is None:
             raise RpcUnavailable(f"the connection to the {self.name} was lost")
-        now = time.monotonic()
+        now = self.clock()
         if now < self._next_attempt:
             raise RpcUnavailable(f"daemon at {self.address[0]}:{self.address[1]} unreachable; retrying soon")
         if self.locate is not None:
@@ -101,7 +104,7 @@ class RpcClient:
         except (OSError, p.ProtocolError) as exc:
             if sock is not None:
                 sock.close()
-            self._backoff = min(5.0, max(0.2, self._backoff * 2))
+            self._backoff = backoff_after(self._backoff)
             self._next_attempt = now + self._backoff
             raise RpcUnavailable(f"cannot reach the daemon at {self.address[0]}:{self.address[1]}: {exc}") from None
         if isinstance(answer, p.Denied):
@@ -144,6 +147,11 @@ class RpcClient:
                 self.sock.close()
             finally:
                 self.sock = None
+
+
+def backoff_after(last: float) -> float:
+    """Seconds until the next attempt after one more failure in a row: 0.2, doubling, at most 5."""
+    return min(5.0, max(0.2, last * 2))
 
 
 def _recv_exactly(sock: socket.socket, size: int) -> bytes:

@@ -174,7 +174,7 @@ def _detail(exc: Exception) -> dict[str, Any]:
 
 def _peer(stream: SocketStream) -> str:
     try:
-        host, port = stream.extra(anyio.abc.SocketAttribute.remote_address)[:2]
+        address = stream.extra(anyio.abc.SocketAttribute.remote_address)
     except Exception:
         return "?"
-    return f"{host}:{port}"
+    return f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)

@@ -17,7 +17,7 @@ BACKENDS: dict[str, str] = {
 }
 
 
-def scheduler_class(kind: str) -> type:
+def scheduler_class(kind: str) -> type[Scheduler]:
     if kind not in BACKENDS:
         raise ValueError(f"unknown scheduler {kind!r}; use one of {', '.join(BACKENDS)}")
     module, _, name = BACKENDS[kind].partition(":")

@@ -15,7 +15,7 @@ from typing import Protocol
 
 import msgspec
 
-from balsamd.models import BatchJobState
+from balsamd.models import BatchJob, BatchJobState
 
 
 class SchedulerError(Exception):
@@ -103,6 +103,8 @@ class Scheduler(Protocol):
     commands: tuple[str, ...]
     default_template: str
 
+    def __init__(self, run: Run = run_command) -> None: ...
+
     def submit(self, script: Path, cwd: Path) -> str:
         """Submit a rendered job script; returns the scheduler's id for it."""
 
@@ -112,6 +114,10 @@ class Scheduler(Protocol):
     def cancel(self, scheduler_id: str) -> None: ...
 
     def backfill(self) -> list[BackfillWindow]: ...
+
+    def directives(self, batch: BatchJob) -> list[str]:
+        """The job script's header lines that ask the scheduler for this batch job."""
+        ...
 
 
 def hms(minutes: int) -> str:

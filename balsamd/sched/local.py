@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from balsamd.models import BatchJobState
+from balsamd.models import BatchJob, BatchJobState
 from balsamd.sched.base import BackfillWindow, JobStatus, Run, SchedulerError, run_command
 from balsamd.sched.script import GENERIC_TEMPLATE
 
@@ -34,7 +34,7 @@ class LocalScheduler:
     def __init__(self, run: Run = run_command) -> None:
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
-    def directives(self, batch) -> list[str]:
+    def directives(self, batch: BatchJob) -> list[str]:
         return [f"# balsamd batch job {batch.id}: {batch.num_nodes} node(s), {batch.wall_time_min} min"]
 
     def submit(self, script: Path, cwd: Path) -> str:

@@ -31,7 +31,7 @@ from balsamd.config import Settings
 from balsamd.models import JOB_COLUMNS, App, BatchJob, Intent, IntentKind, IntentStatus
 from balsamd.store.contract import Store
 from balsamd.store.outbox import PUSHED_EVENT, PUSHED_SEQ
-from balsamd.sync.schema import CentralError, check_version
+from balsamd.sync.schema import CentralError, check_version, scalar
 from balsamd.validate import SiteRules
 
 CRASH_ENV = "BALSAMD_SYNC_CRASH_AT"
@@ -149,10 +149,10 @@ class SyncEngine:
     def _continuity(self, pg: psycopg.Connection, report: RoundReport) -> bool:
         """Detect a break and reset the cursors; True when everything must be pushed again."""
         with pg.transaction():
-            if pg.execute("SELECT to_regnamespace('balsamd')").fetchone()[0] is None:
+            if scalar(pg, "SELECT to_regnamespace('balsamd')") is None:
                 raise CentralError("the central database has no balsamd schema; run `balsamd central init DSN`")
             try:
-                meta = dict(pg.execute("SELECT key, value FROM balsamd.meta").fetchall())
+                meta: dict[str, str] = dict(pg.execute("SELECT key, value FROM balsamd.meta").fetchall())
             except psycopg.errors.InsufficientPrivilege:
                 raise CentralError(
                     f"this site's role may not use the central database; its administrator registers the site "

@@ -14,12 +14,13 @@ from typing import Any
 
 import msgspec
 import psycopg
+from psycopg.types.json import Jsonb
 
 from balsamd import ids
 from balsamd.models import JOB_COLUMNS, App, Event, IntentOutcome, Job, JobSpec, job_row
 from balsamd.results import await_value
 from balsamd.states import FINAL, JobState
-from balsamd.sync.schema import CentralError, check_version
+from balsamd.sync.schema import CentralError, check_version, scalar
 from balsamd.validate import JobSpecError, SiteRules, build_job, job_spec
 
 _COLUMNS = ", ".join(JOB_COLUMNS)
@@ -114,7 +115,7 @@ class RemoteJobs:
                 cur.execute(
                     "INSERT INTO balsamd.intents (id, site, kind, job_id, payload, created_at) "
                     "VALUES (%s, %s, 'create', %s, %s, %s)",
-                    (ids.new_id(), target, pairs[0][1].id, psycopg.types.json.Jsonb(payload), now),
+                    (ids.new_id(), target, pairs[0][1].id, Jsonb(payload), now),
                 )
                 made += [(job, target) for _, job in pairs]
         return [RemoteJob(self._conn, job, target) for job, target in made]
@@ -159,7 +160,7 @@ class RemoteJobs:
                 cur.execute(
                     "INSERT INTO balsamd.intents (id, site, kind, job_id, payload, created_at) "
                     "VALUES (%s, %s, %s, %s, %s, %s)",
-                    (intent_id, job.site, kind, job.id, psycopg.types.json.Jsonb(payload or {}), now),
+                    (intent_id, job.site, kind, job.id, Jsonb(payload or {}), now),
                 )
                 made.append(intent_id)
         return made
@@ -216,8 +217,8 @@ class CentralConnection:
         except psycopg.OperationalError as exc:
             raise CentralError(f"cannot reach the central database: {str(exc).strip()}") from None
         try:
-            self.user = self.pg.execute("SELECT current_user").fetchone()[0]
-            if self.pg.execute("SELECT to_regnamespace('balsamd')").fetchone()[0] is None:
+            self.user: str = scalar(self.pg, "SELECT current_user")
+            if scalar(self.pg, "SELECT to_regnamespace('balsamd')") is None:
                 raise CentralError("the central database has no balsamd schema; run `balsamd central init DSN`")
             try:
                 row = self.pg.execute("SELECT value FROM balsamd.meta WHERE key = 'schema_version'").fetchone()

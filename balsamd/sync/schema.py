@@ -8,6 +8,9 @@ administrator who runs `balsamd central init` owns the tables and sees everythin
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import psycopg
 from psycopg import sql
 
@@ -214,8 +217,16 @@ class CentralError(Exception):
     """The central database refused or is not what balsamd expects; the message says why."""
 
 
+def scalar(conn: psycopg.Connection, query: str, params: Sequence[Any] = ()) -> Any:
+    """The first column of the one row ``query`` always returns."""
+    row = conn.execute(query, params).fetchone()
+    if row is None:
+        raise CentralError(f"the central database returned no row for: {query}")
+    return row[0]
+
+
 def schema_version(conn: psycopg.Connection) -> int:
-    exists = conn.execute("SELECT to_regclass('balsamd.meta') IS NOT NULL").fetchone()[0]
+    exists = scalar(conn, "SELECT to_regclass('balsamd.meta') IS NOT NULL")
     if not exists:
         return 0
     row = conn.execute("SELECT value FROM balsamd.meta WHERE key = 'schema_version'").fetchone()

@@ -120,4 +120,4 @@ def _redacted(dsn: str) -> str:
     except psycopg.ProgrammingError:
         return "(unparsable DSN)"
     info.pop("password", None)
-    return psycopg.conninfo.make_conninfo(**info)
+    return psycopg.conninfo.make_conninfo("", **info)

@@ -15,7 +15,7 @@ import pytest
 
 import balsamd
 from balsamd.models import ClaimLimits, ClaimOrder, JobSpec, StateUpdate
-from balsamd.rpc.client import RemoteError, RemoteStore, RpcClient, RpcRefused, RpcUnavailable
+from balsamd.rpc.client import RemoteError, RemoteStore, RpcClient, RpcRefused, RpcUnavailable, backoff_after
 from balsamd.rpc.record import read_record
 from balsamd.site import SiteLayout, open_store
 from balsamd.states import IllegalTransition, JobState
@@ -191,23 +191,25 @@ def occupied(port: int) -> Iterator[None]:
         yield
 
 
-def test_a_daemon_that_is_down_makes_calls_fail_fast_with_backoff() -> None:
+def test_the_backoff_doubles_from_a_fifth_of_a_second_to_five() -> None:
+    delays = list(itertools.accumulate(range(7), lambda last, _: backoff_after(last), initial=0.0))[1:]
+    assert delays == [0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0]
+
+
+def test_a_daemon_that_is_down_makes_calls_fail_fast_and_tries_again_after_its_backoff() -> None:
+    now = [100.0]
     with hanging_up_listener() as (port, accepted):
-        client = RpcClient("127.0.0.1", port, "secret")
-        assert client.sock is None
-        failures = 0
-        began = time.monotonic()
-        while time.monotonic() - began < 1.6:
-            with pytest.raises(RpcUnavailable):
-                client.call("ping")
-            failures += 1
-            time.sleep(0.005)
-    # attempts wait 0.2, 0.4, 0.8 s after each failure in a row: 3 or 4 in 1.6 s, however
-    # often the caller calls
-    assert 3 <= len(accepted) <= 4, accepted
-    assert failures > 50
-    gaps = [b - a for a, b in itertools.pairwise(accepted)]
-    assert all(later > earlier for earlier, later in itertools.pairwise(gaps)), gaps
+        client = RpcClient("127.0.0.1", port, "secret", clock=lambda: now[0])
+        for attempt, delay in enumerate((0.2, 0.4, 0.8), start=1):
+            with pytest.raises(RpcUnavailable, match=r"^cannot reach the daemon"):
+                client.call("ping")  # an attempt: the daemon's port hangs up
+            wait_until(lambda n=attempt: len(accepted) == n, f"attempt {attempt} reached the port")
+            now[0] += delay - 0.01
+            for _ in range(50):  # however often the caller calls before then: no attempt
+                with pytest.raises(RpcUnavailable, match=r"unreachable; retrying soon$"):
+                    client.call("ping")
+            now[0] += 0.01
+        assert len(accepted) == 3
 
 
 def test_calls_to_a_stopped_daemon_say_it_is_unreachable(tmp_path: Path) -> None:
@@ -275,14 +277,15 @@ def test_the_api_follows_a_daemon_restarted_on_another_port(tmp_path: Path, monk
         site.stop()
         with occupied(port):
             site.start()
-            deadline = time.monotonic() + 2
-            while time.monotonic() < deadline:
+            assert site.record().port != port
+
+            def counted() -> bool:
                 try:
-                    assert opened.jobs.count() == 0
-                    return
+                    return opened.jobs.count() == 0
                 except RpcUnavailable:
-                    time.sleep(0.1)
-        pytest.fail("the site opened before the restart never reached the daemon again")
+                    return False
+
+            wait_until(counted, "the site opened before the restart reaches the daemon on its new port")
 
 
 def test_a_job_that_cannot_cross_the_rpc_is_refused_at_creation(tmp_path: Path) -> None:
