@@ -193,8 +193,3 @@ def _stub(op: Operation) -> Callable[..., Any]:
 
 for _op in OPERATIONS.values():
     setattr(RemoteStore, _op.name, _stub(_op))
-
-
-def remote_store(client: RpcClient) -> Store:
-    """The store contract served by the daemon ``client`` talks to."""
-    return RemoteStore(client)

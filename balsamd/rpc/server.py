@@ -65,8 +65,6 @@ class RpcServer:
         self.secret = secret
         self.site_name = site_name
         self.limiter = limiter
-        self.calls = 0
-        self.refused = 0
         self.inline: Callable[[Handler, Any], tuple[bool, Any]] | None = None
 
     async def serve(self, stream: SocketStream) -> None:
@@ -77,7 +75,6 @@ class RpcServer:
                 with anyio.fail_after(HANDSHAKE_TIMEOUT):
                     hello = await frames.message()
                 if not self._accept(hello):
-                    self.refused += 1
                     reason = self._refusal(hello)
                     log.warning("refused connection from %s: %s", peer, reason)
                     await stream.send(p.frame(p.Denied(reason)))
@@ -91,13 +88,10 @@ class RpcServer:
             except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.IncompleteRead, ConnectionError):
                 return
             except TimeoutError:
-                self.refused += 1
                 log.warning("connection from %s sent no handshake in time", peer)
             except p.ProtocolError as exc:
-                self.refused += 1
                 log.warning("dropped connection from %s: %s", peer, exc)
             except Exception:  # whatever one connection sends, the daemon serves the others
-                self.refused += 1
                 log.exception("dropped connection from %s after an unexpected error", peer)
 
     def _accept(self, hello: p.Message) -> bool:
@@ -116,7 +110,6 @@ class RpcServer:
         return "wrong secret: use the secret file of this site"
 
     async def dispatch(self, call: p.Call) -> p.Reply:
-        self.calls += 1
         try:
             args = p.decode_args(call.method, call.args)
             handler = self.handlers.get(call.method)

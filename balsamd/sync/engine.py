@@ -20,7 +20,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -78,7 +78,6 @@ class RoundReport:
     reconciled: str = ""
     lag: int = 0  # store changes (seq) not yet in central after this round
     seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
 
 
 def batch_row(batch: BatchJob) -> tuple[Any, ...]:
