@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from balsamd.cli import cli
+from balsamd.models import JOB_COLUMNS
 from balsamd.sync.schema import MIGRATIONS, CentralError
 
 from .conftest import Central, SyncSite
@@ -113,3 +114,10 @@ def test_add_site_and_add_user_create_login_roles(central: Central) -> None:
         assert conn.execute("SELECT name FROM balsamd.sites").fetchall() == [("gamma",)]
     with central.connect("carol") as conn:
         assert conn.execute("SELECT count(*) FROM balsamd.jobs").fetchone() == (0,)
+
+
+def test_centrals_jobs_table_has_a_column_for_each_field_of_a_job(central: Central) -> None:
+    columns = central.rows(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'balsamd' AND table_name = 'jobs'"
+    )
+    assert sorted(c for (c,) in columns) == sorted([*JOB_COLUMNS, "site"])
