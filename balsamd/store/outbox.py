@@ -12,8 +12,10 @@ from balsamd.store.base import StoreBase
 from balsamd.store.contract import JobRows
 from balsamd.store.db import BATCH_COLUMNS, JOB_SELECT, LIMIT_PARAM, batch_job_from_row, decode_app
 from balsamd.store.sql import all_rows, value
+from balsamd.validate import Refused
 
 # store-side cursor names
+SYNC_KEYS = "sync."
 PUSHED_SEQ = "sync.pushed_seq"
 PUSHED_EVENT = "sync.pushed_event"
 
@@ -28,6 +30,12 @@ class OutboxMixin(StoreBase):
         return None if row is None else row[0]
 
     def meta_set(self, values: dict[str, str]) -> None:
+        # what sync keeps (its cursors); the store's own identity is not for callers to change
+        wrong = [k for k in values if not k.startswith(SYNC_KEYS) or len(k) > 64]
+        if wrong:
+            raise Refused(
+                "meta", [f"{k!r} does not start with {SYNC_KEYS!r}: only sync's keys can be set" for k in wrong]
+            )
         with self.db.write() as conn:
             conn.executemany(
                 "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",

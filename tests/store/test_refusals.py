@@ -92,6 +92,11 @@ CASES: dict[str, tuple[Callable[[Store], Any], Callable[[Store, Any], object], s
         lambda s, job: s.update_job(job, JobChanges()),
         "nothing to edit: give parameters, tags or data",
     ),
+    "a meta key that is not sync's": (
+        _nothing,
+        lambda s, _: s.meta_set({"store_id": "forged"}),
+        "meta: 'store_id' does not start with 'sync.': only sync's keys can be set",
+    ),
     "a scheduler id that is two words": (
         _batch,
         lambda s, batch: s.update_batch_job(batch, scheduler_id="12 34"),

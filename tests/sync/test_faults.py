@@ -311,17 +311,17 @@ def test_a_store_file_swapped_under_an_open_store_reports_the_real_error(tmp_pat
     path = tmp_path / "store.db"
     first = SiteStore(path)
     try:
-        first.meta_set({"x": "1"})
+        first.meta_set({"sync.x": "1"})
         first.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         shutil.copyfile(path, tmp_path / "backup.db")
-        first.meta_set({"x": "2"})
+        first.meta_set({"sync.x": "2"})
         for suffix in ("-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         shutil.copyfile(tmp_path / "backup.db", path)
         second = SiteStore(path)
         try:
             with pytest.raises(apsw.Error) as raised:
-                second.meta_get("x")
+                second.meta_get("sync.x")
         finally:
             second.close()
     finally:
