@@ -79,17 +79,21 @@ SPEC_FIELDS: tuple[str, ...] = JobSpec.__struct_fields__
 _json_encode = msgspec.json.Encoder().encode
 
 
-def job_row(job: Job) -> list[Any]:
-    """A job's values in JOB_COLUMNS order, as the store and the central database keep them."""
+def _row(record: msgspec.Struct, columns: tuple[str, ...], json_columns: frozenset[str]) -> list[Any]:
     values = []
-    for name in JOB_COLUMNS:
-        value = getattr(job, name)
-        if name in JSON_COLUMNS:
+    for name in columns:
+        value = getattr(record, name)
+        if name in json_columns:
             value = _json_encode(value).decode()
-        elif name == "state":
+        elif isinstance(value, enum.Enum):
             value = str(value)
         values.append(value)
     return values
+
+
+def job_row(job: Job) -> list[Any]:
+    """A job's values in JOB_COLUMNS order, as the store and the central database keep them."""
+    return _row(job, JOB_COLUMNS, JSON_COLUMNS)
 
 
 class Event(msgspec.Struct, kw_only=True):
@@ -166,6 +170,15 @@ class BatchJob(msgspec.Struct, kw_only=True):
     start_time: float | None = None
     end_time: float | None = None
     origin: str = "user"  # or "elastic": submitted by the elastic queue
+
+
+# a batch job's columns in the site store and the central database, as for jobs
+BATCH_COLUMNS: tuple[str, ...] = BatchJob.__struct_fields__
+BATCH_JSON_COLUMNS = frozenset({"filter_tags"})
+
+
+def batch_row(batch: BatchJob) -> list[Any]:
+    return _row(batch, BATCH_COLUMNS, BATCH_JSON_COLUMNS)
 
 
 class AppKind(enum.StrEnum):

@@ -7,9 +7,9 @@ from typing import Any
 import apsw
 import msgspec
 
-from balsamd.models import BATCH_ACTIVE, BATCH_TRANSITIONS, BatchJob, BatchJobState
+from balsamd.models import BATCH_ACTIVE, BATCH_TRANSITIONS, BatchJob, BatchJobState, batch_row
 from balsamd.store.base import StoreBase, now_or
-from balsamd.store.db import BATCH_COLUMNS, batch_job_from_row, json_text
+from balsamd.store.db import BATCH_SELECT, batch_job_from_row
 from balsamd.store.errors import StoreError
 from balsamd.store.schema import RUNNABLE_SQL
 from balsamd.store.sql import one, value
@@ -43,10 +43,10 @@ class BatchStoreMixin(StoreBase):
             if problems:
                 raise Refused("batch job refused", problems)
             seq = self.db.next_seq(conn)
-            row = _row(batch)
+            row = batch_row(batch)
             try:
                 conn.execute(
-                    f"INSERT INTO batch_jobs ({BATCH_COLUMNS}, seq) VALUES ({', '.join('?' * (len(row) + 1))})",
+                    f"INSERT INTO batch_jobs ({BATCH_SELECT}, seq) VALUES ({', '.join('?' * (len(row) + 1))})",
                     (*row, seq),
                 )
             except apsw.ConstraintError:
@@ -54,7 +54,7 @@ class BatchStoreMixin(StoreBase):
         return batch
 
     def batch_jobs(self, states: list[BatchJobState] | None = None) -> list[BatchJob]:
-        sql = f"SELECT {BATCH_COLUMNS} FROM batch_jobs"
+        sql = f"SELECT {BATCH_SELECT} FROM batch_jobs"
         params: list[Any] = []
         if states:
             sql += f" WHERE state IN ({', '.join('?' * len(states))})"
@@ -131,19 +131,7 @@ class BatchStoreMixin(StoreBase):
 
 
 def _load(conn: apsw.Connection, batch_id: str) -> BatchJob:
-    row = conn.execute(f"SELECT {BATCH_COLUMNS} FROM batch_jobs WHERE id = ?", (batch_id,)).fetchone()
+    row = conn.execute(f"SELECT {BATCH_SELECT} FROM batch_jobs WHERE id = ?", (batch_id,)).fetchone()
     if row is None:
         raise StoreError(f"no batch job with id {batch_id} (list them with `balsamd queue ls`)")
     return batch_job_from_row(row)
-
-
-def _row(batch: BatchJob) -> tuple[Any, ...]:
-    values = []
-    for name in BATCH_COLUMNS.split(", "):
-        value = getattr(batch, name)
-        if name == "filter_tags":
-            value = json_text(value)
-        elif name in ("state", "job_mode"):
-            value = str(value)
-        values.append(value)
-    return tuple(values)

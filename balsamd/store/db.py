@@ -11,7 +11,17 @@ from typing import Any
 import apsw
 import msgspec
 
-from balsamd.models import JOB_COLUMNS, JSON_COLUMNS, App, BatchJob, Event, Job, Session
+from balsamd.models import (
+    BATCH_COLUMNS,
+    BATCH_JSON_COLUMNS,
+    JOB_COLUMNS,
+    JSON_COLUMNS,
+    App,
+    BatchJob,
+    Event,
+    Job,
+    Session,
+)
 from balsamd.states import JobState
 from balsamd.store.schema import migrate
 from balsamd.store.sql import value
@@ -113,15 +123,13 @@ def session_from_row(row: tuple[Any, ...]) -> Session:
     return msgspec.convert(dict(zip(SESSION_COLUMNS.split(", "), row, strict=True)), Session)
 
 
-BATCH_COLUMNS = (
-    "id, num_nodes, wall_time_min, job_mode, project, queue, filter_tags, state, scheduler_id, "
-    "status_info, created_at, start_time, end_time, origin"
-)
+BATCH_SELECT = ", ".join(BATCH_COLUMNS)
 
 
 def batch_job_from_row(row: tuple[Any, ...]) -> BatchJob:
-    fields = dict(zip(BATCH_COLUMNS.split(", "), row, strict=True))
-    fields["filter_tags"] = _dict_decoder(fields["filter_tags"])
+    fields = dict(zip(BATCH_COLUMNS, row, strict=True))
+    for name in BATCH_JSON_COLUMNS:
+        fields[name] = _dict_decoder(fields[name])
     return msgspec.convert(fields, BatchJob)
 
 

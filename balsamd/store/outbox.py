@@ -10,7 +10,7 @@ from __future__ import annotations
 from balsamd.models import App, BatchJob
 from balsamd.store.base import StoreBase
 from balsamd.store.contract import JobRows
-from balsamd.store.db import BATCH_COLUMNS, JOB_SELECT, LIMIT_PARAM, batch_job_from_row, decode_app
+from balsamd.store.db import BATCH_SELECT, JOB_SELECT, LIMIT_PARAM, batch_job_from_row, decode_app
 from balsamd.store.sql import all_rows, value
 from balsamd.validate import Refused
 
@@ -69,7 +69,7 @@ class OutboxMixin(StoreBase):
         with self.db.read() as conn:
             rows = all_rows(
                 conn,
-                f"SELECT {BATCH_COLUMNS} FROM batch_jobs WHERE seq > ? AND seq <= ? ORDER BY id",
+                f"SELECT {BATCH_SELECT} FROM batch_jobs WHERE seq > ? AND seq <= ? ORDER BY id",
                 (after_seq, up_to_seq),
             )
         return [batch_job_from_row(r) for r in rows]

@@ -28,7 +28,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from balsamd.config import Settings
-from balsamd.models import JOB_COLUMNS, App, BatchJob, Intent, IntentKind, IntentStatus
+from balsamd.models import BATCH_COLUMNS, JOB_COLUMNS, App, BatchJob, Intent, IntentKind, IntentStatus, batch_row
 from balsamd.store.contract import Store
 from balsamd.store.outbox import PUSHED_EVENT, PUSHED_SEQ
 from balsamd.sync.schema import CentralError, check_version, scalar
@@ -38,10 +38,6 @@ CRASH_ENV = "BALSAMD_SYNC_CRASH_AT"
 CENTRAL_ID = "sync.central_id"
 CRASH_POINTS = ("push_batch_committed", "push_cursor_saved", "intents_applied", "intents_acked")
 
-BATCH_FIELDS = (
-    "id", "num_nodes", "wall_time_min", "job_mode", "project", "queue", "filter_tags", "state", "scheduler_id",
-    "status_info", "created_at", "start_time", "end_time", "origin",
-)  # fmt: skip
 _encode = msgspec.json.Encoder().encode
 
 
@@ -80,24 +76,12 @@ class RoundReport:
     seconds: float = 0.0
 
 
-def batch_row(batch: BatchJob) -> tuple[Any, ...]:
-    out = []
-    for name in BATCH_FIELDS:
-        value = getattr(batch, name)
-        if name == "filter_tags":
-            value = _encode(value).decode()
-        elif name in ("state", "job_mode"):
-            value = str(value)
-        out.append(value)
-    return tuple(out)
-
-
 _JOB_COLUMNS = ", ".join(JOB_COLUMNS)
 # a job new to central (made at the site, or lost by a restored central) gets the owner the site
 # recorded, else the site's role; a job central has keeps its owner
 _JOB_VALUES = ", ".join("COALESCE(NULLIF(owner, ''), current_user)" if c == "owner" else c for c in JOB_COLUMNS)
 _JOB_UPDATE = ", ".join(f"{c} = excluded.{c}" for c in JOB_COLUMNS if c not in ("id", "owner"))
-_BATCH_UPDATE = ", ".join(f"{c} = excluded.{c}" for c in BATCH_FIELDS if c != "id")
+_BATCH_UPDATE = ", ".join(f"{c} = excluded.{c}" for c in BATCH_COLUMNS if c != "id")
 
 
 class SyncEngine:
@@ -274,8 +258,8 @@ class SyncEngine:
     def _push_batch_jobs(self, pg: psycopg.Connection, batch_jobs: list[BatchJob]) -> None:
         if not batch_jobs:
             return
-        cols = ", ".join(BATCH_FIELDS)
-        marks = ", ".join(["%s"] * (len(BATCH_FIELDS) + 1))
+        cols = ", ".join(BATCH_COLUMNS)
+        marks = ", ".join(["%s"] * (len(BATCH_COLUMNS) + 1))
         with pg.cursor() as cur:
             cur.executemany(
                 f"INSERT INTO balsamd.batch_jobs (site, {cols}) VALUES ({marks}) "

@@ -7,7 +7,7 @@ import multiprocessing
 import apsw
 import pytest
 
-from balsamd.models import JOB_COLUMNS
+from balsamd.models import BATCH_COLUMNS, JOB_COLUMNS
 from balsamd.store.schema import SCHEMA_VERSION, StoreTooNew
 from balsamd.store.store import SiteStore
 from tests.conftest import make_jobs
@@ -83,3 +83,8 @@ def test_processes_opening_a_new_store_at_once_migrate_it_once(tmp_path):
 def test_the_jobs_table_has_a_column_for_each_field_of_a_job(site_store):
     columns = [row[1] for row in site_store.db.conn.execute("PRAGMA table_info(jobs)")]
     assert sorted(columns) == sorted([*JOB_COLUMNS, "seq"])
+
+
+def test_the_batch_jobs_table_has_a_column_for_each_field_of_a_batch_job(site_store):
+    columns = [row[1] for row in site_store.db.conn.execute("PRAGMA table_info(batch_jobs)")]
+    assert sorted(columns) == sorted([*BATCH_COLUMNS, "seq"])

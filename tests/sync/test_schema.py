@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from balsamd.cli import cli
-from balsamd.models import JOB_COLUMNS
+from balsamd.models import BATCH_COLUMNS, JOB_COLUMNS
 from balsamd.sync.schema import MIGRATIONS, CentralError
 
 from .conftest import Central, SyncSite
@@ -116,8 +116,14 @@ def test_add_site_and_add_user_create_login_roles(central: Central) -> None:
         assert conn.execute("SELECT count(*) FROM balsamd.jobs").fetchone() == (0,)
 
 
+def central_columns(central: Central, table: str) -> list[str]:
+    query = "SELECT column_name FROM information_schema.columns WHERE table_schema = 'balsamd' AND table_name = %s"
+    return sorted(c for (c,) in central.rows(query, (table,)))
+
+
 def test_centrals_jobs_table_has_a_column_for_each_field_of_a_job(central: Central) -> None:
-    columns = central.rows(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'balsamd' AND table_name = 'jobs'"
-    )
-    assert sorted(c for (c,) in columns) == sorted([*JOB_COLUMNS, "site"])
+    assert central_columns(central, "jobs") == sorted([*JOB_COLUMNS, "site"])
+
+
+def test_centrals_batch_jobs_table_has_a_column_for_each_field_of_a_batch_job(central: Central) -> None:
+    assert central_columns(central, "batch_jobs") == sorted([*BATCH_COLUMNS, "site"])
