@@ -116,11 +116,11 @@ def event_from_row(row: tuple[Any, ...]) -> Event:
     )  # fmt: skip
 
 
-SESSION_COLUMNS = "id, label, host, pid, batch_job_id, state, created_at, heartbeat_at, ended_at"
+SESSION_COLUMNS = ", ".join(Session.__struct_fields__)
 
 
 def session_from_row(row: tuple[Any, ...]) -> Session:
-    return msgspec.convert(dict(zip(SESSION_COLUMNS.split(", "), row, strict=True)), Session)
+    return msgspec.convert(dict(zip(Session.__struct_fields__, row, strict=True)), Session)
 
 
 BATCH_SELECT = ", ".join(BATCH_COLUMNS)

@@ -45,10 +45,9 @@ class SessionsMixin(StoreBase):
         )  # fmt: skip
         with self.db.write() as conn:
             conn.execute(
-                f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (session.id, session.label, session.host, session.pid, session.batch_job_id,
-                 str(session.state), now, now, None),
-            )  # fmt: skip
+                f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ({', '.join('?' * len(Session.__struct_fields__))})",
+                [str(v) if isinstance(v, SessionState) else v for v in msgspec.structs.astuple(session)],
+            )
         return session
 
     def get_session(self, session_id: str) -> Session:

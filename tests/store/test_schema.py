@@ -7,7 +7,7 @@ import multiprocessing
 import apsw
 import pytest
 
-from balsamd.models import BATCH_COLUMNS, JOB_COLUMNS
+from balsamd.models import BATCH_COLUMNS, JOB_COLUMNS, Session
 from balsamd.store.schema import SCHEMA_VERSION, StoreTooNew
 from balsamd.store.store import SiteStore
 from tests.conftest import make_jobs
@@ -88,3 +88,8 @@ def test_the_jobs_table_has_a_column_for_each_field_of_a_job(site_store):
 def test_the_batch_jobs_table_has_a_column_for_each_field_of_a_batch_job(site_store):
     columns = [row[1] for row in site_store.db.conn.execute("PRAGMA table_info(batch_jobs)")]
     assert sorted(columns) == sorted([*BATCH_COLUMNS, "seq"])
+
+
+def test_the_sessions_table_has_a_column_for_each_field_of_a_session_and_its_last_claim(site_store):
+    columns = [row[1] for row in site_store.db.conn.execute("PRAGMA table_info(sessions)")]
+    assert sorted(columns) == sorted([*Session.__struct_fields__, "last_claim"])
