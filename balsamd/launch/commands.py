@@ -20,7 +20,7 @@ from balsamd.models import App, AppKind, Job
 # which saves a process per run for the common simple command.
 _SHELL_SYNTAX = re.compile(r"[|&;<>()$`*?\[\]#~=%{}!\n\\]")
 OUTPUT_FILE = "job.out"
-PY_TASK_FILE = ".balsamd-task"  # a multi-rank Python app's job, for balsamd.launch.pyrun
+PY_TASK_FILE = ".balsamd-task"  # a multi-rank Python app's job, for balsamd.launch.python.rank
 PY_RESULT_FILE = ".balsamd-result"
 
 
@@ -66,7 +66,7 @@ def package_root() -> str:
 def app_argv(app: App, job: Job) -> list[str]:
     """The command of one rank: the rendered template, or the Python-app entry point."""
     if app.kind == AppKind.PYTHON:
-        return [sys.executable, "-m", "balsamd.launch.pyrun", PY_TASK_FILE, PY_RESULT_FILE]
+        return [sys.executable, "-m", "balsamd.launch.python.rank", PY_TASK_FILE, PY_RESULT_FILE]
     rendered = render_command(app.command_template, job.parameters)
     if _SHELL_SYNTAX.search(rendered):
         return ["/bin/sh", "-c", rendered]

@@ -9,8 +9,8 @@ directory, so that relative paths such as ``../common.in`` name what they would 
 workdir.  Its stdout and stderr go to a spill file.  After the run, a scratch directory it left
 something in is renamed to be its workdir, and a spill file it wrote becomes its ``job.out``;
 unused ones serve the next run.  A campaign of silent short runs makes a handful of directories
-and files, not two per run.  The Python worker (pyserve) keeps its short runs' files with the
-same helpers.
+and files, not two per run.  The Python worker (``python/files.py``) keeps its short runs' files
+with the same helpers (``workdirs.py``).
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import shutil
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
+
+from balsamd.launch.workdirs import keep_output, move_scratch
 
 log = logging.getLogger("balsamd.launcher")
 
@@ -30,66 +31,6 @@ SCRATCH_PREFIX = ".balsamd-scratch-"
 KEEP_IDLE_SCRATCH = 64  # idle scratch directories kept for later runs, over all parents
 
 T = TypeVar("T")
-
-
-def make_dir(path: str) -> None:
-    """mkdir, making parents only when they are missing (one system call in the usual case)."""
-    try:
-        os.mkdir(path)
-    except FileExistsError:
-        pass
-    except FileNotFoundError:
-        os.makedirs(path, exist_ok=True)
-
-
-def rename_into(src: str, dst: str) -> None:
-    """rename, making the destination's parent directories when they are missing."""
-    try:
-        os.rename(src, dst)
-    except FileNotFoundError:
-        os.makedirs(os.path.dirname(dst), exist_ok=True)
-        os.rename(src, dst)
-
-
-def move_scratch(scratch: str, workdir: str, aside: str) -> list[str]:
-    """Make what a run left in ``scratch`` its ``workdir``'s; afterwards ``scratch`` is gone.
-
-    Renaming the directory keeps the run's open files open.  Where that fails (the run made its
-    workdir itself, a concurrent run of the same workdir got there first, another filesystem)
-    entries move one by one, and what cannot move is put ``aside``.  Returns what went wrong."""
-    try:
-        rename_into(scratch, workdir)
-        return []
-    except OSError:
-        pass
-    problems = []
-    for entry in os.listdir(scratch):
-        try:
-            os.makedirs(workdir, exist_ok=True)
-            os.replace(os.path.join(scratch, entry), os.path.join(workdir, entry))
-        except OSError as exc:
-            problems.append(f"could not move {entry} into {workdir}: {exc}")
-    if os.listdir(scratch):
-        os.rename(scratch, aside)
-        problems.append(f"files a run left that could not be moved into {workdir} are in {aside}")
-    else:
-        os.rmdir(scratch)
-    return problems
-
-
-def keep_output(spill: str, output: str) -> str | None:
-    """Make a written spill file the run's output file; returns what went wrong, if anything."""
-    try:
-        rename_into(spill, output)
-        return None
-    except OSError:
-        pass
-    try:
-        shutil.copyfile(spill, output)  # another filesystem
-        os.unlink(spill)
-        return None
-    except OSError as exc:
-        return f"could not keep the output of a run as {output}: {exc}"
 
 
 @dataclass

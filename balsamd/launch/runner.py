@@ -25,12 +25,13 @@ import msgspec
 
 from balsamd.config import LauncherSettings
 from balsamd.launch import commands
-from balsamd.launch.lazyfiles import LazyFiles, LazyRun, make_dir
-from balsamd.launch.pyproto import Done, PyResult, PyTask, Returned, Started
-from balsamd.launch.pyworkers import WarmWorker, worker_environment
+from balsamd.launch.lazyfiles import LazyFiles, LazyRun
+from balsamd.launch.python.handle import WarmWorker, worker_environment
+from balsamd.launch.python.protocol import Done, PyResult, PyTask, Returned, Started
+from balsamd.launch.python.zygote import Zygote
 from balsamd.launch.resources import Placement
 from balsamd.launch.watchdog import Watchdog
-from balsamd.launch.zygote import Zygote
+from balsamd.launch.workdirs import make_dir
 from balsamd.models import App, AppKind, Job
 from balsamd.results import unpack
 
@@ -121,7 +122,7 @@ class Runner:
         self._worker_env = worker_environment()
         self._shared_env: dict[tuple[str, int, tuple[int, ...]], dict[str, str]] = {}  # by app, threads, GPUs
         self._events: list[RunEvent] = []  # known before wait() is called
-        self.short_apps: set[str] = set()  # their runs are lazy about files (see lazyfiles, pyserve)
+        self.short_apps: set[str] = set()  # their runs are lazy about files (see lazyfiles, python.files)
         self.lazy = LazyFiles(str(self.data / ".workers"))
         self.zygote: Zygote | None = None
         self._zygote_failed = False

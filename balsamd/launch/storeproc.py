@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from balsamd.daemon.handlers import store_handlers
-from balsamd.launch.zygote import ForkedProcess, fork_child
+from balsamd.launch.python.zygote import ForkedProcess, fork_child
 from balsamd.models import ClaimLimits, Job, Session, StateUpdate
 from balsamd.rpc import protocol as p
 from balsamd.rpc.client import RemoteStore, RpcClient, RpcUnavailable

@@ -18,7 +18,7 @@ from balsamd.models import App, AppKind, Job
 
 from .conftest import require_mpiexec
 
-PYRUN = [sys.executable, "-m", "balsamd.launch.pyrun", ".balsamd-task", ".balsamd-result"]
+RANK_ENTRY = [sys.executable, "-m", "balsamd.launch.python.rank", ".balsamd-task", ".balsamd-result"]
 MPIEXEC = "/opt/mpi/bin/mpiexec"
 
 
@@ -146,14 +146,14 @@ def test_the_built_mpi_command_runs_ranks_on_both_posed_hosts_with_the_environme
 # ----- Python apps ----------------------------------------------------------------------------
 
 
-def test_a_python_app_runs_the_pyrun_entry_point_with_this_interpreter() -> None:
-    assert argv("", kind=AppKind.PYTHON) == PYRUN
+def test_a_python_app_runs_the_rank_entry_point_with_this_interpreter() -> None:
+    assert argv("", kind=AppKind.PYTHON) == RANK_ENTRY
 
 
-def test_a_multi_rank_python_app_runs_pyrun_under_mpiexec() -> None:
+def test_a_multi_rank_python_app_runs_the_rank_entry_point_under_mpiexec() -> None:
     command = argv("", use_mpi=True, kind=AppKind.PYTHON, ranks_per_node=2)
     assert command[:5] == [MPIEXEC, "-n", "2", "--ppn", "2"]
-    assert command[-len(PYRUN) :] == PYRUN
+    assert command[-len(RANK_ENTRY) :] == RANK_ENTRY
 
 
 # ----- environment ----------------------------------------------------------------------------

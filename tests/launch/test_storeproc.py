@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from balsamd.launch import zygote as zygote_module
+from balsamd.launch.python import zygote as zygote_module
 from balsamd.launch.storeproc import ForkedStore
 from balsamd.models import ClaimLimits, StateUpdate
 from balsamd.states import JobState

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from balsamd.config import LauncherSettings
-from balsamd.launch.pyserve import NICE
+from balsamd.launch.python.worker import NICE
 from balsamd.launch.resources import Placement
 from balsamd.launch.runner import Finished, HandedBack, RunEvent, Runner, RunStarted
 from balsamd.models import App, AppKind, Job

@@ -1,8 +1,9 @@
-"""Frames between a launcher and its warm workers: whole messages, however the bytes arrive."""
+"""What a launcher and its warm workers say: whole frames however the bytes arrive, and reports
+that name each run once."""
 
 from __future__ import annotations
 
-from balsamd.launch.pyproto import (
+from balsamd.launch.python.protocol import (
     Done,
     Drop,
     FrameBuffer,
@@ -12,6 +13,7 @@ from balsamd.launch.pyproto import (
     decode_commands,
     decode_reports,
     frame,
+    without_starts_of_ended,
 )
 from balsamd.models import Job
 
@@ -44,3 +46,9 @@ def test_a_partial_frame_waits_for_the_rest() -> None:
 
 def test_a_task_is_eager_about_files_unless_told_otherwise() -> None:
     assert task("a").lazy is False
+
+
+def test_a_run_that_ended_in_the_same_batch_is_reported_by_its_end_alone() -> None:
+    batch = [Started("a", 1.0), Done("a", 1.5, 0.5, True, b""), Started("b", 1.5)]
+    assert without_starts_of_ended(batch) == [Done("a", 1.5, 0.5, True, b""), Started("b", 1.5)]
+    assert without_starts_of_ended([Started("b", 1.5)]) == [Started("b", 1.5)]

@@ -1,4 +1,4 @@
-"""The worker's side of a run: where it writes (Files) and what environment it gets."""
+"""Where a warm worker's run writes: eagerly, or for short runs only if it uses its files."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from balsamd.launch import dirwatch
-from balsamd.launch import pyproto as pp
-from balsamd.launch.pyserve import Environment, Files, _without_starts_of_ended
+from balsamd.launch.python import dirwatch
+from balsamd.launch.python import protocol as pp
+from balsamd.launch.python.files import Files
 from balsamd.models import Job
 
 
@@ -93,38 +93,3 @@ def test_without_inotify_the_scratch_directory_is_listed_instead(
         run(files, lazy_task(tmp_path, "c"), write="c.txt")
     assert not (tmp_path / "data" / "a").exists()
     assert (tmp_path / "data" / "b" / "b.txt").exists() and (tmp_path / "data" / "c" / "c.txt").exists()
-
-
-@pytest.fixture
-def environ(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("WORKER_OWN", "worker")
-    monkeypatch.delenv("ONLY_FIRST", raising=False)
-    monkeypatch.delenv("JOB_ID", raising=False)
-    yield
-
-
-def test_each_job_gets_its_values_and_the_workers_own_come_back(environ: None) -> None:
-    env = Environment()
-    env.apply({"JOB_ID": "1", "WORKER_OWN": "job", "ONLY_FIRST": "x"})
-    assert (os.environ["JOB_ID"], os.environ["WORKER_OWN"], os.environ["ONLY_FIRST"]) == ("1", "job", "x")
-    env.apply({"JOB_ID": "2"})
-    assert os.environ["JOB_ID"] == "2"
-    assert os.environ["WORKER_OWN"] == "worker"
-    assert "ONLY_FIRST" not in os.environ
-
-
-def test_a_run_that_changed_the_environment_does_not_leak_into_the_next(environ: None) -> None:
-    env = Environment()
-    env.apply({"JOB_ID": "1", "WORKER_OWN": "job"})
-    os.environ["JOB_ID"] = "changed by the run"
-    del os.environ["WORKER_OWN"]
-    env.apply({"JOB_ID": "1", "WORKER_OWN": "job"})  # the same values as the last job
-    assert (os.environ["JOB_ID"], os.environ["WORKER_OWN"]) == ("1", "job")
-    env.apply({})
-    assert os.environ["WORKER_OWN"] == "worker" and "JOB_ID" not in os.environ
-
-
-def test_a_run_that_ended_in_the_same_batch_is_reported_by_its_end_alone() -> None:
-    batch = [pp.Started("a", 1.0), pp.Done("a", 1.5, 0.5, True, b""), pp.Started("b", 1.5)]
-    assert _without_starts_of_ended(batch) == [pp.Done("a", 1.5, 0.5, True, b""), pp.Started("b", 1.5)]
-    assert _without_starts_of_ended([pp.Started("b", 1.5)]) == [pp.Started("b", 1.5)]

@@ -72,6 +72,13 @@ decode_commands = msgspec.msgpack.Decoder(ToWorker).decode
 decode_reports = msgspec.msgpack.Decoder(list[Report]).decode
 
 
+def without_starts_of_ended(batch: list[Report]) -> list[Report]:
+    """A run that ended before its start went out is reported once: its Done says when it
+    started (ts - elapsed)."""
+    ended = {r.job_id for r in batch if type(r) is Done}
+    return [r for r in batch if not (type(r) is Started and r.job_id in ended)] if ended else batch
+
+
 def frame(message: object) -> bytes:
     payload = _encode(message)
     return _LENGTH.pack(len(payload)) + payload

@@ -1,7 +1,9 @@
 """Entry point of each rank of a multi-rank Python app launched with MPI.
 
 Every rank runs the app's run(); the first rank's outcome is the job's result, written next
-to the task file for the launcher to collect.  Usage: python -m balsamd.launch.pyrun TASK RESULT
+to the task file for the launcher to collect.
+
+Usage: python -m balsamd.launch.python.rank TASK RESULT
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from pathlib import Path
 
 import msgspec
 
-from balsamd.launch.pyproto import PyTask
-from balsamd.launch.pyworker import call_app
+from balsamd.launch.python.appcall import call_app
+from balsamd.launch.python.protocol import PyTask
 
 RANK_VARIABLES = ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID", "ALPS_APP_PE")
 

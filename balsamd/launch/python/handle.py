@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from balsamd.launch import pyproto as pp
-from balsamd.launch.zygote import Zygote, describe_status, start_with_socket
+from balsamd.launch.python import protocol as pp
+from balsamd.launch.python.zygote import Zygote, describe_status, start_with_socket
 
 _serial = itertools.count()
 
@@ -36,7 +36,7 @@ class WarmWorker:
 
     pid: int  # also its process group
     sock: socket.socket
-    base: Path  # BASE.out is its spill file, BASE.cwd its scratch directory (see pyserve)
+    base: Path  # BASE.out is its spill file, BASE.cwd its scratch directory (see worker)
     ended: Callable[[], str]  # waits for the process to end and says how it ended
     queue: collections.deque[str] = field(default_factory=collections.deque)
     workdirs: dict[str, str] = field(default_factory=dict)  # of the queued jobs
@@ -54,7 +54,7 @@ class WarmWorker:
             pid, sock = zygote.fork(str(base))
             sock.setblocking(False)  # a busy worker reads between runs: the launcher never waits for it
             return cls(pid, sock, base, lambda: describe_status(zygote.status(pid)))
-        process, sock = start_with_socket("balsamd.launch.pyserve", [str(base)], env)
+        process, sock = start_with_socket("balsamd.launch.python.worker", [str(base)], env)
         sock.setblocking(False)
         return cls(process.pid, sock, base, lambda: _describe_returncode(process.wait()))
 

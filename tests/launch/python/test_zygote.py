@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from balsamd.launch import zygote as zygote_module
-from balsamd.launch.pyworkers import worker_environment
-from balsamd.launch.zygote import ForkedProcess, Zygote, describe_status
+from balsamd.launch.python import zygote as zygote_module
+from balsamd.launch.python.handle import worker_environment
+from balsamd.launch.python.zygote import ForkedProcess, Zygote, describe_status
 from balsamd.store.store import SiteStore
 
 WAIT = 20.0

@@ -7,13 +7,13 @@ modules from a parallel filesystem, and the first run starts as soon as its clai
 The zygote is a fork of the launcher itself when the launcher runs no other thread and holds
 no SQLite database open (a launcher on the store closes its connection meanwhile): it has
 imported everything a worker needs, so the first worker starts some 80 ms sooner than from a
-new interpreter.  Otherwise it is started as ``python -m balsamd.launch.zygote``.
+new interpreter.  Otherwise it is started as ``python -m balsamd.launch.python.zygote``.
 
 The launcher holds a socket to the zygote.  It sends ``Fork`` with the new worker's socket
 attached (SCM_RIGHTS); the zygote forks, answers ``Forked`` with the pid, and later reports
 ``Exited`` with the wait status.  The zygote ends when the launcher closes its socket.
 
-Usage (started by Zygote below): python -m balsamd.launch.zygote FD
+Usage (started by Zygote below): python -m balsamd.launch.python.zygote FD
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from collections.abc import Callable
 
 import msgspec
 
-from balsamd.launch import pyproto as pp
-from balsamd.launch import pyserve
+from balsamd.launch.python import protocol as pp
+from balsamd.launch.python import worker
 
 
 class Fork(msgspec.Struct, tag=True, array_like=True):
@@ -126,7 +126,7 @@ def _become_worker(control, selector, wake_r: int, wake_w: int, fd: int, base: s
         os.close(wake_r)
         os.close(wake_w)
         os.setsid()  # its own process group: stopping a run stops what the run started
-        code = pyserve.main(fd, base)
+        code = worker.main(fd, base)
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -259,7 +259,7 @@ class Zygote:
     def __init__(self, env: dict[str, str]) -> None:
         started = fork_self(env)
         self.process: ForkedProcess | subprocess.Popen[bytes]
-        self.process, self.sock = started or start_with_socket("balsamd.launch.zygote", [], env)
+        self.process, self.sock = started or start_with_socket("balsamd.launch.python.zygote", [], env)
         self.buffer = pp.FrameBuffer()
         self.exits: dict[int, int] = {}
 

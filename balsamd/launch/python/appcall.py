@@ -1,7 +1,7 @@
 """Running a Python app's ``run()`` in this process.
 
-Shared by every way a Python app runs: the launcher's warm workers (``balsamd.launch.pyserve``)
-and each rank of a multi-rank MPI launch (``balsamd.launch.pyrun``).
+Shared by every way a Python app runs: the launcher's warm workers (``python/worker.py``) and
+each rank of a multi-rank MPI launch (``python/rank.py``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import traceback
 from pathlib import Path
 
 from balsamd.apps import import_app_module
-from balsamd.launch.pyproto import PyResult, PyTask
+from balsamd.launch.python.protocol import PyResult, PyTask
 from balsamd.results import pack_error, pack_value
 
 FRESH_SEC = 1.0  # how long an app class is used before its file is checked for edits again

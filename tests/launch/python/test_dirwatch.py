@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from balsamd.launch import dirwatch
-from balsamd.launch.dirwatch import EntryWatch
+from balsamd.launch.python import dirwatch
+from balsamd.launch.python.dirwatch import EntryWatch
 
 
 @pytest.fixture
