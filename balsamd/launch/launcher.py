@@ -27,7 +27,7 @@ from balsamd.ids import new_id
 from balsamd.launch.courier import Courier, Delivery
 from balsamd.launch.policy import claim_limits, finished_update, followers, short_runs, updated_mean
 from balsamd.launch.resources import NodeManager, Placement
-from balsamd.launch.runner import Finished, HandedBack, RunEvent, Runner, RunStarted
+from balsamd.launch.running.local import Finished, HandedBack, RunEvent, Runner, RunStarted
 from balsamd.launch.source import JobSource
 from balsamd.models import Job, JobMode, StateUpdate
 from balsamd.states import JobState

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from balsamd.api import Site
-from balsamd.launch.fleet import Fleet, is_local
 from balsamd.launch.launcher import Launcher, Summary
 from balsamd.launch.nodes import resolve_nodes
 from balsamd.launch.resources import NodeManager
-from balsamd.launch.runner import Runner
+from balsamd.launch.running.fleet import Fleet, is_local
+from balsamd.launch.running.local import Runner
 from balsamd.launch.source import StoreSource
 from balsamd.launch.storeproc import ForkedStore
 from balsamd.models import JobMode

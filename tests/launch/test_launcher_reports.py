@@ -8,7 +8,7 @@ import time
 from balsamd.config import LauncherSettings
 from balsamd.launch.launcher import Launcher
 from balsamd.launch.resources import NodeManager, Placement
-from balsamd.launch.runner import Finished, RunEvent, RunStarted
+from balsamd.launch.running.local import Finished, RunEvent, RunStarted
 from balsamd.models import ClaimLimits, Job, JobMode, StateUpdate
 from balsamd.states import JobState
 from balsamd.store.store import UpdateOutcome

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from balsamd.apps import render_command
 from balsamd.config import LauncherSettings
-from balsamd.launch.mpi import build_mpi_command
 from balsamd.launch.resources import Placement, gpu_environment
+from balsamd.launch.running.mpi import build_mpi_command
 from balsamd.models import App, AppKind, Job
 
 # Text with any of these needs a shell; anything else is split and executed directly,

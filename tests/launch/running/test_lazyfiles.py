@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from balsamd.launch import lazyfiles, workdirs
-from balsamd.launch.lazyfiles import SCRATCH_PREFIX, LazyFiles, LazyRun
+from balsamd.launch import workdirs
+from balsamd.launch.running import lazyfiles
+from balsamd.launch.running.lazyfiles import SCRATCH_PREFIX, LazyFiles, LazyRun
 
 
 @pytest.fixture

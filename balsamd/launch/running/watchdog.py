@@ -6,7 +6,7 @@ process holds a pipe from the launcher: the launcher writes ``+PGID`` when a run
 watchdog kills every group still listed.  Without it, a run of a dead launcher would keep
 going after its session expired and its job was handed to another launcher.
 
-Usage (started by Watchdog below): python -m balsamd.launch.watchdog
+Usage (started by Watchdog below): python -m balsamd.launch.running.watchdog
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class Watchdog:
 
     def __init__(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "balsamd.launch.watchdog"],
+            [sys.executable, "-m", "balsamd.launch.running.watchdog"],
             stdin=subprocess.PIPE,
             start_new_session=True,
             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},

@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 
 import balsamd
-from balsamd.launch import nodeworker as nw
-from balsamd.launch.fleet import is_local
 from balsamd.launch.main import remote_hosts
-from balsamd.models import App, Job, JobMode
+from balsamd.launch.running.fleet import is_local
+from balsamd.models import JobMode
 from balsamd.site import init_site
 
 MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent))
@@ -60,32 +59,9 @@ def launch(site: Path, nodes: str, *extra: str) -> subprocess.Popen[str]:
 def node_worker_pids(site_path: Path) -> list[str]:
     """Python processes serving as node workers (not the mpiexec processes that started them)."""
     found = subprocess.run(
-        ["pgrep", "-f", f"balsamd.launch.nodeworker {site_path}"], capture_output=True, text=True
+        ["pgrep", "-f", f"balsamd.launch.running.nodeworker {site_path}"], capture_output=True, text=True
     ).stdout.split()
     return [pid for pid in found if Path(f"/proc/{pid}/comm").read_text().startswith("python")]
-
-
-def test_messages_survive_the_line_protocol():
-    job = Job(id="J1", app="a", workdir="w", parameters={"x": [1, 2]})
-    start = nw.StartRun(
-        job=job, app=App(name="a"), hosts=["h"], gpu_ids={"h": [0]}, cpus=1.0, occupancy=0.5
-    )  # fmt: skip
-    assert nw.command_from_line(nw.to_line(start)) == start
-    done = nw.RunFinished("J1", 3, "tail", b"\x00\xff", False)
-    assert nw.report_from_line(nw.to_line(done)) == done
-    assert nw.to_line(start).count(b"\n") == 1
-
-
-def test_line_reader_joins_partial_lines():
-    r, w = os.pipe()
-    reader = nw.LineReader(r)
-    os.write(w, b"abc")
-    assert reader.lines() == []
-    os.write(w, b"def\nxy")
-    assert reader.lines() == [b"abcdef"]
-    os.close(w)
-    assert reader.lines() == []
-    assert reader.eof
 
 
 def test_local_and_posed_hosts_need_no_worker_but_real_remote_hosts_do():

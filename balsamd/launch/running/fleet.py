@@ -22,11 +22,11 @@ from pathlib import Path
 import msgspec
 
 from balsamd.config import LauncherSettings
-from balsamd.launch import nodeworker as nw
-from balsamd.launch.commands import package_root
-from balsamd.launch.mpi import build_mpi_command
 from balsamd.launch.resources import Placement
-from balsamd.launch.runner import Finished, RunEvent, Runner, RunStarted
+from balsamd.launch.running import nodeproto as nw
+from balsamd.launch.running.commands import package_root
+from balsamd.launch.running.local import Finished, RunEvent, Runner, RunStarted
+from balsamd.launch.running.mpi import build_mpi_command
 from balsamd.models import App, Job
 
 log = logging.getLogger("balsamd.launcher")
@@ -48,7 +48,7 @@ def is_local(host: str, this_host: str | None = None) -> bool:
 def worker_argv(settings: LauncherSettings, host: str, site_path: Path) -> list[str]:
     return build_mpi_command(
         settings.mpi,
-        app_argv=[sys.executable, "-m", "balsamd.launch.nodeworker", str(site_path)],
+        app_argv=[sys.executable, "-m", "balsamd.launch.running.nodeworker", str(site_path)],
         hosts=[host],
         ranks_per_node=1,
         threads_per_rank=1,

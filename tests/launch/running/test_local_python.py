@@ -16,7 +16,7 @@ import pytest
 from balsamd.config import LauncherSettings
 from balsamd.launch.python.worker import NICE
 from balsamd.launch.resources import Placement
-from balsamd.launch.runner import Finished, HandedBack, RunEvent, Runner, RunStarted
+from balsamd.launch.running.local import Finished, HandedBack, RunEvent, Runner, RunStarted
 from balsamd.models import App, AppKind, Job
 from balsamd.results import unpack
 

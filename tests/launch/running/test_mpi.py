@@ -7,7 +7,7 @@ from typing import Any, get_args
 import pytest
 
 from balsamd.config import MpiFlavor
-from balsamd.launch.mpi import MPI_FLAVORS, build_mpi_command
+from balsamd.launch.running.mpi import MPI_FLAVORS, build_mpi_command
 
 APP = ["/apps/sim", "--input", "a b.txt"]
 

@@ -12,11 +12,10 @@ import pytest
 
 from balsamd.apps import AppError
 from balsamd.config import LauncherSettings
-from balsamd.launch.commands import app_argv, job_environment, run_argv
 from balsamd.launch.resources import Placement
+from balsamd.launch.running.commands import app_argv, job_environment, run_argv
 from balsamd.models import App, AppKind, Job
-
-from .conftest import require_mpiexec
+from tests.launch.conftest import require_mpiexec
 
 RANK_ENTRY = [sys.executable, "-m", "balsamd.launch.python.rank", ".balsamd-task", ".balsamd-result"]
 MPIEXEC = "/opt/mpi/bin/mpiexec"
