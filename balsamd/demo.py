@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from balsamd.api import Site
-from balsamd.launch.main import run_launcher
+from balsamd.launch.leader.main import run_launcher
 from balsamd.models import JobMode
 from balsamd.results import value_of
 from balsamd.site import init_site

@@ -107,7 +107,7 @@ class NoopSites:
 def launcher_rate(sites: NoopSites) -> float:
     """jobs/s of one serial launcher in this process, start to the last JOB_FINISHED."""
     import balsamd
-    from balsamd.launch.main import run_launcher
+    from balsamd.launch.leader.main import run_launcher
     from balsamd.models import JobMode
 
     root = sites.make()

@@ -71,7 +71,7 @@ from typing import Any
 
 from balsamd.api import Site
 from balsamd.apps import command_app_source
-from balsamd.launch.main import run_launcher
+from balsamd.launch.leader.main import run_launcher
 from balsamd.models import JobMode
 from balsamd.site import SiteLayout, init_site
 from benchmarks.common import Benchmark, Context, rate

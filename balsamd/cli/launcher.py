@@ -7,7 +7,7 @@ import sys
 import click
 
 from balsamd.cli.common import ExitCode, ensure_site, parse_pairs
-from balsamd.launch.main import run_launcher
+from balsamd.launch.leader.main import run_launcher
 from balsamd.models import JobMode
 
 

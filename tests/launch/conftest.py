@@ -27,9 +27,9 @@ from typing import Any
 import pytest
 
 import balsamd
-from balsamd.launch import main as launch_main
-from balsamd.launch.launcher import Summary
-from balsamd.launch.resources import NodeManager, Placement
+from balsamd.launch.leader import main as launch_main
+from balsamd.launch.leader.loop import Summary
+from balsamd.launch.leader.resources import NodeManager, Placement
 from balsamd.models import Event, Job, JobMode, Session
 from balsamd.site import init_site
 

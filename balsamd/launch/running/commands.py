@@ -12,7 +12,7 @@ from pathlib import Path
 
 from balsamd.apps import render_command
 from balsamd.config import LauncherSettings
-from balsamd.launch.resources import Placement, gpu_environment
+from balsamd.launch.leader.resources import Placement, gpu_environment
 from balsamd.launch.running.mpi import build_mpi_command
 from balsamd.models import App, AppKind, Job
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import msgspec
 
 from balsamd.config import LauncherSettings
-from balsamd.launch.resources import Placement
+from balsamd.launch.leader.resources import Placement
 from balsamd.launch.running import nodeproto as nw
 from balsamd.launch.running.commands import package_root
 from balsamd.launch.running.local import Finished, RunEvent, Runner, RunStarted

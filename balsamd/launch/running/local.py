@@ -24,10 +24,10 @@ from pathlib import Path
 import msgspec
 
 from balsamd.config import LauncherSettings
+from balsamd.launch.leader.resources import Placement
 from balsamd.launch.python.handle import WarmWorker, worker_environment
 from balsamd.launch.python.protocol import Done, PyResult, PyTask, Returned, Started
 from balsamd.launch.python.zygote import Zygote
-from balsamd.launch.resources import Placement
 from balsamd.launch.running import commands
 from balsamd.launch.running.lazyfiles import LazyFiles, LazyRun
 from balsamd.launch.running.watchdog import Watchdog

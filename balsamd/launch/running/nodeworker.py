@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from balsamd.config import load_settings
-from balsamd.launch.resources import Placement
+from balsamd.launch.leader.resources import Placement
 from balsamd.launch.running.local import Finished, Runner
 from balsamd.launch.running.nodeproto import (
     LineReader,

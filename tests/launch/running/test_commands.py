@@ -12,7 +12,7 @@ import pytest
 
 from balsamd.apps import AppError
 from balsamd.config import LauncherSettings
-from balsamd.launch.resources import Placement
+from balsamd.launch.leader.resources import Placement
 from balsamd.launch.running.commands import app_argv, job_environment, run_argv
 from balsamd.models import App, AppKind, Job
 from tests.launch.conftest import require_mpiexec

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from balsamd.config import LauncherSettings
+from balsamd.launch.leader.resources import Placement
 from balsamd.launch.python.worker import NICE
-from balsamd.launch.resources import Placement
 from balsamd.launch.running.local import Finished, HandedBack, RunEvent, Runner, RunStarted
 from balsamd.models import App, AppKind, Job
 from balsamd.results import unpack

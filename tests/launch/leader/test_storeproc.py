@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from balsamd.launch.leader.storeproc import ForkedStore
 from balsamd.launch.python import zygote as zygote_module
-from balsamd.launch.storeproc import ForkedStore
 from balsamd.models import ClaimLimits, StateUpdate
 from balsamd.states import JobState
 from balsamd.store.store import SessionGone, SiteStore

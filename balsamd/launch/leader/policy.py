@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from balsamd.config import LauncherSettings
-from balsamd.launch.resources import FreeCapacity
+from balsamd.launch.leader.resources import FreeCapacity
 from balsamd.models import ClaimLimits, JobMode, StateUpdate
 from balsamd.states import JobState
 

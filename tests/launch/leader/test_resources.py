@@ -15,7 +15,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from balsamd.launch.resources import EPS, FreeCapacity, NodeManager, gpu_environment
+from balsamd.launch.leader.resources import EPS, FreeCapacity, NodeManager, gpu_environment
 from balsamd.models import Job
 
 _ids = itertools.count()

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from balsamd.launch.courier import Courier
+from balsamd.launch.leader.courier import Courier
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from balsamd.launch.nodes import (
+from balsamd.launch.leader.nodes import (
     discover_nodes,
     expand_cobalt_partname,
     expand_slurm_hostlist,

@@ -24,11 +24,11 @@ import msgspec
 
 from balsamd.config import LauncherSettings
 from balsamd.ids import new_id
-from balsamd.launch.courier import Courier, Delivery
-from balsamd.launch.policy import claim_limits, finished_update, followers, short_runs, updated_mean
-from balsamd.launch.resources import NodeManager, Placement
+from balsamd.launch.leader.courier import Courier, Delivery
+from balsamd.launch.leader.policy import claim_limits, finished_update, followers, short_runs, updated_mean
+from balsamd.launch.leader.resources import NodeManager, Placement
+from balsamd.launch.leader.source import JobSource
 from balsamd.launch.running.local import Finished, HandedBack, RunEvent, Runner, RunStarted
-from balsamd.launch.source import JobSource
 from balsamd.models import Job, JobMode, StateUpdate
 from balsamd.states import JobState
 from balsamd.store.store import SessionGone

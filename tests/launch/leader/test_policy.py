@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from balsamd.config import LauncherSettings
-from balsamd.launch.policy import (
+from balsamd.launch.leader.policy import (
     CLAIM_AHEAD_SEC,
     MAX_FOLLOWERS,
     MEAN_WEIGHT,
@@ -16,7 +16,7 @@ from balsamd.launch.policy import (
     short_runs,
     updated_mean,
 )
-from balsamd.launch.resources import FreeCapacity
+from balsamd.launch.leader.resources import FreeCapacity
 from balsamd.models import ClaimLimits, JobMode
 from balsamd.states import JobState
 

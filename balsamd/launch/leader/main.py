@@ -9,13 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from balsamd.api import Site
-from balsamd.launch.launcher import Launcher, Summary
-from balsamd.launch.nodes import resolve_nodes
-from balsamd.launch.resources import NodeManager
+from balsamd.launch.leader.loop import Launcher, Summary
+from balsamd.launch.leader.nodes import resolve_nodes
+from balsamd.launch.leader.resources import NodeManager
+from balsamd.launch.leader.source import StoreSource
+from balsamd.launch.leader.storeproc import ForkedStore
 from balsamd.launch.running.fleet import Fleet, is_local
 from balsamd.launch.running.local import Runner
-from balsamd.launch.source import StoreSource
-from balsamd.launch.storeproc import ForkedStore
 from balsamd.models import JobMode
 from balsamd.store.store import SiteStore
 

@@ -6,8 +6,8 @@ import threading
 import time
 
 from balsamd.config import LauncherSettings
-from balsamd.launch.launcher import Launcher
-from balsamd.launch.resources import NodeManager, Placement
+from balsamd.launch.leader.loop import Launcher
+from balsamd.launch.leader.resources import NodeManager, Placement
 from balsamd.launch.running.local import Finished, RunEvent, RunStarted
 from balsamd.models import ClaimLimits, Job, JobMode, StateUpdate
 from balsamd.states import JobState

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from balsamd.config import LauncherSettings
-from balsamd.launch.launcher import WARN_EVERY_SEC, Launcher
+from balsamd.launch.leader.loop import WARN_EVERY_SEC, Launcher
 from balsamd.models import JobMode
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from balsamd.launch.storeproc import ForkedStore
+from balsamd.launch.leader.storeproc import ForkedStore
 from balsamd.models import ClaimLimits, Job, StateUpdate
 from balsamd.rpc.client import RemoteStore
 from balsamd.store.store import SiteStore, UpdateOutcome
