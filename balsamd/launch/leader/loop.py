@@ -26,9 +26,9 @@ from balsamd.config import LauncherSettings
 from balsamd.ids import new_id
 from balsamd.launch.leader.courier import Courier, Delivery
 from balsamd.launch.leader.policy import claim_limits, finished_update, followers, short_runs, updated_mean
-from balsamd.launch.leader.resources import NodeManager, Placement
+from balsamd.launch.leader.resources import NodeManager
 from balsamd.launch.leader.source import JobSource
-from balsamd.launch.running.local import Finished, HandedBack, RunEvent, Runner, RunStarted
+from balsamd.launch.running.protocol import Finished, HandedBack, HostLost, Placement, RunEvent, Runner, RunStarted
 from balsamd.models import Job, JobMode, StateUpdate
 from balsamd.states import JobState
 from balsamd.store.store import SessionGone
@@ -232,14 +232,14 @@ class Launcher:
     # ----- steps ----------------------------------------------------------------------
 
     def _collect(self, events: list[RunEvent]) -> None:
-        for host in getattr(self.runner, "lost_hosts", ()):
-            self.nodes.disable(host)
         handed_back: list[Job] = []
         for event in events:
             if isinstance(event, RunStarted):
                 self._started(event.job_id, event.ts)
             elif isinstance(event, Finished):
                 self._ended(event)
+            elif isinstance(event, HostLost):
+                self.nodes.disable(event.host)
             elif (job := self._hand_back(event)) is not None:
                 handed_back.append(job)
         self.backlog.extendleft(reversed(handed_back))

@@ -14,8 +14,9 @@ from balsamd.launch.leader.nodes import resolve_nodes
 from balsamd.launch.leader.resources import NodeManager
 from balsamd.launch.leader.source import StoreSource
 from balsamd.launch.leader.storeproc import ForkedStore
-from balsamd.launch.running.fleet import Fleet, is_local
-from balsamd.launch.running.local import Runner
+from balsamd.launch.running.fleet import Fleet, remote_hosts
+from balsamd.launch.running.local import LocalRunner
+from balsamd.launch.running.protocol import Runner
 from balsamd.models import JobMode
 from balsamd.store.store import SiteStore
 
@@ -35,14 +36,6 @@ def log_to(path: Path) -> Iterator[None]:
         handler.close()
 
 
-def remote_hosts(hosts: list[str], job_mode: JobMode, policy: str) -> list[str]:
-    """Nodes that get a node worker: only serial mode runs processes on other nodes itself
-    (mpi mode reaches them through each job's MPI launch)."""
-    if job_mode != JobMode.SERIAL or policy == "none":
-        return []
-    return [h for h in hosts if policy == "all" or not is_local(h)]
-
-
 def run_launcher(
     site: Site,
     job_mode: JobMode,
@@ -60,12 +53,12 @@ def run_launcher(
     # (see zygote.fork_self); the store's connection is closed meanwhile.
     released = site.store.db.released() if isinstance(site.store, SiteStore) else contextlib.nullcontext()
     with released:
-        runner: Runner | Fleet = Runner(site.path, apps, site.settings.launcher, use_mpi=job_mode == JobMode.MPI)
+        runner: Runner = LocalRunner(site.path, apps, site.settings.launcher, use_mpi=job_mode == JobMode.MPI)
         # the store's work then runs beside the loop that feeds the runs, not under its GIL
         forked = ForkedStore.fork(site.store) if isinstance(site.store, SiteStore) else None
     remote = remote_hosts(hosts, job_mode, site.settings.launcher.node_workers)
     if remote:
-        runner = Fleet(runner, remote, site.settings.launcher, site.path)
+        runner = Fleet(runner, apps, remote, site.settings.launcher, site.path)
     # on the store itself, launchers also expire dead sessions; the daemon does it otherwise
     expiry = site.settings.launcher.session_expiry_sec if isinstance(site.store, SiteStore) else None
     source = StoreSource(

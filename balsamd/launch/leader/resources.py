@@ -12,31 +12,29 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from balsamd.launch.running.protocol import Placement
+
 # Float slack so that, e.g., three runs of occupancy 1/3 fill a node exactly.
 EPS = 1e-9
 
 
 class Placeable(Protocol):
-    """The resource fields of a job (``balsamd.models.Job`` has them all)."""
+    """The resource fields of a job (``balsamd.models.Job`` has them all), read only."""
 
-    id: str
-    num_nodes: int
-    ranks_per_node: int
-    threads_per_rank: int
-    threads_per_core: int
-    gpus_per_rank: float
-    node_packing_count: int
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where a run was placed and what it was charged on each of its hosts."""
-
-    job_id: str
-    hosts: list[str]
-    gpu_ids: dict[str, list[int]]
-    cpus: float  # charged per host; a whole node for multi-node runs
-    occupancy: float  # charged per host
+    @property
+    def id(self) -> str: ...
+    @property
+    def num_nodes(self) -> int: ...
+    @property
+    def ranks_per_node(self) -> int: ...
+    @property
+    def threads_per_rank(self) -> int: ...
+    @property
+    def threads_per_core(self) -> int: ...
+    @property
+    def gpus_per_rank(self) -> float: ...
+    @property
+    def node_packing_count(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -286,13 +284,3 @@ class NodeManager:
 
     def can_ever_fit(self, job: Placeable) -> bool:
         return self.unfit_reason(job) is None
-
-
-def gpu_environment(gpu_ids: list[int], variables: list[str]) -> dict[str, str]:
-    """Bind a run to its GPUs: each variable (CUDA_VISIBLE_DEVICES, ...) gets ``0,1,...``.
-
-    No GPU ids means no variables: a CPU-only run keeps the environment it inherits.
-    """
-    if not gpu_ids:
-        return {}
-    return dict.fromkeys(variables, ",".join(str(gpu) for gpu in gpu_ids))

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from balsamd.apps import render_command
 from balsamd.config import LauncherSettings
-from balsamd.launch.leader.resources import Placement, gpu_environment
 from balsamd.launch.running.mpi import build_mpi_command
+from balsamd.launch.running.protocol import Placement
 from balsamd.models import App, AppKind, Job
 
 # Text with any of these needs a shell; anything else is split and executed directly,
@@ -100,3 +100,13 @@ def run_argv(
     if app.shell_preamble.strip():
         argv = ["/bin/sh", "-c", f"{app.shell_preamble}\nexec {shlex.join(argv)}"]
     return argv
+
+
+def gpu_environment(gpu_ids: list[int], variables: list[str]) -> dict[str, str]:
+    """Bind a run to its GPUs: each variable (CUDA_VISIBLE_DEVICES, ...) gets ``0,1,...``.
+
+    No GPU ids means no variables: a CPU-only run keeps the environment it inherits.
+    """
+    if not gpu_ids:
+        return {}
+    return dict.fromkeys(variables, ",".join(str(gpu) for gpu in gpu_ids))

@@ -1,9 +1,9 @@
 """The leader's view of serial-mode node workers: runs on this host locally, others remotely.
 
-``Fleet`` offers the same start / wait / signal / running / close as :class:`Runner`, so the
-launcher loop does not care where a run happens.  Each remote node is one worker process
-started through the site's MPI launcher; its reports arrive on a pipe watched by the local
-runner's selector, so one ``wait`` sees local and remote completions alike.
+``Fleet`` is a :class:`~balsamd.launch.running.protocol.Runner` wrapping another (the local
+runner), so the launcher loop does not care where a run happens.  Each remote node is one
+worker process started through the site's MPI launcher; its reports arrive on a pipe watched
+by the local runner's ``wait``, so one ``wait`` sees local and remote completions alike.
 """
 
 from __future__ import annotations
@@ -22,12 +22,11 @@ from pathlib import Path
 import msgspec
 
 from balsamd.config import LauncherSettings
-from balsamd.launch.leader.resources import Placement
 from balsamd.launch.running import nodeproto as nw
 from balsamd.launch.running.commands import package_root
-from balsamd.launch.running.local import Finished, RunEvent, Runner, RunStarted
 from balsamd.launch.running.mpi import build_mpi_command
-from balsamd.models import App, Job
+from balsamd.launch.running.protocol import Finished, HostLost, Placement, RunEvent, Runner, RunStarted
+from balsamd.models import App, Job, JobMode
 
 log = logging.getLogger("balsamd.launcher")
 
@@ -43,6 +42,14 @@ def is_local(host: str, this_host: str | None = None) -> bool:
     except OSError:
         return True
     return ipaddress.ip_address(address).is_loopback
+
+
+def remote_hosts(hosts: list[str], job_mode: JobMode, policy: str) -> list[str]:
+    """Nodes that get a node worker: only serial mode runs processes on other nodes itself
+    (mpi mode reaches them through each job's MPI launch)."""
+    if job_mode != JobMode.SERIAL or policy == "none":
+        return []
+    return [h for h in hosts if policy == "all" or not is_local(h)]
 
 
 def worker_argv(settings: LauncherSettings, host: str, site_path: Path) -> list[str]:
@@ -65,14 +72,16 @@ class RemoteNode:
     def __init__(self, host: str, argv: list[str]) -> None:
         self.host = host
         self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
+        assert self.process.stdin is not None and self.process.stdout is not None  # both are pipes
+        self.stdin = self.process.stdin
         self.reader = nw.LineReader(self.process.stdout.fileno())
         self.jobs: set[str] = set()
         self.alive = True
 
     def send(self, message: nw.Command) -> bool:
         try:
-            self.process.stdin.write(nw.to_line(message))
-            self.process.stdin.flush()
+            self.stdin.write(nw.to_line(message))
+            self.stdin.flush()
         except (BrokenPipeError, OSError):
             self.alive = False
         return self.alive
@@ -80,7 +89,7 @@ class RemoteNode:
     def close(self) -> None:
         self.send(nw.Shutdown())
         with contextlib.suppress(OSError):
-            self.process.stdin.close()
+            self.stdin.close()
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -90,23 +99,26 @@ class RemoteNode:
 
 
 class Fleet:
-    def __init__(self, local: Runner, remote_hosts: list[str], settings: LauncherSettings, site_path: Path) -> None:
+    """Runs placed on a remote node go to its worker; the others to ``local``."""
+
+    def __init__(
+        self, local: Runner, apps: dict[str, App], remote_hosts: list[str], settings: LauncherSettings, site_path: Path
+    ) -> None:
         self.local = local
+        self.apps = apps
         self.remotes: dict[str, RemoteNode] = {}
         for host in remote_hosts:
             node = RemoteNode(host, worker_argv(settings, host, site_path))
             self.remotes[host] = node
             local.watch(node.reader.fd)
         self.where: dict[str, RemoteNode] = {}
-        self.lost_hosts: list[str] = []
         self._started: list[RunEvent] = []
 
     def watch(self, fd: int) -> None:
         self.local.watch(fd)
 
-    @property
-    def apps(self) -> dict[str, App]:
-        return self.local.apps
+    def unwatch(self, fd: int) -> None:
+        self.local.unwatch(fd)
 
     def running(self) -> list[str]:
         return [*self.local.running(), *self.where]
@@ -115,7 +127,7 @@ class Fleet:
         node = self.remotes.get(placement.hosts[0])
         if node is None:
             return self.local.start(job, placement)
-        app = self.local.apps.get(job.app)
+        app = self.apps.get(job.app)
         if app is None:
             return Finished(job.id, None, f"app {job.app} is not defined on this site any more")
         message = nw.StartRun(
@@ -163,21 +175,22 @@ class Fleet:
                 done.extend(self._lose(node))
         return done
 
-    def _lose(self, node: RemoteNode) -> list[Finished]:
-        """A worker that went away takes its runs with it: they are reported lost."""
+    def _lose(self, node: RemoteNode) -> list[RunEvent]:
+        """A worker that went away takes its node and its runs with it: they are reported lost."""
         node.alive = False
         node.process.poll()
         self.local.unwatch(node.reader.fd)
-        self.lost_hosts.append(node.host)
         log.error("the worker on node %s exited; %d run(s) there are lost", node.host, len(node.jobs))
-        lost = [Finished(j, None, f"the worker on node {node.host} exited", lost=True) for j in node.jobs]
+        lost: list[RunEvent] = [HostLost(node.host)]
+        lost += [Finished(j, None, f"the worker on node {node.host} exited", lost=True) for j in node.jobs]
         for job_id in node.jobs:
             self.where.pop(job_id, None)
         node.jobs.clear()
         return lost
 
     def signal(self, job_ids: list[str], sig: int) -> None:
-        local, by_node = [], {}
+        local: list[str] = []
+        by_node: dict[str, list[str]] = {}
         for job_id in job_ids:
             node = self.where.get(job_id)
             if node is None:

@@ -91,10 +91,10 @@ class LazyFiles:
             self._spills.append((run.spill, run.spill_fd))
             return False
         os.close(run.spill_fd)  # a process the run left behind may go on writing: the file is the job's
-        problem = keep_output(run.spill, output)
-        if problem:
-            log.warning("%s", problem)
-        return problem is None
+        trouble = keep_output(run.spill, output)
+        if trouble:
+            log.warning("%s", trouble)
+        return trouble is None
 
     def close(self) -> None:
         """Remove the idle scratch directories and spill files (call once no lazy run is left)."""

@@ -24,12 +24,12 @@ from pathlib import Path
 import msgspec
 
 from balsamd.config import LauncherSettings
-from balsamd.launch.leader.resources import Placement
 from balsamd.launch.python.handle import WarmWorker, worker_environment
 from balsamd.launch.python.protocol import Done, PyResult, PyTask, Returned, Started
 from balsamd.launch.python.zygote import Zygote
 from balsamd.launch.running import commands
 from balsamd.launch.running.lazyfiles import LazyFiles, LazyRun
+from balsamd.launch.running.protocol import Finished, HandedBack, Placement, RunEvent, RunStarted
 from balsamd.launch.running.watchdog import Watchdog
 from balsamd.launch.workdirs import make_dir
 from balsamd.models import App, AppKind, Job
@@ -38,36 +38,6 @@ from balsamd.results import unpack
 log = logging.getLogger("balsamd.launcher")
 
 TAIL_BYTES = 4096
-
-
-@dataclass
-class Finished:
-    """The end of one run, as the launcher reports it."""
-
-    job_id: str
-    return_code: int | None
-    reason: str = ""
-    result: bytes | None = None
-    stopped: bool = False  # ended by the launcher (time out or kill), not by itself
-    lost: bool = False  # its node or worker went away: the run's fate is unknown
-    elapsed: float | None = None  # the run's own duration, where the runner measured it
-    started_at: float | None = None  # when it started, for a run whose RunStarted never came
-
-
-@dataclass
-class RunStarted:
-    job_id: str
-    ts: float
-
-
-@dataclass
-class HandedBack:
-    """A job the runner took but never started (its worker stopped): it may run elsewhere."""
-
-    job_id: str
-
-
-RunEvent = RunStarted | Finished | HandedBack
 
 
 @dataclass
@@ -96,7 +66,9 @@ def output_tail(path: str | Path, size: int = TAIL_BYTES) -> str:
         return ""
 
 
-class Runner:
+class LocalRunner:
+    """The runner of this host: a :class:`~balsamd.launch.running.protocol.Runner`."""
+
     def __init__(
         self,
         site_path: Path,

@@ -16,8 +16,7 @@ import sys
 from pathlib import Path
 
 from balsamd.config import load_settings
-from balsamd.launch.leader.resources import Placement
-from balsamd.launch.running.local import Finished, Runner
+from balsamd.launch.running.local import LocalRunner
 from balsamd.launch.running.nodeproto import (
     LineReader,
     RunFinished,
@@ -27,6 +26,7 @@ from balsamd.launch.running.nodeproto import (
     command_from_line,
     to_line,
 )
+from balsamd.launch.running.protocol import Finished, Placement
 
 
 def placement_of(msg: StartRun) -> Placement:
@@ -40,7 +40,7 @@ def finished_message(f: Finished) -> RunFinished:
 def serve(site_path: Path, stdin_fd: int = 0, out=None) -> int:
     out = out or sys.stdout.buffer
     settings = load_settings(site_path / "settings.toml").launcher
-    runner = Runner(site_path, {}, settings, use_mpi=False, wakeup_fd=stdin_fd)
+    runner = LocalRunner(site_path, {}, settings, use_mpi=False, wakeup_fd=stdin_fd)
     reader = LineReader(stdin_fd)
     signal.signal(signal.SIGTERM, lambda *_: reader.__setattr__("eof", True))
     out.write(to_line(WorkerReady(os.uname().nodename, os.getpid())))

@@ -16,9 +16,10 @@ import os
 import signal
 import subprocess
 import sys
+from typing import BinaryIO
 
 
-def watch(stream) -> None:
+def watch(stream: BinaryIO) -> None:
     live: set[int] = set()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # only the pipe's end ends the watch
@@ -43,7 +44,8 @@ class Watchdog:
             start_new_session=True,
             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
         )
-
+        assert self.process.stdin is not None  # a pipe
+        self.stdin = self.process.stdin
         self._pending: list[str] = []
 
     def started(self, pgid: int) -> None:
@@ -61,13 +63,13 @@ class Watchdog:
             return
         text, self._pending = "".join(self._pending), []
         with contextlib.suppress(BrokenPipeError, OSError, ValueError):
-            self.process.stdin.write(text.encode())
-            self.process.stdin.flush()
+            self.stdin.write(text.encode())
+            self.stdin.flush()
 
     def close(self) -> None:
         self.flush()
         with contextlib.suppress(OSError):
-            self.process.stdin.close()
+            self.stdin.close()
         self.process.wait()
 
 

@@ -7,8 +7,8 @@ import time
 
 from balsamd.config import LauncherSettings
 from balsamd.launch.leader.loop import Launcher
-from balsamd.launch.leader.resources import NodeManager, Placement
-from balsamd.launch.running.local import Finished, RunEvent, RunStarted
+from balsamd.launch.leader.resources import NodeManager
+from balsamd.launch.running.protocol import Finished, Placement, RunEvent, RunStarted
 from balsamd.models import ClaimLimits, Job, JobMode, StateUpdate
 from balsamd.states import JobState
 from balsamd.store.store import UpdateOutcome

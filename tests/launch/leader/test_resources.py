@@ -15,7 +15,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from balsamd.launch.leader.resources import EPS, FreeCapacity, NodeManager, gpu_environment
+from balsamd.launch.leader.resources import EPS, FreeCapacity, NodeManager
 from balsamd.models import Job
 
 _ids = itertools.count()
@@ -300,21 +300,6 @@ def test_nonsense_resource_requests_are_errors(resources: dict[str, float]) -> N
 def test_a_node_manager_needs_a_sensible_shape(hosts: list[str], cpus: int, gpus: int, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         NodeManager(hosts, cpus, gpus)
-
-
-# --- GPU binding ------------------------------------------------------------------------------
-
-
-def test_gpu_ids_are_bound_through_each_configured_variable() -> None:
-    assert gpu_environment([0, 1], ["CUDA_VISIBLE_DEVICES"]) == {"CUDA_VISIBLE_DEVICES": "0,1"}
-    assert gpu_environment([3], ["ZE_AFFINITY_MASK", "ROCR_VISIBLE_DEVICES"]) == {
-        "ZE_AFFINITY_MASK": "3",
-        "ROCR_VISIBLE_DEVICES": "3",
-    }
-
-
-def test_a_run_without_gpus_leaves_gpu_variables_alone() -> None:
-    assert gpu_environment([], ["CUDA_VISIBLE_DEVICES"]) == {}
 
 
 # --- properties -------------------------------------------------------------------------------

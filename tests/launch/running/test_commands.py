@@ -12,8 +12,8 @@ import pytest
 
 from balsamd.apps import AppError
 from balsamd.config import LauncherSettings
-from balsamd.launch.leader.resources import Placement
-from balsamd.launch.running.commands import app_argv, job_environment, run_argv
+from balsamd.launch.running.commands import app_argv, gpu_environment, job_environment, run_argv
+from balsamd.launch.running.protocol import Placement
 from balsamd.models import App, AppKind, Job
 from tests.launch.conftest import require_mpiexec
 
@@ -187,3 +187,18 @@ def test_python_apps_get_a_pythonpath_that_imports_this_balsamd() -> None:
     import balsamd
 
     assert found == balsamd.__file__
+
+
+# ----- GPU binding ----------------------------------------------------------------------------
+
+
+def test_gpu_ids_are_bound_through_each_configured_variable() -> None:
+    assert gpu_environment([0, 1], ["CUDA_VISIBLE_DEVICES"]) == {"CUDA_VISIBLE_DEVICES": "0,1"}
+    assert gpu_environment([3], ["ZE_AFFINITY_MASK", "ROCR_VISIBLE_DEVICES"]) == {
+        "ZE_AFFINITY_MASK": "3",
+        "ROCR_VISIBLE_DEVICES": "3",
+    }
+
+
+def test_a_run_without_gpus_leaves_gpu_variables_alone() -> None:
+    assert gpu_environment([], ["CUDA_VISIBLE_DEVICES"]) == {}

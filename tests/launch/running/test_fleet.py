@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 import balsamd
-from balsamd.launch.leader.main import remote_hosts
-from balsamd.launch.running.fleet import is_local
+from balsamd.launch.running.fleet import is_local, remote_hosts
 from balsamd.models import JobMode
 from balsamd.site import init_site
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from balsamd.config import LauncherSettings
-from balsamd.launch.leader.resources import Placement
 from balsamd.launch.python.worker import NICE
-from balsamd.launch.running.local import Finished, HandedBack, RunEvent, Runner, RunStarted
+from balsamd.launch.running.local import LocalRunner
+from balsamd.launch.running.protocol import Finished, HandedBack, Placement, RunEvent, RunStarted
 from balsamd.models import App, AppKind, Job
 from balsamd.results import unpack
 
@@ -46,11 +46,11 @@ WAIT = 20.0
 
 
 @pytest.fixture
-def runner(tmp_path: Path) -> Iterator[Runner]:
+def runner(tmp_path: Path) -> Iterator[LocalRunner]:
     (tmp_path / "apps").mkdir()
     (tmp_path / "apps" / "probe.py").write_text(APP)
     (tmp_path / "data").mkdir()
-    r = Runner(tmp_path, {"Probe": PROBE}, LauncherSettings(), use_mpi=False)
+    r = LocalRunner(tmp_path, {"Probe": PROBE}, LauncherSettings(), use_mpi=False)
     yield r
     r.close()
 
@@ -63,7 +63,7 @@ def place(job_id: str) -> Placement:
     return Placement(job_id, ["localhost"], {}, 1.0, 1.0)
 
 
-def events_until(runner: Runner, done: int) -> list[RunEvent]:
+def events_until(runner: LocalRunner, done: int) -> list[RunEvent]:
     """Events until ``done`` runs ended or were handed back."""
     events: list[RunEvent] = []
     deadline = time.monotonic() + WAIT
@@ -73,13 +73,13 @@ def events_until(runner: Runner, done: int) -> list[RunEvent]:
     return events
 
 
-def start(runner: Runner, first: Job, *queued: Job) -> None:
+def start(runner: LocalRunner, first: Job, *queued: Job) -> None:
     assert runner.start(first, place(first.id)) is None
     if queued:
         assert runner.follow(first.id, list(queued), place(first.id))
 
 
-def test_workers_are_forked_from_the_zygote(runner: Runner) -> None:
+def test_workers_are_forked_from_the_zygote(runner: LocalRunner) -> None:
     start(runner, job("a"))
     events_until(runner, 1)
     [worker] = runner.workers
@@ -88,7 +88,7 @@ def test_workers_are_forked_from_the_zygote(runner: Runner) -> None:
     assert int(stat.rsplit(")", 1)[1].split()[1]) == runner.zygote.pid  # the worker's parent
 
 
-def test_queued_jobs_run_in_order_on_one_worker_each_start_known_by_its_end(runner: Runner) -> None:
+def test_queued_jobs_run_in_order_on_one_worker_each_start_known_by_its_end(runner: LocalRunner) -> None:
     start(runner, job("a"), job("b"), job("c"))
     events = events_until(runner, 3)
     results = [e for e in events if isinstance(e, Finished)]
@@ -103,7 +103,7 @@ def test_queued_jobs_run_in_order_on_one_worker_each_start_known_by_its_end(runn
     assert results[0].started_at <= results[1].started_at <= results[2].started_at
 
 
-def test_a_long_runs_start_is_reported_while_it_runs(runner: Runner) -> None:
+def test_a_long_runs_start_is_reported_while_it_runs(runner: LocalRunner) -> None:
     start(runner, job("long", sleep=30.0))
     deadline = time.monotonic() + WAIT
     events: list[RunEvent] = []
@@ -113,7 +113,7 @@ def test_a_long_runs_start_is_reported_while_it_runs(runner: Runner) -> None:
     assert [(type(e).__name__, e.job_id) for e in events] == [("RunStarted", "long")]
 
 
-def test_eager_runs_get_their_workdir_and_output_file_while_they_run(runner: Runner, tmp_path: Path) -> None:
+def test_eager_runs_get_their_workdir_and_output_file_while_they_run(runner: LocalRunner, tmp_path: Path) -> None:
     start(runner, job("slow", say="hello", sleep=1.0))
     out = tmp_path / "data" / "probe" / "slow" / "job.out"
     deadline = time.monotonic() + WAIT
@@ -123,14 +123,16 @@ def test_eager_runs_get_their_workdir_and_output_file_while_they_run(runner: Run
     events_until(runner, 1)
 
 
-def test_short_runs_that_write_nothing_leave_no_directory_and_no_output_file(runner: Runner, tmp_path: Path) -> None:
+def test_short_runs_that_write_nothing_leave_no_directory_and_no_output_file(
+    runner: LocalRunner, tmp_path: Path
+) -> None:
     runner.short_apps_changed("Probe", True)
     start(runner, job("q1"), job("q2"), job("q3"))
     events_until(runner, 3)
     assert not (tmp_path / "data" / "probe").exists()
 
 
-def test_what_a_short_run_writes_or_prints_ends_up_in_its_workdir(runner: Runner, tmp_path: Path) -> None:
+def test_what_a_short_run_writes_or_prints_ends_up_in_its_workdir(runner: LocalRunner, tmp_path: Path) -> None:
     runner.short_apps_changed("Probe", True)
     start(runner, job("file", write="result.txt"), job("print", say="hi"), job("none"))
     events_until(runner, 3)
@@ -141,7 +143,9 @@ def test_what_a_short_run_writes_or_prints_ends_up_in_its_workdir(runner: Runner
     assert not (probe / "none").exists()
 
 
-def test_a_short_run_asking_for_its_workdir_is_moved_there_with_what_it_wrote(runner: Runner, tmp_path: Path) -> None:
+def test_a_short_run_asking_for_its_workdir_is_moved_there_with_what_it_wrote(
+    runner: LocalRunner, tmp_path: Path
+) -> None:
     runner.short_apps_changed("Probe", True)
     start(runner, job("ask", write="early.txt", ask_workdir=True))
     [*_, finished] = events_until(runner, 1)
@@ -151,7 +155,7 @@ def test_a_short_run_asking_for_its_workdir_is_moved_there_with_what_it_wrote(ru
     assert (workdir / "early.txt").read_text() == "data"
 
 
-def test_a_short_run_starts_in_its_workdir_when_that_exists(runner: Runner, tmp_path: Path) -> None:
+def test_a_short_run_starts_in_its_workdir_when_that_exists(runner: LocalRunner, tmp_path: Path) -> None:
     runner.short_apps_changed("Probe", True)
     staged = tmp_path / "data" / "probe" / "staged"
     staged.mkdir(parents=True)
@@ -160,7 +164,7 @@ def test_a_short_run_starts_in_its_workdir_when_that_exists(runner: Runner, tmp_
     assert (staged / "out.txt").read_text() == "data"
 
 
-def test_stopping_a_run_hands_back_the_jobs_queued_behind_it(runner: Runner) -> None:
+def test_stopping_a_run_hands_back_the_jobs_queued_behind_it(runner: LocalRunner) -> None:
     start(runner, job("long", sleep=30.0), job("next1"), job("next2"))
     deadline = time.monotonic() + WAIT
     while runner.workers[0].current != "long":
@@ -174,7 +178,7 @@ def test_stopping_a_run_hands_back_the_jobs_queued_behind_it(runner: Runner) -> 
     assert runner.running() == []
 
 
-def test_a_worker_that_dies_ends_its_run_and_hands_back_the_rest(runner: Runner) -> None:
+def test_a_worker_that_dies_ends_its_run_and_hands_back_the_rest(runner: LocalRunner) -> None:
     start(runner, job("victim", sleep=30.0), job("after"))
     deadline = time.monotonic() + WAIT
     while runner.workers[0].current != "victim":
@@ -190,7 +194,7 @@ def test_a_worker_that_dies_ends_its_run_and_hands_back_the_rest(runner: Runner)
     assert runner.workers == []
 
 
-def test_a_new_job_after_a_dead_worker_gets_a_fresh_one(runner: Runner) -> None:
+def test_a_new_job_after_a_dead_worker_gets_a_fresh_one(runner: LocalRunner) -> None:
     start(runner, job("first"))
     events_until(runner, 1)
     [old] = runner.workers
@@ -206,7 +210,7 @@ def test_a_new_job_after_a_dead_worker_gets_a_fresh_one(runner: Runner) -> None:
     assert runner.workers[0].pid != old.pid
 
 
-def test_workers_run_below_the_launchers_priority_so_its_bookkeeping_goes_first(runner: Runner) -> None:
+def test_workers_run_below_the_launchers_priority_so_its_bookkeeping_goes_first(runner: LocalRunner) -> None:
     start(runner, job("a"))
     events_until(runner, 1)
     [worker] = runner.workers
@@ -215,7 +219,7 @@ def test_workers_run_below_the_launchers_priority_so_its_bookkeeping_goes_first(
 
 
 def test_workers_start_as_new_interpreters_when_the_zygote_is_gone(
-    runner: Runner, caplog: pytest.LogCaptureFixture
+    runner: LocalRunner, caplog: pytest.LogCaptureFixture
 ) -> None:
     assert runner.zygote is not None
     runner.zygote.process.kill()
