@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from balsamd.api import Site
+from balsamd.launch.forks import Forks
 from balsamd.launch.leader.loop import Launcher, Summary
 from balsamd.launch.leader.nodes import resolve_nodes
 from balsamd.launch.leader.resources import NodeManager
@@ -49,13 +50,15 @@ def run_launcher(
     shape = site.settings.nodes
     manager = NodeManager(hosts, shape.cpus_per_node, shape.gpus_per_node)
     apps = site.apps.sync()
-    # The runner's zygote may be a fork of this process only while it holds no database open
-    # (see zygote.fork_self); the store's connection is closed meanwhile.
-    released = site.store.db.released() if isinstance(site.store, SiteStore) else contextlib.nullcontext()
-    with released:
-        runner: Runner = LocalRunner(site.path, apps, site.settings.launcher, use_mpi=job_mode == JobMode.MPI)
+    # The zygote and the store process are forks of this process, made before any thread
+    # starts and with the store's connection closed (see forks.py).
+    forks = Forks()
+    with forks.window(release=[site.store.db] if isinstance(site.store, SiteStore) else []):
+        runner: Runner = LocalRunner(
+            site.path, apps, site.settings.launcher, use_mpi=job_mode == JobMode.MPI, forks=forks
+        )
         # the store's work then runs beside the loop that feeds the runs, not under its GIL
-        forked = ForkedStore.fork(site.store) if isinstance(site.store, SiteStore) else None
+        forked = ForkedStore.fork(site.store, forks) if isinstance(site.store, SiteStore) else None
     remote = remote_hosts(hosts, job_mode, site.settings.launcher.node_workers)
     if remote:
         runner = Fleet(runner, apps, remote, site.settings.launcher, site.path)

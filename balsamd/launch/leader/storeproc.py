@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from balsamd.daemon.handlers import store_handlers
-from balsamd.launch.python.zygote import ForkedProcess, fork_child
+from balsamd.launch.forks import ForkedProcess, Forks
 from balsamd.models import ClaimLimits, Job, Session, StateUpdate
 from balsamd.rpc import protocol as p
 from balsamd.rpc.client import RemoteStore, RpcClient, RpcUnavailable
@@ -41,12 +41,16 @@ class ForkedStore:
         self.remote: RemoteStore | None = RemoteStore(RpcClient.over(sock, "launcher's store process"))
 
     @classmethod
-    def fork(cls, store: SiteStore) -> ForkedStore | None:
-        """A forked server for ``store``, or None where forking is not safe now (see
-        ``zygote.fork_child``)."""
+    def fork(cls, store: SiteStore, forks: Forks) -> ForkedStore | None:
+        """A forked server for ``store``, made in ``forks``' window (ForkOrderError outside it),
+        or None where the system refuses the fork: the launcher then uses the store itself."""
         path = store.db.path
-        started = fork_child(lambda fd: serve(socket.socket(fileno=fd), path), {})
-        return None if started is None else cls(store, *started)
+        try:
+            started = forks.fork(lambda fd: serve(socket.socket(fileno=fd), path), {}, "the store process")
+        except OSError as exc:
+            log.warning("could not fork the store process (%s); using the store directly", exc)
+            return None
+        return cls(store, *started)
 
     def _call(self, call: Callable[[SiteStore | RemoteStore], T]) -> T:
         if self.remote is not None:

@@ -18,8 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from balsamd.launch.forks import start_with_socket
 from balsamd.launch.python import protocol as pp
-from balsamd.launch.python.zygote import Zygote, describe_status, start_with_socket
+from balsamd.launch.python.zygote import Zygote, describe_status
 
 _serial = itertools.count()
 

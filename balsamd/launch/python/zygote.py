@@ -1,13 +1,14 @@
-"""A process that has imported what a warm worker needs and forks workers from itself.
+"""The zygote: a fork server that has imported what a warm worker needs and forks workers.
 
 Starting a worker by forking this one takes a millisecond and no imports: on a node of a
 hundred cores that is a hundred workers without a hundred interpreters reading the same
 modules from a parallel filesystem, and the first run starts as soon as its claim arrives.
 
-The zygote is a fork of the launcher itself when the launcher runs no other thread and holds
-no SQLite database open (a launcher on the store closes its connection meanwhile): it has
+The zygote is a fork of the launcher itself when the launcher asks for it inside its fork
+window (``launch/forks.py``: no other thread runs, no SQLite database is open): it has
 imported everything a worker needs, so the first worker starts some 80 ms sooner than from a
-new interpreter.  Otherwise it is started as ``python -m balsamd.launch.python.zygote``.
+new interpreter.  Asked for outside the window, it is started as
+``python -m balsamd.launch.python.zygote``.
 
 The launcher holds a socket to the zygote.  It sends ``Fork`` with the new worker's socket
 attached (SCM_RIGHTS); the zygote forks, answers ``Forked`` with the pid, and later reports
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import array
 import contextlib
-import gc
 import logging
 import os
 import selectors
@@ -28,15 +28,15 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-import traceback
-from collections.abc import Callable
 
 import msgspec
 
+from balsamd.launch.forks import ForkedProcess, Forks, start_with_socket
 from balsamd.launch.python import protocol as pp
 from balsamd.launch.python import worker
+
+log = logging.getLogger("balsamd.launcher")
 
 
 class Fork(msgspec.Struct, tag=True, array_like=True):
@@ -133,135 +133,29 @@ def _become_worker(control, selector, wake_r: int, wake_w: int, fd: int, base: s
         os._exit(code)
 
 
-def start_with_socket(
-    module: str, args: list[str], env: dict[str, str]
-) -> tuple[subprocess.Popen[bytes], socket.socket]:
-    """Start ``python -m MODULE FD ARGS...`` in a session of its own, FD being its end of a
-    socket pair; returns the process and this end."""
-    ours, theirs = socket.socketpair()
-    try:
-        process = subprocess.Popen(
-            [sys.executable, "-m", module, str(theirs.fileno()), *args],
-            pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, start_new_session=True, env=env,
-        )  # fmt: skip
-    except BaseException:
-        ours.close()
-        raise
-    finally:
-        theirs.close()
-    return process, ours
-
-
-class ForkedProcess:
-    """What the launcher needs of a child it forked: like ``subprocess.Popen``."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.returncode: int | None = None
-
-    def wait(self, timeout: float | None = None) -> int:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.returncode is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG if deadline is not None else 0)
-            if pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
-            elif deadline is not None and time.monotonic() >= deadline:
-                raise subprocess.TimeoutExpired(str(self.pid), timeout or 0.0)
-            elif deadline is not None:
-                time.sleep(0.001)
-        return self.returncode
-
-    def kill(self) -> None:
-        if self.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-
-
-def fork_self(env: dict[str, str]) -> tuple[ForkedProcess, socket.socket] | None:
-    """This process forked into a zygote, or None where a fork is not safe (see fork_child)."""
-    return fork_child(serve_forks, env)
-
-
-def fork_child(serve: Callable[[int], None], env: dict[str, str]) -> tuple[ForkedProcess, socket.socket] | None:
-    """A fork of this process that leaves it (``leave_parent``) and runs ``serve`` on its end of
-    a socket pair, or None when a fork is not safe now.
-
-    Not while this process runs other threads: a fork copies their locks in whatever state they
-    are, and nobody would ever release them.  Nor while it holds an SQLite database open (the
-    site's store, whenever the launcher works on it directly): SQLite's record of the locks this
-    process holds would be copied, and an app that opens the same database from a worker would
-    trust it."""
-    if not fork_safe():
-        return None
-    for stream in (sys.stdout, sys.stderr):
-        if stream is not None:
-            stream.flush()  # else the child would write what was still buffered again
-    ours, theirs = socket.socketpair()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            fd = theirs.detach()
-            leave_parent(fd, env)
-            serve(fd)
-            code = 0
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    theirs.close()
-    return ForkedProcess(pid), ours
-
-
-def fork_safe() -> bool:
-    """Whether a fork of this process would inherit no other thread's locks and no SQLite locks."""
-    return threading.active_count() == 1 and not _sqlite_files_open()
-
-
-def _sqlite_files_open() -> bool:
-    import apsw  # the store's driver: what a launcher of this process could have open
-
-    return any(connection.filename for connection in apsw.connections())
-
-
-def leave_parent(fd: int, env: dict[str, str]) -> None:
-    """In the forked child: keep none of the launcher's files, handlers or session, and
-    start workers as a new interpreter would: standard streams on fds 0-2, no log handlers."""
-    # The launcher's objects are never finalized here (they would close descriptors by number
-    # after these are reused), and its own descriptors are closed: a worker must not hold the
-    # watchdog's pipe or the store's files open.
-    for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
-        if isinstance(logger, logging.Logger):
-            logger.handlers.clear()
-    logging.getLogger().setLevel(logging.WARNING)
-    gc.freeze()
-    os.closerange(3, fd)
-    os.closerange(fd + 1, os.sysconf("SC_OPEN_MAX"))
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.close(devnull)
-    sys.stdin = sys.__stdin__ = os.fdopen(0, closefd=False)
-    sys.stdout = sys.__stdout__ = os.fdopen(1, "w", closefd=False)
-    sys.stderr = sys.__stderr__ = os.fdopen(2, "w", buffering=1, closefd=False)
-    for sig in signal.valid_signals():
-        if callable(signal.getsignal(sig)):
-            signal.signal(sig, signal.SIG_DFL)
-    signal.set_wakeup_fd(-1)
-    os.setsid()
-    for key, value in env.items():
-        if os.environ.get(key) != value:
-            os.environ[key] = value
-
-
 class Zygote:
     """The launcher's end: start the zygote, fork workers, learn how they ended."""
 
-    def __init__(self, env: dict[str, str]) -> None:
-        started = fork_self(env)
-        self.process: ForkedProcess | subprocess.Popen[bytes]
-        self.process, self.sock = started or start_with_socket("balsamd.launch.python.zygote", [], env)
+    def __init__(self, process: ForkedProcess | subprocess.Popen[bytes], sock: socket.socket) -> None:
+        self.process = process
+        self.sock = sock
         self.buffer = pp.FrameBuffer()
         self.exits: dict[int, int] = {}
+
+    @classmethod
+    def start(cls, env: dict[str, str], forks: Forks | None) -> Zygote:
+        """A fork of this process while ``forks``' window is open, else a new interpreter.
+
+        ForkOrderError from ``forks`` if the window is open but the order broken; a fork the
+        system refuses falls back to a new interpreter, with a warning."""
+        if forks is not None and forks.open:
+            try:
+                return cls(*forks.fork(serve_forks, env, "the zygote"))
+            except OSError as exc:
+                log.warning("could not fork the zygote (%s); starting it as a new interpreter", exc)
+        else:
+            log.info("starting the zygote as a new interpreter: the launcher's fork window is not open")
+        return cls(*start_with_socket("balsamd.launch.python.zygote", [], env))
 
     @property
     def pid(self) -> int:

@@ -24,6 +24,7 @@ from pathlib import Path
 import msgspec
 
 from balsamd.config import LauncherSettings
+from balsamd.launch.forks import Forks
 from balsamd.launch.python.handle import WarmWorker, worker_environment
 from balsamd.launch.python.protocol import Done, PyResult, PyTask, Returned, Started
 from balsamd.launch.python.zygote import Zygote
@@ -76,7 +77,10 @@ class LocalRunner:
         settings: LauncherSettings,
         use_mpi: bool,
         wakeup_fd: int | None = None,
+        forks: Forks | None = None,
     ) -> None:
+        """``forks``: the launcher's fork window, in which the zygote may be a fork of it (else
+        it is a new interpreter)."""
         self.site_path = site_path
         self.data = site_path / "data"
         self._site = str(site_path)
@@ -98,8 +102,9 @@ class LocalRunner:
         self.lazy = LazyFiles(str(self.data / ".workers"))
         self.zygote: Zygote | None = None
         self._zygote_failed = False
+        self.forks = forks
         if any(app.kind == AppKind.PYTHON for app in apps.values()):
-            self._start_zygote()  # now: it imports while the first claim is made
+            self._start_zygote()  # now (in the fork window): it imports while the first claim is made
         if wakeup_fd is not None:
             self.watch(wakeup_fd)
 
@@ -193,7 +198,7 @@ class LocalRunner:
 
     def _start_zygote(self) -> None:
         if self.zygote is None and not self._zygote_failed:
-            self.zygote = Zygote(self._worker_env)
+            self.zygote = Zygote.start(self._worker_env, self.forks)
             self.watchdog.started(self.zygote.pid)
 
     def _spawn(self) -> WarmWorker:

@@ -14,8 +14,10 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import BinaryIO
 
 from balsamd.config import load_settings
+from balsamd.launch.forks import Forks
 from balsamd.launch.running.local import LocalRunner
 from balsamd.launch.running.nodeproto import (
     LineReader,
@@ -37,10 +39,16 @@ def finished_message(f: Finished) -> RunFinished:
     return RunFinished(f.job_id, f.return_code, f.reason, f.result, f.stopped)
 
 
-def serve(site_path: Path, stdin_fd: int = 0, out=None) -> int:
-    out = out or sys.stdout.buffer
+def serve(site_path: Path, stdin_fd: int = 0, out: BinaryIO | None = None) -> int:
+    # A node worker never starts a thread nor opens a database: its fork window stays open,
+    # and the zygote is forked when the first Python run comes (which apps come is not known).
+    with Forks().window() as forks:
+        return _serve(site_path, stdin_fd, out or sys.stdout.buffer, forks)
+
+
+def _serve(site_path: Path, stdin_fd: int, out: BinaryIO, forks: Forks) -> int:
     settings = load_settings(site_path / "settings.toml").launcher
-    runner = LocalRunner(site_path, {}, settings, use_mpi=False, wakeup_fd=stdin_fd)
+    runner = LocalRunner(site_path, {}, settings, use_mpi=False, wakeup_fd=stdin_fd, forks=forks)
     reader = LineReader(stdin_fd)
     signal.signal(signal.SIGTERM, lambda *_: reader.__setattr__("eof", True))
     out.write(to_line(WorkerReady(os.uname().nodename, os.getpid())))

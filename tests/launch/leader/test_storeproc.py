@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import threading
 from collections.abc import Iterator
 
 import pytest
 
+from balsamd.launch.forks import Forks
 from balsamd.launch.leader.storeproc import ForkedStore
-from balsamd.launch.python import zygote as zygote_module
 from balsamd.models import ClaimLimits, StateUpdate
 from balsamd.states import JobState
 from balsamd.store.store import SessionGone, SiteStore
@@ -19,10 +18,9 @@ from tests.conftest import make_jobs
 
 
 @pytest.fixture
-def forked(store: SiteStore, monkeypatch: pytest.MonkeyPatch) -> Iterator[ForkedStore]:
-    monkeypatch.setattr(zygote_module, "_sqlite_files_open", lambda: False)  # whatever other tests left open
-    with store.db.released():
-        f = ForkedStore.fork(store)
+def forked(store: SiteStore) -> Iterator[ForkedStore]:
+    with Forks().window(release=[store.db]) as forks:
+        f = ForkedStore.fork(store, forks)
     assert f is not None
     yield f
     f.close()
@@ -64,16 +62,3 @@ def test_when_the_fork_is_lost_calls_go_to_the_store_itself_with_a_warning(
 def test_the_fork_exits_when_the_launcher_closes_it(forked: ForkedStore) -> None:
     forked.close()
     assert forked.process.returncode == 0
-
-
-def test_no_fork_while_another_thread_runs(store: SiteStore) -> None:
-    # a fork copies other threads' locks in whatever state they are, and nobody releases them
-    stop = threading.Event()
-    other = threading.Thread(target=stop.wait)
-    other.start()
-    try:
-        with store.db.released():
-            assert ForkedStore.fork(store) is None
-    finally:
-        stop.set()
-        other.join()

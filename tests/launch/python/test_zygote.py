@@ -1,4 +1,5 @@
-"""The zygote: forks warm workers and reports how each one ended."""
+"""The zygote: forks warm workers and reports how each one ended, whether it is a fork of the
+launcher or a new interpreter."""
 
 from __future__ import annotations
 
@@ -6,27 +7,33 @@ import os
 import select
 import signal
 import subprocess
-import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from balsamd.launch.python import zygote as zygote_module
+from balsamd.launch.forks import ForkedProcess, Forks
 from balsamd.launch.python.handle import worker_environment
-from balsamd.launch.python.zygote import ForkedProcess, Zygote, describe_status
-from balsamd.store.store import SiteStore
+from balsamd.launch.python.zygote import Zygote, describe_status
 
 WAIT = 20.0
 
 
-@pytest.fixture
-def zygote() -> Iterator[Zygote]:
-    z = Zygote(worker_environment())
+@pytest.fixture(params=["forked", "new interpreter"])
+def zygote(request: pytest.FixtureRequest) -> Iterator[Zygote]:
+    """The zygote as a fork of this process (in a fork window) and as a new interpreter."""
+    if request.param == "forked":
+        with Forks().window() as forks:
+            z = Zygote.start(worker_environment(), forks)
+        assert isinstance(z.process, ForkedProcess)
+    else:
+        z = Zygote.start(worker_environment(), None)
+        assert isinstance(z.process, subprocess.Popen)
     yield z
     z.close()
 
 
-def test_every_worker_that_ends_is_reported_not_only_the_first(zygote: Zygote, tmp_path) -> None:
+def test_every_worker_that_ends_is_reported_not_only_the_first(zygote: Zygote, tmp_path: Path) -> None:
     # a child's end wakes the zygote with no message waiting: it must not then sit in a
     # blocking read until the launcher next writes
     forked = [zygote.fork(str(tmp_path / f"w{k}")) for k in range(3)]
@@ -36,61 +43,17 @@ def test_every_worker_that_ends_is_reported_not_only_the_first(zygote: Zygote, t
         sock.close()
 
 
-def test_a_worker_ending_on_its_own_is_reported_with_its_exit_code(zygote: Zygote, tmp_path) -> None:
+def test_a_worker_ending_on_its_own_is_reported_with_its_exit_code(zygote: Zygote, tmp_path: Path) -> None:
     pid, sock = zygote.fork(str(tmp_path / "w"))
     sock.close()  # the worker's socket closing is its cue to exit
     assert describe_status(zygote.status(pid, timeout=WAIT)) == "exit code 0"
 
 
-def test_a_launcher_running_no_other_thread_and_holding_no_database_forks_itself_into_the_zygote(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(zygote_module, "_sqlite_files_open", lambda: False)  # whatever other tests left open
-    z = Zygote(worker_environment())
-    try:
-        assert isinstance(z.process, ForkedProcess)  # no new interpreter, no imports to wait for
-    finally:
-        z.close()
-
-
-def test_a_launcher_holding_a_database_open_starts_the_zygote_as_a_new_interpreter(tmp_path) -> None:
-    # a fork would copy SQLite's record of this process's locks into every worker
-    store = SiteStore(tmp_path / "store.db")
-    try:
-        z = Zygote(worker_environment())
-    finally:
-        store.close()
-    try:
-        assert isinstance(z.process, subprocess.Popen)
-    finally:
-        z.close()
-
-
-def test_with_another_thread_running_the_zygote_is_a_new_interpreter() -> None:
-    stop = threading.Event()
-    other = threading.Thread(target=stop.wait)
-    other.start()
-    try:
-        z = Zygote(worker_environment())
-    finally:
-        stop.set()
-        other.join()
-    try:
-        assert isinstance(z.process, subprocess.Popen)
-        pid, sock = z.fork("unused")
-        sock.close()
-        assert describe_status(z.status(pid, timeout=WAIT)) == "exit code 0"
-    finally:
-        z.close()
-
-
-def test_workers_of_a_forked_zygote_keep_none_of_the_launchers_descriptors_open(
-    tmp_path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_workers_of_a_forked_zygote_keep_none_of_the_launchers_descriptors_open(tmp_path: Path) -> None:
     # like the watchdog's pipe: it must see the launcher's end close while workers still run
-    monkeypatch.setattr(zygote_module, "_sqlite_files_open", lambda: False)
     read_end, write_end = os.pipe()
-    z = Zygote(worker_environment())
+    with Forks().window() as forks:
+        z = Zygote.start(worker_environment(), forks)
     try:
         assert isinstance(z.process, ForkedProcess)
         pid, sock = z.fork(str(tmp_path / "w"))

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from balsamd.config import LauncherSettings
+from balsamd.launch.forks import ForkedProcess, Forks
 from balsamd.launch.python.worker import NICE
 from balsamd.launch.running.local import LocalRunner
 from balsamd.launch.running.protocol import Finished, HandedBack, Placement, RunEvent, RunStarted
@@ -50,7 +51,8 @@ def runner(tmp_path: Path) -> Iterator[LocalRunner]:
     (tmp_path / "apps").mkdir()
     (tmp_path / "apps" / "probe.py").write_text(APP)
     (tmp_path / "data").mkdir()
-    r = LocalRunner(tmp_path, {"Probe": PROBE}, LauncherSettings(), use_mpi=False)
+    with Forks().window() as forks:  # as the launcher makes it: its zygote a fork of this process
+        r = LocalRunner(tmp_path, {"Probe": PROBE}, LauncherSettings(), use_mpi=False, forks=forks)
     yield r
     r.close()
 
@@ -83,7 +85,7 @@ def test_workers_are_forked_from_the_zygote(runner: LocalRunner) -> None:
     start(runner, job("a"))
     events_until(runner, 1)
     [worker] = runner.workers
-    assert runner.zygote is not None
+    assert runner.zygote is not None and isinstance(runner.zygote.process, ForkedProcess)
     stat = Path(f"/proc/{worker.pid}/stat").read_text()
     assert int(stat.rsplit(")", 1)[1].split()[1]) == runner.zygote.pid  # the worker's parent
 
