@@ -114,7 +114,10 @@ def launcher_rate(sites: NoopSites) -> float:
     try:
         with balsamd.connect(root) as site:
             t0 = time()
-            summary = run_launcher(site, JobMode.SERIAL, idle_ttl=IDLE_TTL, nodes=[socket.gethostname()])
+            summary = run_launcher(
+                site.layout, site.settings, site.store, site.apps.sync(), JobMode.SERIAL,
+                idle_ttl=IDLE_TTL, nodes=[socket.gethostname()],
+            )  # fmt: skip
             finished = site.jobs.filter(state="JOB_FINISHED")
         if len(finished) != sites.jobs or summary.errors:
             raise RuntimeError(

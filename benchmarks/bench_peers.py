@@ -312,7 +312,7 @@ def balsamd_rate(ctx: Context, app: str, jobs: int, cores: int) -> float:
     with Site(SiteLayout(root)) as site:
         t0 = time.perf_counter()
         site.jobs.bulk_create(specs)
-        summary = run_launcher(site, JobMode.SERIAL, idle_ttl=0.0)
+        summary = run_launcher(site.layout, site.settings, site.store, site.apps.sync(), JobMode.SERIAL, idle_ttl=0.0)
         elapsed = time.perf_counter() - t0
         finished = site.jobs.count(state="JOB_FINISHED")
     if summary.done != jobs or finished != jobs:

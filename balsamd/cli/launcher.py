@@ -35,7 +35,10 @@ def launcher_cmd(ctx: click.Context, job_mode: str, wall_time_min: float | None,
     node_list = [n for n in nodes.split(",")] if nodes is not None else None
     try:
         summary = run_launcher(
-            site,
+            site.layout,
+            site.settings,
+            site.store,
+            site.apps.sync(),
             JobMode(job_mode),
             wall_time_min,
             idle_ttl,

@@ -377,7 +377,10 @@ def run_in_process(monkeypatch: pytest.MonkeyPatch) -> Callable[..., InProcessRu
         site: LaunchSite, hosts: Sequence[str], mode: JobMode = JobMode.SERIAL, idle_ttl: float = 0.5
     ) -> InProcessRun:
         with balsamd.connect(site.root) as opened:
-            summary = launch_main.run_launcher(opened, mode, idle_ttl=idle_ttl, nodes=list(hosts))
+            summary = launch_main.run_launcher(
+                opened.layout, opened.settings, opened.store, opened.apps.sync(), mode,
+                idle_ttl=idle_ttl, nodes=list(hosts),
+            )  # fmt: skip
         return InProcessRun(summary, made[-1])
 
     return run

@@ -207,7 +207,9 @@ class SyncSite(DaemonSite):
     def launch(self, idle_ttl: float = 0.5) -> Summary:
         """Run a serial launcher in this process on this host until it is idle."""
         with balsamd.connect(self.root) as site:
-            return run_launcher(site, JobMode.SERIAL, idle_ttl=idle_ttl)
+            return run_launcher(
+                site.layout, site.settings, site.store, site.apps.sync(), JobMode.SERIAL, idle_ttl=idle_ttl
+            )
 
     def jobs_by_id(self) -> dict[str, dict[str, Any]]:
         with self.store() as store:

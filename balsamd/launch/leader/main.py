@@ -1,4 +1,8 @@
-"""Wiring a launcher for a site: the one place where its collaborators are built."""
+"""Wiring a launcher for a site: the one place where its collaborators are built.
+
+The caller hands over what it has opened (the site's layout, settings, store and apps); the
+launcher's own parts are made here, its forks in their window before any thread starts.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,9 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from balsamd.api import Site
+from balsamd.config import Settings
 from balsamd.launch.forks import Forks
 from balsamd.launch.leader.loop import Launcher, Summary
 from balsamd.launch.leader.nodes import resolve_nodes
@@ -18,8 +23,12 @@ from balsamd.launch.leader.storeproc import ForkedStore
 from balsamd.launch.running.fleet import Fleet, remote_hosts
 from balsamd.launch.running.local import LocalRunner
 from balsamd.launch.running.protocol import Runner
-from balsamd.models import JobMode
+from balsamd.models import App, JobMode
+from balsamd.rpc.client import RemoteStore
 from balsamd.store.store import SiteStore
+
+if TYPE_CHECKING:
+    from balsamd.site import SiteLayout
 
 
 @contextlib.contextmanager
@@ -38,7 +47,10 @@ def log_to(path: Path) -> Iterator[None]:
 
 
 def run_launcher(
-    site: Site,
+    layout: SiteLayout,
+    settings: Settings,
+    store: SiteStore | RemoteStore,
+    apps: dict[str, App],
     job_mode: JobMode,
     wall_time_min: float | None = None,
     idle_ttl: float | None = None,
@@ -46,34 +58,35 @@ def run_launcher(
     nodes: list[str] | None = None,
     batch_job_id: str | None = None,
 ) -> Summary:
+    """Run a launcher in this process until it stops, on the site laid out at ``layout``.
+
+    ``store`` is the site's store (on its host) or the daemon's RPC; ``apps`` the site's apps
+    by name.  ``idle_ttl`` None is the site's setting; ``nodes`` None, the allocation's."""
     hosts = resolve_nodes(nodes, os.environ)
-    shape = site.settings.nodes
+    shape = settings.nodes
     manager = NodeManager(hosts, shape.cpus_per_node, shape.gpus_per_node)
-    apps = site.apps.sync()
     # The zygote and the store process are forks of this process, made before any thread
     # starts and with the store's connection closed (see forks.py).
     forks = Forks()
-    with forks.window(release=[site.store.db] if isinstance(site.store, SiteStore) else []):
-        runner: Runner = LocalRunner(
-            site.path, apps, site.settings.launcher, use_mpi=job_mode == JobMode.MPI, forks=forks
-        )
+    with forks.window(release=[store.db] if isinstance(store, SiteStore) else []):
+        runner: Runner = LocalRunner(layout.root, apps, settings.launcher, use_mpi=job_mode == JobMode.MPI, forks=forks)
         # the store's work then runs beside the loop that feeds the runs, not under its GIL
-        forked = ForkedStore.fork(site.store, forks) if isinstance(site.store, SiteStore) else None
-    remote = remote_hosts(hosts, job_mode, site.settings.launcher.node_workers)
+        forked = ForkedStore.fork(store, forks) if isinstance(store, SiteStore) else None
+    remote = remote_hosts(hosts, job_mode, settings.launcher.node_workers)
     if remote:
-        runner = Fleet(runner, apps, remote, site.settings.launcher, site.path)
+        runner = Fleet(runner, apps, remote, settings.launcher, layout.root)
     # on the store itself, launchers also expire dead sessions; the daemon does it otherwise
-    expiry = site.settings.launcher.session_expiry_sec if isinstance(site.store, SiteStore) else None
+    expiry = settings.launcher.session_expiry_sec if isinstance(store, SiteStore) else None
     source = StoreSource(
-        forked or site.store, expiry,
+        forked or store, expiry,
         label=f"{job_mode} launcher on {','.join(hosts[:4])}", batch_job_id=batch_job_id,
     )  # fmt: skip
     launcher = Launcher(
-        source, manager, runner, site.settings.launcher, job_mode,
+        source, manager, runner, settings.launcher, job_mode,
         wall_time_min=wall_time_min, idle_ttl=idle_ttl, filter_tags=filter_tags,
     )  # fmt: skip
     try:
-        with log_to(site.layout.log / f"launcher-{source.session_id}.log"):
+        with log_to(layout.log / f"launcher-{source.session_id}.log"):
             return launcher.run()
     finally:
         if forked is not None:
