@@ -122,7 +122,7 @@ def launcher_rate(sites: NoopSites) -> float:
         if len(finished) != sites.jobs or summary.errors:
             raise RuntimeError(
                 f"{len(finished)} of {sites.jobs} jobs finished ({summary.started} started, "
-                f"{summary.errors} errors, exit: {summary.exit_reason})"
+                f"{summary.errors} errors, exit: {summary.exit})"
             )
         last = max(job.updated_at for job in finished)
         return rate(len(finished), last - t0)

@@ -318,7 +318,7 @@ def balsamd_rate(ctx: Context, app: str, jobs: int, cores: int) -> float:
     if summary.done != jobs or finished != jobs:
         raise RuntimeError(
             f"balsamd ran {summary.done} and finished {finished} of {jobs} {app} jobs "
-            f"(errors {summary.errors}, exit: {summary.exit_reason})"
+            f"(errors {summary.errors}, exit: {summary.exit})"
         )
     return rate(jobs, elapsed)
 

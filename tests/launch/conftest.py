@@ -28,8 +28,8 @@ import pytest
 
 import balsamd
 from balsamd.launch.leader import main as launch_main
-from balsamd.launch.leader.loop import Summary
 from balsamd.launch.leader.resources import NodeManager
+from balsamd.launch.leader.summary import Summary
 from balsamd.launch.running.protocol import Placement
 from balsamd.models import Event, Job, JobMode, Session
 from balsamd.site import init_site

@@ -24,8 +24,8 @@ import pytest
 
 import balsamd
 from balsamd.config import Settings
-from balsamd.launch.leader.loop import Summary
 from balsamd.launch.leader.main import run_launcher
+from balsamd.launch.leader.summary import Summary
 from balsamd.models import JobMode
 from balsamd.site import SiteLayout, init_site
 from balsamd.sync import schema

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import enum
 import os
 import threading
 from collections.abc import Callable
@@ -18,11 +19,20 @@ from dataclasses import dataclass
 from typing import Any
 
 
+class Call(enum.Enum):
+    """The kinds of call a launcher makes on its job source."""
+
+    CLAIM = "claim"
+    REPORT = "report"
+    HEARTBEAT = "heartbeat"
+    RELEASE = "release"
+
+
 @dataclass
 class Delivery:
     """A finished call: what was asked (``kind`` and ``request``) and its result or error."""
 
-    kind: str
+    kind: Call
     request: Any
     result: Any = None
     error: BaseException | None = None
@@ -30,10 +40,10 @@ class Delivery:
 
 class Courier:
     def __init__(self) -> None:
-        self._calls: collections.deque[tuple[str, Any, Callable[[], Any]] | None] = collections.deque()
+        self._calls: collections.deque[tuple[Call, Any, Callable[[], Any]] | None] = collections.deque()
         self._has_calls = threading.Condition()
         self._done: collections.deque[Delivery] = collections.deque()
-        self._pending: collections.Counter[str] = collections.Counter()
+        self._pending: collections.Counter[Call] = collections.Counter()
         self._idle = threading.Condition()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -44,14 +54,14 @@ class Courier:
         """Readable when a call has finished."""
         return self._wake_r
 
-    def send(self, kind: str, request: Any, call: Callable[[], Any], urgent: bool = False) -> None:
+    def send(self, kind: Call, request: Any, call: Callable[[], Any], urgent: bool = False) -> None:
         if self._thread.ident is None:
             self._thread.start()  # on first use: a launcher that never runs leaves no thread
         with self._idle:
             self._pending[kind] += 1
         self._put((kind, request, call), urgent)
 
-    def _put(self, item: tuple[str, Any, Callable[[], Any]] | None, urgent: bool = False) -> None:
+    def _put(self, item: tuple[Call, Any, Callable[[], Any]] | None, urgent: bool = False) -> None:
         with self._has_calls:
             if urgent:
                 self._calls.appendleft(item)
@@ -59,12 +69,12 @@ class Courier:
                 self._calls.append(item)
             self._has_calls.notify()
 
-    def _take(self) -> tuple[str, Any, Callable[[], Any]] | None:
+    def _take(self) -> tuple[Call, Any, Callable[[], Any]] | None:
         with self._has_calls:
             self._has_calls.wait_for(lambda: bool(self._calls))
             return self._calls.popleft()
 
-    def pending(self, kind: str | None = None) -> int:
+    def pending(self, kind: Call | None = None) -> int:
         """Calls handed over and not yet collected (of one kind)."""
         with self._idle:
             return self._pending[kind] if kind else self._pending.total()

@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING
 
 from balsamd.config import Settings
 from balsamd.launch.forks import Forks
-from balsamd.launch.leader.loop import Launcher, Summary
+from balsamd.launch.leader.loop import Launcher
 from balsamd.launch.leader.nodes import resolve_nodes
 from balsamd.launch.leader.resources import NodeManager
 from balsamd.launch.leader.source import StoreSource
 from balsamd.launch.leader.storeproc import ForkedStore
+from balsamd.launch.leader.summary import Summary
 from balsamd.launch.running.fleet import Fleet, remote_hosts
 from balsamd.launch.running.local import LocalRunner
 from balsamd.launch.running.protocol import Runner

@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import msgspec
+
 from balsamd.launch.running.protocol import Placement
 
 # Float slack so that, e.g., three runs of occupancy 1/3 fill a node exactly.
@@ -35,6 +37,24 @@ class Placeable(Protocol):
     def gpus_per_rank(self) -> float: ...
     @property
     def node_packing_count(self) -> int: ...
+
+
+class Shape(msgspec.Struct, frozen=True):
+    """A job's resource fields alone (its id left blank): jobs mostly share a few shapes, so
+    whether one fits is decided once per shape."""
+
+    id: str
+    num_nodes: int
+    ranks_per_node: int
+    threads_per_rank: int
+    threads_per_core: int
+    gpus_per_rank: float
+    node_packing_count: int
+
+
+def shape_of(job: Placeable) -> Shape:
+    return Shape("", job.num_nodes, job.ranks_per_node, job.threads_per_rank, job.threads_per_core,
+                 job.gpus_per_rank, job.node_packing_count)  # fmt: skip
 
 
 @dataclass(frozen=True)
