@@ -1,4 +1,4 @@
-"""Warm Python workers, driven through the runner: forked from a zygote, running queued jobs
+"""Python runs of the local runner on warm workers: forked from a zygote, running queued jobs
 back to back, handing back what they never started, and making files only for runs that use
 them when their app's runs are short."""
 
@@ -84,10 +84,10 @@ def start(runner: LocalRunner, first: Job, *queued: Job) -> None:
 def test_workers_are_forked_from_the_zygote(runner: LocalRunner) -> None:
     start(runner, job("a"))
     events_until(runner, 1)
-    [worker] = runner.workers
-    assert runner.zygote is not None and isinstance(runner.zygote.process, ForkedProcess)
+    [worker] = runner.python.workers
+    assert runner.python.zygote is not None and isinstance(runner.python.zygote.process, ForkedProcess)
     stat = Path(f"/proc/{worker.pid}/stat").read_text()
-    assert int(stat.rsplit(")", 1)[1].split()[1]) == runner.zygote.pid  # the worker's parent
+    assert int(stat.rsplit(")", 1)[1].split()[1]) == runner.python.zygote.pid  # the worker's parent
 
 
 def test_queued_jobs_run_in_order_on_one_worker_each_start_known_by_its_end(runner: LocalRunner) -> None:
@@ -95,7 +95,7 @@ def test_queued_jobs_run_in_order_on_one_worker_each_start_known_by_its_end(runn
     events = events_until(runner, 3)
     results = [e for e in events if isinstance(e, Finished)]
     assert [f.job_id for f in results] == ["a", "b", "c"]
-    assert {unpack(f.result)[1] for f in results if f.result} == {runner.workers[0].pid}
+    assert {unpack(f.result)[1] for f in results if f.result} == {runner.python.workers[0].pid}
     assert all(f.return_code == 0 and f.elapsed is not None and f.elapsed >= 0 for f in results)
     # a start is reported on its own while the run goes on, else with its end
     starts = {e.job_id: e.ts for e in events if isinstance(e, RunStarted)}
@@ -169,7 +169,7 @@ def test_a_short_run_starts_in_its_workdir_when_that_exists(runner: LocalRunner,
 def test_stopping_a_run_hands_back_the_jobs_queued_behind_it(runner: LocalRunner) -> None:
     start(runner, job("long", sleep=30.0), job("next1"), job("next2"))
     deadline = time.monotonic() + WAIT
-    while runner.workers[0].current != "long":
+    while runner.python.workers[0].current != "long":
         assert time.monotonic() < deadline
         runner.wait(0.1)
     runner.signal(["long", "next1", "next2"], signal.SIGTERM)
@@ -183,39 +183,39 @@ def test_stopping_a_run_hands_back_the_jobs_queued_behind_it(runner: LocalRunner
 def test_a_worker_that_dies_ends_its_run_and_hands_back_the_rest(runner: LocalRunner) -> None:
     start(runner, job("victim", sleep=30.0), job("after"))
     deadline = time.monotonic() + WAIT
-    while runner.workers[0].current != "victim":
+    while runner.python.workers[0].current != "victim":
         assert time.monotonic() < deadline
         runner.wait(0.1)
-    os.kill(runner.workers[0].pid, signal.SIGKILL)
+    os.kill(runner.python.workers[0].pid, signal.SIGKILL)
     events = events_until(runner, 2)
     ended = {e.job_id: e for e in events if not isinstance(e, RunStarted)}
     victim = ended["victim"]
     assert isinstance(victim, Finished) and victim.return_code is None
     assert "the Python worker running this job died (killed by SIGKILL)" in victim.reason
     assert isinstance(ended["after"], HandedBack)
-    assert runner.workers == []
+    assert runner.python.workers == []
 
 
 def test_a_new_job_after_a_dead_worker_gets_a_fresh_one(runner: LocalRunner) -> None:
     start(runner, job("first"))
     events_until(runner, 1)
-    [old] = runner.workers
+    [old] = runner.python.workers
     os.kill(old.pid, signal.SIGKILL)
     events_until(runner, 0)
     deadline = time.monotonic() + WAIT
-    while runner.workers:
+    while runner.python.workers:
         assert time.monotonic() < deadline, "the dead worker was never noticed"
         runner.wait(0.1)
     start(runner, job("second"))
     [*_, finished] = events_until(runner, 1)
     assert isinstance(finished, Finished) and finished.return_code == 0
-    assert runner.workers[0].pid != old.pid
+    assert runner.python.workers[0].pid != old.pid
 
 
 def test_workers_run_below_the_launchers_priority_so_its_bookkeeping_goes_first(runner: LocalRunner) -> None:
     start(runner, job("a"))
     events_until(runner, 1)
-    [worker] = runner.workers
+    [worker] = runner.python.workers
     fields = Path(f"/proc/{worker.pid}/stat").read_text().rsplit(")", 1)[1].split()
     assert int(fields[16]) == min(19, os.nice(0) + NICE)  # field 19 of stat: nice
 
@@ -223,13 +223,13 @@ def test_workers_run_below_the_launchers_priority_so_its_bookkeeping_goes_first(
 def test_workers_start_as_new_interpreters_when_the_zygote_is_gone(
     runner: LocalRunner, caplog: pytest.LogCaptureFixture
 ) -> None:
-    assert runner.zygote is not None
-    runner.zygote.process.kill()
-    runner.zygote.process.wait()
+    assert runner.python.zygote is not None
+    runner.python.zygote.process.kill()
+    runner.python.zygote.process.wait()
     with caplog.at_level(logging.WARNING, logger="balsamd.launcher"):
         start(runner, job("after-zygote"))
     [*_, finished] = events_until(runner, 1)
     assert isinstance(finished, Finished) and finished.return_code == 0
-    assert runner.zygote is None
+    assert runner.python.zygote is None
     assert "the worker zygote failed" in caplog.text
     assert "starting workers as new interpreters" in caplog.text
