@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from balsamd.launch import workdirs
 from balsamd.launch.running import lazyfiles
 from balsamd.launch.running.lazyfiles import SCRATCH_PREFIX, LazyFiles, LazyRun
 
@@ -120,21 +119,6 @@ def test_runs_spread_over_many_parents_keep_few_idle_scratch_directories(
     assert len(scratch_dirs(tmp_path)) == 4  # reused, not made
 
 
-def test_what_cannot_move_into_the_workdir_is_put_aside_and_said(tmp_path: Path) -> None:
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    (scratch / "result").write_text("r")
-    workdir = tmp_path / "workdir"
-    workdir.mkdir()
-    (workdir / "result").mkdir()  # a directory where the run's file would go
-    (workdir / "result" / "keep").write_text("k")
-    problems = workdirs.move_scratch(str(scratch), str(workdir), str(tmp_path / "aside"))
-    assert len(problems) == 2
-    assert "could not move result" in problems[0]
-    assert (tmp_path / "aside" / "result").read_text() == "r"
-    assert not scratch.exists()
-
-
 def test_names_left_by_an_earlier_launcher_are_passed_over(tmp_path: Path) -> None:
     spool = tmp_path / "data" / ".workers"
     files = LazyFiles(str(spool))
@@ -181,13 +165,3 @@ def test_a_run_that_puts_a_file_where_its_workdir_belongs_has_its_files_put_asid
     assert workdir.read_text() == "in the way\n"
     assert Path(f"{lazy.cwd}.left", "result").read_text() == "result\n"
     assert f"could not move result into {workdir}" in caplog.text
-
-
-def test_output_that_cannot_be_kept_is_said_and_left_in_the_spill_file(tmp_path: Path) -> None:
-    spill = tmp_path / "spill.out"
-    spill.write_text("the run's output\n")
-    (tmp_path / "workdir").write_text("a file where the workdir belongs")
-    problem = workdirs.keep_output(str(spill), str(tmp_path / "workdir" / "job.out"))
-    assert problem is not None
-    assert problem.startswith(f"could not keep the output of a run as {tmp_path / 'workdir' / 'job.out'}: ")
-    assert spill.read_text() == "the run's output\n"
