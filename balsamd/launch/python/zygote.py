@@ -115,7 +115,9 @@ def _report_exits(control: socket.socket) -> None:
         control.sendall(pp.frame(Exited(pid, status)))
 
 
-def _become_worker(control, selector, wake_r: int, wake_w: int, fd: int, base: str) -> None:
+def _become_worker(
+    control: socket.socket, selector: selectors.BaseSelector, wake_r: int, wake_w: int, fd: int, base: str
+) -> None:
     """In the forked child: drop the zygote's state and serve as a worker until the end."""
     code = 1
     try:
