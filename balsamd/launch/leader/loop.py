@@ -44,6 +44,9 @@ MAX_WAIT_SEC = 0.5  # longest a step waits for its runner when nothing else is d
 
 
 class Launcher:
+    """One launcher's loop: ``run()`` until it stops, or ``step()`` at a time; nothing starts
+    before either is called."""
+
     def __init__(
         self,
         source: JobSource,
