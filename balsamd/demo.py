@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from balsamd.api import Site
-from balsamd.launch.main import run_launcher
+from balsamd.launch.leader.main import run_launcher
 from balsamd.models import JobMode
 from balsamd.results import value_of
 from balsamd.site import init_site
@@ -84,12 +84,15 @@ def run_demo(parent: Path | None = None, noop_jobs: int = 1000) -> DemoReport:
         mpi_job = site.jobs.create(app="MpiHello", workdir="mpi/hello", num_nodes=2)
 
         start = time.perf_counter()
-        run_launcher(site, JobMode.SERIAL, idle_ttl=0.5)
+        run_launcher(layout, site.settings, site.store, site.apps.sync(), JobMode.SERIAL, idle_ttl=0.5)
         serial_seconds = time.perf_counter() - start
 
         skipped = ""
         if mpiexec:
-            run_launcher(site, JobMode.MPI, idle_ttl=0.5, nodes=["localhost", "127.0.0.1"])
+            run_launcher(
+                layout, site.settings, site.store, site.apps.sync(), JobMode.MPI,
+                idle_ttl=0.5, nodes=["localhost", "127.0.0.1"],
+            )  # fmt: skip
         else:
             skipped = "no mpiexec on PATH (install the mpich wheel or load an MPI module)"
             site.jobs.kill([mpi_job.id])

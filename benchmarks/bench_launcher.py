@@ -107,19 +107,22 @@ class NoopSites:
 def launcher_rate(sites: NoopSites) -> float:
     """jobs/s of one serial launcher in this process, start to the last JOB_FINISHED."""
     import balsamd
-    from balsamd.launch.main import run_launcher
+    from balsamd.launch.leader.main import run_launcher
     from balsamd.models import JobMode
 
     root = sites.make()
     try:
         with balsamd.connect(root) as site:
             t0 = time()
-            summary = run_launcher(site, JobMode.SERIAL, idle_ttl=IDLE_TTL, nodes=[socket.gethostname()])
+            summary = run_launcher(
+                site.layout, site.settings, site.store, site.apps.sync(), JobMode.SERIAL,
+                idle_ttl=IDLE_TTL, nodes=[socket.gethostname()],
+            )  # fmt: skip
             finished = site.jobs.filter(state="JOB_FINISHED")
         if len(finished) != sites.jobs or summary.errors:
             raise RuntimeError(
                 f"{len(finished)} of {sites.jobs} jobs finished ({summary.started} started, "
-                f"{summary.errors} errors, exit: {summary.exit_reason})"
+                f"{summary.errors} errors, exit: {summary.exit})"
             )
         last = max(job.updated_at for job in finished)
         return rate(len(finished), last - t0)

@@ -71,7 +71,7 @@ from typing import Any
 
 from balsamd.api import Site
 from balsamd.apps import command_app_source
-from balsamd.launch.main import run_launcher
+from balsamd.launch.leader.main import run_launcher
 from balsamd.models import JobMode
 from balsamd.site import SiteLayout, init_site
 from benchmarks.common import Benchmark, Context, rate
@@ -312,13 +312,13 @@ def balsamd_rate(ctx: Context, app: str, jobs: int, cores: int) -> float:
     with Site(SiteLayout(root)) as site:
         t0 = time.perf_counter()
         site.jobs.bulk_create(specs)
-        summary = run_launcher(site, JobMode.SERIAL, idle_ttl=0.0)
+        summary = run_launcher(site.layout, site.settings, site.store, site.apps.sync(), JobMode.SERIAL, idle_ttl=0.0)
         elapsed = time.perf_counter() - t0
         finished = site.jobs.count(state="JOB_FINISHED")
     if summary.done != jobs or finished != jobs:
         raise RuntimeError(
             f"balsamd ran {summary.done} and finished {finished} of {jobs} {app} jobs "
-            f"(errors {summary.errors}, exit: {summary.exit_reason})"
+            f"(errors {summary.errors}, exit: {summary.exit})"
         )
     return rate(jobs, elapsed)
 

@@ -7,8 +7,20 @@ import sys
 import click
 
 from balsamd.cli.common import ExitCode, ensure_site, parse_pairs
-from balsamd.launch.main import run_launcher
+from balsamd.launch.leader.main import run_launcher
+from balsamd.launch.leader.summary import ExitReason
 from balsamd.models import JobMode
+
+# A launcher that lost its session had its runs killed: an error.  Every other way to stop is
+# how launchers end: out of work, out of time, told to, out of nodes.
+EXIT_CODES = {
+    ExitReason.DONE: ExitCode.OK,
+    ExitReason.IDLE: ExitCode.OK,
+    ExitReason.WALL_TIME: ExitCode.OK,
+    ExitReason.SIGNAL: ExitCode.OK,
+    ExitReason.NODES_LOST: ExitCode.OK,
+    ExitReason.SESSION_LOST: ExitCode.ERROR,
+}
 
 
 @click.command("launcher")
@@ -35,7 +47,10 @@ def launcher_cmd(ctx: click.Context, job_mode: str, wall_time_min: float | None,
     node_list = [n for n in nodes.split(",")] if nodes is not None else None
     try:
         summary = run_launcher(
-            site,
+            site.layout,
+            site.settings,
+            site.store,
+            site.apps.sync(),
             JobMode(job_mode),
             wall_time_min,
             idle_ttl,
@@ -47,10 +62,11 @@ def launcher_cmd(ctx: click.Context, job_mode: str, wall_time_min: float | None,
         raise click.ClickException(str(exc)) from None
     rate = summary.started / summary.elapsed if summary.elapsed else 0.0
     click.echo(
-        f"launcher finished ({summary.exit_reason}): {summary.started} started, {summary.done} done, "
+        f"launcher finished ({summary.exit.detail}): {summary.started} started, {summary.done} done, "
         f"{summary.errors} errors, {summary.timeouts} timed out, {summary.killed} killed "
         f"in {summary.elapsed:.1f} s ({rate:.0f} jobs/s)",
         err=True,
     )
-    if summary.exit_reason.startswith("session lost"):
-        sys.exit(ExitCode.ERROR)
+    code = EXIT_CODES[summary.exit.reason]
+    if code != ExitCode.OK:
+        sys.exit(code)

@@ -10,7 +10,7 @@ import re
 import time
 from pathlib import Path
 
-from balsamd.launch.nodes import expand_slurm_hostlist
+from balsamd.launch.leader.nodes import expand_slurm_hostlist
 from balsamd.models import BatchJob, BatchJobState
 from balsamd.sched.base import (
     BackfillWindow,

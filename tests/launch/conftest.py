@@ -27,9 +27,10 @@ from typing import Any
 import pytest
 
 import balsamd
-from balsamd.launch import main as launch_main
-from balsamd.launch.launcher import Summary
-from balsamd.launch.resources import NodeManager, Placement
+from balsamd.launch.leader import main as launch_main
+from balsamd.launch.leader.resources import NodeManager
+from balsamd.launch.leader.summary import Summary
+from balsamd.launch.running.protocol import Placement
 from balsamd.models import Event, Job, JobMode, Session
 from balsamd.site import init_site
 
@@ -376,7 +377,10 @@ def run_in_process(monkeypatch: pytest.MonkeyPatch) -> Callable[..., InProcessRu
         site: LaunchSite, hosts: Sequence[str], mode: JobMode = JobMode.SERIAL, idle_ttl: float = 0.5
     ) -> InProcessRun:
         with balsamd.connect(site.root) as opened:
-            summary = launch_main.run_launcher(opened, mode, idle_ttl=idle_ttl, nodes=list(hosts))
+            summary = launch_main.run_launcher(
+                opened.layout, opened.settings, opened.store, opened.apps.sync(), mode,
+                idle_ttl=idle_ttl, nodes=list(hosts),
+            )  # fmt: skip
         return InProcessRun(summary, made[-1])
 
     return run

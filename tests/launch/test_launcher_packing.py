@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 
-from balsamd.launch.resources import Placement
+from balsamd.launch.running.protocol import Placement
 
 from .conftest import InProcessRun, LaunchSite, Run, max_overlap, records, timed
 

@@ -19,8 +19,8 @@ import anyio.from_thread
 import pytest
 
 from balsamd.daemon.main import store_server
-from balsamd.launch import zygote
-from balsamd.launch.storeproc import ForkedStore
+from balsamd.launch.forks import Forks
+from balsamd.launch.leader.storeproc import ForkedStore
 from balsamd.rpc.client import RemoteStore, RpcClient
 from balsamd.store.contract import Store
 from balsamd.store.store import SiteStore
@@ -55,11 +55,9 @@ def served(store: SiteStore) -> Iterator[RemoteStore]:
 
 
 @contextlib.contextmanager
-def forked(store: SiteStore, monkeypatch: pytest.MonkeyPatch) -> Iterator[ForkedStore]:
-    # connections other tests left to the garbage collector are not this store's
-    monkeypatch.setattr(zygote, "_sqlite_files_open", lambda: False)
-    with store.db.released():
-        made = ForkedStore.fork(store)
+def forked(store: SiteStore) -> Iterator[ForkedStore]:
+    with Forks().window(release=[store.db]) as forks:
+        made = ForkedStore.fork(store, forks)
     assert made is not None, "the store process could not be forked"
     try:
         yield made
@@ -68,7 +66,7 @@ def forked(store: SiteStore, monkeypatch: pytest.MonkeyPatch) -> Iterator[Forked
 
 
 @pytest.fixture(params=TRANSPORTS)
-def store(request: pytest.FixtureRequest, tmp_path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
+def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[Store]:
     local = open_store(tmp_path / "store.db")
     try:
         if request.param == "local":
@@ -77,7 +75,7 @@ def store(request: pytest.FixtureRequest, tmp_path, monkeypatch: pytest.MonkeyPa
             with served(local) as remote:
                 yield remote
         else:
-            with forked(local, monkeypatch) as fork:
+            with forked(local) as fork:
                 yield fork
     finally:
         local.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from balsamd.launch.storeproc import ForkedStore
+from balsamd.launch.leader.storeproc import ForkedStore
 from balsamd.rpc import protocol
 from balsamd.rpc.client import RemoteStore
 from balsamd.store.contract import OPERATIONS, missing_operations

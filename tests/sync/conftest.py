@@ -25,8 +25,8 @@ import pytest
 
 import balsamd
 from balsamd.config import Settings
-from balsamd.launch.launcher import Summary
-from balsamd.launch.main import run_launcher
+from balsamd.launch.leader.main import run_launcher
+from balsamd.launch.leader.summary import Summary
 from balsamd.models import JobMode
 from balsamd.site import SiteLayout, init_site
 from balsamd.sync import schema
@@ -208,7 +208,9 @@ class SyncSite(DaemonSite):
     def launch(self, idle_ttl: float = 0.5) -> Summary:
         """Run a serial launcher in this process on this host until it is idle."""
         with balsamd.connect(self.root) as site:
-            return run_launcher(site, JobMode.SERIAL, idle_ttl=idle_ttl)
+            return run_launcher(
+                site.layout, site.settings, site.store, site.apps.sync(), JobMode.SERIAL, idle_ttl=idle_ttl
+            )
 
     def jobs_by_id(self) -> dict[str, dict[str, Any]]:
         with self.store() as store:

@@ -1,0 +1,112 @@
+"""What a run executes: argv and environment for a job, decided without starting anything."""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shlex
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from balsamd.apps import render_command
+from balsamd.config import LauncherSettings
+from balsamd.launch.running.mpi import build_mpi_command
+from balsamd.launch.running.protocol import Placement
+from balsamd.models import App, AppKind, Job
+
+# Text with any of these needs a shell; anything else is split and executed directly,
+# which saves a process per run for the common simple command.
+_SHELL_SYNTAX = re.compile(r"[|&;<>()$`*?\[\]#~=%{}!\n\\]")
+OUTPUT_FILE = "job.out"
+PY_TASK_FILE = ".balsamd-task"  # a multi-rank Python app's job, for balsamd.launch.python.rank
+PY_RESULT_FILE = ".balsamd-result"
+
+
+def job_environment(job: Job, app: App, placement: Placement, site_path: str, gpu_env: list[str]) -> dict[str, str]:
+    """Variables a run gets on top of the launcher's environment."""
+    gpus = placement.gpu_ids.get(placement.hosts[0], [])
+    shared = shared_environment(app, job.threads_per_rank, gpus, site_path, gpu_env)
+    return with_job_variables(shared, job)
+
+
+def shared_environment(
+    app: App, threads_per_rank: int, gpu_ids: list[int], site_path: str, gpu_env: list[str]
+) -> dict[str, str]:
+    """The variables every run of ``app`` with these threads and GPUs gets alike (a launcher
+    starting thousands of short runs a second computes them once)."""
+    env = dict(app.environment)
+    env.update(BALSAMD_APP=app.name, BALSAMD_SITE=site_path, OMP_NUM_THREADS=str(threads_per_rank))
+    env.update(gpu_environment(gpu_ids, gpu_env))
+    if app.kind == AppKind.PYTHON:
+        env["PYTHONPATH"] = python_path()
+    return env
+
+
+def with_job_variables(shared: dict[str, str], job: Job) -> dict[str, str]:
+    return {**shared, "BALSAMD_JOB_ID": job.id, "BALSAMD_WORKDIR": job.workdir}
+
+
+@functools.cache
+def python_path() -> str:
+    """PYTHONPATH of Python-app runs: ranks started by an MPI launcher must import balsamd the
+    way this process did."""
+    return os.pathsep.join(filter(None, [package_root(), os.environ.get("PYTHONPATH")]))
+
+
+@functools.cache
+def package_root() -> str:
+    """The directory that holds the balsamd package (also inside an extracted zipapp)."""
+    import balsamd
+
+    return str(Path(balsamd.__file__).resolve().parent.parent)
+
+
+def app_argv(app: App, job: Job) -> list[str]:
+    """The command of one rank: the rendered template, or the Python-app entry point."""
+    if app.kind == AppKind.PYTHON:
+        return [sys.executable, "-m", "balsamd.launch.python.rank", PY_TASK_FILE, PY_RESULT_FILE]
+    rendered = render_command(app.command_template, job.parameters)
+    if _SHELL_SYNTAX.search(rendered):
+        return ["/bin/sh", "-c", rendered]
+    return shlex.split(rendered)
+
+
+def run_argv(
+    app: App,
+    job: Job,
+    placement: Placement,
+    settings: LauncherSettings,
+    use_mpi: bool,
+    job_env: Mapping[str, str],
+) -> list[str]:
+    """Full argv of a run: the app command, wrapped in an MPI launch when asked, after the
+    app's shell preamble when it has one."""
+    argv = app_argv(app, job)
+    if use_mpi:
+        argv = build_mpi_command(
+            settings.mpi,
+            app_argv=argv,
+            hosts=placement.hosts,
+            ranks_per_node=job.ranks_per_node,
+            threads_per_rank=job.threads_per_rank,
+            threads_per_core=job.threads_per_core,
+            gpus_per_rank=job.gpus_per_rank,
+            env=job_env,
+            launch_params=job.launch_params,
+            executable=settings.mpiexec,
+        )
+    if app.shell_preamble.strip():
+        argv = ["/bin/sh", "-c", f"{app.shell_preamble}\nexec {shlex.join(argv)}"]
+    return argv
+
+
+def gpu_environment(gpu_ids: list[int], variables: list[str]) -> dict[str, str]:
+    """Bind a run to its GPUs: each variable (CUDA_VISIBLE_DEVICES, ...) gets ``0,1,...``.
+
+    No GPU ids means no variables: a CPU-only run keeps the environment it inherits.
+    """
+    if not gpu_ids:
+        return {}
+    return dict.fromkeys(variables, ",".join(str(gpu) for gpu in gpu_ids))
