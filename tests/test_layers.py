@@ -17,9 +17,12 @@ from balsamd.site import init_site
 PACKAGE = Path(balsamd.__file__).parent
 # layer -> what it may never import (directly or through a module of its own)
 FORBIDDEN = {
-    "store": ("balsamd.api", "balsamd.cli", "balsamd.daemon", "balsamd.launch", "balsamd.sched", "balsamd.sync"),
+    "store": ("balsamd.api", "balsamd.cli", "balsamd.daemon", "balsamd.launch", "balsamd.rpc", "balsamd.sched",
+              "balsamd.sync"),
+    "rpc": ("balsamd.api", "balsamd.cli", "balsamd.daemon", "balsamd.launch", "balsamd.sched", "balsamd.sync"),
     "launch": ("balsamd.api", "balsamd.cli", "balsamd.daemon", "balsamd.sync"),
-}
+    "sync": ("balsamd.api", "balsamd.cli", "balsamd.daemon", "balsamd.launch"),
+}  # fmt: skip
 
 
 def imports(path: Path) -> set[str]:

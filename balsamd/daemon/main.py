@@ -24,6 +24,7 @@ from balsamd.config import Settings
 from balsamd.daemon.hooks import HookPool
 from balsamd.daemon.processing import Processing
 from balsamd.daemon.services import Health, Service, run_service
+from balsamd.daemon.syncing import SyncService
 from balsamd.rpc.protocol import DaemonStatus
 from balsamd.rpc.record import DaemonRecord, read_secret, remove_record, this_host, write_record
 from balsamd.rpc.server import RpcServer, handlers_for
@@ -31,7 +32,6 @@ from balsamd.sched import make_scheduler
 from balsamd.sched.service import ElasticService, SchedulerService
 from balsamd.site import SiteLayout
 from balsamd.store.store import SiteStore
-from balsamd.sync.service import SyncService
 from balsamd.validate import SiteRules
 from balsamd.version import __version__
 
