@@ -23,16 +23,16 @@ class Create:
 
 
 @dataclass(frozen=True)
-class Change:
+class Edit:
     changes: JobChanges
 
 
 @dataclass(frozen=True)
-class Move:
-    kind: IntentKind  # kill or retry
+class KillOrRetry:
+    kind: IntentKind
 
 
-def parse_intent(intent: Intent) -> Create | Change | Move:
+def parse_intent(intent: Intent) -> Create | Edit | KillOrRetry:
     """The action an intent asks for; Refused saying what is wrong with it."""
     where = f"{intent.kind} intent {intent.id}"
     try:
@@ -45,10 +45,10 @@ def parse_intent(intent: Intent) -> Create | Change | Move:
         return Create(_creations(intent.payload))
     if kind == IntentKind.UPDATE:
         try:
-            return Change(msgspec.convert(intent.payload, JobChanges))
+            return Edit(msgspec.convert(intent.payload, JobChanges))
         except msgspec.ValidationError as exc:
             raise Refused(where, [f"only parameters, tags and data can be edited, as objects: {exc}"]) from None
-    return Move(kind)
+    return KillOrRetry(kind)
 
 
 def _creations(payload: Mapping[str, object]) -> list[tuple[str, JobSpec]]:

@@ -8,6 +8,7 @@ their own modules; this one holds apps, jobs and the changes users and hooks mak
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from balsamd.models import (
     App,
     Event,
     Intent,
+    IntentKind,
     IntentOutcome,
     IntentStatus,
     Job,
@@ -43,7 +45,7 @@ from balsamd.store.db import (
     select_jobs,
 )
 from balsamd.store.errors import REFUSALS, JobNotFound, StoreError
-from balsamd.store.intents import Change, Create, decode_outcome, encode_outcome, parse_intent
+from balsamd.store.intents import Create, Edit, decode_outcome, encode_outcome, parse_intent
 from balsamd.store.outbox import OutboxMixin
 from balsamd.store.queries import JobFilter
 from balsamd.store.sessions import SessionsMixin
@@ -52,6 +54,7 @@ from balsamd.store.transitions import MAX_STEPS, Move, apply_moves, direct_child
 from balsamd.validate import JobSpecError, Refused, SiteRules, app_problems, build_job, resolve_parameters, tag_problems
 
 S = JobState
+log = logging.getLogger("balsamd.store")
 
 # the states a user may still edit a job in: it has not started
 EDITABLE = frozenset({S.CREATED, S.AWAITING_PARENTS, S.READY, S.STAGED_IN, S.PREPROCESSED, S.RESTART_READY})
@@ -442,6 +445,12 @@ class SiteStore(SessionsMixin, BatchStoreMixin, OutboxMixin, StoreBase):
                         outcome = self._apply(conn, intent, now)
                 except REFUSALS as exc:
                     outcome = IntentOutcome(status=IntentStatus.REJECTED, reason=str(exc))
+                except apsw.Error:
+                    raise  # the store's trouble, not the intent's: the next round tries again
+                except Exception as exc:  # whatever a user wrote, the site goes on syncing
+                    log.exception("intent %s could not be applied", intent.id)
+                    reason = f"the site could not apply it: {type(exc).__name__}: {exc}"
+                    outcome = IntentOutcome(status=IntentStatus.REJECTED, reason=reason)
                 conn.execute(
                     "INSERT INTO applied_intents (id, outcome, applied_at) VALUES (?, ?, ?)",
                     (intent.id, encode_outcome(outcome), now),
@@ -460,10 +469,10 @@ class SiteStore(SessionsMixin, BatchStoreMixin, OutboxMixin, StoreBase):
                 jobs.append(job)
             made = self._insert_jobs(conn, jobs, now)
             return IntentOutcome(status=IntentStatus.APPLIED, created=[j.id for j in made])
-        if isinstance(action, Change):
+        if isinstance(action, Edit):
             self.update_job(intent.job_id, action.changes, now)
             return IntentOutcome(status=IntentStatus.APPLIED)
-        change = self.kill if action.kind == "kill" else self.retry
+        change = self.kill if action.kind == IntentKind.KILL else self.retry
         return IntentOutcome(status=IntentStatus.APPLIED, states=change([intent.job_id], now))
 
     def _existing(self, conn: apsw.Connection, job_ids: list[str]) -> dict[str, tuple[JobState, str, str | None]]:

@@ -1,0 +1,97 @@
+"""Intents from the central database: each checked, applied at most once, its outcome kept as
+data; a malformed one is rejected with the reason and never stops the others."""
+
+from __future__ import annotations
+
+import pytest
+
+from balsamd import ids
+from balsamd.models import Intent, IntentOutcome, IntentStatus, JobState
+from balsamd.store import store as store_module
+from balsamd.store.contract import Store
+from tests.conftest import make_jobs
+
+APPLIED, REJECTED = IntentStatus.APPLIED, IntentStatus.REJECTED
+
+
+def create(intent_id: str, *specs: dict[str, object], owner: str = "alice") -> Intent:
+    return Intent(id=intent_id, kind="create", job_id="", payload={"jobs": list(specs)}, owner=owner)
+
+
+def test_a_create_makes_its_jobs_with_their_ids_and_owner(store: Store) -> None:
+    job_id = ids.new_id()
+    outcomes = store.apply_intents([create("i1", {"id": job_id, "app": "echo", "workdir": "w", "parameters": {}})])
+    assert outcomes == {"i1": IntentOutcome(status=APPLIED, created=[job_id])}
+    job = store.get(job_id)
+    assert (job.owner, job.state, job.parameters) == ("alice", JobState.PREPROCESSED, {"x": 0})
+
+
+def test_an_intent_seen_again_returns_its_outcome_and_does_nothing_more(store: Store) -> None:
+    [job] = make_jobs(store, 1)
+    kill = Intent(id="k1", kind="kill", job_id=job.id)
+    first = store.apply_intents([kill])
+    events = store.events(job.id)
+    assert store.apply_intents([kill]) == first == {"k1": IntentOutcome(status=APPLIED, states={job.id: "KILLED"})}
+    assert store.events(job.id) == events
+
+
+@pytest.mark.parametrize(
+    ("intent", "reason"),
+    [
+        (Intent(id="b1", kind="drop", job_id="x"), "drop intent b1: unknown intent kind 'drop'; use one of create, "
+         "kill, retry, update"),
+        (Intent(id="b2", kind="update", job_id="x", payload=[1]),
+         "update intent b2: its payload must be a JSON object"),
+        (create("b3"), "create intent: it needs \"jobs\": a non-empty list of job specs"),
+        (create("b4", {"app": "noop", "workdir": "w"}), 'job: it is not an object with a string "id"'),
+        (create("b5", {"id": "01BAD", "app": "noop", "workdir": "w"}), "job: id '01BAD' is not a balsamd id (26 "
+         "letters and digits, see ids.py)"),
+        (create("b6", {"id": ids.new_id(), "app": "noop", "workdir": "../x"}), "job: workdir '../x' contains '..'; "
+         "give a path inside the site's data/ directory without it"),
+        (create("b7", {"id": ids.new_id(), "app": "noop", "workdir": "w", "owner": "mallory"}), "job: unknown "
+         "field(s) ['owner']; known: ['app', 'data', 'gpus_per_rank', 'launch_params', 'node_packing_count', "
+         "'num_nodes', 'parameters', 'parent_ids', 'ranks_per_node', 'tags', 'threads_per_core', "
+         "'threads_per_rank', 'wall_time_min', 'workdir']"),
+        (Intent(id="b8", kind="kill", job_id="01NOSUCHJOB"),
+         "no job with id 01NOSUCHJOB (list jobs with `balsamd job ls`)"),
+    ],
+)  # fmt: skip
+def test_a_malformed_intent_is_rejected_with_its_reason_and_the_others_apply(
+    store: Store, intent: Intent, reason: str
+) -> None:
+    [job] = make_jobs(store, 1)
+    before = store.count()
+    outcomes = store.apply_intents([intent, Intent(id="ok", kind="kill", job_id=job.id)])
+    assert outcomes[intent.id] == IntentOutcome(status=REJECTED, reason=reason)
+    assert outcomes["ok"].status == APPLIED
+    assert store.count() == before
+
+
+def test_a_create_of_an_id_that_exists_is_rejected_and_writes_nothing(store: Store) -> None:
+    [old] = make_jobs(store, 1)
+    fresh = ids.new_id()
+    intent = create("d1", {"id": fresh, "app": "noop", "workdir": "a"}, {"id": old.id, "app": "noop", "workdir": "b"})
+    [outcome] = store.apply_intents([intent]).values()
+    assert outcome.status == REJECTED and "already exists" in outcome.reason
+    assert [j.id for j in store.filter()] == [old.id]
+
+
+def test_an_unforeseen_failure_rejects_only_its_intent_and_is_logged(
+    site_store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    [job] = make_jobs(site_store, 1)
+    real = store_module.parse_intent
+
+    def fragile(intent: Intent) -> object:
+        if intent.id == "boom":
+            raise RuntimeError("nobody foresaw this")
+        return real(intent)
+
+    monkeypatch.setattr(store_module, "parse_intent", fragile)
+    outcomes = site_store.apply_intents([Intent(id="boom", kind="kill", job_id=job.id),
+                                         Intent(id="fine", kind="kill", job_id=job.id)])  # fmt: skip
+    assert outcomes["boom"] == IntentOutcome(
+        status=REJECTED, reason="the site could not apply it: RuntimeError: nobody foresaw this"
+    )
+    assert outcomes["fine"].status == APPLIED
+    assert "intent boom could not be applied" in caplog.text
