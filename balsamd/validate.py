@@ -15,6 +15,7 @@ import math
 import posixpath
 import re
 from collections.abc import Iterable, Mapping
+from math import isfinite
 from typing import Any
 
 import msgspec
@@ -304,6 +305,9 @@ def app_problems(app: App) -> list[str]:
     return problems
 
 
+_ORDERS = frozenset(ClaimOrder)
+
+
 def claim_problems(limits: ClaimLimits) -> list[str]:
     problems = []
     if limits.max_jobs < 0:
@@ -312,22 +316,32 @@ def claim_problems(limits: ClaimLimits) -> list[str]:
         problems.append(f"max_nodes_per_job must be at least 1 (got {limits.max_nodes_per_job})")
     for field in ("max_aggregate_nodes", "max_wall_time_min"):
         value = getattr(limits, field)
-        if value is not None and (not _finite(value) or value < 0):
+        if value is not None and not (_finite(value) and value >= 0):
             problems.append(f"{field} must be a non-negative number (got {value})")
-    if limits.order not in set(ClaimOrder):
+    if limits.order not in _ORDERS:
         problems.append(f"unknown claim order {limits.order!r}; use one of {sorted(ClaimOrder)}")
     return problems
 
 
 def update_problem(update: StateUpdate) -> str:
-    """Why one launcher report cannot be recorded ("" when it can)."""
+    """Why one launcher report cannot be recorded ("" when it can).  Every report of every run
+    passes here: the common case is decided first, in a few comparisons."""
+    ts, started = update.ts, update.started_at
+    try:
+        if (
+            update.state in REPORTABLE
+            and isfinite(ts)
+            and (started is None or isfinite(started))
+            and len(update.reason) <= MAX_TEXT
+        ):
+            return ""
+    except TypeError:
+        pass
     if update.state not in REPORTABLE:
         return f"a launcher reports {', '.join(sorted(REPORTABLE))}, not {update.state}"
-    if not _finite(update.ts) or (update.started_at is not None and not _finite(update.started_at)):
+    if not _finite(ts) or (started is not None and not _finite(started)):
         return "its times must be finite numbers of seconds"
-    if len(update.reason) > MAX_TEXT:
-        return f"its reason is {len(update.reason)} characters; keep it under {MAX_TEXT}"
-    return ""
+    return f"its reason is {len(update.reason)} characters; keep it under {MAX_TEXT}"
 
 
 def session_problems(label: str, host: str | None, pid: int | None, batch_job_id: str | None) -> list[str]:

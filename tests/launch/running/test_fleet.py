@@ -7,7 +7,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ import balsamd
 from balsamd.launch.running.fleet import is_local, remote_hosts
 from balsamd.models import JobMode
 from balsamd.site import init_site
+from tests.daemon.conftest import wait_until
 
 MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent))
 
@@ -105,16 +105,14 @@ def test_a_dead_node_worker_loses_its_runs_to_timeout_and_the_node_is_not_used_a
             for i in range(6)
         )
         proc = launch(site_path, "localhost,127.0.0.1")
-        deadline = time.time() + 30
-        while site.jobs.count(state="RUNNING") < 4 and time.time() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: site.jobs.count(state="RUNNING") >= 4, "four runs are going on the two nodes")
         workers = node_worker_pids(site_path)
         assert len(workers) == 2
         os.kill(int(workers[0]), signal.SIGKILL)
-        deadline = time.time() + 30
-        while site.jobs.count(state="RUN_TIMEOUT") + site.jobs.count(state="RESTART_READY") == 0:
-            assert time.time() < deadline, "the lost runs were never reported"
-            time.sleep(0.1)
+        wait_until(
+            lambda: site.jobs.count(state="RUN_TIMEOUT") + site.jobs.count(state="RESTART_READY") > 0,
+            "the lost runs are reported",
+        )
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=60)
         timeouts = [e for j in jobs for e in site.store.events(j.id) if e.to_state == "RUN_TIMEOUT"]
