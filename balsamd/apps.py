@@ -160,9 +160,9 @@ def _takes_any_keyword(run: Callable[..., Any]) -> bool:
     return any(p.kind == p.VAR_KEYWORD for p in inspect.signature(run).parameters.values())
 
 
-def _check_template(name: str, template: str) -> None:
-    """Refuse placeholders written inside quotes: the value is quoted already, and inside
-    double quotes a ``$(...)`` in it would still run."""
+def quoted_placeholders(template: str) -> list[str]:
+    """Placeholders written inside quotes (with the quote): the value is quoted already, and
+    inside double quotes a ``$(...)`` in it would still run."""
     quote = ""
     escaped = False
     quoted_at: dict[int, str] = {}
@@ -177,12 +177,18 @@ def _check_template(name: str, template: str) -> None:
             quote = c
         elif quote and c == "{":
             quoted_at[i] = quote
-    for match in PLACEHOLDER.finditer(template):
-        if match.start() in quoted_at:
-            raise AppError(
-                f"app {name}: placeholder {match.group(0)} is inside {quoted_at[match.start()]} quotes "
-                "in the command template; remove those quotes (every value is shell-quoted already)"
-            )
+    return [
+        f"placeholder {m.group(0)} is inside {quoted_at[m.start()]} quotes in the command template; "
+        "remove those quotes (every value is shell-quoted already)"
+        for m in PLACEHOLDER.finditer(template)
+        if m.start() in quoted_at
+    ]
+
+
+def _check_template(name: str, template: str) -> None:
+    problems = quoted_placeholders(template)
+    if problems:
+        raise AppError(f"app {name}: {problems[0]}")
 
 
 def render_command(template: str, params: dict[str, Any]) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from balsamd.apps import PLACEHOLDER, quoted_placeholders
 from balsamd.config import NodeSettings, SchedulerSettings, Settings
 from balsamd.lifecycle import HOOK_NAMED
 from balsamd.models import (
@@ -289,8 +290,13 @@ def app_problems(app: App) -> list[str]:
     problems = []
     if not IDENTIFIER.fullmatch(app.name):
         problems.append(f"name {app.name!r} must be a Python identifier (letters, digits and _)")
-    if app.kind == AppKind.COMMAND and not app.command_template.strip():
-        problems.append("a command app needs a command_template")
+    if app.kind == AppKind.COMMAND:
+        if not app.command_template.strip():
+            problems.append("a command app needs a command_template")
+        used = set(PLACEHOLDER.findall(app.command_template))
+        problems += [f"parameter {p!r} is not used in the command template" for p in sorted(set(app.parameters) - used)]
+        problems += [f"placeholder {{{{ {p} }}}} is not a parameter" for p in sorted(used - set(app.parameters))]
+        problems += quoted_placeholders(app.command_template)
     if app.kind == AppKind.PYTHON:
         if not app.source or "/" in app.source or app.source.startswith(".") or not app.source.endswith(".py"):
             problems.append(f"source {app.source!r} must be the name of a .py file in the site's apps/ directory")

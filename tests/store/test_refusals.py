@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from balsamd.models import App, AppParameter, BatchJob, ClaimLimits, JobChanges, JobSpec, StateUpdate
+from balsamd.models import App, AppKind, AppParameter, BatchJob, ClaimLimits, JobChanges, JobSpec, StateUpdate
 from balsamd.states import JobState
 from balsamd.store.contract import Store
 from balsamd.validate import Refused
@@ -91,6 +91,19 @@ CASES: dict[str, tuple[Callable[[Store], Any], Callable[[Store, Any], object], s
         _job,
         lambda s, job: s.update_job(job, JobChanges()),
         "nothing to edit: give parameters, tags or data",
+    ),
+    "an app whose placeholder is quoted, or not a parameter": (
+        _nothing,
+        lambda s, _: s.put_apps(
+            [App(name="q", command_template='echo "{{ x }}" {{ y }}', parameters={"x": AppParameter()})]
+        ),  # fmt: skip
+        "app 'q': placeholder {{ y }} is not a parameter; placeholder {{ x }} is inside \" quotes in the command "
+        "template; remove those quotes (every value is shell-quoted already)",
+    ),
+    "an app from a file outside apps/": (
+        _nothing,
+        lambda s, _: s.put_apps([App(name="p", kind=AppKind.PYTHON, source="../../x.py", class_name="p")]),
+        "app 'p': source '../../x.py' must be the name of a .py file in the site's apps/ directory",
     ),
     "a meta key that is not sync's": (
         _nothing,
