@@ -96,7 +96,7 @@ CASES: dict[str, tuple[Callable[[Store], Any], Callable[[Store, Any], object], s
         _nothing,
         lambda s, _: s.put_apps(
             [App(name="q", command_template='echo "{{ x }}" {{ y }}', parameters={"x": AppParameter()})]
-        ),  # fmt: skip
+        ),
         "app 'q': placeholder {{ y }} is not a parameter; placeholder {{ x }} is inside \" quotes in the command "
         "template; remove those quotes (every value is shell-quoted already)",
     ),
