@@ -111,8 +111,7 @@ class JobManager:
     def bulk_create(self, specs: Iterable[dict[str, Any] | JobSpec]) -> list[JobHandle]:
         """Create all of them in one transaction, or none (the store checks every one first)."""
         specs = list(specs)
-        where = (lambda n: f"job {n}") if len(specs) > 1 else (lambda n: "job")
-        checked = [job_spec(spec, where(n)) for n, spec in enumerate(specs)]
+        checked = [job_spec(spec, f"job {n}" if len(specs) > 1 else "job") for n, spec in enumerate(specs)]
         self._site.apps.sync()
         return [JobHandle(self._site, j) for j in self._site.store.create_jobs(checked)]
 
