@@ -54,6 +54,9 @@ class LauncherSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     timeout_grace_sec: Annotated[float, msgspec.Meta(ge=0)] = 30.0
     stop_claiming_min: Annotated[float, msgspec.Meta(ge=0)] = 1.0
     node_workers: Literal["auto", "all", "none"] = "auto"
+    # the only launch parameters jobs may give (each becomes --KEY VALUE of the MPI launcher, which
+    # runs as the site's owner: a flag like task-prolog or outfile-pattern runs code or writes files)
+    allowed_launch_params: list[Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")]] = []
 
 
 class SyncSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -282,6 +285,9 @@ stop_claiming_min = 1.0      # stop claiming this many minutes before the wall t
 # serial mode: start a worker on each node through the MPI launcher (auto: on every node that
 # is not this host; all: on this host too; none: run everything from this host)
 node_workers = "auto"
+# launch parameters jobs may give (--launch-param KEY=VALUE becomes --KEY VALUE of the MPI
+# launcher, run as you): none unless listed, e.g. ["cpu-bind", "depth"]
+allowed_launch_params = []
 
 [sync]
 # PostgreSQL DSN of the central database; empty = this site runs standalone.  The site's

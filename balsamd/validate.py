@@ -54,10 +54,14 @@ class SiteRules(msgspec.Struct, kw_only=True):
 
     nodes: NodeSettings = msgspec.field(default_factory=NodeSettings)
     scheduler: SchedulerSettings = msgspec.field(default_factory=SchedulerSettings)
+    allowed_launch_params: list[str] = []
 
     @classmethod
     def of(cls, settings: Settings) -> SiteRules:
-        return cls(nodes=settings.nodes, scheduler=settings.scheduler)
+        return cls(
+            nodes=settings.nodes, scheduler=settings.scheduler,
+            allowed_launch_params=settings.launcher.allowed_launch_params,
+        )  # fmt: skip
 
 
 class Refused(ValueError):
@@ -169,6 +173,22 @@ def tag_problems(tags: Mapping[str, str], what: str = "tag") -> list[str]:
     return problems
 
 
+def launch_param_problems(params: Mapping[str, str], allowed: list[str]) -> list[str]:
+    """Launch parameters become options of the MPI launcher, which runs as the site's owner: only
+    those the site allows, each an option name."""
+    problems = []
+    for key in params:
+        if not LAUNCH_PARAM.fullmatch(key):
+            problems.append(f"launch parameter {key!r} is not an option name (letters, digits, _ and -)")
+        elif key not in allowed:
+            listed = ", ".join(allowed) or "none"
+            problems.append(
+                f"launch parameter {key!r} is not allowed at this site (allowed: {listed}); its owner may add "
+                "it to [launcher] allowed_launch_params in settings.toml"
+            )
+    return problems
+
+
 def unknown_app_message(name: str, apps: Mapping[str, App]) -> str:
     known = ", ".join(sorted(apps)) or "none yet"
     return f"unknown app {name!r} (known: {known}); create it with `balsamd app create {name} --command ...`"
@@ -208,11 +228,7 @@ def build_job(job_id: str, spec: JobSpec, apps: Mapping[str, App], rules: SiteRu
     problems += param_problems
     problems += resource_problems(spec, rules.nodes, rules.scheduler.max_wall_time_min)
     problems += tag_problems(spec.tags)
-    problems += [
-        f"launch parameter {key!r} is not an option name (letters, digits, _ and -)"
-        for key in spec.launch_params
-        if not LAUNCH_PARAM.fullmatch(key)
-    ]
+    problems += launch_param_problems(spec.launch_params, rules.allowed_launch_params)
     if len(set(spec.parent_ids)) != len(spec.parent_ids):
         problems.append("parent_ids names a job more than once; give each parent once")
     fields = {name: getattr(spec, name) for name in SPEC_FIELDS}

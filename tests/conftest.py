@@ -25,7 +25,9 @@ APPS = [
 
 
 # nodes wide enough for every shape the tests ask for
-RULES = SiteRules(nodes=NodeSettings(cpus_per_node=64, gpus_per_node=8, max_nodes=64))
+RULES = SiteRules(
+    nodes=NodeSettings(cpus_per_node=64, gpus_per_node=8, max_nodes=64), allowed_launch_params=["cpu-bind"]
+)
 
 
 def open_store(path) -> SiteStore:

@@ -77,6 +77,12 @@ CASES: dict[str, tuple[Callable[[Store], Any], Callable[[Store, Any], object], s
         lambda s, _: s.create_jobs([JobSpec(app="noop", workdir="w", launch_params={"x; rm -rf ~": ""})]),
         "job: launch parameter 'x; rm -rf ~' is not an option name (letters, digits, _ and -)",
     ),
+    "a launch parameter the site does not allow": (
+        _nothing,
+        lambda s, _: s.create_jobs([JobSpec(app="noop", workdir="w", launch_params={"task-prolog": "/tmp/x"})]),
+        "job: launch parameter 'task-prolog' is not allowed at this site (allowed: cpu-bind); its owner may add it "
+        "to [launcher] allowed_launch_params in settings.toml",
+    ),
     "a session label spanning lines": (
         _nothing,
         lambda s, _: s.open_session(label="a\nb"),
