@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from balsamd.lifecycle import HOOK_NAMED, HOOKS
 from balsamd.models import App, AppKind, AppParameter, Job
+from balsamd.templates import PLACEHOLDER, template_problems
 
 if TYPE_CHECKING:  # the store is not imported by apps and workers that only subclass
     from balsamd.store.contract import Store
 
-PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -160,33 +160,8 @@ def _takes_any_keyword(run: Callable[..., Any]) -> bool:
     return any(p.kind == p.VAR_KEYWORD for p in inspect.signature(run).parameters.values())
 
 
-def quoted_placeholders(template: str) -> list[str]:
-    """Placeholders written inside quotes (with the quote): the value is quoted already, and
-    inside double quotes a ``$(...)`` in it would still run."""
-    quote = ""
-    escaped = False
-    quoted_at: dict[int, str] = {}
-    for i, c in enumerate(template):
-        if escaped:
-            escaped = False
-        elif c == "\\" and quote != "'":
-            escaped = True
-        elif quote and c == quote:
-            quote = ""
-        elif not quote and c in "'\"":
-            quote = c
-        elif quote and c == "{":
-            quoted_at[i] = quote
-    return [
-        f"placeholder {m.group(0)} is inside {quoted_at[m.start()]} quotes in the command template; "
-        "remove those quotes (every value is shell-quoted already)"
-        for m in PLACEHOLDER.finditer(template)
-        if m.start() in quoted_at
-    ]
-
-
 def _check_template(name: str, template: str) -> None:
-    problems = quoted_placeholders(template)
+    problems = template_problems(template)
     if problems:
         raise AppError(f"app {name}: {problems[0]}")
 

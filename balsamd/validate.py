@@ -20,7 +20,6 @@ from typing import Any
 
 import msgspec
 
-from balsamd.apps import PLACEHOLDER, quoted_placeholders
 from balsamd.config import NodeSettings, SchedulerSettings, Settings
 from balsamd.lifecycle import HOOK_NAMED
 from balsamd.models import (
@@ -35,6 +34,7 @@ from balsamd.models import (
     StateUpdate,
 )
 from balsamd.states import JobState
+from balsamd.templates import PLACEHOLDER, template_problems
 
 # ids the site makes its own (batch jobs, sessions) travel into file names, job scripts and
 # command lines: letters, digits and a few marks, never a path or a line of their own
@@ -312,7 +312,7 @@ def app_problems(app: App) -> list[str]:
         used = set(PLACEHOLDER.findall(app.command_template))
         problems += [f"parameter {p!r} is not used in the command template" for p in sorted(set(app.parameters) - used)]
         problems += [f"placeholder {{{{ {p} }}}} is not a parameter" for p in sorted(used - set(app.parameters))]
-        problems += quoted_placeholders(app.command_template)
+        problems += template_problems(app.command_template)
     if app.kind == AppKind.PYTHON:
         if not app.source or "/" in app.source or app.source.startswith(".") or not app.source.endswith(".py"):
             problems.append(f"source {app.source!r} must be the name of a .py file in the site's apps/ directory")
