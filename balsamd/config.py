@@ -16,6 +16,18 @@ from typing import Annotated, Literal
 
 import msgspec
 
+# a scheduler's queue or project name: one word that a job script or a command line cannot read
+# as more than that (empty: the scheduler's default)
+SCHEDULER_WORD = r"[A-Za-z0-9_][A-Za-z0-9_.@+:\[\]-]{0,127}"
+SchedulerWord = Annotated[str, msgspec.Meta(pattern=f"^({SCHEDULER_WORD})?$")]
+LAUNCH_PARAM = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
+# what each pattern means, for the error that names a key whose value does not match (msgspec's
+# message quotes the pattern as repr() gives it)
+PATTERN_HINTS = {
+    repr(f"^({SCHEDULER_WORD})?$"): "expected one word of letters, digits and _.@+:[]- (a scheduler's name "
+    "for it), without spaces, quotes or line breaks",
+    repr(LAUNCH_PARAM): "expected an option name of letters, digits, _ and -, as the MPI launcher takes it",
+}
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 
@@ -35,10 +47,10 @@ class NodeSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class SchedulerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     kind: SchedulerKind = "local"
-    allowed_queues: list[str] = []
-    allowed_projects: list[str] = []
-    default_queue: str = ""
-    default_project: str = ""
+    allowed_queues: list[SchedulerWord] = []
+    allowed_projects: list[SchedulerWord] = []
+    default_queue: SchedulerWord = ""
+    default_project: SchedulerWord = ""
     max_wall_time_min: Positive = 1440
     max_queued: Positive = 20
 
@@ -56,7 +68,7 @@ class LauncherSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     node_workers: Literal["auto", "all", "none"] = "auto"
     # the only launch parameters jobs may give (each becomes --KEY VALUE of the MPI launcher, which
     # runs as the site's owner: a flag like task-prolog or outfile-pattern runs code or writes files)
-    allowed_launch_params: list[Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")]] = []
+    allowed_launch_params: list[Annotated[str, msgspec.Meta(pattern=LAUNCH_PARAM)]] = []
 
 
 class SyncSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -77,8 +89,8 @@ class DaemonSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class ElasticSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     enabled: bool = False
     period_sec: Annotated[float, msgspec.Meta(gt=0)] = 60.0
-    queue: str = ""  # empty: the scheduler's default_queue
-    project: str = ""  # empty: the scheduler's default_project
+    queue: SchedulerWord = ""  # empty: the scheduler's default_queue
+    project: SchedulerWord = ""  # empty: the scheduler's default_project
     job_mode: Literal["mpi", "serial"] = "mpi"
     filter_tags: dict[str, str] = {}
     min_nodes: Positive = 1
@@ -169,6 +181,8 @@ def _describe(path: Path, text: str, message: str) -> str:
         allowed = _allowed_values(keys)
         if allowed:
             detail = f"{detail}; use one of {', '.join(repr(v) for v in allowed)}"
+    elif "matching regex" in detail:
+        detail = PATTERN_HINTS.get(detail.split("matching regex ", 1)[1], detail)
     line = _find_line(text, keys)
     dotted = ".".join(keys) or "(top level)"
     at = f"{path}:{line}" if line else str(path)

@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from balsamd import config
 from balsamd.config import NodeSettings, SchedulerSettings, Settings
 from balsamd.lifecycle import HOOK_NAMED
 from balsamd.models import (
@@ -41,7 +42,7 @@ from balsamd.templates import PLACEHOLDER, template_problems
 TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # a scheduler's queue, project or job id: what its tools print and take, nothing a shell or a
 # job script would read as more than one word
-SCHEDULER_WORD = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@+:\[\]-]{0,127}")
+SCHEDULER_WORD = re.compile(config.SCHEDULER_WORD)
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 LAUNCH_PARAM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 MAX_TEXT = 64 * 1024  # a reason or status text kept with a record
@@ -248,10 +249,6 @@ def batch_problems(batch: BatchJob, rules: SiteRules, active: int) -> list[str]:
     """Everything that keeps this batch job from being submitted, each saying what to change."""
     s = rules.scheduler
     problems = []
-    if not TOKEN.fullmatch(batch.id):
-        problems.append(
-            f"id {batch.id!r} must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
-        )
     if batch.num_nodes < 1:
         problems.append(f"--num-nodes must be at least 1 (got {batch.num_nodes})")
     elif batch.num_nodes > rules.nodes.max_nodes:
@@ -269,11 +266,7 @@ def batch_problems(batch: BatchJob, rules: SiteRules, active: int) -> list[str]:
         value = getattr(batch, field)
         if allowed and value not in allowed:
             problems.append(f"{field} {value!r} is not allowed here; use one of: {', '.join(allowed)}")
-        elif value and not SCHEDULER_WORD.fullmatch(value):
-            problems.append(
-                f"{field} {value!r} is not a scheduler's {field} name (letters, digits and _.@+:-, one word)"
-            )
-    problems += tag_problems(batch.filter_tags, "filter tag")
+    problems += script_word_problems(batch)
     if batch.origin not in ("user", "elastic"):
         problems.append(f"origin {batch.origin!r} is neither 'user' nor 'elastic'")
     if active >= s.max_queued:
@@ -282,6 +275,23 @@ def batch_problems(batch: BatchJob, rules: SiteRules, active: int) -> list[str]:
             "wait for one to finish or remove one with `balsamd queue rm ID`"
         )
     return problems
+
+
+def script_word_problems(batch: BatchJob) -> list[str]:
+    """A batch job's fields that go into its job script and the scheduler's command line: each one
+    word of a strict pattern, so none can add a line or an option."""
+    problems = []
+    if not TOKEN.fullmatch(batch.id):
+        problems.append(
+            f"id {batch.id!r} must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+        )
+    for field in ("queue", "project"):
+        value = getattr(batch, field)
+        if value and not SCHEDULER_WORD.fullmatch(value):
+            problems.append(
+                f"{field} {value!r} is not a scheduler's {field} name (letters, digits and _.@+:-, one word)"
+            )
+    return problems + tag_problems(batch.filter_tags, "filter tag")
 
 
 def batch_update_problems(

@@ -178,3 +178,26 @@ def test_unknown_key_in_an_inline_table(tmp_path: Path) -> None:
 )
 def test_elastic_limits_that_contradict_each_other_are_refused(tmp_path: Path, body: str, message: str) -> None:
     assert error(tmp_path, "[elastic]\n" + body).startswith(f"FILE:1: key elastic: {message}")
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ('[scheduler]\ndefault_queue = "debug\\n#SBATCH --wrap=touch pwned"\n', "scheduler.default_queue"),
+        ('[scheduler]\ndefault_project = "a b"\n', "scheduler.default_project"),
+        ('[scheduler]\nallowed_queues = ["debug", "x;y"]\n', "scheduler.allowed_queues"),
+        ('[elastic]\nproject = "$(id)"\n', "elastic.project"),
+    ],
+)
+def test_a_queue_or_project_that_is_not_one_word_is_refused(tmp_path: Path, text: str, key: str) -> None:
+    assert error(tmp_path, text) == (
+        f"FILE:2: key {key}: expected one word of letters, digits and _.@+:[]- "
+        "(a scheduler's name for it), without spaces, quotes or line breaks"
+    )
+
+
+def test_an_allowed_launch_parameter_must_be_an_option_name(tmp_path: Path) -> None:
+    assert error(tmp_path, '[launcher]\nallowed_launch_params = ["--x"]\n') == (
+        "FILE:2: key launcher.allowed_launch_params: expected an option name of letters, "
+        "digits, _ and -, as the MPI launcher takes it"
+    )

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from balsamd.models import BatchJob
 from balsamd.sched.base import hms
+from balsamd.validate import script_word_problems
 
 PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
 COMMAND_ENV = "BALSAMD_COMMAND"
@@ -55,17 +56,23 @@ def launcher_command(batch: BatchJob, site: Path) -> str:
 
 
 def values(batch: BatchJob, site: Path, directives: list[str]) -> dict[str, str]:
+    """What a job script's placeholders stand for.  The batch job's words are checked again here
+    (a record made before the store checked them must not reach a script either) and every value
+    the shell reads is quoted."""
+    problems = script_word_problems(batch)
+    if problems:
+        raise TemplateError(f"batch job {batch.id!r} cannot go into a job script: " + "; ".join(problems))
     return {
         "directives": "\n".join(directives),
         "launcher": launcher_command(batch, site),
-        "batch_job_id": batch.id,
+        "batch_job_id": shlex.quote(batch.id),
         "num_nodes": str(batch.num_nodes),
         "wall_time_min": str(batch.wall_time_min),
         "walltime": hms(batch.wall_time_min),
-        "queue": batch.queue,
-        "project": batch.project,
+        "queue": shlex.quote(batch.queue),
+        "project": shlex.quote(batch.project),
         "job_mode": str(batch.job_mode),
-        "site": str(site),
+        "site": shlex.quote(str(site)),
     }
 
 

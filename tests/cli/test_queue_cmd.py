@@ -112,8 +112,10 @@ def test_submit_warns_when_daemon_json_is_left_by_a_daemon_that_is_gone(run, sit
         (["--queue", "gpu"], {"allowed_queues": ["local", "debug"]},
          "queue 'gpu' is not allowed here; use one of: local, debug"),
         (["--project", "x"], {"allowed_projects": ["chem"]}, "project 'x' is not allowed here; use one of: chem"),
+        (["--queue", "debug\n#PBS -l x"], {}, "queue 'debug\\n#PBS -l x' is not a scheduler's queue name "
+                                                "(letters, digits and _.@+:-, one word)"),
     ],
-    ids=["too-wide", "no-nodes", "too-long", "no-time", "queue", "project"],
+    ids=["too-wide", "no-nodes", "too-long", "no-time", "queue", "project", "queue-with-a-line"],
 )  # fmt: skip
 def test_submit_refuses_what_the_site_does_not_allow_and_writes_nothing(run, site_path, args, settings, message):
     configure(site_path, **settings)

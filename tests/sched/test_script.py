@@ -123,3 +123,21 @@ def test_a_bad_site_template_writes_no_script(tmp_path: Path):
     with pytest.raises(TemplateError, match=r"\{\{ acount \}\}"):
         job_script(tmp_path, LocalScheduler(), batch())
     assert not (tmp_path / "batch" / "B1.sh").exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("queue", "debug\n#SBATCH --wrap=touch pwned"), ("project", "p; touch pwned"), ("id", "B1\ntouch pwned")],
+)
+def test_a_batch_job_whose_words_could_add_to_its_script_writes_no_script(tmp_path: Path, field, value) -> None:
+    # a record made before the store checked these fields: the script refuses it too
+    (tmp_path / "job-template.sh").write_text("#!/bin/bash\n{{ directives }}\necho {{ queue }} {{ project }}\n")
+    with pytest.raises(TemplateError, match="cannot go into a job script"):
+        job_script(tmp_path, LocalScheduler(), batch(**{field: value}))
+    assert not (tmp_path / "batch").exists() or list((tmp_path / "batch").iterdir()) == []
+
+
+def test_the_words_the_shell_reads_in_a_site_template_are_quoted(tmp_path: Path) -> None:
+    (tmp_path / "job-template.sh").write_text("#!/bin/bash\necho {{ queue }}:{{ project }}:{{ site }}\n")
+    text = job_script(tmp_path, LocalScheduler(), batch(queue="gpu[0-3]")).read_text()
+    assert text.splitlines()[1] == f"echo 'gpu[0-3]':chem:{shlex.quote(str(tmp_path))}"
