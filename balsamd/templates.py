@@ -5,7 +5,7 @@ reads words.  Some places re-read text as code whatever its quotes: a here-docum
 (quotes are plain characters there, ``$(...)`` still runs), arithmetic (``$(( ))``, ``(( ))``,
 ``$[ ]``, and ``[[ ]]``, whose comparisons evaluate their operands as arithmetic, where an array
 subscript runs commands), and commands that parse their arguments again (``eval``, ``let``,
-``trap``, ``source``/``.``, ``alias``, and the script of ``sh -c``).  A placeholder written
+``trap``, ``source``/``.``, ``alias``, and the script of ``sh -c``, though not its ``$1``...).  A placeholder written
 inside quotes would have its own quotes undone.  Templates are refused for any of these, with
 the reason, when an app is created, loaded or recorded in the store.
 """
@@ -19,6 +19,7 @@ _HEREDOC = re.compile(r"<<(-?)\s*(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\2")
 _REPARSING = frozenset({"eval", "let", "trap", "source", ".", "alias"})
 _SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash"})
 _SEPARATORS = re.compile(r"\|\||&&|[;&|\n(){}]")
+_WORD = re.compile(r"\s*\S+")
 
 
 def template_problems(template: str) -> list[str]:
@@ -114,11 +115,15 @@ def _reparsed(template: str) -> dict[int, str]:
         words = template[start:end].split()
         first = words[0].rsplit("/", 1)[-1] if words else ""
         code_from = None
+        code_to = end
         if first in _REPARSING:
             code_from = start
         elif first in _SHELLS and (flag := next((w for w in words[1:] if _runs_a_script(w)), None)):
-            code_from = template.index(flag, start) + len(flag)
+            # the script is the word after the flag; the words after it are its $0, $1, ...
+            script = _WORD.match(template, template.index(flag, start) + len(flag))
+            if script is not None:
+                code_from, code_to = script.start(), script.end()
         if code_from is not None:
-            found.update(dict.fromkeys(range(code_from, end), "in a command that runs its arguments as code"))
+            found.update(dict.fromkeys(range(code_from, code_to), "in a command that runs its arguments as code"))
         start = end if separator is None else separator.end()
     return found

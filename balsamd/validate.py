@@ -46,6 +46,12 @@ SCHEDULER_WORD = re.compile(config.SCHEDULER_WORD)
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 LAUNCH_PARAM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 MAX_TEXT = 64 * 1024  # a reason or status text kept with a record
+# Sizes a job's fields may take: every job crosses the store, the RPC and a launcher's loop, where
+# one huge job would hold up the runs of all the others.
+MAX_VALUES = 1024 * 1024  # a job's parameters, and its data, each as JSON
+MAX_WORKDIR = 1024  # characters; and each directory name at most 255 bytes, as filesystems take
+MAX_TAG_KEY, MAX_TAG_VALUE = 128, 1024
+MAX_LAUNCH_VALUE = 1024
 # what a launcher reports of a run; everything after it is the site's own bookkeeping
 REPORTABLE = frozenset({JobState.RUNNING, JobState.RUN_DONE, JobState.RUN_ERROR, JobState.RUN_TIMEOUT})
 
@@ -92,6 +98,10 @@ def normalize_workdir(workdir: str) -> str:
         raise ValueError(f"workdir {workdir!r} contains '..'; give a path inside the site's data/ directory without it")
     if _control(workdir):
         raise ValueError(f"workdir {workdir!r} contains a control character; give a plain relative path")
+    if len(workdir) > MAX_WORKDIR or any(len(part.encode()) > 255 for part in workdir.split("/")):
+        raise ValueError(
+            f"workdir of {len(workdir)} characters is too long: at most {MAX_WORKDIR}, and 255 bytes a directory name"
+        )
     norm = posixpath.normpath(workdir)
     if norm == ".":
         raise ValueError(f"workdir {workdir!r} is data/ itself; give each job its own directory below it")
@@ -165,6 +175,10 @@ def tag_problems(tags: Mapping[str, str], what: str = "tag") -> list[str]:
     """Tags are filtered on as KEY=VALUE: a key is a word without '=', nothing spans lines."""
     problems = []
     for key, value in tags.items():
+        if len(key) > MAX_TAG_KEY or len(value) > MAX_TAG_VALUE:
+            problems.append(f"{what} {key[:40]!r}... is too long: keys take at most {MAX_TAG_KEY} characters, "
+                            f"values {MAX_TAG_VALUE}")  # fmt: skip
+            continue
         if not key or "=" in key or _control(key) or key != key.strip():
             problems.append(
                 f"{what} key {key!r} must be non-empty, without '=', spaces around it or control characters"
@@ -178,8 +192,12 @@ def launch_param_problems(params: Mapping[str, str], allowed: list[str]) -> list
     """Launch parameters become options of the MPI launcher, which runs as the site's owner: only
     those the site allows, each an option name."""
     problems = []
-    for key in params:
-        if not LAUNCH_PARAM.fullmatch(key):
+    for key, value in params.items():
+        if len(value) > MAX_LAUNCH_VALUE:
+            problems.append(
+                f"launch parameter {key[:40]!r} has a value of {len(value)} characters; at most {MAX_LAUNCH_VALUE}"
+            )
+        elif not LAUNCH_PARAM.fullmatch(key):
             problems.append(f"launch parameter {key!r} is not an option name (letters, digits, _ and -)")
         elif key not in allowed:
             listed = ", ".join(allowed) or "none"
@@ -236,10 +254,16 @@ def build_job(job_id: str, spec: JobSpec, apps: Mapping[str, App], rules: SiteRu
     job = Job(id=job_id, **{**fields, "workdir": workdir, "parameters": params})
     try:  # the job travels as msgpack (RPC, warm workers) and is kept as JSON: it must fit both
         msgspec.msgpack.encode(job)
-        msgspec.json.encode(job.parameters)
-        msgspec.json.encode(job.data)
+        sizes = {"parameters": len(msgspec.json.encode(job.parameters)), "data": len(msgspec.json.encode(job.data))}
     except (OverflowError, TypeError, msgspec.EncodeError) as exc:
         problems.append(f"parameters or data cannot be stored ({exc}); pass very large numbers as strings")
+    else:
+        problems += [
+            f"{field} take {size / 1e6:.1f} MB; a job keeps at most {MAX_VALUES / 1e6:.1f} MB of them "
+            "(pass large inputs as files in its workdir)"
+            for field, size in sizes.items()
+            if size > MAX_VALUES
+        ]
     if problems:
         raise JobSpecError(where, problems)
     return job

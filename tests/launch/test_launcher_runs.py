@@ -3,6 +3,7 @@ preamble, the output tail of a failure; and which jobs a launcher takes and when
 
 from __future__ import annotations
 
+import shlex
 import sys
 from collections.abc import Iterator
 
@@ -13,6 +14,9 @@ from .conftest import LaunchSite, new_site
 ENV_TEMPLATE = 'echo "@env|$BALSAMD_JOB_ID|$BALSAMD_SITE|$BALSAMD_WORKDIR|$OMP_NUM_THREADS|$APP_LEVEL|$(pwd)"'
 PARENT_SCRIPT = "import os\nprint(open(f'/proc/{os.getppid()}/cmdline').read().replace('\\0', ' '))\n"
 NOISY_FAILURE = "head -c 6000 /dev/zero | tr '\\0' x; echo; echo 'last words' >&2; exit 3"
+LENGTH_SCRIPT = "import sys\nprint(len(sys.argv[1]), sys.argv[1][:5])\n"
+BIG = "ab c;" * 20_000  # 100 kB: most of what one argument may hold
+MIXED = 'case "$1" in cat*) cat ../common.in ;; echo*) echo 42 > answer ;; boom) echo boom; exit 4 ;; esac'
 
 
 class Ran:
@@ -27,11 +31,15 @@ class Ran:
         parent = site.scratch / "parent.py"
         parent.write_text(PARENT_SCRIPT)
         site.command_app("Parent", f"{sys.executable} {parent}")
+        length = site.scratch / "length.py"
+        length.write_text(LENGTH_SCRIPT)
+        site.command_app("Length", f"{sys.executable} {length} {{{{ v }}}}")
         self.env = site.create("Env", threads_per_rank=3)[0]
         self.greet = site.create("Greet")[0]
         self.greet_simple = site.create("GreetSimple")[0]
         self.noisy = site.create("Noisy")[0]
         self.parent = site.create("Parent")[0]
+        self.big = site.create("Length", parameters={"v": BIG})[0]
         self.summary = site.launch("--job-mode", "serial", "--nodes", "n1", "--idle-ttl", "0.5")
 
 
@@ -42,7 +50,7 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ran]:
 
 
 def test_launcher_summary_counts_every_run(ran: Ran) -> None:
-    assert "5 started, 4 done, 1 errors, 0 timed out, 0 killed" in ran.summary
+    assert "6 started, 5 done, 1 errors, 0 timed out, 0 killed" in ran.summary
 
 
 def test_runs_get_the_job_environment_a_workdir_under_site_data_and_job_out(ran: Ran) -> None:
@@ -68,6 +76,11 @@ def test_shell_preamble_runs_before_a_shell_command(ran: Ran) -> None:
 def test_shell_preamble_runs_before_a_simple_command(ran: Ran) -> None:
     assert ran.site.job(ran.greet_simple).state == "JOB_FINISHED"
     assert ran.site.output(ran.greet_simple) == "hello\n"
+
+
+def test_a_large_value_is_one_argument(ran: Ran) -> None:
+    assert ran.site.job(ran.big).state == "JOB_FINISHED"
+    assert ran.site.output(ran.big) == f"{len(BIG)} ab c;\n"
 
 
 def test_simple_commands_are_executed_without_a_shell(ran: Ran) -> None:
@@ -144,10 +157,11 @@ def test_short_command_runs_make_their_workdir_and_output_only_if_they_use_them(
 ) -> None:
     with new_site(tmp_path_factory.mktemp("lazy")) as site:
         site.configure(cpus_per_node=2)
-        site.command_app("Mixed", "sh -c {{ script }}")
+        # the kinds of run, chosen by a parameter that stays a word ($1 of a fixed script)
+        site.command_app("Mixed", f"sh -c {shlex.quote(MIXED)} mixed {{{{ script }}}}")
         (site.data / "Mixed").mkdir(parents=True)
         (site.data / "Mixed" / "common.in").write_text("shared input\n")
-        kinds = ["true"] * 7 + ["cat ../common.in", "echo 42 > answer", "echo boom; exit 4"]
+        kinds = ["true"] * 7 + ["cat ../common.in", "echo 42 > answer", "boom"]
         scripts = kinds * 30
         ids = [site.create("Mixed", parameters={"script": s}, node_packing_count=2)[0] for s in scripts]
         site.launch("--job-mode", "serial", "--nodes", "n1", "--idle-ttl", "0.5")
@@ -159,7 +173,7 @@ def test_short_command_runs_make_their_workdir_and_output_only_if_they_use_them(
         assert {(site.data / site.job(i).workdir / "answer").read_text() for i in by_kind["echo 42 > answer"]} == {
             "42\n"
         }
-        failed = [site.job(i) for i in by_kind["echo boom; exit 4"]]
+        failed = [site.job(i) for i in by_kind["boom"]]
         assert {(j.state, j.return_code, j.state_reason) for j in failed} == {("FAILED", 4, "exit code 4\nboom\n")}
         assert lazy_leftovers(site) == []
 

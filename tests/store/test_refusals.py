@@ -83,6 +83,21 @@ CASES: dict[str, tuple[Callable[[Store], Any], Callable[[Store, Any], object], s
         "job: launch parameter 'task-prolog' is not allowed at this site (allowed: cpu-bind); its owner may add it "
         "to [launcher] allowed_launch_params in settings.toml",
     ),
+    "a parameter of three megabytes": (
+        _nothing,
+        lambda s, _: s.create_jobs([JobSpec(app="echo", workdir="w", parameters={"x": "y" * 3_000_000})]),
+        "job: parameters take 3.0 MB; a job keeps at most 1.0 MB of them (pass large inputs as files in its workdir)",
+    ),
+    "a workdir too long for a filesystem": (
+        _nothing,
+        lambda s, _: s.create_jobs([JobSpec(app="noop", workdir="d/" + "x" * 300)]),
+        "job: workdir of 302 characters is too long: at most 1024, and 255 bytes a directory name",
+    ),
+    "a tag too long": (
+        _nothing,
+        lambda s, _: s.create_jobs([JobSpec(app="noop", workdir="w", tags={"k": "v" * 2000})]),
+        "job: tag 'k'... is too long: keys take at most 128 characters, values 1024",
+    ),
     "a session label spanning lines": (
         _nothing,
         lambda s, _: s.open_session(label="a\nb"),

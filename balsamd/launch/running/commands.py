@@ -8,13 +8,15 @@ import re
 import shlex
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
-from balsamd.apps import render_command
+from balsamd.apps import AppError, render_command
 from balsamd.config import LauncherSettings
 from balsamd.launch.running.mpi import build_mpi_command
 from balsamd.launch.running.protocol import Placement
 from balsamd.models import App, AppKind, Job
+from balsamd.templates import PLACEHOLDER
 
 # Text with any of these needs a shell; anything else is split and executed directly,
 # which saves a process per run for the common simple command.
@@ -64,13 +66,46 @@ def package_root() -> str:
 
 
 def app_argv(app: App, job: Job) -> list[str]:
-    """The command of one rank: the rendered template, or the Python-app entry point."""
+    """The command of one rank: the template's words with the job's values, or the Python-app
+    entry point; a template that needs a shell runs in one, its values quoted."""
     if app.kind == AppKind.PYTHON:
         return [sys.executable, "-m", "balsamd.launch.python.rank", PY_TASK_FILE, PY_RESULT_FILE]
-    rendered = render_command(app.command_template, job.parameters)
-    if _SHELL_SYNTAX.search(rendered):
-        return ["/bin/sh", "-c", rendered]
-    return shlex.split(rendered)
+    words = template_words(app.command_template)
+    if words is None:
+        return ["/bin/sh", "-c", render_command(app.command_template, job.parameters)]
+    params = job.parameters
+    try:
+        return ["".join(part if isinstance(part, str) else str(params[part.name]) for part in word) for word in words]
+    except KeyError as exc:
+        raise AppError(f"command template needs parameter {exc.args[0]!r}, which the job does not have") from None
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where a parameter's value goes in a word of a template."""
+
+    name: str
+
+
+@functools.lru_cache(maxsize=256)
+def template_words(template: str) -> tuple[tuple[str | Slot, ...], ...] | None:
+    """The words of a template that needs no shell, each its literal text and parameter slots, or
+    None when it needs one.  Split once per template, so that a value's size costs its copy only
+    (splitting a rendered command of a large value took seconds per megabyte, and grew with its
+    square)."""
+    if _SHELL_SYNTAX.search(PLACEHOLDER.sub("", template)):
+        return None
+    names: list[str] = []
+
+    def mark(match: re.Match[str]) -> str:
+        names.append(match.group(1))
+        return f"\0{len(names) - 1}\0"
+
+    words = []
+    for word in shlex.split(PLACEHOLDER.sub(mark, template)):
+        parts = word.split("\0")  # text, slot, text, slot, ..., text
+        words.append(tuple(Slot(names[int(p)]) if i % 2 else p for i, p in enumerate(parts) if i % 2 or p))
+    return tuple(words)
 
 
 def run_argv(

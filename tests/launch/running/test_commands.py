@@ -60,11 +60,27 @@ def test_a_parameter_with_spaces_stays_one_word() -> None:
     assert argv("echo {{ msg }}", parameters={"msg": "two words"}) == ["echo", "two words"]
 
 
-@pytest.mark.parametrize("value", ["a;b", "$HOME", "`id`", "x && echo injected", "*"])
+@pytest.mark.parametrize("value", ["a;b", "$HOME", "`id`", "x && echo injected", "*", "", "it's\nmulti"])
 def test_parameter_values_with_shell_syntax_are_passed_literally(value: str) -> None:
+    # a template that needs no shell gets none, whatever its values hold: each is one argument
     command = argv("echo {{ msg }}", parameters={"msg": value})
-    assert command == ["/bin/sh", "-c", f"echo {shlex.quote(value)}"]
+    assert command == ["echo", value]
     assert output(command) == f"{value}\n"
+    # in a template that needs a shell, each is one quoted word
+    shell = argv("echo {{ msg }} | cat", parameters={"msg": value})
+    assert shell == ["/bin/sh", "-c", f"echo {shlex.quote(value)} | cat"]
+    assert output(shell) == f"{value}\n"
+
+
+def test_parameters_inside_a_word_fill_their_slots() -> None:
+    assert argv("prog -i{{ a }}.in -v {{ a }}{{ b }}", parameters={"a": "x y", "b": ""}) == [
+        "prog", "-ix y.in", "-v", "x y",
+    ]  # fmt: skip
+
+
+def test_a_value_of_a_megabyte_is_one_argument() -> None:
+    value = "a b;" * 250_000
+    assert argv("printf {{ v }}", parameters={"v": value}) == ["printf", value]
 
 
 @pytest.mark.parametrize(
