@@ -44,6 +44,9 @@ TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # job script would read as more than one word
 SCHEDULER_WORD = re.compile(config.SCHEDULER_WORD)
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# a central user's name, as a directory of the site's data/ holding that user's jobs
+USER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}")
+USERS_DIR = "users"
 LAUNCH_PARAM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 MAX_TEXT = 64 * 1024  # a reason or status text kept with a record
 # Sizes a job's fields may take: every job crosses the store, the RPC and a launcher's loop, where
@@ -231,9 +234,12 @@ def job_spec(raw: Any, where: str = "job") -> JobSpec:
         raise JobSpecError(where, [f"bad value: {exc}"]) from None
 
 
-def build_job(job_id: str, spec: JobSpec, apps: Mapping[str, App], rules: SiteRules, where: str) -> Job:
+def build_job(
+    job_id: str, spec: JobSpec, apps: Mapping[str, App], rules: SiteRules, where: str, owner: str = ""
+) -> Job:
     """The Job a valid request becomes (parameters with their defaults), or JobSpecError
-    listing every problem."""
+    listing every problem.  A central user's job (``owner``) works under ``users/OWNER/`` of the
+    site's data: users' jobs never share, nor overwrite, each other's or the site's directories."""
     app = apps.get(spec.app)
     if app is None:
         raise JobSpecError(where, [unknown_app_message(spec.app, apps)])
@@ -243,6 +249,13 @@ def build_job(job_id: str, spec: JobSpec, apps: Mapping[str, App], rules: SiteRu
     except ValueError as exc:
         problems.append(str(exc))
         workdir = spec.workdir
+    if owner:
+        if USER_NAME.fullmatch(owner):
+            workdir = f"{USERS_DIR}/{owner}/{workdir}"
+        else:
+            problems.append(f"owner {owner!r} cannot name a directory of the site; only letters, digits and _.@-")
+    elif workdir == USERS_DIR or workdir.startswith(f"{USERS_DIR}/"):
+        problems.append(f"workdir {workdir!r}: {USERS_DIR}/ of data/ is kept for the jobs of central users")
     params, param_problems = resolve_parameters(app, spec.parameters)
     problems += param_problems
     problems += resource_problems(spec, rules.nodes, rules.scheduler.max_wall_time_min)
@@ -251,7 +264,7 @@ def build_job(job_id: str, spec: JobSpec, apps: Mapping[str, App], rules: SiteRu
     if len(set(spec.parent_ids)) != len(spec.parent_ids):
         problems.append("parent_ids names a job more than once; give each parent once")
     fields = {name: getattr(spec, name) for name in SPEC_FIELDS}
-    job = Job(id=job_id, **{**fields, "workdir": workdir, "parameters": params})
+    job = Job(id=job_id, **{**fields, "workdir": workdir, "parameters": params}, owner=owner)
     try:  # the job travels as msgpack (RPC, warm workers) and is kept as JSON: it must fit both
         msgspec.msgpack.encode(job)
         sizes = {"parameters": len(msgspec.json.encode(job.parameters)), "data": len(msgspec.json.encode(job.data))}

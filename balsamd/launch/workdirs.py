@@ -7,8 +7,34 @@ costs one system call in the usual case: they run for every short run.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
+
+from balsamd.models import Job
+
+
+class WorkdirOutside(Exception):
+    """A job's working directory resolves outside the site's data/ (a symlink on its path)."""
+
+
+def job_workdir(data_prefix: str, job: Job) -> str:
+    """Where ``job`` runs: its workdir under the site's data/ (``data_prefix`` ends with a
+    separator).  A central user's job must not reach out of data/ through a symlink that an
+    earlier run left on its path: its path is resolved and checked first.  The site owner's own
+    jobs skip the check, which costs a system call per level on every run."""
+    path = data_prefix + job.workdir
+    if job.owner:
+        data = _real(data_prefix)
+        real = os.path.realpath(path)
+        if not real.startswith(data):
+            raise WorkdirOutside(f"workdir {job.workdir} resolves to {real}, outside the site's data/")
+    return path
+
+
+@functools.lru_cache(maxsize=8)
+def _real(data_prefix: str) -> str:
+    return os.path.join(os.path.realpath(data_prefix), "")
 
 
 def make_dir(path: str) -> None:

@@ -464,9 +464,8 @@ class SiteStore(SessionsMixin, BatchStoreMixin, OutboxMixin, StoreBase):
             apps = self._apps(conn)
             jobs = []
             for n, (job_id, spec) in enumerate(action.jobs):
-                job = build_job(job_id, spec, apps, self.rules, f"job {n}" if len(action.jobs) > 1 else "job")
-                job.owner = intent.owner
-                jobs.append(job)
+                where = f"job {n}" if len(action.jobs) > 1 else "job"
+                jobs.append(build_job(job_id, spec, apps, self.rules, where, owner=intent.owner))
             made = self._insert_jobs(conn, jobs, now)
             return IntentOutcome(status=IntentStatus.APPLIED, created=[j.id for j in made])
         if isinstance(action, Edit):

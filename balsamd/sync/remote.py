@@ -98,7 +98,8 @@ class RemoteJobs:
                 raise JobSpecError(where, ["no site given: pass site=NAME"])
             spec = job_spec(raw, where)
             apps, rules = self._conn.site_rules(target)
-            by_site.setdefault(target, []).append((spec, build_job(job_id, spec, apps, rules, where)))
+            job = build_job(job_id, spec, apps, rules, where, owner=self._conn.user)
+            by_site.setdefault(target, []).append((spec, job))
         now = time.time()
         made = []
         with self._conn.pg.transaction(), self._conn.pg.cursor() as cur:
@@ -106,7 +107,6 @@ class RemoteJobs:
                 rows = []
                 for _, job in pairs:
                     job.state, job.created_at, job.updated_at, job.version = JobState.CREATED, now, now, 0
-                    job.owner = self._conn.user
                     rows.append((target, *job_row(job)))
                 marks = ", ".join(["%s"] * (len(JOB_COLUMNS) + 1))
                 cur.executemany(f"INSERT INTO balsamd.jobs (site, {_COLUMNS}) VALUES ({marks})", rows)

@@ -95,3 +95,20 @@ def test_an_unforeseen_failure_rejects_only_its_intent_and_is_logged(
     )
     assert outcomes["fine"].status == APPLIED
     assert "intent boom could not be applied" in caplog.text
+
+
+def test_a_central_users_job_works_under_their_own_directory(store: Store) -> None:
+    made = {}
+    for owner in ("alice", "bob"):
+        job_id = ids.new_id()
+        store.apply_intents([create(f"c-{owner}", {"id": job_id, "app": "noop", "workdir": "run/1"}, owner=owner)])
+        made[owner] = store.get(job_id).workdir
+    assert made == {"alice": "users/alice/run/1", "bob": "users/bob/run/1"}
+
+
+def test_an_owner_that_cannot_name_a_directory_is_rejected(store: Store) -> None:
+    intent = create("o1", {"id": ids.new_id(), "app": "noop", "workdir": "w"}, owner="../x")
+    [outcome] = store.apply_intents([intent]).values()
+    assert outcome == IntentOutcome(
+        status=REJECTED, reason="job: owner '../x' cannot name a directory of the site; only letters, digits and _.@-"
+    )

@@ -24,7 +24,7 @@ from balsamd.launch.running import commands
 from balsamd.launch.running.lazyfiles import LazyFiles, LazyRun
 from balsamd.launch.running.protocol import Finished, Placement, RunStarted
 from balsamd.launch.running.watchdog import Watchdog
-from balsamd.launch.workdirs import make_dir
+from balsamd.launch.workdirs import job_workdir, make_dir
 from balsamd.models import App, AppKind, Job
 
 TAIL_BYTES = 4096
@@ -84,7 +84,7 @@ class ProcessRuns:
 
     def start(self, job: Job, app: App, placement: Placement, env: dict[str, str], use_mpi: bool) -> RunStarted:
         """Start ``job``'s process, under the MPI launcher when ``use_mpi``."""
-        workdir = self._data_prefix + job.workdir
+        workdir = job_workdir(self._data_prefix, job)
         # a short command run on this host makes its files only if it uses them; an MPI launch
         # may start its ranks elsewhere, and Python ranks talk through files in the workdir
         lazy = None

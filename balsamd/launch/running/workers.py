@@ -24,6 +24,7 @@ from balsamd.launch.python.zygote import Zygote
 from balsamd.launch.running import commands
 from balsamd.launch.running.protocol import Finished, HandedBack, Placement, RunEvent, RunStarted
 from balsamd.launch.running.watchdog import Watchdog
+from balsamd.launch.workdirs import WorkdirOutside, job_workdir
 from balsamd.models import App, Job
 from balsamd.results import unpack
 
@@ -89,7 +90,11 @@ class WarmWorkers:
         worker = self.worker_of.get(after)
         if worker is None or worker.stop_for:
             return False
-        if not worker.send([self._task(job, self.apps[job.app], placement) for job in jobs]):
+        try:
+            tasks = [self._task(job, self.apps[job.app], placement) for job in jobs]
+        except WorkdirOutside:
+            return False  # each starts on its own instead, where such a workdir fails only its job
+        if not worker.send(tasks):
             return False
         for job in jobs:
             self.worker_of[job.id] = worker
@@ -98,7 +103,7 @@ class WarmWorkers:
 
     def _task(self, job: Job, app: App, placement: Placement) -> PyTask:
         # strings, not paths: this runs for every short Python job
-        cwd = self._data_prefix + job.workdir
+        cwd = job_workdir(self._data_prefix, job)
         gpus = placement.gpu_ids.get(placement.hosts[0])
         key = (app.name, job.threads_per_rank, tuple(gpus) if gpus else ())
         shared = self._shared_env.get(key)
