@@ -1,9 +1,8 @@
-"""A balsamd.pyz built once for the session, the bare environment to run it in, and a second user."""
+"""A balsamd.pyz built once for the session, and the bare environment to run it in."""
 
 from __future__ import annotations
 
 import os
-import pwd
 import shutil
 import subprocess
 import sys
@@ -40,21 +39,3 @@ def built_pyz(tmp_path_factory: pytest.TempPathFactory, bare_env: dict[str, str]
     )  # fmt: skip
     assert done.returncode == 0, f"the pyz build failed:\n{done.stdout}\n{done.stderr}"
     yield output
-
-
-OTHER_USER = "balsamd-other"
-
-
-@pytest.fixture(scope="session")
-def other_user() -> pwd.struct_passwd:
-    """A second local user, made when missing: the attacker sharing the node's /tmp."""
-    if os.geteuid() != 0:
-        message = f"acting as a second local user ({OTHER_USER}) needs root"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    try:
-        return pwd.getpwnam(OTHER_USER)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", OTHER_USER], check=True, capture_output=True)
-    return pwd.getpwnam(OTHER_USER)

@@ -13,14 +13,12 @@ import pwd
 import shutil
 import stat
 import subprocess
-import tempfile
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.zipapp.conftest import OTHER_USER
+from tests.conftest import OTHER_USER, as_other
 from tests.zipapp.test_pyz import ok, pyz
 
 # Run by either user: a copy of an extraction whose package and .pth file write ``marker``.
@@ -45,26 +43,12 @@ def them() -> str:
     return f"user {OTHER_USER} (uid {pwd.getpwnam(OTHER_USER).pw_uid})"
 
 
-def as_other(*argv: str) -> None:
-    done = subprocess.run(["runuser", "-u", OTHER_USER, "--", *argv], capture_output=True, text=True, umask=0o022)
-    assert done.returncode == 0, f"{argv} as {OTHER_USER}: {done.stderr}"
-
-
 def plant(build: Path, marker: Path, by_other: bool) -> None:
     argv = ["python3", "-c", PLANT, str(build), str(marker)]
     if by_other:
         as_other(*argv)
     else:
         subprocess.run(argv, check=True, umask=0o022)
-
-
-@pytest.fixture
-def shared_tmp(other_user: pwd.struct_passwd) -> Iterator[Path]:
-    """A temporary directory every user may create entries in, sticky like /tmp."""
-    path = Path(tempfile.mkdtemp(prefix="balsamd-shared-"))
-    path.chmod(0o1777)
-    yield path
-    shutil.rmtree(path)
 
 
 @pytest.fixture
