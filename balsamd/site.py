@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from balsamd.config import SETTINGS_TEMPLATE, Settings, default_cpus, load_settings
+from balsamd.modes import PRIVATE, make_dir, site_modes, write_file
 from balsamd.rpc.client import RemoteStore, RpcClient
 from balsamd.rpc.record import connect_host, read_record, read_secret, this_host
 from balsamd.sched import scheduler_class
@@ -38,6 +39,7 @@ class SiteLayout:
         self.log = root / "log"
         self.apps = root / "apps"
         self.secret = root / SECRET_FILE
+        self.job_template = root / JOB_TEMPLATE_FILE
 
     def load_settings(self) -> Settings:
         return load_settings(self.settings)
@@ -106,8 +108,13 @@ def _missing_settings(path: Path, source: str) -> str:
     )
 
 
-def init_site(path: Path, name: str | None = None, scheduler: str = "local", central: str = "") -> SiteLayout:
-    """Create a site directory; refuses to touch an existing site or a non-empty directory."""
+def init_site(
+    path: Path, name: str | None = None, scheduler: str = "local", central: str = "", group_readable: bool = False
+) -> SiteLayout:
+    """Create a site directory; refuses to touch an existing site or a non-empty directory.
+
+    Everything in it is this user's alone, or readable (never writable) by the directory's
+    group when ``group_readable``; the secret is always the user's alone."""
     path = path.expanduser().resolve()
     if (path / SETTINGS_FILE).exists():
         raise SiteError(f"{path} is already a balsamd site; use it with --site {path}")
@@ -121,26 +128,27 @@ def init_site(path: Path, name: str | None = None, scheduler: str = "local", cen
         raise SiteError(f"site name {site_name!r} must be non-empty without spaces or quotes; use --name")
     layout = SiteLayout(path)
     tmp = path.with_name(f".{path.name}.init-{os.getpid()}")
+    modes = site_modes(group_readable)
     try:
         staging = SiteLayout(tmp)
+        tmp.parent.mkdir(parents=True, exist_ok=True)
         for d in (staging.root, staging.data, staging.log, staging.apps):
-            d.mkdir(parents=True, exist_ok=True)
+            make_dir(d, modes.directory)
         default_queue = "local" if scheduler == "local" else ""
-        staging.settings.write_text(
-            SETTINGS_TEMPLATE.format(
-                name=site_name,
-                cpus=default_cpus(),
-                scheduler=scheduler,
-                queue=default_queue,
-                project=default_queue,
-                central=central.replace("\\", "\\\\").replace('"', '\\"'),
-            )
+        settings = SETTINGS_TEMPLATE.format(
+            name=site_name,
+            group_readable=str(group_readable).lower(),
+            cpus=default_cpus(),
+            scheduler=scheduler,
+            queue=default_queue,
+            project=default_queue,
+            central=central.replace("\\", "\\\\").replace('"', '\\"'),
         )
-        (staging.root / JOB_TEMPLATE_FILE).write_text(scheduler_class(scheduler).default_template)
-        fd = os.open(staging.secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32) + "\n")
+        write_file(staging.settings, settings, modes.file)
+        write_file(staging.job_template, scheduler_class(scheduler).default_template, modes.file)
+        write_file(staging.secret, secrets.token_hex(32) + "\n", PRIVATE.file)
         SiteStore(staging.store).close()
+        os.chmod(staging.store, modes.file)
         if path.exists():
             path.rmdir()
         tmp.rename(path)
