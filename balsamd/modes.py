@@ -1,4 +1,5 @@
-"""Who may read and write a site's files: the modes balsamd makes them with.
+"""Who may read and write a site's files: the modes balsamd makes them with, and the code and
+settings it refuses to use when someone else could have changed them.
 
 A site's apps, settings and job template are code and instructions run as its owner, so the
 owner alone may write them.  Everything balsamd makes in a site gets an explicit mode, whatever
@@ -8,7 +9,10 @@ the umask: 0700 directories and 0600 files, or 0750 and 0640 in a site made grou
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
+import stat
 from pathlib import Path
 from typing import NamedTuple
 
@@ -64,3 +68,35 @@ def write_file(path: Path, data: str | bytes, mode: int) -> None:
 def touch(path: Path, mode: int) -> None:
     """Make ``path`` exist with exactly ``mode``, keeping what it holds (a log opened later by name)."""
     os.close(open_file(path, os.O_WRONLY | os.O_APPEND, mode))
+
+
+def changeable_by_others(path: Path, st: os.stat_result) -> str | None:
+    """Why someone other than this user could change ``path`` (its stat ``st``), as a message
+    saying what to do; None when only this user can."""
+    mode = stat.S_IMODE(st.st_mode)
+    if st.st_uid != os.geteuid():
+        return (
+            f"{path} belongs to {_user(st.st_uid)}, not to you, and balsamd would run it as you; "
+            "use a site of your own, with apps and settings that are yours"
+        )
+    if mode & 0o022:
+        who = "every user" if mode & 0o002 else f"the group {_group(st.st_gid)}"
+        return (
+            f"{path} can be changed by {who} (mode {mode:04o}), and balsamd runs a site's code and settings "
+            f"as you; make it yours alone to write with `chmod go-w {path}`"
+        )
+    return None
+
+
+def _user(uid: int) -> str:
+    try:
+        return f"user {pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _group(gid: int) -> str:
+    try:
+        return f"{grp.getgrgid(gid).gr_name} (gid {gid})"
+    except KeyError:
+        return f"gid {gid}"

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from balsamd.config import SETTINGS_TEMPLATE, Settings, default_cpus, load_settings
-from balsamd.modes import PRIVATE, make_dir, site_modes, write_file
+from balsamd.modes import PRIVATE, changeable_by_others, make_dir, site_modes, write_file
 from balsamd.rpc.client import RemoteStore, RpcClient
 from balsamd.rpc.record import connect_host, read_record, read_secret, this_host
 from balsamd.sched import scheduler_class
@@ -40,9 +40,24 @@ class SiteLayout:
         self.apps = root / "apps"
         self.secret = root / SECRET_FILE
         self.job_template = root / JOB_TEMPLATE_FILE
+        self.batch = root / "batch"
 
     def load_settings(self) -> Settings:
         return load_settings(self.settings)
+
+    def check_modes(self) -> None:
+        """Refuse a site whose code or settings someone else could have changed: the site
+        directory, settings.toml, job-template.sh, apps/ and its files, and batch/ (its job
+        scripts) must be this user's and writable by no one else."""
+        apps = sorted(self.apps.glob("*.py")) if self.apps.is_dir() else []
+        for path in (self.root, self.settings, self.job_template, self.apps, *apps, self.batch):
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            problem = changeable_by_others(path, st)
+            if problem:
+                raise SiteError(problem)
 
 
 def open_store(layout: SiteLayout, settings: Settings) -> Store:
@@ -76,7 +91,9 @@ def find_site(
         if (candidate / STORE_FILE).exists():
             if not (candidate / SETTINGS_FILE).is_file():
                 raise SiteError(_missing_settings(candidate, "the current directory"))
-            return SiteLayout(candidate)
+            layout = SiteLayout(candidate)
+            layout.check_modes()
+            return layout
     raise SiteError(
         f"no balsamd site found in {here} or its parents; pass --site PATH, set {SITE_ENV}, "
         "or create one with `balsamd site init PATH`"
@@ -97,7 +114,9 @@ def _checked(path: Path, source: str) -> SiteLayout:
             f"{path} (from {source}) is not a balsamd site: {path / SETTINGS_FILE} is missing; "
             f"create a site with `balsamd site init DIR`"
         )
-    return SiteLayout(path)
+    layout = SiteLayout(path)
+    layout.check_modes()
+    return layout
 
 
 def _missing_settings(path: Path, source: str) -> str:

@@ -19,7 +19,7 @@ import anyio
 from balsamd.config import Settings
 from balsamd.ids import new_id
 from balsamd.models import BatchJob, BatchJobState, JobMode
-from balsamd.modes import PRIVATE, Modes, make_dir, write_file
+from balsamd.modes import PRIVATE, Modes, changeable_by_others, make_dir, write_file
 from balsamd.sched import elastic
 from balsamd.sched.base import Scheduler, SchedulerError
 from balsamd.sched.script import TemplateError, render, values
@@ -38,9 +38,20 @@ async def update_batch(call: StoreCall, store: Store, batch_id: str, *args: Any,
 
 
 def job_script(site: Path, scheduler: Scheduler, batch: BatchJob, modes: Modes) -> Path:
-    """Render the site's job template (or the scheduler's default) into SITE/batch/ID.sh."""
+    """Render the site's job template (or the scheduler's default) into SITE/batch/ID.sh.
+
+    The template is checked at each use, as the site is when opened: the daemon may have been
+    running for weeks when someone else could first write it."""
     template_file = site / TEMPLATE_FILE
-    template = template_file.read_text() if template_file.exists() else scheduler.default_template
+    try:
+        st = template_file.stat()
+    except FileNotFoundError:
+        template = scheduler.default_template
+    else:
+        problem = changeable_by_others(template_file, st)
+        if problem:
+            raise TemplateError(problem)
+        template = template_file.read_text()
     text = render(template, values(batch, site, scheduler.directives(batch)))
     folder = site / "batch"
     make_dir(folder, modes.directory, exist_ok=True)

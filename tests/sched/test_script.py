@@ -124,3 +124,15 @@ def test_a_bad_site_template_writes_no_script(tmp_path: Path):
     with pytest.raises(TemplateError, match=r"\{\{ acount \}\}"):
         job_script(tmp_path, LocalScheduler(), batch(), PRIVATE)
     assert not (tmp_path / "batch" / "B1.sh").exists()
+
+
+def test_a_site_template_others_may_write_writes_no_script(tmp_path: Path):
+    template = tmp_path / "job-template.sh"
+    template.write_text("#!/bin/bash\n{{ launcher }}\n")
+    template.chmod(0o664)
+    with pytest.raises(TemplateError) as info:
+        job_script(tmp_path, LocalScheduler(), batch(), PRIVATE)
+    assert str(info.value).startswith(f"{template} can be changed by the group ")
+    assert str(info.value).endswith(f"(mode 0664), and balsamd runs a site's code and settings as you; "
+                                    f"make it yours alone to write with `chmod go-w {template}`")  # fmt: skip
+    assert not (tmp_path / "batch" / "B1.sh").exists()
