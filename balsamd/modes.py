@@ -4,7 +4,8 @@ settings it refuses to use when someone else could have changed them.
 A site's apps, settings and job template are code and instructions run as its owner, so the
 owner alone may write them.  Everything balsamd makes in a site gets an explicit mode, whatever
 the umask: 0700 directories and 0600 files, or 0750 and 0640 in a site made group-readable
-(``[site] group_readable``), never writable by the group.  The secret is 0600 in every site.
+(``[site] group_readable``), never writable by the group.  The secret, and the daemon's record
+and lock, are 0600 in every site.
 """
 
 from __future__ import annotations
@@ -76,8 +77,8 @@ def changeable_by_others(path: Path, st: os.stat_result) -> str | None:
     mode = stat.S_IMODE(st.st_mode)
     if st.st_uid != os.geteuid():
         return (
-            f"{path} belongs to {_user(st.st_uid)}, not to you, and balsamd would run it as you; "
-            "use a site of your own, with apps and settings that are yours"
+            f"{path} belongs to {_user(st.st_uid)}, not to you, and balsamd runs a site's code and settings "
+            "as you; use a site of your own, with apps and settings that are yours"
         )
     if mode & 0o022:
         who = "every user" if mode & 0o002 else f"the group {_group(st.st_gid)}"

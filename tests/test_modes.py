@@ -177,8 +177,8 @@ def test_an_app_file_someone_else_owns_is_refused(tmp_path: Path, other_user: pw
     with pytest.raises(SiteError) as info:
         find_site(root, env={})
     assert str(info.value) == (
-        f"{app} belongs to user {OTHER_USER} (uid {other_user.pw_uid}), not to you, and balsamd would run it as "
-        "you; use a site of your own, with apps and settings that are yours"
+        f"{app} belongs to user {OTHER_USER} (uid {other_user.pw_uid}), not to you, and balsamd runs a site's "
+        "code and settings as you; use a site of your own, with apps and settings that are yours"
     )
 
 
