@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from balsamd.lifecycle import HOOK_NAMED, HOOKS
 from balsamd.models import App, AppKind, AppParameter, Job
+from balsamd.modes import changeable_by_others
 from balsamd.templates import PLACEHOLDER, template_problems
 
 if TYPE_CHECKING:  # the store is not imported by apps and workers that only subclass
@@ -208,6 +209,11 @@ def import_app_module(path: Path):
         st = path.stat()
     except OSError as exc:
         raise AppError(f"{path}: cannot be read: {exc.strerror}") from None
+    # checked at every import, not only when the site is opened: a daemon runs for weeks, and
+    # an app file added meanwhile may have been written by anyone in its group
+    problem = changeable_by_others(path, st)
+    if problem:
+        raise AppError(problem)
     key = (str(path), st.st_mtime_ns, st.st_size)
     if key in _imported:
         return _imported[key]
@@ -231,7 +237,9 @@ def _import_file(path: Path):
     module = importlib.util.module_from_spec(spec)
     sys.modules[modname] = module
     try:
-        spec.loader.exec_module(module)
+        # the bytes read here, compiled here: bytecode cached in apps/__pycache__ (a directory
+        # Python makes as the umask allows) is never written nor run
+        exec(compile(content, str(path), "exec", dont_inherit=True), module.__dict__)
     except Exception as exc:
         del sys.modules[modname]
         raise AppError(f"{path}: error while importing: {type(exc).__name__}: {exc}") from exc

@@ -37,6 +37,7 @@ SchedulerKind = Literal["local", "slurm", "pbs", "cobalt", "lsf"]
 
 class SiteInfo(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     name: str = ""
+    group_readable: bool = False  # what balsamd makes is readable by the site's group, never writable
 
 
 class NodeSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -266,6 +267,11 @@ SETTINGS_TEMPLATE = """\
 [site]
 # The site's identity in the central database (defaults to the directory name).
 name = "{name}"
+# false: the site is yours alone (directories 0700, files 0600).  true: the site directory's
+# group may read it (0750, 0640; `chgrp -R GROUP` the site to choose the group) but never write
+# it, and the secret stays yours alone.  `balsamd site init --group-readable` sets it from the
+# start; changed later, it applies to what balsamd makes from then on.
+group_readable = {group_readable}
 
 [nodes]
 # Shape of one compute node. Jobs that can never fit this shape are refused at creation.

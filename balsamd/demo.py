@@ -16,6 +16,7 @@ from pathlib import Path
 from balsamd.api import Site
 from balsamd.launch.leader.main import run_launcher
 from balsamd.models import JobMode
+from balsamd.modes import PRIVATE, write_file
 from balsamd.results import value_of
 from balsamd.site import init_site
 
@@ -58,9 +59,12 @@ def run_demo(parent: Path | None = None, noop_jobs: int = 1000) -> DemoReport:
     if mpiexec:
         text = text.replace('mpiexec = "mpiexec"', f'mpiexec = "{mpiexec}"')
     layout.settings.write_text(text)
-    (layout.apps / "square.py").write_text(SQUARE_APP)
-    (layout.apps / "noop.py").write_text(_command_app("Noop", "true"))
-    (layout.apps / "mpi_hello.py").write_text(_command_app("MpiHello", MPI_HELLO))
+    for name, source in (
+        ("square.py", SQUARE_APP),
+        ("noop.py", _command_app("Noop", "true")),
+        ("mpi_hello.py", _command_app("MpiHello", MPI_HELLO)),
+    ):
+        write_file(layout.apps / name, source, PRIVATE.file)
     with Site(layout) as site:
         site.jobs.bulk_create({"app": "Noop", "workdir": f"noop/{i:05d}"} for i in range(noop_jobs))
         squares = site.jobs.bulk_create(

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from balsamd.config import SETTINGS_TEMPLATE, Settings, default_cpus, load_settings
+from balsamd.modes import PRIVATE, changeable_by_others, make_dir, site_modes, write_file
 from balsamd.rpc.client import RemoteStore, RpcClient
 from balsamd.rpc.record import connect_host, read_record, read_secret, this_host
 from balsamd.sched import scheduler_class
@@ -38,9 +39,25 @@ class SiteLayout:
         self.log = root / "log"
         self.apps = root / "apps"
         self.secret = root / SECRET_FILE
+        self.job_template = root / JOB_TEMPLATE_FILE
+        self.batch = root / "batch"
 
     def load_settings(self) -> Settings:
         return load_settings(self.settings)
+
+    def check_modes(self) -> None:
+        """Refuse a site whose code or settings someone else could have changed: the site
+        directory, settings.toml, job-template.sh, apps/ and its files, and batch/ (its job
+        scripts) must be this user's and writable by no one else."""
+        apps = sorted(self.apps.glob("*.py")) if self.apps.is_dir() else []
+        for path in (self.root, self.settings, self.job_template, self.apps, *apps, self.batch):
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            problem = changeable_by_others(path, st)
+            if problem:
+                raise SiteError(problem)
 
 
 def open_store(layout: SiteLayout, settings: Settings) -> Store:
@@ -74,7 +91,9 @@ def find_site(
         if (candidate / STORE_FILE).exists():
             if not (candidate / SETTINGS_FILE).is_file():
                 raise SiteError(_missing_settings(candidate, "the current directory"))
-            return SiteLayout(candidate)
+            layout = SiteLayout(candidate)
+            layout.check_modes()
+            return layout
     raise SiteError(
         f"no balsamd site found in {here} or its parents; pass --site PATH, set {SITE_ENV}, "
         "or create one with `balsamd site init PATH`"
@@ -95,7 +114,9 @@ def _checked(path: Path, source: str) -> SiteLayout:
             f"{path} (from {source}) is not a balsamd site: {path / SETTINGS_FILE} is missing; "
             f"create a site with `balsamd site init DIR`"
         )
-    return SiteLayout(path)
+    layout = SiteLayout(path)
+    layout.check_modes()
+    return layout
 
 
 def _missing_settings(path: Path, source: str) -> str:
@@ -106,8 +127,13 @@ def _missing_settings(path: Path, source: str) -> str:
     )
 
 
-def init_site(path: Path, name: str | None = None, scheduler: str = "local", central: str = "") -> SiteLayout:
-    """Create a site directory; refuses to touch an existing site or a non-empty directory."""
+def init_site(
+    path: Path, name: str | None = None, scheduler: str = "local", central: str = "", group_readable: bool = False
+) -> SiteLayout:
+    """Create a site directory; refuses to touch an existing site or a non-empty directory.
+
+    Everything in it is this user's alone, or readable (never writable) by the directory's
+    group when ``group_readable``; the secret is always the user's alone."""
     path = path.expanduser().resolve()
     if (path / SETTINGS_FILE).exists():
         raise SiteError(f"{path} is already a balsamd site; use it with --site {path}")
@@ -121,26 +147,27 @@ def init_site(path: Path, name: str | None = None, scheduler: str = "local", cen
         raise SiteError(f"site name {site_name!r} must be non-empty without spaces or quotes; use --name")
     layout = SiteLayout(path)
     tmp = path.with_name(f".{path.name}.init-{os.getpid()}")
+    modes = site_modes(group_readable)
     try:
         staging = SiteLayout(tmp)
+        tmp.parent.mkdir(parents=True, exist_ok=True)
         for d in (staging.root, staging.data, staging.log, staging.apps):
-            d.mkdir(parents=True, exist_ok=True)
+            make_dir(d, modes.directory)
         default_queue = "local" if scheduler == "local" else ""
-        staging.settings.write_text(
-            SETTINGS_TEMPLATE.format(
-                name=site_name,
-                cpus=default_cpus(),
-                scheduler=scheduler,
-                queue=default_queue,
-                project=default_queue,
-                central=central.replace("\\", "\\\\").replace('"', '\\"'),
-            )
+        settings = SETTINGS_TEMPLATE.format(
+            name=site_name,
+            group_readable=str(group_readable).lower(),
+            cpus=default_cpus(),
+            scheduler=scheduler,
+            queue=default_queue,
+            project=default_queue,
+            central=central.replace("\\", "\\\\").replace('"', '\\"'),
         )
-        (staging.root / JOB_TEMPLATE_FILE).write_text(scheduler_class(scheduler).default_template)
-        fd = os.open(staging.secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32) + "\n")
+        write_file(staging.settings, settings, modes.file)
+        write_file(staging.job_template, scheduler_class(scheduler).default_template, modes.file)
+        write_file(staging.secret, secrets.token_hex(32) + "\n", PRIVATE.file)
         SiteStore(staging.store).close()
+        os.chmod(staging.store, modes.file)
         if path.exists():
             path.rmdir()
         tmp.rename(path)

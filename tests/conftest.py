@@ -1,8 +1,15 @@
-"""Fixtures shared by the whole suite: a site store with a few apps, and a job factory."""
+"""Fixtures shared by the whole suite: a site store with a few apps, a job factory, and a second
+local user to attack the first."""
 
 from __future__ import annotations
 
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -49,3 +56,36 @@ def make_jobs(store: Store, n: int, **fields: Any) -> list[Job]:
     transaction and return them."""
     fields.setdefault("app", "noop")
     return store.create_jobs([JobSpec(**{"workdir": f"w/{name}", **fields}) for name in ids.new_ids(n)])
+
+
+OTHER_USER = "balsamd-other"
+
+
+@pytest.fixture(scope="session")
+def other_user() -> pwd.struct_passwd:
+    """A second local user, made when missing: the attacker sharing the node's /tmp."""
+    if os.geteuid() != 0:
+        message = f"acting as a second local user ({OTHER_USER}) needs root"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    try:
+        return pwd.getpwnam(OTHER_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", OTHER_USER], check=True, capture_output=True)
+    return pwd.getpwnam(OTHER_USER)
+
+
+def as_other(*argv: str) -> None:
+    """Run ``argv`` as the second local user (see ``other_user``)."""
+    done = subprocess.run(["runuser", "-u", OTHER_USER, "--", *argv], capture_output=True, text=True, umask=0o022)
+    assert done.returncode == 0, f"{argv} as {OTHER_USER}: {done.stderr}"
+
+
+@pytest.fixture
+def shared_tmp(other_user: pwd.struct_passwd) -> Iterator[Path]:
+    """A temporary directory every user may create entries in, sticky like /tmp."""
+    path = Path(tempfile.mkdtemp(prefix="balsamd-shared-"))
+    path.chmod(0o1777)
+    yield path
+    shutil.rmtree(path)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from balsamd.config import SETTINGS_TEMPLATE, LauncherSettings, Settings, SettingsError, load_settings
+from balsamd.config import SETTINGS_TEMPLATE, LauncherSettings, Settings, SettingsError, SiteInfo, load_settings
 
 
 def settings_file(tmp_path: Path, text: str) -> Path:
@@ -27,9 +27,11 @@ def test_an_empty_file_means_every_default(tmp_path: Path) -> None:
 
 
 def test_the_written_template_loads(tmp_path: Path) -> None:
-    text = SETTINGS_TEMPLATE.format(name="theta", cpus=64, scheduler="slurm", queue="", project="", central="")
+    text = SETTINGS_TEMPLATE.format(
+        name="theta", group_readable="false", cpus=64, scheduler="slurm", queue="", project="", central=""
+    )
     settings = load_settings(settings_file(tmp_path, text))
-    assert settings.site.name == "theta"
+    assert settings.site == SiteInfo(name="theta", group_readable=False)
     assert settings.nodes.cpus_per_node == 64
     assert settings.scheduler.kind == "slurm"
     # apart from what site init fills in, the template shows the defaults
@@ -161,7 +163,7 @@ def test_unknown_sub_table(tmp_path: Path) -> None:
 
 def test_unknown_key_in_an_inline_table(tmp_path: Path) -> None:
     assert error(tmp_path, "site = { name = 'x', nmae = 'y' }\n") == (
-        "FILE:1: key site.nmae: unknown key (did you mean name? known keys: name)"
+        "FILE:1: key site.nmae: unknown key (did you mean name? known keys: name, group_readable)"
     )
 
 

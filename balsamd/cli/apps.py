@@ -6,6 +6,7 @@ import click
 
 from balsamd.apps import AppError, command_app_source
 from balsamd.cli.common import ensure_site, json_option
+from balsamd.modes import site_modes, write_file
 from balsamd.render import print_json, table
 
 
@@ -35,7 +36,7 @@ def app_create(ctx: click.Context, name: str, template: str, description: str) -
     if target.exists():
         raise AppError(f"{target} already exists; pick another app name")
     tmp = target.with_suffix(".py.tmp")
-    tmp.write_text(source)
+    write_file(tmp, source, site_modes(site.settings.site.group_readable).file)
     tmp.rename(target)
     try:
         app = site.apps.sync()[name]

@@ -28,13 +28,18 @@ def site_group() -> None:
     help="Batch scheduler of this cluster (default: detected from the commands on PATH).",
 )
 @click.option("--central", metavar="DSN", help="PostgreSQL DSN of the central database to sync with.")
-def site_init(path: Path, name: str | None, scheduler: str | None, central: str | None) -> None:
+@click.option(
+    "--group-readable",
+    is_flag=True,
+    help="Let the site directory's group read the site (never write it); by default it is yours alone.",
+)
+def site_init(path: Path, name: str | None, scheduler: str | None, central: str | None, group_readable: bool) -> None:
     """Create a site directory at PATH: settings.toml, job-template.sh, data/, log/, apps/ and the store."""
     how = "chosen"
     if scheduler is None:
         scheduler = detect_scheduler()
         how = "detected from the commands on PATH" if scheduler != "local" else "no batch scheduler found on PATH"
-    layout = init_site(path, name=name, scheduler=scheduler, central=central or "")
+    layout = init_site(path, name=name, scheduler=scheduler, central=central or "", group_readable=group_readable)
     click.echo(f"Created site {name or layout.root.name} at {layout.root}")
     click.echo(f"  scheduler: {scheduler} ({how}); batch job script template: {layout.root / 'job-template.sh'}")
     click.echo(f"  settings: {layout.settings}  (node shape, scheduler, launcher)")

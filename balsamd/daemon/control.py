@@ -12,7 +12,9 @@ from pathlib import Path
 
 import anyio
 
+from balsamd.config import Settings
 from balsamd.daemon.main import AlreadyRunning, Daemon, log_file
+from balsamd.modes import Modes, open_file, site_modes, touch
 from balsamd.rpc.client import RpcClient, RpcRefused, RpcUnavailable
 from balsamd.rpc.protocol import DaemonStatus
 from balsamd.rpc.record import (
@@ -76,10 +78,11 @@ def site_locked(path: Path) -> bool | None:
     return any(len(f) >= 6 and f[1] == "FLOCK" and f[5] == inode for f in map(str.split, lines))
 
 
-def _configure_logging(layout: SiteLayout, to_stderr: bool) -> None:
+def _configure_logging(layout: SiteLayout, settings: Settings, to_stderr: bool) -> None:
     root = logging.getLogger("balsamd")
     root.setLevel(logging.INFO)
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    touch(log_file(layout), site_modes(settings.site.group_readable).file)
     handlers: list[logging.Handler] = [logging.FileHandler(log_file(layout))]
     if to_stderr:
         handlers.append(logging.StreamHandler())
@@ -91,14 +94,14 @@ def _configure_logging(layout: SiteLayout, to_stderr: bool) -> None:
 def run_foreground(layout: SiteLayout, on_ready=None) -> None:
     check_not_running(layout)
     settings = layout.load_settings()
-    _configure_logging(layout, to_stderr=on_ready is None)
+    _configure_logging(layout, settings, to_stderr=on_ready is None)
     anyio.run(Daemon(layout, settings).run, on_ready)
 
 
 def start(layout: SiteLayout) -> DaemonRecord:
     """Start the daemon in the background; returns once it serves, or raises why it could not."""
     check_not_running(layout)
-    layout.load_settings()  # a broken settings file is reported here, not in a log
+    settings = layout.load_settings()  # a broken settings file is reported here, not in a log
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # first child: detach, fork the daemon, leave
@@ -106,7 +109,7 @@ def start(layout: SiteLayout) -> DaemonRecord:
         os.setsid()
         if os.fork() != 0:
             os._exit(0)
-        _daemon_child(layout, write_fd)
+        _daemon_child(layout, site_modes(settings.site.group_readable), write_fd)
     os.close(write_fd)
     os.waitpid(pid, 0)
     message = _read_all(read_fd, START_TIMEOUT)
@@ -119,9 +122,9 @@ def start(layout: SiteLayout) -> DaemonRecord:
     )
 
 
-def _daemon_child(layout: SiteLayout, write_fd: int) -> None:
+def _daemon_child(layout: SiteLayout, modes: Modes, write_fd: int) -> None:
     devnull = os.open(os.devnull, os.O_RDWR)
-    log = os.open(log_file(layout), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    log = open_file(log_file(layout), os.O_WRONLY | os.O_APPEND, modes.file)
     os.dup2(devnull, 0)
     os.dup2(log, 1)
     os.dup2(log, 2)

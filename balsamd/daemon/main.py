@@ -25,6 +25,7 @@ from balsamd.daemon.hooks import HookPool
 from balsamd.daemon.processing import Processing
 from balsamd.daemon.services import Health, Service, run_service
 from balsamd.daemon.syncing import SyncService
+from balsamd.modes import PRIVATE, open_file, site_modes
 from balsamd.rpc.protocol import DaemonStatus
 from balsamd.rpc.record import DaemonRecord, read_secret, remove_record, this_host, write_record
 from balsamd.rpc.server import RpcServer, handlers_for
@@ -58,7 +59,7 @@ class Daemon:
         """Hold SITE/daemon.lock for the daemon's life: a second daemon on this host fails here.
 
         The lock file also keeps the port the last daemon served on (see :meth:`listen`)."""
-        fd = os.open(self.layout.root / "daemon.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fd = open_file(self.layout.root / "daemon.lock", os.O_RDWR, PRIVATE.file)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -193,7 +194,8 @@ def build_services(daemon: Daemon, store: SiteStore, store_call, pool: HookPool)
             log.warning("expired %d silent launcher session(s): %s", len(expired), ", ".join(expired))
 
     scheduler = make_scheduler(daemon.settings.scheduler.kind)
-    scheduling = SchedulerService(daemon.layout.root, store, store_call, scheduler)
+    modes = site_modes(daemon.settings.site.group_readable)
+    scheduling = SchedulerService(daemon.layout.root, store, store_call, scheduler, modes)
     services = [
         Service("processing", processing.step, d.processing_period_sec,
                 lambda: {"hooks_run": processing.hooks_run, "released": processing.released}),

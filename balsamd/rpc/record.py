@@ -8,6 +8,8 @@ from pathlib import Path
 
 import msgspec
 
+from balsamd.modes import PRIVATE, write_file
+
 RECORD_FILE = "daemon.json"
 
 
@@ -32,7 +34,7 @@ def read_record(site_root: Path) -> DaemonRecord | None:
 
 def write_record(site_root: Path, record: DaemonRecord) -> None:
     tmp = record_path(site_root).with_suffix(f".tmp{os.getpid()}")
-    tmp.write_bytes(msgspec.json.encode(record))
+    write_file(tmp, msgspec.json.encode(record), PRIVATE.file)
     tmp.rename(record_path(site_root))
 
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import stat
 import subprocess
 import time
 from pathlib import Path
 
 from balsamd.models import BatchJob, BatchJobState
+from balsamd.modes import open_file
 from balsamd.sched.base import BackfillWindow, JobStatus, Run, SchedulerError, run_command
 from balsamd.sched.script import GENERIC_TEMPLATE
 
@@ -40,7 +42,9 @@ class LocalScheduler:
     def submit(self, script: Path, cwd: Path) -> str:
         log = script.with_suffix(".out")
         try:
-            with log.open("ab") as out:
+            # the output is as private as its script
+            fd = open_file(log, os.O_WRONLY | os.O_APPEND, stat.S_IMODE(script.stat().st_mode) & 0o666)
+            with os.fdopen(fd, "ab") as out:
                 proc = subprocess.Popen(
                     ["/bin/bash", str(script)], cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
                     stderr=subprocess.STDOUT, start_new_session=True,

@@ -19,6 +19,7 @@ import anyio
 from balsamd.config import Settings
 from balsamd.ids import new_id
 from balsamd.models import BatchJob, BatchJobState, JobMode
+from balsamd.modes import PRIVATE, Modes, changeable_by_others, make_dir, write_file
 from balsamd.sched import elastic
 from balsamd.sched.base import Scheduler, SchedulerError
 from balsamd.sched.script import TemplateError, render, values
@@ -36,25 +37,38 @@ async def update_batch(call: StoreCall, store: Store, batch_id: str, *args: Any,
     return await call(functools.partial(store.update_batch_job, batch_id, *args, **fields))
 
 
-def job_script(site: Path, scheduler: Scheduler, batch: BatchJob) -> Path:
-    """Render the site's job template (or the scheduler's default) into SITE/batch/ID.sh."""
+def job_script(site: Path, scheduler: Scheduler, batch: BatchJob, modes: Modes) -> Path:
+    """Render the site's job template (or the scheduler's default) into SITE/batch/ID.sh.
+
+    The template is checked at each use, as the site is when opened: the daemon may have been
+    running for weeks when someone else could first write it."""
     template_file = site / TEMPLATE_FILE
-    template = template_file.read_text() if template_file.exists() else scheduler.default_template
+    try:
+        st = template_file.stat()
+    except FileNotFoundError:
+        template = scheduler.default_template
+    else:
+        problem = changeable_by_others(template_file, st)
+        if problem:
+            raise TemplateError(problem)
+        template = template_file.read_text()
     text = render(template, values(batch, site, scheduler.directives(batch)))
     folder = site / "batch"
-    folder.mkdir(exist_ok=True)
+    make_dir(folder, modes.directory, exist_ok=True)
     script = folder / f"{batch.id}.sh"
-    script.write_text(text)
-    script.chmod(0o755)
+    write_file(script, text, modes.script)
     return script
 
 
 class SchedulerService:
-    def __init__(self, site: Path, store: Store, store_call: StoreCall, scheduler: Scheduler) -> None:
+    def __init__(
+        self, site: Path, store: Store, store_call: StoreCall, scheduler: Scheduler, modes: Modes = PRIVATE
+    ) -> None:
         self.site = site
         self.store = store
         self.call = store_call
         self.scheduler = scheduler
+        self.modes = modes
 
     async def step(self, now: float) -> None:
         for batch in await self.call(self.store.batch_jobs, [B.PENDING_SUBMISSION]):
@@ -90,7 +104,7 @@ class SchedulerService:
 
     async def _submit(self, batch: BatchJob) -> None:
         try:
-            script = job_script(self.site, self.scheduler, batch)
+            script = job_script(self.site, self.scheduler, batch, self.modes)
             scheduler_id = await anyio.to_thread.run_sync(self.scheduler.submit, script, script.parent)
         except (SchedulerError, TemplateError, OSError) as exc:
             log.warning("batch job %s: submission failed: %s", batch.id, exc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -150,6 +151,10 @@ class Database:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        # SQLite would make a new store file as the umask allows (often readable by all) and
+        # gives its -wal and -shm files the store file's mode: made 0600 here, all three are private
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
         self.conn = self._connect()
         self._lock = threading.RLock()
         self._depth = 0

@@ -311,12 +311,14 @@ class DaemonSite:
 
 
 @contextlib.contextmanager
-def new_site(base: Path, settings: dict[str, object] | None = None) -> Iterator[DaemonSite]:
+def new_site(
+    base: Path, settings: dict[str, object] | None = None, group_readable: bool = False
+) -> Iterator[DaemonSite]:
     """A site under ``base`` with the test settings (and ``settings`` on top); everything
     started on it is stopped at the end of the block."""
     scratch = base / "scratch"
     scratch.mkdir(parents=True)
-    made = DaemonSite(init_site(base / "site", name="daemontest").root, scratch)
+    made = DaemonSite(init_site(base / "site", name="daemontest", group_readable=group_readable).root, scratch)
     made.configure({**SETTINGS, **(settings or {})})
     try:
         yield made

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from balsamd.models import BatchJob, JobMode
+from balsamd.modes import PRIVATE
 from balsamd.sched.local import LocalScheduler
 from balsamd.sched.script import (
     COMMAND_ENV,
@@ -97,9 +98,9 @@ def test_the_command_is_the_zipapp_when_balsamd_runs_as_one(tmp_path: Path, monk
 
 
 def test_job_script_uses_the_schedulers_template_without_a_site_template(tmp_path: Path):
-    script = job_script(tmp_path, LocalScheduler(), batch())
+    script = job_script(tmp_path, LocalScheduler(), batch(), PRIVATE)
     assert script == tmp_path / "batch" / "B1.sh"
-    assert script.stat().st_mode & 0o777 == 0o755
+    assert script.stat().st_mode & 0o777 == 0o700
     assert script.read_text() == render(
         GENERIC_TEMPLATE, values(batch(), tmp_path, LocalScheduler().directives(batch()))
     )
@@ -111,7 +112,7 @@ def test_job_script_uses_the_sites_job_template(tmp_path: Path):
     (site / "job-template.sh").write_text(
         "#!/bin/bash\n{{ directives }}\nmodule load conda\nexport RUN={{ batch_job_id }}\n{{ launcher }}\n"
     )
-    text = job_script(site, LocalScheduler(), batch()).read_text()
+    text = job_script(site, LocalScheduler(), batch(), PRIVATE).read_text()
     assert text == (
         "#!/bin/bash\n# balsamd batch job B1: 3 node(s), 90 min\nmodule load conda\nexport RUN=B1\n"
         f"/opt/bin/python -m balsamd --site {site} launcher --job-mode serial --wall-time-min 90 --batch-job B1\n"
@@ -121,7 +122,19 @@ def test_job_script_uses_the_sites_job_template(tmp_path: Path):
 def test_a_bad_site_template_writes_no_script(tmp_path: Path):
     (tmp_path / "job-template.sh").write_text("#!/bin/bash\n{{ acount }}\n")
     with pytest.raises(TemplateError, match=r"\{\{ acount \}\}"):
-        job_script(tmp_path, LocalScheduler(), batch())
+        job_script(tmp_path, LocalScheduler(), batch(), PRIVATE)
+    assert not (tmp_path / "batch" / "B1.sh").exists()
+
+
+def test_a_site_template_others_may_write_writes_no_script(tmp_path: Path):
+    template = tmp_path / "job-template.sh"
+    template.write_text("#!/bin/bash\n{{ launcher }}\n")
+    template.chmod(0o664)
+    with pytest.raises(TemplateError) as info:
+        job_script(tmp_path, LocalScheduler(), batch(), PRIVATE)
+    assert str(info.value).startswith(f"{template} can be changed by the group ")
+    assert str(info.value).endswith(f"(mode 0664), and balsamd runs a site's code and settings as you; "
+                                    f"make it yours alone to write with `chmod go-w {template}`")  # fmt: skip
     assert not (tmp_path / "batch" / "B1.sh").exists()
 
 

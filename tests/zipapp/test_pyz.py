@@ -17,8 +17,13 @@ from benchmarks.bench_sync import PostgresServer, PostgresUnavailable
 from tests.zipapp.conftest import BARE_PATH
 
 
-def pyz(pyz_file: Path, *args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["python3", str(pyz_file), *args], env=env, capture_output=True, text=True, timeout=timeout)
+def pyz(
+    pyz_file: Path, *args: str, env: dict[str, str], timeout: float = 120, umask: int = -1
+) -> subprocess.CompletedProcess[str]:
+    """Run the pyz with a bare python3 (``umask`` -1: this process's)."""
+    return subprocess.run(
+        ["python3", str(pyz_file), *args], env=env, capture_output=True, text=True, timeout=timeout, umask=umask
+    )
 
 
 def ok(done: subprocess.CompletedProcess[str]) -> str:
@@ -146,7 +151,8 @@ def test_a_foreign_extraction_directory_is_refused_with_a_way_out(
     os.chown(foreign, 65534, 65534)
     done = pyz(built_pyz, "--version", env={**bare_env, "BALSAMD_EXTRACT_DIR": str(foreign)})
     assert done.returncode != 0
-    assert "belongs to another user; set BALSAMD_EXTRACT_DIR" in done.stderr
+    assert done.stderr.startswith(f"balsamd: will not run code from {foreign}: it belongs to user ")
+    assert done.stderr.endswith("or set BALSAMD_EXTRACT_DIR to a directory of yours\n")
 
 
 def test_the_build_is_reproducible(built_pyz: Path, tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from balsamd.launch.running.fleet import Fleet, remote_hosts
 from balsamd.launch.running.local import LocalRunner
 from balsamd.launch.running.protocol import Runner
 from balsamd.models import App, JobMode
+from balsamd.modes import site_modes, touch
 from balsamd.store.contract import Store
 from balsamd.store.store import SiteStore
 
@@ -33,8 +34,9 @@ if TYPE_CHECKING:
 
 
 @contextlib.contextmanager
-def log_to(path: Path) -> Iterator[None]:
-    """Send balsamd's log records to ``path`` for the duration of the block."""
+def log_to(path: Path, mode: int) -> Iterator[None]:
+    """Send balsamd's log records to ``path`` (made with ``mode``) for the duration of the block."""
+    touch(path, mode)
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("balsamd")
@@ -87,7 +89,7 @@ def run_launcher(
         wall_time_min=wall_time_min, idle_ttl=idle_ttl, filter_tags=filter_tags,
     )  # fmt: skip
     try:
-        with log_to(layout.log / f"launcher-{source.session_id}.log"):
+        with log_to(layout.log / f"launcher-{source.session_id}.log", site_modes(settings.site.group_readable).file):
             return launcher.run()
     finally:
         if forked is not None:
