@@ -146,11 +146,11 @@ def test_a_batch_job_whose_words_could_add_to_its_script_writes_no_script(tmp_pa
     # a record made before the store checked these fields: the script refuses it too
     (tmp_path / "job-template.sh").write_text("#!/bin/bash\n{{ directives }}\necho {{ queue }} {{ project }}\n")
     with pytest.raises(TemplateError, match="cannot go into a job script"):
-        job_script(tmp_path, LocalScheduler(), batch(**{field: value}))
+        job_script(tmp_path, LocalScheduler(), batch(**{field: value}), PRIVATE)
     assert not (tmp_path / "batch").exists() or list((tmp_path / "batch").iterdir()) == []
 
 
 def test_the_words_the_shell_reads_in_a_site_template_are_quoted(tmp_path: Path) -> None:
     (tmp_path / "job-template.sh").write_text("#!/bin/bash\necho {{ queue }}:{{ project }}:{{ site }}\n")
-    text = job_script(tmp_path, LocalScheduler(), batch(queue="gpu[0-3]")).read_text()
+    text = job_script(tmp_path, LocalScheduler(), batch(queue="gpu[0-3]"), PRIVATE).read_text()
     assert text.splitlines()[1] == f"echo 'gpu[0-3]':chem:{shlex.quote(str(tmp_path))}"
