@@ -47,7 +47,7 @@ class Job(JobSpec, kw_only=True, omit_defaults=False):
     batch_job_id: str | None = None
     attempts: int = 0
     state_reason: str = ""
-    # pickled return value (Python apps) or exception, see balsamd.results
+    # a Python app's return value or exception, as data (never a pickle): see balsamd.results
     result: bytes | None = None
     created_at: float = 0.0
     updated_at: float = 0.0

@@ -25,7 +25,7 @@ from balsamd.launch.running import commands
 from balsamd.launch.running.protocol import Finished, HandedBack, Placement, RunEvent, RunStarted
 from balsamd.launch.running.watchdog import Watchdog
 from balsamd.models import App, Job
-from balsamd.results import unpack
+from balsamd.results import error_text
 
 log = logging.getLogger("balsamd.launcher")
 
@@ -220,5 +220,4 @@ class WarmWorkers:
 
 
 def _traceback_tail(blob: bytes) -> str:
-    _kind, value, text = unpack(blob)
-    return text[-TAIL_BYTES:] if text else f"{type(value).__name__}: {value}"
+    return error_text(blob)[-TAIL_BYTES:]
