@@ -276,6 +276,15 @@ class IntentKind(enum.StrEnum):
     UPDATE = "update"
 
 
+class CentralRow(msgspec.Struct, kw_only=True, frozen=True):
+    """What the central database holds under a job id that a create intent names, as sync read
+    it there: a row at this site and its owner, or a row at another site (whose owner this site
+    does not see)."""
+
+    here: bool
+    owner: str = ""
+
+
 class Intent(msgspec.Struct, kw_only=True):
     """One request from the central database, as its row reads: the site checks every field
     (users write intents with plain SQL)."""
@@ -285,6 +294,9 @@ class Intent(msgspec.Struct, kw_only=True):
     job_id: str
     payload: Any = {}
     owner: str = ""
+    # for a create: the central rows under the ids it names, by id (none for an id central
+    # does not hold); a create may make only jobs whose rows are here and its owner's
+    central: dict[str, CentralRow] = {}
 
 
 class IntentStatus(enum.StrEnum):
