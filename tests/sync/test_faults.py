@@ -26,6 +26,7 @@ from balsamd.store.store import SiteStore
 from balsamd.sync import schema
 from balsamd.sync.engine import CRASH_ENV, CRASH_POINTS, SyncEngine, keepalive_options
 from balsamd.sync.remote import RemoteJob
+from balsamd.sync.schema import CentralError
 from tests.daemon.conftest import child_env, wait_until
 
 from .conftest import Central, SyncSite, assert_converged
@@ -239,7 +240,11 @@ def test_central_restored_from_a_backup_is_detected_and_reconciled(campaign: Cam
 
     report = site.sync()
     assert report.reconciled == "the central database lost changes it had acknowledged (restored from a backup?)"
-    # the site applied every intent once; central forgot the one made after the backup
+    # the site applied every intent once; central forgot the one made after the backup, and
+    # the job it made came back as the site's (a site never names an owner) until the
+    # administrator gives it back
+    assert central.rows("SELECT owner FROM balsamd.jobs WHERE id = %s", (late.id,)) == [(site.role,)]
+    central.rows("UPDATE balsamd.jobs SET owner = 'alice' WHERE id = %s", (late.id,))
     campaign.local.remove(campaign.local[0])
     campaign.created.append(late.id)
     assert_converged(site, refused=1, lost_intents=1)
@@ -345,8 +350,10 @@ def test_a_different_central_database_is_detected(campaign: Campaign, make_site,
         pg_server.drop_database(f"{campaign.central.dbname}_other")
 
 
-def test_a_restored_central_keeps_the_owner_of_jobs_created_after_the_backup(central: Central, make_site,
-                                                                            tmp_path: Path) -> None:  # fmt: skip
+def test_jobs_a_restored_central_lost_come_back_as_the_sites_until_given_back(central: Central, make_site,
+                                                                             tmp_path: Path) -> None:  # fmt: skip
+    """A site never names the owner of a row (it could otherwise make jobs in anyone's name), so
+    a job central lost comes back owned by the site's role; its administrator gives it back."""
     site = make_site("alpha")
     site.sync()
     central.add_user("alice")
@@ -359,6 +366,10 @@ def test_a_restored_central_keeps_the_owner_of_jobs_created_after_the_backup(cen
     central.server.create_database(central.dbname)
     subprocess.run([central.server.tool("pg_restore"), "-d", central.dsn, str(backup)], check=True, timeout=60)
     assert site.sync().reconciled
+    assert central.rows("SELECT owner FROM balsamd.jobs WHERE id = %s", (job.id,)) == [(site.role,)]
+    with central.remote("alice") as conn, pytest.raises(CentralError, match=f"no job with id {job.id}"):
+        conn.jobs.get(job.id)
+    central.rows("UPDATE balsamd.jobs SET owner = 'alice' WHERE id = %s", (job.id,))
     with central.remote("alice") as conn:
         assert isinstance(conn.jobs.get(job.id), RemoteJob)
 
