@@ -100,6 +100,7 @@ _JOB_COLUMNS = ", ".join(JOB_COLUMNS)
 # role: a site never names an owner (it could otherwise make rows in any user's name)
 _JOB_INSERT = ", ".join(SITE_JOB_INSERT)
 _JOB_UPDATE = ", ".join(f"{c} = excluded.{c}" for c in SITE_JOB_UPDATE)
+_ID = JOB_COLUMNS.index("id")
 _EVENT_COLUMNS = "site, store_id, id, job_id, from_state, to_state, ts, reason"
 _BATCH_UPDATE = ", ".join(f"{c} = excluded.{c}" for c in BATCH_COLUMNS if c != "id")
 
@@ -212,7 +213,8 @@ class SyncEngine:
                 if first:
                     self._push_site_shape(pg)
                 refused = self._push_jobs(pg, jobs, force)
-                event_top = self._push_events(pg, events, store_id, event)
+                pushed = {row[_ID] for row in jobs} - refused.keys()
+                event_top = self._push_events(pg, events, store_id, event, pushed)
                 self._push_batch_jobs(pg, batch_jobs)
                 self._push_apps(pg, apps, first)
                 if deleted:  # removed at the site with their events: likewise here
@@ -277,33 +279,42 @@ class SyncEngine:
         reason = "the central database holds a job of another site under its id; it is not pushed, nor its events"
         return {job_id: reason for (job_id,) in taken}
 
-    def _push_events(self, pg: psycopg.Connection, events: list[Event], store_id: str, after: int) -> int:
-        """Events of jobs central holds at this site (a site may add events to nothing else);
-        returns the id the event cursor moves to.  An event whose job's row is still to come
-        (changed again after this batch's rows were cut) waits for a later batch, with those
-        after it; events of a job another site holds under its id are dropped."""
+    def _push_events(
+        self, pg: psycopg.Connection, events: list[Event], store_id: str, after: int, pushed: set[str]
+    ) -> int:
+        """Events of jobs central holds at this site (a site may add events to nothing else; the
+        rows in ``pushed`` are there now); returns the id the event cursor moves to.  An event
+        whose job's row is still to come (changed again after this batch's rows were cut) waits
+        for a later batch, with those after it; events of a job another site holds under its id
+        are dropped."""
         if not events:
             return after
-        pg.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS push_events (LIKE balsamd.events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-        )
-        with pg.cursor().copy(f"COPY push_events ({_EVENT_COLUMNS}) FROM STDIN") as copy:
-            for e in events:
-                from_state = None if e.from_state is None else str(e.from_state)
-                copy.write_row((self.site, store_id, e.id, e.job_id, from_state, str(e.to_state), e.ts, e.reason))
-        here = "EXISTS (SELECT 1 FROM balsamd.jobs j WHERE j.id = p.job_id AND j.site = p.site)"
-        waiting = scalar(
-            pg,
-            f"WITH absent AS (SELECT p.id, p.job_id FROM push_events p WHERE NOT {here}) "
-            "SELECT min(id) FROM absent WHERE job_id NOT IN "
-            "(SELECT balsamd.jobs_elsewhere(ARRAY(SELECT DISTINCT job_id FROM absent), %s))",
-            (self.site,),
-        )
-        before = "" if waiting is None else f" AND p.id < {int(waiting)}"
-        pg.execute(
-            f"INSERT INTO balsamd.events ({_EVENT_COLUMNS}) SELECT {_EVENT_COLUMNS} FROM push_events p "
-            f"WHERE {here}{before} ON CONFLICT DO NOTHING"
-        )
+        others = sorted({e.job_id for e in events} - pushed)
+        here: set[str] = set()
+        taken: set[str] = set()
+        if others:  # most events come with their job's row; the rest are looked up by id
+            query = "SELECT id FROM balsamd.jobs WHERE site = %s AND id = ANY(%s)"
+            here = {job_id for (job_id,) in pg.execute(query, (self.site, others))}
+            absent = [job_id for job_id in others if job_id not in here]
+            if absent:
+                query = "SELECT balsamd.jobs_elsewhere(%s, %s)"
+                taken = {job_id for (job_id,) in pg.execute(query, (absent, self.site))}
+        ready = pushed | here | taken
+        waiting = next((e.id for e in events if e.job_id not in ready), None)
+        sent = [e for e in events if (waiting is None or e.id < waiting) and e.job_id not in taken]
+        if sent:
+            pg.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS push_events (LIKE balsamd.events INCLUDING DEFAULTS) "
+                "ON COMMIT DELETE ROWS"
+            )
+            with pg.cursor().copy(f"COPY push_events ({_EVENT_COLUMNS}) FROM STDIN") as copy:
+                for e in sent:
+                    from_state = None if e.from_state is None else str(e.from_state)
+                    copy.write_row((self.site, store_id, e.id, e.job_id, from_state, str(e.to_state), e.ts, e.reason))
+            pg.execute(
+                f"INSERT INTO balsamd.events ({_EVENT_COLUMNS}) SELECT {_EVENT_COLUMNS} FROM push_events "
+                "ON CONFLICT DO NOTHING"
+            )
         if waiting is None:
             return events[-1].id
         return max((e.id for e in events if e.id < waiting), default=after)

@@ -187,6 +187,26 @@ def test_repeated_crashes_in_small_batches_converge(campaign: Campaign) -> None:
     campaign.check()
 
 
+def test_events_whose_jobs_row_comes_in_a_later_batch_wait_for_it(central: Central, make_site) -> None:
+    """A site adds events only to jobs central holds at the site.  A job changed after others
+    has its row pushed after theirs but its first events before: they wait, and all arrive."""
+    site = make_site("alpha")
+    site.sync()
+    [first] = site.create("Noop")
+    for _ in range(3):
+        site.create("Noop")
+    with site.store() as store:
+        store.kill([first])
+    progress: list[tuple[int, int]] = []
+    with site.store() as store:
+        engine = SyncEngine(store, site.dsn, site.name, site.settings(), batch=1,
+                            progress=lambda r: progress.append((r.pushed_jobs, r.pushed_events)))  # fmt: skip
+        report = engine.round()
+    assert progress[0] == (1, 0)  # a row went, the event of the job whose row had not did not
+    assert report.pushed_events == len(site.event_rows())
+    assert_converged(site)
+
+
 def test_a_batch_delivered_twice_changes_nothing(campaign: Campaign) -> None:
     site, central = campaign.site, campaign.central
     site.sync()
