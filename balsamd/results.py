@@ -173,12 +173,15 @@ def _check_dtype(dtype: Any) -> None:
 
 def _first_refused(pairs: Any) -> Any:
     """The key of the first (key, item) whose item cannot be data (only on the way to an error)."""
-    for key, item in pairs:
-        try:
-            _data(item)
-        except _Unsupported:
-            return key
-    return "?"
+    return next(key for key, item in pairs if not _holds(item))
+
+
+def _holds(item: Any) -> bool:
+    try:
+        _data(item)
+    except _Unsupported:
+        return False
+    return True
 
 
 # ----- reading ----------------------------------------------------------------------------

@@ -101,6 +101,7 @@ _JOB_COLUMNS = ", ".join(JOB_COLUMNS)
 _JOB_INSERT = ", ".join(SITE_JOB_INSERT)
 _JOB_UPDATE = ", ".join(f"{c} = excluded.{c}" for c in SITE_JOB_UPDATE)
 _ID = JOB_COLUMNS.index("id")
+TAKEN = "the central database holds a job of another site under its id; it is not pushed, nor its events"
 _EVENT_COLUMNS = "site, store_id, id, job_id, from_state, to_state, ts, reason"
 _BATCH_UPDATE = ", ".join(f"{c} = excluded.{c}" for c in BATCH_COLUMNS if c != "id")
 
@@ -213,8 +214,9 @@ class SyncEngine:
                 if first:
                     self._push_site_shape(pg)
                 refused = self._push_jobs(pg, jobs, force)
-                pushed = {row[_ID] for row in jobs} - refused.keys()
-                event_top = self._push_events(pg, events, store_id, event, pushed)
+                pushed = {row[_ID] for row in jobs} - refused.keys() if jobs else None
+                event_top, left_out = self._push_events(pg, events, store_id, event, pushed)
+                refused.update((job_id, why) for job_id, why in left_out.items() if job_id not in deleted)
                 self._push_batch_jobs(pg, batch_jobs)
                 self._push_apps(pg, apps, first)
                 if deleted:  # removed at the site with their events: likewise here
@@ -235,8 +237,8 @@ class SyncEngine:
             for job_id, reason in refused.items():
                 log.warning("sync: job %s not pushed: %s", job_id, reason)
             report.refused.update(refused)
-            report.pushed_jobs += len(jobs) - len(refused)
-            report.pushed_events += sum(1 for e in events if e.id <= event_top)
+            report.pushed_jobs += len(pushed or ())
+            report.pushed_events += sum(1 for e in events if e.id <= event_top and e.job_id not in left_out)
             report.pushed_batch_jobs += len(batch_jobs)
             report.pushed_apps += len(apps)
             report.deleted_jobs += len(deleted)
@@ -276,32 +278,36 @@ class SyncEngine:
             f"INSERT INTO balsamd.jobs ({_JOB_INSERT}) SELECT {_JOB_INSERT} FROM push_jobs "
             f"ON CONFLICT (id) DO UPDATE SET {_JOB_UPDATE}{guard}"
         )
-        reason = "the central database holds a job of another site under its id; it is not pushed, nor its events"
-        return {job_id: reason for (job_id,) in taken}
+        return {job_id: TAKEN for (job_id,) in taken}
 
     def _push_events(
-        self, pg: psycopg.Connection, events: list[Event], store_id: str, after: int, pushed: set[str]
-    ) -> int:
-        """Events of jobs central holds at this site (a site may add events to nothing else; the
-        rows in ``pushed`` are there now); returns the id the event cursor moves to.  An event
-        whose job's row is still to come (changed again after this batch's rows were cut) waits
-        for a later batch, with those after it; events of a job another site holds under its id
-        are dropped."""
+        self, pg: psycopg.Connection, events: list[Event], store_id: str, after: int, pushed: set[str] | None
+    ) -> tuple[int, dict[str, str]]:
+        """Events of jobs central holds at this site (a site may add events to nothing else);
+        ``pushed`` holds the jobs whose rows this batch pushed, None when the store had no job
+        row left to push.  Returns the id the event cursor moves to, and the jobs whose events
+        were left out, with the reason.  An event whose job's row is still to come (changed
+        again after this batch's rows were cut) waits for a later batch, with those after it;
+        events of a job another site holds under its id are dropped, and so are those of a job
+        central no longer has (removed there) once no row is left to push."""
         if not events:
-            return after
-        others = sorted({e.job_id for e in events} - pushed)
+            return after, {}
+        others = sorted({e.job_id for e in events} - (pushed or set()))
         here: set[str] = set()
-        taken: set[str] = set()
+        dropped: dict[str, str] = {}
         if others:  # most events come with their job's row; the rest are looked up by id
             query = "SELECT id FROM balsamd.jobs WHERE site = %s AND id = ANY(%s)"
             here = {job_id for (job_id,) in pg.execute(query, (self.site, others))}
             absent = [job_id for job_id in others if job_id not in here]
             if absent:
                 query = "SELECT balsamd.jobs_elsewhere(%s, %s)"
-                taken = {job_id for (job_id,) in pg.execute(query, (absent, self.site))}
-        ready = pushed | here | taken
+                dropped = {job_id: TAKEN for (job_id,) in pg.execute(query, (absent, self.site))}
+            if pushed is None:
+                dropped.update({i: "the central database no longer holds this job; its events are not pushed"
+                                for i in absent if i not in dropped})  # fmt: skip
+        ready = (pushed or set()) | here | dropped.keys()
         waiting = next((e.id for e in events if e.job_id not in ready), None)
-        sent = [e for e in events if (waiting is None or e.id < waiting) and e.job_id not in taken]
+        sent = [e for e in events if (waiting is None or e.id < waiting) and e.job_id not in dropped]
         if sent:
             pg.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS push_events (LIKE balsamd.events INCLUDING DEFAULTS) "
@@ -316,8 +322,8 @@ class SyncEngine:
                 "ON CONFLICT DO NOTHING"
             )
         if waiting is None:
-            return events[-1].id
-        return max((e.id for e in events if e.id < waiting), default=after)
+            return events[-1].id, dropped
+        return max((e.id for e in events if e.id < waiting), default=after), dropped
 
     def _push_batch_jobs(self, pg: psycopg.Connection, batch_jobs: list[BatchJob]) -> None:
         if not batch_jobs:

@@ -24,7 +24,7 @@ from balsamd.store.outbox import PUSHED_EVENT, PUSHED_SEQ
 from balsamd.store.queries import claimed_jobs
 from balsamd.store.store import SiteStore
 from balsamd.sync import schema
-from balsamd.sync.engine import CRASH_ENV, CRASH_POINTS, SyncEngine, keepalive_options
+from balsamd.sync.engine import CRASH_ENV, CRASH_POINTS, RoundReport, SyncEngine, keepalive_options
 from balsamd.sync.remote import RemoteJob
 from balsamd.sync.schema import CentralError
 from tests.daemon.conftest import child_env, wait_until
@@ -205,6 +205,26 @@ def test_events_whose_jobs_row_comes_in_a_later_batch_wait_for_it(central: Centr
     assert progress[0] == (1, 0)  # a row went, the event of the job whose row had not did not
     assert report.pushed_events == len(site.event_rows())
     assert_converged(site)
+
+
+def test_a_job_removed_from_central_by_hand_does_not_hold_up_the_sites_events(central: Central, make_site) -> None:
+    """Its events still to push have no job to go to: they are left out, said so, and the
+    events after them go."""
+    site = make_site("alpha")
+    site.sync()
+    [gone] = site.create("Noop")
+    [kept] = site.create("Noop")
+
+    def remove(report: RoundReport) -> None:
+        if report.pushed_jobs == 1:  # the first row is in central with its first event
+            central.rows("DELETE FROM balsamd.jobs WHERE id = %s", (gone,))
+
+    with site.store() as store:
+        report = SyncEngine(store, site.dsn, site.name, site.settings(), batch=1, progress=remove).round()
+    assert report.refused == {gone: "the central database no longer holds this job; its events are not pushed"}
+    assert report.lag == 0
+    pushed = [e[1] for e in central.events("alpha", site.store_id())]
+    assert pushed.count(kept) == len(site.path(kept)) and pushed.count(gone) == 1
 
 
 def test_a_batch_delivered_twice_changes_nothing(campaign: Campaign) -> None:
