@@ -7,7 +7,17 @@ from typing import Any
 
 from balsamd.version import __version__
 
-__all__ = ["ApplicationDefinition", "JobHandle", "JobState", "Site", "__version__", "connect"]
+__all__ = [
+    "ApplicationDefinition",
+    "JobHandle",
+    "JobState",
+    "RemoteError",
+    "Site",
+    "UnreadableResult",
+    "UnsupportedResult",
+    "__version__",
+    "connect",
+]
 
 # the public names load their modules on first use: `import balsamd` stays cheap for apps
 # and for the command line, which mostly need none of them
@@ -15,6 +25,9 @@ _LAZY = {
     "ApplicationDefinition": "balsamd.apps",
     "JobHandle": "balsamd.api",
     "JobState": "balsamd.states",
+    "RemoteError": "balsamd.results",
+    "UnreadableResult": "balsamd.results",
+    "UnsupportedResult": "balsamd.results",
     "Site": "balsamd.api",
     "connect": "balsamd.api",
 }

@@ -47,7 +47,7 @@ class Job(JobSpec, kw_only=True, omit_defaults=False):
     batch_job_id: str | None = None
     attempts: int = 0
     state_reason: str = ""
-    # pickled return value (Python apps) or exception, see balsamd.results
+    # a Python app's return value or exception, as data (never a pickle): see balsamd.results
     result: bytes | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
@@ -276,6 +276,15 @@ class IntentKind(enum.StrEnum):
     UPDATE = "update"
 
 
+class CentralRow(msgspec.Struct, kw_only=True, frozen=True):
+    """What the central database holds under a job id that a create intent names, as sync read
+    it there: a row at this site and its owner, or a row at another site (whose owner this site
+    does not see)."""
+
+    here: bool
+    owner: str = ""
+
+
 class Intent(msgspec.Struct, kw_only=True):
     """One request from the central database, as its row reads: the site checks every field
     (users write intents with plain SQL)."""
@@ -285,6 +294,9 @@ class Intent(msgspec.Struct, kw_only=True):
     job_id: str
     payload: Any = {}
     owner: str = ""
+    # for a create: the central rows under the ids it names, by id (none for an id central
+    # does not hold); a create may make only jobs whose rows are here and its owner's
+    central: dict[str, CentralRow] = {}
 
 
 class IntentStatus(enum.StrEnum):

@@ -15,7 +15,7 @@ _encoder = msgspec.json.Encoder()
 
 
 def job_dict(job: Job) -> dict[str, Any]:
-    """A job as JSON-friendly data (the pickled result is shown by balsamd.results)."""
+    """A job as JSON-friendly data (its result is shown by balsamd.results.describe_result)."""
     data = msgspec.to_builtins(job)
     data.pop("result", None)
     return data

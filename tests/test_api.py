@@ -244,7 +244,7 @@ def test_an_empty_id_names_no_job(site) -> None:
 
 def test_result_gives_the_return_value_or_raises_the_remote_exception(site) -> None:
     from balsamd.models import StateUpdate
-    from balsamd.results import ResultNotReady, pack_error, pack_value
+    from balsamd.results import RemoteError, ResultNotReady, pack_error, pack_value
 
     ok = site.jobs.create("hello", "ok", parameters={"name": "a"})
     bad = site.jobs.create("hello", "bad", parameters={"name": "b"})
@@ -262,6 +262,7 @@ def test_result_gives_the_return_value_or_raises_the_remote_exception(site) -> N
         ],
     )
     assert ok.result(timeout=1) == {"v": 42}
-    with pytest.raises(KeyError) as raised:
+    with pytest.raises(RemoteError, match=r"^KeyError: 'k'\n") as raised:
         bad.result()
+    assert raised.value.type_name == "KeyError"
     assert any(bad.id in note for note in raised.value.__notes__)

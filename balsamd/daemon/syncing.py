@@ -66,6 +66,7 @@ class SyncService:
             "last_round": None if r is None else {
                 "pushed_jobs": r.pushed_jobs, "pushed_events": r.pushed_events, "applied": r.applied,
                 "rejected": r.rejected, "reconciled": r.reconciled, "seconds": round(r.seconds, 3),
+                "refused": r.refused,
             },
             "listening": self.listening,
             "rounds_on_notify": self.rounds_on_notify,

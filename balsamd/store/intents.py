@@ -42,7 +42,7 @@ def parse_intent(intent: Intent) -> Create | Edit | KillOrRetry:
     if not isinstance(intent.payload, Mapping):
         raise Refused(where, ["its payload must be a JSON object"])
     if kind == IntentKind.CREATE:
-        return Create(_creations(intent.payload))
+        return Create(_creations(intent))
     if kind == IntentKind.UPDATE:
         try:
             return Edit(msgspec.convert(intent.payload, JobChanges))
@@ -51,8 +51,8 @@ def parse_intent(intent: Intent) -> Create | Edit | KillOrRetry:
     return KillOrRetry(kind)
 
 
-def _creations(payload: Mapping[str, object]) -> list[tuple[str, JobSpec]]:
-    specs = payload.get("jobs")
+def _creations(intent: Intent) -> list[tuple[str, JobSpec]]:
+    specs = intent.payload.get("jobs")
     if not isinstance(specs, list) or not specs:
         raise Refused("create intent", ['it needs "jobs": a non-empty list of job specs'])
     out = []
@@ -62,10 +62,25 @@ def _creations(payload: Mapping[str, object]) -> list[tuple[str, JobSpec]]:
             raise JobSpecError(where, ['it is not an object with a string "id"'])
         if not ids.looks_like_id(spec["id"]):
             raise JobSpecError(where, [f"id {spec['id']!r} is not a balsamd id (26 letters and digits, see ids.py)"])
+        _check_ownership(spec["id"], intent, where)
         out.append((spec["id"], job_spec({k: v for k, v in spec.items() if k != "id"}, where)))
     if len({job_id for job_id, _ in out}) != len(out):
         raise Refused("create intent", ["it names a job id more than once"])
     return out
+
+
+def _check_ownership(job_id: str, intent: Intent, where: str) -> None:
+    """A create makes new jobs at the site it addresses, owned by its author: a row central
+    holds under the id must be at this site and the author's (what the API writes with the
+    intent).  Anything else would put this site's job, and its events, on someone else's row."""
+    row = intent.central.get(job_id)
+    if row is None:
+        return
+    if not row.here:
+        raise Refused(where, [f"id {job_id} is taken in the central database by a job of another site"])
+    if row.owner != intent.owner:
+        raise Refused(where, [f"id {job_id} is taken in the central database by a job {intent.owner or 'the site'} "
+                              "does not own"])  # fmt: skip
 
 
 _outcome_decode = msgspec.json.Decoder(IntentOutcome).decode

@@ -468,6 +468,14 @@ class SiteStore(SessionsMixin, BatchStoreMixin, OutboxMixin, StoreBase):
                 jobs.append(build_job(job_id, spec, apps, self.rules, where, owner=intent.owner))
             made = self._insert_jobs(conn, jobs, now)
             return IntentOutcome(status=IntentStatus.APPLIED, created=[j.id for j in made])
+        # a job is asked about only by its owner (central checks that too, as far as it knows)
+        row = conn.execute("SELECT owner FROM jobs WHERE id = ?", (intent.job_id,)).fetchone()
+        if row is None:
+            raise JobNotFound(f"no job with id {intent.job_id} (list jobs with `balsamd job ls`)")
+        if row[0] != intent.owner:
+            raise Refused(f"{intent.kind} intent {intent.id}", [
+                f"job {intent.job_id} is not a job of {intent.owner or 'the site'}: only its owner may ask this"
+            ])  # fmt: skip
         if isinstance(action, Edit):
             self.update_job(intent.job_id, action.changes, now)
             return IntentOutcome(status=IntentStatus.APPLIED)

@@ -3,7 +3,10 @@
 push: rows the site changed since its cursor (jobs, events, batch jobs, apps, deletions) go to
 central in batches, each batch one PostgreSQL transaction that also records how far central
 got; the site's cursor moves only after that commit.  Job rows are version-guarded, events are
-insert-or-ignore by (site, store, id): delivering a batch twice changes nothing.
+insert-or-ignore by (site, store, id): delivering a batch twice changes nothing.  A site writes
+only rows of its own site and never a job's owner (central's column privileges and row-level
+security); a job whose id central holds at another site (a row someone else put there) is not
+pushed, nor its events, and the round says so (``RoundReport.refused``) and goes on.
 
 pull: intents addressed to this site are applied by the store (``Store.apply_intents``: each
 checked, applied at most once, with its outcome recorded beside it); then central is told
@@ -16,11 +19,12 @@ central) is found at the start of a round and repaired by pushing everything aga
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -28,11 +32,24 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from balsamd.config import Settings
-from balsamd.models import BATCH_COLUMNS, JOB_COLUMNS, App, BatchJob, Intent, IntentKind, IntentStatus, batch_row
+from balsamd.models import (
+    BATCH_COLUMNS,
+    JOB_COLUMNS,
+    App,
+    BatchJob,
+    CentralRow,
+    Event,
+    Intent,
+    IntentKind,
+    IntentStatus,
+    batch_row,
+)
 from balsamd.store.contract import Store
 from balsamd.store.outbox import PUSHED_EVENT, PUSHED_SEQ
-from balsamd.sync.schema import CentralError, check_version, scalar
+from balsamd.sync.schema import SITE_JOB_INSERT, SITE_JOB_UPDATE, CentralError, check_version, scalar
 from balsamd.validate import SiteRules
+
+log = logging.getLogger("balsamd.sync")
 
 CRASH_ENV = "BALSAMD_SYNC_CRASH_AT"
 CENTRAL_ID = "sync.central_id"
@@ -74,13 +91,18 @@ class RoundReport:
     reconciled: str = ""
     lag: int = 0  # store changes (seq) not yet in central after this round
     seconds: float = 0.0
+    # jobs not pushed, by id, with the reason (their id is taken at another site)
+    refused: dict[str, str] = field(default_factory=dict)
 
 
 _JOB_COLUMNS = ", ".join(JOB_COLUMNS)
-# a job new to central (made at the site, or lost by a restored central) gets the owner the site
-# recorded, else the site's role; a job central has keeps its owner
-_JOB_VALUES = ", ".join("COALESCE(NULLIF(owner, ''), current_user)" if c == "owner" else c for c in JOB_COLUMNS)
-_JOB_UPDATE = ", ".join(f"{c} = excluded.{c}" for c in JOB_COLUMNS if c not in ("id", "owner"))
+# a job central has keeps its owner; one new to central gets the column's default, the site's
+# role: a site never names an owner (it could otherwise make rows in any user's name)
+_JOB_INSERT = ", ".join(SITE_JOB_INSERT)
+_JOB_UPDATE = ", ".join(f"{c} = excluded.{c}" for c in SITE_JOB_UPDATE)
+_ID = JOB_COLUMNS.index("id")
+TAKEN = "the central database holds a job of another site under its id; it is not pushed, nor its events"
+_EVENT_COLUMNS = "site, store_id, id, job_id, from_state, to_state, ts, reason"
 _BATCH_UPDATE = ", ".join(f"{c} = excluded.{c}" for c in BATCH_COLUMNS if c != "id")
 
 
@@ -179,19 +201,22 @@ class SyncEngine:
         store_id = self.store.store_id()
         first = True
         while True:
-            jobs, top = self.store.job_rows_changed(seq, self.batch)
+            # events before job rows: the job of every event read here has its row in this
+            # batch or an earlier one once the rows are read to the end (see _push_events)
             events = self.store.events(after=event, limit=self.batch)
+            jobs, top = self.store.job_rows_changed(seq, self.batch)
             batch_jobs = self.store.batch_jobs_changed(seq, top)
             apps = self.store.apps_changed(seq, top)
             deleted = self.store.jobs_deleted(seq, top)
             if not (jobs or events or batch_jobs or apps or deleted or first or top > seq):
                 return
-            event_top = events[-1].id if events else event
             with pg.transaction():
                 if first:
                     self._push_site_shape(pg)
-                self._push_jobs(pg, jobs, force)
-                self._push_events(pg, events, store_id)
+                refused = self._push_jobs(pg, jobs, force)
+                pushed = {row[_ID] for row in jobs} - refused.keys() if jobs else None
+                event_top, left_out = self._push_events(pg, events, store_id, event, pushed)
+                refused.update((job_id, why) for job_id, why in left_out.items() if job_id not in deleted)
                 self._push_batch_jobs(pg, batch_jobs)
                 self._push_apps(pg, apps, first)
                 if deleted:  # removed at the site with their events: likewise here
@@ -209,15 +234,19 @@ class SyncEngine:
             checkpoint("push_batch_committed")
             self.store.meta_set({PUSHED_SEQ: str(top), PUSHED_EVENT: str(event_top)})
             checkpoint("push_cursor_saved")
-            report.pushed_jobs += len(jobs)
-            report.pushed_events += len(events)
+            for job_id, reason in refused.items():
+                log.warning("sync: job %s not pushed: %s", job_id, reason)
+            report.refused.update(refused)
+            report.pushed_jobs += len(pushed or ())
+            report.pushed_events += sum(1 for e in events if e.id <= event_top and e.job_id not in left_out)
             report.pushed_batch_jobs += len(batch_jobs)
             report.pushed_apps += len(apps)
             report.deleted_jobs += len(deleted)
             if self.progress is not None:
                 self.progress(report)
+            moved = top > seq or event_top > event
             seq, event, first = top, event_top, False
-            if len(jobs) < self.batch and len(events) < self.batch:
+            if not moved or (len(jobs) < self.batch and len(events) < self.batch):
                 return
 
     def _push_site_shape(self, pg: psycopg.Connection) -> None:
@@ -225,10 +254,11 @@ class SyncEngine:
         rules = msgspec.to_builtins(SiteRules.of(self.settings))
         pg.execute("UPDATE balsamd.sites SET rules = %s WHERE name = %s", (Jsonb(rules), self.site))
 
-    def _push_jobs(self, pg: psycopg.Connection, jobs: list[tuple[Any, ...]], force: bool) -> None:
-        """Store rows (JOB_COLUMNS, JSON as text) upserted into central, newer versions only."""
+    def _push_jobs(self, pg: psycopg.Connection, jobs: list[tuple[Any, ...]], force: bool) -> dict[str, str]:
+        """Store rows (JOB_COLUMNS, JSON as text) upserted into central, newer versions only;
+        returns the jobs left out, with the reason."""
         if not jobs:
-            return
+            return {}
         pg.execute(
             "CREATE TEMP TABLE IF NOT EXISTS push_jobs (LIKE balsamd.jobs INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         )
@@ -236,24 +266,64 @@ class SyncEngine:
             site = self.site
             for row in jobs:
                 copy.write_row((site, *row))
+        # an id another site holds (a row someone put there): upserting it would fail the whole
+        # batch on row-level security, every round; the job stays out of central instead
+        taken = pg.execute(
+            "DELETE FROM push_jobs WHERE id IN (SELECT balsamd.jobs_elsewhere(ARRAY(SELECT id FROM push_jobs), %s)) "
+            "RETURNING id",
+            (self.site,),
+        ).fetchall()
         guard = "" if force else " WHERE balsamd.jobs.version < excluded.version"
         pg.execute(
-            f"INSERT INTO balsamd.jobs (site, {_JOB_COLUMNS}) SELECT site, {_JOB_VALUES} FROM push_jobs "
+            f"INSERT INTO balsamd.jobs ({_JOB_INSERT}) SELECT {_JOB_INSERT} FROM push_jobs "
             f"ON CONFLICT (id) DO UPDATE SET {_JOB_UPDATE}{guard}"
         )
+        return {job_id: TAKEN for (job_id,) in taken}
 
-    def _push_events(self, pg: psycopg.Connection, events: list, store_id: str) -> None:
+    def _push_events(
+        self, pg: psycopg.Connection, events: list[Event], store_id: str, after: int, pushed: set[str] | None
+    ) -> tuple[int, dict[str, str]]:
+        """Events of jobs central holds at this site (a site may add events to nothing else);
+        ``pushed`` holds the jobs whose rows this batch pushed, None when the store had no job
+        row left to push.  Returns the id the event cursor moves to, and the jobs whose events
+        were left out, with the reason.  An event whose job's row is still to come (changed
+        again after this batch's rows were cut) waits for a later batch, with those after it;
+        events of a job another site holds under its id are dropped, and so are those of a job
+        central no longer has (removed there) once no row is left to push."""
         if not events:
-            return
-        pg.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS push_events (LIKE balsamd.events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-        )
-        cols = "site, store_id, id, job_id, from_state, to_state, ts, reason"
-        with pg.cursor().copy(f"COPY push_events ({cols}) FROM STDIN") as copy:
-            for e in events:
-                from_state = None if e.from_state is None else str(e.from_state)
-                copy.write_row((self.site, store_id, e.id, e.job_id, from_state, str(e.to_state), e.ts, e.reason))
-        pg.execute(f"INSERT INTO balsamd.events ({cols}) SELECT {cols} FROM push_events ON CONFLICT DO NOTHING")
+            return after, {}
+        others = sorted({e.job_id for e in events} - (pushed or set()))
+        here: set[str] = set()
+        dropped: dict[str, str] = {}
+        if others:  # most events come with their job's row; the rest are looked up by id
+            query = "SELECT id FROM balsamd.jobs WHERE site = %s AND id = ANY(%s)"
+            here = {job_id for (job_id,) in pg.execute(query, (self.site, others))}
+            absent = [job_id for job_id in others if job_id not in here]
+            if absent:
+                query = "SELECT balsamd.jobs_elsewhere(%s, %s)"
+                dropped = {job_id: TAKEN for (job_id,) in pg.execute(query, (absent, self.site))}
+            if pushed is None:
+                dropped.update({i: "the central database no longer holds this job; its events are not pushed"
+                                for i in absent if i not in dropped})  # fmt: skip
+        ready = (pushed or set()) | here | dropped.keys()
+        waiting = next((e.id for e in events if e.job_id not in ready), None)
+        sent = [e for e in events if (waiting is None or e.id < waiting) and e.job_id not in dropped]
+        if sent:
+            pg.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS push_events (LIKE balsamd.events INCLUDING DEFAULTS) "
+                "ON COMMIT DELETE ROWS"
+            )
+            with pg.cursor().copy(f"COPY push_events ({_EVENT_COLUMNS}) FROM STDIN") as copy:
+                for e in sent:
+                    from_state = None if e.from_state is None else str(e.from_state)
+                    copy.write_row((self.site, store_id, e.id, e.job_id, from_state, str(e.to_state), e.ts, e.reason))
+            pg.execute(
+                f"INSERT INTO balsamd.events ({_EVENT_COLUMNS}) SELECT {_EVENT_COLUMNS} FROM push_events "
+                "ON CONFLICT DO NOTHING"
+            )
+        if waiting is None:
+            return events[-1].id, dropped
+        return max((e.id for e in events if e.id < waiting), default=after), dropped
 
     def _push_batch_jobs(self, pg: psycopg.Connection, batch_jobs: list[BatchJob]) -> None:
         if not batch_jobs:
@@ -283,6 +353,20 @@ class SyncEngine:
 
     # ----- pull -------------------------------------------------------------------------
 
+    def _central_rows(self, pg: psycopg.Connection, intents: list[Intent]) -> None:
+        """Tell each create what central holds under the ids it names: the store makes only new
+        jobs at this site, owned by the intent's author (store/intents.py)."""
+        creates = [i for i in intents if i.kind == IntentKind.CREATE]
+        named = sorted({job_id for i in creates for job_id in _created_ids(i.payload)})
+        if not named:
+            return
+        found = pg.execute("SELECT id, owner FROM balsamd.jobs WHERE site = %s AND id = ANY(%s)", (self.site, named))
+        rows = {job_id: CentralRow(here=True, owner=owner) for job_id, owner in found}
+        for (job_id,) in pg.execute("SELECT balsamd.jobs_elsewhere(%s, %s)", (named, self.site)):
+            rows[job_id] = CentralRow(here=False)
+        for intent in creates:
+            intent.central = {job_id: rows[job_id] for job_id in _created_ids(intent.payload) if job_id in rows}
+
     def _pull(self, pg: psycopg.Connection, report: RoundReport) -> None:
         while True:
             with pg.transaction():
@@ -291,9 +375,10 @@ class SyncEngine:
                     "WHERE site = %s AND applied_at IS NULL ORDER BY id LIMIT %s",
                     (self.site, self.batch),
                 ).fetchall()
+                intents = [Intent(id=r[0], kind=r[1], job_id=r[2], payload=r[3], owner=r[4]) for r in rows]
+                self._central_rows(pg, intents)
             if not rows:
                 return
-            intents = [Intent(id=r[0], kind=r[1], job_id=r[2], payload=r[3], owner=r[4]) for r in rows]
             outcomes = self.store.apply_intents(intents)
             checkpoint("intents_applied")
             now = time.time()

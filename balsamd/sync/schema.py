@@ -2,8 +2,10 @@
 
 Everything lives in the ``balsamd`` schema.  Rows carry the site they belong to; sites connect
 as roles that are members of ``balsamd_site`` and see only their own rows; users connect as
-members of ``balsamd_user`` and see only the jobs they own (row-level security).  The
-administrator who runs `balsamd central init` owns the tables and sees everything.
+members of ``balsamd_user`` and see only the jobs they own (row-level security).  Each kind of
+role may write only the columns it owns (column privileges): a site never writes a job's
+owner, nor which site it is at.  The administrator who runs `balsamd central init` owns the
+tables and sees everything.  docs/security-central.md lists each rule and its test.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+
+from balsamd.models import BATCH_COLUMNS, JOB_COLUMNS
 
 SCHEMA = "balsamd"
 
@@ -138,27 +142,52 @@ MIGRATIONS: list[str] = [
     ALTER TABLE balsamd.sites RENAME COLUMN nodes TO rules;
     UPDATE balsamd.sites SET rules = '{}';
     """,
+    # 3: a site inserts events only for jobs of its own (ACCESS): those a site attached to a job
+    # of another site before that rule go
+    """
+    DELETE FROM balsamd.events e
+        WHERE NOT EXISTS (SELECT 1 FROM balsamd.jobs j WHERE j.id = e.job_id AND j.site = e.site);
+    """,
 ]
 
-# Access rules, applied (and re-applied) by every `central init`: roles may not exist yet.
-ACCESS = """
+# What a site writes of a job: everything but its owner (a user's, or the site's role for jobs
+# made at the site, by the column's default) and, once inserted, its id and site.
+SITE_JOB_INSERT = ("site", *(c for c in JOB_COLUMNS if c != "owner"))
+SITE_JOB_UPDATE = tuple(c for c in JOB_COLUMNS if c not in ("id", "owner"))
+
+
+def _columns(names: Sequence[str]) -> str:
+    return ", ".join(names)
+
+
+# Access rules, applied (and re-applied) by every `central init`: roles may not exist yet, and
+# what an older balsamd granted is revoked first (a GRANT only ever adds).
+ACCESS = f"""
 DO $$ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'balsamd_site') THEN CREATE ROLE balsamd_site NOLOGIN; END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'balsamd_user') THEN CREATE ROLE balsamd_user NOLOGIN; END IF;
 END $$;
 
+REVOKE ALL ON balsamd.meta, balsamd.sites, balsamd.apps, balsamd.jobs, balsamd.events, balsamd.batch_jobs,
+    balsamd.intents FROM balsamd_site, balsamd_user;
 GRANT USAGE ON SCHEMA balsamd TO balsamd_site, balsamd_user;
 GRANT SELECT ON balsamd.meta TO balsamd_site, balsamd_user;
-GRANT SELECT, UPDATE ON balsamd.sites TO balsamd_site;
-GRANT SELECT ON balsamd.sites TO balsamd_user;
+GRANT SELECT ON balsamd.sites TO balsamd_site, balsamd_user;
+GRANT UPDATE (store_id, pushed_seq, pushed_event, rules, last_sync, last_error) ON balsamd.sites TO balsamd_site;
 GRANT SELECT, INSERT, UPDATE, DELETE ON balsamd.apps TO balsamd_site;
 GRANT SELECT ON balsamd.apps TO balsamd_user;
-GRANT SELECT, INSERT, UPDATE ON balsamd.jobs, balsamd.events, balsamd.batch_jobs TO balsamd_site;
--- jobs removed at the site go from central too, with their events
-GRANT DELETE ON balsamd.jobs, balsamd.events TO balsamd_site;
+GRANT SELECT, DELETE ON balsamd.jobs TO balsamd_site;
+GRANT INSERT ({_columns(SITE_JOB_INSERT)}) ON balsamd.jobs TO balsamd_site;
+GRANT UPDATE ({_columns(SITE_JOB_UPDATE)}) ON balsamd.jobs TO balsamd_site;
+-- events are appended, never changed; jobs removed at the site go from central with their events
+GRANT SELECT, INSERT, DELETE ON balsamd.events TO balsamd_site;
+GRANT SELECT, INSERT ON balsamd.batch_jobs TO balsamd_site;
+GRANT UPDATE ({_columns([c for c in BATCH_COLUMNS if c != "id"])}) ON balsamd.batch_jobs TO balsamd_site;
 GRANT SELECT, INSERT ON balsamd.jobs TO balsamd_user;
 GRANT SELECT ON balsamd.events, balsamd.batch_jobs TO balsamd_user;
-GRANT SELECT, UPDATE ON balsamd.intents TO balsamd_site;
+-- a site acknowledges an intent; what was asked, and by whom, stays as its user wrote it
+GRANT SELECT ON balsamd.intents TO balsamd_site;
+GRANT UPDATE (applied_at, outcome) ON balsamd.intents TO balsamd_site;
 GRANT SELECT, INSERT ON balsamd.intents TO balsamd_user;
 
 -- Inside these SECURITY DEFINER functions current_user is their owner, so the policies pass
@@ -172,6 +201,20 @@ CREATE OR REPLACE FUNCTION balsamd.owns_job(job text, who name) RETURNS boolean 
     SET search_path = balsamd, pg_temp
     AS $$ SELECT EXISTS (SELECT 1 FROM balsamd.jobs WHERE id = job AND owner = who) $$;
 GRANT EXECUTE ON FUNCTION balsamd.owns_job(text, name) TO balsamd_user;
+
+CREATE OR REPLACE FUNCTION balsamd.owns_job_at(job text, who name, at text) RETURNS boolean LANGUAGE sql STABLE
+    SECURITY DEFINER SET search_path = balsamd, pg_temp
+    AS $$ SELECT EXISTS (SELECT 1 FROM balsamd.jobs WHERE id = job AND owner = who AND site = at) $$;
+GRANT EXECUTE ON FUNCTION balsamd.owns_job_at(text, name, text) TO balsamd_user;
+
+-- Which of these job ids central holds at another site than ``here``: a site cannot see those
+-- rows, and must neither push over them nor create jobs under their ids.  It learns only that
+-- an id it already knows is taken.
+CREATE OR REPLACE FUNCTION balsamd.jobs_elsewhere(ids text[], here text) RETURNS SETOF text LANGUAGE sql STABLE
+    SECURITY DEFINER SET search_path = balsamd, pg_temp
+    AS $$ SELECT id FROM balsamd.jobs WHERE id = ANY(ids) AND site <> here $$;
+REVOKE ALL ON FUNCTION balsamd.jobs_elsewhere(text[], text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION balsamd.jobs_elsewhere(text[], text) TO balsamd_site;
 
 ALTER TABLE balsamd.sites ENABLE ROW LEVEL SECURITY;
 ALTER TABLE balsamd.apps ENABLE ROW LEVEL SECURITY;
@@ -195,8 +238,12 @@ CREATE POLICY site_own ON balsamd.jobs TO balsamd_site USING (site = (SELECT bal
 DROP POLICY IF EXISTS user_own ON balsamd.jobs;
 CREATE POLICY user_own ON balsamd.jobs TO balsamd_user USING (owner = current_user) WITH CHECK (owner = current_user);
 
+-- an event belongs to a job of the site that writes it (the job's row is pushed first): no site
+-- can attach events to another site's or user's job
 DROP POLICY IF EXISTS site_own ON balsamd.events;
-CREATE POLICY site_own ON balsamd.events TO balsamd_site USING (site = (SELECT balsamd.site_of(current_user)));
+CREATE POLICY site_own ON balsamd.events TO balsamd_site USING (site = (SELECT balsamd.site_of(current_user)))
+    WITH CHECK (site = (SELECT balsamd.site_of(current_user))
+                AND EXISTS (SELECT 1 FROM balsamd.jobs j WHERE j.id = events.job_id AND j.site = events.site));
 DROP POLICY IF EXISTS user_own ON balsamd.events;
 CREATE POLICY user_own ON balsamd.events FOR SELECT TO balsamd_user USING (balsamd.owns_job(job_id, current_user));
 
@@ -207,9 +254,11 @@ CREATE POLICY user_read ON balsamd.batch_jobs FOR SELECT TO balsamd_user USING (
 
 DROP POLICY IF EXISTS site_own ON balsamd.intents;
 CREATE POLICY site_own ON balsamd.intents TO balsamd_site USING (site = (SELECT balsamd.site_of(current_user)));
+-- a user asks only as themselves and only about a job of theirs at that site (a create names
+-- the first of the jobs it comes with); the site checks the rest (store/intents.py)
 DROP POLICY IF EXISTS user_own ON balsamd.intents;
 CREATE POLICY user_own ON balsamd.intents TO balsamd_user USING (owner = current_user)
-    WITH CHECK (owner = current_user AND (kind = 'create' OR balsamd.owns_job(job_id, current_user)));
+    WITH CHECK (owner = current_user AND balsamd.owns_job_at(job_id, current_user, site));
 """
 
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 import balsamd
 from balsamd.cli import cli
-from balsamd.results import value_of
+from balsamd.results import RemoteError, value_of
 
 from .conftest import InProcessRun, LaunchSite, new_site
 
@@ -73,10 +73,11 @@ def test_python_exceptions_are_reraised_with_the_remote_traceback(squared: Squar
     job = site.job(bad)
     assert job.state == "FAILED"
     assert "ValueError: cannot square negative -3" in job.state_reason
-    with pytest.raises(ValueError, match="cannot square negative -3") as raised:
+    with pytest.raises(RemoteError, match=r"^ValueError: cannot square negative -3\n") as raised:
         value_of(job)
+    assert (raised.value.type_name, raised.value.message) == ("ValueError", "cannot square negative -3")
     [note] = raised.value.__notes__
-    assert note.startswith(f"raised on the site in job {bad}:\nTraceback")
+    assert note.startswith(f"raised at the site in job {bad}:\nTraceback")
     assert 'raise ValueError(f"cannot square negative {x}")' in note
     assert "Traceback" in site.output(bad)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from balsamd import ids
-from balsamd.models import Intent, IntentOutcome, IntentStatus, JobState
+from balsamd.models import CentralRow, Intent, IntentOutcome, IntentStatus, JobState
 from balsamd.store import store as store_module
 from balsamd.store.contract import Store
 from tests.conftest import make_jobs
@@ -74,6 +74,51 @@ def test_a_create_of_an_id_that_exists_is_rejected_and_writes_nothing(store: Sto
     [outcome] = store.apply_intents([intent]).values()
     assert outcome.status == REJECTED and "already exists" in outcome.reason
     assert [j.id for j in store.filter()] == [old.id]
+
+
+def test_a_create_makes_only_jobs_whose_central_rows_are_here_and_its_authors(store: Store) -> None:
+    mine, elsewhere, theirs, fresh = (ids.new_id() for _ in range(4))
+    central = {mine: CentralRow(here=True, owner="alice"), elsewhere: CentralRow(here=False),
+               theirs: CentralRow(here=True, owner="bob")}  # fmt: skip
+    specs = {job_id: {"id": job_id, "app": "noop", "workdir": job_id} for job_id in (mine, elsewhere, theirs, fresh)}
+
+    def intent(intent_id: str, *job_ids: str) -> Intent:
+        made = create(intent_id, *(specs[i] for i in job_ids))
+        made.central = {i: central[i] for i in job_ids if i in central}
+        return made
+
+    outcomes = store.apply_intents([intent("c1", fresh, elsewhere), intent("c2", theirs), intent("c3", mine, fresh)])
+    assert outcomes["c1"] == IntentOutcome(
+        status=REJECTED, reason=f"job 1: id {elsewhere} is taken in the central database by a job of another site"
+    )
+    assert outcomes["c2"] == IntentOutcome(
+        status=REJECTED, reason=f"job: id {theirs} is taken in the central database by a job alice does not own"
+    )
+    assert outcomes["c3"] == IntentOutcome(status=APPLIED, created=[mine, fresh])
+    assert {j.id: j.owner for j in store.filter()} == {mine: "alice", fresh: "alice"}
+
+
+@pytest.mark.parametrize(("kind", "payload"), [("kill", {}), ("retry", {}), ("update", {"parameters": {"x": 1}})])
+def test_only_a_jobs_owner_may_kill_retry_or_edit_it(store: Store, kind: str, payload: dict[str, object]) -> None:
+    job_id = ids.new_id()
+    store.apply_intents([create("c", {"id": job_id, "app": "echo", "workdir": "w", "parameters": {}})])
+    before = store.get(job_id)
+    asked = Intent(id="x1", kind=kind, job_id=job_id, payload=payload, owner="mallory")
+    assert store.apply_intents([asked])["x1"] == IntentOutcome(
+        status=REJECTED, reason=f"{kind} intent x1: job {job_id} is not a job of mallory: only its owner may ask this"
+    )
+    assert store.get(job_id) == before
+    [site_job] = make_jobs(store, 1)  # made at the site: no user's
+    outcome = store.apply_intents([Intent(id="x2", kind=kind, job_id=site_job.id, payload=payload, owner="alice")])
+    assert (
+        outcome["x2"].reason
+        == f"{kind} intent x2: job {site_job.id} is not a job of alice: only its owner may ask this"
+    )
+    owned = store.apply_intents([Intent(id="x3", kind=kind, job_id=job_id, payload=payload, owner="alice")])
+    if kind == "retry":  # asked by its owner, and refused only because the job has not failed
+        assert owned["x3"].status == REJECTED and "only its owner" not in owned["x3"].reason
+    else:
+        assert owned["x3"].status == APPLIED
 
 
 def test_an_unforeseen_failure_rejects_only_its_intent_and_is_logged(

@@ -74,7 +74,6 @@ def test_a_site_cannot_change_another_sites_rows(central: Central, world) -> Non
     with central.connect("alpha_site") as conn:
         for sql in (
             "UPDATE balsamd.jobs SET state = 'KILLED' WHERE site = 'beta'",
-            "UPDATE balsamd.events SET reason = 'x' WHERE site = 'beta'",
             "UPDATE balsamd.intents SET applied_at = 1, outcome = '{}' WHERE site = 'beta'",
             "UPDATE balsamd.apps SET spec = '{}' WHERE site = 'beta'",
             "DELETE FROM balsamd.apps WHERE site = 'beta'",
@@ -99,8 +98,11 @@ def test_a_site_cannot_change_another_sites_rows(central: Central, world) -> Non
             conn.execute(
                 "INSERT INTO balsamd.intents (id, site, kind, job_id, created_at) VALUES ('i', 'alpha', 'kill', 'x', 0)"
             )
-        # moving its own job to the other site is refused as well
-        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+        # events are appended, never changed, by anyone
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied"):
+            conn.execute("UPDATE balsamd.events SET reason = 'x' WHERE site = 'beta'")
+        # moving its own job to the other site is refused as well: a site never writes a job's site
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied for table jobs"):
             conn.execute("UPDATE balsamd.jobs SET site = 'beta' WHERE site = 'alpha'")
     assert central.rows("SELECT site, id, state, version FROM balsamd.jobs ORDER BY id") == before
     assert central.rows("SELECT count(*) FROM balsamd.intents WHERE site = 'beta' AND applied_at IS NULL") == [(1,)]

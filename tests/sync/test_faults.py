@@ -24,8 +24,9 @@ from balsamd.store.outbox import PUSHED_EVENT, PUSHED_SEQ
 from balsamd.store.queries import claimed_jobs
 from balsamd.store.store import SiteStore
 from balsamd.sync import schema
-from balsamd.sync.engine import CRASH_ENV, CRASH_POINTS, SyncEngine, keepalive_options
+from balsamd.sync.engine import CRASH_ENV, CRASH_POINTS, RoundReport, SyncEngine, keepalive_options
 from balsamd.sync.remote import RemoteJob
+from balsamd.sync.schema import CentralError
 from tests.daemon.conftest import child_env, wait_until
 
 from .conftest import Central, SyncSite, assert_converged
@@ -186,6 +187,46 @@ def test_repeated_crashes_in_small_batches_converge(campaign: Campaign) -> None:
     campaign.check()
 
 
+def test_events_whose_jobs_row_comes_in_a_later_batch_wait_for_it(central: Central, make_site) -> None:
+    """A site adds events only to jobs central holds at the site.  A job changed after others
+    has its row pushed after theirs but its first events before: they wait, and all arrive."""
+    site = make_site("alpha")
+    site.sync()
+    [first] = site.create("Noop")
+    for _ in range(3):
+        site.create("Noop")
+    with site.store() as store:
+        store.kill([first])
+    progress: list[tuple[int, int]] = []
+    with site.store() as store:
+        engine = SyncEngine(store, site.dsn, site.name, site.settings(), batch=1,
+                            progress=lambda r: progress.append((r.pushed_jobs, r.pushed_events)))  # fmt: skip
+        report = engine.round()
+    assert progress[0] == (1, 0)  # a row went, the event of the job whose row had not did not
+    assert report.pushed_events == len(site.event_rows())
+    assert_converged(site)
+
+
+def test_a_job_removed_from_central_by_hand_does_not_hold_up_the_sites_events(central: Central, make_site) -> None:
+    """Its events still to push have no job to go to: they are left out, said so, and the
+    events after them go."""
+    site = make_site("alpha")
+    site.sync()
+    [gone] = site.create("Noop")
+    [kept] = site.create("Noop")
+
+    def remove(report: RoundReport) -> None:
+        if report.pushed_jobs == 1:  # the first row is in central with its first event
+            central.rows("DELETE FROM balsamd.jobs WHERE id = %s", (gone,))
+
+    with site.store() as store:
+        report = SyncEngine(store, site.dsn, site.name, site.settings(), batch=1, progress=remove).round()
+    assert report.refused == {gone: "the central database no longer holds this job; its events are not pushed"}
+    assert report.lag == 0
+    pushed = [e[1] for e in central.events("alpha", site.store_id())]
+    assert pushed.count(kept) == len(site.path(kept)) and pushed.count(gone) == 1
+
+
 def test_a_batch_delivered_twice_changes_nothing(campaign: Campaign) -> None:
     site, central = campaign.site, campaign.central
     site.sync()
@@ -239,7 +280,11 @@ def test_central_restored_from_a_backup_is_detected_and_reconciled(campaign: Cam
 
     report = site.sync()
     assert report.reconciled == "the central database lost changes it had acknowledged (restored from a backup?)"
-    # the site applied every intent once; central forgot the one made after the backup
+    # the site applied every intent once; central forgot the one made after the backup, and
+    # the job it made came back as the site's (a site never names an owner) until the
+    # administrator gives it back
+    assert central.rows("SELECT owner FROM balsamd.jobs WHERE id = %s", (late.id,)) == [(site.role,)]
+    central.rows("UPDATE balsamd.jobs SET owner = 'alice' WHERE id = %s", (late.id,))
     campaign.local.remove(campaign.local[0])
     campaign.created.append(late.id)
     assert_converged(site, refused=1, lost_intents=1)
@@ -345,8 +390,10 @@ def test_a_different_central_database_is_detected(campaign: Campaign, make_site,
         pg_server.drop_database(f"{campaign.central.dbname}_other")
 
 
-def test_a_restored_central_keeps_the_owner_of_jobs_created_after_the_backup(central: Central, make_site,
-                                                                            tmp_path: Path) -> None:  # fmt: skip
+def test_jobs_a_restored_central_lost_come_back_as_the_sites_until_given_back(central: Central, make_site,
+                                                                             tmp_path: Path) -> None:  # fmt: skip
+    """A site never names the owner of a row (it could otherwise make jobs in anyone's name), so
+    a job central lost comes back owned by the site's role; its administrator gives it back."""
     site = make_site("alpha")
     site.sync()
     central.add_user("alice")
@@ -359,6 +406,10 @@ def test_a_restored_central_keeps_the_owner_of_jobs_created_after_the_backup(cen
     central.server.create_database(central.dbname)
     subprocess.run([central.server.tool("pg_restore"), "-d", central.dsn, str(backup)], check=True, timeout=60)
     assert site.sync().reconciled
+    assert central.rows("SELECT owner FROM balsamd.jobs WHERE id = %s", (job.id,)) == [(site.role,)]
+    with central.remote("alice") as conn, pytest.raises(CentralError, match=f"no job with id {job.id}"):
+        conn.jobs.get(job.id)
+    central.rows("UPDATE balsamd.jobs SET owner = 'alice' WHERE id = %s", (job.id,))
     with central.remote("alice") as conn:
         assert isinstance(conn.jobs.get(job.id), RemoteJob)
 

@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from balsamd.models import ClaimLimits, IntentOutcome, IntentStatus, JobState, StateUpdate
+from balsamd.results import RemoteError
 from balsamd.states import IllegalTransition
 from balsamd.store.queries import claimed_jobs
 from balsamd.sync.remote import RemoteJob
@@ -144,7 +145,7 @@ def test_retry_of_a_failed_job_runs_it_again(central: Central, alpha: SyncSite) 
         alpha.sync()
         assert job.refresh().state == "FAILED"
         assert job.attempts == 1
-        with pytest.raises(RuntimeError, match="first attempt fails"):
+        with pytest.raises(RemoteError, match=r"^RuntimeError: first attempt fails\n"):
             job.result()
 
         [intent] = conn.jobs.retry([job])

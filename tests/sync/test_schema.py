@@ -127,3 +127,44 @@ def test_centrals_jobs_table_has_a_column_for_each_field_of_a_job(central: Centr
 
 def test_centrals_batch_jobs_table_has_a_column_for_each_field_of_a_batch_job(central: Central) -> None:
     assert central_columns(central, "batch_jobs") == sorted([*BATCH_COLUMNS, "site"])
+
+
+def privileges(dsn: str, role: str, table: str, column: str) -> set[str]:
+    return {
+        kind
+        for kind in ("SELECT", "INSERT", "UPDATE")
+        if query(dsn, "SELECT has_column_privilege(%s, %s, %s, %s)", (role, f"balsamd.{table}", column, kind))[0][0]
+    }
+
+
+def test_central_init_upgrades_an_older_schema_and_takes_back_what_sites_may_no_longer_write(empty_db: str) -> None:
+    invoke("central", "init", empty_db)
+    # as an older balsamd left it: version 2, sites allowed to write every column of their rows,
+    # and an event a site attached to a job of another site
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute("UPDATE balsamd.meta SET value = '2' WHERE key = 'schema_version'")
+        conn.execute(
+            "GRANT INSERT, UPDATE ON balsamd.jobs, balsamd.events, balsamd.intents, balsamd.sites TO balsamd_site"
+        )
+        conn.execute("INSERT INTO balsamd.sites (name) VALUES ('alpha'), ('beta')")
+        conn.execute(
+            "INSERT INTO balsamd.jobs (id, site, app, workdir, state, created_at, updated_at) "
+            "VALUES ('J1', 'alpha', 'A', 'w', 'CREATED', 0, 0)"
+        )
+        conn.execute(
+            "INSERT INTO balsamd.events (site, store_id, id, job_id, to_state, ts) "
+            "VALUES ('alpha', 's', 1, 'J1', 'READY', 0), ('beta', 's', 1, 'J1', 'KILLED', 0)"
+        )
+    assert privileges(empty_db, "balsamd_site", "jobs", "owner") == {"SELECT", "INSERT", "UPDATE"}
+
+    result = invoke("central", "init", empty_db)
+    assert result.stdout == f"central schema created or upgraded: version 2 -> {len(MIGRATIONS)}\n"
+    assert privileges(empty_db, "balsamd_site", "jobs", "owner") == {"SELECT"}
+    assert privileges(empty_db, "balsamd_site", "jobs", "site") == {"SELECT", "INSERT"}
+    assert privileges(empty_db, "balsamd_site", "jobs", "state") == {"SELECT", "INSERT", "UPDATE"}
+    assert privileges(empty_db, "balsamd_site", "events", "reason") == {"SELECT", "INSERT"}
+    assert privileges(empty_db, "balsamd_site", "intents", "owner") == {"SELECT"}
+    assert privileges(empty_db, "balsamd_site", "intents", "outcome") == {"SELECT", "UPDATE"}
+    assert privileges(empty_db, "balsamd_site", "sites", "role") == {"SELECT"}
+    assert privileges(empty_db, "balsamd_user", "jobs", "owner") == {"SELECT", "INSERT"}
+    assert query(empty_db, "SELECT site, job_id FROM balsamd.events") == [("alpha", "J1")]

@@ -6,13 +6,14 @@ each rank of a multi-rank MPI launch (``python/rank.py``).
 
 from __future__ import annotations
 
+import sys
 import time
 import traceback
 from pathlib import Path
 
 from balsamd.apps import import_app_module
 from balsamd.launch.python.protocol import PyResult, PyTask
-from balsamd.results import pack_error, pack_value
+from balsamd.results import UnsupportedResult, pack_error, pack_value
 
 FRESH_SEC = 1.0  # how long an app class is used before its file is checked for edits again
 
@@ -36,7 +37,12 @@ def call_app(task: PyTask) -> PyResult:
     job = task.job
     try:
         cls = app_class(task.source, task.class_name)
-        return PyResult(job.id, True, pack_value(cls(job).run(**job.parameters)))
+        value = cls(job).run(**job.parameters)
     except BaseException as exc:
         traceback.print_exc()
         return PyResult(job.id, False, pack_error(exc))
+    try:
+        return PyResult(job.id, True, pack_value(value))
+    except UnsupportedResult as exc:  # the run fails saying what a result may hold
+        print(exc, file=sys.stderr)
+        return PyResult(job.id, False, pack_error(exc.with_traceback(None)))

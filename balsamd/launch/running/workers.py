@@ -26,7 +26,7 @@ from balsamd.launch.running.protocol import Finished, HandedBack, Placement, Run
 from balsamd.launch.running.watchdog import Watchdog
 from balsamd.launch.workdirs import WorkdirOutside, job_workdir
 from balsamd.models import App, Job
-from balsamd.results import unpack
+from balsamd.results import error_text
 
 log = logging.getLogger("balsamd.launcher")
 
@@ -225,5 +225,4 @@ class WarmWorkers:
 
 
 def _traceback_tail(blob: bytes) -> str:
-    _kind, value, text = unpack(blob)
-    return text[-TAIL_BYTES:] if text else f"{type(value).__name__}: {value}"
+    return error_text(blob)[-TAIL_BYTES:]

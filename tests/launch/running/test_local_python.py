@@ -19,7 +19,7 @@ from balsamd.launch.python.worker import NICE
 from balsamd.launch.running.local import LocalRunner
 from balsamd.launch.running.protocol import Finished, HandedBack, Placement, RunEvent, RunStarted
 from balsamd.models import App, AppKind, Job
-from balsamd.results import unpack
+from balsamd.results import Returned, unpack
 
 APP = """\
 import logging
@@ -55,6 +55,12 @@ def runner(tmp_path: Path) -> Iterator[LocalRunner]:
         r = LocalRunner(tmp_path, {"Probe": PROBE}, LauncherSettings(), use_mpi=False, forks=forks)
     yield r
     r.close()
+
+
+def value(blob: bytes) -> object:
+    result = unpack(blob)
+    assert isinstance(result, Returned), result
+    return result.value
 
 
 def job(name: str, **parameters: object) -> Job:
@@ -95,7 +101,7 @@ def test_queued_jobs_run_in_order_on_one_worker_each_start_known_by_its_end(runn
     events = events_until(runner, 3)
     results = [e for e in events if isinstance(e, Finished)]
     assert [f.job_id for f in results] == ["a", "b", "c"]
-    assert {unpack(f.result)[1] for f in results if f.result} == {runner.python.workers[0].pid}
+    assert {value(f.result) for f in results if f.result} == {runner.python.workers[0].pid}
     assert all(f.return_code == 0 and f.elapsed is not None and f.elapsed >= 0 for f in results)
     # a start is reported on its own while the run goes on, else with its end
     starts = {e.job_id: e.ts for e in events if isinstance(e, RunStarted)}
@@ -153,7 +159,7 @@ def test_a_short_run_asking_for_its_workdir_is_moved_there_with_what_it_wrote(
     [*_, finished] = events_until(runner, 1)
     assert isinstance(finished, Finished) and finished.result is not None
     workdir = tmp_path / "data" / "probe" / "ask"
-    assert unpack(finished.result)[1] == (str(workdir), str(workdir))
+    assert value(finished.result) == (str(workdir), str(workdir))
     assert (workdir / "early.txt").read_text() == "data"
 
 
