@@ -111,7 +111,7 @@ class QuietLog:
         self.clock = clock
         self.last: dict[str, tuple[float, int]] = {}  # address -> (its last line, lines held since); oldest first
 
-    def warning(self, host: str, message: str, *args: object) -> None:
+    def warning(self, host: str, message: str, *args: object, exc_info: bool = False) -> None:
         now = self.clock()
         self._forget(now)
         if host not in self.last and len(self.last) >= self.max_peers:
@@ -121,7 +121,7 @@ class QuietLog:
             self.last[host] = (when, held + 1)
             return
         self.last[host] = (now, 0)
-        self.logger.warning(message, *args)
+        self.logger.warning(message, *args, exc_info=exc_info)
 
     def _forget(self, now: float) -> None:
         """Forget the addresses whose last line is an interval old, telling what was held back."""
@@ -182,17 +182,24 @@ class RpcServer:
             tg.start_soon(self.connection, sock, address)
 
     async def connection(self, sock: socket.socket, address: Any) -> None:
-        """Serve one accepted connection: the handshake, then its calls until it closes."""
+        """Serve one accepted connection: the handshake, then its calls until it closes.  Whatever
+        happens on it, it alone is dropped: the daemon serves the others."""
         host, peer = _peer(address)
+        stream = None
         try:
-            welcomed = await self._admit(sock, host, peer)
-        except BaseException:
-            sock.close()
-            raise
-        if not welcomed:
-            sock.close()
-            return
-        stream = await SocketStream.from_socket(sock)
+            if await self._admit(sock, host, peer):
+                stream = await SocketStream.from_socket(sock)
+        except Exception as exc:
+            self.quiet.warning(
+                host, "dropped connection from %s after an unexpected error: %.200r", peer, str(exc), exc_info=True
+            )
+        finally:
+            if stream is None:
+                sock.close()
+        if stream is not None:
+            await self._serve_calls(stream, peer)
+
+    async def _serve_calls(self, stream: SocketStream, peer: str) -> None:
         async with stream:
             frames = FrameReader(stream)
             try:
@@ -203,7 +210,7 @@ class RpcServer:
                 return
             except p.ProtocolError as exc:
                 log.warning("dropped connection from %s: %s", peer, exc)
-            except Exception:  # whatever one connection sends, the daemon serves the others
+            except Exception:
                 log.exception("dropped connection from %s after an unexpected error", peer)
 
     async def _admit(self, sock: socket.socket, host: str, peer: str) -> bool:
@@ -219,7 +226,7 @@ class RpcServer:
         except (anyio.EndOfStream, OSError):  # the peer hung up
             pass
         except p.ProtocolError as exc:
-            self.quiet.warning(host, "dropped connection from %s in handshake: %s", peer, exc)
+            self.quiet.warning(host, "dropped connection from %s in handshake: %.200r", peer, str(exc))
         finally:
             self.admission.leave(scope)
         if scope.cancel_called:

@@ -13,7 +13,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import anyio
@@ -39,25 +39,31 @@ class Counting(socket.socket):
         return data
 
 
-def bytes_read_by_the_server(sent: bytes) -> int:
-    """How much of ``sent`` the server reads before it drops the connection."""
+def serve_one(send: Callable[[socket.socket], None], limits: Limits | None = None) -> Counting:
+    """The server's side of one connection on which ``send`` speaks, once the server is done."""
     ours, theirs = socket.socketpair()
     counted = Counting(theirs.family, theirs.type, fileno=theirs.detach())
     counted.setblocking(False)
-    server = RpcServer({}, "secret", "site", anyio.CapacityLimiter(1))
+    server = RpcServer({}, "secret", "site", anyio.CapacityLimiter(1), limits or Limits())
 
-    def send() -> None:
+    def speak() -> None:
         with contextlib.suppress(OSError):  # the server hangs up before it is all sent
-            ours.sendall(sent)
+            send(ours)
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(anyio.to_thread.run_sync, send)
+            tg.start_soon(anyio.to_thread.run_sync, speak)
             await server.connection(counted, "peer")
+            ours.shutdown(socket.SHUT_RDWR)
 
     with ours:
         anyio.run(main)
-    return counted.received
+    return counted
+
+
+def bytes_read_by_the_server(sent: bytes) -> int:
+    """How much of ``sent`` the server reads before it drops the connection."""
+    return serve_one(lambda sock: sock.sendall(sent)).received
 
 
 CAP = p.HEADER.size + p.HANDSHAKE_FRAME
@@ -77,6 +83,18 @@ FLOODS = {
 def test_the_handshake_reads_no_more_than_one_small_frame_at_a_time(flood: str) -> None:
     sent, read = FLOODS[flood]
     assert bytes_read_by_the_server(sent) == read <= 2 * CAP
+
+
+def test_a_handshake_that_takes_too_long_is_dropped_however_it_trickles(caplog: pytest.LogCaptureFixture) -> None:
+    def trickle(sock: socket.socket) -> None:
+        for byte in HELLO * 1000:  # a byte at a time, for far longer than the limit
+            sock.send(bytes([byte]))
+            time.sleep(0.01)
+
+    with caplog.at_level(logging.WARNING, logger="balsamd.rpc"):
+        serve_one(trickle, Limits(handshake_timeout=0.5))
+        serve_one(lambda sock: None, Limits(handshake_timeout=0.5))  # silent
+    assert caplog.messages == ["connection from peer did not finish the handshake in time"] * 2
 
 
 # ----- the limits, on their own ------------------------------------------------------------
