@@ -8,6 +8,7 @@ killed; it captures every byte the owner's clients send it, and answers as an at
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import socket
@@ -116,10 +117,21 @@ def dead(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonSite]:
         yield site
 
 
+def _listening(port: int) -> Impostor | None:
+    """An impostor on ``port``, or None while some connection of this host still uses the port
+    (the kernel may have given it to one as its local port once the daemon died)."""
+    try:
+        return Impostor(port)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        return None
+
+
 @pytest.fixture(scope="module")
 def holder(dead: DaemonSite) -> Iterator[Impostor]:
     """The impostor on the dead daemon's port, from the moment it is free to the module's end."""
-    made = Impostor(dead.record().port)
+    made = wait_until(lambda: _listening(dead.record().port), "the dead daemon's port can be taken")
     try:
         yield made
     finally:
