@@ -29,7 +29,11 @@ class RpcUnavailable(ConnectionError):
 
 
 class RpcImpostor(RpcUnavailable):
-    """What holds the daemon's address is not this site's daemon; nothing secret was sent."""
+    """What holds the daemon's address is not this site's daemon; nothing secret was sent.
+
+    A client given another secret than the daemon's cannot tell the daemon from an impostor
+    either: clients that find the daemon by its record check their secret first
+    (``record.check_secret``)."""
 
 
 class RpcRefused(Exception):
@@ -191,8 +195,7 @@ def backoff_after(last: float) -> float:
 def _impostor(where: str, why: str) -> RpcImpostor:
     return RpcImpostor(
         f"{where} is not this site's daemon: {why}; the daemon may have stopped and another program "
-        "taken its port, or this client was given another secret than the daemon's (nothing secret "
-        "was sent to it)"
+        "taken its port (nothing secret was sent to it)"
     )
 
 
