@@ -180,7 +180,7 @@ class Site:
 
     @property
     def name(self) -> str:
-        return self.settings.site.name or self.layout.root.name
+        return self.layout.name(self.settings)
 
     def close(self) -> None:
         self.store.close()

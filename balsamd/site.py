@@ -10,7 +10,7 @@ from pathlib import Path
 from balsamd.config import SETTINGS_TEMPLATE, Settings, default_cpus, load_settings
 from balsamd.modes import PRIVATE, changeable_by_others, make_dir, site_modes, write_file
 from balsamd.rpc.client import RemoteStore, RpcClient
-from balsamd.rpc.record import connect_host, read_record, read_secret, this_host
+from balsamd.rpc.record import check_secret, connect_host, read_record, read_secret, this_host
 from balsamd.sched import scheduler_class
 from balsamd.store.contract import Store
 from balsamd.store.store import SiteStore
@@ -59,19 +59,27 @@ class SiteLayout:
             if problem:
                 raise SiteError(problem)
 
+    def name(self, settings: Settings) -> str:
+        """The site's name: its daemon proves it serves this site under it."""
+        return settings.site.name or self.root.name
+
 
 def open_store(layout: SiteLayout, settings: Settings) -> Store:
     """The store itself on the daemon's host; the daemon's RPC anywhere else (SQLite WAL must
     never be opened from two hosts).  BALSAMD_RPC=1 forces the RPC path on the same host."""
     record = read_record(layout.root)
     if record is not None and (os.environ.get(RPC_ENV) == "1" or record.host != this_host()):
+        secret = read_secret(layout.root)
 
         def locate() -> tuple[str, int] | None:  # a restarted daemon may serve elsewhere
             current = read_record(layout.root)
-            return None if current is None else (connect_host(current), current.port)
+            if current is None:
+                return None
+            check_secret(current, secret)
+            return connect_host(current), current.port
 
         client = RpcClient(
-            connect_host(record), record.port, read_secret(layout.root), f"api@{this_host()}", locate=locate
+            connect_host(record), record.port, secret, f"api@{this_host()}", locate=locate, site=layout.name(settings)
         )
         return RemoteStore(client)
     return SiteStore(layout.store, SiteRules.of(settings))

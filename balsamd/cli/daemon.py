@@ -39,9 +39,7 @@ def stop_cmd(ctx: click.Context) -> None:
     """Stop the site's daemon; its services finish their current step first."""
     try:
         click.echo(control.stop(site_layout(ctx)))
-    except control.NotRunning as exc:
-        raise click.ClickException(str(exc)) from None
-    except RuntimeError as exc:
+    except (control.NotRunning, RpcRefused, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
 
 

@@ -19,6 +19,7 @@ from balsamd.rpc.client import RpcClient, RpcRefused, RpcUnavailable
 from balsamd.rpc.protocol import DaemonStatus
 from balsamd.rpc.record import (
     DaemonRecord,
+    check_secret,
     connect_host,
     pid_is_daemon,
     read_record,
@@ -36,7 +37,11 @@ class NotRunning(Exception):
 
 
 def client_for(layout: SiteLayout, record: DaemonRecord, timeout: float = 60.0) -> RpcClient:
-    return RpcClient(connect_host(record), record.port, read_secret(layout.root), f"cli@{this_host()}", timeout)
+    """A client of the recorded daemon; RpcRefused if the site's secret is not the daemon's."""
+    secret = read_secret(layout.root)
+    check_secret(record, secret)
+    site = layout.name(layout.load_settings())
+    return RpcClient(connect_host(record), record.port, secret, f"cli@{this_host()}", timeout, site=site)
 
 
 def check_not_running(layout: SiteLayout) -> None:

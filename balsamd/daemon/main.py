@@ -18,7 +18,6 @@ from typing import Any
 import anyio
 import apsw
 import msgspec
-from anyio.abc import SocketStream
 
 from balsamd.config import Settings
 from balsamd.daemon.hooks import HookPool
@@ -27,7 +26,7 @@ from balsamd.daemon.services import Health, Service, run_service
 from balsamd.daemon.syncing import SyncService
 from balsamd.modes import PRIVATE, open_file, site_modes
 from balsamd.rpc.protocol import DaemonStatus
-from balsamd.rpc.record import DaemonRecord, read_secret, remove_record, this_host, write_record
+from balsamd.rpc.record import DaemonRecord, read_secret, remove_record, secret_id, this_host, write_record
 from balsamd.rpc.server import RpcServer, handlers_for
 from balsamd.sched import make_scheduler
 from balsamd.sched.service import ElasticService, SchedulerService
@@ -47,7 +46,7 @@ class Daemon:
     def __init__(self, layout: SiteLayout, settings: Settings) -> None:
         self.layout = layout
         self.settings = settings
-        self.name = settings.site.name or layout.root.name
+        self.name = layout.name(settings)
         self.stop = anyio.Event()
         self.started_at = time.time()
         self.port = 0
@@ -97,12 +96,14 @@ class Daemon:
             return await anyio.to_thread.run_sync(functools.partial(fn, *args), limiter=limiter)
 
         self.health = [Health(s) for s in build_services(self, store, store_call, pool)]
-        server = store_server(store, read_secret(self.layout.root), self.name, limiter)
+        secret = read_secret(self.layout.root)
+        server = store_server(store, secret, self.name, limiter)
         server.handlers.update(status=lambda _a: self.status(store), shutdown=self._shutdown)
         listener = await self.listen()
         record = DaemonRecord(
-            pid=os.getpid(), host=this_host(), port=self.port, started_at=self.started_at, version=__version__
-        )
+            pid=os.getpid(), host=this_host(), port=self.port, started_at=self.started_at, version=__version__,
+            secret_id=secret_id(secret),
+        )  # fmt: skip
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._signals)
@@ -110,7 +111,7 @@ class Daemon:
                     tg.start_soon(run_service, health, self.stop)
                     if health.service.companion is not None:
                         tg.start_soon(health.service.companion, self.stop)
-                tg.start_soon(self._serve, listener, server, tg)
+                tg.start_soon(server.serve, listener)
                 write_record(self.layout.root, record)
                 log.info("daemon serving site %s on %s:%d (pid %d)", self.name, record.host, self.port, record.pid)
                 if on_ready is not None:
@@ -123,13 +124,6 @@ class Daemon:
             await anyio.to_thread.run_sync(pool.close)
             store.close()
             log.info("daemon stopped")
-
-    async def _serve(self, listener, server: RpcServer, tg) -> None:
-        async def handle(stream: SocketStream) -> None:
-            await server.serve(stream)
-
-        async with listener:
-            await listener.serve(handle, task_group=tg)
 
     async def _signals(self) -> None:
         import signal

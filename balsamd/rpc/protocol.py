@@ -1,16 +1,26 @@
 """The launcher/CLI <-> daemon protocol: length-prefixed msgpack frames over TCP.
 
-A connection starts with Hello (protocol version and the site's secret) answered by Welcome
-or Denied; then each Call gets one Reply with the same id.  The methods are the store
-contract's operations (``store.contract``) and the daemon's own (``DaemonControl``): each has
-declared argument and result types, so both sides decode exactly what they expect and anything
-else is refused.  Frames above MAX_FRAME are refused before they are read.
+A connection starts with a handshake in which each side proves it knows the site's secret
+without sending it: the client's Hello carries a fresh nonce; the daemon answers with a
+Challenge (its nonce and its proof); the client sends its Proof; the daemon answers Welcome or
+Denied.  A proof is an HMAC of the transcript (protocol version, role, site name, both nonces)
+keyed with the secret, so a proof answers one connection of one site in one direction only.
+Handshake frames are at most HANDSHAKE_FRAME bytes, read into the one message type expected.
+
+Then each Call gets one Reply with the same id.  The methods are the store contract's
+operations (``store.contract``) and the daemon's own (``DaemonControl``): each has declared
+argument and result types, so both sides decode exactly what they expect and anything else is
+refused.  A call's arguments and a reply's value travel as opaque bytes inside their message,
+so that reading the envelope costs the same whatever they hold.  Frames above MAX_FRAME are
+refused before they are read.
 """
 
 from __future__ import annotations
 
+import hmac
+import os
 import struct
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 import msgspec
 
@@ -18,9 +28,15 @@ from balsamd.models import Session
 from balsamd.store.contract import OPERATIONS, Operation, declare, operation
 from balsamd.validate import Refused
 
-VERSION = 2
+VERSION = 3
 MAX_FRAME = 64 * 1024 * 1024
+# a handshake message is about a hundred bytes (the Challenge adds the site's name)
+HANDSHAKE_FRAME = 4096
+HANDSHAKE_TIMEOUT = 10.0  # seconds for the whole handshake, on either side
 HEADER = struct.Struct(">I")
+
+# 32 random bytes or an HMAC-SHA256, in hex
+Hex = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
 
 
 class ProtocolError(Exception):
@@ -28,9 +44,25 @@ class ProtocolError(Exception):
 
 
 class Hello(msgspec.Struct, tag=True, array_like=True):
+    """The client's first frame.  A client of version 2 sent its secret where the nonce is: its
+    Hello still decodes, and it is told that its version is not spoken."""
+
     version: int
-    secret: str
-    client: str = ""
+    nonce: Hex
+
+
+class Challenge(msgspec.Struct, tag=True, array_like=True):
+    """The daemon's answer to Hello: its nonce and its proof of the secret."""
+
+    site: str
+    nonce: Hex
+    proof: Hex
+
+
+class Proof(msgspec.Struct, tag=True, array_like=True):
+    """The client's proof of the secret, sent only to a daemon that proved it first."""
+
+    proof: Hex
 
 
 class Welcome(msgspec.Struct, tag=True, array_like=True):
@@ -47,20 +79,20 @@ class Denied(msgspec.Struct, tag=True, array_like=True):
 class Call(msgspec.Struct, tag=True, array_like=True):
     id: int
     method: str
-    args: msgspec.Raw
+    args: memoryview  # the method's argument Struct, encoded
 
 
 class Reply(msgspec.Struct, tag=True, array_like=True):
     id: int
     ok: bool
-    value: msgspec.Raw = msgspec.Raw(b"\xc0")
+    value: memoryview = memoryview(b"\xc0")  # the method's result, encoded (nil when not ok)
     error_type: str = ""
     error: str = ""
     # the error's attributes (e.g. IllegalTransition's job_id, src, dst), for the client to restore
     error_detail: dict[str, Any] = {}
 
 
-Message = Hello | Welcome | Denied | Call | Reply
+Message = Hello | Challenge | Proof | Welcome | Denied | Call | Reply
 
 
 class ServiceHealth(msgspec.Struct, kw_only=True):
@@ -109,7 +141,6 @@ METHODS: dict[str, Operation] = {**OPERATIONS, **declare(DaemonControl)}
 HOT_METHODS = frozenset(name for name, op in METHODS.items() if op.hot)
 
 _encoder = msgspec.msgpack.Encoder()
-_message_decoder = msgspec.msgpack.Decoder(Message)
 _arg_decoders = {name: msgspec.msgpack.Decoder(op.args) for name, op in METHODS.items()}
 _result_decoders = {name: msgspec.msgpack.Decoder(op.result) for name, op in METHODS.items()}
 
@@ -125,21 +156,58 @@ def frame(message: Message) -> bytes:
     return HEADER.pack(len(body)) + body
 
 
-def frame_length(header: bytes) -> int:
+def frame_length(header: bytes, limit: int = MAX_FRAME) -> int:
     (length,) = HEADER.unpack(header)
-    if length > MAX_FRAME:
-        raise ProtocolError(f"frame of {length} bytes announced; the limit is {MAX_FRAME}")
+    if length > limit:
+        raise ProtocolError(f"frame of {length} bytes announced; the limit is {limit}")
     return length
 
 
-def decode_message(body: bytes) -> Message:
+class Expected(msgspec.Struct):
+    """The messages one side may receive at one step, and how to name them in an error."""
+
+    what: str
+    decoder: Any
+
+
+def _expect(what: str, kind: Any) -> Expected:
+    return Expected(what, msgspec.msgpack.Decoder(kind))
+
+
+HELLO = _expect("a Hello", Hello)
+CHALLENGE = _expect("a Challenge or Denied", Challenge | Denied)
+PROOF = _expect("a Proof", Proof)
+WELCOME = _expect("a Welcome or Denied", Welcome | Denied)
+CALL = _expect("a Call", Call)
+REPLY = _expect("a Reply", Reply)
+
+
+def decode(expected: Expected, body: bytes) -> Any:
+    """``body`` as one of the messages ``expected``; anything else is a ProtocolError."""
     try:
-        return _message_decoder.decode(body)
+        return expected.decoder.decode(body)
     except (msgspec.DecodeError, ValueError) as exc:  # a string that is not UTF-8 raises the latter
-        raise ProtocolError(f"not a balsamd message: {exc}") from None
+        raise ProtocolError(f"expected {expected.what}: {exc}") from None
 
 
-def decode_args(method: str, raw: bytes) -> Any:
+def nonce() -> str:
+    return os.urandom(32).hex()
+
+
+def proof(secret: str, role: str, site: str, client_nonce: str, daemon_nonce: str) -> str:
+    """What ``role`` ("daemon" or "client") sends to prove it knows ``secret`` on the connection
+    whose nonces are given, to a peer of ``site`` speaking this VERSION."""
+    transcript = encode(("balsamd rpc handshake", VERSION, role, site, client_nonce, daemon_nonce))
+    return hmac.new(secret.encode(), transcript, "sha256").hexdigest()
+
+
+def proven(received: str, secret: str, role: str, site: str, client_nonce: str, daemon_nonce: str) -> bool:
+    """Whether ``received`` is ``role``'s proof for this connection (compared in constant time)."""
+    expected = proof(secret, role, site, client_nonce, daemon_nonce)
+    return hmac.compare_digest(received.encode(), expected.encode())
+
+
+def decode_args(method: str, raw: memoryview | bytes) -> Any:
     """The call's arguments as its method declares them; arguments of other types are the
     caller's mistake, refused like any other bad request (naming the field)."""
     if method not in _arg_decoders:
@@ -152,5 +220,5 @@ def decode_args(method: str, raw: bytes) -> Any:
         raise ProtocolError(f"bad arguments for {method}: {exc}") from None
 
 
-def decode_result(method: str, raw: bytes) -> Any:
+def decode_result(method: str, raw: memoryview | bytes) -> Any:
     return _result_decoders[method].decode(raw)

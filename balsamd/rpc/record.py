@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import os
 import socket
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import msgspec
 
 from balsamd.modes import PRIVATE, write_file
+from balsamd.rpc.client import RpcRefused
 
 RECORD_FILE = "daemon.json"
 
@@ -19,6 +21,9 @@ class DaemonRecord(msgspec.Struct, kw_only=True):
     port: int
     started_at: float
     version: str = ""
+    # the daemon's secret_id(): a client whose secret is not the daemon's is told so before it
+    # connects, for over the network it could not tell the daemon from another program
+    secret_id: str = ""
 
 
 def record_path(site_root: Path) -> Path:
@@ -60,6 +65,20 @@ def pid_is_daemon(pid: int) -> bool:
 
 def read_secret(site_root: Path) -> str:
     return (site_root / "secret").read_text().strip()
+
+
+def secret_id(secret: str) -> str:
+    """Names a secret without revealing it: an HMAC of a fixed text keyed with it."""
+    return hmac.new(secret.encode(), b"balsamd secret id", "sha256").hexdigest()
+
+
+def check_secret(record: DaemonRecord, secret: str) -> None:
+    """Refuse to use ``secret`` with the recorded daemon if it started with another one."""
+    if record.secret_id and not hmac.compare_digest(record.secret_id, secret_id(secret)):
+        raise RpcRefused(
+            "wrong secret: the site's daemon was started with another secret than this one; use the "
+            "secret file of this site (if it changed since the daemon started, restart the daemon)"
+        )
 
 
 def connect_host(record: DaemonRecord) -> str:

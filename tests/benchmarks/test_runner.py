@@ -129,3 +129,14 @@ def test_claim_benchmark_runs_quick() -> None:
         assert r["error"] is None
         assert r["balsamd"]["median"] > 0 and r["baseline"]["median"] > 0
         assert r["result"] in ("pass", "miss")
+
+
+def test_rpc_flood_benchmark_runs_quick() -> None:
+    proc = run("--quick", "--only", "rpc_flood", "--json", scale="0.01")
+    assert proc.returncode == 0, proc.stderr
+    results = {r["name"]: r for r in json.loads(proc.stdout)["results"]}
+    assert set(results) == {"rpc_flood.ping_median", "rpc_flood.ping_p99", "rpc_flood.rss_growth"}
+    for r in results.values():
+        assert r["error"] is None
+        assert r["balsamd"]["median"] >= 0 and r["baseline"]["median"] >= 0
+    assert "connections made" in proc.stderr

@@ -189,7 +189,7 @@ class DaemonSite:
     def client(self, timeout: float = 10.0) -> RpcClient:
         record = self.record()
         assert record is not None, "no daemon.json: the daemon is not running"
-        return RpcClient(connect_host(record), record.port, read_secret(self.root), "test", timeout)
+        return RpcClient(connect_host(record), record.port, read_secret(self.root), "test", timeout, site="daemontest")
 
     @contextlib.contextmanager
     def remote(self) -> Iterator[RemoteStore]:

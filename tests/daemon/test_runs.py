@@ -255,7 +255,7 @@ class DroppingProxy:
             while True:
                 header = _recv_exactly(src, p.HEADER.size)
                 body = _recv_exactly(src, p.frame_length(header))
-                message = p.decode_message(body)
+                message = msgspec.msgpack.decode(body, type=p.Message)
                 if isinstance(message, p.Call):
                     methods[message.id] = message.method
                 if (

@@ -48,7 +48,7 @@ def receive(sock: socket.socket) -> p.Message | None:
         return None
     body = _exactly(sock, p.frame_length(header))
     assert body is not None, "the server closed the connection in the middle of a frame"
-    return p.decode_message(body)
+    return msgspec.msgpack.decode(body, type=p.Message)
 
 
 def _exactly(sock: socket.socket, size: int) -> bytes | None:
@@ -69,17 +69,24 @@ def closed_by_server(sock: socket.socket) -> bool:
     return receive(sock) is None
 
 
+def handshake(sock: socket.socket, secret: str) -> p.Message | None:
+    """Hello, the daemon's Challenge, a Proof made with ``secret``: the daemon's last answer."""
+    mine = p.nonce()
+    sock.sendall(p.frame(p.Hello(p.VERSION, mine)))
+    challenge = receive(sock)
+    assert isinstance(challenge, p.Challenge), challenge
+    sock.sendall(p.frame(p.Proof(p.proof(secret, "client", challenge.site, mine, challenge.nonce))))
+    return receive(sock)
+
+
 def welcome(site: DaemonSite, secret: str) -> socket.socket:
     sock = connect(site)
-    sock.sendall(p.frame(p.Hello(p.VERSION, secret, "raw test")))
-    answer = receive(sock)
-    assert isinstance(answer, p.Welcome), answer
-    assert answer == p.Welcome(p.VERSION, "daemontest")
+    assert handshake(sock, secret) == p.Welcome(p.VERSION, "daemontest")
     return sock
 
 
 def call(sock: socket.socket, call_id: int, method: str, args: object) -> p.Reply:
-    sock.sendall(p.frame(p.Call(call_id, method, msgspec.Raw(p.encode(args)))))
+    sock.sendall(p.frame(p.Call(call_id, method, memoryview(p.encode(args)))))
     reply = receive(sock)
     assert isinstance(reply, p.Reply), reply
     assert reply.id == call_id
@@ -104,20 +111,50 @@ def test_a_good_client_is_welcomed_and_served(site: DaemonSite, secret: str) -> 
         assert reply.ok and msgspec.msgpack.decode(reply.value) == 2
 
 
+def test_the_daemon_proves_it_knows_the_secret_for_this_connection_only(site: DaemonSite, secret: str) -> None:
+    mine = p.nonce()
+    with connect(site) as sock:
+        sock.sendall(p.frame(p.Hello(p.VERSION, mine)))
+        challenge = receive(sock)
+    assert isinstance(challenge, p.Challenge)
+    assert challenge.site == "daemontest"
+    assert challenge.nonce != mine
+    assert p.proven(challenge.proof, secret, "daemon", "daemontest", mine, challenge.nonce)
+    assert not p.proven(challenge.proof, secret, "client", "daemontest", mine, challenge.nonce)
+    assert not p.proven(challenge.proof, secret, "daemon", "other", mine, challenge.nonce)
+    assert not p.proven(challenge.proof, secret, "daemon", "daemontest", p.nonce(), challenge.nonce)
+    assert secret not in challenge.proof and secret not in challenge.nonce
+    assert_serves(site)
+
+
 def test_a_wrong_secret_is_refused_and_nothing_is_served(site: DaemonSite, secret: str) -> None:
     with connect(site) as sock:
-        sock.sendall(p.frame(p.Hello(p.VERSION, "0" * len(secret), "intruder")))
-        assert receive(sock) == p.Denied("wrong secret: use the secret file of this site")
+        assert handshake(sock, "0" * len(secret)) == p.Denied("wrong secret: use the secret file of this site")
         # whatever follows is not read, let alone served
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            sock.sendall(p.frame(p.Call(1, "shutdown", msgspec.Raw(p.encode({})))))
+            sock.sendall(p.frame(p.Call(1, "shutdown", memoryview(p.encode({})))))
         assert closed_by_server(sock)
     assert_serves(site)
 
 
-def test_an_unsupported_protocol_version_is_refused(site: DaemonSite, secret: str) -> None:
+def test_a_proof_replayed_from_another_connection_is_refused(site: DaemonSite, secret: str) -> None:
+    mine = p.nonce()
+    with connect(site) as first:
+        first.sendall(p.frame(p.Hello(p.VERSION, mine)))
+        seen = receive(first)
+        assert isinstance(seen, p.Challenge)
+        replayed = p.Proof(p.proof(secret, "client", seen.site, mine, seen.nonce))
+    with connect(site) as second:
+        second.sendall(p.frame(p.Hello(p.VERSION, mine)))  # the same nonce: the daemon's is new
+        assert isinstance(receive(second), p.Challenge)
+        second.sendall(p.frame(replayed))
+        assert receive(second) == p.Denied("wrong secret: use the secret file of this site")
+    assert_serves(site)
+
+
+def test_an_unsupported_protocol_version_is_refused(site: DaemonSite) -> None:
     with connect(site) as sock:
-        sock.sendall(p.frame(p.Hello(p.VERSION + 1, secret)))
+        sock.sendall(p.frame(p.Hello(p.VERSION + 1, p.nonce())))
         assert receive(sock) == p.Denied(
             f"protocol version {p.VERSION + 1} is not supported (this daemon speaks {p.VERSION})"
         )
@@ -125,10 +162,32 @@ def test_an_unsupported_protocol_version_is_refused(site: DaemonSite, secret: st
     assert_serves(site)
 
 
-def test_a_call_before_hello_is_dropped_unserved(site: DaemonSite) -> None:
+def test_a_client_of_version_2_is_told_its_version_is_not_spoken(site: DaemonSite, secret: str) -> None:
+    # it opened with ["Hello", 2, secret, name]
     with connect(site) as sock:
-        sock.sendall(p.frame(p.Call(1, "shutdown", msgspec.Raw(p.encode({})))))
-        assert receive(sock) == p.Denied("expected a Hello")
+        old = p.encode(("Hello", 2, secret, "cli@old"))
+        sock.sendall(p.HEADER.pack(len(old)) + old)
+        assert receive(sock) == p.Denied(f"protocol version 2 is not supported (this daemon speaks {p.VERSION})")
+        assert closed_by_server(sock)
+
+
+def test_a_call_before_the_handshake_is_dropped_unserved(site: DaemonSite) -> None:
+    with connect(site) as sock:
+        sock.sendall(p.frame(p.Call(1, "shutdown", memoryview(p.encode({})))))
+        assert closed_by_server(sock)
+    assert_serves(site)
+
+
+def test_a_handshake_frame_over_its_limit_is_dropped_before_it_is_read(site: DaemonSite) -> None:
+    with connect(site) as sock:
+        sock.sendall(p.HEADER.pack(p.HANDSHAKE_FRAME + 1))
+        assert closed_by_server(sock)
+    assert_serves(site)
+
+
+def test_a_proof_before_hello_is_dropped(site: DaemonSite, secret: str) -> None:
+    with connect(site) as sock:
+        sock.sendall(p.frame(p.Proof(p.proof(secret, "client", "daemontest", p.nonce(), p.nonce()))))
         assert closed_by_server(sock)
     assert_serves(site)
 
@@ -147,7 +206,7 @@ def _garbage_cases() -> dict[str, bytes]:
     }
 
 
-@pytest.mark.parametrize("handshake", [False, True], ids=["before hello", "after hello"])
+@pytest.mark.parametrize("handshake", [False, True], ids=["before the handshake", "after it"])
 @pytest.mark.parametrize("name", list(_garbage_cases()))
 def test_garbage_drops_the_connection_and_the_daemon_goes_on(
     site: DaemonSite, secret: str, name: str, handshake: bool
@@ -160,20 +219,20 @@ def test_garbage_drops_the_connection_and_the_daemon_goes_on(
     assert_serves(site)
 
 
-@pytest.mark.parametrize("handshake", [False, True], ids=["before hello", "after hello"])
+@pytest.mark.parametrize("handshake", [False, True], ids=["before the handshake", "after it"])
 def test_a_truncated_frame_drops_the_connection(site: DaemonSite, secret: str, handshake: bool) -> None:
     sock = welcome(site, secret) if handshake else connect(site)
     with sock:
-        whole = p.frame(p.Call(1, "ping", msgspec.Raw(p.encode({}))))
+        whole = p.frame(p.Call(1, "ping", memoryview(p.encode({}))))
         sock.sendall(whole[: len(whole) - 3])
         sock.shutdown(socket.SHUT_WR)
         assert closed_by_server(sock)
     assert_serves(site)
 
 
-def test_a_message_other_than_a_call_after_hello_drops_the_connection(site: DaemonSite, secret: str) -> None:
+def test_a_message_other_than_a_call_after_the_handshake_drops_the_connection(site: DaemonSite, secret: str) -> None:
     with welcome(site, secret) as sock:
-        sock.sendall(p.frame(p.Hello(p.VERSION, secret)))
+        sock.sendall(p.frame(p.Hello(p.VERSION, p.nonce())))
         assert closed_by_server(sock)
     assert_serves(site)
 

@@ -11,6 +11,7 @@ the local SiteStore, instead.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 from collections.abc import Iterator
 
@@ -44,14 +45,15 @@ def served(store: SiteStore) -> Iterator[RemoteStore]:
 
         server = store_server(store, SECRET, "contract", portal.call(limiter))
         listener, port = portal.call(listen)
-        serving = portal.start_task_soon(listener.serve, server.serve)
-        remote = RemoteStore(RpcClient("127.0.0.1", port, SECRET, "contract suite", timeout=30))
+        serving = portal.start_task_soon(server.serve, listener)  # closes the listener when cancelled
+        remote = RemoteStore(RpcClient("127.0.0.1", port, SECRET, "contract suite", timeout=30, site="contract"))
         try:
             yield remote
         finally:
             remote.close()
             serving.cancel()
-            portal.call(listener.aclose)
+            with contextlib.suppress(concurrent.futures.CancelledError):
+                serving.result()
 
 
 @contextlib.contextmanager

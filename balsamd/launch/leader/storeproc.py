@@ -98,9 +98,7 @@ def serve(sock: socket.socket, path: Path, rules: SiteRules) -> None:
     try:
         while len(header := stream.read(p.HEADER.size)) == p.HEADER.size:
             body = stream.read(p.frame_length(header))
-            call = p.decode_message(body)
-            if not isinstance(call, p.Call):
-                raise p.ProtocolError(f"expected a Call, got {type(call).__name__}")
+            call = p.decode(p.CALL, body)
             sock.sendall(p.frame(answer(handlers, call)))
     except (ConnectionError, p.ProtocolError) as exc:
         with contextlib.suppress(OSError):
