@@ -5,7 +5,7 @@ as roles that are members of ``balsamd_site`` and see only their own rows; users
 members of ``balsamd_user`` and see only the jobs they own (row-level security).  Each kind of
 role may write only the columns it owns (column privileges): a site never writes a job's
 owner, nor which site it is at.  The administrator who runs `balsamd central init` owns the
-tables and sees everything.  docs/security-central.md lists each rule and its test.
+tables and sees everything.  docs/security.md lists each rule and its test.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Attacks on the central database, each made for real with the roles' own connections: a site
 role writing what it does not own, a user planting rows and intents to wedge another user's
 site or to take over another user's jobs, and a result written to run code where its owner
-reads it.  Each is refused where the rules say (docs/security-central.md), and nobody else's
+reads it.  Each is refused where the rules say (docs/security.md), and nobody else's
 sync or jobs are harmed.
 """
 
