@@ -34,6 +34,12 @@ def test_a_flag_written_straight_into_central_is_refused_by_the_site(central: Ce
     job_id = ids.new_id()
     with central.remote("mallory") as conn, conn.pg.transaction():
         spec = {**SQUARE, "id": job_id, "launch_params": {"outfile-pattern": "/home/owner/.bashrc"}}
+        # the row and the intent a client would write, without the client's own check
+        conn.pg.execute(
+            "INSERT INTO balsamd.jobs (id, site, app, workdir, launch_params, state, created_at, updated_at) "
+            "VALUES (%s, 'alpha', 'Square', 'sq/1', %s, 'CREATED', 0, 0)",
+            (job_id, psycopg.types.json.Jsonb(spec["launch_params"])),
+        )
         conn.pg.execute(
             "INSERT INTO balsamd.intents (id, site, kind, job_id, payload, created_at) "
             "VALUES ('evil', 'alpha', 'create', %s, %s, 0)",
