@@ -1,8 +1,9 @@
-"""Fixtures shared by the whole suite: a site store with a few apps, a job factory, and a second
-local user to attack the first."""
+"""Fixtures shared by the whole suite: a site store with a few apps, a job factory, a second
+local user to attack the first, and a small disk to fill."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -89,3 +90,46 @@ def shared_tmp(other_user: pwd.struct_passwd) -> Iterator[Path]:
     path.chmod(0o1777)
     yield path
     shutil.rmtree(path)
+
+
+class SmallDisk:
+    """A small tmpfs of its own: ``fill()`` takes every free block with one file, ``free()``
+    gives them back."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.filler = path / "filler"
+
+    def fill(self) -> None:
+        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            for chunk in (1 << 20, 1 << 12):
+                block = b"\0" * chunk
+                with contextlib.suppress(OSError):
+                    while True:
+                        os.write(fd, block)
+        finally:
+            os.close(fd)
+        assert os.statvfs(self.path).f_bavail == 0, "the disk is not full"
+
+    def free(self) -> None:
+        self.filler.unlink()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
+    """A 16 MiB tmpfs mounted for the test (needs root: fails when CI is "true", else skips)."""
+    path = tmp_path / "disk"
+    path.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", str(path)], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        message = f"a full disk is posed with a small tmpfs, and mounting one failed: {done.stderr.strip()}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    try:
+        yield SmallDisk(path)
+    finally:
+        subprocess.run(["umount", "--lazy", str(path)], check=True)

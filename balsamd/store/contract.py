@@ -207,7 +207,8 @@ class Store(Protocol):
     @operation(write=True)
     def expire_sessions(self, expiry_sec: float, now: float | None = None) -> list[str]:
         """Expire sessions silent for ``expiry_sec``; each one's RUNNING jobs become
-        RUN_TIMEOUT exactly once."""
+        RUN_TIMEOUT exactly once.  None expires within ``expiry_sec`` of the store finding its
+        disk full: heartbeats could not be recorded then."""
         ...
 
     # ----- batch jobs ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import Any
 import apsw
 import msgspec
 
+from balsamd.diskspace import FULL_ERRNOS, is_full
 from balsamd.models import (
     BATCH_COLUMNS,
     BATCH_JSON_COLUMNS,
@@ -24,6 +25,7 @@ from balsamd.models import (
     Session,
 )
 from balsamd.states import JobState
+from balsamd.store.errors import DiskFull
 from balsamd.store.schema import migrate
 from balsamd.store.sql import value
 
@@ -147,32 +149,83 @@ def json_text(value: Any) -> str:
 
 
 class Database:
-    """One apsw connection to the store file with WAL and a single write helper."""
+    """One apsw connection to the store file with WAL and a single write helper.
+
+    A write that finds the disk full raises ``DiskFull`` (rolled back whole, like any failed
+    write) and touches ``full_mark``: its time is when the store last could not record what it
+    was told, heartbeats included, which ``expire_sessions`` reads."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.full_mark = Path(f"{path}-full")
         # SQLite would make a new store file as the umask allows (often readable by all) and
         # gives its -wal and -shm files the store file's mode: made 0600 here, all three are private
-        with contextlib.suppress(FileExistsError):
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
+        try:
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
+        except OSError as exc:
+            if is_full(exc):
+                raise DiskFull(path) from exc
+            raise
         self.conn = self._connect()
         self._lock = threading.RLock()
         self._depth = 0
         try:
-            migrate(self.conn)
+            with self._full_is_disk_full(self.conn):
+                migrate(self.conn)
         except BaseException:
             self.conn.close()
             raise
 
     def _connect(self) -> apsw.Connection:
         conn = apsw.Connection(str(self.path))
-        conn.set_busy_timeout(BUSY_TIMEOUT_MS)
-        conn.execute("PRAGMA journal_mode = WAL")
-        # NORMAL is durable across process crashes in WAL mode; only a power loss may drop
-        # the last commits, and it never corrupts.  No per-job fsync on the hot path.
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA foreign_keys = OFF")
+        try:
+            with self._full_is_disk_full(conn):
+                conn.set_busy_timeout(BUSY_TIMEOUT_MS)
+                # the first connection makes the -shm file, which needs space of its own
+                conn.execute("PRAGMA journal_mode = WAL")
+                # NORMAL is durable across process crashes in WAL mode; only a power loss may
+                # drop the last commits, and it never corrupts.  No per-job fsync on the hot path.
+                conn.execute("PRAGMA synchronous = NORMAL")
+                conn.execute("PRAGMA foreign_keys = OFF")
+        except BaseException:
+            conn.close()
+            raise
         return conn
+
+    @contextlib.contextmanager
+    def _full_is_disk_full(self, conn: apsw.Connection) -> Iterator[None]:
+        """SQLite's ways of saying the disk is full, as DiskFull: SQLITE_FULL, and an I/O error
+        whose system error is ENOSPC or EDQUOT (SQLite calls a quota's refusal an I/O error)."""
+        try:
+            yield
+        except apsw.Error as exc:
+            if isinstance(exc, apsw.FullError) or (isinstance(exc, apsw.IOError) and conn.system_errno in FULL_ERRNOS):
+                raise DiskFull(self.path, noted=self._mark_full()) from exc
+            raise
+
+    def _mark_full(self) -> bool:
+        """Set ``full_mark``'s time to now; whether it was set.  A file's times live in its
+        inode, so this works on a full disk (and so does its first creation, nearly always: an
+        empty file takes no blocks)."""
+        try:
+            fd = os.open(self.full_mark, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return False
+        try:
+            os.utime(fd)
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+
+    def full_at(self) -> float | None:
+        """When a write last found the store's disk full (any process's), or None if never."""
+        try:
+            return self.full_mark.stat().st_mtime
+        except OSError:
+            return None
 
     @contextlib.contextmanager
     def released(self) -> Iterator[None]:
@@ -210,23 +263,26 @@ class Database:
         """BEGIN IMMEDIATE ... COMMIT, rolled back on any error: the only way to write.
 
         Inside another write (same thread) it is a savepoint, so one store operation can be
-        made part of a larger transaction (applying a synced intent and recording it).
+        made part of a larger transaction (applying a synced intent and recording it).  A full
+        disk raises DiskFull, with nothing of the transaction written.
         """
         with self._lock:
             if self._depth:
                 yield from self._savepoint()
                 return
-            self.conn.execute("BEGIN IMMEDIATE")
-            self._depth += 1
-            try:
-                yield self.conn
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-            else:
-                self.conn.execute("COMMIT")
-            finally:
-                self._depth -= 1
+            with self._full_is_disk_full(self.conn):
+                self.conn.execute("BEGIN IMMEDIATE")
+                self._depth += 1
+                try:
+                    yield self.conn
+                    self.conn.execute("COMMIT")
+                except BaseException:
+                    # SQLite may have rolled back already (it does when the disk is full)
+                    if self.conn.in_transaction:
+                        self.conn.execute("ROLLBACK")
+                    raise
+                finally:
+                    self._depth -= 1
 
     def _savepoint(self) -> Iterator[apsw.Connection]:
         name = f"sp{self._depth}"
@@ -235,8 +291,9 @@ class Database:
         try:
             yield self.conn
         except BaseException:
-            self.conn.execute(f"ROLLBACK TO {name}")
-            self.conn.execute(f"RELEASE {name}")
+            if self.conn.in_transaction:  # else SQLite rolled back the whole transaction
+                self.conn.execute(f"ROLLBACK TO {name}")
+                self.conn.execute(f"RELEASE {name}")
             raise
         else:
             self.conn.execute(f"RELEASE {name}")

@@ -198,6 +198,11 @@ class SessionsMixin(StoreBase):
         if not 0 <= expiry_sec < float("inf"):
             raise Refused("expire sessions", [f"expiry_sec must be a number of seconds, at least 0 (got {expiry_sec})"])
         now = now_or(now)
+        full_at = self.db.full_at()
+        if full_at is not None and now - full_at < expiry_sec:
+            # heartbeats may have failed for lack of space: a session is silent only when the
+            # store could have recorded its heartbeats for a whole expiry period
+            return []
         with self.db.read() as conn:
             stale = [i for (i,) in conn.execute(
                 "SELECT id FROM sessions WHERE state = 'open' AND heartbeat_at < ?",
