@@ -9,6 +9,7 @@ from balsamd.version import __version__
 
 __all__ = [
     "ApplicationDefinition",
+    "DiskFull",
     "JobHandle",
     "JobState",
     "RemoteError",
@@ -23,6 +24,7 @@ __all__ = [
 # and for the command line, which mostly need none of them
 _LAZY = {
     "ApplicationDefinition": "balsamd.apps",
+    "DiskFull": "balsamd.store.errors",
     "JobHandle": "balsamd.api",
     "JobState": "balsamd.states",
     "RemoteError": "balsamd.results",

@@ -62,8 +62,12 @@ def open_file(path: Path, flags: int, mode: int) -> int:
 
 def write_file(path: Path, data: str | bytes, mode: int) -> None:
     """Write ``path`` whole with exactly ``mode``."""
-    with os.fdopen(open_file(path, os.O_WRONLY | os.O_TRUNC, mode), "wb") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
+    try:
+        with os.fdopen(open_file(path, os.O_WRONLY | os.O_TRUNC, mode), "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+    except OSError as exc:  # a write to a file object names no file: this one says which
+        exc.filename = exc.filename or str(path)
+        raise
 
 
 def touch(path: Path, mode: int) -> None:

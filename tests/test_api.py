@@ -14,6 +14,7 @@ from balsamd.site import SiteError, init_site
 from balsamd.states import IllegalTransition, JobState
 from balsamd.store.errors import JobNotFound, StoreError
 from balsamd.validate import JobSpecError
+from tests.conftest import SmallDisk
 
 S = JobState
 
@@ -117,6 +118,21 @@ def test_bulk_create_is_all_or_none(site) -> None:
     jobs = site.jobs.bulk_create([{**good, "workdir": f"w{i}"} for i in range(50)])
     assert [j.workdir for j in jobs] == [f"w{i}" for i in range(50)]
     assert [j.id for j in site.jobs.filter()] == [j.id for j in jobs]
+
+
+def test_create_on_a_full_disk_raises_disk_full_and_works_once_space_is_freed(small_disk: SmallDisk) -> None:
+    with balsamd.connect(make_site(small_disk.path / "site")) as site:
+        site.jobs.create("hello", "a", parameters={"name": "a"})
+        small_disk.fill()
+        with pytest.raises(balsamd.DiskFull) as raised:
+            site.jobs.bulk_create([{"app": "hello", "workdir": f"w{i}", "parameters": {"name": "x" * 1000}}
+                                   for i in range(1000)])  # fmt: skip
+        assert isinstance(raised.value, StoreError)
+        assert raised.value.path == str(site.layout.store)
+        assert site.jobs.count() == 1
+        small_disk.free()
+        site.jobs.create("hello", "b", parameters={"name": "b"})
+        assert site.jobs.count() == 2
 
 
 def test_get_by_prefix_and_unknown_ids(site) -> None:
@@ -233,7 +249,7 @@ def test_two_sites_at_once_do_not_interfere(tmp_path: Path) -> None:
 
 
 def test_public_names() -> None:
-    assert set(balsamd.__all__) >= {"ApplicationDefinition", "JobHandle", "JobState", "Site", "connect"}
+    assert set(balsamd.__all__) >= {"ApplicationDefinition", "DiskFull", "JobHandle", "JobState", "Site", "connect"}
 
 
 def test_an_empty_id_names_no_job(site) -> None:

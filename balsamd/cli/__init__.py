@@ -10,11 +10,12 @@ import apsw
 import click
 
 from balsamd.apps import AppError
-from balsamd.cli.common import ExitCode, ensure_site
+from balsamd.cli.common import EXIT_MEANINGS, ExitCode, ensure_site
 from balsamd.config import SettingsError
+from balsamd.diskspace import full_message, is_full, space_of
 from balsamd.site import SiteError
 from balsamd.states import IllegalTransition
-from balsamd.store.errors import StoreError
+from balsamd.store.errors import DiskFull, StoreError
 from balsamd.store.schema import StoreTooNew
 from balsamd.validate import Refused
 from balsamd.version import __version__
@@ -58,6 +59,8 @@ class BalsamdGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except DiskFull as exc:  # from the store, here or behind the daemon
+            _disk_full(str(exc))
         except USER_ERRORS as exc:
             raise click.ClickException(str(exc)) from None
         except apsw.BusyError:
@@ -71,6 +74,13 @@ class BalsamdGroup(click.Group):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(ExitCode.OK)
         except Exception as exc:
+            if is_full(exc):  # a file this command writes
+                assert isinstance(exc, OSError)
+                _disk_full(
+                    full_message(exc.filename, space_of(exc.filename))
+                    if exc.filename
+                    else "no space left on a disk this command writes to: free some space there (or raise the quota)"
+                )
             if os.environ.get("BALSAMD_DEBUG"):
                 raise
             click.echo(
@@ -78,6 +88,11 @@ class BalsamdGroup(click.Group):
                 err=True,
             )
             sys.exit(ExitCode.CRASH)
+
+
+def _disk_full(message: str) -> None:
+    click.echo(f"Error: {message}, then run the command again", err=True)
+    sys.exit(ExitCode.DISK_FULL)
 
 
 def _version_text() -> str:
@@ -95,7 +110,10 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
         ctx.exit()
 
 
-@click.group(cls=BalsamdGroup, context_settings={"help_option_names": ["-h", "--help"]})
+EXIT_CODES_HELP = "\b\nExit codes:\n" + "\n".join(f"  {int(code):<3} {text}" for code, text in EXIT_MEANINGS.items())
+
+
+@click.group(cls=BalsamdGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
 @click.option(
     "--site", "site_path", metavar="PATH", envvar=None,
     help="Site directory (default: $BALSAMD_SITE, else the current directory or a parent).",

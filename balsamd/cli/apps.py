@@ -36,8 +36,12 @@ def app_create(ctx: click.Context, name: str, template: str, description: str) -
     if target.exists():
         raise AppError(f"{target} already exists; pick another app name")
     tmp = target.with_suffix(".py.tmp")
-    write_file(tmp, source, site_modes(site.settings.site.group_readable).file)
-    tmp.rename(target)
+    try:
+        write_file(tmp, source, site_modes(site.settings.site.group_readable).file)
+        tmp.rename(target)
+    except BaseException:  # e.g. a full disk: no half-written app is left behind
+        tmp.unlink(missing_ok=True)
+        raise
     try:
         app = site.apps.sync()[name]
     except Exception:

@@ -17,6 +17,18 @@ class ExitCode(enum.IntEnum):
     USAGE = 2
     UNHEALTHY = 3
     CRASH = 70
+    DISK_FULL = 74  # sysexits' EX_IOERR
+
+
+# what each exit code means, as `balsamd --help` shows it
+EXIT_MEANINGS = {
+    ExitCode.OK: "done",
+    ExitCode.ERROR: "refused or failed; the message says why and what to do",
+    ExitCode.USAGE: "the command line is wrong",
+    ExitCode.UNHEALTHY: "`status`: a service of the daemon is failing",
+    ExitCode.CRASH: "an unexpected error (BALSAMD_DEBUG=1 shows its traceback)",
+    ExitCode.DISK_FULL: "a disk is full (or a quota used up); nothing was written: free space and run it again",
+}
 
 
 def ensure_site(ctx: click.Context) -> Any:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 import pytest
 from click.testing import CliRunner
 
 from balsamd.cli import cli
+from balsamd.cli.common import EXIT_MEANINGS, ExitCode
 
 
 def walk(group: click.Group, path: tuple[str, ...] = ()):
@@ -70,3 +73,11 @@ def test_version() -> None:
     assert result.exit_code == 0
     assert result.stdout.startswith("balsamd ")
     assert "Python 3." in result.stdout
+
+
+def test_every_exit_code_is_explained_in_the_help_and_the_readme() -> None:
+    help_text = CliRunner().invoke(cli, ["--help"], prog_name="balsamd", catch_exceptions=False).stdout
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    for code in ExitCode:
+        assert f"  {int(code):<3} {EXIT_MEANINGS[code]}" in help_text, code
+        assert f"| {int(code)} |" in readme, code
