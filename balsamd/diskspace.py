@@ -134,7 +134,7 @@ class FullWatch:
         if not self.full:
             return None
         self.full = False
-        held, self._held = self._held, 0
-        if not self._told:
+        if not self._told:  # its failures are counted in the next line
             return None
+        held, self._held = self._held, 0
         return Say(Notice.SPACE_AGAIN, self.since, held)
