@@ -119,6 +119,12 @@ class ElasticSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             )
 
 
+class LoggingSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    # each log (the daemon's, each launcher's) rotates at this size, keeping this many old files
+    max_bytes: Annotated[int, msgspec.Meta(ge=4096)] = 20 * 1024 * 1024
+    backups: NonNegative = 5
+
+
 class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     site: SiteInfo = msgspec.field(default_factory=SiteInfo)
     nodes: NodeSettings = msgspec.field(default_factory=NodeSettings)
@@ -127,6 +133,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     sync: SyncSettings = msgspec.field(default_factory=SyncSettings)
     daemon: DaemonSettings = msgspec.field(default_factory=DaemonSettings)
     elastic: ElasticSettings = msgspec.field(default_factory=ElasticSettings)
+    logging: LoggingSettings = msgspec.field(default_factory=LoggingSettings)
 
 
 class SettingsError(Exception):
@@ -345,4 +352,10 @@ max_queued = 20            # most batch jobs queued or running at once
 use_backfill = false       # size batch jobs to the scheduler's backfill windows
 max_failures = 3           # submission failures in a row before it pauses itself ...
 pause_min = 30.0           # ... for this long (see `balsamd status`)
+
+[logging]
+# The daemon's log (log/daemon.log) and each launcher's (log/launcher-SESSION.log) start a new
+# file at max_bytes, keeping this many old ones (daemon.log.1 ...): at most 120 MB each by default.
+max_bytes = 20971520       # at least 4096
+backups = 5
 """

@@ -70,11 +70,6 @@ def write_file(path: Path, data: str | bytes, mode: int) -> None:
         raise
 
 
-def touch(path: Path, mode: int) -> None:
-    """Make ``path`` exist with exactly ``mode``, keeping what it holds (a log opened later by name)."""
-    os.close(open_file(path, os.O_WRONLY | os.O_APPEND, mode))
-
-
 def changeable_by_others(path: Path, st: os.stat_result) -> str | None:
     """Why someone other than this user could change ``path`` (its stat ``st``), as a message
     saying what to do; None when only this user can."""

@@ -39,6 +39,7 @@ def test_the_written_template_loads(tmp_path: Path) -> None:
     assert settings.sync == Settings().sync
     assert settings.daemon == Settings().daemon
     assert settings.elastic == Settings().elastic
+    assert settings.logging == Settings().logging
 
 
 def test_values_are_read(tmp_path: Path) -> None:
@@ -120,6 +121,14 @@ def test_value_out_of_range(tmp_path: Path) -> None:
     )
 
 
+def test_log_sizes_are_checked(tmp_path: Path) -> None:
+    assert error(tmp_path, "[logging]\nmax_bytes = 100\n") == ("FILE:2: key logging.max_bytes: Expected `int` >= 4096")
+    assert error(tmp_path, "[logging]\nbackups = -1\n") == "FILE:2: key logging.backups: Expected `int` >= 0"
+    assert error(tmp_path, '[logging]\nmax_bytes = "20MB"\n') == (
+        "FILE:2: key logging.max_bytes: Expected `int`, got `str`"
+    )
+
+
 def test_a_section_given_as_a_value(tmp_path: Path) -> None:
     assert error(tmp_path, "nodes = 3\n") == "FILE:1: key nodes: Expected `object`, got `int`"
 
@@ -150,7 +159,7 @@ def test_unknown_key_in_a_section(tmp_path: Path) -> None:
 def test_unknown_section(tmp_path: Path) -> None:
     assert error(tmp_path, "[node]\ncpus_per_node = 4\n") == (
         "FILE:1: key node: unknown key "
-        "(did you mean nodes? known keys: site, nodes, scheduler, launcher, sync, daemon, elastic)"
+        "(did you mean nodes? known keys: site, nodes, scheduler, launcher, sync, daemon, elastic, logging)"
     )
 
 

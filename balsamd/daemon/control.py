@@ -14,7 +14,8 @@ import anyio
 
 from balsamd.config import Settings
 from balsamd.daemon.main import AlreadyRunning, Daemon, log_file
-from balsamd.modes import Modes, open_file, site_modes, touch
+from balsamd.logs import FORMAT, SiteLogHandler
+from balsamd.modes import Modes, open_file, site_modes
 from balsamd.rpc.client import RpcClient, RpcRefused, RpcUnavailable
 from balsamd.rpc.protocol import DaemonStatus
 from balsamd.rpc.record import (
@@ -84,23 +85,25 @@ def site_locked(path: Path) -> bool | None:
 
 
 def _configure_logging(layout: SiteLayout, settings: Settings, to_stderr: bool) -> None:
+    """The daemon's log, rotated by size; in the background (not ``to_stderr``) the daemon's
+    own stdout and stderr follow it, and so what its hook workers print."""
     root = logging.getLogger("balsamd")
     root.setLevel(logging.INFO)
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    touch(log_file(layout), site_modes(settings.site.group_readable).file)
-    handlers: list[logging.Handler] = [logging.FileHandler(log_file(layout))]
+    mode = site_modes(settings.site.group_readable).file
+    handlers: list[logging.Handler] = [SiteLogHandler(log_file(layout), settings.logging, mode, stdio=not to_stderr)]
     if to_stderr:
         handlers.append(logging.StreamHandler())
+        handlers[-1].setFormatter(logging.Formatter(FORMAT))
     for h in handlers:
-        h.setFormatter(fmt)
         root.addHandler(h)
 
 
 def run_foreground(layout: SiteLayout, on_ready=None) -> None:
     check_not_running(layout)
     settings = layout.load_settings()
-    _configure_logging(layout, settings, to_stderr=on_ready is None)
-    anyio.run(Daemon(layout, settings).run, on_ready)
+    in_background = on_ready is not None
+    _configure_logging(layout, settings, to_stderr=not in_background)
+    anyio.run(Daemon(layout, settings, log_file(layout) if in_background else None).run, on_ready)
 
 
 def start(layout: SiteLayout) -> DaemonRecord:
@@ -148,7 +151,8 @@ def _daemon_child(layout: SiteLayout, modes: Modes, write_fd: int) -> None:
             os.write(write_fd, f"error {exc}".encode())
         logging.getLogger("balsamd.daemon").exception("daemon failed")
     finally:
-        sys.stdout.flush()
+        with contextlib.suppress(OSError):  # a full disk must not keep this child from exiting
+            sys.stdout.flush()
         os._exit(code)
 
 

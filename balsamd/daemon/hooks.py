@@ -9,9 +9,11 @@ reason.  User code never runs inside the daemon process itself.
 from __future__ import annotations
 
 import contextlib
+import functools
 import multiprocessing
 import os
 import signal
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -124,8 +126,31 @@ class PythonWorker:
         self.process.join(timeout=5)
 
 
-def _hook_worker_main(conn: Connection) -> None:
-    serve_tasks(conn, HookTask, run_hook)
+def follow_log(path: Path | None) -> None:
+    """Point stdout and stderr at ``path`` once they no longer write it: the daemon's log was
+    rotated since this worker started, and an old file must not grow beyond its size."""
+    if path is None:
+        return
+    try:
+        log, out = os.stat(path), os.fstat(1)
+        if (log.st_dev, log.st_ino) == (out.st_dev, out.st_ino):
+            return
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    except OSError:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def _hook_worker_main(conn: Connection, stdio_log: Path | None = None) -> None:
+    def run(task: HookTask) -> HookResult:
+        follow_log(stdio_log)
+        return run_hook(task)
+
+    serve_tasks(conn, HookTask, run)
 
 
 def next_state(hook: str, result: HookResult) -> tuple[JobState, str]:
@@ -141,16 +166,21 @@ def next_state(hook: str, result: HookResult) -> tuple[JobState, str]:
 
 
 class HookPool:
-    """Warm workers for hooks; a worker that overruns its time limit is killed and replaced."""
+    """Warm workers for hooks; a worker that overruns its time limit is killed and replaced.
+    ``stdio_log``: the daemon's log, when its stdout and stderr go there (workers follow it as
+    it rotates)."""
 
-    def __init__(self, size: int, time_limit: float) -> None:
+    def __init__(self, size: int, time_limit: float, stdio_log: Path | None = None) -> None:
         self._ctx = multiprocessing.get_context("spawn")
         self.size = size
         self.time_limit = time_limit
+        self.stdio_log = stdio_log
         self.idle: list[PythonWorker] = []
 
     def _worker(self) -> PythonWorker:
-        return self.idle.pop() if self.idle else PythonWorker(self._ctx, _hook_worker_main)
+        if self.idle:
+            return self.idle.pop()
+        return PythonWorker(self._ctx, functools.partial(_hook_worker_main, stdio_log=self.stdio_log))
 
     def run(self, tasks: list[tuple[str, HookTask]]) -> list[tuple[str, HookResult]]:
         """Run (hook, task) pairs, ``size`` at a time; blocks until all have an outcome."""

@@ -43,9 +43,13 @@ class AlreadyRunning(Exception):
 
 
 class Daemon:
-    def __init__(self, layout: SiteLayout, settings: Settings) -> None:
+    """``stdio_log``: the log this process's stdout and stderr go to, if they do (in the
+    background); its hook workers' go there too."""
+
+    def __init__(self, layout: SiteLayout, settings: Settings, stdio_log: Path | None = None) -> None:
         self.layout = layout
         self.settings = settings
+        self.stdio_log = stdio_log
         self.name = layout.name(settings)
         self.stop = anyio.Event()
         self.started_at = time.time()
@@ -90,7 +94,7 @@ class Daemon:
         self.lock()
         store = SiteStore(self.layout.store, SiteRules.of(self.settings))
         limiter = anyio.CapacityLimiter(1)
-        pool = HookPool(self.settings.daemon.hook_workers, self.settings.daemon.hook_timeout_sec)
+        pool = HookPool(self.settings.daemon.hook_workers, self.settings.daemon.hook_timeout_sec, self.stdio_log)
 
         async def store_call(fn: Callable[..., Any], *args: Any) -> Any:
             return await anyio.to_thread.run_sync(functools.partial(fn, *args), limiter=limiter)

@@ -24,8 +24,9 @@ from balsamd.launch.leader.summary import Summary
 from balsamd.launch.running.fleet import Fleet, remote_hosts
 from balsamd.launch.running.local import LocalRunner
 from balsamd.launch.running.protocol import Runner
+from balsamd.logs import SiteLogHandler
 from balsamd.models import App, JobMode
-from balsamd.modes import site_modes, touch
+from balsamd.modes import site_modes
 from balsamd.store.contract import Store
 from balsamd.store.store import SiteStore
 
@@ -34,11 +35,9 @@ if TYPE_CHECKING:
 
 
 @contextlib.contextmanager
-def log_to(path: Path, mode: int) -> Iterator[None]:
-    """Send balsamd's log records to ``path`` (made with ``mode``) for the duration of the block."""
-    touch(path, mode)
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+def log_to(path: Path, settings: Settings) -> Iterator[None]:
+    """Send balsamd's log records to ``path`` (rotated by size) for the duration of the block."""
+    handler = SiteLogHandler(path, settings.logging, site_modes(settings.site.group_readable).file)
     root = logging.getLogger("balsamd")
     root.addHandler(handler)
     root.setLevel(logging.INFO)
@@ -89,7 +88,7 @@ def run_launcher(
         wall_time_min=wall_time_min, idle_ttl=idle_ttl, filter_tags=filter_tags,
     )  # fmt: skip
     try:
-        with log_to(layout.log / f"launcher-{source.session_id}.log", site_modes(settings.site.group_readable).file):
+        with log_to(layout.log / f"launcher-{source.session_id}.log", settings):
             return launcher.run()
     finally:
         if forked is not None:
