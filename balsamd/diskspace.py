@@ -25,6 +25,18 @@ def is_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in FULL_ERRNOS
 
 
+def out_of_space(path: str | os.PathLike[str]) -> bool:
+    """Whether the filesystem holding ``path`` has no block or no inode left, for failures
+    that do not say why (SQLite reports a -wal it could not create by the errno of its last
+    attempt, not the ENOSPC of its first).  Filesystems that count no inodes (f_files 0) are
+    judged by their blocks alone."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return (st.f_blocks > 0 and st.f_bavail == 0) or (st.f_files > 0 and st.f_favail == 0)
+
+
 class Space(msgspec.Struct, frozen=True):
     """The filesystem holding a path: where it is mounted, its free and total bytes (free as an
     ordinary user may use it; a quota may leave less)."""

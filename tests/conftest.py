@@ -4,6 +4,7 @@ local user to attack the first, and a small disk to fill."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import pwd
 import shutil
@@ -93,15 +94,17 @@ def shared_tmp(other_user: pwd.struct_passwd) -> Iterator[Path]:
 
 
 class SmallDisk:
-    """A small tmpfs of its own: ``fill()`` takes every free block with one file, ``free()``
-    gives them back."""
+    """A small tmpfs of its own: ``fill()`` takes every free block with one file and every free
+    inode with empty ones (so that making a directory fails too, as on disk filesystems),
+    ``free()`` gives them back."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.filler = path / "filler"
+        self.fillers = path / "fillers"
 
     def fill(self) -> None:
-        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self.fillers.mkdir()
+        fd = os.open(self.fillers / "blocks", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             for chunk in (1 << 20, 1 << 12):
                 block = b"\0" * chunk
@@ -110,20 +113,26 @@ class SmallDisk:
                         os.write(fd, block)
         finally:
             os.close(fd)
-        assert os.statvfs(self.path).f_bavail == 0, "the disk is not full"
+        with contextlib.suppress(OSError):
+            for n in itertools.count():
+                os.close(os.open(self.fillers / str(n), os.O_WRONLY | os.O_CREAT, 0o600))
+        st = os.statvfs(self.path)
+        assert (st.f_bavail, st.f_favail) == (0, 0), "the disk is not full"
 
     def free(self) -> None:
-        self.filler.unlink()
+        shutil.rmtree(self.fillers)
 
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
-    """A 16 MiB tmpfs mounted for the test (needs root: fails when CI is "true", else skips)."""
+    """A tmpfs of 16 MiB and 2,048 inodes mounted for the test (needs root: fails when CI is
+    "true", else skips)."""
     path = tmp_path / "disk"
     path.mkdir()
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", str(path)], capture_output=True, text=True
-    )
+        ["mount", "-t", "tmpfs", "-o", "size=16m,nr_inodes=2048,mode=0700", "tmpfs", str(path)],
+        capture_output=True, text=True,
+    )  # fmt: skip
     if done.returncode != 0:
         message = f"a full disk is posed with a small tmpfs, and mounting one failed: {done.stderr.strip()}"
         if os.environ.get("CI") == "true":

@@ -66,7 +66,7 @@ def test_everything_a_site_makes_has_its_mode_whatever_the_umask(
         wait_until(lambda: list((site.root / "log").glob("launcher-*.log")), "the batch job's launcher logs")
         found = modes_below(site.root)  # while the daemon holds the store open, with its -wal and -shm
     made = GROUP_READABLE if group_readable else PRIVATE
-    private = {"secret", "daemon.json", "daemon.lock"}  # the daemon's own, in every site
+    private = {"secret", "daemon.json", "daemon.lock", "balsamd.db-fullmark"}  # the same in every site
     expected = {
         name: made.directory if (site.root / name).is_dir()
         else PRIVATE.file if name in private
@@ -90,7 +90,7 @@ def test_a_new_store_and_its_wal_and_shm_files_are_private(tmp_path: Path, umask
     store = SiteStore(tmp_path / "store.db")
     try:
         assert {p.name: mode(p) for p in tmp_path.iterdir()} == {
-            "store.db": 0o600, "store.db-wal": 0o600, "store.db-shm": 0o600,
+            "store.db": 0o600, "store.db-wal": 0o600, "store.db-shm": 0o600, "store.db-fullmark": 0o600,
         }  # fmt: skip
     finally:
         store.close()

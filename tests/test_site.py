@@ -16,7 +16,7 @@ def test_init_site_makes_every_part(tmp_path: Path) -> None:
     root = tmp_path / "a" / "b"
     assert layout.root == root
     assert sorted(p.name for p in root.iterdir()) == [
-        "apps", "balsamd.db", "data", "job-template.sh", "log", "secret", "settings.toml",
+        "apps", "balsamd.db", "balsamd.db-fullmark", "data", "job-template.sh", "log", "secret", "settings.toml",
     ]  # fmt: skip
     assert "#SBATCH" not in (root / "job-template.sh").read_text()  # directives come from the scheduler
     assert "{{ directives }}" in (root / "job-template.sh").read_text()

@@ -12,7 +12,7 @@ from typing import Any
 import apsw
 import msgspec
 
-from balsamd.diskspace import FULL_ERRNOS, is_full
+from balsamd.diskspace import FULL_ERRNOS, is_full, out_of_space
 from balsamd.models import (
     BATCH_COLUMNS,
     BATCH_JSON_COLUMNS,
@@ -157,12 +157,17 @@ class Database:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.full_mark = Path(f"{path}-full")
+        self.full_mark = Path(f"{path}-fullmark")
         # SQLite would make a new store file as the umask allows (often readable by all) and
-        # gives its -wal and -shm files the store file's mode: made 0600 here, all three are private
+        # gives its -wal and -shm files the store file's mode: made 0600 here, all three are
+        # private.  The mark is made now, while there is room: a full disk may have no inode left.
         try:
             with contextlib.suppress(FileExistsError):
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
+            with contextlib.suppress(FileExistsError):
+                fd = os.open(self.full_mark, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+                os.utime(fd, (0, 0))  # never full yet
+                os.close(fd)
         except OSError as exc:
             if is_full(exc):
                 raise DiskFull(path) from exc
@@ -182,7 +187,7 @@ class Database:
         try:
             with self._full_is_disk_full(conn):
                 conn.set_busy_timeout(BUSY_TIMEOUT_MS)
-                # the first connection makes the -shm file, which needs space of its own
+                # the first connection makes the -wal and -shm files, which need room of their own
                 conn.execute("PRAGMA journal_mode = WAL")
                 # NORMAL is durable across process crashes in WAL mode; only a power loss may
                 # drop the last commits, and it never corrupts.  No per-job fsync on the hot path.
@@ -195,21 +200,25 @@ class Database:
 
     @contextlib.contextmanager
     def _full_is_disk_full(self, conn: apsw.Connection) -> Iterator[None]:
-        """SQLite's ways of saying the disk is full, as DiskFull: SQLITE_FULL, and an I/O error
-        whose system error is ENOSPC or EDQUOT (SQLite calls a quota's refusal an I/O error)."""
+        """SQLite's ways of saying the disk is full, as DiskFull: SQLITE_FULL; an I/O error
+        whose system error is ENOSPC or EDQUOT (SQLite calls a quota's refusal an I/O error);
+        an I/O error or a file it could not open (its -wal or -shm) on a filesystem with no
+        block or inode left."""
         try:
             yield
         except apsw.Error as exc:
-            if isinstance(exc, apsw.FullError) or (isinstance(exc, apsw.IOError) and conn.system_errno in FULL_ERRNOS):
+            if isinstance(exc, apsw.FullError) or (
+                isinstance(exc, apsw.IOError | apsw.CantOpenError)
+                and (conn.system_errno in FULL_ERRNOS or out_of_space(self.path.parent))
+            ):
                 raise DiskFull(self.path, noted=self._mark_full()) from exc
             raise
 
     def _mark_full(self) -> bool:
         """Set ``full_mark``'s time to now; whether it was set.  A file's times live in its
-        inode, so this works on a full disk (and so does its first creation, nearly always: an
-        empty file takes no blocks)."""
+        inode: this needs no space."""
         try:
-            fd = os.open(self.full_mark, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            fd = os.open(self.full_mark, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:
             return False
         try:
@@ -223,9 +232,10 @@ class Database:
     def full_at(self) -> float | None:
         """When a write last found the store's disk full (any process's), or None if never."""
         try:
-            return self.full_mark.stat().st_mtime
+            mtime = self.full_mark.stat().st_mtime
         except OSError:
             return None
+        return mtime or None
 
     @contextlib.contextmanager
     def released(self) -> Iterator[None]:

@@ -42,7 +42,9 @@ def test_site_init_creates_the_layout_and_says_what_next(tmp_path: Path) -> None
         f"  next: balsamd --site {target} app create NAME --command 'TEMPLATE'\n"
     )
     assert result.stderr == ""
-    assert listing(target) == ["apps", "balsamd.db", "data", "job-template.sh", "log", "secret", "settings.toml"]
+    assert listing(target) == [
+        "apps", "balsamd.db", "balsamd.db-fullmark", "data", "job-template.sh", "log", "secret", "settings.toml",
+    ]  # fmt: skip
     assert (target / "secret").stat().st_mode & 0o777 == 0o600
     assert 'name = "proj"' in (target / "settings.toml").read_text()
     assert [p.name for p in tmp_path.iterdir()] == ["proj"]  # no staging directory left behind
