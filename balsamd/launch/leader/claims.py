@@ -65,11 +65,14 @@ class Claims:
         else:
             self.next_at = now + FLUSH_SEC
 
-    def failed(self, now: float) -> None:
+    def failed(self, now: float, store_full: bool = False) -> None:
         """The claim did not get through (the source may be briefly away): ask again later,
-        with the same request."""
+        with the same request.  One the store refused for lack of space counts as empty: no
+        work can come from a full store, and a launcher must still reach its idle time."""
         self.out = False
         self.next_at = now + IDLE_CLAIM_SEC
+        if store_full:
+            self.last_empty = now
 
     def runs_ended(self, now: float) -> None:
         """Runs ended: capacity (and maybe finished parents) freed, so ask for work again soon."""

@@ -1,12 +1,14 @@
 """When the launcher renews its session, and when it must give up on it.
 
 Past the session's expiry the store hands the launcher's jobs to other launchers.  A launcher
-whose heartbeats fail stops its runs before that can happen: no job runs twice at once.
+whose heartbeats fail stops its runs before that can happen: no job runs twice at once.  A
+heartbeat the store could not record for lack of space, and noted so, counts as heard: the
+store expires no session within its expiry of that (``store.db.Database.full_mark``).
 """
 
 from __future__ import annotations
 
-from balsamd.store.errors import SessionGone
+from balsamd.store.errors import DiskFull, SessionGone
 
 RETRY_SEC = 5.0  # most a failed heartbeat waits for its retry
 
@@ -37,10 +39,13 @@ class Heartbeat:
         self.out = False
         self.last_ok = sent_at
 
-    def failed(self, now: float, error: BaseException) -> None:
-        """A heartbeat did not get through: retry soon, or raise SessionGone when the session
-        may expire before the next one could (its runs must stop first)."""
+    def failed(self, now: float, error: BaseException, sent_at: float) -> None:
+        """The heartbeat sent at ``sent_at`` did not get through: retry soon, or raise
+        SessionGone when the session may expire before the next one could (its runs must stop
+        first)."""
         self.out = False
+        if isinstance(error, DiskFull) and error.noted:
+            self.last_ok = max(self.last_ok, sent_at)
         silent = now - self.last_ok
         if silent > self.expiry_sec - self.every_sec:
             raise SessionGone(f"no heartbeat delivered for {silent:.0f} s") from error

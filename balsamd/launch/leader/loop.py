@@ -4,9 +4,14 @@ The loop is a sequence of small steps over injected collaborators (job source, n
 runner, clock) and small parts, each keeping one kind of state and making its decisions:
 ``claims`` (when to ask for work, with which request), ``reports`` (which state reports go
 out when), ``heartbeat`` (renewing the session, or giving it up), ``lanes`` (short Python runs
-queued behind a placement), ``pace`` (how fast runs go) and ``stopping`` (the drain, users'
-kills, idleness).  The loop itself holds only the jobs: those claimed and waiting (the
-backlog) and those handed to the runner.
+queued behind a placement), ``pace`` (how fast runs go), ``space`` (no starts while the
+disk holding runs' files is full) and ``stopping`` (the drain, users' kills, idleness).  The
+loop itself holds only the jobs: those claimed and waiting (the backlog) and those handed to
+the runner.
+
+A full disk stops nothing for good: reports the store cannot take are kept until it can,
+runs wait to start until their files find space, and each is said once, then once a minute
+(``diskspace.FullWatch``), then when it is over.
 
 Calls on the job source go through a courier thread, so the loop never waits for the store:
 state reports are batched, and a claim's jobs are taken in when they arrive.
@@ -22,6 +27,7 @@ from collections.abc import Callable
 from types import FrameType
 
 from balsamd.config import LauncherSettings
+from balsamd.diskspace import FullWatch, Say
 from balsamd.launch.leader.claims import Claims
 from balsamd.launch.leader.courier import Call, Courier, Delivery
 from balsamd.launch.leader.failures import Failures
@@ -32,11 +38,12 @@ from balsamd.launch.leader.policy import finished_update
 from balsamd.launch.leader.reports import Reports
 from balsamd.launch.leader.resources import EPS, NodeManager, shape_of
 from balsamd.launch.leader.source import JobSource
+from balsamd.launch.leader.space import StartHold, starts_line, store_line
 from balsamd.launch.leader.stopping import Drain, Idle, Kills
 from balsamd.launch.leader.summary import Exit, ExitReason, Summary
-from balsamd.launch.running.protocol import Finished, HandedBack, RunEvent, Runner, RunStarted
+from balsamd.launch.running.protocol import Finished, HandedBack, NoSpace, RunEvent, Runner, RunStarted
 from balsamd.models import Job, JobMode
-from balsamd.store.errors import SessionGone
+from balsamd.store.errors import DiskFull, SessionGone
 
 log = logging.getLogger("balsamd.launcher")
 
@@ -75,6 +82,8 @@ class Launcher:
         self.kills = Kills()
         self.idle = Idle(settings.idle_ttl_sec if idle_ttl is None else idle_ttl, now)
         self.failures = Failures(log)
+        self.store_space = FullWatch()  # the store's disk: reports kept while it is full
+        self.starts = StartHold()  # the data directory's disk: no starts while it is full
         self.backlog: collections.deque[Job] = collections.deque()  # claimed, not handed to the runner
         self.running: dict[str, Job] = {}  # handed to the runner: started, or queued on a worker
         self.summary = Summary()
@@ -140,9 +149,15 @@ class Launcher:
         could start, else until the next thing due (a heartbeat, reports, a claim), at most
         MAX_WAIT_SEC.  The runner returns sooner for its runs' events and the courier's
         deliveries."""
-        if self.backlog and not self.drain.draining and self.nodes.free_capacity().aggregate_free > EPS:
+        startable = self.backlog and not self.drain.draining
+        if startable and self.starts.holding(now):
+            startable = False
+            wake = [self.starts.retry_at]
+        else:
+            wake = []
+        if startable and self.nodes.free_capacity().aggregate_free > EPS:
             return 0.0
-        wake = [self.heartbeat.next_at, now + MAX_WAIT_SEC]
+        wake += [self.heartbeat.next_at, now + MAX_WAIT_SEC]
         due = self._reports_due(now)
         if due is not None:
             wake.append(due)
@@ -161,6 +176,8 @@ class Launcher:
             return Exit(ExitReason.NODES_LOST, "every node was lost")
         if self.running or self.backlog or self.claims.out or not self.claims.empty_since(self.idle.last_busy):
             return None  # not idle until a claim made since the last run came back empty
+        if self.reports.unsent or self.reports.out:
+            return None  # nor while finished runs wait to be recorded (the store may be full)
         return self.idle.over(self.clock())
 
     # ----- runs -----------------------------------------------------------------------
@@ -179,6 +196,13 @@ class Launcher:
                 if job is not None:
                     self.lanes.hand_back(job)
                     handed_back.append(job)
+            elif isinstance(event, NoSpace):  # the same, for lack of space: starts wait for space
+                for job_id in event.job_ids:
+                    job = self.running.pop(job_id, None)
+                    if job is not None:
+                        self.lanes.hand_back(job)
+                        handed_back.append(job)
+                self._no_space(event, now)
             else:
                 self.nodes.disable(event.host)
         if ended:
@@ -216,8 +240,10 @@ class Launcher:
         self.idle.busy(now)
 
     def _start_backlog(self, now: float) -> None:
+        if self.starts.holding(now):
+            return
         waiting: collections.deque[Job] = collections.deque()
-        started = False
+        started = no_space = False
         while self.backlog:
             job = self.backlog.popleft()
             placement = self.nodes.place(job)
@@ -226,9 +252,16 @@ class Launcher:
                 if self.mode == JobMode.SERIAL:
                     break  # serial jobs are alike: if one does not fit, none does
                 continue
-            started = True
             self.running[job.id] = job
             failed = self.runner.start(job, placement)
+            if isinstance(failed, NoSpace):  # not started: it waits, and so do the others
+                del self.running[job.id]
+                self.nodes.release(job.id)
+                self.backlog.appendleft(job)
+                self._no_space(failed, now)
+                no_space = True
+                break
+            started = True
             if failed is not None:
                 if self._ended(failed, now):
                     self._runs_ended(now)
@@ -236,9 +269,11 @@ class Launcher:
                 self.lanes.open(job, placement)
         if started:
             self.idle.busy(now)
+            if self.starts.full and not no_space:
+                self._say_starts(self.starts.started(now), "")
         waiting.extend(self.backlog)
         self.backlog = waiting
-        if self.backlog and self.lanes:
+        if self.backlog and self.lanes and not no_space:
             followed = self.lanes.fill(self.backlog, self.runner, self.pace.followers)
             if followed:
                 self.idle.busy(now)
@@ -263,8 +298,10 @@ class Launcher:
 
     def _claimed(self, delivery: Delivery, now: float) -> None:
         if delivery.error is not None:  # the source may be briefly unreachable; runs go on
-            self.failures.warn("claim", now, "claim failed (will retry with the same request): %s", delivery.error)
-            self.claims.failed(now)
+            full = isinstance(delivery.error, DiskFull)
+            if not full:
+                self.failures.warn("claim", now, "claim failed (will retry with the same request): %s", delivery.error)
+            self.claims.failed(now, store_full=full)
             return
         limits, jobs = delivery.request, delivery.result
         held = {j.id for j in self.backlog} | set(self.running)
@@ -279,6 +316,7 @@ class Launcher:
         self.claims.answered(limits, len(jobs), now)
         if jobs:
             self.idle.busy(now)
+            self._store_written(now)  # binding them was a write
         if not self.drain.draining:
             self._start_backlog(now)
 
@@ -290,12 +328,15 @@ class Launcher:
         batch = delivery.request
         if delivery.error is not None:  # kept: they go out again soon
             self.reports.failed(batch, now)
-            self.failures.warn(
-                "report", now, "state reports failed (kept, %d waiting to be resent): %s",
-                self.reports.unsent, delivery.error,
-            )  # fmt: skip
+            if not isinstance(delivery.error, DiskFull):
+                self.failures.warn(
+                    "report", now, "state reports failed (kept, %d waiting to be resent): %s",
+                    self.reports.unsent, delivery.error,
+                )  # fmt: skip
             return
         self.reports.delivered(batch)
+        if delivery.result.applied:
+            self._store_written(now)
         for job_id, why in delivery.result.rejected.items():
             log.warning("report for job %s rejected: %s", job_id, why)
             self.summary.rejected[job_id] = why
@@ -312,10 +353,12 @@ class Launcher:
     def _heartbeat_done(self, delivery: Delivery, now: float) -> None:
         if delivery.error is not None:
             # raises SessionGone before the session could expire and our jobs go to others
-            self.heartbeat.failed(now, delivery.error)
-            self.failures.warn("heartbeat", now, "heartbeat failed (will retry): %s", delivery.error)
+            self.heartbeat.failed(now, delivery.error, delivery.request)
+            if not isinstance(delivery.error, DiskFull):
+                self.failures.warn("heartbeat", now, "heartbeat failed (will retry): %s", delivery.error)
             return
         self.heartbeat.answered(delivery.request)
+        self._store_written(now)
         stop = [job_id for job_id in delivery.result if job_id in self.running]
         if stop:
             log.info("stopping %d run(s) killed by their users", len(stop))
@@ -332,8 +375,28 @@ class Launcher:
                 self._claimed(delivery, now)
             elif delivery.kind is Call.HEARTBEAT:
                 self._heartbeat_done(delivery, now)
-            elif delivery.error is not None:
+            elif delivery.error is not None and not isinstance(delivery.error, DiskFull):
                 log.warning("%s failed: %s", delivery.kind.value, delivery.error)
+            if isinstance(delivery.error, DiskFull):  # said once what it has kept
+                self._say_store(self.store_space.failed(now), delivery.error)
+
+    # ----- full disks -----------------------------------------------------------------
+
+    def _store_written(self, now: float) -> None:
+        if self.store_space.full:
+            self._say_store(self.store_space.succeeded(now), None)
+
+    def _say_store(self, say: Say | None, error: DiskFull | None) -> None:
+        if say is not None:
+            log.log(*store_line(say, self.clock(), error, self.reports.unsent))
+
+    def _no_space(self, event: NoSpace, now: float) -> None:
+        """Runs found no space for their files: they wait, and so do all starts for a while."""
+        self._say_starts(self.starts.no_space(now), event.reason)
+
+    def _say_starts(self, say: Say | None, reason: str) -> None:
+        if say is not None:
+            log.log(*starts_line(say, self.clock(), reason, len(self.backlog)))
 
     # ----- the end --------------------------------------------------------------------
 
@@ -359,6 +422,11 @@ class Launcher:
             if not self.reports.unsent:
                 break
             failures += self.reports.unsent >= waiting  # none of them got through
+        if self.reports.unsent:
+            log.error(
+                "%d state report(s) could not be recorded; their jobs run again once this session expires",
+                self.reports.unsent,
+            )
         self.courier.close()
         try:
             if self.backlog:

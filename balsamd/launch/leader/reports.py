@@ -4,6 +4,9 @@ One call on the job source per run would cost a store transaction per run, so re
 up to REPORT_DELAY_SEC for others and go out together, at most MAX_REPORT at once; while one
 batch is out the next grows, so batches fit the load.  A run's RUNNING waits with them: a run
 that ends before its RUNNING went out is reported once, its end carrying its start.
+
+Reports that did not get through are kept and go out again first, after a pause that doubles
+while they keep failing (the daemon restarts, the store's disk is full): never a retry per step.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from balsamd.states import JobState
 
 REPORT_DELAY_SEC = 0.02  # most a state report waits for others to go out with it
 MAX_REPORT = 1024  # state reports in one call on the job source
-RETRY_SEC = 0.05  # between a failed report and its retry
+RETRY_SEC = 0.05  # between a failed report and its retry ...
+MAX_RETRY_SEC = 5.0  # ... doubling to this while reports keep failing
 
 
 class Reports:
@@ -24,6 +28,8 @@ class Reports:
         self._confirmed: set[str] = set()  # of those, the ones whose RUNNING the source took
         self.send_at = 0.0  # the unsent reports go out then (or when there are MAX_REPORT)
         self.out = 0  # batches on their way to the source
+        self.retry_at = 0.0  # after a failure, nothing goes out before then
+        self._retry_sec = 0.0  # the pause after the last failure; 0 once a batch got through
 
     @property
     def unsent(self) -> int:
@@ -63,14 +69,16 @@ class Reports:
         While a batch is out the next one grows.  A claim on its way (``claim_out``) goes
         first: its reply may want a claim after it, which must not wait 30 ms behind a report
         while workers run dry.  With nothing ``running``, no other report is coming to wait
-        for."""
+        for.  After a failure, not before ``retry_at``."""
         if self.out or not (self._updates or self._starts):
             return None
         if self.unsent >= MAX_REPORT:
-            return now
-        if claim_out:
+            at = now
+        elif claim_out:
             return None
-        return self.send_at if running else now
+        else:
+            at = self.send_at if running else now
+        return max(at, self.retry_at)
 
     def batch(self) -> list[StateUpdate]:
         """The next reports to send, the waiting RUNNING first; at most MAX_REPORT, so that a
@@ -85,15 +93,18 @@ class Reports:
     def delivered(self, batch: list[StateUpdate]) -> None:
         """The source took ``batch``: the RUNNING in it are known to it now."""
         self.out -= 1
+        self._retry_sec = 0.0
         for u in batch:
             if u.state == JobState.RUNNING and u.job_id in self._started:
                 self._confirmed.add(u.job_id)
 
     def failed(self, batch: list[StateUpdate], now: float) -> None:
-        """``batch`` did not get through: it goes out again first, soon."""
+        """``batch`` did not get through: it goes out again first, after a pause that doubles
+        with each failure in a row."""
         self.out -= 1
         self._updates = batch + self._updates
-        self.send_at = now + RETRY_SEC
+        self._retry_sec = min(MAX_RETRY_SEC, max(RETRY_SEC, 2 * self._retry_sec))
+        self.retry_at = now + self._retry_sec
 
     def confirmed(self) -> list[str]:
         """Runs whose RUNNING the source took: the only ones a heartbeat may name as running

@@ -110,7 +110,7 @@ class WarmWorker:
             elif isinstance(report, pp.Done):
                 self._forget(report.job_id)
                 self.current = None
-            elif isinstance(report, pp.Returned):
+            elif isinstance(report, pp.Returned | pp.NoSpace):
                 for job_id in report.job_ids:
                     self._forget(job_id)
         return reports

@@ -64,8 +64,16 @@ class Returned(msgspec.Struct, tag=True, array_like=True):
     job_ids: list[str]
 
 
+class NoSpace(msgspec.Struct, tag=True, array_like=True):
+    """Tasks handed back unstarted because the first one's files found no space at ``path``
+    (the others would find none either), in the order they were sent."""
+
+    job_ids: list[str]
+    path: str
+
+
 ToWorker = Tasks | Drop
-Report = Started | Done | Returned
+Report = Started | Done | Returned | NoSpace
 
 _encode = msgspec.msgpack.Encoder().encode
 decode_commands = msgspec.msgpack.Decoder(ToWorker).decode

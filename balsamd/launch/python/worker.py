@@ -22,6 +22,7 @@ import threading
 import time
 
 from balsamd import apps
+from balsamd.diskspace import is_full
 from balsamd.launch.python import protocol as pp
 from balsamd.launch.python.appcall import call_app
 from balsamd.launch.python.environment import Environment
@@ -83,7 +84,7 @@ class Worker:
         self.next_look = 0.0
 
     def run(self, task: pp.PyTask) -> tuple[bool, bytes]:
-        self.files.begin(task)
+        """Run ``task``, whose files ``files.begin`` has made."""
         self.environment.apply(task.env)
         apps.workdir_provider = self.files.workdir
         try:
@@ -130,6 +131,15 @@ class Worker:
                 if not self.tasks:
                     continue
             task = self.tasks.popleft()
+            try:
+                self.files.begin(task)
+            except OSError as exc:
+                if not is_full(exc):
+                    raise
+                # the tasks after it would find no space either: all go back, none started
+                self.reporter.add(pp.NoSpace([task.job.id, *(t.job.id for t in self.tasks)], exc.filename or task.cwd))
+                self.tasks.clear()
+                continue
             started = time.time()
             self.reporter.add(pp.Started(task.job.id, started))
             ok, result = self.run(task)

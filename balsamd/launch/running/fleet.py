@@ -25,7 +25,7 @@ from balsamd.config import LauncherSettings
 from balsamd.launch.running import nodeproto as nw
 from balsamd.launch.running.commands import package_root
 from balsamd.launch.running.mpi import build_mpi_command
-from balsamd.launch.running.protocol import Finished, HostLost, Placement, RunEvent, Runner, RunStarted
+from balsamd.launch.running.protocol import Finished, HostLost, NoSpace, Placement, RunEvent, Runner, RunStarted
 from balsamd.models import App, Job, JobMode
 
 log = logging.getLogger("balsamd.launcher")
@@ -123,7 +123,7 @@ class Fleet:
     def running(self) -> list[str]:
         return [*self.local.running(), *self.where]
 
-    def start(self, job: Job, placement: Placement) -> Finished | None:
+    def start(self, job: Job, placement: Placement) -> Finished | NoSpace | None:
         node = self.remotes.get(placement.hosts[0])
         if node is None:
             return self.local.start(job, placement)
@@ -168,7 +168,10 @@ class Fleet:
                 elif isinstance(msg, nw.RunFinished):
                     node.jobs.discard(msg.job_id)
                     self.where.pop(msg.job_id, None)
-                    done.append(Finished(msg.job_id, msg.return_code, msg.reason, msg.result, msg.stopped))
+                    if msg.no_space:
+                        done.append(NoSpace([msg.job_id], msg.reason))
+                    else:
+                        done.append(Finished(msg.job_id, msg.return_code, msg.reason, msg.result, msg.stopped))
                 else:
                     log.info("node worker ready on %s (pid %d)", msg.host, msg.pid)
             if node.reader.eof:

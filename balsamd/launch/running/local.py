@@ -18,14 +18,16 @@ import time
 from pathlib import Path
 
 from balsamd.config import LauncherSettings
+from balsamd.diskspace import is_full
 from balsamd.launch.forks import Forks
 from balsamd.launch.python.handle import WarmWorker
 from balsamd.launch.running import commands
 from balsamd.launch.running.processes import ProcessRuns
-from balsamd.launch.running.protocol import Finished, Placement, RunEvent
+from balsamd.launch.running.protocol import Finished, NoSpace, Placement, RunEvent
 from balsamd.launch.running.watchdog import Watchdog
 from balsamd.launch.running.workers import WarmWorkers
 from balsamd.models import App, AppKind, Job
+from balsamd.store.errors import DiskFull
 
 log = logging.getLogger("balsamd.launcher")
 
@@ -73,8 +75,9 @@ class LocalRunner:
     def running(self) -> list[str]:
         return [*self.processes.procs, *self.python.worker_of]
 
-    def start(self, job: Job, placement: Placement) -> Finished | None:
-        """Start a run; a run that cannot even start is returned as finished with the reason."""
+    def start(self, job: Job, placement: Placement) -> Finished | NoSpace | None:
+        """Start a run; a run that cannot even start is returned as finished with the reason,
+        one whose files find no space as NoSpace."""
         app = self.apps.get(job.app)
         if app is None:
             return Finished(job.id, None, f"app {job.app} is not defined on this site any more")
@@ -86,6 +89,8 @@ class LocalRunner:
                 single = job.num_nodes == 1 and job.ranks_per_node == 1
                 self._events.append(self.processes.start(job, app, placement, env, self.use_mpi or not single))
         except Exception as exc:
+            if is_full(exc):
+                return NoSpace([job.id], str(DiskFull(getattr(exc, "filename", None) or self.site_path / "data")))
             return Finished(job.id, None, f"could not start: {type(exc).__name__}: {exc}")
         return None
 

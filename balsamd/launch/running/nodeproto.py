@@ -40,6 +40,7 @@ class RunFinished(msgspec.Struct, tag=True):
     reason: str
     result: bytes | None
     stopped: bool
+    no_space: bool = False  # it did not start: its files found no space (``reason`` says where)
 
 
 class WorkerReady(msgspec.Struct, tag=True):

@@ -28,7 +28,7 @@ from balsamd.launch.running.nodeproto import (
     command_from_line,
     to_line,
 )
-from balsamd.launch.running.protocol import Finished, Placement
+from balsamd.launch.running.protocol import Finished, NoSpace, Placement
 
 
 def placement_of(msg: StartRun) -> Placement:
@@ -37,6 +37,10 @@ def placement_of(msg: StartRun) -> Placement:
 
 def finished_message(f: Finished) -> RunFinished:
     return RunFinished(f.job_id, f.return_code, f.reason, f.result, f.stopped)
+
+
+def no_space_messages(event: NoSpace) -> list[RunFinished]:
+    return [RunFinished(job_id, None, event.reason, None, False, no_space=True) for job_id in event.job_ids]
 
 
 def serve(site_path: Path, stdin_fd: int = 0, out: BinaryIO | None = None) -> int:
@@ -58,6 +62,8 @@ def _serve(site_path: Path, stdin_fd: int, out: BinaryIO, forks: Forks) -> int:
             for event in runner.wait(1.0):
                 if isinstance(event, Finished):  # the leader reported the start when it sent the run
                     out.write(to_line(finished_message(event)))
+                elif isinstance(event, NoSpace):
+                    out.write(b"".join(map(to_line, no_space_messages(event))))
             for line in reader.lines():
                 msg = command_from_line(line)
                 if msg is None:
@@ -65,7 +71,9 @@ def _serve(site_path: Path, stdin_fd: int, out: BinaryIO, forks: Forks) -> int:
                 if isinstance(msg, StartRun):
                     runner.apps[msg.app.name] = msg.app
                     failed = runner.start(msg.job, placement_of(msg))
-                    if failed is not None:
+                    if isinstance(failed, NoSpace):
+                        out.write(b"".join(map(to_line, no_space_messages(failed))))
+                    elif failed is not None:
                         out.write(to_line(finished_message(failed)))
                 elif isinstance(msg, SignalRuns):
                     runner.signal(msg.job_ids, msg.signum)

@@ -2,7 +2,7 @@
 
 The leader places a job on its nodes and hands it to a :class:`Runner` with its
 :class:`Placement`; the runner says what happened since it was last asked, as events: a run
-started, a run finished, a job came back unstarted, a host was lost.  The local runner
+started, a run finished, a job came back unstarted (maybe for lack of space), a host was lost.  The local runner
 (``local.py``) runs on this host; the fleet (``fleet.py``) sends runs placed on other nodes to
 a worker there and the rest to a local runner, through this same contract.
 """
@@ -54,6 +54,15 @@ class HandedBack:
 
 
 @dataclass
+class NoSpace:
+    """Jobs whose runs could not start because the disk holding their files is full: none of
+    them started, and they may start once space is freed (``reason`` says where)."""
+
+    job_ids: list[str]
+    reason: str
+
+
+@dataclass
 class HostLost:
     """A host whose worker went away: nothing may be placed there again.  Its runs are
     reported lost (``Finished.lost``) by events of their own."""
@@ -61,14 +70,15 @@ class HostLost:
     host: str
 
 
-RunEvent = RunStarted | Finished | HandedBack | HostLost
+RunEvent = RunStarted | Finished | HandedBack | NoSpace | HostLost
 
 
 class Runner(Protocol):
     """Starts, watches and stops runs; the leader calls it without knowing where they run."""
 
-    def start(self, job: Job, placement: Placement) -> Finished | None:
-        """Start a run; a run that cannot even start is returned as finished with the reason."""
+    def start(self, job: Job, placement: Placement) -> Finished | NoSpace | None:
+        """Start a run; a run that cannot even start is returned as finished with the reason,
+        one whose files find no space as NoSpace (it did not start)."""
         ...
 
     def wait(self, timeout: float) -> list[RunEvent]:

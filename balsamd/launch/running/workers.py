@@ -18,15 +18,17 @@ from pathlib import Path
 
 from balsamd.config import LauncherSettings
 from balsamd.launch.forks import Forks
+from balsamd.launch.python import protocol as pp
 from balsamd.launch.python.handle import WarmWorker, worker_environment
 from balsamd.launch.python.protocol import Done, PyTask, Returned, Started
 from balsamd.launch.python.zygote import Zygote
 from balsamd.launch.running import commands
-from balsamd.launch.running.protocol import Finished, HandedBack, Placement, RunEvent, RunStarted
+from balsamd.launch.running.protocol import Finished, HandedBack, NoSpace, Placement, RunEvent, RunStarted
 from balsamd.launch.running.watchdog import Watchdog
 from balsamd.launch.workdirs import WorkdirOutside, job_workdir
 from balsamd.models import App, Job
 from balsamd.results import error_text
+from balsamd.store.errors import DiskFull
 
 log = logging.getLogger("balsamd.launcher")
 
@@ -164,6 +166,10 @@ class WarmWorkers:
                 for job_id in report.job_ids:
                     self.worker_of.pop(job_id, None)
                     events.append(HandedBack(job_id))
+            elif isinstance(report, pp.NoSpace):
+                for job_id in report.job_ids:
+                    self.worker_of.pop(job_id, None)
+                events.append(NoSpace(report.job_ids, str(DiskFull(report.path))))
         return events
 
     def lose(self, worker: WarmWorker) -> list[RunEvent]:

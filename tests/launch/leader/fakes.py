@@ -10,7 +10,7 @@ import selectors
 import threading
 from collections.abc import Callable
 
-from balsamd.launch.running.protocol import Finished, Placement, RunEvent, RunStarted
+from balsamd.launch.running.protocol import Finished, NoSpace, Placement, RunEvent, RunStarted
 from balsamd.models import ClaimLimits, Job, StateUpdate, UpdateOutcome
 
 
@@ -18,7 +18,8 @@ class Source:
     """Hands out ``batches`` of jobs, one per claim (then none); records every report.
 
     ``hold_claims_from``: claims from this one on (counting from 1) wait until ``answer`` is
-    set.  ``heartbeat_error``: what every heartbeat raises."""
+    set.  ``heartbeat_error``: what every heartbeat raises.  ``full``: while set, reports and
+    heartbeats raise it (a store whose disk is full); ``attempts`` counts reports tried."""
 
     session_id = "S"
 
@@ -33,6 +34,8 @@ class Source:
         self.reported = threading.Event()
         self.answer = threading.Event()
         self.closed = False
+        self.full: Exception | None = None
+        self.attempts = 0
 
     def claim(self, limits: ClaimLimits) -> list[Job]:
         self.claims.append(limits)
@@ -41,6 +44,9 @@ class Source:
         return self.batches.pop(0) if self.batches else []
 
     def report(self, updates: list[StateUpdate]) -> UpdateOutcome:
+        self.attempts += 1
+        if self.full is not None:
+            raise self.full
         self.reports.append(updates)
         self.reported.set()
         return UpdateOutcome(applied=[u.job_id for u in updates])
@@ -48,6 +54,8 @@ class Source:
     def heartbeat(self, running: list[str]) -> list[str]:
         if self.heartbeat_error is not None:
             raise self.heartbeat_error
+        if self.full is not None:
+            raise self.full
         return []
 
     def release(self, job_ids: list[str]) -> None:
@@ -58,9 +66,12 @@ class Source:
 
 
 class Runner:
-    """Runs end as soon as they start, but those ``endless`` ones, which end when signalled."""
+    """Runs end as soon as they start, but those ``endless`` ones, which end when signalled.
+    While ``no_space`` is set, starts find no space (and ``refused`` counts them)."""
 
     def __init__(self, endless: set[str] | None = None, first_events: list[RunEvent] | None = None) -> None:
+        self.no_space: str | None = None
+        self.refused = 0
         self.endless = endless or set()
         self.events: list[RunEvent] = list(first_events or [])
         self.started: list[str] = []
@@ -69,7 +80,10 @@ class Runner:
         self._selector = selectors.DefaultSelector()
         self.closed = False
 
-    def start(self, job: Job, placement: Placement) -> Finished | None:
+    def start(self, job: Job, placement: Placement) -> Finished | NoSpace | None:
+        if self.no_space is not None:
+            self.refused += 1
+            return NoSpace([job.id], self.no_space)
         self.started.append(job.id)
         self.events.append(RunStarted(job.id, 1.0))
         if job.id in self.endless:

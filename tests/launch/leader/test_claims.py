@@ -60,6 +60,16 @@ def test_a_failed_claim_is_asked_again_later_with_the_same_request() -> None:
     assert asked(claims, 102.0).request_id != first.request_id
 
 
+def test_a_claim_the_full_store_refused_counts_as_empty_for_idleness() -> None:
+    claims = Claims(JobMode.SERIAL, SETTINGS, {}, now=100.0)
+    asked(claims, 100.0)
+    claims.failed(now=100.5)  # the daemon is away: work may come when it is back
+    assert not claims.empty_since(100.5)
+    asked(claims, 101.5)
+    claims.failed(now=101.6, store_full=True)  # no work comes from a full store
+    assert claims.empty_since(101.6) and claims.next_at == 101.6 + IDLE_CLAIM_SEC
+
+
 def test_ending_runs_bring_the_next_claim_forward() -> None:
     claims = Claims(JobMode.SERIAL, SETTINGS, {}, now=100.0)
     claims.answered(asked(claims, 100.0), 0, now=100.0)  # idle: next in a second

@@ -3,7 +3,7 @@ its way, one batch at a time; and each run's start is reported once."""
 
 from __future__ import annotations
 
-from balsamd.launch.leader.reports import MAX_REPORT, REPORT_DELAY_SEC, RETRY_SEC, Reports
+from balsamd.launch.leader.reports import MAX_REPORT, MAX_RETRY_SEC, REPORT_DELAY_SEC, RETRY_SEC, Reports
 from balsamd.models import StateUpdate
 from balsamd.states import JobState
 
@@ -93,6 +93,25 @@ def test_a_failed_batch_goes_out_again_first_after_a_pause() -> None:
     reports.failed(failed, now=100.0)
     assert reports.due(100.0, running=True, claim_out=False) == 100.0 + RETRY_SEC
     assert [u.job_id for u in reports.batch()] == ["a", "b"]
+
+
+def test_reports_that_keep_failing_wait_longer_each_time_even_with_nothing_running() -> None:
+    """A store whose disk is full refuses every report: they are kept, and retried after a
+    pause doubling up to MAX_RETRY_SEC, not at every step of an idle launcher."""
+    reports = Reports()
+    reports.add(done("a"), now=100.0)
+    now, pauses = 100.0, []
+    for _ in range(10):
+        reports.failed(reports.batch(), now)
+        due = reports.due(now, running=False, claim_out=False)
+        assert due is not None
+        pauses.append(round(due - now, 3))
+        now = due
+    assert pauses == [0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, MAX_RETRY_SEC, MAX_RETRY_SEC, MAX_RETRY_SEC]
+    reports.delivered(reports.batch())
+    reports.add(done("b"), now=now)
+    reports.failed(reports.batch(), now)
+    assert reports.due(now, running=False, claim_out=False) == now + RETRY_SEC
 
 
 def test_heartbeats_name_only_runs_whose_running_the_source_took_and_that_still_run() -> None:
