@@ -1,7 +1,9 @@
 """How the daemon runs its services: each a small step repeated on a period, watched.
 
 A step that raises is logged, counted and retried after a growing backoff; it never takes the
-daemon down.  Each service's health (last tick, last error) is what `balsamd status` shows.
+daemon down.  One that finds its disk full is not a fault of the service: that is said without
+a traceback, once, then once a minute, then when a step goes through again.  Each service's
+health (last tick, last error) is what `balsamd status` shows.
 Stopping lets a step in progress finish: only the sleep between steps is interrupted.
 """
 
@@ -16,7 +18,9 @@ from typing import Any
 
 import anyio
 
+from balsamd.diskspace import FullWatch, Notice, Say, is_full
 from balsamd.rpc.protocol import ServiceHealth
+from balsamd.store.errors import DiskFull
 
 log = logging.getLogger("balsamd.daemon")
 
@@ -58,6 +62,7 @@ class Health:
         self.last_error_at: float | None = None
         self.failures_in_a_row = 0
         self.restarts = 0
+        self.full = FullWatch()  # its steps finding the disk full
 
     def healthy(self, now: float) -> bool:
         if self.failures_in_a_row:
@@ -90,14 +95,30 @@ async def run_service(health: Health, stop: anyio.Event, clock: Callable[[], flo
             health.restarts += 1
             health.last_error = f"{type(exc).__name__}: {exc}"
             health.last_error_at = clock()
-            log.error("service %s failed (retry in %.0f s):\n%s", service.name,
-                      backoff(health.failures_in_a_row, service.period), traceback.format_exc())  # fmt: skip
             wait = backoff(health.failures_in_a_row, service.period)
+            if isinstance(exc, DiskFull) or is_full(exc):
+                say_full(service.name, health.full.failed(time.monotonic()), exc, wait)
+            else:
+                log.error("service %s failed (retry in %.0f s):\n%s", service.name, wait, traceback.format_exc())
         else:
             health.failures_in_a_row = 0
             health.last_tick = clock()
             wait = service.period
+            if health.full.full:
+                say_full(service.name, health.full.succeeded(time.monotonic()), None, wait)
         await _sleep(wait, stop, service.trigger)
+
+
+def say_full(name: str, say: Say | None, error: Exception | None, retry_sec: float) -> None:
+    """Log what a FullWatch of a service decided, if anything."""
+    if say is None:
+        return
+    if say.notice is Notice.SPACE_AGAIN:
+        log.info("service %s goes on: its disk has space again", name)
+    elif say.notice is Notice.FULL:
+        log.warning("service %s waits for disk space: %s (retry in %.0f s)", name, error, retry_sec)
+    else:
+        log.warning("service %s still waits for disk space: %s (%d more failed step(s))", name, error, say.held)
 
 
 async def _sleep(seconds: float, stop: anyio.Event, trigger: Trigger | None) -> None:

@@ -27,13 +27,16 @@ import anyio
 import anyio.abc
 from anyio.abc import SocketStream
 
+from balsamd.diskspace import FullWatch, Notice, Say
 from balsamd.rpc import protocol as p
 from balsamd.store.contract import OPERATIONS, Operation
-from balsamd.store.errors import REFUSALS
+from balsamd.store.errors import REFUSALS, DiskFull
 
 Handler = Callable[[Any], Any]
 
 log = logging.getLogger("balsamd.rpc")
+
+WRITES = frozenset(name for name, op in OPERATIONS.items() if op.write)
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,7 @@ class RpcServer:
         self.inline: Callable[[Handler, Any], tuple[bool, Any]] | None = None
         self.admission = Admission(limits)
         self.quiet = QuietLog(log, limits.log_interval, limits.logged_peers)
+        self.full = FullWatch()  # calls finding the store's disk full
 
     async def serve(self, listener: anyio.abc.Listener[Any]) -> None:
         """Serve every connection to ``listener`` until cancelled; closes it at the end.
@@ -270,9 +274,26 @@ class RpcServer:
                     done, value = self.inline(handler, args)
                 if not done:
                     value = await anyio.to_thread.run_sync(handler, args, limiter=self.limiter)
+            if self.full.full and call.method in WRITES:
+                self._say_full(self.full.succeeded(time.monotonic()), None)
             return p.Reply(call.id, True, memoryview(p.encode(value)))
         except Exception as exc:
+            if isinstance(exc, DiskFull):
+                self._say_full(self.full.failed(time.monotonic()), exc)
             return error_reply(call, exc)
+
+    @staticmethod
+    def _say_full(say: Say | None, error: DiskFull | None) -> None:
+        """Calls that found the store's disk full are the callers' to handle (launchers keep
+        what they could not record); the daemon says it once, then once a minute."""
+        if say is None:
+            return
+        if say.notice is Notice.SPACE_AGAIN:
+            log.info("the store takes writes again")
+        elif say.notice is Notice.FULL:
+            log.warning("calls that write the store fail: %s", error)
+        else:
+            log.warning("calls that write the store still fail: %s (%d more since the last line)", error, say.held)
 
 
 async def _receive_handshake(sock: socket.socket, expected: p.Expected) -> Any:

@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 
 from balsamd.config import Settings
+from balsamd.diskspace import is_full
 from balsamd.ids import new_id
 from balsamd.models import BatchJob, BatchJobState, JobMode
 from balsamd.modes import PRIVATE, Modes, changeable_by_others, make_dir, write_file
@@ -24,6 +25,7 @@ from balsamd.sched import elastic
 from balsamd.sched.base import Scheduler, SchedulerError
 from balsamd.sched.script import TemplateError, render, values
 from balsamd.store.contract import Store
+from balsamd.store.errors import DiskFull
 from balsamd.validate import Refused
 
 log = logging.getLogger("balsamd.sched")
@@ -106,9 +108,13 @@ class SchedulerService:
         try:
             script = job_script(self.site, self.scheduler, batch, self.modes)
             scheduler_id = await anyio.to_thread.run_sync(self.scheduler.submit, script, script.parent)
-        except (SchedulerError, TemplateError, OSError) as exc:
-            log.warning("batch job %s: submission failed: %s", batch.id, exc)
-            await update_batch(self.call, self.store, batch.id, B.SUBMIT_FAILED, status_info=str(exc))
+        except OSError as exc:
+            if is_full(exc):  # its script cannot be written: it stays pending, the step is retried
+                raise DiskFull(exc.filename or self.site / "batch") from exc
+            await self._submit_failed(batch, exc)
+            return
+        except (SchedulerError, TemplateError) as exc:
+            await self._submit_failed(batch, exc)
             return
         updated = await update_batch(
             self.call, self.store, batch.id, B.QUEUED, B.PENDING_SUBMISSION,
@@ -117,6 +123,10 @@ class SchedulerService:
         if updated.state != B.QUEUED:  # removed by its user while we submitted: take it back
             await self._blocking(self.scheduler.cancel, scheduler_id, batch=batch, what="cancel")
             await update_batch(self.call, self.store, batch.id, B.FINISHED, status_info="removed before it ran")
+
+    async def _submit_failed(self, batch: BatchJob, exc: Exception) -> None:
+        log.warning("batch job %s: submission failed: %s", batch.id, exc)
+        await update_batch(self.call, self.store, batch.id, B.SUBMIT_FAILED, status_info=str(exc))
 
     async def _blocking(self, fn: Callable[..., Any], *args: Any, batch: BatchJob, what: str) -> None:
         try:
