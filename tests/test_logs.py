@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from balsamd.config import LoggingSettings
-from balsamd.logs import SiteLogHandler
+from balsamd.logs import ECHO_PER_MIN, SiteLogHandler
 from tests.conftest import SmallDisk
 
 TINY = LoggingSettings(max_bytes=4096, backups=2)
@@ -45,7 +45,7 @@ def test_a_log_rotates_at_its_size_and_keeps_its_backups(tmp_path: Path, logger:
     assert sorted(newest_kept) == list(range(1000 - len(newest_kept), 1000))
 
 
-def test_a_log_on_a_full_disk_drops_records_says_so_once_and_counts_them_when_it_can_write_again(
+def test_a_log_on_a_full_disk_drops_records_says_so_once_with_a_few_warnings_and_counts_them_later(
     small_disk: SmallDisk, logger: logging.Logger, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = small_disk.path / "launcher.log"
@@ -54,15 +54,16 @@ def test_a_log_on_a_full_disk_drops_records_says_so_once_and_counts_them_when_it
     small_disk.fill()
     for n in range(500):
         logger.info("while full %d %s", n, "x" * 5000)
-    assert capsys.readouterr().err == (
-        f"balsamd: cannot write the log {path}: [Errno 28] No space left on device; records are dropped\n"
-    )
+        logger.warning("warning %d", n)
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"balsamd: cannot write the log {path}: [Errno 28] No space left on device; records are dropped"
+    assert [line.split(": ", 1)[1] for line in err[1:]] == [f"warning {n}" for n in range(ECHO_PER_MIN)]
     small_disk.free()
     logger.info("after")
     lines = path.read_text().splitlines()
     assert lines[0].endswith("INFO balsamd.test-logs: before")
     assert lines[-2].endswith("INFO balsamd.test-logs: after")
-    assert lines[-1] == "(500 log record(s) before the last one could not be written)"
+    assert lines[-1] == "(1000 log record(s) before the last one could not be written)"
 
 
 def test_stdout_and_stderr_follow_a_log_as_it_rotates(tmp_path: Path) -> None:
@@ -87,3 +88,27 @@ def test_stdout_and_stderr_follow_a_log_as_it_rotates(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["daemon.log", "daemon.log.1"]
     assert path.read_text().splitlines()[-1] == "printed 199"
     assert all(p.stat().st_size <= 4096 + 200 for p in tmp_path.iterdir())
+
+
+def test_what_a_process_prints_to_a_full_disk_is_dropped_and_the_process_goes_on(small_disk: SmallDisk) -> None:
+    """As a hook worker prints to the daemon's log: the print must not fail the hook."""
+    out = small_disk.path / "daemon.log"
+    out.touch()
+    small_disk.fill()
+    script = textwrap.dedent("""
+        import sys
+        from balsamd.logs import drop_unwritable_stdio
+        drop_unwritable_stdio()
+        for n in range(1000):
+            print("printed", n, "x" * 1000, flush=n % 10 == 0)
+            sys.stderr.write("warned %d\\n" % n)
+        sys.exit(7)
+    """)
+    with out.open("a") as sink:
+        done = subprocess.run([sys.executable, "-c", script], stdout=sink, stderr=sink, timeout=60)
+    assert done.returncode == 7
+    small_disk.free()
+    script_after = "from balsamd.logs import drop_unwritable_stdio; drop_unwritable_stdio(); print('after')"
+    with out.open("a") as sink:
+        subprocess.run([sys.executable, "-c", script_after], stdout=sink, stderr=sink, timeout=60, check=True)
+    assert out.read_text().endswith("after\n")

@@ -90,7 +90,9 @@ def _configure_logging(layout: SiteLayout, settings: Settings, to_stderr: bool) 
     root = logging.getLogger("balsamd")
     root.setLevel(logging.INFO)
     mode = site_modes(settings.site.group_readable).file
-    handlers: list[logging.Handler] = [SiteLogHandler(log_file(layout), settings.logging, mode, stdio=not to_stderr)]
+    # no echo of dropped warnings: stderr is the log itself, or shows every record already
+    log = SiteLogHandler(log_file(layout), settings.logging, mode, stdio=not to_stderr, echo=False)
+    handlers: list[logging.Handler] = [log]
     if to_stderr:
         handlers.append(logging.StreamHandler())
         handlers[-1].setFormatter(logging.Formatter(FORMAT))

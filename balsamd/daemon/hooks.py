@@ -25,6 +25,7 @@ import msgspec
 
 from balsamd.apps import import_app_module
 from balsamd.lifecycle import HOOK_NAMED
+from balsamd.logs import drop_unwritable_stdio
 from balsamd.models import Job
 from balsamd.states import JobState
 
@@ -146,6 +147,8 @@ def follow_log(path: Path | None) -> None:
 
 
 def _hook_worker_main(conn: Connection, stdio_log: Path | None = None) -> None:
+    drop_unwritable_stdio()  # a hook that prints to a full disk's log must not fail for it
+
     def run(task: HookTask) -> HookResult:
         follow_log(stdio_log)
         return run_hook(task)
