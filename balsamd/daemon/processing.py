@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import msgspec
 
 from balsamd.daemon.hooks import HookPool, hook_task, next_state
 from balsamd.lifecycle import HOOKS
 from balsamd.models import App, Job
 from balsamd.states import IllegalTransition, JobState
+from balsamd.store.errors import DiskFull
 from balsamd.store.queries import JobFilter
 from balsamd.store.store import SiteStore
 
@@ -38,6 +40,16 @@ def find_hook_work(store: SiteStore, apps: dict[str, App], limit: int) -> list[t
     return work
 
 
+class Outcome(msgspec.Struct, frozen=True):
+    """What a hook decided for its job, which left ``was`` for it."""
+
+    job_id: str
+    was: JobState
+    state: JobState
+    reason: str
+    data: dict[str, Any] | None
+
+
 class Processing:
     def __init__(self, store: SiteStore, store_call: StoreCall, apps_dir: Path, pool: HookPool, batch: int = 256):
         self.store = store
@@ -47,8 +59,12 @@ class Processing:
         self.batch = batch
         self.hooks_run = 0
         self.released = 0
+        # outcomes of hooks not recorded yet because the disk was full: recorded before any new
+        # work, so that no hook runs twice for it
+        self.outcomes: list[Outcome] = []
 
     async def step(self, _now: float) -> None:
+        await self._record_outcomes()
         apps = await self.call(self.store.apps)
         work = await self.call(find_hook_work, self.store, apps, self.batch)
         if work:
@@ -64,9 +80,23 @@ class Processing:
             started_in = {job.id: job.state for job, _ in work}
             for hook, result in await anyio.to_thread.run_sync(self.pool.run, tasks):
                 state, reason = next_state(hook, result)
-                await self._record(result.job_id, started_in[result.job_id], state, reason, result.data)
+                self.outcomes.append(Outcome(result.job_id, started_in[result.job_id], state, reason, result.data))
                 self.hooks_run += 1
+            await self._record_outcomes()
         self.released += await self.call(self.store.resolve_waiting)
+
+    async def _record_outcomes(self) -> None:
+        """Record the hooks' outcomes in order.  On a full disk the rest wait for the next step;
+        any other failure drops the outcome it met (its hook runs again)."""
+        while self.outcomes:
+            outcome = self.outcomes[0]
+            try:
+                await self._record(outcome.job_id, outcome.was, outcome.state, outcome.reason, outcome.data)
+            except Exception as exc:
+                if not isinstance(exc, DiskFull):
+                    del self.outcomes[0]
+                raise
+            del self.outcomes[0]
 
     async def _record(self, job_id: str, was: JobState, state: JobState, reason: str, data) -> None:
         try:
