@@ -9,11 +9,13 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import anyio
 
 from balsamd.config import Settings
 from balsamd.daemon.main import AlreadyRunning, Daemon, log_file
+from balsamd.diskspace import is_full
 from balsamd.logs import FORMAT, SiteLogHandler
 from balsamd.modes import Modes, open_file, site_modes
 from balsamd.rpc.client import RpcClient, RpcRefused, RpcUnavailable
@@ -29,6 +31,7 @@ from balsamd.rpc.record import (
     this_host,
 )
 from balsamd.site import SiteLayout
+from balsamd.store.errors import DiskFull
 
 START_TIMEOUT = 30.0
 
@@ -123,6 +126,8 @@ def start(layout: SiteLayout) -> DaemonRecord:
     os.close(write_fd)
     os.waitpid(pid, 0)
     message = _read_all(read_fd, START_TIMEOUT)
+    if message.startswith("full "):  # its store's disk is full: said as any command says it
+        raise DiskFull(message.removeprefix("full "))
     if message.startswith("ok"):
         record = read_record(layout.root)
         if record is not None:
@@ -132,30 +137,43 @@ def start(layout: SiteLayout) -> DaemonRecord:
     )
 
 
-def _daemon_child(layout: SiteLayout, modes: Modes, write_fd: int) -> None:
-    devnull = os.open(os.devnull, os.O_RDWR)
-    log = open_file(log_file(layout), os.O_WRONLY | os.O_APPEND, modes.file)
-    os.dup2(devnull, 0)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    os.chdir(layout.root)
-    code = 0
+def _daemon_child(layout: SiteLayout, modes: Modes, write_fd: int) -> NoReturn:
+    """The daemon process: whatever happens here ends here, told to `start` through the pipe."""
+    code = 1
 
     def ready(_record: DaemonRecord) -> None:
         os.write(write_fd, b"ok\n")
         os.close(write_fd)
 
     try:
+        devnull = os.open(os.devnull, os.O_RDWR)
+        log = open_file(log_file(layout), os.O_WRONLY | os.O_APPEND, modes.file)
+        os.dup2(devnull, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.chdir(layout.root)
         run_foreground(layout, on_ready=ready)
+        code = 0
     except BaseException as exc:
-        code = 1
+        full = _full_path(exc)
         with contextlib.suppress(OSError):
-            os.write(write_fd, f"error {exc}".encode())
-        logging.getLogger("balsamd.daemon").exception("daemon failed")
+            os.write(write_fd, (f"error {exc}" if full is None else f"full {full}").encode())
+        if full is None:  # a full disk is said by `start`; its log could not take a traceback
+            logging.getLogger("balsamd.daemon").exception("daemon failed")
     finally:
         with contextlib.suppress(OSError):  # a full disk must not keep this child from exiting
             sys.stdout.flush()
         os._exit(code)
+
+
+def _full_path(exc: BaseException) -> str | None:
+    """What a daemon that failed to start for lack of space could not write, if that is why."""
+    if isinstance(exc, DiskFull):
+        return exc.path
+    if is_full(exc):
+        assert isinstance(exc, OSError)
+        return str(exc.filename or ".")
+    return None
 
 
 def _read_all(fd: int, timeout: float) -> str:
