@@ -111,7 +111,8 @@ def test_submit_warns_when_daemon_json_is_left_by_a_daemon_that_is_gone(run, sit
         (["--wall-time-min", "0"], {}, "--wall-time-min must be at least 1 (got 0)"),
         (["--queue", "gpu"], {"allowed_queues": ["local", "debug"]},
          "queue 'gpu' is not allowed here; use one of: local, debug"),
-        (["--project", "x"], {"allowed_projects": ["chem"]}, "project 'x' is not allowed here; use one of: chem"),
+        (["--project", "x"], {"allowed_projects": ["chem"], "default_project": "chem"},
+         "project 'x' is not allowed here; use one of: chem"),
         (["--queue", "debug\n#PBS -l x"], {}, "queue 'debug\\n#PBS -l x' is not a scheduler's queue name "
                                                 "(letters, digits and _.@+:-, one word)"),
     ],
