@@ -27,6 +27,14 @@ def template_problems(template: str) -> list[str]:
     problems = []
     # placeholders read as plain words of the same length: their braces are not shell syntax
     masked = PLACEHOLDER.sub(lambda m: "_" * len(m.group(0)), template)
+    broken = masked.find("{{")
+    if broken >= 0:
+        problems.append(
+            f"{template[broken : broken + 20]!r} (at character {broken + 1}) is no placeholder; write one as "
+            "{{ name }}, name being a parameter's (letters, digits and _)"
+        )
+    if "\x00" in template:
+        problems.append("the command template contains a NUL character (\\x00), which no command line holds; remove it")
     # where several apply, the most specific reason wins: quotes, then here-documents, arithmetic
     contexts = _reparsed(masked) | _arithmetic(masked) | _heredocs(masked) | _quoted(template)
     for match in PLACEHOLDER.finditer(template):

@@ -40,7 +40,11 @@ def test_workdir_is_normalized(given: str, normal: str) -> None:
         ),
         ("a/..", "workdir 'a/..' contains '..'; give a path inside the site's data/ directory without it"),
         (".", "workdir '.' is data/ itself; give each job its own directory below it"),
-        ("a/b\0", "workdir 'a/b\\x00' contains a control character; give a plain relative path"),
+        (
+            "a/b\0",
+            "workdir 'a/b\\x00' contains a NUL character (\\x00), which no command line or database text can "
+            "hold; remove it",
+        ),
         ("a\nb", "workdir 'a\\nb' contains a control character; give a plain relative path"),
     ],
 )
@@ -135,10 +139,10 @@ def test_impossible_numbers_are_reported_before_the_shape() -> None:
         job(num_nodes=0, threads_per_core=0, gpus_per_rank=-1, wall_time_min=float("inf")), NODES
     )
     assert problems == [
-        "num_nodes must be at least 1 (got 0)",
-        "threads_per_core must be at least 1 (got 0)",
-        "gpus_per_rank must be a non-negative number (got -1)",
-        "wall_time_min must be a non-negative number (got inf)",
+        "num_nodes must be a whole number from 1 to 1048576 (got 0)",
+        "threads_per_core must be a whole number from 1 to 1048576 (got 0)",
+        "gpus_per_rank must be a finite number, 0 or more (got -1)",
+        "wall_time_min must be a finite number, 0 or more (got inf)",
     ]
 
 
@@ -248,7 +252,8 @@ def test_batch_every_problem_is_reported_at_once():
         (
             "filter_tags",
             {"a=b": "c"},
-            "filter tag key 'a=b' must be non-empty, without '=', spaces around it or control characters",
+            "filter tag key 'a=b' must be one word without '=', spaces or control characters; give KEY=VALUE "
+            "with a KEY such as experiment or run_1",
         ),
         ("origin", "cron", "origin 'cron' is neither 'user' nor 'elastic'"),
     ],

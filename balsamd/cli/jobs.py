@@ -8,7 +8,7 @@ import sys
 import click
 
 from balsamd.api import Site
-from balsamd.cli.common import ExitCode, ensure_site, json_option, parse_pairs
+from balsamd.cli.common import LIMIT, ExitCode, ensure_site, json_option, parse_pairs
 from balsamd.models import AppKind
 from balsamd.render import job_dict, print_json, table, timestamp
 from balsamd.results import describe_result
@@ -113,7 +113,7 @@ def _state_filters(states: tuple[str, ...]) -> list[JobState]:
 @click.option("--app", "app_name", help="Only jobs of this app.")
 @click.option("--workdir", help="Only jobs whose workdir contains this text.")
 @click.option("--parent", help="Only children of this job.")
-@click.option("--limit", type=int, help="At most this many jobs.")
+@click.option("--limit", type=LIMIT, help="At most this many jobs.")
 @click.option("--by-state", is_flag=True, help="Counts per state instead of jobs.")
 @json_option
 @click.pass_context
@@ -121,6 +121,8 @@ def job_ls(ctx: click.Context, states: tuple[str, ...], tags: tuple[str, ...], a
            workdir: str | None, parent: str | None, limit: int | None, by_state: bool,
            as_json: bool) -> None:  # fmt: skip
     """List jobs, oldest first."""
+    if by_state and limit is not None:
+        raise click.UsageError("--limit lists at most so many jobs; --by-state counts them all: give one of them")
     site = ensure_site(ctx)
     criteria: dict[str, object] = {"states": _state_filters(states), "tags": parse_pairs(tags, "--tag")}
     if app_name:
@@ -272,7 +274,7 @@ def _filter_states(states: tuple[str, ...]) -> JobFilter:
 
 @click.command("events")
 @click.option("--job", "job_id", help="Only this job's events.")
-@click.option("--limit", type=int, help="At most this many (oldest first).")
+@click.option("--limit", type=LIMIT, help="At most this many (oldest first).")
 @json_option
 @click.pass_context
 def events_cmd(ctx: click.Context, job_id: str | None, limit: int | None, as_json: bool) -> None:

@@ -173,10 +173,10 @@ def test_job_create_gpus_on_a_site_without_gpus(hello) -> None:
 @pytest.mark.parametrize(
     ("option", "value", "problem"),
     [
-        ("--num-nodes", "0", "num_nodes must be at least 1 (got 0)"),
-        ("--node-packing-count", "-1", "node_packing_count must be at least 1 (got -1)"),
-        ("--wall-time-min", "-5", "wall_time_min must be a non-negative number (got -5.0)"),
-        ("--gpus-per-rank", "nan", "gpus_per_rank must be a non-negative number (got nan)"),
+        ("--num-nodes", "0", "num_nodes must be a whole number from 1 to 1048576 (got 0)"),
+        ("--node-packing-count", "-1", "node_packing_count must be a whole number from 1 to 1048576 (got -1)"),
+        ("--wall-time-min", "-5", "wall_time_min must be a finite number, 0 or more (got -5.0)"),
+        ("--gpus-per-rank", "nan", "gpus_per_rank must be a finite number, 0 or more (got nan)"),
     ],
 )
 def test_job_create_impossible_numbers(hello, option: str, value: str, problem: str) -> None:
