@@ -188,7 +188,8 @@ class ElasticSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
                     f"({self.max_wall_time_min}); lower it or raise max_wall_time_min")  # fmt: skip
         if self.wall_time_pad_min >= self.min_wall_time_min:
             _refuse("wall_time_pad_min", f"{self.wall_time_pad_min} must be smaller than min_wall_time_min "
-                    f"({self.min_wall_time_min}), or batch jobs would have no time left to run jobs")  # fmt: skip
+                    f"({self.min_wall_time_min}), or batch jobs would have no time left to run jobs; "
+                    "lower it")  # fmt: skip
         problems = tag_problems(self.filter_tags, "filter tag")
         if problems:
             _refuse("filter_tags", "; ".join(problems))
@@ -238,7 +239,7 @@ def parse_settings(text: str, path: Path) -> Settings:
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(_describe_toml_error(path, text, str(exc))) from None
     except RecursionError:
-        raise SettingsError(f"{path}: values are nested too deeply to read; {_FRESH}") from None
+        raise SettingsError(f"{path}: values are nested too deeply to read; flatten them ({_FRESH})") from None
     try:
         return msgspec.convert(raw, Settings)
     except msgspec.ValidationError as exc:
@@ -283,7 +284,7 @@ _TOML_FIXES = {
     "Cannot overwrite a value": "a key is given twice, or a table twice; keep one",
     "Cannot declare": "a table is declared twice; keep one",
     "Illegal character": "write control characters as escapes (\\n, \\t) inside double quotes",
-    "Invalid value": "strings go in double quotes, numbers and true/false without",
+    "Invalid value": "put strings in double quotes, numbers and true/false without",
     "Unclosed": "close it on the same line",
 }
 

@@ -50,7 +50,10 @@ def dsn_problem(text: str) -> str | None:
         if not match or match.end() == at:
             return f"it is not a DSN (no key=value at character {at + 1}); give {FORMS}"
         if match.group(1) not in KEYWORDS:
-            return f"{match.group(1)!r:.40} is not a connection keyword of PostgreSQL (e.g. host, port, dbname, user)"
+            return (
+                f"{match.group(1)!r:.40} is not a connection keyword of PostgreSQL; use those it knows, such as host, "
+                "port, dbname and user"
+            )
         at = match.end()
         if at < len(text) and text[at] == "'":
             return f"a quoted value is never closed (at character {at + 1}); end it with '"

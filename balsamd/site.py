@@ -57,6 +57,10 @@ class SiteLayout:
                 st = path.stat()
             except FileNotFoundError:
                 continue
+            except OSError as exc:  # a symlink loop, a directory that may not be searched
+                raise SiteError(
+                    f"{path}: cannot be looked at ({exc.strerror}); make it a file of yours again"
+                ) from None
             problem = changeable_by_others(path, st)
             if problem:
                 raise SiteError(problem)

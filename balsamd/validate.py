@@ -124,7 +124,10 @@ def resolve_parameters(app: App, given: Mapping[str, Any]) -> tuple[dict[str, An
     unknown = sorted(set(given) - set(app.parameters))
     if unknown:
         known = ", ".join(sorted(app.parameters)) or "none"
-        problems.append(f"unknown parameter(s) {', '.join(unknown)} for app {app.name} (it takes: {known})")
+        problems.append(
+            f"unknown parameter(s) {', '.join(unknown)} for app {app.name} (it takes: {known}); "
+            "correct the name or leave it out"
+        )
     resolved = dict(given)
     for name, spec in app.parameters.items():
         if name in given:
@@ -137,18 +140,27 @@ def resolve_parameters(app: App, given: Mapping[str, Any]) -> tuple[dict[str, An
     return resolved, problems
 
 
-def resource_problems(job: JobSpec, nodes: NodeSettings, max_wall_time_min: float | None = None) -> list[str]:
-    """Why a job could never run on this site's nodes, or within its longest batch job
-    (empty when it fits)."""
+def number_problems(job: JobSpec) -> list[str]:
+    """Numbers no job can have, whatever the site: checked before a request travels anywhere
+    (an integer beyond 64 bits could not even be sent to the daemon)."""
     problems = []
-    positive = ("num_nodes", "ranks_per_node", "threads_per_rank", "threads_per_core", "node_packing_count")
-    for field in positive:
+    for field in _INT_FIELDS:
         if not 1 <= getattr(job, field) <= MAX_COUNT:
-            problems.append(f"{field} must be a whole number from 1 to {MAX_COUNT} (got {getattr(job, field)})")
+            problems.append(
+                f"{field} must be a whole number from 1 to {MAX_COUNT} (got {getattr(job, field)}); "
+                "give one in that range"
+            )
     for field in ("gpus_per_rank", "wall_time_min"):
         value = getattr(job, field)
         if not math.isfinite(value) or value < 0:
-            problems.append(f"{field} must be a finite number, 0 or more (got {value})")
+            problems.append(f"{field} must be a finite number, 0 or more (got {value}); give one")
+    return problems
+
+
+def resource_problems(job: JobSpec, nodes: NodeSettings, max_wall_time_min: float | None = None) -> list[str]:
+    """Why a job could never run on this site's nodes, or within its longest batch job
+    (empty when it fits)."""
+    problems = number_problems(job)
     if problems:
         return problems
     if job.num_nodes > nodes.max_nodes:
@@ -226,7 +238,9 @@ def job_spec(raw: Any, where: str = "job") -> JobSpec:
         bad_keys = [k for k in raw if not isinstance(k, str)]
         unknown = sorted(map(str, bad_keys)) or sorted(set(raw) - set(SPEC_FIELDS))
         if unknown:
-            raise JobSpecError(where, [f"unknown field(s) {unknown}; a job request takes {sorted(SPEC_FIELDS)}"])
+            raise JobSpecError(where, [
+                f"unknown field(s) {unknown}; correct or remove them (a job request takes {sorted(SPEC_FIELDS)})"
+            ])  # fmt: skip
         fields = {k: v for k, v in raw.items() if v is not None or k not in ("parameters", "parent_ids")}
         try:
             raw = msgspec.convert(fields, JobSpec)
@@ -279,7 +293,8 @@ def spec_problems(spec: JobSpec) -> list[str]:
             return [explained(str(exc))]
         except (TypeError, ValueError) as exc:  # a value msgspec cannot even look at
             return [f"a field holds a value that is not plain data ({exc}); give the types a JobSpec declares"]
-    problems = [p for f in _TEXT_FIELDS if (p := text_problem(getattr(spec, f), f"{f} {getattr(spec, f)[:60]!r}"))]
+    problems = number_problems(spec)
+    problems += [p for f in _TEXT_FIELDS if (p := text_problem(getattr(spec, f), f"{f} {getattr(spec, f)[:60]!r}"))]
     for field in _WORD_DICTS:
         for key, value in getattr(spec, field).items():
             problem = text_problem(key, f"{field} key {key[:40]!r}") or text_problem(value, f"{field}[{key[:40]!r}]")
@@ -385,14 +400,14 @@ def batch_problems(batch: BatchJob, rules: SiteRules, active: int) -> list[str]:
     s = rules.scheduler
     problems = []
     if batch.num_nodes < 1:
-        problems.append(f"--num-nodes must be at least 1 (got {batch.num_nodes})")
+        problems.append(f"--num-nodes must be at least 1 (got {batch.num_nodes}); give 1 or more")
     elif batch.num_nodes > rules.nodes.max_nodes:
         problems.append(
             f"--num-nodes {batch.num_nodes} exceeds the site's max_nodes={rules.nodes.max_nodes} "
             "(lower it, or raise [nodes] max_nodes in settings.toml)"
         )
     if batch.wall_time_min < 1:
-        problems.append(f"--wall-time-min must be at least 1 (got {batch.wall_time_min})")
+        problems.append(f"--wall-time-min must be at least 1 (got {batch.wall_time_min}); give 1 or more")
     elif batch.wall_time_min > s.max_wall_time_min:
         problems.append(
             f"--wall-time-min {batch.wall_time_min} exceeds [scheduler] max_wall_time_min={s.max_wall_time_min}"
@@ -424,7 +439,8 @@ def script_word_problems(batch: BatchJob) -> list[str]:
         value = getattr(batch, field)
         if value and not SCHEDULER_WORD.fullmatch(value):
             problems.append(
-                f"{field} {value!r} is not a scheduler's {field} name (letters, digits and _.@+:-, one word)"
+                f"{field} {value!r} is not a scheduler's {field} name (letters, digits and _.@+:-, one word); "
+                "give the scheduler's name for it"
             )
     return problems + tag_problems(batch.filter_tags, "filter tag")
 

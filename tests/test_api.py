@@ -87,7 +87,7 @@ def test_create_refuses_with_every_problem(site) -> None:
         site.jobs.create("hello", "../x", parameters={"nmae": 1}, ranks_per_node=5)
     assert info.value.problems == [
         "workdir '../x' contains '..'; give a path inside the site's data/ directory without it",
-        "unknown parameter(s) nmae for app hello (it takes: name)",
+        "unknown parameter(s) nmae for app hello (it takes: name); correct the name or leave it out",
         "missing required parameter name: add -p name=VALUE",
         "5 ranks x 1 threads / 1 threads per core needs 5 CPUs per node but nodes have 4 "
         "(lower --ranks-per-node or --threads-per-rank, or spread over more nodes)",
@@ -98,7 +98,9 @@ def test_create_refuses_with_every_problem(site) -> None:
 def test_create_refuses_unknown_apps_fields_and_bad_values(site) -> None:
     with pytest.raises(JobSpecError, match=r"^job: unknown app 'nope' \(known: hello, sim\); create it"):
         site.jobs.create("nope", "w")
-    with pytest.raises(JobSpecError, match=r"^job: unknown field\(s\) \['nodes'\]; a job request takes "):
+    with pytest.raises(
+        JobSpecError, match=r"^job: unknown field\(s\) \['nodes'\]; correct or remove them \(a job request takes "
+    ):
         site.jobs.create("hello", "w", parameters={"name": "a"}, nodes=2)
     with pytest.raises(JobSpecError, match=r"^job: tags: expected a string, got a whole number; give a string$"):
         site.jobs.create("hello", "w", parameters={"name": "a"}, tags={"k": 1})

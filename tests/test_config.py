@@ -83,14 +83,14 @@ def test_a_directory_instead_of_a_file(tmp_path: Path) -> None:
 def test_bad_toml_names_line_and_key(tmp_path: Path) -> None:
     assert error(tmp_path, "[nodes]\ncpus_per_node = 4\ngpus_per_node = \n") == (
         "FILE:3: key nodes.gpus_per_node: not valid TOML: Invalid value (column 17); "
-        "strings go in double quotes, numbers and true/false without"
+        "put strings in double quotes, numbers and true/false without"
     )
 
 
 def test_bad_toml_at_the_end_of_the_file(tmp_path: Path) -> None:
     assert error(tmp_path, '[launcher]\ngpu_env = ["A",\n') == (
         "FILE:2: key launcher.gpu_env: not valid TOML: Invalid value (at end of document); "
-        "strings go in double quotes, numbers and true/false without"
+        "put strings in double quotes, numbers and true/false without"
     )
 
 

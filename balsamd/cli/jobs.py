@@ -13,6 +13,7 @@ from balsamd.models import AppKind
 from balsamd.render import job_dict, print_json, table, timestamp
 from balsamd.results import describe_result
 from balsamd.states import FINAL, RETRYABLE, IllegalTransition, JobState
+from balsamd.store.errors import JobNotFound
 from balsamd.store.queries import JobFilter
 
 
@@ -95,12 +96,20 @@ def job_create(ctx: click.Context, app_name: str, workdir: str, params: tuple[st
     job = site.jobs.create(
         app=app_name, workdir=workdir, parameters=parameters,
         tags=parse_pairs(tags, "-t/--tag"), launch_params=parse_pairs(launch_params, "--launch-param"),
-        parent_ids=[site.store.resolve_id(p) for p in parents], **resources,
+        parent_ids=[_parent(site, p) for p in parents], **resources,
     )  # fmt: skip
     if as_json:
         print_json(job_dict(job.record))
     else:
         click.echo(f"{job.id} {job.state} {job.app} {job.workdir}")
+
+
+def _parent(site: Site, given: str) -> str:
+    """A --parent's full id; one that names no job is that option's mistake."""
+    try:
+        return site.store.resolve_id(given)
+    except JobNotFound as exc:
+        raise click.BadParameter(str(exc), param_hint="--parent") from None
 
 
 def _state_filters(states: tuple[str, ...]) -> list[JobState]:

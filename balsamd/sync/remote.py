@@ -304,7 +304,7 @@ class CentralConnection:
         rows = self.execute("SELECT rules FROM balsamd.sites WHERE name = %s", (site,))
         if not rows:
             known = ", ".join(self.sites()) or "none"
-            raise JobSpecError("job", [f"unknown site {site!r} (known: {known})"])
+            raise JobSpecError("job", [f"unknown site {site!r:.60} (known: {known}); give one of them"])
         rules = msgspec.convert(rows[0][0] or {}, SiteRules)
         apps = {
             name: msgspec.convert(spec, App)

@@ -188,7 +188,7 @@ def test_settings_with_bad_toml(site: Path) -> None:
     result = invoke("--site", str(site), "job", "ls", code=1)
     assert result.stderr == (
         f"Error: {site}/settings.toml:{line}: key nodes.gpus_per_node: not valid TOML: Invalid value (column 17); "
-        "strings go in double quotes, numbers and true/false without\n"
+        "put strings in double quotes, numbers and true/false without\n"
     )
 
 
