@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+_BROKEN = re.compile(r"\{\{[^{}]*\}\}")
 _HEREDOC = re.compile(r"<<(-?)\s*(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\2")
 _REPARSING = frozenset({"eval", "let", "trap", "source", ".", "alias"})
 _SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash"})
@@ -27,10 +28,11 @@ def template_problems(template: str) -> list[str]:
     problems = []
     # placeholders read as plain words of the same length: their braces are not shell syntax
     masked = PLACEHOLDER.sub(lambda m: "_" * len(m.group(0)), template)
-    broken = masked.find("{{")
-    if broken >= 0:
+    # a {{ ... }} left after the placeholders were masked was meant as one (a lone {{ is text)
+    broken = _BROKEN.search(masked)
+    if broken:
         problems.append(
-            f"{template[broken : broken + 20]!r} (at character {broken + 1}) is no placeholder; write one as "
+            f"{broken.group(0)[:40]!r} (at character {broken.start() + 1}) is no placeholder; write one as "
             "{{ name }}, name being a parameter's (letters, digits and _)"
         )
     if "\x00" in template:
