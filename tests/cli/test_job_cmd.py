@@ -229,8 +229,10 @@ def test_job_create_same_parameter_twice(hello) -> None:
 
 
 def test_job_create_unknown_parent(hello) -> None:
-    stderr = job_create_error(hello, "--app", "hello", "--workdir", "w", "-p", "name=a", "--parent", "01ZZZ")
-    assert stderr == "Error: no job with id 01ZZZ (list jobs with `balsamd job ls`)\n"
+    stderr = job_create_error(hello, "--app", "hello", "--workdir", "w", "-p", "name=a", "--parent", "01ZZZ", code=2)
+    assert stderr.endswith(
+        "Error: Invalid value for --parent: no job with id 01ZZZ (list jobs with `balsamd job ls`)\n"
+    )
 
 
 def test_job_create_requires_app_and_workdir(hello) -> None:

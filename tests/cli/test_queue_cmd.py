@@ -114,7 +114,8 @@ def test_submit_warns_when_daemon_json_is_left_by_a_daemon_that_is_gone(run, sit
         (["--project", "x"], {"allowed_projects": ["chem"], "default_project": "chem"},
          "project 'x' is not allowed here; use one of: chem"),
         (["--queue", "debug\n#PBS -l x"], {}, "queue 'debug\\n#PBS -l x' is not a scheduler's queue name "
-                                                "(letters, digits and _.@+:-, one word)"),
+                                                "(letters, digits and _.@+:-, one word); "
+                                                "give the scheduler's name for it"),
     ],
     ids=["too-wide", "no-nodes", "too-long", "no-time", "queue", "project", "queue-with-a-line"],
 )  # fmt: skip
