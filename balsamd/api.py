@@ -15,13 +15,14 @@ import msgspec
 
 from balsamd.apps import register_apps
 from balsamd.config import Settings
+from balsamd.explain import a_kind, explain
 from balsamd.models import App, Event, Job, JobSpec, RemoveOutcome
 from balsamd.results import await_value
-from balsamd.site import SiteLayout, find_site, open_store
+from balsamd.site import SiteError, SiteLayout, find_site, open_store
 from balsamd.states import JobState
 from balsamd.store.contract import Store
 from balsamd.store.queries import JobFilter
-from balsamd.validate import JobSpecError, job_spec, unknown_app_message
+from balsamd.validate import JobSpecError, Refused, explained, id_list, job_requests, job_spec, unknown_app_message
 
 if TYPE_CHECKING:
     from balsamd.sync.remote import CentralConnection
@@ -36,6 +37,11 @@ def connect(target: str | os.PathLike[str] | None = None) -> Site | CentralConne
         from balsamd.sync.remote import CentralConnection  # PostgreSQL's client: only when asked for
 
         return CentralConnection(target)
+    if target is not None and not isinstance(target, str | os.PathLike):
+        raise SiteError(
+            f"connect() takes a site directory or a postgresql:// DSN, not {a_kind(target)}; "
+            "give e.g. balsamd.connect('~/sites/theta')"
+        )
     return Site(find_site(target))
 
 
@@ -110,7 +116,7 @@ class JobManager:
 
     def bulk_create(self, specs: Iterable[dict[str, Any] | JobSpec]) -> list[JobHandle]:
         """Create all of them in one transaction, or none (the store checks every one first)."""
-        specs = list(specs)
+        specs = job_requests(specs)
         checked = [job_spec(spec, f"job {n}" if len(specs) > 1 else "job") for n, spec in enumerate(specs)]
         self._site.apps.sync()
         return [JobHandle(self._site, j) for j in self._site.store.create_jobs(checked)]
@@ -138,7 +144,7 @@ class JobManager:
 
     def _ids(self, items: Iterable[str | JobHandle]) -> list[str]:
         """Full ids of jobs or id prefixes, each once, in the order given."""
-        found = (i.id if isinstance(i, JobHandle) else self._site.store.resolve_id(i) for i in items)
+        found = (i.id if isinstance(i, JobHandle) else self._site.store.resolve_id(i) for i in id_list(items))
         return list(dict.fromkeys(found))
 
     def __iter__(self) -> Iterator[JobHandle]:
@@ -158,10 +164,19 @@ def _filter(criteria: dict[str, Any]) -> JobFilter:
         c["parent_id"] = c.pop("parent")
     if "workdir" in c:
         c["workdir_contains"] = c.pop("workdir")
+    if isinstance(c.get("states"), str) or isinstance(c.get("ids"), str):
+        raise Refused("job filter", ["give states and ids as lists, or one state as state=..."])
     try:
         return msgspec.convert(c, JobFilter)
     except msgspec.ValidationError as exc:
-        raise ValueError(f"bad job filter: {exc}") from None
+        raise Refused("job filter", [_filter_problem(str(exc))]) from None
+
+
+def _filter_problem(message: str) -> str:
+    told = explain(message)
+    if told.kind == "enum" and told.path[:1] == ["states"]:
+        return f"{told.detail} is not a job state; use one of {', '.join(s.value for s in JobState)}"
+    return explained(message)
 
 
 class Site:

@@ -1,49 +1,81 @@
 """Site settings: ``SITE/settings.toml`` decoded into one msgspec Struct.
 
 Unknown keys are errors (a typo must not silently fall back to a default), and every error
-names the file, the line and the key, and says what is expected there.
+names the file, the line and the key, says what is wrong and what to do.  Every value is
+bounded: numbers to what a machine can have or a daemon can wait, words to what a scheduler, a
+shell or PostgreSQL reads as one word, so that nothing downstream meets a value it cannot take.
 """
 
 from __future__ import annotations
 
 import difflib
+import ipaddress
+import math
 import os
 import re
+import stat
 import tomllib
 import typing
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
+
+from balsamd.dsn import dsn_problem
+from balsamd.explain import explain
+from balsamd.tags import tag_problems
 
 # a scheduler's queue or project name: one word that a job script or a command line cannot read
 # as more than that (empty: the scheduler's default)
 SCHEDULER_WORD = r"[A-Za-z0-9_][A-Za-z0-9_.@+:\[\]-]{0,127}"
 SchedulerWord = Annotated[str, msgspec.Meta(pattern=f"^({SCHEDULER_WORD})?$")]
 LAUNCH_PARAM = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# a site's name: its identity in the central database and in the daemon's handshake; one word
+SITE_NAME = r"[^\s\"'\\\x00-\x1f\x7f]{1,64}"
 # what each pattern means, for the error that names a key whose value does not match (msgspec's
 # message quotes the pattern as repr() gives it)
 PATTERN_HINTS = {
     repr(f"^({SCHEDULER_WORD})?$"): "expected one word of letters, digits and _.@+:[]- (a scheduler's name "
     "for it), without spaces, quotes or line breaks",
     repr(LAUNCH_PARAM): "expected an option name of letters, digits, _ and -, as the MPI launcher takes it",
+    repr(ENV_NAME): "expected an environment variable's name (letters, digits and _, not starting with a digit), "
+    "such as CUDA_VISIBLE_DEVICES",
+    repr(f"^({SITE_NAME})?$"): "expected a name of at most 64 characters without spaces, quotes, backslashes or "
+    "control characters",
 }
+# bounds: beyond them a value is a typo, and would overflow what keeps it or spin what uses it
+MAX_NODES = 200_000  # nodes of one machine (Fugaku, the largest, has 158,976)
+MAX_CPUS, MAX_GPUS = 1 << 16, 1024  # per node
+MAX_MINUTES = 366 * 24 * 60  # a year: the longest wall time or wait anyone means
+MAX_SECONDS = MAX_MINUTES * 60.0
+MIN_PERIOD = 0.001  # seconds between a service's steps; shorter only spins
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+Minutes = Annotated[int, msgspec.Meta(ge=1, le=MAX_MINUTES)]
+Period = Annotated[float, msgspec.Meta(ge=MIN_PERIOD, le=MAX_SECONDS)]
+Seconds = Annotated[float, msgspec.Meta(ge=0, le=MAX_SECONDS)]
+Count = Annotated[int, msgspec.Meta(ge=1, le=10_000)]
 
 MpiFlavor = Literal["mpich", "openmpi", "srun", "aprun", "jsrun", "pbs-cray"]
 SchedulerKind = Literal["local", "slurm", "pbs", "cobalt", "lsf"]
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def _refuse(key: str, problem: str) -> None:
+    """A problem found after decoding, told as the key it is about (see ``_describe``)."""
+    raise ValueError(f"{key}: {problem}")
 
 
 class SiteInfo(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    name: str = ""
+    name: Annotated[str, msgspec.Meta(pattern=f"^({SITE_NAME})?$")] = ""
     group_readable: bool = False  # what balsamd makes is readable by the site's group, never writable
 
 
 class NodeSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    cpus_per_node: Positive = 1
-    gpus_per_node: NonNegative = 0
-    max_nodes: Positive = 1
+    cpus_per_node: Annotated[int, msgspec.Meta(ge=1, le=MAX_CPUS)] = 1
+    gpus_per_node: Annotated[int, msgspec.Meta(ge=0, le=MAX_GPUS)] = 0
+    max_nodes: Annotated[int, msgspec.Meta(ge=1, le=MAX_NODES)] = 1
 
 
 class SchedulerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -52,71 +84,115 @@ class SchedulerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
     allowed_projects: list[SchedulerWord] = []
     default_queue: SchedulerWord = ""
     default_project: SchedulerWord = ""
-    max_wall_time_min: Positive = 1440
-    max_queued: Positive = 20
+    max_wall_time_min: Minutes = 1440
+    max_queued: Count = 20
+
+    def __post_init__(self) -> None:
+        for field, allowed in (("queue", self.allowed_queues), ("project", self.allowed_projects)):
+            default = getattr(self, f"default_{field}")
+            if allowed and default and default not in allowed:
+                _refuse(f"default_{field}", f"{default!r} is not in allowed_{field}s ({', '.join(allowed)}); "
+                        f"add it there or choose one of them")  # fmt: skip
 
 
 class LauncherSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     mpi: MpiFlavor = "mpich"
     mpiexec: str = "mpiexec"
-    gpu_env: list[str] = msgspec.field(default_factory=lambda: ["CUDA_VISIBLE_DEVICES"])
-    heartbeat_sec: Annotated[float, msgspec.Meta(gt=0)] = 60.0
-    session_expiry_sec: Annotated[float, msgspec.Meta(gt=0)] = 300.0
-    idle_ttl_sec: Annotated[float, msgspec.Meta(ge=0)] = 300.0
-    claim_batch: Positive = 512
-    timeout_grace_sec: Annotated[float, msgspec.Meta(ge=0)] = 30.0
-    stop_claiming_min: Annotated[float, msgspec.Meta(ge=0)] = 1.0
+    gpu_env: list[Annotated[str, msgspec.Meta(pattern=ENV_NAME)]] = msgspec.field(
+        default_factory=lambda: ["CUDA_VISIBLE_DEVICES"]
+    )
+    heartbeat_sec: Period = 60.0
+    session_expiry_sec: Period = 300.0
+    idle_ttl_sec: Seconds = 300.0
+    claim_batch: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 512
+    timeout_grace_sec: Seconds = 30.0
+    stop_claiming_min: Annotated[float, msgspec.Meta(ge=0, le=MAX_MINUTES)] = 1.0
     node_workers: Literal["auto", "all", "none"] = "auto"
     # the only launch parameters jobs may give (each becomes --KEY VALUE of the MPI launcher, which
     # runs as the site's owner: a flag like task-prolog or outfile-pattern runs code or writes files)
     allowed_launch_params: list[Annotated[str, msgspec.Meta(pattern=LAUNCH_PARAM)]] = []
 
+    def __post_init__(self) -> None:
+        if not self.mpiexec or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in self.mpiexec):
+            _refuse("mpiexec", f"{self.mpiexec!r} is not a program: give the MPI launcher's name on PATH or its "
+                    "path, one word without spaces (its options come from the mpi shape)")  # fmt: skip
+        if self.heartbeat_sec >= self.session_expiry_sec:
+            _refuse("heartbeat_sec", f"{self.heartbeat_sec:g} s is not shorter than session_expiry_sec "
+                    f"({self.session_expiry_sec:g} s), so a launcher's session would expire between its "
+                    "heartbeats and its runs be stopped; make heartbeat_sec a fraction of session_expiry_sec "
+                    "(a fifth is usual)")  # fmt: skip
+
 
 class SyncSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     central: str = ""
-    period_sec: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    period_sec: Period = 10.0
+
+    def __post_init__(self) -> None:
+        problem = dsn_problem(self.central) if self.central else None
+        if problem:
+            _refuse("central", f"not a PostgreSQL DSN: {problem}")
+
+
+def host_problem(host: str) -> str | None:
+    """Why ``host`` is neither an IP address nor a host name (None when it is one)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        labels = host.split(".")
+        if len(host) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in labels):
+            return f"{host!r:.80} is neither an IP address nor a host name"
+        if all(label.isdigit() for label in labels):
+            return f"{host!r} is not a valid IP address"
+    return None
 
 
 class DaemonSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     bind: str = "0.0.0.0"
     port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0
-    processing_period_sec: Annotated[float, msgspec.Meta(gt=0)] = 1.0
-    hook_timeout_sec: Annotated[float, msgspec.Meta(gt=0)] = 300.0
-    hook_workers: Positive = 2
-    reaper_period_sec: Annotated[float, msgspec.Meta(gt=0)] = 10.0
-    scheduler_period_sec: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    processing_period_sec: Period = 1.0
+    hook_timeout_sec: Annotated[float, msgspec.Meta(gt=0, le=MAX_SECONDS)] = 300.0
+    hook_workers: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 2
+    reaper_period_sec: Period = 10.0
+    scheduler_period_sec: Period = 10.0
+
+    def __post_init__(self) -> None:
+        problem = host_problem(self.bind)
+        if problem:
+            _refuse("bind", f"{problem}; give 0.0.0.0 (every interface), 127.0.0.1 (this host only) or this "
+                    "host's address towards the compute nodes")  # fmt: skip
 
 
 class ElasticSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     enabled: bool = False
-    period_sec: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    period_sec: Period = 60.0
     queue: SchedulerWord = ""  # empty: the scheduler's default_queue
     project: SchedulerWord = ""  # empty: the scheduler's default_project
     job_mode: Literal["mpi", "serial"] = "mpi"
     filter_tags: dict[str, str] = {}
-    min_nodes: Positive = 1
-    max_nodes: Positive = 1
-    min_wall_time_min: Positive = 35
-    max_wall_time_min: Positive = 360
-    wall_time_pad_min: NonNegative = 5
-    max_queue_wait_min: Annotated[float, msgspec.Meta(gt=0)] = 10.0
-    max_queued: Positive = 20
+    min_nodes: Annotated[int, msgspec.Meta(ge=1, le=MAX_NODES)] = 1
+    max_nodes: Annotated[int, msgspec.Meta(ge=1, le=MAX_NODES)] = 1
+    min_wall_time_min: Minutes = 35
+    max_wall_time_min: Minutes = 360
+    wall_time_pad_min: Annotated[int, msgspec.Meta(ge=0, le=MAX_MINUTES)] = 5
+    max_queue_wait_min: Annotated[float, msgspec.Meta(gt=0, le=MAX_MINUTES)] = 10.0
+    max_queued: Count = 20
     use_backfill: bool = False
-    max_failures: Positive = 3  # submission failures in a row before it pauses itself
-    pause_min: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    max_failures: Count = 3  # submission failures in a row before it pauses itself
+    pause_min: Annotated[float, msgspec.Meta(gt=0, le=MAX_MINUTES)] = 30.0
 
     def __post_init__(self) -> None:
         if self.min_nodes > self.max_nodes:
-            raise ValueError(f"min_nodes ({self.min_nodes}) exceeds max_nodes ({self.max_nodes})")
+            _refuse("min_nodes", f"{self.min_nodes} exceeds max_nodes ({self.max_nodes}); lower it or raise max_nodes")
         if self.min_wall_time_min > self.max_wall_time_min:
-            raise ValueError(
-                f"min_wall_time_min ({self.min_wall_time_min}) exceeds max_wall_time_min ({self.max_wall_time_min})"
-            )
+            _refuse("min_wall_time_min", f"{self.min_wall_time_min} exceeds max_wall_time_min "
+                    f"({self.max_wall_time_min}); lower it or raise max_wall_time_min")  # fmt: skip
         if self.wall_time_pad_min >= self.min_wall_time_min:
-            raise ValueError(
-                f"wall_time_pad_min ({self.wall_time_pad_min}) must be smaller than min_wall_time_min "
-                f"({self.min_wall_time_min}), or batch jobs would have no time left to run jobs"
-            )
+            _refuse("wall_time_pad_min", f"{self.wall_time_pad_min} must be smaller than min_wall_time_min "
+                    f"({self.min_wall_time_min}), or batch jobs would have no time left to run jobs; "
+                    "lower it")  # fmt: skip
+        problems = tag_problems(self.filter_tags, "filter tag")
+        if problems:
+            _refuse("filter_tags", "; ".join(problems))
 
 
 class LoggingSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -135,28 +211,89 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     elastic: ElasticSettings = msgspec.field(default_factory=ElasticSettings)
     logging: LoggingSettings = msgspec.field(default_factory=LoggingSettings)
 
+    def __post_init__(self) -> None:
+        e, s = self.elastic, self.scheduler
+        if not e.enabled:  # its limits matter only to batch jobs it submits
+            return
+        if e.max_nodes > self.nodes.max_nodes:
+            _refuse("elastic.max_nodes", f"{e.max_nodes} exceeds [nodes] max_nodes ({self.nodes.max_nodes}), so "
+                    "its batch jobs would be refused; lower it or raise [nodes] max_nodes")  # fmt: skip
+        if e.max_wall_time_min > s.max_wall_time_min:
+            _refuse("elastic.max_wall_time_min", f"{e.max_wall_time_min} exceeds [scheduler] max_wall_time_min "
+                    f"({s.max_wall_time_min}), so its batch jobs would be refused; lower it or raise that")  # fmt: skip
+        for field, allowed in (("queue", s.allowed_queues), ("project", s.allowed_projects)):
+            value = getattr(e, field) or getattr(s, f"default_{field}")
+            if allowed and value not in allowed:
+                _refuse(f"elastic.{field}", f"{value!r} is not in [scheduler] allowed_{field}s "
+                        f"({', '.join(allowed)}); use one of them")  # fmt: skip
+
 
 class SettingsError(Exception):
     """The settings file is missing or malformed; the message names file, line and key."""
 
 
+MAX_FILE = 1024 * 1024  # a settings file is a few kB; more is not one
+
+
 def load_settings(path: Path) -> Settings:
+    return parse_settings(_read(path), path)
+
+
+def parse_settings(text: str, path: Path) -> Settings:
+    """Settings from the text of ``path`` (named in every error)."""
     try:
-        text = path.read_text()
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(_describe_toml_error(path, text, str(exc))) from None
+    except RecursionError:
+        raise SettingsError(f"{path}: values are nested too deeply to read; flatten them ({_FRESH})") from None
+    try:
+        return msgspec.convert(raw, Settings)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(_describe(path, text, raw, str(exc))) from None
+
+
+_FRESH = "`balsamd site init` in an empty directory writes a fresh settings.toml to compare with"
+
+
+def _read(path: Path) -> str:
+    """The file's text; a directory, a pipe, a huge file or bytes that are not UTF-8 are errors
+    saying so (a pipe would block the read for ever)."""
+    try:
+        st = path.stat()
+        if stat.S_ISDIR(st.st_mode):
+            raise SettingsError(f"{path}: is a directory, not a settings file; remove it and restore the file "
+                                f"({_FRESH})")  # fmt: skip
+        if not stat.S_ISREG(st.st_mode):
+            raise SettingsError(f"{path}: is not a regular file (a pipe or a device?); replace it with the "
+                                f"settings file ({_FRESH})")  # fmt: skip
+        if st.st_size > MAX_FILE:
+            raise SettingsError(f"{path}: is {st.st_size} bytes, not a settings file (a few kB); restore the file "
+                                f"({_FRESH})")  # fmt: skip
+        data = path.read_bytes()
     except FileNotFoundError:
         raise SettingsError(
             f"{path}: settings file not found; is this a site directory? Create one with `balsamd site init DIR`."
         ) from None
     except OSError as exc:
-        raise SettingsError(f"{path}: cannot read the settings file: {exc.strerror}") from None
+        raise SettingsError(f"{path}: cannot read the settings file: {exc.strerror}; make it a file you can read "
+                            f"({_FRESH})") from None  # fmt: skip
     try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise SettingsError(_describe_toml_error(path, text, str(exc))) from None
-    try:
-        return msgspec.convert(raw, Settings)
-    except msgspec.ValidationError as exc:
-        raise SettingsError(_describe(path, text, str(exc))) from None
+        return data.decode("utf-8-sig")  # editors may begin UTF-8 with a byte-order mark
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise SettingsError(f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8")\
+            from None  # fmt: skip
+
+
+# tomllib's words for what is wrong, and what to do about each
+_TOML_FIXES = {
+    "Cannot overwrite a value": "a key is given twice, or a table twice; keep one",
+    "Cannot declare": "a table is declared twice; keep one",
+    "Illegal character": "write control characters as escapes (\\n, \\t) inside double quotes",
+    "Invalid value": "put strings in double quotes, numbers and true/false without",
+    "Unclosed": "close it on the same line",
+}
 
 
 def _describe_toml_error(path: Path, text: str, message: str) -> str:
@@ -169,32 +306,94 @@ def _describe_toml_error(path: Path, text: str, message: str) -> str:
         detail = message
     keys = dict(_key_lines(text)).get(line)
     key = f" key {'.'.join(keys)}:" if keys else ""
-    return f"{path}:{line}:{key} not valid TOML: {detail}"
+    fix = next((f for start, f in _TOML_FIXES.items() if message.startswith(start)), "correct the TOML syntax there")
+    return f"{path}:{line}:{key} not valid TOML: {detail}; {fix}"
 
 
-def _describe(path: Path, text: str, message: str) -> str:
-    """Turn msgspec's ``... - at `$.a.b``` into ``file:line: key a.b: ...``."""
-    where = re.search(r" - at `\$\.?([^`]*)`$", message)
-    keys = where.group(1).split(".") if where and where.group(1) else []
-    keys = [re.sub(r"\[\d+\]$", "", k) for k in keys]
-    detail = message[: where.start()] if where else message
-    unknown = re.match(r"Object contains unknown field `([^`]+)`", detail)
-    if unknown:
-        keys = [*keys, unknown.group(1)]
+def _describe(path: Path, text: str, raw: dict[str, Any], message: str) -> str:
+    """Turn msgspec's ``... - at `$.a.b``` into ``file:line: key a.b: what is wrong; what to do``."""
+    told = explain(message, toml=True)
+    keys = [k for k in told.path if not k.isdigit()]
+    problem, fix = told.problem, ""
+    if told.kind == "unknown":
         known = _known_keys(keys[:-1])
         close = difflib.get_close_matches(keys[-1], known, n=1)
         guess = f"did you mean {close[0]}? " if close else ""
-        detail = f"unknown key ({guess}known keys: {', '.join(known)})"
-    elif detail.startswith("Invalid enum value"):
+        problem, fix = "unknown key", f"{guess}remove it or correct its name (known keys: {', '.join(known)})"
+    elif told.kind == "enum":
         allowed = _allowed_values(keys)
-        if allowed:
-            detail = f"{detail}; use one of {', '.join(repr(v) for v in allowed)}"
-    elif "matching regex" in detail:
-        detail = PATTERN_HINTS.get(detail.split("matching regex ", 1)[1], detail)
+        problem = f"{told.detail} is not one of its values"
+        fix = f"use one of {', '.join(repr(v) for v in allowed)}" if allowed else told.fix
+    elif told.kind == "pattern":
+        problem = PATTERN_HINTS.get(told.detail, problem)
+    elif told.kind == "other":  # a check of our own: "key: problem; what to do"
+        own = re.match(r"([a-z_]+(?:\.[a-z_]+)*): (.*)$", problem, re.S)
+        if own and _field_type([*keys, *own.group(1).split(".")]) is not None:
+            keys, problem = [*keys, *own.group(1).split(".")], own.group(2)
+    if not fix and told.kind != "other":
+        got = _value_at(raw, told.path)
+        problem += f" (got {_toml_value(got)})" if got is not None and told.kind != "type" else ""
+        fix = _default_fix(keys, told.fix)
     line = _find_line(text, keys)
     dotted = ".".join(keys) or "(top level)"
     at = f"{path}:{line}" if line else str(path)
-    return f"{at}: key {dotted}: {detail}"
+    return f"{at}: key {dotted}: {problem}" + (f"; {fix}" if fix else "")
+
+
+def _default_fix(keys: list[str], fix: str) -> str:
+    """What to do about a bad value: msgspec's kind of fix, or leaving the key to its default."""
+    if len(keys) < 2:
+        return fix
+    section = _field_type(keys[:-1])
+    for f in msgspec.structs.fields(section) if isinstance(section, type) else ():
+        if f.name == keys[-1]:
+            default = f.default if f.default is not msgspec.NODEFAULT else f.default_factory()
+            return f"{fix}, or remove the line to use the default ({keys[-1]} = {_toml_value(default)})"
+    return fix
+
+
+def _value_at(raw: Any, path: list[str]) -> Any:
+    for key in path:
+        if isinstance(raw, dict) and key in raw:
+            raw = raw[key]
+        elif isinstance(raw, list) and key.isdigit() and int(key) < len(raw):
+            raw = raw[int(key)]
+        else:
+            return None
+    return raw if isinstance(raw, str | int | float) else None
+
+
+_SHORT_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\b": "\\b", "\f": "\\f"}
+
+
+def toml_string(text: str) -> str:
+    """``text`` as a TOML basic string: quoted, with backslashes, quotes and every control
+    character escaped, so whatever a user gave reads back as itself."""
+    out = ['"']
+    for c in text:
+        if c in '"\\':
+            out.append("\\" + c)
+        elif c in _SHORT_ESCAPES:
+            out.append(_SHORT_ESCAPES[c])
+        elif ord(c) < 32 or ord(c) == 127:
+            out.append(f"\\u{ord(c):04x}")
+        else:
+            out.append(c)
+    return "".join(out) + '"'
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return toml_string(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{toml_string(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    return str(value)
 
 
 def _field_type(keys: list[str]) -> object:
@@ -273,7 +472,7 @@ SETTINGS_TEMPLATE = """\
 
 [site]
 # The site's identity in the central database (defaults to the directory name).
-name = "{name}"
+name = {name}
 # false: the site is yours alone (directories 0700, files 0600).  true: the site directory's
 # group may read it (0750, 0640; `chgrp -R GROUP` the site to choose the group) but never write
 # it, and the secret stays yours alone.  `balsamd site init --group-readable` sets it from the
@@ -289,11 +488,11 @@ max_nodes = 1
 
 [scheduler]
 # local | slurm | pbs | cobalt | lsf
-kind = "{scheduler}"
+kind = {scheduler}
 allowed_queues = []     # empty: any queue
 allowed_projects = []   # empty: any project
-default_queue = "{queue}"      # empty: the scheduler's own default
-default_project = "{project}"
+default_queue = {queue}      # empty: the scheduler's own default
+default_project = {project}
 max_wall_time_min = 1440
 max_queued = 20
 
@@ -320,7 +519,7 @@ allowed_launch_params = []
 # PostgreSQL DSN of the central database; empty = this site runs standalone.  The site's
 # name ([site] name) is its identity there.  The daemon syncs every period_sec, and within
 # about a second of a job being created for this site while it runs.
-central = "{central}"
+central = {central}
 period_sec = 10.0
 
 [daemon]
@@ -359,3 +558,14 @@ pause_min = 30.0           # ... for this long (see `balsamd status`)
 max_bytes = 20971520       # at least 4096
 backups = 5
 """
+
+
+def render_settings(
+    name: str, scheduler: str, central: str = "", group_readable: bool = False, queue: str = "", project: str = ""
+) -> str:
+    """A new site's settings.toml: the template with these values written as TOML strings."""
+    return SETTINGS_TEMPLATE.format(
+        name=toml_string(name), group_readable=str(group_readable).lower(), cpus=default_cpus(),
+        scheduler=toml_string(scheduler), queue=toml_string(queue), project=toml_string(project),
+        central=toml_string(central),
+    )  # fmt: skip

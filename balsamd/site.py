@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
-from balsamd.config import SETTINGS_TEMPLATE, Settings, default_cpus, load_settings
+from balsamd.config import SITE_NAME, Settings, SettingsError, load_settings, parse_settings, render_settings
+from balsamd.dsn import dsn_problem
 from balsamd.modes import PRIVATE, changeable_by_others, make_dir, site_modes, write_file
 from balsamd.rpc.client import RemoteStore, RpcClient
 from balsamd.rpc.record import check_secret, connect_host, read_record, read_secret, this_host
@@ -55,6 +57,10 @@ class SiteLayout:
                 st = path.stat()
             except FileNotFoundError:
                 continue
+            except OSError as exc:  # a symlink loop, a directory that may not be searched
+                raise SiteError(
+                    f"{path}: cannot be looked at ({exc.strerror}); make it a file of yours again"
+                ) from None
             problem = changeable_by_others(path, st)
             if problem:
                 raise SiteError(problem)
@@ -97,7 +103,7 @@ def find_site(
     here = (cwd or Path.cwd()).resolve()
     for candidate in (here, *here.parents):
         if (candidate / STORE_FILE).exists():
-            if not (candidate / SETTINGS_FILE).is_file():
+            if not (candidate / SETTINGS_FILE).exists():
                 raise SiteError(_missing_settings(candidate, "the current directory"))
             layout = SiteLayout(candidate)
             layout.check_modes()
@@ -115,7 +121,8 @@ def _checked(path: Path, source: str) -> SiteLayout:
             f"{path} (from {source}) does not exist or is not a directory; "
             f"create a site there with `balsamd site init {path}`"
         )
-    if not (path / SETTINGS_FILE).is_file():
+    # a settings.toml that is there but no file (a directory, a pipe) is told by load_settings
+    if not (path / SETTINGS_FILE).exists() and not (path / SETTINGS_FILE).is_symlink():
         if (path / STORE_FILE).exists():
             raise SiteError(_missing_settings(path, source))
         raise SiteError(
@@ -151,8 +158,8 @@ def init_site(
     if path.exists() and any(path.iterdir()):
         raise SiteError(f"{path} exists and is not empty; choose a new directory for the site")
     site_name = name or path.name
-    if not site_name or any(c.isspace() or c in "\"'\\" for c in site_name):
-        raise SiteError(f"site name {site_name!r} must be non-empty without spaces or quotes; use --name")
+    default_queue = "local" if scheduler == "local" else ""
+    settings = _settings_text(site_name, scheduler, central, group_readable, default_queue)
     layout = SiteLayout(path)
     tmp = path.with_name(f".{path.name}.init-{os.getpid()}")
     modes = site_modes(group_readable)
@@ -161,16 +168,6 @@ def init_site(
         tmp.parent.mkdir(parents=True, exist_ok=True)
         for d in (staging.root, staging.data, staging.log, staging.apps):
             make_dir(d, modes.directory)
-        default_queue = "local" if scheduler == "local" else ""
-        settings = SETTINGS_TEMPLATE.format(
-            name=site_name,
-            group_readable=str(group_readable).lower(),
-            cpus=default_cpus(),
-            scheduler=scheduler,
-            queue=default_queue,
-            project=default_queue,
-            central=central.replace("\\", "\\\\").replace('"', '\\"'),
-        )
         write_file(staging.settings, settings, modes.file)
         write_file(staging.job_template, scheduler_class(scheduler).default_template, modes.file)
         write_file(staging.secret, secrets.token_hex(32) + "\n", PRIVATE.file)
@@ -183,6 +180,25 @@ def init_site(
         _remove_tree(tmp)
         raise
     return layout
+
+
+def _settings_text(name: str, scheduler: str, central: str, group_readable: bool, queue: str) -> str:
+    """The new site's settings.toml, read back before anything is written, so that no option
+    can leave a site whose settings do not load."""
+    if not re.fullmatch(SITE_NAME, name):
+        raise SiteError(
+            f"site name {name!r:.80} must be 1-64 characters without spaces, quotes, backslashes or control "
+            "characters; give another with --name"
+        )
+    problem = dsn_problem(central) if central else None
+    if problem:
+        raise SiteError(f"--central is not a PostgreSQL DSN: {problem}")
+    text = render_settings(name, scheduler, central, group_readable, queue, queue)
+    try:
+        parse_settings(text, Path(SETTINGS_FILE))
+    except SettingsError as exc:
+        raise SiteError(f"the settings this would write do not load ({exc}); change the options") from None
+    return text
 
 
 def _remove_tree(path: Path) -> None:

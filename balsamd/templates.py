@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+_BROKEN = re.compile(r"\{\{[^{}]*\}\}")
 _HEREDOC = re.compile(r"<<(-?)\s*(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\2")
 _REPARSING = frozenset({"eval", "let", "trap", "source", ".", "alias"})
 _SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash"})
@@ -27,6 +28,15 @@ def template_problems(template: str) -> list[str]:
     problems = []
     # placeholders read as plain words of the same length: their braces are not shell syntax
     masked = PLACEHOLDER.sub(lambda m: "_" * len(m.group(0)), template)
+    # a {{ ... }} left after the placeholders were masked was meant as one (a lone {{ is text)
+    broken = _BROKEN.search(masked)
+    if broken:
+        problems.append(
+            f"{broken.group(0)[:40]!r} (at character {broken.start() + 1}) is no placeholder; write one as "
+            "{{ name }}, name being a parameter's (letters, digits and _)"
+        )
+    if "\x00" in template:
+        problems.append("the command template contains a NUL character (\\x00), which no command line holds; remove it")
     # where several apply, the most specific reason wins: quotes, then here-documents, arithmetic
     contexts = _reparsed(masked) | _arithmetic(masked) | _heredocs(masked) | _quoted(template)
     for match in PLACEHOLDER.finditer(template):

@@ -22,6 +22,8 @@ import msgspec
 
 from balsamd import config
 from balsamd.config import NodeSettings, SchedulerSettings, Settings
+from balsamd.explain import a_kind, explain
+from balsamd.jsonvalues import text_problem, value_problems
 from balsamd.lifecycle import HOOK_NAMED
 from balsamd.models import (
     SPEC_FIELDS,
@@ -35,6 +37,7 @@ from balsamd.models import (
     StateUpdate,
 )
 from balsamd.states import JobState
+from balsamd.tags import tag_problems
 from balsamd.templates import PLACEHOLDER, template_problems
 
 # ids the site makes its own (batch jobs, sessions) travel into file names, job scripts and
@@ -53,8 +56,9 @@ MAX_TEXT = 64 * 1024  # a reason or status text kept with a record
 # one huge job would hold up the runs of all the others.
 MAX_VALUES = 1024 * 1024  # a job's parameters, and its data, each as JSON
 MAX_WORKDIR = 1024  # characters; and each directory name at most 255 bytes, as filesystems take
-MAX_TAG_KEY, MAX_TAG_VALUE = 128, 1024
 MAX_LAUNCH_VALUE = 1024
+MAX_COUNT = 1 << 20  # nodes, ranks, threads or jobs sharing a node: beyond any machine
+MAX_SHOWN = 3  # workdirs told of when many jobs of a request share them
 # what a launcher reports of a run; everything after it is the site's own bookkeeping
 REPORTABLE = frozenset({JobState.RUNNING, JobState.RUN_DONE, JobState.RUN_ERROR, JobState.RUN_TIMEOUT})
 
@@ -95,6 +99,9 @@ def normalize_workdir(workdir: str) -> str:
     """Workdirs are relative to the site's data/ directory and may not climb out of it."""
     if not workdir or not workdir.strip():
         raise ValueError("workdir is empty; give a path relative to the site's data/ directory")
+    problem = text_problem(workdir, f"workdir {workdir[:60]!r}")
+    if problem:
+        raise ValueError(problem)
     if workdir.startswith("/"):
         raise ValueError(f"workdir {workdir!r} is absolute; give a path relative to the site's data/")
     if ".." in workdir.split("/"):
@@ -117,7 +124,10 @@ def resolve_parameters(app: App, given: Mapping[str, Any]) -> tuple[dict[str, An
     unknown = sorted(set(given) - set(app.parameters))
     if unknown:
         known = ", ".join(sorted(app.parameters)) or "none"
-        problems.append(f"unknown parameter(s) {', '.join(unknown)} for app {app.name} (it takes: {known})")
+        problems.append(
+            f"unknown parameter(s) {', '.join(unknown)} for app {app.name} (it takes: {known}); "
+            "correct the name or leave it out"
+        )
     resolved = dict(given)
     for name, spec in app.parameters.items():
         if name in given:
@@ -130,18 +140,27 @@ def resolve_parameters(app: App, given: Mapping[str, Any]) -> tuple[dict[str, An
     return resolved, problems
 
 
-def resource_problems(job: JobSpec, nodes: NodeSettings, max_wall_time_min: float | None = None) -> list[str]:
-    """Why a job could never run on this site's nodes, or within its longest batch job
-    (empty when it fits)."""
+def number_problems(job: JobSpec) -> list[str]:
+    """Numbers no job can have, whatever the site: checked before a request travels anywhere
+    (an integer beyond 64 bits could not even be sent to the daemon)."""
     problems = []
-    positive = ("num_nodes", "ranks_per_node", "threads_per_rank", "threads_per_core", "node_packing_count")
-    for field in positive:
-        if getattr(job, field) < 1:
-            problems.append(f"{field} must be at least 1 (got {getattr(job, field)})")
+    for field in _INT_FIELDS:
+        if not 1 <= getattr(job, field) <= MAX_COUNT:
+            problems.append(
+                f"{field} must be a whole number from 1 to {MAX_COUNT} (got {getattr(job, field)}); "
+                "give one in that range"
+            )
     for field in ("gpus_per_rank", "wall_time_min"):
         value = getattr(job, field)
         if not math.isfinite(value) or value < 0:
-            problems.append(f"{field} must be a non-negative number (got {value})")
+            problems.append(f"{field} must be a finite number, 0 or more (got {value}); give one")
+    return problems
+
+
+def resource_problems(job: JobSpec, nodes: NodeSettings, max_wall_time_min: float | None = None) -> list[str]:
+    """Why a job could never run on this site's nodes, or within its longest batch job
+    (empty when it fits)."""
+    problems = number_problems(job)
     if problems:
         return problems
     if job.num_nodes > nodes.max_nodes:
@@ -174,23 +193,6 @@ def resource_problems(job: JobSpec, nodes: NodeSettings, max_wall_time_min: floa
     return problems
 
 
-def tag_problems(tags: Mapping[str, str], what: str = "tag") -> list[str]:
-    """Tags are filtered on as KEY=VALUE: a key is a word without '=', nothing spans lines."""
-    problems = []
-    for key, value in tags.items():
-        if len(key) > MAX_TAG_KEY or len(value) > MAX_TAG_VALUE:
-            problems.append(f"{what} {key[:40]!r}... is too long: keys take at most {MAX_TAG_KEY} characters, "
-                            f"values {MAX_TAG_VALUE}")  # fmt: skip
-            continue
-        if not key or "=" in key or _control(key) or key != key.strip():
-            problems.append(
-                f"{what} key {key!r} must be non-empty, without '=', spaces around it or control characters"
-            )
-        if _control(value):
-            problems.append(f"{what} {key}={value!r}: the value contains a control character")
-    return problems
-
-
 def launch_param_problems(params: Mapping[str, str], allowed: list[str]) -> list[str]:
     """Launch parameters become options of the MPI launcher, which runs as the site's owner: only
     those the site allows, each an option name."""
@@ -201,7 +203,12 @@ def launch_param_problems(params: Mapping[str, str], allowed: list[str]) -> list
                 f"launch parameter {key[:40]!r} has a value of {len(value)} characters; at most {MAX_LAUNCH_VALUE}"
             )
         elif not LAUNCH_PARAM.fullmatch(key):
-            problems.append(f"launch parameter {key!r} is not an option name (letters, digits, _ and -)")
+            problems.append(
+                f"launch parameter {key[:40]!r} is not an option name: give the MPI launcher's option without "
+                "dashes, of letters, digits, _ and - (e.g. --launch-param cpu-bind=core)"
+            )
+        elif problem := text_problem(value, f"launch parameter {key}'s value"):
+            problems.append(problem)
         elif key not in allowed:
             listed = ", ".join(allowed) or "none"
             problems.append(
@@ -213,25 +220,107 @@ def launch_param_problems(params: Mapping[str, str], allowed: list[str]) -> list
 
 def unknown_app_message(name: str, apps: Mapping[str, App]) -> str:
     known = ", ".join(sorted(apps)) or "none yet"
+    if not IDENTIFIER.fullmatch(name):
+        return f"app {name[:60]!r} is not an app's name (letters, digits and _); use one of: {known}"
     return f"unknown app {name!r} (known: {known}); create it with `balsamd app create {name} --command ...`"
 
 
 def job_spec(raw: Any, where: str = "job") -> JobSpec:
     """A JobSpec from a request written as a dict (the CLI, the Python API, an intent in the
-    central database), or JobSpecError naming the field that is wrong."""
-    if isinstance(raw, JobSpec):
-        return raw
-    if not isinstance(raw, Mapping):
-        raise JobSpecError(where, [f"a job request must be an object of fields, not {type(raw).__name__}"])
-    unknown = set(raw) - set(JobSpec.__struct_fields__)
-    if unknown:
-        known = sorted(JobSpec.__struct_fields__)
-        raise JobSpecError(where, [f"unknown field(s) {sorted(unknown)}; known: {known}"])
-    fields = {k: v for k, v in raw.items() if v is not None or k not in ("parameters", "parent_ids")}
-    try:
-        return msgspec.convert(fields, JobSpec)
-    except msgspec.ValidationError as exc:
-        raise JobSpecError(where, [f"bad value: {exc}"]) from None
+    central database), or JobSpecError naming the field that is wrong.  A JobSpec given as it is
+    is checked too: it may carry values no transport can send (a set, an object)."""
+    if not isinstance(raw, JobSpec):
+        if not isinstance(raw, Mapping):
+            raise JobSpecError(where, [
+                f"a job request is a dict of fields, not {a_kind(raw)}; give e.g. "
+                "{'app': 'hello', 'workdir': 'runs/1', 'parameters': {...}}"
+            ])  # fmt: skip
+        bad_keys = [k for k in raw if not isinstance(k, str)]
+        unknown = sorted(map(str, bad_keys)) or sorted(set(raw) - set(SPEC_FIELDS))
+        if unknown:
+            raise JobSpecError(where, [
+                f"unknown field(s) {unknown}; correct or remove them (a job request takes {sorted(SPEC_FIELDS)})"
+            ])  # fmt: skip
+        fields = {k: v for k, v in raw.items() if v is not None or k not in ("parameters", "parent_ids")}
+        try:
+            raw = msgspec.convert(fields, JobSpec)
+        except msgspec.ValidationError as exc:
+            raise JobSpecError(where, [explained(str(exc))]) from None
+    problems = spec_problems(raw)
+    if problems:
+        raise JobSpecError(where, problems)
+    return raw
+
+
+def job_requests(specs: Any) -> list[Any]:
+    """The job requests of a bulk create: a list of them, not one request or something else."""
+    if isinstance(specs, Mapping | JobSpec):
+        raise JobSpecError("bulk_create", ["it takes a list of job requests, not one; give [request] or use create()"])
+    if isinstance(specs, str | bytes) or not isinstance(specs, Iterable):
+        raise JobSpecError("bulk_create", [
+            f"it takes a list of job requests (dicts of fields), not {a_kind(specs)}"
+        ])  # fmt: skip
+    return list(specs)
+
+
+def id_list(items: Any) -> list[Any]:
+    """Job ids given to kill, retry or delete: a list, not a string (whose letters are no ids)."""
+    if isinstance(items, str | bytes) or not isinstance(items, Iterable):
+        raise JobSpecError("job ids", [f"give a list of job ids (e.g. [{items!r:.40}]), not {a_kind(items)}"])
+    return list(items)
+
+
+def explained(message: str) -> str:
+    """A msgspec ValidationError about a request, as ``field: what is wrong; what to do``."""
+    told = explain(message)
+    return f"{told.field}: {told.problem}; {told.fix}"
+
+
+_TEXT_FIELDS = ("app", "workdir")
+_INT_FIELDS = ("num_nodes", "ranks_per_node", "threads_per_rank", "threads_per_core", "node_packing_count")
+_DICT_FIELDS = ("parameters", "data")
+_WORD_DICTS = ("tags", "launch_params")
+
+
+def spec_problems(spec: JobSpec) -> list[str]:
+    """Why a request's values cannot be taken whatever they mean: a value of another type than
+    its field declares (a JobSpec made in Python is not checked when made), or one its parameters
+    and data cannot keep (``jsonvalues``), or text that is not text."""
+    if not _plain_types(spec):
+        try:
+            msgspec.convert(msgspec.structs.asdict(spec), JobSpec)
+        except msgspec.ValidationError as exc:
+            return [explained(str(exc))]
+        except (TypeError, ValueError) as exc:  # a value msgspec cannot even look at
+            return [f"a field holds a value that is not plain data ({exc}); give the types a JobSpec declares"]
+    problems = number_problems(spec)
+    problems += [p for f in _TEXT_FIELDS if (p := text_problem(getattr(spec, f), f"{f} {getattr(spec, f)[:60]!r}"))]
+    for field in _WORD_DICTS:
+        for key, value in getattr(spec, field).items():
+            problem = text_problem(key, f"{field} key {key[:40]!r}") or text_problem(value, f"{field}[{key[:40]!r}]")
+            if problem:
+                problems.append(problem)
+    problems += [p for parent in spec.parent_ids if (p := text_problem(parent, f"parent id {parent[:40]!r}"))]
+    for field in _DICT_FIELDS:
+        problems += value_problems(getattr(spec, field), field)
+    return problems
+
+
+def _plain_types(spec: JobSpec) -> bool:
+    """Whether every field holds exactly its declared type (the common case, decided quickly)."""
+    return (
+        type(spec.app) is str
+        and type(spec.workdir) is str
+        and all(type(getattr(spec, f)) is int for f in _INT_FIELDS)
+        and type(spec.gpus_per_rank) in (float, int)
+        and type(spec.wall_time_min) in (float, int)
+        and type(spec.parameters) is dict
+        and type(spec.data) is dict
+        and type(spec.parent_ids) is list
+        and all(type(p) is str for p in spec.parent_ids)
+        and all(type(d) is dict and all(type(k) is str and type(v) is str for k, v in d.items())
+                for d in (spec.tags, spec.launch_params))
+    )  # fmt: skip
 
 
 def build_job(
@@ -240,10 +329,12 @@ def build_job(
     """The Job a valid request becomes (parameters with their defaults), or JobSpecError
     listing every problem.  A central user's job (``owner``) works under ``users/OWNER/`` of the
     site's data: users' jobs never share, nor overwrite, each other's or the site's directories."""
+    problems = spec_problems(spec)
+    if problems:  # the checks below would trip over values of another type
+        raise JobSpecError(where, problems)
     app = apps.get(spec.app)
     if app is None:
         raise JobSpecError(where, [unknown_app_message(spec.app, apps)])
-    problems: list[str] = []
     try:
         workdir = normalize_workdir(spec.workdir)
     except ValueError as exc:
@@ -255,7 +346,8 @@ def build_job(
         else:
             problems.append(f"owner {owner!r} cannot name a directory of the site; only letters, digits and _.@-")
     elif workdir == USERS_DIR or workdir.startswith(f"{USERS_DIR}/"):
-        problems.append(f"workdir {workdir!r}: {USERS_DIR}/ of data/ is kept for the jobs of central users")
+        problems.append(f"workdir {workdir!r}: {USERS_DIR}/ of data/ is kept for the jobs of central users; "
+                        "give another")  # fmt: skip
     params, param_problems = resolve_parameters(app, spec.parameters)
     problems += param_problems
     problems += resource_problems(spec, rules.nodes, rules.scheduler.max_wall_time_min)
@@ -263,23 +355,44 @@ def build_job(
     problems += launch_param_problems(spec.launch_params, rules.allowed_launch_params)
     if len(set(spec.parent_ids)) != len(spec.parent_ids):
         problems.append("parent_ids names a job more than once; give each parent once")
+    if problems:
+        raise JobSpecError(where, problems)
     fields = {name: getattr(spec, name) for name in SPEC_FIELDS}
     job = Job(id=job_id, **{**fields, "workdir": workdir, "parameters": params}, owner=owner)
     try:  # the job travels as msgpack (RPC, warm workers) and is kept as JSON: it must fit both
         msgspec.msgpack.encode(job)
         sizes = {"parameters": len(msgspec.json.encode(job.parameters)), "data": len(msgspec.json.encode(job.data))}
-    except (OverflowError, TypeError, msgspec.EncodeError) as exc:
-        problems.append(f"parameters or data cannot be stored ({exc}); pass very large numbers as strings")
-    else:
-        problems += [
-            f"{field} take {size / 1e6:.1f} MB; a job keeps at most {MAX_VALUES / 1e6:.1f} MB of them "
-            "(pass large inputs as files in its workdir)"
-            for field, size in sizes.items()
-            if size > MAX_VALUES
-        ]
+    except (OverflowError, TypeError, ValueError, msgspec.EncodeError) as exc:
+        raise JobSpecError(where, [f"the job cannot be stored ({exc}); give plain values"]) from None
+    problems += [
+        f"{field} take {size / 1e6:.1f} MB; a job keeps at most {MAX_VALUES / 1e6:.1f} MB of them "
+        "(pass large inputs as files in its workdir)"
+        for field, size in sizes.items()
+        if size > MAX_VALUES
+    ]
     if problems:
         raise JobSpecError(where, problems)
     return job
+
+
+def shared_workdir_problems(jobs: list[Job]) -> list[str]:
+    """Jobs of one request that would work in the same directory, writing over each other's
+    files (told of the first few)."""
+    first: dict[str, int] = {}
+    problems: list[str] = []
+    for n, job in enumerate(jobs):
+        if job.workdir in first and len(problems) < MAX_SHOWN:
+            problems.append(f"jobs {first[job.workdir]} and {n} have the same workdir {job.workdir!r}; "
+                            "give each job its own")  # fmt: skip
+        first.setdefault(job.workdir, n)
+    return problems
+
+
+def limit_problem(limit: int | None) -> str | None:
+    """Why ``limit`` cannot bound a listing (None when it can; None means no limit)."""
+    if limit is None or (type(limit) is int and 0 <= limit <= 1 << 62):
+        return None
+    return f"limit must be a whole number, 0 or more (got {limit!r}); give none for no limit"
 
 
 def batch_problems(batch: BatchJob, rules: SiteRules, active: int) -> list[str]:
@@ -287,14 +400,14 @@ def batch_problems(batch: BatchJob, rules: SiteRules, active: int) -> list[str]:
     s = rules.scheduler
     problems = []
     if batch.num_nodes < 1:
-        problems.append(f"--num-nodes must be at least 1 (got {batch.num_nodes})")
+        problems.append(f"--num-nodes must be at least 1 (got {batch.num_nodes}); give 1 or more")
     elif batch.num_nodes > rules.nodes.max_nodes:
         problems.append(
             f"--num-nodes {batch.num_nodes} exceeds the site's max_nodes={rules.nodes.max_nodes} "
             "(lower it, or raise [nodes] max_nodes in settings.toml)"
         )
     if batch.wall_time_min < 1:
-        problems.append(f"--wall-time-min must be at least 1 (got {batch.wall_time_min})")
+        problems.append(f"--wall-time-min must be at least 1 (got {batch.wall_time_min}); give 1 or more")
     elif batch.wall_time_min > s.max_wall_time_min:
         problems.append(
             f"--wall-time-min {batch.wall_time_min} exceeds [scheduler] max_wall_time_min={s.max_wall_time_min}"
@@ -326,7 +439,8 @@ def script_word_problems(batch: BatchJob) -> list[str]:
         value = getattr(batch, field)
         if value and not SCHEDULER_WORD.fullmatch(value):
             problems.append(
-                f"{field} {value!r} is not a scheduler's {field} name (letters, digits and _.@+:-, one word)"
+                f"{field} {value!r} is not a scheduler's {field} name (letters, digits and _.@+:-, one word); "
+                "give the scheduler's name for it"
             )
     return problems + tag_problems(batch.filter_tags, "filter tag")
 

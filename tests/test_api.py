@@ -88,7 +88,7 @@ def test_create_refuses_with_every_problem(site) -> None:
         site.jobs.create("hello", "../x", parameters={"nmae": 1}, ranks_per_node=5)
     assert info.value.problems == [
         "workdir '../x' contains '..'; give a path inside the site's data/ directory without it",
-        "unknown parameter(s) nmae for app hello (it takes: name)",
+        "unknown parameter(s) nmae for app hello (it takes: name); correct the name or leave it out",
         "missing required parameter name: add -p name=VALUE",
         "5 ranks x 1 threads / 1 threads per core needs 5 CPUs per node but nodes have 4 "
         "(lower --ranks-per-node or --threads-per-rank, or spread over more nodes)",
@@ -99,9 +99,11 @@ def test_create_refuses_with_every_problem(site) -> None:
 def test_create_refuses_unknown_apps_fields_and_bad_values(site) -> None:
     with pytest.raises(JobSpecError, match=r"^job: unknown app 'nope' \(known: hello, sim\); create it"):
         site.jobs.create("nope", "w")
-    with pytest.raises(JobSpecError, match=r"^job: unknown field\(s\) \['nodes'\]; known: "):
+    with pytest.raises(
+        JobSpecError, match=r"^job: unknown field\(s\) \['nodes'\]; correct or remove them \(a job request takes "
+    ):
         site.jobs.create("hello", "w", parameters={"name": "a"}, nodes=2)
-    with pytest.raises(JobSpecError, match=r"^job: bad value: Expected `str`, got `int` - at `\$\.tags\[\.\.\.\]`"):
+    with pytest.raises(JobSpecError, match=r"^job: tags: expected a string, got a whole number; give a string$"):
         site.jobs.create("hello", "w", parameters={"name": "a"}, tags={"k": 1})
     assert site.jobs.count() == 0
 
@@ -111,8 +113,8 @@ def test_bulk_create_is_all_or_none(site) -> None:
     with pytest.raises(JobSpecError, match=r"^job 1: missing required parameter name"):
         site.jobs.bulk_create([good, {"app": "hello", "workdir": "b"}, good])
     assert site.jobs.count() == 0
-    with pytest.raises(StoreError, match=r"parent job\(s\) not found: 7ZZZ"):
-        site.jobs.bulk_create([good, {**good, "parent_ids": ["7ZZZ"]}])
+    with pytest.raises(StoreError, match=r"parent job\(s\) not found: '7ZZZ'; give ids of jobs of this site"):
+        site.jobs.bulk_create([good, {**good, "workdir": "b", "parent_ids": ["7ZZZ"]}])
     assert site.jobs.count() == 0
     assert site.store.events() == []
     jobs = site.jobs.bulk_create([{**good, "workdir": f"w{i}"} for i in range(50)])
@@ -170,7 +172,7 @@ def test_filter_and_count(site) -> None:
 def test_filter_mistakes_are_explained(site) -> None:
     with pytest.raises(TypeError, match=r"^unknown filter\(s\) \['status'\]; use \["):
         site.jobs.filter(status="KILLED")
-    with pytest.raises(ValueError, match=r"^bad job filter: Invalid enum value 'DONE'"):
+    with pytest.raises(ValueError, match=r"^job filter: 'DONE' is not a job state; use one of CREATED, "):
         site.jobs.filter(state="DONE")
 
 
@@ -235,7 +237,7 @@ def test_two_sites_at_once_do_not_interfere(tmp_path: Path) -> None:
         assert one.apps.get("hello").command_template == "echo one {{ name }}"
         assert two.apps.get("hello").command_template == "echo two {{ name }}"
         a = one.jobs.create("hello", "w", parameters={"name": "x"})
-        two.jobs.bulk_create([{"app": "hello", "workdir": "w", "parameters": {"name": "y"}}] * 2)
+        two.jobs.bulk_create([{"app": "hello", "workdir": w, "parameters": {"name": "y"}} for w in ("w", "v")])
         assert one.jobs.count() == 1
         assert two.jobs.count() == 2
         with pytest.raises(JobNotFound):

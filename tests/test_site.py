@@ -52,7 +52,9 @@ def test_init_site_refuses_a_non_empty_directory(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["two words", 'quo"te', "back\\slash", "it's"])
 def test_init_site_refuses_unusable_names(tmp_path: Path, name: str) -> None:
-    with pytest.raises(SiteError, match=r"must be non-empty without spaces or quotes; use --name$"):
+    with pytest.raises(
+        SiteError, match=r"without spaces, quotes, backslashes or control characters; give another with --name$"
+    ):
         init_site(tmp_path / "s", name=name)
     assert list(tmp_path.iterdir()) == []
 

@@ -40,7 +40,11 @@ def test_workdir_is_normalized(given: str, normal: str) -> None:
         ),
         ("a/..", "workdir 'a/..' contains '..'; give a path inside the site's data/ directory without it"),
         (".", "workdir '.' is data/ itself; give each job its own directory below it"),
-        ("a/b\0", "workdir 'a/b\\x00' contains a control character; give a plain relative path"),
+        (
+            "a/b\0",
+            "workdir 'a/b\\x00' contains a NUL character (\\x00), which no command line or database text can "
+            "hold; remove it",
+        ),
         ("a\nb", "workdir 'a\\nb' contains a control character; give a plain relative path"),
     ],
 )
@@ -68,14 +72,16 @@ def test_parameters_get_defaults() -> None:
 def test_missing_and_unknown_parameters() -> None:
     _, problems = resolve_parameters(APP, {"z": 1, "a": 2})
     assert problems == [
-        "unknown parameter(s) a, z for app sim (it takes: steps, x, y)",
+        "unknown parameter(s) a, z for app sim (it takes: steps, x, y); correct the name or leave it out",
         "missing required parameter x (the input): add -p x=VALUE",
         "missing required parameter y: add -p y=VALUE",
     ]
 
 
 def test_parameters_of_an_app_that_takes_none() -> None:
-    assert resolve_parameters(App(name="noop"), {"a": 1})[1] == ["unknown parameter(s) a for app noop (it takes: none)"]
+    assert resolve_parameters(App(name="noop"), {"a": 1})[1] == [
+        "unknown parameter(s) a for app noop (it takes: none); correct the name or leave it out"
+    ]
 
 
 NODES = NodeSettings(cpus_per_node=8, gpus_per_node=4, max_nodes=4)
@@ -135,10 +141,10 @@ def test_impossible_numbers_are_reported_before_the_shape() -> None:
         job(num_nodes=0, threads_per_core=0, gpus_per_rank=-1, wall_time_min=float("inf")), NODES
     )
     assert problems == [
-        "num_nodes must be at least 1 (got 0)",
-        "threads_per_core must be at least 1 (got 0)",
-        "gpus_per_rank must be a non-negative number (got -1)",
-        "wall_time_min must be a non-negative number (got inf)",
+        "num_nodes must be a whole number from 1 to 1048576 (got 0); give one in that range",
+        "threads_per_core must be a whole number from 1 to 1048576 (got 0); give one in that range",
+        "gpus_per_rank must be a finite number, 0 or more (got -1); give one",
+        "wall_time_min must be a finite number, 0 or more (got inf); give one",
     ]
 
 
@@ -180,7 +186,7 @@ def test_a_batch_request_within_the_limits_has_no_problems():
 
 
 def test_batch_too_few_nodes():
-    assert batch_problems(request(num_nodes=0), site(), 0) == ["--num-nodes must be at least 1 (got 0)"]
+    assert batch_problems(request(num_nodes=0), site(), 0) == ["--num-nodes must be at least 1 (got 0); give 1 or more"]
 
 
 def test_batch_more_nodes_than_the_site_allows():
@@ -190,7 +196,9 @@ def test_batch_more_nodes_than_the_site_allows():
 
 
 def test_batch_too_little_wall_time():
-    assert batch_problems(request(wall_time_min=0), site(), 0) == ["--wall-time-min must be at least 1 (got 0)"]
+    assert batch_problems(request(wall_time_min=0), site(), 0) == [
+        "--wall-time-min must be at least 1 (got 0); give 1 or more"
+    ]
 
 
 def test_batch_more_wall_time_than_the_site_allows():
@@ -242,13 +250,20 @@ def test_batch_every_problem_is_reported_at_once():
         (
             "queue",
             "debug\n#SBATCH --wrap=x",
-            "queue 'debug\\n#SBATCH --wrap=x' is not a scheduler's queue name (letters, digits and _.@+:-, one word)",
+            "queue 'debug\\n#SBATCH --wrap=x' is not a scheduler's queue name (letters, digits and _.@+:-, one word); "
+            "give the scheduler's name for it",
         ),
-        ("project", "p x", "project 'p x' is not a scheduler's project name (letters, digits and _.@+:-, one word)"),
+        (
+            "project",
+            "p x",
+            "project 'p x' is not a scheduler's project name (letters, digits and _.@+:-, one word); "
+            "give the scheduler's name for it",
+        ),
         (
             "filter_tags",
             {"a=b": "c"},
-            "filter tag key 'a=b' must be non-empty, without '=', spaces around it or control characters",
+            "filter tag key 'a=b' must be one word without '=', spaces or control characters; give KEY=VALUE "
+            "with a KEY such as experiment or run_1",
         ),
         ("origin", "cron", "origin 'cron' is neither 'user' nor 'elastic'"),
     ],

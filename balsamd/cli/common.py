@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Callable
 from typing import Any
 
 import click
 
+from balsamd.dsn import dsn_problem
 from balsamd.site import SiteLayout, find_site
 
 
@@ -61,3 +63,34 @@ def parse_pairs(pairs: tuple[str, ...], option: str) -> dict[str, str]:
             raise click.BadParameter(f"{key.strip()} is given twice; give each key once", param_hint=option)
         out[key.strip()] = value
     return out
+
+
+class Finite(click.FloatRange):
+    """A number in a range that is a number: click's FloatRange lets nan and inf through."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number; give a number such as 30", param, ctx)
+        return number
+
+
+class Dsn(click.ParamType):
+    """A PostgreSQL DSN, checked before anything is written or connected to (it is not echoed:
+    it may hold a password)."""
+
+    name = "DSN"
+
+    def __init__(self, empty: bool = False) -> None:
+        self.empty = empty  # whether "" (no central database) is a value
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value == "" and self.empty:
+            return value
+        problem = dsn_problem(value)
+        if problem:
+            self.fail(f"not a PostgreSQL DSN: {problem}", param, ctx)
+        return value
+
+
+LIMIT = click.IntRange(min=0)

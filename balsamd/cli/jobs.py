@@ -8,11 +8,12 @@ import sys
 import click
 
 from balsamd.api import Site
-from balsamd.cli.common import ExitCode, ensure_site, json_option, parse_pairs
+from balsamd.cli.common import LIMIT, ExitCode, ensure_site, json_option, parse_pairs
 from balsamd.models import AppKind
 from balsamd.render import job_dict, print_json, table, timestamp
 from balsamd.results import describe_result
 from balsamd.states import FINAL, RETRYABLE, IllegalTransition, JobState
+from balsamd.store.errors import JobNotFound
 from balsamd.store.queries import JobFilter
 
 
@@ -95,12 +96,20 @@ def job_create(ctx: click.Context, app_name: str, workdir: str, params: tuple[st
     job = site.jobs.create(
         app=app_name, workdir=workdir, parameters=parameters,
         tags=parse_pairs(tags, "-t/--tag"), launch_params=parse_pairs(launch_params, "--launch-param"),
-        parent_ids=[site.store.resolve_id(p) for p in parents], **resources,
+        parent_ids=[_parent(site, p) for p in parents], **resources,
     )  # fmt: skip
     if as_json:
         print_json(job_dict(job.record))
     else:
         click.echo(f"{job.id} {job.state} {job.app} {job.workdir}")
+
+
+def _parent(site: Site, given: str) -> str:
+    """A --parent's full id; one that names no job is that option's mistake."""
+    try:
+        return site.store.resolve_id(given)
+    except JobNotFound as exc:
+        raise click.BadParameter(str(exc), param_hint="--parent") from None
 
 
 def _state_filters(states: tuple[str, ...]) -> list[JobState]:
@@ -113,7 +122,7 @@ def _state_filters(states: tuple[str, ...]) -> list[JobState]:
 @click.option("--app", "app_name", help="Only jobs of this app.")
 @click.option("--workdir", help="Only jobs whose workdir contains this text.")
 @click.option("--parent", help="Only children of this job.")
-@click.option("--limit", type=int, help="At most this many jobs.")
+@click.option("--limit", type=LIMIT, help="At most this many jobs.")
 @click.option("--by-state", is_flag=True, help="Counts per state instead of jobs.")
 @json_option
 @click.pass_context
@@ -121,6 +130,8 @@ def job_ls(ctx: click.Context, states: tuple[str, ...], tags: tuple[str, ...], a
            workdir: str | None, parent: str | None, limit: int | None, by_state: bool,
            as_json: bool) -> None:  # fmt: skip
     """List jobs, oldest first."""
+    if by_state and limit is not None:
+        raise click.UsageError("--limit lists at most so many jobs; --by-state counts them all: give one of them")
     site = ensure_site(ctx)
     criteria: dict[str, object] = {"states": _state_filters(states), "tags": parse_pairs(tags, "--tag")}
     if app_name:
@@ -272,7 +283,7 @@ def _filter_states(states: tuple[str, ...]) -> JobFilter:
 
 @click.command("events")
 @click.option("--job", "job_id", help="Only this job's events.")
-@click.option("--limit", type=int, help="At most this many (oldest first).")
+@click.option("--limit", type=LIMIT, help="At most this many (oldest first).")
 @json_option
 @click.pass_context
 def events_cmd(ctx: click.Context, job_id: str | None, limit: int | None, as_json: bool) -> None:

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from balsamd.cli.common import ExitCode, ensure_site, parse_pairs
+from balsamd.cli.common import ExitCode, Finite, ensure_site, parse_pairs
 from balsamd.launch.leader.main import run_launcher
 from balsamd.launch.leader.summary import ExitReason
 from balsamd.models import JobMode
@@ -30,8 +30,10 @@ EXIT_CODES = {
     required=True,
     help="mpi: one MPI launch per job; serial: many single-rank runs packed on nodes.",
 )
-@click.option("--wall-time-min", type=float, help="Minutes this launcher may run (default: no limit).")
-@click.option("--idle-ttl", type=float, help="Exit after this many seconds with nothing to run.")
+@click.option(
+    "--wall-time-min", type=Finite(min=0, min_open=True), help="Minutes this launcher may run (default: no limit)."
+)
+@click.option("--idle-ttl", type=Finite(min=0), help="Exit after this many seconds with nothing to run.")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Only run jobs with this tag.")
 @click.option("--nodes", help="Comma-separated hosts to use instead of the allocation's.")
 @click.option("--batch-job", "batch_job_id", hidden=True, help="Batch job this launcher runs in.")
@@ -39,10 +41,6 @@ EXIT_CODES = {
 def launcher_cmd(ctx: click.Context, job_mode: str, wall_time_min: float | None, idle_ttl: float | None,
                  tags: tuple[str, ...], nodes: str | None, batch_job_id: str | None) -> None:  # fmt: skip
     """Claim and run jobs until the wall time ends or nothing is left for --idle-ttl."""
-    if wall_time_min is not None and wall_time_min <= 0:
-        raise click.BadParameter("must be positive", param_hint="--wall-time-min")
-    if idle_ttl is not None and idle_ttl < 0:
-        raise click.BadParameter("must not be negative", param_hint="--idle-ttl")
     site = ensure_site(ctx)
     node_list = [n for n in nodes.split(",")] if nodes is not None else None
     try:

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import msgspec
 
-from balsamd.cli.common import ensure_site, json_option
+from balsamd.cli.common import Dsn, ensure_site, json_option
 from balsamd.render import print_json
 from balsamd.sched import BACKENDS, detect_scheduler
 from balsamd.site import init_site
@@ -27,7 +27,7 @@ def site_group() -> None:
     type=click.Choice(list(BACKENDS)),
     help="Batch scheduler of this cluster (default: detected from the commands on PATH).",
 )
-@click.option("--central", metavar="DSN", help="PostgreSQL DSN of the central database to sync with.")
+@click.option("--central", type=Dsn(empty=True), help="PostgreSQL DSN of the central database to sync with.")
 @click.option(
     "--group-readable",
     is_flag=True,

@@ -7,7 +7,7 @@ import time
 import click
 import psycopg
 
-from balsamd.cli.common import ensure_site
+from balsamd.cli.common import Dsn, ensure_site
 from balsamd.store.store import SiteStore
 from balsamd.sync import schema
 from balsamd.sync.engine import RoundReport, SyncEngine
@@ -75,7 +75,7 @@ def _admin(dsn: str) -> psycopg.Connection:
 
 
 @central_group.command("init")
-@click.argument("dsn")
+@click.argument("dsn", type=Dsn())
 def central_init(dsn: str) -> None:
     """Create or upgrade the balsamd schema and its access rules in the database at DSN."""
     with _admin(dsn) as conn:
@@ -90,7 +90,7 @@ def central_init(dsn: str) -> None:
 
 
 @central_group.command("add-site")
-@click.argument("dsn")
+@click.argument("dsn", type=Dsn())
 @click.argument("name")
 @click.option("--role", help="PostgreSQL role the site connects as (created if missing); it sees only this site.")
 @click.option("--password", envvar="BALSAMD_ROLE_PASSWORD", help="Password for the role ($BALSAMD_ROLE_PASSWORD).")
@@ -105,7 +105,7 @@ def central_add_site(dsn: str, name: str, role: str | None, password: str | None
 
 
 @central_group.command("add-user")
-@click.argument("dsn")
+@click.argument("dsn", type=Dsn())
 @click.argument("role")
 @click.option("--password", envvar="BALSAMD_ROLE_PASSWORD", help="Password for the role ($BALSAMD_ROLE_PASSWORD).")
 def central_add_user(dsn: str, role: str, password: str | None) -> None:

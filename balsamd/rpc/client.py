@@ -22,6 +22,7 @@ from balsamd.rpc import protocol as p
 from balsamd.states import IllegalTransition, JobState
 from balsamd.store.contract import OPERATIONS, Operation, Store
 from balsamd.store.errors import REFUSALS
+from balsamd.validate import Refused
 
 
 class RpcUnavailable(ConnectionError):
@@ -165,7 +166,12 @@ class RpcClient:
             if self.sock is None:
                 self.sock = self._connect()
             self._ids += 1
-            call = p.Call(self._ids, method, memoryview(p.encode(args or p.METHODS[method].args())))
+            try:
+                encoded = p.encode(args or p.METHODS[method].args())
+            except (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError) as exc:
+                problem = f"they cannot be sent ({exc}); give the types the store contract declares"
+                raise Refused(f"bad arguments for {method}", [problem]) from None
+            call = p.Call(self._ids, method, memoryview(encoded))
             try:
                 self.sock.sendall(p.frame(call))
                 reply = self._receive(self.sock)

@@ -24,6 +24,7 @@ from typing import Annotated, Any, Protocol
 
 import msgspec
 
+from balsamd.explain import explain
 from balsamd.models import Session
 from balsamd.store.contract import OPERATIONS, Operation, declare, operation
 from balsamd.validate import Refused
@@ -159,7 +160,7 @@ def frame(message: Message) -> bytes:
 def frame_length(header: bytes, limit: int = MAX_FRAME) -> int:
     (length,) = HEADER.unpack(header)
     if length > limit:
-        raise ProtocolError(f"frame of {length} bytes announced; the limit is {limit}")
+        raise ProtocolError(f"frame of {length} bytes announced; the limit is {limit}: send less in one call")
     return length
 
 
@@ -187,7 +188,7 @@ def decode(expected: Expected, body: bytes) -> Any:
     try:
         return expected.decoder.decode(body)
     except (msgspec.DecodeError, ValueError) as exc:  # a string that is not UTF-8 raises the latter
-        raise ProtocolError(f"expected {expected.what}: {exc}") from None
+        raise ProtocolError(f"expected {expected.what}: {exc}; use balsamd's RPC client (protocol {VERSION})") from None
 
 
 def nonce() -> str:
@@ -211,13 +212,21 @@ def decode_args(method: str, raw: memoryview | bytes) -> Any:
     """The call's arguments as its method declares them; arguments of other types are the
     caller's mistake, refused like any other bad request (naming the field)."""
     if method not in _arg_decoders:
-        raise ProtocolError(f"unknown method {method!r}")
+        raise ProtocolError(f"unknown method {method[:80]!r}; use one this daemon serves: {', '.join(sorted(METHODS))}")
     try:
         return _arg_decoders[method].decode(raw)
     except msgspec.ValidationError as exc:
-        raise Refused(f"bad arguments for {method}", [str(exc)]) from None
+        told = explain(str(exc))
+        where = f"argument {told.field}" if told.path else "the arguments"
+        raise Refused(f"bad arguments for {method}", [
+            f"{where}: {told.problem}; {told.fix} (see {method} in balsamd.store.contract)"
+        ]) from None  # fmt: skip
+    except RecursionError:
+        raise Refused(f"bad arguments for {method}", ["they are nested too deeply to decode; flatten them"]) from None
     except (msgspec.DecodeError, ValueError) as exc:
-        raise ProtocolError(f"bad arguments for {method}: {exc}") from None
+        raise ProtocolError(
+            f"bad arguments for {method}: {exc}; use balsamd's RPC client (protocol {VERSION})"
+        ) from None
 
 
 def decode_result(method: str, raw: memoryview | bytes) -> Any:

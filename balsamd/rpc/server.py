@@ -243,7 +243,10 @@ class RpcServer:
     async def _handshake(self, sock: socket.socket, host: str, peer: str) -> bool:
         hello = await _receive_handshake(sock, p.HELLO)
         if hello.version != p.VERSION:
-            reason = f"protocol version {hello.version} is not supported (this daemon speaks {p.VERSION})"
+            reason = (
+                f"protocol version {hello.version} is not supported (this daemon speaks {p.VERSION}); use the "
+                "balsamd the daemon runs"
+            )
             await self._deny(sock, host, peer, reason)
             return False
         mine = p.nonce()

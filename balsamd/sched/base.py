@@ -22,12 +22,20 @@ class SchedulerError(Exception):
     """A scheduler command failed (non-zero exit, or missing); the message has its output."""
 
 
-class SchedulerOutputError(SchedulerError):
-    """A scheduler answered with text this parser does not understand."""
+# what to do about a reply that cannot be read: nothing is changed on its account
+UNREAD = (
+    "batch jobs keep their last known state; if this goes on, check that [scheduler] kind in settings.toml "
+    "is this cluster's scheduler"
+)
 
-    def __init__(self, what: str, raw: str) -> None:
+
+class SchedulerOutputError(SchedulerError):
+    """A scheduler answered with text this parser does not understand; ``why`` says what in it."""
+
+    def __init__(self, what: str, raw: str, why: str = "") -> None:
         shown = raw if len(raw) <= 2000 else raw[:2000] + "..."
-        super().__init__(f"cannot parse {what}: {shown!r}")
+        because = f" ({why})" if why else ""
+        super().__init__(f"cannot parse {what}{because}: {shown!r}; {UNREAD}")
         self.raw = raw
 
 

@@ -12,6 +12,7 @@ import re
 import time
 from pathlib import Path
 
+from balsamd.config import MAX_NODES
 from balsamd.models import BatchJob, BatchJobState
 from balsamd.sched.base import (
     BackfillWindow,
@@ -77,6 +78,8 @@ def location_nodes(text: str) -> list[str]:
     nodes: list[str] = []
     for part in text.strip().split(","):
         match = NODE_RANGE.fullmatch(part.strip())
+        if match and int(match.group(2)) - int(match.group(1)) + len(nodes) >= MAX_NODES:
+            raise SchedulerOutputError("Cobalt location", text, f"it names more nodes than a machine has ({MAX_NODES})")
         if match and int(match.group(1)) <= int(match.group(2)):
             width = len(match.group(1))
             nodes += [str(n).zfill(width) for n in range(int(match.group(1)), int(match.group(2)) + 1)]
@@ -112,16 +115,16 @@ def parse_status(text: str, now: float) -> dict[str, JobStatus]:
         job_id, raw_state = fields[col["JobID"]], fields[col["State"]]
         state = cobalt_state(raw_state)
         if not job_id.isdigit() or state is None:
-            raise SchedulerOutputError(what, text)
+            raise SchedulerOutputError(what, text, f"job {job_id[:20]!r} in state {raw_state[:20]!r}")
         runtime = fields[col["RunTime"]] if "RunTime" in col else "N/A"
         try:
             started = None if runtime in NO_VALUE or state == B.QUEUED else now - parse_clock(runtime)
-        except SchedulerOutputError:
-            raise SchedulerOutputError(what, text) from None
+            nodes = location_nodes(fields[col["Location"]]) if "Location" in col else []
+        except SchedulerOutputError as exc:
+            raise SchedulerOutputError(what, text, f"job {job_id}: {str(exc).split(': ')[0]}") from None
         out[job_id] = JobStatus(
             scheduler_id=job_id, state=state, raw_state=raw_state, start_time=started,
-            end_time=now if state == B.FINISHED else None,
-            nodes=location_nodes(fields[col["Location"]]) if "Location" in col else [],
+            end_time=now if state == B.FINISHED else None, nodes=nodes,
         )  # fmt: skip
     return out
 

@@ -114,7 +114,9 @@ def parse_status(text: str, now: float) -> dict[str, JobStatus]:
     try:
         doc: Any = json.loads(text, strict=False)
     except ValueError:
-        raise SchedulerOutputError(what, text) from None
+        raise SchedulerOutputError(what, text, "not JSON") from None
+    except RecursionError:
+        raise SchedulerOutputError(what, text, "nested too deeply") from None
     records = doc.get("RECORDS") if isinstance(doc, dict) else None
     if not isinstance(records, list):
         raise SchedulerOutputError(what, text)
@@ -131,7 +133,9 @@ def parse_status(text: str, now: float) -> dict[str, JobStatus]:
         if not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id) or not isinstance(raw_state, str):
             raise SchedulerOutputError(what, text)
         state = STATES.get(raw_state)
-        if state is None or not all(isinstance(f, str) for f in fields):
+        if state is None:
+            raise SchedulerOutputError(what, text, f"job {job_id} has STAT {raw_state[:20]!r}")
+        if not all(isinstance(f, str) for f in fields):
             raise SchedulerOutputError(what, text)
         try:
             started = parse_time(fields[0], now) if state != B.QUEUED else None

@@ -92,10 +92,12 @@ def _document(text: str, what: str) -> dict[str, Any]:
     try:
         doc = json.loads(text, strict=False)  # PBS leaves control characters of Variable_List unescaped
     except ValueError:
-        raise SchedulerOutputError(what, text) from None
+        raise SchedulerOutputError(what, text, "not JSON") from None
+    except RecursionError:
+        raise SchedulerOutputError(what, text, "nested too deeply") from None
     # every PBS JSON reply carries its server header, with or without entries
     if not isinstance(doc, dict) or not ({"pbs_server", "pbs_version"} & doc.keys()):
-        raise SchedulerOutputError(what, text)
+        raise SchedulerOutputError(what, text, "no pbs_server header")
     return doc
 
 
@@ -116,7 +118,7 @@ def parse_status(text: str) -> dict[str, JobStatus]:
         raw_state = job.get("job_state")
         host = job.get("exec_host", "")
         if not (isinstance(raw_state, str) and raw_state in STATES and isinstance(host, str)):
-            raise SchedulerOutputError(what, text)
+            raise SchedulerOutputError(what, text, f"job {job_id[:40]!r} has job_state {str(raw_state)[:20]!r}")
         state = STATES[raw_state]
         try:
             started = parse_time(job.get("stime")) if state != B.QUEUED else None

@@ -84,8 +84,12 @@ class SchedulerService:
             return
         try:
             statuses = await anyio.to_thread.run_sync(self.scheduler.status, ids)
-        except SchedulerError as exc:
-            log.warning("status query failed: %s", exc)
+        except Exception as exc:  # whatever a scheduler printed, this service goes on
+            if isinstance(exc, SchedulerError):
+                log.warning("status query failed: %s", exc)
+            else:
+                log.exception("status query failed unexpectedly")
+                exc = SchedulerError(f"its reply could not be read ({type(exc).__name__}: {exc})")
             for batch in active:
                 await update_batch(self.call, self.store, batch.id, status_info=f"status unknown: {exc}")
             return

@@ -72,21 +72,25 @@ def parse_squeue(text: str) -> dict[str, JobStatus]:
     so they are left out: start_time is set once the job has started, end_time once it ended.
     """
     out: dict[str, JobStatus] = {}
-    for line in text.splitlines():
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         fields = line.strip().split("|")
         if len(fields) != 5:
-            raise SchedulerOutputError("squeue output", text)
+            raise SchedulerOutputError("squeue output", text, f"line {number} has {len(fields)} fields, not 5")
         job_id, raw_state, start, end, nodelist = fields
         state = STATES.get(raw_state.split()[0] if raw_state.strip() else "")
         if not job_id or state is None:
-            raise SchedulerOutputError("squeue output", text)
+            raise SchedulerOutputError("squeue output", text, f"line {number} has the state {raw_state[:20]!r}")
         try:
             started, ended = parse_time(start), parse_time(end)
-            nodes = expand_slurm_hostlist(nodelist) if nodelist.strip() not in ("", "(null)") else []
-        except (SchedulerOutputError, ValueError):
-            raise SchedulerOutputError("squeue output", text) from None
+            listed = nodelist.strip() not in ("", "(null)")
+            nodes = expand_slurm_hostlist(nodelist, "squeue's node list") if listed else []
+        except SchedulerOutputError:
+            raise SchedulerOutputError("squeue output", text, f"line {number} has a time squeue does not print")\
+                from None  # fmt: skip
+        except ValueError as exc:
+            raise SchedulerOutputError("squeue output", text, str(exc).split("; ")[0]) from None
         out[job_id] = JobStatus(
             scheduler_id=job_id, state=state, raw_state=raw_state.strip(),
             # a job cancelled while pending gets StartTime = EndTime = the cancellation, and no

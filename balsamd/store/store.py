@@ -51,7 +51,17 @@ from balsamd.store.queries import JobFilter
 from balsamd.store.sessions import SessionsMixin
 from balsamd.store.sql import all_rows, value
 from balsamd.store.transitions import MAX_STEPS, Move, apply_moves, direct_children, load_states
-from balsamd.validate import JobSpecError, Refused, SiteRules, app_problems, build_job, resolve_parameters, tag_problems
+from balsamd.validate import (
+    JobSpecError,
+    Refused,
+    SiteRules,
+    app_problems,
+    build_job,
+    limit_problem,
+    resolve_parameters,
+    shared_workdir_problems,
+    tag_problems,
+)
 
 S = JobState
 log = logging.getLogger("balsamd.store")
@@ -110,6 +120,9 @@ class SiteStore(SessionsMixin, BatchStoreMixin, OutboxMixin, StoreBase):
                 build_job(job_id, spec, apps, self.rules, f"job {n}" if len(specs) > 1 else "job")
                 for n, (spec, job_id) in enumerate(zip(specs, new, strict=True))
             ]
+            shared = shared_workdir_problems(jobs)
+            if shared:
+                raise JobSpecError("request", shared)
             return self._insert_jobs(conn, jobs, now)
 
     def _insert_jobs(self, conn: apsw.Connection, jobs: list[Job], now: float) -> list[Job]:
@@ -121,7 +134,8 @@ class SiteStore(SessionsMixin, BatchStoreMixin, OutboxMixin, StoreBase):
         parents = load_states(conn, parent_ids)
         missing = [p for p in parent_ids if p not in parents]
         if missing:
-            raise StoreError(f"parent job(s) not found: {', '.join(missing)}")
+            shown = ", ".join(repr(p[:40]) for p in missing[:5])
+            raise StoreError(f"parent job(s) not found: {shown}; give ids of jobs of this site (`balsamd job ls`)")
         seq = self.db.next_seq(conn)
         rows: list[tuple[Any, ...]] = []
         tags: list[tuple[str, str, str]] = []
@@ -181,8 +195,9 @@ class SiteStore(SessionsMixin, BatchStoreMixin, OutboxMixin, StoreBase):
 
     def filter(self, f: JobFilter | None = None) -> list[Job]:
         f = f or JobFilter()
-        if f.limit is not None and f.limit < 0:
-            raise Refused("filter", [f"limit must not be negative (got {f.limit})"])
+        problem = limit_problem(f.limit)
+        if problem:
+            raise Refused("filter", [problem])
         where, params = queries.where_clause(f)
         with self.db.read() as conn:
             return select_jobs(conn, where, params, f.limit)
@@ -200,8 +215,9 @@ class SiteStore(SessionsMixin, BatchStoreMixin, OutboxMixin, StoreBase):
         return {str(s): found[str(s)] for s in JobState if s in found}
 
     def events(self, job_id: str | None = None, after: int = 0, limit: int | None = None) -> list[Event]:
-        if limit is not None and limit < 0:
-            raise Refused("events", [f"limit must not be negative (got {limit})"])
+        problem = limit_problem(limit)
+        if problem:
+            raise Refused("events", [problem])
         # a move holds consecutive events: those after ``after`` are in its move or later ones,
         # which the store finds by the move's id (the event id itself is computed)
         sql = "SELECT id, job_id, from_state, to_state, ts, reason FROM events WHERE move > ? AND id > ?"
@@ -466,6 +482,9 @@ class SiteStore(SessionsMixin, BatchStoreMixin, OutboxMixin, StoreBase):
             for n, (job_id, spec) in enumerate(action.jobs):
                 where = f"job {n}" if len(action.jobs) > 1 else "job"
                 jobs.append(build_job(job_id, spec, apps, self.rules, where, owner=intent.owner))
+            shared = shared_workdir_problems(jobs)
+            if shared:
+                raise JobSpecError("request", shared)
             made = self._insert_jobs(conn, jobs, now)
             return IntentOutcome(status=IntentStatus.APPLIED, created=[j.id for j in made])
         # a job is asked about only by its owner (central checks that too, as far as it knows)

@@ -9,7 +9,7 @@ its execution fields flow back here.  Kill, retry and edits are intents too.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import msgspec
@@ -17,11 +17,24 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from balsamd import ids
-from balsamd.models import JOB_COLUMNS, App, Event, IntentOutcome, Job, JobSpec, job_row
+from balsamd.jsonvalues import value_problems
+from balsamd.models import JOB_COLUMNS, App, Event, IntentOutcome, Job, JobChanges, JobSpec, job_row
 from balsamd.results import await_value
 from balsamd.states import FINAL, JobState
 from balsamd.sync.schema import CentralError, check_version, scalar
-from balsamd.validate import JobSpecError, SiteRules, build_job, job_spec
+from balsamd.tags import tag_problems
+from balsamd.validate import (
+    JobSpecError,
+    Refused,
+    SiteRules,
+    build_job,
+    explained,
+    id_list,
+    job_requests,
+    job_spec,
+    limit_problem,
+    shared_workdir_problems,
+)
 
 _COLUMNS = ", ".join(JOB_COLUMNS)
 _SELECT = f"{_COLUMNS}, site"
@@ -88,18 +101,25 @@ class RemoteJobs:
     def bulk_create(self, specs: Iterable[dict[str, Any]], site: str | None = None) -> list[RemoteJob]:
         """Check against the site's apps and rules (as the site will), then write rows and one
         intent per site in a single transaction (all or none)."""
-        specs = [dict(s) for s in specs]
+        requests = job_requests(specs)
         by_site: dict[str, list[tuple[JobSpec, Job]]] = {}
-        new = ids.new_ids(len(specs))
-        for n, (raw, job_id) in enumerate(zip(specs, new, strict=True)):
-            where = f"job {n}" if len(specs) > 1 else "job"
-            target = raw.pop("site", site)
-            if not target:
-                raise JobSpecError(where, ["no site given: pass site=NAME"])
+        new = ids.new_ids(len(requests))
+        for n, (raw, job_id) in enumerate(zip(requests, new, strict=True)):
+            where = f"job {n}" if len(requests) > 1 else "job"
+            target = site
+            if isinstance(raw, Mapping) and "site" in raw:
+                raw = dict(raw)
+                target = raw.pop("site")
+            if not target or not isinstance(target, str):
+                raise JobSpecError(where, [f"no site given (site={target!r:.40}): pass site=NAME, a site's name"])
             spec = job_spec(raw, where)
             apps, rules = self._conn.site_rules(target)
             job = build_job(job_id, spec, apps, rules, where, owner=self._conn.user)
             by_site.setdefault(target, []).append((spec, job))
+        for pairs in by_site.values():
+            shared = shared_workdir_problems([job for _, job in pairs])
+            if shared:
+                raise JobSpecError("request", shared)
         now = time.time()
         made = []
         with self._conn.pg.transaction(), self._conn.pg.cursor() as cur:
@@ -121,6 +141,8 @@ class RemoteJobs:
         return [RemoteJob(self._conn, job, target) for job, target in made]
 
     def get(self, job_id: str) -> RemoteJob:
+        if not isinstance(job_id, str) or not job_id.strip():
+            raise CentralError(f"{job_id!r:.40} names no job; give a job's id")
         rows = self._conn.execute(f"SELECT {_SELECT} FROM balsamd.jobs WHERE id = %s", (job_id,))
         if not rows:
             raise CentralError(f"no job with id {job_id} that you may see in the central database")
@@ -131,6 +153,9 @@ class RemoteJobs:
                ids: Iterable[str] | None = None, limit: int | None = None) -> list[RemoteJob]:  # fmt: skip
         where, params = _where(site, state, tags, app, ids)
         sql = f"SELECT {_SELECT} FROM balsamd.jobs{where} ORDER BY id"
+        problem = limit_problem(limit)
+        if problem:
+            raise Refused("filter", [problem])
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return [RemoteJob(self._conn, *_job_from_central(r)) for r in self._conn.execute(sql, params)]
@@ -148,10 +173,10 @@ class RemoteJobs:
 
     def update(self, job: str | RemoteJob, **changes: Any) -> str:
         """Edit parameters, tags or data of a job that has not started (applied by its site)."""
-        return self._intents("update", [job], changes)[0]
+        return self._intents("update", [job], _checked_changes(changes))[0]
 
     def _intents(self, kind: str, jobs: Iterable[str | RemoteJob], payload: dict[str, Any] | None = None) -> list[str]:
-        targets = [self.get(j) if isinstance(j, str) else j for j in jobs]
+        targets = [j if isinstance(j, RemoteJob) else self.get(j) for j in id_list(jobs)]
         now = time.time()
         made = []
         with self._conn.pg.transaction(), self._conn.pg.cursor() as cur:
@@ -188,14 +213,47 @@ class RemoteJobs:
             time.sleep(poll)
 
 
+def _checked_changes(changes: dict[str, Any]) -> dict[str, Any]:
+    """An edit as its site will read it, refused here with the same words if it cannot be."""
+    try:
+        edit = msgspec.convert(changes, JobChanges)
+    except msgspec.ValidationError as exc:
+        raise Refused("edit", [explained(str(exc))]) from None
+    given = {k: v for k, v in msgspec.structs.asdict(edit).items() if v is not None}
+    if not given:
+        raise Refused("edit", ["nothing to edit: give parameters, tags or data"])
+    problems = tag_problems(edit.tags or {})
+    for field in ("parameters", "data"):
+        problems += value_problems(given.get(field, {}), field)
+    if problems:
+        raise Refused("edit", problems)
+    return given
+
+
+def _states(state: str | Iterable[str] | None) -> list[str] | None:
+    """Job states to filter on, each one a state (a typo would match nothing, silently)."""
+    if state is None:
+        return None
+    given = [state] if isinstance(state, str) else list(state)
+    unknown = [s for s in given if s not in JobState.__members__.values()]
+    if unknown:
+        raise Refused("filter", [f"{unknown[0]!r} is not a job state; use one of {', '.join(JobState)}"])
+    return [str(s) for s in given]
+
+
 def _where(site, state, tags, app, job_ids) -> tuple[str, list[Any]]:
     parts, params = [], []
+    state = _states(state)
+    if tags is not None and not (isinstance(tags, dict) and all(isinstance(v, str) for v in tags.values())):
+        raise Refused("filter", ["tags is a dict of strings, e.g. tags={'experiment': 'a'}"])
+    if job_ids is not None:
+        job_ids = id_list(job_ids)
     if site is not None:
         parts.append("site = %s")
         params.append(site)
     if state is not None:
         parts.append("state = ANY(%s)")
-        params.append([state] if isinstance(state, str) else [str(s) for s in state])
+        params.append(state)
     for key, value in (tags or {}).items():
         parts.append("tags ->> %s = %s")
         params += [key, value]
@@ -246,7 +304,7 @@ class CentralConnection:
         rows = self.execute("SELECT rules FROM balsamd.sites WHERE name = %s", (site,))
         if not rows:
             known = ", ".join(self.sites()) or "none"
-            raise JobSpecError("job", [f"unknown site {site!r} (known: {known})"])
+            raise JobSpecError("job", [f"unknown site {site!r:.60} (known: {known}); give one of them"])
         rules = msgspec.convert(rows[0][0] or {}, SiteRules)
         apps = {
             name: msgspec.convert(spec, App)

@@ -130,7 +130,7 @@ def test_job_create_missing_parameter(hello) -> None:
 
 def test_job_create_unknown_parameter(hello) -> None:
     assert job_create_error(hello, "--app", "hello", "--workdir", "w", "-p", "name=a", "-p", "nmae=b") == (
-        "Error: job: unknown parameter(s) nmae for app hello (it takes: name)\n"
+        "Error: job: unknown parameter(s) nmae for app hello (it takes: name); correct the name or leave it out\n"
     )
 
 
@@ -173,10 +173,14 @@ def test_job_create_gpus_on_a_site_without_gpus(hello) -> None:
 @pytest.mark.parametrize(
     ("option", "value", "problem"),
     [
-        ("--num-nodes", "0", "num_nodes must be at least 1 (got 0)"),
-        ("--node-packing-count", "-1", "node_packing_count must be at least 1 (got -1)"),
-        ("--wall-time-min", "-5", "wall_time_min must be a non-negative number (got -5.0)"),
-        ("--gpus-per-rank", "nan", "gpus_per_rank must be a non-negative number (got nan)"),
+        ("--num-nodes", "0", "num_nodes must be a whole number from 1 to 1048576 (got 0); give one in that range"),
+        (
+            "--node-packing-count",
+            "-1",
+            "node_packing_count must be a whole number from 1 to 1048576 (got -1); give one in that range",
+        ),
+        ("--wall-time-min", "-5", "wall_time_min must be a finite number, 0 or more (got -5.0); give one"),
+        ("--gpus-per-rank", "nan", "gpus_per_rank must be a finite number, 0 or more (got nan); give one"),
     ],
 )
 def test_job_create_impossible_numbers(hello, option: str, value: str, problem: str) -> None:
@@ -203,7 +207,7 @@ def test_job_create_reports_every_problem_at_once(hello) -> None:
     args = ("--app", "hello", "--workdir", "/w", "-p", "x=1", "--num-nodes", "9")
     assert job_create_error(hello, *args) == (
         "Error: job: workdir '/w' is absolute; give a path relative to the site's data/; "
-        "unknown parameter(s) x for app hello (it takes: name); "
+        "unknown parameter(s) x for app hello (it takes: name); correct the name or leave it out; "
         "missing required parameter name: add -p name=VALUE; "
         "num_nodes=9 exceeds the site's max_nodes=2 "
         "(lower --num-nodes, or raise [nodes] max_nodes in settings.toml)\n"
@@ -225,8 +229,10 @@ def test_job_create_same_parameter_twice(hello) -> None:
 
 
 def test_job_create_unknown_parent(hello) -> None:
-    stderr = job_create_error(hello, "--app", "hello", "--workdir", "w", "-p", "name=a", "--parent", "01ZZZ")
-    assert stderr == "Error: no job with id 01ZZZ (list jobs with `balsamd job ls`)\n"
+    stderr = job_create_error(hello, "--app", "hello", "--workdir", "w", "-p", "name=a", "--parent", "01ZZZ", code=2)
+    assert stderr.endswith(
+        "Error: Invalid value for --parent: no job with id 01ZZZ (list jobs with `balsamd job ls`)\n"
+    )
 
 
 def test_job_create_requires_app_and_workdir(hello) -> None:

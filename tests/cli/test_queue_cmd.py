@@ -105,15 +105,17 @@ def test_submit_warns_when_daemon_json_is_left_by_a_daemon_that_is_gone(run, sit
     [
         (["--num-nodes", "3"], {}, "--num-nodes 3 exceeds the site's max_nodes=2 (lower it, or raise [nodes] "
                                    "max_nodes in settings.toml)"),
-        (["--num-nodes", "0"], {}, "--num-nodes must be at least 1 (got 0)"),
+        (["--num-nodes", "0"], {}, "--num-nodes must be at least 1 (got 0); give 1 or more"),
         (["--wall-time-min", "61"], {"max_wall_time_min": 60}, "--wall-time-min 61 exceeds [scheduler] "
                                                                 "max_wall_time_min=60"),
-        (["--wall-time-min", "0"], {}, "--wall-time-min must be at least 1 (got 0)"),
+        (["--wall-time-min", "0"], {}, "--wall-time-min must be at least 1 (got 0); give 1 or more"),
         (["--queue", "gpu"], {"allowed_queues": ["local", "debug"]},
          "queue 'gpu' is not allowed here; use one of: local, debug"),
-        (["--project", "x"], {"allowed_projects": ["chem"]}, "project 'x' is not allowed here; use one of: chem"),
+        (["--project", "x"], {"allowed_projects": ["chem"], "default_project": "chem"},
+         "project 'x' is not allowed here; use one of: chem"),
         (["--queue", "debug\n#PBS -l x"], {}, "queue 'debug\\n#PBS -l x' is not a scheduler's queue name "
-                                                "(letters, digits and _.@+:-, one word)"),
+                                                "(letters, digits and _.@+:-, one word); "
+                                                "give the scheduler's name for it"),
     ],
     ids=["too-wide", "no-nodes", "too-long", "no-time", "queue", "project", "queue-with-a-line"],
 )  # fmt: skip
@@ -130,7 +132,7 @@ def test_submit_reports_every_problem_at_once(run, site_path):
     err = run.fails("queue", "submit", "--num-nodes", "9", "--wall-time-min", "0")
     assert err == (
         "Error: batch job refused: --num-nodes 9 exceeds the site's max_nodes=2 (lower it, or raise [nodes] "
-        "max_nodes in settings.toml); --wall-time-min must be at least 1 (got 0)\n"
+        "max_nodes in settings.toml); --wall-time-min must be at least 1 (got 0); give 1 or more\n"
     )
 
 

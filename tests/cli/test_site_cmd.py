@@ -80,7 +80,10 @@ def test_site_init_refuses_a_non_empty_directory_and_leaves_it_alone(tmp_path: P
 
 def test_site_init_refuses_a_name_with_spaces_and_writes_nothing(tmp_path: Path) -> None:
     result = invoke("site", "init", str(tmp_path / "s"), "--name", "my site", code=1)
-    assert result.stderr == ("Error: site name 'my site' must be non-empty without spaces or quotes; use --name\n")
+    assert result.stderr == (
+        "Error: site name 'my site' must be 1-64 characters without spaces, quotes, backslashes or control "
+        "characters; give another with --name\n"
+    )
     assert listing(tmp_path) == []
 
 
@@ -186,28 +189,35 @@ def test_settings_with_bad_toml(site: Path) -> None:
     line = edit_settings(site, "gpus_per_node = 0", "gpus_per_node = ")
     result = invoke("--site", str(site), "job", "ls", code=1)
     assert result.stderr == (
-        f"Error: {site}/settings.toml:{line}: key nodes.gpus_per_node: not valid TOML: Invalid value (column 17)\n"
+        f"Error: {site}/settings.toml:{line}: key nodes.gpus_per_node: not valid TOML: Invalid value (column 17); "
+        "put strings in double quotes, numbers and true/false without\n"
     )
 
 
 def test_settings_with_a_wrong_type(site: Path) -> None:
     line = edit_settings(site, "max_nodes = 1", 'max_nodes = "two"')
     result = invoke("--site", str(site), "job", "ls", code=1)
-    assert result.stderr == (f"Error: {site}/settings.toml:{line}: key nodes.max_nodes: Expected `int`, got `str`\n")
+    assert result.stderr == (
+        f"Error: {site}/settings.toml:{line}: key nodes.max_nodes: expected a whole number, got a "
+        "string; give a whole number, or remove the line to use the default (max_nodes = 1)\n"
+    )
 
 
 def test_settings_with_a_value_out_of_range(site: Path) -> None:
     line = edit_settings(site, "max_nodes = 1", "max_nodes = 0")
     result = invoke("--site", str(site), "job", "ls", code=1)
-    assert result.stderr == f"Error: {site}/settings.toml:{line}: key nodes.max_nodes: Expected `int` >= 1\n"
+    assert result.stderr == (
+        f"Error: {site}/settings.toml:{line}: key nodes.max_nodes: expected a whole number of at least 1 "
+        "(got 0); give a value of at least 1, or remove the line to use the default (max_nodes = 1)\n"
+    )
 
 
 def test_settings_with_an_unknown_key(site: Path) -> None:
     line = edit_settings(site, "max_nodes = 1", "max_node = 4")
     result = invoke("--site", str(site), "job", "ls", code=1)
     assert result.stderr == (
-        f"Error: {site}/settings.toml:{line}: key nodes.max_node: unknown key "
-        "(did you mean max_nodes? known keys: cpus_per_node, gpus_per_node, max_nodes)\n"
+        f"Error: {site}/settings.toml:{line}: key nodes.max_node: unknown key; "
+        "did you mean max_nodes? remove it or correct its name (known keys: cpus_per_node, gpus_per_node, max_nodes)\n"
     )
 
 
@@ -215,7 +225,7 @@ def test_settings_with_an_unknown_choice(site: Path) -> None:
     line = edit_settings(site, 'mpi = "mpich"', 'mpi = "intelmpi"')
     result = invoke("--site", str(site), "job", "ls", code=1)
     assert result.stderr == (
-        f"Error: {site}/settings.toml:{line}: key launcher.mpi: Invalid enum value 'intelmpi'; "
+        f"Error: {site}/settings.toml:{line}: key launcher.mpi: 'intelmpi' is not one of its values; "
         "use one of 'mpich', 'openmpi', 'srun', 'aprun', 'jsrun', 'pbs-cray'\n"
     )
 

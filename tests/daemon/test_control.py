@@ -122,7 +122,10 @@ def test_start_with_broken_settings_fails_fast_and_leaves_no_daemon(site: Daemon
     # refused before forking: a forked daemon opens its log before anything else
     assert not (site.root / "log" / "daemon.log").exists()
     assert proc.stdout == ""
-    assert proc.stderr == (f"Error: {settings}:{line}: key daemon.processing_period_sec: Expected `float`, got `str`\n")
+    assert proc.stderr == (
+        f"Error: {settings}:{line}: key daemon.processing_period_sec: expected a number, got a string; give a "
+        "number, or remove the line to use the default (processing_period_sec = 1.0)\n"
+    )
     assert site.record() is None
     assert processes_of(site) == []
     site.status(code=1)

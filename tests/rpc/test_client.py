@@ -125,10 +125,10 @@ def test_a_remote_claim_returns_the_jobs_the_store_holds_in_the_order_asked(site
 
 
 def test_a_fault_of_the_daemon_is_a_remote_error_and_it_goes_on(site: DaemonSite) -> None:
-    # a limit SQLite cannot take: an error of the daemon's own, not one of the store's
+    # an event id SQLite cannot take: an error of the daemon's own, not one of the store's
     with site.remote() as remote:
         with pytest.raises(RemoteError, match=r"^OverflowError: "):
-            remote.events(limit=2**63)
+            remote.events(after=2**63)
         assert remote.client.call("ping") == "pong"
     assert "events failed" in (site.root / "log" / "daemon.log").read_text()
 

@@ -238,7 +238,7 @@ def test_windows_are_ignored_without_use_backfill():
 
 
 def test_a_pad_that_leaves_no_time_is_refused_in_the_settings():
-    with pytest.raises(ValueError, match=r"wall_time_pad_min \(5\) must be smaller than min_wall_time_min \(5\)"):
+    with pytest.raises(ValueError, match=r"wall_time_pad_min: 5 must be smaller than min_wall_time_min \(5\)"):
         limits(min_wall_time_min=5, max_wall_time_min=5, wall_time_pad_min=5)
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from balsamd.ids import new_id
 from balsamd.models import BatchJob, BatchJobState, JobMode
-from balsamd.sched.base import BackfillWindow, JobStatus, SchedulerError, SchedulerOutputError
+from balsamd.sched.base import UNREAD, BackfillWindow, JobStatus, SchedulerError, SchedulerOutputError
 from balsamd.sched.local import LocalScheduler
 from balsamd.sched.script import COMMAND_ENV, GENERIC_TEMPLATE
 from balsamd.sched.service import SchedulerService
@@ -288,7 +288,10 @@ def test_unreadable_status_output_is_recorded_with_its_text_and_nothing_crashes(
     step(svc)
     got = store.get_batch_job(batch.id)
     assert got.state == B.QUEUED
-    assert got.status_info == "status unknown: cannot parse squeue output: 'JOBID|STATE\\n101|WEIRD|extra'"
+    assert got.status_info == (
+        "status unknown: cannot parse squeue output: 'JOBID|STATE\\n101|WEIRD|extra'; batch jobs keep their last "
+        "known state; if this goes on, check that [scheduler] kind in settings.toml is this cluster's scheduler"
+    )
     # the next readable answer is taken up again
     fake.status_error = None
     answer(fake, "101", B.RUNNING, "RUNNING", start_time=5.0)
@@ -305,7 +308,7 @@ def test_a_very_long_unreadable_output_is_cut(site, store):
     fake.status_error = SchedulerOutputError("qstat output", "x" * 5000)
     step(svc)
     info = store.get_batch_job(batch.id).status_info
-    assert info == f"status unknown: cannot parse qstat output: {'x' * 2000 + '...'!r}"
+    assert info == f"status unknown: cannot parse qstat output: {'x' * 2000 + '...'!r}; {UNREAD}"
 
 
 def test_removal_while_pending_deletion_is_cancelled_then_finished(site, store):

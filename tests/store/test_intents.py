@@ -49,9 +49,9 @@ def test_an_intent_seen_again_returns_its_outcome_and_does_nothing_more(store: S
         (create("b6", {"id": ids.new_id(), "app": "noop", "workdir": "../x"}), "job: workdir '../x' contains '..'; "
          "give a path inside the site's data/ directory without it"),
         (create("b7", {"id": ids.new_id(), "app": "noop", "workdir": "w", "owner": "mallory"}), "job: unknown "
-         "field(s) ['owner']; known: ['app', 'data', 'gpus_per_rank', 'launch_params', 'node_packing_count', "
-         "'num_nodes', 'parameters', 'parent_ids', 'ranks_per_node', 'tags', 'threads_per_core', "
-         "'threads_per_rank', 'wall_time_min', 'workdir']"),
+         "field(s) ['owner']; correct or remove them (a job request takes ['app', 'data', 'gpus_per_rank', "
+         "'launch_params', 'node_packing_count', 'num_nodes', 'parameters', 'parent_ids', 'ranks_per_node', 'tags', "
+         "'threads_per_core', 'threads_per_rank', 'wall_time_min', 'workdir'])"),
         (Intent(id="b8", kind="kill", job_id="01NOSUCHJOB"),
          "no job with id 01NOSUCHJOB (list jobs with `balsamd job ls`)"),
     ],

@@ -76,7 +76,7 @@ def test_create_with_a_missing_parent_writes_nothing(store):
     missing = ids.new_id()
     good = JobSpec(app="noop", workdir="a")
     orphan = JobSpec(app="noop", workdir="b", parent_ids=[missing])
-    with pytest.raises(StoreError, match=f"parent job.* not found: {missing}"):
+    with pytest.raises(StoreError, match=f"parent job.* not found: '{missing}'; give ids of jobs of this site"):
         store.create_jobs([good, orphan])
     assert store.count() == 0
     assert total_events(store) == 0

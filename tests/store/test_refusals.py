@@ -42,7 +42,7 @@ CASES: dict[str, tuple[Callable[[Store], Any], Callable[[Store, Any], object], s
     "a negative node count": (
         _nothing,
         lambda s, _: s.create_jobs([JobSpec(app="noop", workdir="w", num_nodes=-5)]),
-        "job: num_nodes must be at least 1 (got -5)",
+        "job: num_nodes must be a whole number from 1 to 1048576 (got -5); give one in that range",
     ),
     "a missing required parameter": (
         _nothing,
@@ -58,7 +58,8 @@ CASES: dict[str, tuple[Callable[[Store], Any], Callable[[Store, Any], object], s
     "a queue that is two words": (
         _nothing,
         lambda s, _: s.create_batch_job(BatchJob(id="b2", num_nodes=1, wall_time_min=10, queue="debug -A x")),
-        "batch job refused: queue 'debug -A x' is not a scheduler's queue name (letters, digits and _.@+:-, one word)",
+        "batch job refused: queue 'debug -A x' is not a scheduler's queue name (letters, digits and _.@+:-, one word); "
+        "give the scheduler's name for it",
     ),
     "more nodes than the site has": (
         _nothing,
@@ -69,13 +70,15 @@ CASES: dict[str, tuple[Callable[[Store], Any], Callable[[Store, Any], object], s
     "an unknown parameter and a tag key with '='": (
         _nothing,
         lambda s, _: s.create_jobs([JobSpec(app="noop", workdir="w", parameters={"y": 1}, tags={"a=b": "c"})]),
-        "job: unknown parameter(s) y for app noop (it takes: none); tag key 'a=b' must be non-empty, without '=', "
-        "spaces around it or control characters",
+        "job: unknown parameter(s) y for app noop (it takes: none); correct the name or leave it out; tag key 'a=b' "
+        "must be one word without '=', spaces or control characters; give KEY=VALUE with a KEY such as experiment "
+        "or run_1",
     ),
     "a launch parameter that is not an option name": (
         _nothing,
         lambda s, _: s.create_jobs([JobSpec(app="noop", workdir="w", launch_params={"x; rm -rf ~": ""})]),
-        "job: launch parameter 'x; rm -rf ~' is not an option name (letters, digits, _ and -)",
+        "job: launch parameter 'x; rm -rf ~' is not an option name: give the MPI launcher's option without dashes, "
+        "of letters, digits, _ and - (e.g. --launch-param cpu-bind=core)",
     ),
     "a launch parameter the site does not allow": (
         _nothing,
@@ -96,7 +99,7 @@ CASES: dict[str, tuple[Callable[[Store], Any], Callable[[Store, Any], object], s
     "a tag too long": (
         _nothing,
         lambda s, _: s.create_jobs([JobSpec(app="noop", workdir="w", tags={"k": "v" * 2000})]),
-        "job: tag 'k'... is too long: keys take at most 128 characters, values 1024",
+        "job: tag 'k'... is too long: keys take at most 128 characters, values 1024; shorten it",
     ),
     "a session label spanning lines": (
         _nothing,

@@ -198,8 +198,8 @@ def test_update_applies_before_the_start_and_is_refused_after(central: Central, 
         )
         assert conn.jobs.intent_outcome(unknown) == IntentOutcome(
             status=REJECTED,
-            reason=f"job {waiting.id}: unknown parameter(s) y for app Square (it takes: x); "
-            "missing required parameter x: add -p x=VALUE",
+            reason=f"job {waiting.id}: unknown parameter(s) y for app Square (it takes: x); correct the name or "
+            "leave it out; missing required parameter x: add -p x=VALUE",
         )
         assert alpha.job(waiting.id).parameters == {"x": 7}
         assert waiting.refresh().parameters == {"x": 7} and waiting.tags == {"edited": "yes"}

@@ -7,36 +7,59 @@ Every function takes the environment (and a file reader) as arguments rather tha
 from __future__ import annotations
 
 import itertools
+import math
+import os
 import re
 import socket
+import stat
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
+
+from balsamd.config import MAX_NODES
 
 _RANGE = re.compile(r"(\d+)(?:-(\d+))?")
 # Summit-style LSF lists the batch (launch) node first; it is not a compute node.
 _SERVICE_HOST_PREFIXES = ("batch", "login")
+MAX_NODEFILE = MAX_NODES * 256  # bytes: a line per rank of every node, with long names
 
 
 def _read_text(path: str) -> str:
-    return Path(path).read_text()
+    """A node file's text; a pipe, a device or a file larger than any machine's list is refused
+    (reading /dev/zero would never end)."""
+    with open(path, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise ValueError("it is not a regular file")
+        data = f.read(MAX_NODEFILE + 1)
+    if len(data) > MAX_NODEFILE:
+        raise ValueError(f"it is larger than {MAX_NODEFILE} bytes, more than any machine's node list")
+    return data.decode(errors="replace")
 
 
-def expand_slurm_hostlist(text: str) -> list[str]:
+def expand_slurm_hostlist(text: str, source: str = "the Slurm host list") -> list[str]:
     """Expand a Slurm compressed host list such as ``nid[0001-0004,0010]``.
 
     Bracket groups hold comma-separated numbers or ranges; a range keeps the width of its lower
     bound (``[08-10]`` gives 08, 09, 10).  Several groups in one name multiply out, leftmost
-    slowest.  Empty text means no hosts.
+    slowest.  Empty text means no hosts.  A list naming more hosts than a machine can have
+    (``nid[0-9999999]``) is refused before anything is expanded; errors name ``source``.
     """
     if not text.strip():
         return []
+    patterns = _split_top_level(text, source)
+    groups = [_pattern_groups(pattern, text, source) for pattern in patterns]
+    total = sum(math.prod(sum(high - low + 1 for low, high, _ in group) for group in found) for found in groups)
+    if total > MAX_NODES:
+        raise ValueError(_bad(source, text, f"it names {total} hosts, more than a machine has ({MAX_NODES})"))
     hosts: list[str] = []
-    for pattern in _split_top_level(text):
-        hosts.extend(_expand_pattern(pattern, text))
+    for pattern, found in zip(patterns, groups, strict=True):
+        hosts.extend(_expand_pattern(pattern, found))
     return hosts
 
 
-def _split_top_level(text: str) -> list[str]:
+def _bad(source: str, text: str, why: str) -> str:
+    return f"bad host list in {source} ({text[:80]!r}): {why}; pass the hosts with --nodes instead"
+
+
+def _split_top_level(text: str, source: str) -> list[str]:
     """Split on the commas that separate host patterns, not the ones inside brackets."""
     patterns: list[str] = []
     current: list[str] = []
@@ -45,65 +68,80 @@ def _split_top_level(text: str) -> list[str]:
         if char == "[":
             depth += 1
             if depth > 1:
-                raise ValueError(f"bad Slurm host list {text!r}: nested '['")
+                raise ValueError(_bad(source, text, "nested '['"))
         elif char == "]":
             depth -= 1
             if depth < 0:
-                raise ValueError(f"bad Slurm host list {text!r}: ']' without '['")
+                raise ValueError(_bad(source, text, "']' without '['"))
         if char == "," and depth == 0:
             patterns.append("".join(current))
             current = []
         else:
             current.append(char)
     if depth:
-        raise ValueError(f"bad Slurm host list {text!r}: '[' is never closed")
+        raise ValueError(_bad(source, text, "'[' is never closed"))
     patterns.append("".join(current))
     for pattern in patterns:
         if not pattern or any(char.isspace() for char in pattern):
-            raise ValueError(f"bad Slurm host list {text!r}: empty or blank host name {pattern!r}")
+            raise ValueError(_bad(source, text, f"empty or blank host name {pattern!r}"))
     return patterns
 
 
-def _expand_pattern(pattern: str, text: str) -> list[str]:
-    pieces = re.split(r"\[([^\]]*)\]", pattern)
-    # re.split alternates literal text (even indexes) and bracket contents (odd indexes)
-    choices = [[piece] if i % 2 == 0 else _expand_group(piece, text) for i, piece in enumerate(pieces)]
-    return ["".join(parts) for parts in itertools.product(*choices)]
+# a bracket group as its ranges: (low, high, width of the lower bound)
+Group = list[tuple[int, int, int]]
 
 
-def _expand_group(group: str, text: str) -> list[str]:
-    values: list[str] = []
+def _pattern_groups(pattern: str, text: str, source: str) -> list[Group]:
+    """The ranges of each bracket group of ``pattern``, checked but not expanded."""
+    return [_group(piece, text, source) for piece in re.split(r"\[([^\]]*)\]", pattern)[1::2]]
+
+
+def _group(group: str, text: str, source: str) -> Group:
+    ranges: Group = []
     for item in group.split(","):
         match = _RANGE.fullmatch(item)
         if not match:
-            raise ValueError(f"bad Slurm host list {text!r}: {item!r} in [{group}] is not a number or a range")
+            raise ValueError(_bad(source, text, f"{item!r} in [{group}] is not a number or a range"))
         low, high = match.group(1), match.group(2) or match.group(1)
         if int(low) > int(high):
-            raise ValueError(f"bad Slurm host list {text!r}: range {item!r} runs backwards")
-        width = len(low)
-        values.extend(f"{n:0{width}d}" for n in range(int(low), int(high) + 1))
-    return values
+            raise ValueError(_bad(source, text, f"range {item!r} runs backwards"))
+        ranges.append((int(low), int(high), len(low)))
+    return ranges
+
+
+def _expand_pattern(pattern: str, groups: list[Group]) -> list[str]:
+    literals = re.split(r"\[[^\]]*\]", pattern)
+    values = [[f"{n:0{width}d}" for low, high, width in group for n in range(low, high + 1)] for group in groups]
+    # literal text and bracket groups alternate, leftmost slowest
+    choices: list[list[str]] = [[literals[0]]]
+    for group, literal in zip(values, literals[1:], strict=True):
+        choices += [group, [literal]]
+    return ["".join(parts) for parts in itertools.product(*choices)]
 
 
 def expand_cobalt_partname(text: str) -> list[str]:
     """Cobalt's partition name is a list of integer node ids: ``1-4,10`` -> 1, 2, 3, 4, 10."""
-    nids: list[str] = []
+    source = "COBALT_PARTNAME"
+    ranges: list[tuple[int, int]] = []
     for item in text.strip().split(","):
         match = _RANGE.fullmatch(item.strip())
         if not match:
-            raise ValueError(f"bad COBALT_PARTNAME {text!r}: {item!r} is not a node id or range")
+            raise ValueError(_bad(source, text, f"{item!r} is not a node id or range"))
         low, high = int(match.group(1)), int(match.group(2) or match.group(1))
         if low > high:
-            raise ValueError(f"bad COBALT_PARTNAME {text!r}: range {item!r} runs backwards")
-        nids.extend(str(n) for n in range(low, high + 1))
-    return nids
+            raise ValueError(_bad(source, text, f"range {item!r} runs backwards"))
+        ranges.append((low, high))
+    total = sum(high - low + 1 for low, high in ranges)
+    if total > MAX_NODES:
+        raise ValueError(_bad(source, text, f"it names {total} nodes, more than a machine has ({MAX_NODES})"))
+    return [str(n) for low, high in ranges for n in range(low, high + 1)]
 
 
 def _lsf_mcpu_hosts(text: str) -> list[str]:
     """``LSB_MCPU_HOSTS`` alternates host names and slot counts: ``h1 42 h2 42``."""
     words = text.split()
     if len(words) % 2 or not all(count.isdigit() for count in words[1::2]):
-        raise ValueError(f"bad LSB_MCPU_HOSTS {text!r}: expected pairs of 'host slots'")
+        raise ValueError(_bad("LSB_MCPU_HOSTS", text, "expected pairs of 'host slots'"))
     return _compute_hosts(words[0::2])
 
 
@@ -129,13 +167,14 @@ def discover_nodes(
     def get(name: str) -> str:
         return env.get(name, "").strip()
 
-    if slurm := get("SLURM_JOB_NODELIST") or get("SLURM_NODELIST"):
-        return expand_slurm_hostlist(slurm)
+    for name in ("SLURM_JOB_NODELIST", "SLURM_NODELIST"):
+        if slurm := get(name):
+            return expand_slurm_hostlist(slurm, name)
     if nodefile := get("PBS_NODEFILE"):
         try:
             content = read_file(nodefile)
-        except OSError as exc:
-            raise ValueError(f"PBS_NODEFILE={nodefile} could not be read: {exc}") from None
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"PBS_NODEFILE={nodefile} could not be read: {exc}; pass the hosts with --nodes") from None
         hosts = _unique(line.strip() for line in content.splitlines() if line.strip())
         return _nonempty(hosts, f"PBS_NODEFILE={nodefile}")
     if partname := get("COBALT_PARTNAME"):

@@ -82,7 +82,7 @@ def test_empty_slurm_hostlist_names_no_hosts() -> None:
     ],
 )
 def test_malformed_slurm_hostlist_is_an_error_naming_the_text(text: str) -> None:
-    with pytest.raises(ValueError, match="bad Slurm host list") as error:
+    with pytest.raises(ValueError, match="bad host list in the Slurm host list") as error:
         expand_slurm_hostlist(text)
     assert repr(text) in str(error.value)
 
@@ -141,7 +141,7 @@ def test_cobalt_partname_gives_integer_node_ids(partname: str, nids: list[str]) 
 
 @pytest.mark.parametrize("partname", ["1-", "a-b", "4-1", "1,,2", "nid1"])
 def test_malformed_cobalt_partname_is_an_error_naming_it(partname: str) -> None:
-    with pytest.raises(ValueError, match="bad COBALT_PARTNAME") as error:
+    with pytest.raises(ValueError, match="bad host list in COBALT_PARTNAME") as error:
         expand_cobalt_partname(partname)
     assert repr(partname) in str(error.value)
 
