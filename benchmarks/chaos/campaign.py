@@ -157,8 +157,11 @@ def plan(seed: int, round_no: int, shape: PlanShape) -> Plan:
         count = remote // shape.waves + (1 if w < remote % shape.waves else 0)
         jobs = [job(f"w{w}-{n:04d}", wave=w) for n in range(count - 2)]
         jobs.append(mpi(f"w{w}-mpi", round(rng.uniform(0.2, 1.0), 2), wave=w))
-        jobs.append(command(f"w{w}-victim", round(rng.uniform(1.0, 4.0), 2), wave=w, killable=True))
+        jobs.append(command(f"w{w}-victim", round(rng.uniform(1.0, 4.0), 2), wave=w))
         waves.append(Wave(at=round(at, 3), jobs=jobs, kills=[f"w{w - 1}-victim"] if w else []))
+    killed = {key for w in waves for key in w.kills}  # the last wave's victim has no later wave to kill it
+    for j in (j for w in waves for j in w.jobs):
+        j.killable = j.key in killed
     return Plan(site=site, waves=waves)
 
 

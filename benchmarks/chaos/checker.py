@@ -5,8 +5,10 @@
   that finished had a complete run (every rank ended).
 - No job ran twice at once: no run found its job's lock held, and no two completed runs of the
   same rank overlap.
-- No job ran after the store recorded the run that ended it (its RUN_DONE, or its RUN_ERROR)
-  or recorded it killed, and no job whose parent failed ran at all.
+- No job ran after the store recorded the run that ended it (its RUN_DONE, or its RUN_ERROR),
+  and no job whose parent failed ran at all.  A kill must prevent a run or stop it: a launcher
+  that claimed a job before its kill learns of the kill at its next heartbeat, and a run it
+  started in between must be stopped, never reach its end (such runs are counted).
 - The site's events of each job are a path through the transition table, with no (state, time)
   twice; central holds exactly the site's events, each once.
 - Python jobs' results decode to the values planned, at the site and in central.
@@ -71,6 +73,7 @@ class Findings(msgspec.Struct, kw_only=True):
     runs: int = 0
     reruns: int = 0  # runs beyond each job's first (rank 0)
     rerun_jobs: int = 0
+    stopped_after_kill: int = 0  # runs begun after their job's kill, then stopped by it
 
     def count(self, check: Check) -> int:
         return sum(1 for f in self.failures if f.check == check)
@@ -123,7 +126,9 @@ def _check_job(job: Planned, seen: Observed, events_by_job: dict[str, list[Event
     elif expect == S.JOB_FINISHED and not _complete(runs, job.ranks):
         found.append(fail(Check.LOST, f"JOB_FINISHED without a complete run of its {job.ranks} rank(s): {runs}"))
     found += [fail(Check.CONCURRENT, detail) for detail in _concurrent(runs)]
-    found += [fail(Check.AFTER_FINAL, detail) for detail in _after_final(job, expect, runs, events)]
+    late, stopped = _after_final(job, expect, runs, events)
+    out.stopped_after_kill += stopped
+    found += [fail(Check.AFTER_FINAL, detail) for detail in late]
     found += [fail(Check.BAD_EVENTS, detail) for detail in event_problems(record, events)]
     if job.app == PYTHON_APP and record.state == S.JOB_FINISHED:
         for where, rec in (("site", record), ("central", seen.central_jobs.get(job_id))):
@@ -153,18 +158,22 @@ def _concurrent(runs: list[Run]) -> list[str]:
     return found
 
 
-def _after_final(job: Planned, expect: JobState, runs: list[Run], events: list[Event]) -> list[str]:
-    """Runs that began after the run the store recorded as the job's last (or after it was
-    killed), or at all when the job was never to run (a parent failed)."""
+def _after_final(job: Planned, expect: JobState, runs: list[Run], events: list[Event]) -> tuple[list[str], int]:
+    """Runs that began after the run the store recorded as the job's last, or began after its
+    kill and were not stopped (they reached their end), or ran at all when a parent failed;
+    and how many runs began after the kill and were stopped."""
     if job.reason:
-        return [f"ran (pid {r.pid} at {r.started:.3f}) although a parent failed" for r in runs]
+        return [f"ran (pid {r.pid} at {r.started:.3f}) although a parent failed" for r in runs], 0
     ending = {S.JOB_FINISHED: S.RUN_DONE, S.FAILED: S.RUN_ERROR, S.KILLED: S.KILLED}.get(expect)
     ends = [e.ts for e in events if e.to_state == ending]
     if not ends:
-        return []
+        return [], 0
     last = max(ends)
-    return [f"rank {r.rank} started at {r.started:.3f} (pid {r.pid}), after its {ending} at {last:.3f}"
-            for r in runs if r.started > last]  # fmt: skip
+    late = [r for r in runs if r.started > last]
+    stopped = sum(1 for r in late if r.ended is None) if expect == S.KILLED else 0
+    ran = "and ran to its end " if expect == S.KILLED else ""
+    return [f"rank {r.rank} started at {r.started:.3f} (pid {r.pid}) {ran}after its {ending} at {last:.3f}"
+            for r in late if expect != S.KILLED or r.ended is not None], stopped  # fmt: skip
 
 
 def event_problems(job: Job, events: list[Event]) -> list[str]:

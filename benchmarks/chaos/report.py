@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from benchmarks.chaos.checker import Check
+from benchmarks.chaos.checker import Check, Findings
 from benchmarks.chaos.rounds import RoundResult
 from benchmarks.chaos.schedule import FaultKind
 
@@ -44,11 +44,18 @@ def _verdict(r: RoundResult) -> str:
     return "ok" if r.ok else "FAIL"
 
 
+def _count(f: Findings, check: Check) -> str:
+    """Failures of a check; beside "after final", the runs begun after a kill that it stopped."""
+    if check == Check.AFTER_FINAL and f.stopped_after_kill:
+        return f"{f.count(check)} ({f.stopped_after_kill} stopped)"
+    return str(f.count(check))
+
+
 def row(r: RoundResult) -> list[str]:
     f = r.findings
     return [
         str(r.number), str(r.seed), str(r.transport), str(r.jobs), *(_faults(r, k) for k in FAULT_HEADERS),
-        f"{f.reruns} ({f.rerun_jobs} jobs)", *(str(f.count(c)) for c in CHECK_HEADERS),
+        f"{f.reruns} ({f.rerun_jobs} jobs)", *(_count(f, c) for c in CHECK_HEADERS),
         "-" if r.converge_sec is None else f"{r.converge_sec:.1f}", f"{r.seconds:.0f}", _verdict(r),
     ]  # fmt: skip
 
@@ -57,11 +64,13 @@ def summary_row(results: list[RoundResult]) -> list[str]:
     settled = [r.converge_sec for r in results if r.converge_sec is not None]
     passed = sum(r.ok for r in results)
     converge = f"{statistics.median(settled):.1f} (max {max(settled):.1f})" if settled else "-"
+    total = Findings(failures=[f for r in results for f in r.findings.failures],
+                     stopped_after_kill=sum(r.findings.stopped_after_kill for r in results))  # fmt: skip
     return [
         f"all {len(results)}", "", "", str(sum(r.jobs for r in results)),
         *(str(sum(r.injected(k) for r in results)) for k in FAULT_HEADERS),
         str(sum(r.findings.reruns for r in results)),
-        *(str(sum(r.findings.count(c) for r in results)) for c in CHECK_HEADERS),
+        *(_count(total, c) for c in CHECK_HEADERS),
         converge, f"{sum(r.seconds for r in results):.0f}", f"{passed}/{len(results)} ok",
     ]  # fmt: skip
 

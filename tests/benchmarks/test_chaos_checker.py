@@ -130,12 +130,18 @@ def test_a_run_that_starts_after_the_recorded_end_ran_after_final(history: Histo
     assert failures(history.observed()) == [(Check.AFTER_FINAL, "cmd"), (Check.AFTER_FINAL, "bad")]
 
 
-def test_a_job_its_user_killed_is_killed_and_runs_no_more(history: History) -> None:
+def test_a_job_its_user_killed_is_killed_and_no_run_of_it_reaches_its_end_after_the_kill(history: History) -> None:
     killed_at = history.event("victim", S.KILLED).ts
     history.mark("victim", 104, killed_at - 1)  # stopped by the kill: no end
     assert failures(history.observed()) == []
-    history.mark("victim", 105, killed_at + 0.5, killed_at + 1)
-    assert failures(history.observed()) == [(Check.AFTER_FINAL, "victim")]
+    # started by a launcher that had claimed it before the kill and had not heard of it yet
+    history.mark("victim", 105, killed_at + 0.1)  # stopped when it did
+    findings = check(PLAN, history.observed())
+    assert (findings.failures, findings.stopped_after_kill) == ([], 1)
+    history.mark("victim", 106, killed_at + 0.5, killed_at + 1)
+    found = check(PLAN, history.observed()).failures
+    assert [(f.check, f.job) for f in found] == [(Check.AFTER_FINAL, "victim")]
+    assert "(pid 106) and ran to its end after its KILLED" in found[0].detail
 
 
 def test_a_job_whose_kill_found_it_finished_must_stay_finished_and_a_kill_never_acknowledged_is_lost(

@@ -62,6 +62,10 @@ def test_a_campaign_has_the_jobs_asked_for_each_kind_of_job_and_waves_through_ce
         assert 0 < wave.at <= 30.0
         assert {j.wave for j in wave.jobs} == {number}
         assert any(j.lane == Lane.MPI for j in wave.jobs)
+    # each wave but the first kills the victim of the wave before; only those are killable
+    killed = [k for wave in campaign.waves for k in wave.kills]
+    assert killed == [f"w{n}-victim" for n in range(7)]
+    assert sorted(j.key for j in jobs if j.killable) == sorted(killed)
     # a few runs outlive a launcher's session
     assert any(j.parameters["nap"] == f"{shape.long_nap:g}" for j in jobs if j.app == "Marked")
 
