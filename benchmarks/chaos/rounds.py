@@ -3,7 +3,11 @@ convergence and the checks.
 
 The round's clock starts when its daemon first serves.  One loop carries out its agenda in
 time order: the faults, the restarts they call for, the waves of remote jobs, and keeping a
-batch job on the MPI lane while MPI jobs wait (the elastic queue keeps the serial lane).
+batch job on the MPI lane while MPI jobs wait (the elastic queue keeps the serial lane while
+serial jobs wait).  While a fault aimed at a kind of launcher is still to fall, the runner
+keeps a batch job of that kind too, as a user would ask for one: launchers end when idle, and
+a fault must find a target.  One that finds none yet looks again until TARGET_GRACE_SEC past
+the window.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import itertools
 import shutil
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,6 +37,8 @@ POLL_SEC = 0.5
 LANE_SEC = 1.0
 RETRY_SEC = 0.5
 TARGET_POLL_SEC = 0.2  # a fault that finds nothing to kill looks again this often
+TARGET_GRACE_SEC = 15.0  # ... until this long after the window (a batch job starts in a second or two)
+LANE_OF = {FaultKind.SERIAL: Lane.SERIAL, FaultKind.MPI: Lane.MPI}
 GIVE_UP_SEC = 60.0  # past the window, a wave or a restart that still fails fails the round
 
 
@@ -115,6 +122,7 @@ class Round:
             number=cfg.number, seed=cfg.seed, jobs=len(self.plan.jobs()), transport=self.transport
         )
         self.problems: list[str] = []  # what the round could not do (a wave never made, a restart that failed)
+        self.aimed: Counter[Lane] = Counter()  # faults at each lane's launchers still to fall
 
     def run(self) -> RoundResult:
         began = time.monotonic()
@@ -147,10 +155,12 @@ class Round:
         def fault(f: Fault) -> Action:
             def fire(now: float) -> None:
                 hit = injector.fire(f, now)
-                if not hit.target and now + TARGET_POLL_SEC < self.cfg.window:
+                if not hit.target and now + TARGET_POLL_SEC < self.cfg.window + TARGET_GRACE_SEC:
                     agenda.at(now + TARGET_POLL_SEC, fire)  # nothing of its kind alive yet
                     return
                 self.result.hits.append(hit)
+                if f.kind in LANE_OF:
+                    self.aimed[LANE_OF[f.kind]] -= 1
                 if hit.target and f.kind in (FaultKind.DAEMON, FaultKind.POSTGRES):
                     agenda.at(now + f.down_for, restart(f.kind, now))
 
@@ -183,11 +193,13 @@ class Round:
             return create
 
         def lane(now: float) -> None:
-            self._keep_mpi_lane()
+            self._keep_lanes()
             agenda.at(now + LANE_SEC, lane, background=True)
 
         for f in self.faults:
             agenda.at(f.at, fault(f))
+            if f.kind in LANE_OF:
+                self.aimed[LANE_OF[f.kind]] += 1
         for number, w in enumerate(self.plan.waves):
             agenda.at(w.at, wave(number))
         agenda.at(0.0, lane, background=True)
@@ -196,16 +208,18 @@ class Round:
             time.sleep(0.02)
         return time.monotonic()
 
-    def _keep_mpi_lane(self) -> None:
-        if self.site.unfinished(Lane.MPI) and not self.site.mpi_batch_jobs_active():
-            self.site.submit_mpi_batch_job()
+    def _keep_lanes(self) -> None:
+        for lane in Lane:
+            wanted = self.aimed[lane] > 0 or (lane == Lane.MPI and self.site.unfinished(Lane.MPI))
+            if wanted and not self.site.batch_jobs_active(lane):
+                self.site.submit_batch_job(lane)
 
     def _settle(self, quiet_at: float) -> None:
         deadline = quiet_at + self.cfg.converge_timeout
         expected = len(self.plan.jobs())
         last = converge.Progress()
         while time.monotonic() < deadline:
-            self._keep_mpi_lane()
+            self._keep_lanes()
             last = converge.progress(self.site, self.central)
             if last.settled(expected):
                 self.result.converge_sec = round(time.monotonic() - quiet_at, 1)

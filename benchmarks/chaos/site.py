@@ -27,6 +27,7 @@ from benchmarks.chaos.campaign import CPUS_PER_NODE, Lane, Planned, levels
 from benchmarks.chaos.cli import balsamd_cli, clean_env
 
 BATCH_WALL_MIN = 30  # far beyond a round: launchers end when idle, not when out of time
+LANE_MODES = {Lane.SERIAL: JobMode.SERIAL, Lane.MPI: JobMode.MPI}
 
 
 class Transport(enum.StrEnum):
@@ -185,15 +186,15 @@ class ChaosSite:
                 found.append(Launcher(batch_id=batch.id, mode=mode, group=group, leader=(leaders or [None])[0]))
         return found
 
-    def submit_mpi_batch_job(self) -> None:
-        """A batch job for the MPI lane, as a user asks for one."""
+    def submit_batch_job(self, lane: Lane) -> None:
+        """A batch job for ``lane``, as a user asks for one."""
         balsamd_cli(
             "--site", str(self.root), "queue", "submit", "--num-nodes", "1", "--wall-time-min", str(BATCH_WALL_MIN),
-            "--job-mode", "mpi", "--tag", f"lane={Lane.MPI}", cwd=self.base,
+            "--job-mode", str(LANE_MODES[lane]), "--tag", f"lane={lane}", cwd=self.base,
         )  # fmt: skip
 
-    def mpi_batch_jobs_active(self) -> int:
-        return sum(1 for b in self.store.batch_jobs(sorted(BATCH_ACTIVE)) if b.job_mode == JobMode.MPI)
+    def batch_jobs_active(self, lane: Lane) -> int:
+        return sum(1 for b in self.store.batch_jobs(sorted(BATCH_ACTIVE)) if b.job_mode == LANE_MODES[lane])
 
     # ----- the end -------------------------------------------------------------------------
 
