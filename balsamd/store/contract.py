@@ -174,9 +174,12 @@ class Store(Protocol):
     def sessions(self, open_only: bool = False) -> list[Session]: ...
 
     @operation(write=True, hot=True)
-    def heartbeat(self, session_id: str, running: Sequence[str] = (), now: float | None = None) -> list[str]:
+    def heartbeat(
+        self, session_id: str, running: Sequence[str] = (), waiting: Sequence[str] = (), now: float | None = None
+    ) -> list[str]:
         """Renew the session; returns those of ``running`` the launcher must stop (killed,
-        or no longer bound to this session).  SessionGone when it is not open."""
+        or no longer bound to this session) and those of ``waiting`` (claimed, not started)
+        it must not start (no longer bound to it).  SessionGone when it is not open."""
         ...
 
     @operation(write=True, hot=True)

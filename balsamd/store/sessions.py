@@ -74,20 +74,28 @@ class SessionsMixin(StoreBase):
             raise SessionGone(f"session {session_id} is {state}; its jobs were handed back, open a new session")
         return row[1], row[2]
 
-    def heartbeat(self, session_id: str, running: Sequence[str] = (), now: float | None = None) -> list[str]:
+    def heartbeat(
+        self, session_id: str, running: Sequence[str] = (), waiting: Sequence[str] = (), now: float | None = None
+    ) -> list[str]:
         now = now_or(now)
         with self.db.write() as conn:
             self._require_open(conn, session_id)
             conn.execute("UPDATE sessions SET heartbeat_at = ? WHERE id = ?", (now, session_id))
-            if not running:
-                return []
+            # A job killed after it was claimed is no longer bound: the launcher holding it
+            # must not start it (a start it cannot be told of in time is stopped by its
+            # rejected RUNNING at the next heartbeat).
             still = {
                 i for (i,) in conn.execute(
                     "SELECT id FROM jobs WHERE session_id = ? AND state = 'RUNNING' "
                     "AND id IN (SELECT value FROM json_each(?))",
                     (session_id, msgspec.json.encode(list(running)).decode()))
-            }  # fmt: skip
-        return [i for i in running if i not in still]
+            } if running else set()  # fmt: skip
+            held = {
+                i for (i,) in conn.execute(
+                    "SELECT id FROM jobs WHERE session_id = ? AND id IN (SELECT value FROM json_each(?))",
+                    (session_id, msgspec.json.encode(list(waiting)).decode()))
+            } if waiting else set()  # fmt: skip
+        return [i for i in running if i not in still] + [i for i in waiting if i not in held]
 
     def claim(self, session_id: str, limits: ClaimLimits, now: float | None = None) -> ClaimedJobs:
         problems = claim_problems(limits)

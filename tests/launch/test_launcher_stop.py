@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from balsamd.cli import cli
 
-from .conftest import LaunchSite, new_site, records
+from .conftest import LaunchSite, new_site, records, timed
 
 # traps SIGTERM to record it; "@ready" once the trap is set
 TRAPPING = "trap 'echo \"@term $(date +%s.%N)\"; exit 143' TERM; echo '@ready x'; sleep 60 & wait"
@@ -110,6 +110,28 @@ def test_user_kill_stops_a_running_job_at_the_next_heartbeat_and_it_stays_killed
     job = site.job(job_id)
     assert (job.state, job.session_id) == ("KILLED", None)
     assert site.path(job_id)[-2:] == ["RUNNING", "KILLED"]
+
+
+def test_a_claimed_job_killed_before_it_started_is_never_started(site: LaunchSite) -> None:
+    # four runs fill the node; the fifth job waits in the launcher's backlog, claimed
+    site.configure(heartbeat_sec=0.3)
+    site.command_app("Trapping", TRAPPING)
+    site.command_app("Stamped", timed("true"))
+    blockers = site.create("Trapping", count=4, node_packing_count=4)
+    [waiting] = site.create("Stamped", node_packing_count=4)
+    proc = site.start_launcher("--job-mode", "serial", "--nodes", "n1", "--idle-ttl", "0.5")
+    site.wait_until(lambda: ready(site, blockers), "the node is full")
+    assert site.job(waiting).session_id == site.session_of(proc.pid).id
+
+    # the waiting job is killed first, so the heartbeat that frees the node knows of it
+    for job_ids in ([waiting], blockers):
+        result = CliRunner().invoke(cli, ["--site", str(site.root), "job", "kill", *job_ids], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    summary = site.finish(proc)
+
+    assert "4 started, 0 done, 0 errors, 0 timed out, 4 killed" in summary
+    assert site.output(waiting) == ""
+    assert site.path(waiting)[-2:] == ["PREPROCESSED", "KILLED"]
 
 
 def test_killed_launcher_jobs_time_out_once_and_a_second_launcher_finishes_them(site: LaunchSite) -> None:

@@ -227,6 +227,16 @@ def test_heartbeat_returns_the_running_jobs_that_were_killed(store, session):
     assert store.get(killed.id).session_id is None
 
 
+def test_heartbeat_names_the_claimed_jobs_killed_before_they_started(store, session):
+    kept, killed, started = claimed(store, session, 3)
+    assert store.heartbeat(session.id, [], [kept.id, killed.id, started.id]) == []
+    store.kill([killed.id])
+    report(store, session, started.id, S.RUNNING)
+    # a job started since the launcher listed it as waiting is still its own
+    assert store.heartbeat(session.id, [], [kept.id, killed.id, started.id]) == [killed.id]
+    assert store.heartbeat(session.id, [started.id], [kept.id]) == []
+
+
 def test_a_second_start_of_a_running_job_is_rejected_as_already_running(store, session):
     [job] = claimed(store, session)
     report(store, session, job.id, S.RUNNING)

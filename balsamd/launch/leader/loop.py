@@ -348,7 +348,8 @@ class Launcher:
             self._send_reports()
         # Only runs whose RUNNING the source has taken: it stops any it does not know as running.
         running = self.reports.confirmed()
-        self.courier.send(Call.HEARTBEAT, now, lambda: self.source.heartbeat(running))
+        waiting = [j.id for j in self.backlog]
+        self.courier.send(Call.HEARTBEAT, now, lambda: self.source.heartbeat(running, waiting))
 
     def _heartbeat_done(self, delivery: Delivery, now: float) -> None:
         if delivery.error is not None:
@@ -359,11 +360,16 @@ class Launcher:
             return
         self.heartbeat.answered(delivery.request)
         self._store_written(now)
+        gone = set(delivery.result)
         stop = [job_id for job_id in delivery.result if job_id in self.running]
         if stop:
             log.info("stopping %d run(s) killed by their users", len(stop))
             self.runner.signal(stop, signal.SIGTERM)
             self.kills.stop(stop, now)
+        dropped = [j for j in self.backlog if j.id in gone]
+        if dropped:  # killed (or taken back) since they were claimed: never started
+            log.info("dropping %d claimed job(s) no longer this launcher's", len(dropped))
+            self.backlog = collections.deque(j for j in self.backlog if j.id not in gone)
 
     def _take_deliveries(self, now: float) -> None:
         for delivery in self.courier.collect():

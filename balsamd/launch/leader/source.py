@@ -19,8 +19,9 @@ from balsamd.store.queries import claimed_jobs
 class JobSource(Protocol):
     session_id: str
 
-    def heartbeat(self, running: list[str]) -> list[str]:
-        """Renew the session; returns the running job ids the launcher must stop."""
+    def heartbeat(self, running: list[str], waiting: list[str]) -> list[str]:
+        """Renew the session; returns the running job ids the launcher must stop and the
+        waiting (claimed, unstarted) ones it must not start."""
 
     def claim(self, limits: ClaimLimits) -> list[Job]: ...
 
@@ -47,12 +48,12 @@ class StoreSource:
         session = store.open_session(label=label, batch_job_id=batch_job_id, host=socket.gethostname(), pid=os.getpid())
         self.session_id = session.id
 
-    def heartbeat(self, running: list[str]) -> list[str]:
+    def heartbeat(self, running: list[str], waiting: list[str]) -> list[str]:
         # Without a daemon nobody else recovers the jobs of dead launchers: every launcher on
         # the store does it (the store makes it happen exactly once).
         if self.expiry_sec is not None:
             self.store.expire_sessions(self.expiry_sec)
-        return self.store.heartbeat(self.session_id, running)
+        return self.store.heartbeat(self.session_id, running, waiting)
 
     def claim(self, limits: ClaimLimits) -> list[Job]:
         return claimed_jobs(self.store.claim(self.session_id, limits), limits)

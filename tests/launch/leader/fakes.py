@@ -51,7 +51,7 @@ class Source:
         self.reported.set()
         return UpdateOutcome(applied=[u.job_id for u in updates])
 
-    def heartbeat(self, running: list[str]) -> list[str]:
+    def heartbeat(self, running: list[str], waiting: list[str]) -> list[str]:
         if self.heartbeat_error is not None:
             raise self.heartbeat_error
         if self.full is not None:
