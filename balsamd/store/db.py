@@ -158,6 +158,7 @@ class Database:
         self.conn = self._connect()
         self._lock = threading.RLock()
         self._depth = 0
+        self._durable = False
         try:
             migrate(self.conn)
         except BaseException:
@@ -169,7 +170,8 @@ class Database:
         conn.set_busy_timeout(BUSY_TIMEOUT_MS)
         conn.execute("PRAGMA journal_mode = WAL")
         # NORMAL is durable across process crashes in WAL mode; only a power loss may drop
-        # the last commits, and it never corrupts.  No per-job fsync on the hot path.
+        # the last commits, and it never corrupts.  Operations that must survive that too
+        # say so in the contract (``durable``) and commit inside ``durable()``.
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = OFF")
         return conn
@@ -204,6 +206,23 @@ class Database:
                 self.conn.set_busy_timeout(BUSY_TIMEOUT_MS)
         finally:
             self._lock.release()
+
+    @contextlib.contextmanager
+    def durable(self) -> Iterator[None]:
+        """Commits in the block are on disk when they return: ``synchronous = FULL`` syncs the
+        WAL at each commit, and with it every commit before.  Inside a transaction, or another
+        such block, the outermost decides (SQLite refuses the change inside a transaction)."""
+        with self._lock:
+            if self._depth or self._durable:
+                yield
+                return
+            self.conn.execute("PRAGMA synchronous = FULL")
+            self._durable = True
+            try:
+                yield
+            finally:
+                self._durable = False
+                self.conn.execute("PRAGMA synchronous = NORMAL")
 
     @contextlib.contextmanager
     def write(self) -> Iterator[apsw.Connection]:

@@ -8,10 +8,12 @@ their own modules; this one holds apps, jobs and the changes users and hooks mak
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import apsw
 import msgspec
@@ -34,6 +36,7 @@ from balsamd.states import RETRYABLE, IllegalTransition, JobState
 from balsamd.store import queries
 from balsamd.store.base import StoreBase, now_or
 from balsamd.store.batch import BatchStoreMixin
+from balsamd.store.contract import OPERATIONS
 from balsamd.store.db import (
     JOB_SELECT,
     LIMIT_PARAM,
@@ -54,12 +57,32 @@ from balsamd.store.transitions import MAX_STEPS, Move, apply_moves, direct_child
 from balsamd.validate import JobSpecError, Refused, SiteRules, app_problems, build_job, resolve_parameters, tag_problems
 
 S = JobState
+T = TypeVar("T")
 log = logging.getLogger("balsamd.store")
 
 # the states a user may still edit a job in: it has not started
 EDITABLE = frozenset({S.CREATED, S.AWAITING_PARENTS, S.READY, S.STAGED_IN, S.PREPROCESSED, S.RESTART_READY})
 
 
+def _durable(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def call(self: StoreBase, *args: Any, **kwargs: Any) -> Any:
+        with self.db.durable():
+            return fn(self, *args, **kwargs)
+
+    return call
+
+
+def durable_operations(cls: type[T]) -> type[T]:
+    """Make each operation the contract declares durable commit inside ``Database.durable``:
+    the decision is the contract's, one flag per operation, and every transport meets it."""
+    for op in OPERATIONS.values():
+        if op.durable:
+            setattr(cls, op.name, _durable(getattr(cls, op.name)))
+    return cls
+
+
+@durable_operations
 class SiteStore(SessionsMixin, BatchStoreMixin, OutboxMixin, StoreBase):
     """The store on this host's SQLite file (``rules``: what every write is checked against)."""
 
