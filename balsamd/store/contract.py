@@ -299,6 +299,12 @@ class Store(Protocol):
         a malformed intent is rejected with the reason, never raised."""
         ...
 
+    @operation(write=False)
+    def intent_outcomes(self, intent_ids: list[str]) -> dict[str, IntentOutcome]:
+        """The outcome recorded for each of these intents the store applied; one it has no
+        record of (never applied, or lost with the store's last commits) is left out."""
+        ...
+
     def close(self) -> None:
         """Release the transport (not an operation)."""
         ...

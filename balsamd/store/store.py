@@ -481,6 +481,14 @@ class SiteStore(SessionsMixin, BatchStoreMixin, OutboxMixin, StoreBase):
                 outcomes[intent.id] = outcome
         return outcomes
 
+    def intent_outcomes(self, intent_ids: list[str]) -> dict[str, IntentOutcome]:
+        with self.db.read() as conn:
+            rows = conn.execute(
+                "SELECT id, outcome FROM applied_intents WHERE id IN (SELECT value FROM json_each(?))",
+                (msgspec.json.encode(intent_ids).decode(),),
+            )
+            return {intent_id: decode_outcome(outcome) for intent_id, outcome in rows}
+
     def _apply(self, conn: apsw.Connection, intent: Intent, now: float) -> IntentOutcome:
         action = parse_intent(intent)
         if isinstance(action, Create):
