@@ -42,7 +42,7 @@ def test_the_store_says_which_intents_it_applied_and_their_outcomes(store: Store
     outcomes = store.apply_intents(
         [Intent(id="k1", kind="kill", job_id=job.id), Intent(id="bad", kind="drop", job_id="x")]
     )
-    assert store.intent_outcomes(["k1", "b", "never", "k1"]) == outcomes
+    assert store.intent_outcomes(["k1", "bad", "never", "k1"]) == outcomes
     assert store.intent_outcomes(["never"]) == {}
     assert store.intent_outcomes([]) == {}
 
