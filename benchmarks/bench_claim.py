@@ -13,7 +13,8 @@ balsamd side
     and building ``Job`` structs.
 
 baseline side
-    one apsw connection with the store's pragmas (WAL, synchronous=NORMAL) doing
+    one apsw connection with the pragmas the store claims under (WAL, synchronous=FULL: a
+    claim is on disk when it returns) doing
     ``BEGIN IMMEDIATE; UPDATE jobs SET session_id=? WHERE id IN (SELECT id FROM jobs WHERE
     session_id IS NULL AND state IN (...) ORDER BY num_nodes, id LIMIT CAST(? AS INTEGER))
     RETURNING *; COMMIT`` and fetching all rows, in the same loop.  (A plain ``LIMIT ?`` makes
@@ -137,7 +138,7 @@ def raw_claims(template: StoreTemplate, batch: int, target: int) -> float:
         try:
             conn.set_busy_timeout(60_000)
             conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA synchronous = FULL")  # as the store claims: a claim is durable
             if BASELINE_ANALYZE:
                 conn.execute("ANALYZE")
             execute = conn.execute

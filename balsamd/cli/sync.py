@@ -28,6 +28,8 @@ def _summary(r: RoundReport) -> str:
         f"{r.pushed_apps} apps, {r.deleted_jobs} removals; applied {r.applied} intents"
         f" ({r.rejected} rejected) in {r.seconds:.2f} s; {r.lag} changes left"
     )
+    if r.reapplied:
+        text += f"\n  applied again {r.reapplied} acknowledged intents the store had lost"
     text += "".join(f"\n  job {job_id} not pushed: {why}" for job_id, why in r.refused.items())
     return text + (f"\n  full reconcile: {r.reconciled}" if r.reconciled else "")
 

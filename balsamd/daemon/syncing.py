@@ -65,7 +65,8 @@ class SyncService:
             "lag_changes": None if r is None else r.lag,
             "last_round": None if r is None else {
                 "pushed_jobs": r.pushed_jobs, "pushed_events": r.pushed_events, "applied": r.applied,
-                "rejected": r.rejected, "reconciled": r.reconciled, "seconds": round(r.seconds, 3),
+                "rejected": r.rejected, "reapplied": r.reapplied, "reconciled": r.reconciled,
+                "seconds": round(r.seconds, 3),
                 "refused": r.refused,
             },
             "listening": self.listening,

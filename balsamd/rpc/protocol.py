@@ -139,7 +139,9 @@ class DaemonControl(Protocol):
 
 # every method a client may call: the store's operations and the daemon's own
 METHODS: dict[str, Operation] = {**OPERATIONS, **declare(DaemonControl)}
-HOT_METHODS = frozenset(name for name, op in METHODS.items() if op.hot)
+# the calls a server may answer on its event loop: short, and waiting for no disk (a durable
+# commit waits for an fsync, which on a busy or network filesystem may take milliseconds)
+HOT_METHODS = frozenset(name for name, op in METHODS.items() if op.hot and not op.durable)
 
 _encoder = msgspec.msgpack.Encoder()
 _arg_decoders = {name: msgspec.msgpack.Decoder(op.args) for name, op in METHODS.items()}

@@ -8,9 +8,10 @@ has waited longest, so idle connections cannot lock anyone out); at most one log
 address per ``Limits.log_interval`` about peers that failed it.
 
 A handler is a plain function (run in a worker thread under the store's capacity limiter,
-because apsw calls block; a hot one on the event loop when the store is free at once, as a
-thread hop costs more than the call) or a coroutine function (awaited in the event loop).  A peer that
-fails the handshake, sends garbage or an oversized frame is disconnected; the daemon goes on.
+because apsw calls block; a hot one that waits for no fsync on the event loop when the store is
+free at once, as a thread hop costs more than the call) or a coroutine function (awaited in the
+event loop).  A peer that fails the handshake, sends garbage or an oversized frame is
+disconnected; the daemon goes on.
 """
 
 from __future__ import annotations

@@ -56,12 +56,21 @@ JobRows = tuple[list[tuple[Any, ...]], int]
 F = typing.TypeVar("F", bound=Callable[..., Any])
 
 
-def operation(*, write: bool, hot: bool = False) -> Callable[[F], F]:
+def operation(*, write: bool, hot: bool = False, durable: bool = False) -> Callable[[F], F]:
     """Mark a method of a contract as an operation: ``write`` ones are one write transaction,
-    ``hot`` ones are the short calls of a launcher's loop (a server may answer them at once)."""
+    ``hot`` ones are the short calls of a launcher's loop (a server may answer them at once).
+
+    ``durable`` ones are on disk before they return (the WAL is synced at their commit, and with
+    it every commit before).  The others survive the death of any process, but a power loss may
+    take back their last commits (never corrupting the store).  An operation is durable when its
+    caller acts on the answer outside the store, where nothing would find the loss: it tells a
+    person or the central database that something is done, or it starts runs.  What is done
+    again when lost is not: heartbeats, releases, the opening and ending of sessions (a
+    session's first claim syncs its opening with it), hooks' outcomes (the hook runs again),
+    apps (recorded again from ``apps/``) and sync's cursors (the next round finds the loss)."""
 
     def mark(fn: F) -> F:
-        fn.__operation__ = (write, hot)  # type: ignore[attr-defined]
+        fn.__operation__ = (write, hot, durable)  # type: ignore[attr-defined]
         return fn
 
     return mark
@@ -84,7 +93,7 @@ class Store(Protocol):
 
     # ----- jobs: create and read ------------------------------------------------------------
 
-    @operation(write=True)
+    @operation(write=True, durable=True)  # the caller is told the jobs exist; nothing else holds them
     def create_jobs(self, specs: list[JobSpec], now: float | None = None) -> list[Job]:
         """Check every request against its app and the site's rules, then create all of them
         or none (JobSpecError lists every problem).  A job whose parent failed is created
@@ -118,24 +127,24 @@ class Store(Protocol):
 
     # ----- jobs: what users change ------------------------------------------------------------
 
-    @operation(write=True)
+    @operation(write=True, durable=True)  # a person is told
     def kill(self, job_ids: list[str], now: float | None = None) -> dict[str, JobState]:
         """Kill jobs (all or none); a running one is stopped by its launcher at its next heartbeat."""
         ...
 
-    @operation(write=True)
+    @operation(write=True, durable=True)  # a person is told
     def retry(self, job_ids: list[str], now: float | None = None) -> dict[str, JobState]:
         """FAILED / RUN_ERROR / RUN_TIMEOUT -> RESTART_READY (or back to waiting on parents);
         descendants that failed only because of a retried job wait for it again."""
         ...
 
-    @operation(write=True)
+    @operation(write=True, durable=True)  # a person is told
     def delete(self, job_ids: list[str]) -> RemoveOutcome:
         """Remove jobs with their events; refuses, per job and saying why, jobs a launcher
         holds or that unfinished jobs outside the request depend on."""
         ...
 
-    @operation(write=True)
+    @operation(write=True, durable=True)  # a person is told
     def update_job(self, job_id: str, changes: JobChanges, now: float | None = None) -> Job:
         """Edit parameters, tags or data of a job that has not started."""
         ...
@@ -182,7 +191,9 @@ class Store(Protocol):
         it must not start (no longer bound to it).  SessionGone when it is not open."""
         ...
 
-    @operation(write=True, hot=True)
+    # the launcher runs what it claimed: a claim the store forgot could be claimed again by
+    # another launcher, and the same job would run twice at once
+    @operation(write=True, hot=True, durable=True)
     def claim(self, session_id: str, limits: ClaimLimits, now: float | None = None) -> ClaimedJobs:
         """Bind up to ``limits.max_jobs`` fitting runnable jobs to the session.  Two claimers
         never get the same job; a claim resent with the same request id returns what the first
@@ -195,7 +206,10 @@ class Store(Protocol):
         """Hand back claimed jobs this session did not start; returns how many went back."""
         ...
 
-    @operation(write=True, hot=True)
+    # the launcher forgets what was acknowledged: a lost end means running the job again (for
+    # hours, perhaps), a lost start a heartbeat telling the launcher to stop a run the store
+    # does not know is running
+    @operation(write=True, hot=True, durable=True)
     def update_states(self, session_id: str, updates: list[StateUpdate], now: float | None = None) -> UpdateOutcome:
         """Apply a launcher's batch of state reports, in order.  Idempotent: a report recorded
         before is a duplicate; one for a job this session does not hold, or not allowed from its
@@ -216,7 +230,7 @@ class Store(Protocol):
 
     # ----- batch jobs ---------------------------------------------------------------------------
 
-    @operation(write=True)
+    @operation(write=True, durable=True)  # a person is told
     def create_batch_job(self, batch: BatchJob, now: float | None = None) -> BatchJob:
         """Record a batch job request (checked against the site's limits) as pending submission."""
         ...
@@ -227,7 +241,7 @@ class Store(Protocol):
     @operation(write=False)
     def get_batch_job(self, batch_id: str) -> BatchJob: ...
 
-    @operation(write=True)
+    @operation(write=True, durable=True)  # records a submission to the scheduler: lost, it is made again
     def update_batch_job(
         self, batch_id: str, state: BatchJobState | None = None, expect: BatchJobState | None = None,
         scheduler_id: str | None = None, status_info: str | None = None, start_time: float | None = None,
@@ -238,7 +252,7 @@ class Store(Protocol):
         is still in that state (a user may have removed it while it was being submitted)."""
         ...
 
-    @operation(write=True)
+    @operation(write=True, durable=True)  # a person is told
     def remove_batch_job(self, batch_id: str) -> BatchJob:
         """A user's removal: never submitted -> finished at once; queued or running -> pending
         deletion, which the scheduler service cancels."""
@@ -282,11 +296,17 @@ class Store(Protocol):
     @operation(write=False)
     def apps_changed(self, after_seq: int, up_to_seq: int) -> list[App]: ...
 
-    @operation(write=True)
+    @operation(write=True, durable=True)  # acknowledged to the central database right after
     def apply_intents(self, intents: list[Intent], now: float | None = None) -> dict[str, IntentOutcome]:
         """Apply requests from the central database, each at most once (its outcome is kept
         with it, so one seen again returns the outcome recorded then).  Every field is checked:
         a malformed intent is rejected with the reason, never raised."""
+        ...
+
+    @operation(write=False)
+    def intent_outcomes(self, intent_ids: list[str]) -> dict[str, IntentOutcome]:
+        """The outcome recorded for each of these intents the store applied; one it has no
+        record of (never applied, or lost with the store's last commits) is left out."""
         ...
 
     def close(self) -> None:
@@ -303,6 +323,7 @@ class Operation:
     result: Any  # the declared result type (None for none)
     write: bool
     hot: bool
+    durable: bool
 
     def bind(self, target: object) -> Callable[[Any], Any]:
         """A handler: decoded arguments in, ``target``'s answer out."""

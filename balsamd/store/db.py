@@ -175,6 +175,7 @@ class Database:
         self.conn = self._connect()
         self._lock = threading.RLock()
         self._depth = 0
+        self._durable = False
         try:
             with self._full_is_disk_full(self.conn):
                 migrate(self.conn)
@@ -190,7 +191,8 @@ class Database:
                 # the first connection makes the -wal and -shm files, which need room of their own
                 conn.execute("PRAGMA journal_mode = WAL")
                 # NORMAL is durable across process crashes in WAL mode; only a power loss may
-                # drop the last commits, and it never corrupts.  No per-job fsync on the hot path.
+                # drop the last commits, and it never corrupts.  Operations that must survive
+                # that too say so in the contract (``durable``) and commit inside ``durable()``.
                 conn.execute("PRAGMA synchronous = NORMAL")
                 conn.execute("PRAGMA foreign_keys = OFF")
         except BaseException:
@@ -267,6 +269,23 @@ class Database:
                 self.conn.set_busy_timeout(BUSY_TIMEOUT_MS)
         finally:
             self._lock.release()
+
+    @contextlib.contextmanager
+    def durable(self) -> Iterator[None]:
+        """Commits in the block are on disk when they return: ``synchronous = FULL`` syncs the
+        WAL at each commit, and with it every commit before.  Inside a transaction, or another
+        such block, the outermost decides (SQLite refuses the change inside a transaction)."""
+        with self._lock:
+            if self._depth or self._durable:
+                yield
+                return
+            self.conn.execute("PRAGMA synchronous = FULL")
+            self._durable = True
+            try:
+                yield
+            finally:
+                self._durable = False
+                self.conn.execute("PRAGMA synchronous = NORMAL")
 
     @contextlib.contextmanager
     def write(self) -> Iterator[apsw.Connection]:

@@ -8,10 +8,12 @@ their own modules; this one holds apps, jobs and the changes users and hooks mak
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import apsw
 import msgspec
@@ -34,6 +36,7 @@ from balsamd.states import RETRYABLE, IllegalTransition, JobState
 from balsamd.store import queries
 from balsamd.store.base import StoreBase, now_or
 from balsamd.store.batch import BatchStoreMixin
+from balsamd.store.contract import OPERATIONS
 from balsamd.store.db import (
     JOB_SELECT,
     LIMIT_PARAM,
@@ -64,12 +67,32 @@ from balsamd.validate import (
 )
 
 S = JobState
+T = TypeVar("T")
 log = logging.getLogger("balsamd.store")
 
 # the states a user may still edit a job in: it has not started
 EDITABLE = frozenset({S.CREATED, S.AWAITING_PARENTS, S.READY, S.STAGED_IN, S.PREPROCESSED, S.RESTART_READY})
 
 
+def _durable(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def call(self: StoreBase, *args: Any, **kwargs: Any) -> Any:
+        with self.db.durable():
+            return fn(self, *args, **kwargs)
+
+    return call
+
+
+def durable_operations(cls: type[T]) -> type[T]:
+    """Make each operation the contract declares durable commit inside ``Database.durable``:
+    the decision is the contract's, one flag per operation, and every transport meets it."""
+    for op in OPERATIONS.values():
+        if op.durable:
+            setattr(cls, op.name, _durable(getattr(cls, op.name)))
+    return cls
+
+
+@durable_operations
 class SiteStore(SessionsMixin, BatchStoreMixin, OutboxMixin, StoreBase):
     """The store on this host's SQLite file (``rules``: what every write is checked against)."""
 
@@ -473,6 +496,14 @@ class SiteStore(SessionsMixin, BatchStoreMixin, OutboxMixin, StoreBase):
                 )
                 outcomes[intent.id] = outcome
         return outcomes
+
+    def intent_outcomes(self, intent_ids: list[str]) -> dict[str, IntentOutcome]:
+        with self.db.read() as conn:
+            rows = conn.execute(
+                "SELECT id, outcome FROM applied_intents WHERE id IN (SELECT value FROM json_each(?))",
+                (msgspec.json.encode(intent_ids).decode(),),
+            )
+            return {intent_id: decode_outcome(outcome) for intent_id, outcome in rows}
 
     def _apply(self, conn: apsw.Connection, intent: Intent, now: float) -> IntentOutcome:
         action = parse_intent(intent)

@@ -14,13 +14,17 @@ checked, applied at most once, with its outcome recorded beside it); then centra
 its id and only acknowledged.
 
 A continuity break (central restored from a backup, a store replaced or restored, a different
-central) is found at the start of a round and repaired by pushing everything again.
+central) is found at the start of a round and repaired by pushing everything again; when one
+side went back in time, central's copy of the store is rebuilt (``sync.continuity``).  Then the
+acknowledgements the store may have lost are checked, and what it lost is applied again.
+Rounds of one site take turns.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
 import time
 from collections.abc import Callable
@@ -41,19 +45,27 @@ from balsamd.models import (
     Event,
     Intent,
     IntentKind,
+    IntentOutcome,
     IntentStatus,
     batch_row,
 )
 from balsamd.store.contract import Store
 from balsamd.store.outbox import PUSHED_EVENT, PUSHED_SEQ
+from balsamd.store.queries import JobFilter
+from balsamd.sync.continuity import Break, CentralRecord, Plan, Repair, SiteRecord, plan
 from balsamd.sync.schema import SITE_JOB_INSERT, SITE_JOB_UPDATE, CentralError, check_version, scalar
 from balsamd.validate import SiteRules
 
 log = logging.getLogger("balsamd.sync")
 
 CRASH_ENV = "BALSAMD_SYNC_CRASH_AT"
-CENTRAL_ID = "sync.central_id"
 CRASH_POINTS = ("push_batch_committed", "push_cursor_saved", "intents_applied", "intents_acked")
+# what sync keeps in the store's meta besides its cursors (see sync.continuity)
+CENTRAL_ID = "sync.central_id"
+MARK = "sync.push_mark"
+MARK_CONFIRMED = "sync.push_mark_confirmed"
+ACKS_CHECKED = "sync.acks_checked"
+REPAIR = "sync.repair"
 
 _encode = msgspec.json.Encoder().encode
 
@@ -88,7 +100,8 @@ class RoundReport:
     deleted_jobs: int = 0
     applied: int = 0
     rejected: int = 0
-    reconciled: str = ""
+    reapplied: int = 0  # acknowledged intents the store had lost, applied again
+    reconciled: Break = Break.NONE
     lag: int = 0  # store changes (seq) not yet in central after this round
     seconds: float = 0.0
     # jobs not pushed, by id, with the reason (their id is taken at another site)
@@ -137,9 +150,16 @@ class SyncEngine:
         started = time.monotonic()
         try:
             with self.connect() as pg:
-                force = self._continuity(pg, report)
+                with pg.transaction():  # one round of a site at a time: held until disconnected
+                    pg.execute("SELECT pg_advisory_lock(hashtext('balsamd sync'), hashtext(%s))", (self.site,))
+                todo = self._continuity(pg, report)
+                self._check_acks(pg, report, todo.acks_checked)
                 self._pull(pg, report)  # first, so what the intents changed goes out in this round
-                self._push(pg, report, force)
+                self._push(pg, report, force=todo.repair != Repair.NONE)
+                if todo.repair == Repair.REBUILD:
+                    self._prune(pg, report)
+                if todo.repair != Repair.NONE:
+                    self.store.meta_set({REPAIR: ""})
         except psycopg.OperationalError as exc:  # e.g. the server went away mid-round
             raise CentralError(
                 f"the central database failed during the round (the next round resumes from what was "
@@ -151,8 +171,9 @@ class SyncEngine:
 
     # ----- continuity -------------------------------------------------------------------
 
-    def _continuity(self, pg: psycopg.Connection, report: RoundReport) -> bool:
-        """Detect a break and reset the cursors; True when everything must be pushed again."""
+    def _continuity(self, pg: psycopg.Connection, report: RoundReport) -> Plan:
+        """Find a break (or a repair left unfinished), start its repair, and say what this
+        round does (``sync.continuity.plan``)."""
         with pg.transaction():
             if scalar(pg, "SELECT to_regnamespace('balsamd')") is None:
                 raise CentralError("the central database has no balsamd schema; run `balsamd central init DSN`")
@@ -163,35 +184,113 @@ class SyncEngine:
                     f"this site's role may not use the central database; its administrator registers the site "
                     f"with `balsamd central add-site DSN {self.site} --role ROLE`"
                 ) from None
+            check_version(int(meta.get("schema_version", 1)))
             row = pg.execute(
-                "SELECT store_id, pushed_seq, pushed_event FROM balsamd.sites WHERE name = %s", (self.site,)
+                "SELECT store_id, pushed_seq, pushed_event, push_mark, acked_seq FROM balsamd.sites WHERE name = %s",
+                (self.site,),
             ).fetchone()
-        check_version(int(meta.get("schema_version", 1)))
-        central_id = (meta["central_id"],)
         if row is None:
             raise CentralError(
                 f"site {self.site} is not registered in the central database (or this role may not see it); "
                 f"an administrator adds it with `balsamd central add-site DSN {self.site} --role ROLE`"
             )
-        central_store, central_seq, central_event = row
-        seq = int(self.store.meta_get(PUSHED_SEQ) or 0)
-        event = int(self.store.meta_get(PUSHED_EVENT) or 0)
-        known_central = self.store.meta_get(CENTRAL_ID)
-        reason = ""
-        if known_central not in (None, central_id[0]):
-            reason = "this site now syncs with a different central database"
-        elif central_store is not None and central_store != self.store.store_id():
-            reason = "the site store was replaced since the last sync"
-        elif central_seq < seq or central_event < event:
-            reason = "the central database lost changes it had acknowledged (restored from a backup?)"
-        elif central_seq > self.store.max_seq():
-            reason = "the site store is older than what central received (restored from a backup?)"
-        values = {CENTRAL_ID: central_id[0]}
-        if reason:
+        central = CentralRecord(
+            central_id=meta["central_id"], store_id=row[0], pushed_seq=row[1], pushed_event=row[2], mark=row[3],
+            acked_seq=row[4],
+        )  # fmt: skip
+        store_id = self.store.store_id()
+        todo = plan(self._site_record(store_id), central)
+        if todo.drop_events:  # the store's ids may name other events now: all go again
+            with pg.transaction():
+                pg.execute("DELETE FROM balsamd.events WHERE site = %s AND store_id = %s", (self.site, store_id))
+        values = {
+            CENTRAL_ID: central.central_id, MARK_CONFIRMED: todo.confirmed or "",
+            ACKS_CHECKED: str(todo.acks_checked), REPAIR: str(todo.repair),
+        }  # fmt: skip
+        if todo.found != Break.NONE:
             values.update({PUSHED_SEQ: "0", PUSHED_EVENT: "0"})
-            report.reconciled = reason
+            report.reconciled = todo.found
         self.store.meta_set(values)
-        return bool(reason)
+        return todo
+
+    def _site_record(self, store_id: str) -> SiteRecord:
+        get = self.store.meta_get
+        checked = get(ACKS_CHECKED)
+        try:
+            repair = Repair(get(REPAIR) or "")
+        except ValueError:  # not written by sync: the repair that makes no assumption
+            repair = Repair.REBUILD
+        return SiteRecord(
+            store_id=store_id, central_id=get(CENTRAL_ID), pushed_seq=int(get(PUSHED_SEQ) or 0),
+            pushed_event=int(get(PUSHED_EVENT) or 0), max_seq=self.store.max_seq(), mark=get(MARK) or None,
+            confirmed=get(MARK_CONFIRMED) or None, acks_checked=int(checked) if checked else None, repair=repair,
+        )  # fmt: skip
+
+    def _prune(self, pg: psycopg.Connection, report: RoundReport) -> None:
+        """After central's copy was pushed again in full: remove the job rows (with their
+        events) and batch jobs central holds of this site that the store does not have.  Rows
+        the site never pushed (version 0: creates still to apply, or refused) stay."""
+        after = ""
+        while True:
+            with pg.transaction():
+                found = pg.execute(
+                    "SELECT id FROM balsamd.jobs WHERE site = %s AND version > 0 AND id > %s ORDER BY id LIMIT %s",
+                    (self.site, after, self.batch),
+                ).fetchall()
+            ids = [job_id for (job_id,) in found]
+            held = {job.id for job in self.store.filter(JobFilter(ids=ids))} if ids else set()
+            gone = [job_id for job_id in ids if job_id not in held]
+            if gone:
+                with pg.transaction():
+                    pg.execute("DELETE FROM balsamd.jobs WHERE site = %s AND id = ANY(%s)", (self.site, gone))
+                    pg.execute("DELETE FROM balsamd.events WHERE site = %s AND job_id = ANY(%s)", (self.site, gone))
+                report.deleted_jobs += len(gone)
+            if len(ids) < self.batch:
+                break
+            after = ids[-1]
+        batch_ids = [b.id for b in self.store.batch_jobs()]
+        with pg.transaction():
+            pg.execute("DELETE FROM balsamd.batch_jobs WHERE site = %s AND NOT (id = ANY(%s))", (self.site, batch_ids))
+
+    # ----- acknowledgements the store lost ------------------------------------------------
+
+    def _check_acks(self, pg: psycopg.Connection, report: RoundReport, checked: int) -> None:
+        """Find the intents central holds acknowledged by this site, numbered above ``checked``,
+        that the store has no record of (or another outcome for); apply the lost ones again
+        and acknowledge both again.  Normally these are the last round's acknowledgements, all
+        present: one query each side."""
+        while True:
+            with pg.transaction():
+                top = scalar(pg, "SELECT acked_seq FROM balsamd.sites WHERE name = %s", (self.site,))
+                rows = pg.execute(
+                    "SELECT id, ack_seq, outcome FROM balsamd.intents WHERE site = %s AND ack_seq > %s "
+                    "AND ack_seq <= %s ORDER BY ack_seq LIMIT %s",
+                    (self.site, checked, top, self.batch),
+                ).fetchall()
+            recorded = self.store.intent_outcomes([r[0] for r in rows]) if rows else {}
+            lost = [intent_id for intent_id, _, _ in rows if intent_id not in recorded]
+            outcomes: dict[str, IntentOutcome] = {}
+            intents: list[Intent] = []
+            if lost:
+                log.warning("sync: the store lost %d acknowledged intent(s); applying them again", len(lost))
+                intents = self._intents(pg, "id = ANY(%s) ORDER BY ack_seq", lost)
+                again = self.store.apply_intents(intents)
+                report.reapplied += len(again)
+            else:
+                again = {}
+            for intent_id, _, outcome in rows:  # in the order they were acknowledged
+                if intent_id in again:
+                    outcomes[intent_id] = again[intent_id]
+                elif intent_id in recorded and _outcome(outcome) != recorded[intent_id]:
+                    outcomes[intent_id] = recorded[intent_id]
+            if outcomes:
+                self._acknowledge(pg, outcomes, intents)
+            done = rows[-1][1] if len(rows) == self.batch else top
+            if done != checked:
+                self.store.meta_set({ACKS_CHECKED: str(done)})
+            checked = done
+            if len(rows) < self.batch:
+                return
 
     # ----- push -------------------------------------------------------------------------
 
@@ -199,6 +298,7 @@ class SyncEngine:
         seq = int(self.store.meta_get(PUSHED_SEQ) or 0)
         event = int(self.store.meta_get(PUSHED_EVENT) or 0)
         store_id = self.store.store_id()
+        mark = self.store.meta_get(MARK) or None
         first = True
         while True:
             # events before job rows: the job of every event read here has its row in this
@@ -208,8 +308,12 @@ class SyncEngine:
             batch_jobs = self.store.batch_jobs_changed(seq, top)
             apps = self.store.apps_changed(seq, top)
             deleted = self.store.jobs_deleted(seq, top)
-            if not (jobs or events or batch_jobs or apps or deleted or first or top > seq):
+            carries = bool(jobs or events or batch_jobs or apps or deleted)
+            if not (carries or first or top > seq):
                 return
+            if carries or mark is None:  # written after the reads above (see sync.continuity)
+                mark = secrets.token_hex(16)
+                self.store.meta_set({MARK: mark})
             with pg.transaction():
                 if first:
                     self._push_site_shape(pg)
@@ -222,17 +326,17 @@ class SyncEngine:
                 if deleted:  # removed at the site with their events: likewise here
                     pg.execute("DELETE FROM balsamd.jobs WHERE site = %s AND id = ANY(%s)", (self.site, deleted))
                     pg.execute("DELETE FROM balsamd.events WHERE site = %s AND job_id = ANY(%s)", (self.site, deleted))
-                # a second syncer of this site (`balsamd sync` beside the daemon) may have got
-                # further: central's record only moves back when a break is being repaired
+                # central may be further than the store's cursor (a round died before the store
+                # recorded central's commit): its record only moves back when a break is repaired
                 cursor = "%s" if force and first else "GREATEST({}, %s)"
                 pg.execute(
                     f"UPDATE balsamd.sites SET pushed_seq = {cursor.format('pushed_seq')}, "
-                    f"pushed_event = {cursor.format('pushed_event')}, store_id = %s, last_sync = %s, "
-                    "last_error = '' WHERE name = %s",
-                    (top, event_top, store_id, time.time(), self.site),
+                    f"pushed_event = {cursor.format('pushed_event')}, store_id = %s, push_mark = %s, "
+                    "last_sync = %s, last_error = '' WHERE name = %s",
+                    (top, event_top, store_id, mark, time.time(), self.site),
                 )
             checkpoint("push_batch_committed")
-            self.store.meta_set({PUSHED_SEQ: str(top), PUSHED_EVENT: str(event_top)})
+            self.store.meta_set({PUSHED_SEQ: str(top), PUSHED_EVENT: str(event_top), MARK_CONFIRMED: mark})
             checkpoint("push_cursor_saved")
             for job_id, reason in refused.items():
                 log.warning("sync: job %s not pushed: %s", job_id, reason)
@@ -367,48 +471,71 @@ class SyncEngine:
         for intent in creates:
             intent.central = {job_id: rows[job_id] for job_id in _created_ids(intent.payload) if job_id in rows}
 
+    def _intents(self, pg: psycopg.Connection, where: str, param: Any) -> list[Intent]:
+        """Intents of this site as their rows read, each create told what central holds."""
+        with pg.transaction():
+            rows = pg.execute(
+                f"SELECT id, kind, job_id, payload, owner FROM balsamd.intents WHERE site = %s AND {where}",
+                (self.site, param),
+            ).fetchall()
+            intents = [Intent(id=r[0], kind=r[1], job_id=r[2], payload=r[3], owner=r[4]) for r in rows]
+            self._central_rows(pg, intents)
+        return intents
+
     def _pull(self, pg: psycopg.Connection, report: RoundReport) -> None:
         while True:
-            with pg.transaction():
-                rows = pg.execute(
-                    "SELECT id, kind, job_id, payload, owner FROM balsamd.intents "
-                    "WHERE site = %s AND applied_at IS NULL ORDER BY id LIMIT %s",
-                    (self.site, self.batch),
-                ).fetchall()
-                intents = [Intent(id=r[0], kind=r[1], job_id=r[2], payload=r[3], owner=r[4]) for r in rows]
-                self._central_rows(pg, intents)
-            if not rows:
+            intents = self._intents(pg, "applied_at IS NULL ORDER BY id LIMIT %s", self.batch)
+            if not intents:
                 return
             outcomes = self.store.apply_intents(intents)
             checkpoint("intents_applied")
-            now = time.time()
-            with pg.transaction():
-                with pg.cursor() as cur:
-                    cur.executemany(
-                        "UPDATE balsamd.intents SET applied_at = %s, outcome = %s WHERE id = %s",
-                        [(now, Jsonb(msgspec.to_builtins(o)), intent_id) for intent_id, o in outcomes.items()],
-                    )
-                # jobs a site refused to create exist only in central: the site fails them there
-                # (only the asker's own jobs of this site that the site never had)
-                refused = [
-                    (f"refused by site {self.site}: {outcomes[i.id].reason}", now, job_id, self.site, i.owner)
-                    for i in intents
-                    if i.kind == IntentKind.CREATE and outcomes[i.id].status == IntentStatus.REJECTED
-                    for job_id in _created_ids(i.payload)
-                ]
-                if refused:
-                    with pg.cursor() as cur:
-                        cur.executemany(
-                            "UPDATE balsamd.jobs SET state = 'FAILED', state_reason = %s, updated_at = %s "
-                            "WHERE id = %s AND site = %s AND owner = %s AND version = 0",
-                            refused,
-                        )
+            self._acknowledge(pg, outcomes, intents)
             checkpoint("intents_acked")
             rejected = sum(o.status == IntentStatus.REJECTED for o in outcomes.values())
             report.applied += len(outcomes) - rejected
             report.rejected += rejected
-            if len(rows) < self.batch:
+            if len(intents) < self.batch:
                 return
+
+    def _acknowledge(self, pg: psycopg.Connection, outcomes: dict[str, IntentOutcome], intents: list[Intent]) -> None:
+        """Tell central the outcomes, numbering the acknowledgements in their order under the
+        lock of the site's row (so one site's numbers commit in order; see sync.continuity)."""
+        now = time.time()
+        with pg.transaction():
+            top = scalar(
+                pg, "UPDATE balsamd.sites SET acked_seq = acked_seq + %s WHERE name = %s RETURNING acked_seq",
+                (len(outcomes), self.site),
+            )  # fmt: skip
+            first = top - len(outcomes) + 1
+            with pg.cursor() as cur:
+                cur.executemany(
+                    "UPDATE balsamd.intents SET applied_at = %s, outcome = %s, ack_seq = %s WHERE id = %s",
+                    [(now, Jsonb(msgspec.to_builtins(o)), first + n, intent_id)
+                     for n, (intent_id, o) in enumerate(outcomes.items())],
+                )  # fmt: skip
+            # jobs a site refused to create exist only in central: the site fails them there
+            # (only the asker's own jobs of this site that the site never had)
+            refused = [
+                (f"refused by site {self.site}: {outcomes[i.id].reason}", now, job_id, self.site, i.owner)
+                for i in intents
+                if i.kind == IntentKind.CREATE and outcomes[i.id].status == IntentStatus.REJECTED
+                for job_id in _created_ids(i.payload)
+            ]
+            if refused:
+                with pg.cursor() as cur:
+                    cur.executemany(
+                        "UPDATE balsamd.jobs SET state = 'FAILED', state_reason = %s, updated_at = %s "
+                        "WHERE id = %s AND site = %s AND owner = %s AND version = 0",
+                        refused,
+                    )
+
+
+def _outcome(value: Any) -> IntentOutcome | None:
+    """An outcome as central holds it (None when it does not read as one)."""
+    try:
+        return msgspec.convert(value, IntentOutcome)
+    except msgspec.ValidationError:
+        return None
 
 
 def _created_ids(payload: Any) -> list[str]:

@@ -148,6 +148,22 @@ MIGRATIONS: list[str] = [
     DELETE FROM balsamd.events e
         WHERE NOT EXISTS (SELECT 1 FROM balsamd.jobs j WHERE j.id = e.job_id AND j.site = e.site);
     """,
+    # 4: a site numbers its acknowledgements (ack_seq, from its row's acked_seq, taken under that
+    # row's lock so that one site's numbers commit in order) and finds those its store lost by
+    # the numbers above what it has checked; a push carries a mark its store wrote after
+    # reading what the push holds, so a store without central's mark is older than central's copy.
+    # Acknowledgements made before are numbered now, per site in the order they were made.
+    """
+    ALTER TABLE balsamd.sites ADD COLUMN IF NOT EXISTS acked_seq bigint NOT NULL DEFAULT 0,
+        ADD COLUMN IF NOT EXISTS push_mark text;
+    ALTER TABLE balsamd.intents ADD COLUMN IF NOT EXISTS ack_seq bigint;
+    UPDATE balsamd.intents i SET ack_seq = n.seq
+        FROM (SELECT id, row_number() OVER (PARTITION BY site ORDER BY applied_at, id) AS seq
+              FROM balsamd.intents WHERE applied_at IS NOT NULL) n
+        WHERE i.id = n.id;
+    UPDATE balsamd.sites s SET acked_seq = COALESCE((SELECT max(ack_seq) FROM balsamd.intents WHERE site = s.name), 0);
+    CREATE INDEX IF NOT EXISTS intents_acked ON balsamd.intents (site, ack_seq) WHERE ack_seq IS NOT NULL;
+    """,
 ]
 
 # What a site writes of a job: everything but its owner (a user's, or the site's role for jobs
@@ -173,7 +189,8 @@ REVOKE ALL ON balsamd.meta, balsamd.sites, balsamd.apps, balsamd.jobs, balsamd.e
 GRANT USAGE ON SCHEMA balsamd TO balsamd_site, balsamd_user;
 GRANT SELECT ON balsamd.meta TO balsamd_site, balsamd_user;
 GRANT SELECT ON balsamd.sites TO balsamd_site, balsamd_user;
-GRANT UPDATE (store_id, pushed_seq, pushed_event, rules, last_sync, last_error) ON balsamd.sites TO balsamd_site;
+GRANT UPDATE (store_id, pushed_seq, pushed_event, push_mark, acked_seq, rules, last_sync, last_error)
+    ON balsamd.sites TO balsamd_site;
 GRANT SELECT, INSERT, UPDATE, DELETE ON balsamd.apps TO balsamd_site;
 GRANT SELECT ON balsamd.apps TO balsamd_user;
 GRANT SELECT, DELETE ON balsamd.jobs TO balsamd_site;
@@ -181,14 +198,18 @@ GRANT INSERT ({_columns(SITE_JOB_INSERT)}) ON balsamd.jobs TO balsamd_site;
 GRANT UPDATE ({_columns(SITE_JOB_UPDATE)}) ON balsamd.jobs TO balsamd_site;
 -- events are appended, never changed; jobs removed at the site go from central with their events
 GRANT SELECT, INSERT, DELETE ON balsamd.events TO balsamd_site;
-GRANT SELECT, INSERT ON balsamd.batch_jobs TO balsamd_site;
+-- a store that went back in time no longer has some batch jobs: central follows it
+GRANT SELECT, INSERT, DELETE ON balsamd.batch_jobs TO balsamd_site;
 GRANT UPDATE ({_columns([c for c in BATCH_COLUMNS if c != "id"])}) ON balsamd.batch_jobs TO balsamd_site;
 GRANT SELECT, INSERT ON balsamd.jobs TO balsamd_user;
 GRANT SELECT ON balsamd.events, balsamd.batch_jobs TO balsamd_user;
 -- a site acknowledges an intent; what was asked, and by whom, stays as its user wrote it
 GRANT SELECT ON balsamd.intents TO balsamd_site;
-GRANT UPDATE (applied_at, outcome) ON balsamd.intents TO balsamd_site;
-GRANT SELECT, INSERT ON balsamd.intents TO balsamd_user;
+GRANT UPDATE (applied_at, outcome, ack_seq) ON balsamd.intents TO balsamd_site;
+-- a user writes what is asked, never that it was done: an intent inserted as acknowledged would
+-- never be applied, and an ack number of a user's choosing would hide a site's own from it
+GRANT SELECT ON balsamd.intents TO balsamd_user;
+GRANT INSERT (id, site, owner, kind, job_id, payload, created_at) ON balsamd.intents TO balsamd_user;
 
 -- Inside these SECURITY DEFINER functions current_user is their owner, so the policies pass
 -- the caller's role in.  The sites' policies call site_of in a sub-select: evaluated once per

@@ -35,6 +35,18 @@ def test_an_intent_seen_again_returns_its_outcome_and_does_nothing_more(store: S
     assert store.events(job.id) == events
 
 
+def test_the_store_says_which_intents_it_applied_and_their_outcomes(store: Store) -> None:
+    """What sync asks after acknowledging: an intent the store has no record of was never
+    applied here, or was lost with the store's last commits."""
+    [job] = make_jobs(store, 1)
+    outcomes = store.apply_intents(
+        [Intent(id="k1", kind="kill", job_id=job.id), Intent(id="bad", kind="drop", job_id="x")]
+    )
+    assert store.intent_outcomes(["k1", "bad", "never", "k1"]) == outcomes
+    assert store.intent_outcomes(["never"]) == {}
+    assert store.intent_outcomes([]) == {}
+
+
 @pytest.mark.parametrize(
     ("intent", "reason"),
     [

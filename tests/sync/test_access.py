@@ -141,6 +141,16 @@ def test_a_user_sees_and_acts_on_their_own_jobs_only(central: Central, world) ->
             alice.execute("UPDATE balsamd.jobs SET state = 'JOB_FINISHED'")
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied"):
             alice.execute("UPDATE balsamd.intents SET applied_at = 0")
+        # nor say, about a job of her own, that a site did it: such an intent would never be
+        # applied, and a number of her choosing would hide a site's acknowledgements from it
+        mine_here = next(j.id for j in mine if j.site == "alpha")
+        for column, value in (("applied_at", 0), ("ack_seq", 10**12)):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied"):
+                alice.execute(
+                    f"INSERT INTO balsamd.intents (id, site, kind, job_id, created_at, {column}) "
+                    "VALUES ('evil-acked', 'alpha', 'kill', %s, 0, %s)",
+                    (mine_here, value),
+                )
     # bob's jobs are untouched, and nothing of alice's reached his intents
     with central.remote("bob") as bob:
         assert {str(j.state) for j in bob.jobs.filter()} == {"PREPROCESSED"}

@@ -165,6 +165,35 @@ def test_central_init_upgrades_an_older_schema_and_takes_back_what_sites_may_no_
     assert privileges(empty_db, "balsamd_site", "events", "reason") == {"SELECT", "INSERT"}
     assert privileges(empty_db, "balsamd_site", "intents", "owner") == {"SELECT"}
     assert privileges(empty_db, "balsamd_site", "intents", "outcome") == {"SELECT", "UPDATE"}
+    assert privileges(empty_db, "balsamd_site", "intents", "ack_seq") == {"SELECT", "UPDATE"}
     assert privileges(empty_db, "balsamd_site", "sites", "role") == {"SELECT"}
+    assert privileges(empty_db, "balsamd_site", "sites", "acked_seq") == {"SELECT", "UPDATE"}
     assert privileges(empty_db, "balsamd_user", "jobs", "owner") == {"SELECT", "INSERT"}
+    # a user asks; only the site says it was done, and under which number
+    assert privileges(empty_db, "balsamd_user", "intents", "payload") == {"SELECT", "INSERT"}
+    for column in ("applied_at", "outcome", "ack_seq"):
+        assert privileges(empty_db, "balsamd_user", "intents", column) == {"SELECT"}
     assert query(empty_db, "SELECT site, job_id FROM balsamd.events") == [("alpha", "J1")]
+
+
+def test_central_init_numbers_the_acknowledgements_made_before_it(empty_db: str) -> None:
+    """A central of version 3 (acknowledgements without numbers): each site's are numbered in
+    the order they were made, and its count recorded, so its store checks them all once."""
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA balsamd")
+        for step in MIGRATIONS[:3]:
+            conn.execute(step)
+        conn.execute("INSERT INTO balsamd.meta VALUES ('schema_version', '3')")
+        conn.execute("INSERT INTO balsamd.sites (name) VALUES ('alpha'), ('beta'), ('gamma')")
+        conn.execute(
+            "INSERT INTO balsamd.intents (id, site, kind, job_id, created_at, applied_at, outcome) VALUES "
+            "('i1', 'alpha', 'kill', 'j', 0, 30, '{}'), ('i2', 'alpha', 'kill', 'j', 0, 10, '{}'), "
+            "('i3', 'alpha', 'kill', 'j', 0, NULL, NULL), ('i4', 'beta', 'kill', 'j', 0, 20, '{}')"
+        )
+    invoke("central", "init", empty_db)
+    assert query(empty_db, "SELECT id, ack_seq FROM balsamd.intents ORDER BY id") == [
+        ("i1", 2), ("i2", 1), ("i3", None), ("i4", 1),
+    ]  # fmt: skip
+    assert query(empty_db, "SELECT name, acked_seq FROM balsamd.sites ORDER BY name") == [
+        ("alpha", 2), ("beta", 1), ("gamma", 0),
+    ]  # fmt: skip
