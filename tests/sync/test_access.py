@@ -80,6 +80,7 @@ def test_a_site_cannot_change_another_sites_rows(central: Central, world) -> Non
             "DELETE FROM balsamd.jobs WHERE site = 'beta'",
             "DELETE FROM balsamd.events WHERE site = 'beta'",
             "UPDATE balsamd.batch_jobs SET state = 'x' WHERE site = 'beta'",
+            "DELETE FROM balsamd.batch_jobs WHERE site = 'beta'",
             "UPDATE balsamd.sites SET pushed_seq = 0 WHERE name = 'beta'",
         ):
             assert conn.execute(sql).rowcount == 0, sql
