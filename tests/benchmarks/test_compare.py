@@ -10,9 +10,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def worktrees() -> set[str]:
+    listed = subprocess.run(["git", "-C", str(ROOT), "worktree", "list", "--porcelain"], capture_output=True, text=True)
+    return {line for line in listed.stdout.splitlines() if line.startswith("worktree ")}
+
+
 def test_a_commit_compared_with_itself_runs_each_side_each_round_and_reports_both() -> None:
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
     rev = head.stdout.strip()
+    before = worktrees()
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "compare.py"), "--base", rev, "--head", rev,
          "--only", "claim.single", "--rounds", "2", "--scale", "0.002", "--json"],
@@ -31,5 +37,4 @@ def test_a_commit_compared_with_itself_runs_each_side_each_round_and_reports_bot
         f"[head {rev}",
         f"[base {rev}",
     ]
-    worktrees = subprocess.run(["git", "-C", str(ROOT), "worktree", "list"], capture_output=True, text=True)
-    assert "balsamd-compare-" not in worktrees.stdout
+    assert worktrees() == before  # its own trees are gone (others' runs may have theirs)
