@@ -15,8 +15,10 @@ baseline side
     ``SiteStore.claim`` in the same loop on a fresh copy of the same store file: what the RPC
     carries, without the RPC.
 
-Metrics: ``rpc.claim_single`` (max_jobs=1, a fixed number of claims, in claims/s; an absolute
-floor, the ratio is shown without a goal) and ``rpc.claim_batch`` (max_jobs=1000 until all N
+Metrics: ``rpc.claim_single`` (max_jobs=1, a fixed number of claims, in claims/s; each claim
+syncs the store's WAL, on both sides, so the goal is what the RPC adds: at least 0.4 of the
+direct rate, not a number of claims a second that a slower disk could never reach) and
+``rpc.claim_batch`` (max_jobs=1000 until all N
 jobs are claimed, in jobs/s).
 """
 
@@ -189,7 +191,7 @@ def benchmarks(ctx: Context) -> list[Benchmark]:
             description=f"{singles} RPC claims of max_jobs=1 from {jobs} runnable jobs vs SiteStore.claim",
             measure=lambda: rpc_claims(template, 1, singles),
             baseline=lambda: store_claims(template, 1, singles),
-            goal_value=3_000,
+            goal_ratio=0.4,
             setup=template.build,
             teardown=template.teardown,
         ),
