@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from balsamd.cleanup import glob_problems
 from balsamd.lifecycle import HOOK_NAMED, HOOKS
 from balsamd.models import App, AppKind, AppParameter, Job
 from balsamd.modes import changeable_by_others
@@ -128,6 +129,12 @@ def describe(cls: type[ApplicationDefinition], source: str = "") -> App:
         if undeclared:
             raise AppError(f"app {name}: parameters {sorted(undeclared)} are not used in command_template")
         _check_template(name, cls.command_template)
+    if isinstance(cls.cleanup_files, str):
+        raise AppError(f"app {name}: cleanup_files must be a list of globs, e.g. [{cls.cleanup_files!r}]")
+    for pattern in cls.cleanup_files:
+        problems = glob_problems(pattern)
+        if problems:
+            raise AppError(f"app {name}: {problems[0]}")
     hooks = [h.name for h in HOOKS if getattr(cls, h.name) is not getattr(ApplicationDefinition, h.name)]
     return App(
         name=name, kind=AppKind.COMMAND if run is None else AppKind.PYTHON,

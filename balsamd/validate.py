@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 
 from balsamd import config
+from balsamd.cleanup import glob_problems
 from balsamd.config import NodeSettings, SchedulerSettings, Settings
 from balsamd.explain import a_kind, explain
 from balsamd.jsonvalues import text_problem, value_problems
@@ -485,6 +486,7 @@ def app_problems(app: App) -> list[str]:
     problems += [f"unknown hook {h!r}; hooks are {', '.join(HOOK_NAMED)}" for h in app.hooks if h not in HOOK_NAMED]
     problems += [f"environment variable name {k!r} is not a name a shell accepts" for k in app.environment
                  if not IDENTIFIER.fullmatch(k)]  # fmt: skip
+    problems += [p for pattern in app.cleanup_files for p in glob_problems(pattern)]
     return problems
 
 

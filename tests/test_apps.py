@@ -142,6 +142,33 @@ def test_parameter_spec_must_be_a_dict_with_known_keys() -> None:
         describe(B)
 
 
+@pytest.mark.parametrize(
+    ("glob", "message"),
+    [
+        ("../*", r"cleanup_files glob '\.\./\*' goes up with '\.\.'; it may name files in the workdir only"),
+        ("out/../../x", r"cleanup_files glob 'out/\.\./\.\./x' goes up with '\.\.'"),
+        ("/etc/*", r"cleanup_files glob '/etc/\*' is absolute; name files relative to the job's workdir"),
+        ("**/*.tmp", r"cleanup_files glob '\*\*/\*\.tmp' uses '\*\*'; name each level"),
+        ("", r"cleanup_files glob '' must be 1 to 1024 characters"),
+    ],
+)
+def test_a_cleanup_glob_that_could_leave_the_workdir_is_refused_naming_app_and_glob(glob: str, message: str) -> None:
+    cls = type("Tidy", (ApplicationDefinition,), {"command_template": "true", "cleanup_files": ["*.tmp", glob]})
+    with pytest.raises(AppError, match=rf"^app Tidy: {message}"):
+        describe(cls)
+
+
+def test_cleanup_files_given_as_one_string_is_refused() -> None:
+    cls = type("Tidy", (ApplicationDefinition,), {"command_template": "true", "cleanup_files": "*.tmp"})
+    with pytest.raises(AppError, match=r"^app Tidy: cleanup_files must be a list of globs, e.g. \['\*\.tmp'\]$"):
+        describe(cls)
+
+
+def test_cleanup_globs_inside_the_workdir_are_recorded() -> None:
+    cls = type("Tidy", (ApplicationDefinition,), {"command_template": "true", "cleanup_files": ["*.tmp", "scratch/*"]})
+    assert describe(cls).cleanup_files == ["*.tmp", "scratch/*"]
+
+
 @pytest.mark.parametrize("template", ["echo '{{ a }}'", 'echo "{{ a }}"', 'echo "x {{ a }} y"', 'sh -c "cat {{ a }}"'])
 def test_placeholders_inside_quotes_are_refused(template: str) -> None:
     cls = type("Q", (ApplicationDefinition,), {"command_template": template})

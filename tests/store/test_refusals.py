@@ -129,6 +129,11 @@ CASES: dict[str, tuple[Callable[[Store], Any], Callable[[Store, Any], object], s
         lambda s, _: s.put_apps([App(name="p", kind=AppKind.PYTHON, source="../../x.py", class_name="p")]),
         "app 'p': source '../../x.py' must be the name of a .py file in the site's apps/ directory",
     ),
+    "an app whose cleanup glob leaves its workdir": (
+        _nothing,
+        lambda s, _: s.put_apps([App(name="c", command_template="true", cleanup_files=["*.tmp", "../*"])]),
+        "app 'c': cleanup_files glob '../*' goes up with '..'; it may name files in the workdir only",
+    ),
     "a meta key that is not sync's": (
         _nothing,
         lambda s, _: s.meta_set({"store_id": "forged"}),
