@@ -31,8 +31,30 @@ if TYPE_CHECKING:  # the store is not imported by apps and workers that only sub
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-# set by a warm worker while it runs a job: gives that run's working directory, made real
+# set by a warm worker while it runs a job, and by a hook worker while it runs a hook: gives
+# that job's working directory, made real
 workdir_provider: Callable[[], str] | None = None
+# set by a hook worker while it runs a hook: reads the parents of the job (by id) from the store
+parents_provider: Callable[[str], list[ParentJob]] | None = None
+
+
+class ParentJob(Job, kw_only=True):
+    """A parent of a hook's job as the store holds it, and the absolute path of its workdir."""
+
+    workdir_path: str = ""
+
+
+class HookJob(Job, kw_only=True):
+    """A job as its hooks see it (``self.job``): a Job that can read its parents."""
+
+    def parents(self) -> list[ParentJob]:
+        """The parent jobs, in the order of ``parent_ids``, as the store holds them now.
+        Changing them changes nothing: only the hook's own job is written back."""
+        if parents_provider is None:
+            raise RuntimeError(f"job {self.id}: its parents can be read only in its hooks")
+        return parents_provider(self.id)
+
+    parent_query = parents  # Balsam's name for it
 
 
 class AppError(Exception):
@@ -43,7 +65,8 @@ class ApplicationDefinition:
     """Subclass this in ``SITE/apps/NAME.py``.
 
     Hooks receive the job as ``self.job`` and set ``self.job.state`` to move it on; a hook
-    that raises fails the job with the traceback as its reason.
+    that raises fails the job with the traceback as its reason.  A hook runs in the job's
+    workdir (``self.workdir``) and reads the job's parents with ``self.job.parents()``.
     """
 
     name: ClassVar[str] = ""

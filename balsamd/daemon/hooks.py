@@ -4,6 +4,11 @@ A hook gets the job as ``self.job`` and moves it by setting ``self.job.state`` (
 change ``self.job.data``).  A hook that leaves the state alone gets the default move; one that
 raises, or runs past its limit (its worker is killed and replaced), fails the job with the
 reason.  User code never runs inside the daemon process itself.
+
+A hook runs with the job's workdir as its current directory (made if missing), and its worker
+goes back to where it started afterwards.  While it runs, the only thing its worker may ask
+the pool is the parents of that hook's job (``ParentsAsk``, which names no job): the pool
+answers from the store, so a hook reads nothing else of the site through its worker.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from balsamd.apps import import_app_module
+from balsamd import apps
+from balsamd.apps import HookJob, ParentJob, import_app_module
 from balsamd.lifecycle import HOOK_NAMED
 from balsamd.logs import drop_unwritable_stdio
 from balsamd.models import Job
@@ -35,6 +41,7 @@ T = TypeVar("T")
 
 _job_encode = _encode = msgspec.msgpack.Encoder().encode
 _job_decode = msgspec.msgpack.Decoder(Job).decode
+_hook_job_decode = msgspec.msgpack.Decoder(HookJob).decode
 _json_encode = msgspec.json.Encoder().encode
 _json_decode = msgspec.json.Decoder(dict).decode
 
@@ -44,9 +51,10 @@ class HookTask(msgspec.Struct, array_like=True):
     hook: str
     source: str
     class_name: str
+    workdir: str  # absolute, checked by the daemon to be inside the site's data/
 
 
-class HookResult(msgspec.Struct, array_like=True):
+class HookResult(msgspec.Struct, array_like=True, tag=True):
     job_id: str
     ok: bool
     state: str | None = None
@@ -54,15 +62,53 @@ class HookResult(msgspec.Struct, array_like=True):
     error: str = ""
 
 
-def run_hook(task: HookTask) -> HookResult:
-    job = _job_decode(task.job)
+class ParentsAsk(msgspec.Struct, array_like=True, tag=True):
+    """A running hook asks for its job's parents; which job is the pool's to know."""
+
+
+class ParentsReply(msgspec.Struct, array_like=True):
+    parents: list[ParentJob] = []
+    error: str = ""  # why they cannot be read; raised in the hook
+
+
+# what a worker sends while it holds a task: questions, then the task's result
+FromWorker = HookResult | ParentsAsk
+# answers the pool's parents of the job a worker runs
+ParentsOf = Callable[[str], ParentsReply]
+
+_reply_decode = msgspec.msgpack.Decoder(ParentsReply).decode
+
+
+def run_hook(task: HookTask, ask_parents: Callable[[], ParentsReply] | None = None) -> HookResult:
+    """Run one hook in the job's workdir; ``ask_parents`` asks the pool for the job's parents."""
+    job = _hook_job_decode(task.job)
     # a copy of its own: a hook that changes a list or dict inside job.data in place changes it
     before = _job_decode(task.job)
+    home = os.getcwd()
+    try:
+        os.makedirs(task.workdir, exist_ok=True)
+        os.chdir(task.workdir)
+    except OSError as exc:
+        return HookResult(job.id, False, error=f"{task.hook} hook: cannot enter its workdir {task.workdir}: {exc}")
+
+    def parents(job_id: str) -> list[ParentJob]:
+        if job_id != job.id or ask_parents is None:
+            raise RuntimeError(f"a hook of job {job.id} may read the parents of that job only")
+        reply = ask_parents()
+        if reply.error:
+            raise RuntimeError(reply.error)
+        return reply.parents
+
+    apps.workdir_provider = lambda: task.workdir
+    apps.parents_provider = parents
     try:
         cls = getattr(import_app_module(Path(task.source)), task.class_name)
         getattr(cls(job), task.hook)()
     except BaseException:
         return HookResult(job.id, False, error=f"{task.hook} hook raised:\n{traceback.format_exc()}")
+    finally:
+        apps.workdir_provider = apps.parents_provider = None
+        os.chdir(home)
     state = None if job.state == before.state else str(job.state)
     if job.data == before.data:
         return HookResult(job.id, True, state)
@@ -78,8 +124,9 @@ def run_hook(task: HookTask) -> HookResult:
     return HookResult(job.id, True, state, data)
 
 
-def serve_tasks(conn: Connection, task_type: type[T], func: Callable[[T], object]) -> None:
-    """A worker's loop: decode a task, call ``func``, send back what it returns, until EOF."""
+def serve_tasks(conn: Connection, task_type: type[T], func: Callable[[T, Connection], object]) -> None:
+    """A worker's loop: decode a task, call ``func`` (which may ask questions on ``conn``),
+    send back what it returns, until EOF."""
     os.setsid()  # its own process group: stopping a job stops what the job started
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     decode = msgspec.msgpack.Decoder(task_type).decode
@@ -88,7 +135,7 @@ def serve_tasks(conn: Connection, task_type: type[T], func: Callable[[T], object
             raw = conn.recv_bytes()
         except EOFError:
             return
-        conn.send_bytes(_encode(func(decode(raw))))
+        conn.send_bytes(_encode(func(decode(raw), conn)))
 
 
 class PythonWorker:
@@ -108,14 +155,16 @@ class PythonWorker:
         self.job_id = job_id
         self.conn.send_bytes(_encode(task))
 
-    def receive(self, result_type: type[T]) -> T | None:
-        """The finished task's result, or None when the worker died."""
+    def receive(self, message_type: Any) -> Any:
+        """The worker's next message (a result ends its task), or None when the worker died."""
         try:
             raw = self.conn.recv_bytes()
         except (EOFError, OSError):
             return None
-        self.job_id = None
-        return msgspec.msgpack.decode(raw, type=result_type)
+        return msgspec.msgpack.decode(raw, type=message_type)
+
+    def answer(self, reply: msgspec.Struct) -> None:
+        self.conn.send_bytes(_encode(reply))
 
     def signal(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -149,9 +198,13 @@ def follow_log(path: Path | None) -> None:
 def _hook_worker_main(conn: Connection, stdio_log: Path | None = None) -> None:
     drop_unwritable_stdio()  # a hook that prints to a full disk's log must not fail for it
 
-    def run(task: HookTask) -> HookResult:
+    def run(task: HookTask, conn: Connection) -> HookResult:
+        def ask_parents() -> ParentsReply:
+            conn.send_bytes(_encode(ParentsAsk()))
+            return _reply_decode(conn.recv_bytes())
+
         follow_log(stdio_log)
-        return run_hook(task)
+        return run_hook(task, ask_parents)
 
     serve_tasks(conn, HookTask, run)
 
@@ -185,8 +238,9 @@ class HookPool:
             return self.idle.pop()
         return PythonWorker(self._ctx, functools.partial(_hook_worker_main, stdio_log=self.stdio_log))
 
-    def run(self, tasks: list[tuple[str, HookTask]]) -> list[tuple[str, HookResult]]:
-        """Run (hook, task) pairs, ``size`` at a time; blocks until all have an outcome."""
+    def run(self, tasks: list[tuple[str, HookTask]], parents: ParentsOf | None = None) -> list[tuple[str, HookResult]]:
+        """Run (hook, task) pairs, ``size`` at a time; blocks until all have an outcome.
+        ``parents`` answers a hook's question for its job's parents (given the job's id)."""
         pending = list(reversed(tasks))
         busy: dict[Connection, tuple[PythonWorker, str, str, float]] = {}
         done: list[tuple[str, HookResult]] = []
@@ -201,11 +255,20 @@ class HookPool:
             ready = wait(list(busy), timeout=max(0.0, soonest - time.monotonic()))
             # busy's own keys: wait() gives back what it was given, typed as any waitable
             for conn in [c for c in busy if c in ready]:
-                worker, hook, job_id, _ = busy.pop(conn)
+                worker, hook, job_id, deadline = busy.pop(conn)
                 try:
-                    result = worker.receive(HookResult)
+                    result = worker.receive(FromWorker)
                 except msgspec.DecodeError:
                     result = None
+                if isinstance(result, ParentsAsk):
+                    if not self._answer(worker, job_id, parents):
+                        worker.stop()
+                        error = f"{hook} hook: its worker process died while asking for parents"
+                        done.append((hook, HookResult(job_id, False, error=error)))
+                        continue
+                    busy[conn] = (worker, hook, job_id, deadline)
+                    continue
+                worker.job_id = None
                 if result is None:
                     worker.stop()
                     result = HookResult(job_id, False, error=f"{hook} hook: its worker process died")
@@ -222,11 +285,27 @@ class HookPool:
                     done.append((hook, HookResult(job_id, False, error=error)))
         return done
 
+    @staticmethod
+    def _answer(worker: PythonWorker, job_id: str, parents: ParentsOf | None) -> bool:
+        """Answer a worker's question for the parents of the job it runs; False if it died."""
+        if parents is None:
+            reply = ParentsReply(error="parents cannot be read here: no store was given to the hook pool")
+        else:
+            try:
+                reply = parents(job_id)
+            except Exception as exc:  # a store that fails fails this hook's question, not the pool
+                reply = ParentsReply(error=f"the parents of job {job_id} could not be read: {exc}")
+        try:
+            worker.answer(reply)
+        except OSError:
+            return False
+        return True
+
     def close(self) -> None:
         for worker in self.idle:
             worker.stop()
         self.idle.clear()
 
 
-def hook_task(job: Job, hook: str, source: Path, class_name: str) -> HookTask:
-    return HookTask(_job_encode(job), hook, str(source), class_name)
+def hook_task(job: Job, hook: str, source: Path, class_name: str, workdir: str) -> HookTask:
+    return HookTask(_job_encode(job), hook, str(source), class_name, workdir)

@@ -184,7 +184,7 @@ def build_services(daemon: Daemon, store: SiteStore, store_call, pool: HookPool)
     """Every service of the daemon, in one place."""
     d = daemon.settings.daemon
     expiry = daemon.settings.launcher.session_expiry_sec
-    processing = Processing(store, store_call, daemon.layout.apps, pool)
+    processing = Processing(store, store_call, daemon.layout.apps, daemon.layout.data, pool)
 
     async def reap(_now: float) -> None:
         expired = await store_call(store.expire_sessions, expiry)

@@ -9,6 +9,7 @@ fails any job still waiting on parents that already settled.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,8 @@ from typing import Any
 import anyio
 import msgspec
 
-from balsamd.daemon.hooks import HookPool, hook_task, next_state
+from balsamd.daemon.hookjobs import hook_workdir, parents_reply
+from balsamd.daemon.hooks import HookPool, ParentsReply, hook_task, next_state
 from balsamd.lifecycle import HOOKS
 from balsamd.models import App, Job
 from balsamd.states import IllegalTransition, JobState
@@ -51,10 +53,13 @@ class Outcome(msgspec.Struct, frozen=True):
 
 
 class Processing:
-    def __init__(self, store: SiteStore, store_call: StoreCall, apps_dir: Path, pool: HookPool, batch: int = 256):
+    def __init__(
+        self, store: SiteStore, store_call: StoreCall, apps_dir: Path, data_dir: Path, pool: HookPool, batch: int = 256
+    ) -> None:
         self.store = store
         self.call = store_call
         self.apps_dir = apps_dir
+        self.data_prefix = f"{data_dir}{os.sep}"
         self.pool = pool
         self.batch = batch
         self.hooks_run = 0
@@ -70,20 +75,29 @@ class Processing:
         if work:
             tasks = []
             for job, hook in work:
+                app = apps[job.app]
                 try:
-                    tasks.append(
-                        (hook, hook_task(job, hook, self.apps_dir / apps[job.app].source, apps[job.app].class_name))
-                    )
+                    workdir = hook_workdir(self.data_prefix, job)
+                    tasks.append((hook, hook_task(job, hook, self.apps_dir / app.source, app.class_name, workdir)))
                 except Exception as exc:  # e.g. data a hook worker cannot be sent: fail the job, not the service
                     reason = f"{hook} hook: the job cannot be handed to it: {type(exc).__name__}: {exc}"
                     await self._record(job.id, job.state, JobState.FAILED, reason, None)
             started_in = {job.id: job.state for job, _ in work}
-            for hook, result in await anyio.to_thread.run_sync(self.pool.run, tasks):
+            for hook, result in await anyio.to_thread.run_sync(self.pool.run, tasks, self._parents):
                 state, reason = next_state(hook, result)
                 self.outcomes.append(Outcome(result.job_id, started_in[result.job_id], state, reason, result.data))
                 self.hooks_run += 1
             await self._record_outcomes()
         self.released += await self.call(self.store.resolve_waiting)
+
+    def _parents(self, job_id: str) -> ParentsReply:
+        """For the hook pool's thread: read a job's parents through the store's one caller."""
+
+        async def read() -> ParentsReply:
+            reply: ParentsReply = await self.call(parents_reply, self.store, self.data_prefix, job_id)
+            return reply
+
+        return anyio.from_thread.run(read)
 
     async def _record_outcomes(self) -> None:
         """Record the hooks' outcomes in order.  On a full disk the rest wait for the next step;

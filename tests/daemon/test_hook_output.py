@@ -28,11 +28,15 @@ def test_a_hook_worker_prints_into_the_current_log_after_it_rotated(tmp_path: Pa
     first, second = make_jobs(store, 2)
     pool = HookPool(size=1, time_limit=60, stdio_log=log)
     try:
-        [(_, done)] = pool.run([("preprocess", hook_task(first, "preprocess", source, "Printer"))])
+        [(_, done)] = pool.run(
+            [("preprocess", hook_task(first, "preprocess", source, "Printer", str(tmp_path / first.workdir)))]
+        )
         assert done.ok, done.error
         log.rename(tmp_path / "daemon.log.1")  # as the daemon's handler rotates it
         log.touch()
-        [(_, done)] = pool.run([("preprocess", hook_task(second, "preprocess", source, "Printer"))])
+        [(_, done)] = pool.run(
+            [("preprocess", hook_task(second, "preprocess", source, "Printer", str(tmp_path / second.workdir)))]
+        )
         assert done.ok, done.error
     finally:
         pool.close()

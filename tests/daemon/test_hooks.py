@@ -57,12 +57,12 @@ command_template = "true"
 def postprocess(self):
     raise RuntimeError("postprocess could not parse the output")
 """,
-    # marks its start in SITE/data (hooks run in the site directory), then hangs
+    # marks its start in its workdir (where hooks run), then hangs
     "Hangs": """
 command_template = "true"
 
 def postprocess(self):
-    open(f"data/{self.job.id}.hook", "w").close()
+    open("hook-started", "w").close()
     time.sleep(60)
 """,
     # handle_error: retry once, then accept the run anyway
@@ -209,7 +209,8 @@ def test_a_hook_that_hangs_past_its_limit_fails_the_job(site: DaemonSite) -> Non
     run_once(site, job_id, tag, S.RUN_DONE)
     run_once(site, killed, killed_tag, S.RUN_DONE)
     # a job killed by its user while its hook runs stays killed: the hook's outcome is dropped
-    wait_until((site.root / "data" / f"{killed}.hook").exists, "the hook of the job to kill runs")
+    started = site.root / "data" / site.job(killed).workdir / "hook-started"
+    wait_until(started.exists, "the hook of the job to kill runs")
     with site.remote() as remote:
         assert remote.kill([killed]) == {killed: S.KILLED}
     job = site.wait_state(job_id, S.FAILED)
