@@ -20,6 +20,7 @@ import apsw
 import msgspec
 
 from balsamd.config import Settings
+from balsamd.daemon.cleaning import Cleaning
 from balsamd.daemon.hooks import HookPool
 from balsamd.daemon.processing import Processing
 from balsamd.daemon.services import Health, Service, run_service
@@ -185,6 +186,7 @@ def build_services(daemon: Daemon, store: SiteStore, store_call, pool: HookPool)
     d = daemon.settings.daemon
     expiry = daemon.settings.launcher.session_expiry_sec
     processing = Processing(store, store_call, daemon.layout.apps, daemon.layout.data, pool)
+    cleaning = Cleaning(store, store_call, daemon.layout.data)
 
     async def reap(_now: float) -> None:
         expired = await store_call(store.expire_sessions, expiry)
@@ -197,6 +199,8 @@ def build_services(daemon: Daemon, store: SiteStore, store_call, pool: HookPool)
     services = [
         Service("processing", processing.step, d.processing_period_sec,
                 lambda: {"hooks_run": processing.hooks_run, "released": processing.released}),
+        Service("cleanup", cleaning.step, d.processing_period_sec,
+                lambda: {"jobs_cleaned": cleaning.cleaned, "files_removed": cleaning.removed}),
         Service("session-reaper", reap, d.reaper_period_sec),
         Service(f"scheduler ({scheduler.name})", scheduling.step, d.scheduler_period_sec),
     ]  # fmt: skip

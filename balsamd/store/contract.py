@@ -288,6 +288,13 @@ class Store(Protocol):
         ...
 
     @operation(write=False)
+    def jobs_finished(self, after_seq: int, up_to_seq: int, apps: list[str]) -> list[Job]:
+        """Jobs of ``apps`` that are JOB_FINISHED and whose rows were stamped in
+        (``after_seq``, ``up_to_seq``]: those that finished in that window, for the daemon's
+        cleanup of their files."""
+        ...
+
+    @operation(write=False)
     def batch_jobs_changed(self, after_seq: int, up_to_seq: int) -> list[BatchJob]: ...
 
     @operation(write=False)

@@ -1,21 +1,25 @@
-"""What sync reads from and writes to the site store.
+"""What sync, and the daemon's cleanup of finished jobs, read from and write to the site store.
 
 Every write transaction stamps the rows it changed with the next ``seq``; sync pushes rows
 with ``seq`` above its cursor, so nothing written is ever missed.  Cursors live in ``meta``
-and move only after the central database committed what they cover.
+and move only after what they cover is done (committed by the central database, cleaned).
 """
 
 from __future__ import annotations
 
-from balsamd.models import App, BatchJob
+import msgspec
+
+from balsamd.models import App, BatchJob, Job
 from balsamd.store.base import StoreBase
 from balsamd.store.contract import JobRows
-from balsamd.store.db import BATCH_SELECT, JOB_SELECT, LIMIT_PARAM, batch_job_from_row, decode_app
+from balsamd.store.db import BATCH_SELECT, JOB_SELECT, LIMIT_PARAM, batch_job_from_row, decode_app, select_jobs
 from balsamd.store.sql import all_rows, value
 from balsamd.validate import Refused
 
-# store-side cursor names
+# store-side cursor names: the only meta keys callers may set
 SYNC_KEYS = "sync."
+CLEANUP_KEYS = "cleanup."
+CURSOR_KEYS = (SYNC_KEYS, CLEANUP_KEYS)
 PUSHED_SEQ = "sync.pushed_seq"
 PUSHED_EVENT = "sync.pushed_event"
 
@@ -31,10 +35,14 @@ class OutboxMixin(StoreBase):
 
     def meta_set(self, values: dict[str, str]) -> None:
         # what sync keeps (its cursors); the store's own identity is not for callers to change
-        wrong = [k for k in values if not k.startswith(SYNC_KEYS) or len(k) > 64]
+        wrong = [k for k in values if not k.startswith(CURSOR_KEYS) or len(k) > 64]
         if wrong:
             raise Refused(
-                "meta", [f"{k!r} does not start with {SYNC_KEYS!r}: only sync's keys can be set" for k in wrong]
+                "meta",
+                [
+                    f"{k!r} does not start with {' or '.join(map(repr, CURSOR_KEYS))}: only cursors can be set"
+                    for k in wrong
+                ],
             )
         with self.db.write() as conn:
             conn.executemany(
@@ -80,6 +88,11 @@ class OutboxMixin(StoreBase):
                 conn, "SELECT id FROM deleted_jobs WHERE seq > ? AND seq <= ? ORDER BY id", (after_seq, up_to_seq)
             )
         return [r[0] for r in rows]
+
+    def jobs_finished(self, after_seq: int, up_to_seq: int, apps: list[str]) -> list[Job]:
+        where = " WHERE seq > ? AND seq <= ? AND state = 'JOB_FINISHED' AND app IN (SELECT value FROM json_each(?))"
+        with self.db.read() as conn:
+            return select_jobs(conn, where, [after_seq, up_to_seq, msgspec.json.encode(apps).decode()])
 
     def apps_changed(self, after_seq: int, up_to_seq: int) -> list[App]:
         with self.db.read() as conn:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from balsamd.states import JobState
-from tests.daemon.conftest import DaemonSite, running, wait_until
+from tests.daemon.conftest import DaemonSite, new_site, running, wait_until
 
 S = JobState
 
@@ -54,6 +54,14 @@ def preprocess(self):
     self.job.data["cwd"] = os.getcwd()
     os.chdir("/")
 """,
+    # leaves files to clean and to keep, and links out of its workdir that its globs match
+    "Tidy": """
+command_template = (
+    "touch a.tmp b.tmp keep.out && mkdir scratch && touch scratch/x.dat scratch/y.log"
+    " && ln -s {{ outside }}/precious.tmp link.tmp && ln -s {{ outside }} escape"
+)
+cleanup_files = ["*.tmp", "scratch/*.dat", "escape/*", "link*"]
+""",
     # a hook that reads parents of a job without any
     "Orphan": """
 command_template = "true"
@@ -75,6 +83,20 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonSite]:
 
 def workdir(site: DaemonSite, job_id: str) -> Path:
     return site.root / "data" / site.job(job_id).workdir
+
+
+def listing(root: Path) -> list[str]:
+    """Every file and link under ``root`` (links not followed), relative to it."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_symlink() or not p.is_dir())
+
+
+def outside_the_site(site: DaemonSite) -> Path:
+    """Files a cleanup must never reach, reachable from a workdir by a link."""
+    outside = site.scratch / "outside"
+    outside.mkdir(exist_ok=True)
+    for name in ("precious.tmp", "other.dat"):
+        (outside / name).write_text("keep me")
+    return outside
 
 
 def run_until_finished(site: DaemonSite, job_ids: list[str]) -> None:
@@ -121,3 +143,53 @@ def test_each_hook_starts_in_its_own_workdir_made_for_it(site: DaemonSite) -> No
         job = site.wait_state(job_id, S.PREPROCESSED)
         assert job.data == {"cwd": str(workdir(site, job_id))}
         assert workdir(site, job_id).is_dir()
+
+
+def test_cleanup_files_are_removed_after_the_job_finished_and_nothing_else(site: DaemonSite) -> None:
+    outside = outside_the_site(site)
+    (job_id,) = site.create("Tidy", parameters={"outside": str(outside)})
+    run_until_finished(site, [job_id])
+    here = workdir(site, job_id)
+    wait_until(lambda: not (here / "a.tmp").exists(), "the finished job's files are cleaned up")
+    # the link matched by "link*" is removed itself; "escape/*" is never followed out
+    assert listing(here) == ["escape", "job.out", "keep.out", "scratch/y.log"]
+    assert listing(outside) == ["other.dat", "precious.tmp"]
+    assert site.job(job_id).state == S.JOB_FINISHED
+
+
+def test_a_workdir_that_is_a_link_out_is_left_alone_and_said_once(site: DaemonSite) -> None:
+    outside = outside_the_site(site)
+    target = site.scratch / "elsewhere"
+    target.mkdir()
+    (site.root / "data" / "linked").mkdir()
+    (site.root / "data" / "linked" / "w").symlink_to(target)
+    linked, plain = site.create_each(
+        "Tidy",
+        [{"workdir": "linked/w", "parameters": {"outside": str(outside)}}, {"parameters": {"outside": str(outside)}}],
+    )
+    run_until_finished(site, [linked, plain])
+    wait_until(lambda: not (workdir(site, plain) / "a.tmp").exists(), "the plain job's files are cleaned up")
+    line = f"job {linked}: cleanup of {site.root / 'data' / 'linked' / 'w'} left 1 path(s): "
+    wait_until(lambda: line in site.daemon_log(), "the cleanup says why it left the linked workdir alone")
+    assert "a.tmp" in listing(target)
+    assert listing(outside) == ["other.dat", "precious.tmp"]
+    assert site.job(linked).state == S.JOB_FINISHED
+    log = (site.root / "log" / "daemon.log").read_text()
+    assert log.count(f"job {linked}: cleanup") == 1, log
+
+
+@pytest.mark.parametrize(
+    ("glob", "problem"),
+    [
+        ("../*", "cleanup_files glob '../*' goes up with '..'; it may name files in the workdir only"),
+        ("/etc/*", "cleanup_files glob '/etc/*' is absolute; name files relative to the job's workdir"),
+    ],
+)
+def test_an_app_whose_cleanup_glob_leaves_its_workdir_is_refused(tmp_path: Path, glob: str, problem: str) -> None:
+    with new_site(tmp_path) as fresh:
+        fresh.app("Evil", f'command_template = "true"\ncleanup_files = ["*.tmp", {glob!r}]')
+        proc = fresh.balsamd("job", "create", "--app", "Evil", "--workdir", "w", code=None)
+        assert proc.returncode != 0
+        assert f"app Evil: {problem}" in proc.stderr
+        with fresh.store() as store:
+            assert store.filter() == []

@@ -134,10 +134,10 @@ CASES: dict[str, tuple[Callable[[Store], Any], Callable[[Store, Any], object], s
         lambda s, _: s.put_apps([App(name="c", command_template="true", cleanup_files=["*.tmp", "../*"])]),
         "app 'c': cleanup_files glob '../*' goes up with '..'; it may name files in the workdir only",
     ),
-    "a meta key that is not sync's": (
+    "a meta key that is no cursor": (
         _nothing,
         lambda s, _: s.meta_set({"store_id": "forged"}),
-        "meta: 'store_id' does not start with 'sync.': only sync's keys can be set",
+        "meta: 'store_id' does not start with 'sync.' or 'cleanup.': only cursors can be set",
     ),
     "a scheduler id that is two words": (
         _batch,
