@@ -30,6 +30,7 @@ import msgspec
 
 from balsamd import apps
 from balsamd.apps import HookJob, ParentJob, import_app_module
+from balsamd.diskspace import is_full
 from balsamd.lifecycle import HOOK_NAMED
 from balsamd.logs import drop_unwritable_stdio
 from balsamd.models import Job
@@ -60,6 +61,8 @@ class HookResult(msgspec.Struct, array_like=True, tag=True):
     state: str | None = None
     data: dict | None = None
     error: str = ""
+    # the hook did not run: its workdir could not be made on a full disk (it runs again later)
+    full: str = ""
 
 
 class ParentsAsk(msgspec.Struct, array_like=True, tag=True):
@@ -89,6 +92,8 @@ def run_hook(task: HookTask, ask_parents: Callable[[], ParentsReply] | None = No
         os.makedirs(task.workdir, exist_ok=True)
         os.chdir(task.workdir)
     except OSError as exc:
+        if is_full(exc):
+            return HookResult(job.id, False, full=task.workdir)
         return HookResult(job.id, False, error=f"{task.hook} hook: cannot enter its workdir {task.workdir}: {exc}")
 
     def parents(job_id: str) -> list[ParentJob]:

@@ -83,11 +83,17 @@ class Processing:
                     reason = f"{hook} hook: the job cannot be handed to it: {type(exc).__name__}: {exc}"
                     await self._record(job.id, job.state, JobState.FAILED, reason, None)
             started_in = {job.id: job.state for job, _ in work}
+            full = ""
             for hook, result in await anyio.to_thread.run_sync(self.pool.run, tasks, self._parents):
+                if result.full:  # not run: the job stays where it is, for a step with space
+                    full = result.full
+                    continue
                 state, reason = next_state(hook, result)
                 self.outcomes.append(Outcome(result.job_id, started_in[result.job_id], state, reason, result.data))
                 self.hooks_run += 1
             await self._record_outcomes()
+            if full:
+                raise DiskFull(full)
         self.released += await self.call(self.store.resolve_waiting)
 
     def _parents(self, job_id: str) -> ParentsReply:

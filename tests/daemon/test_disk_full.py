@@ -78,6 +78,8 @@ def test_a_daemon_on_a_full_disk_refuses_writes_with_disk_full_waits_quietly_and
     full_site.app("WaitsForFull", WAITS_FOR_FULL)
     full_site.start()
     job_id = full_site.create("WaitsForFull")[0]
+    # its hook runs in its workdir, which a full disk could not make
+    (full_site.root / "data" / full_site.job(job_id).workdir).mkdir(parents=True, exist_ok=True)
     small_disk.fill()
 
     rpc = child_env(BALSAMD_RPC="1")
