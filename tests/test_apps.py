@@ -17,7 +17,7 @@ from balsamd.apps import (
     ApplicationDefinition,
     command_app_source,
     describe,
-    load_app_classes,
+    load_apps,
     render_command,
 )
 from balsamd.models import AppKind, AppParameter
@@ -252,7 +252,7 @@ def write(directory: Path, name: str, source: str) -> Path:
     return path
 
 
-def test_load_app_classes_finds_subclasses_defined_in_each_file(tmp_path: Path) -> None:
+def test_load_apps_finds_subclasses_defined_in_each_file(tmp_path: Path) -> None:
     write(
         tmp_path,
         "a.py",
@@ -273,10 +273,10 @@ def test_load_app_classes_finds_subclasses_defined_in_each_file(tmp_path: Path) 
     )
     write(tmp_path, "b.py", "from balsamd.apps import ApplicationDefinition\n")
     write(tmp_path, "notes.txt", "class Not(ApplicationDefinition): ...\n")
-    found = load_app_classes(tmp_path)
+    found = load_apps(tmp_path)
     assert sorted(found) == ["One", "two"]
-    assert found["One"][1] == "a.py"
-    assert found["two"][0].__name__ == "Two"
+    assert found["One"].source == "a.py"
+    assert found["two"].class_name == "Two"
 
 
 def test_imported_app_classes_are_not_counted_twice(tmp_path: Path) -> None:
@@ -292,52 +292,59 @@ def test_imported_app_classes_are_not_counted_twice(tmp_path: Path) -> None:
             command_template = "true"
         """)  # fmt: skip
     try:
-        assert sorted(load_app_classes(tmp_path / "apps")) == ["Mine"]
+        assert sorted(load_apps(tmp_path / "apps")) == ["Mine"]
     finally:
         sys.path.remove(str(tmp_path / "lib"))
         sys.modules.pop("shared", None)
 
 
-def test_an_import_error_names_the_file(tmp_path: Path) -> None:
-    path = write(tmp_path, "bad.py", "x = 1 / 0\n")
-    with pytest.raises(AppError) as info:
-        load_app_classes(tmp_path)
-    assert str(info.value) == f"{path}: error while importing: ZeroDivisionError: division by zero"
+def test_a_file_that_fails_to_import_lists_its_classes_as_broken_naming_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "bad.py", """\
+        from balsamd.apps import ApplicationDefinition
+        x = 1 / 0
+
+        class Divider(ApplicationDefinition):
+            command_template = "true"
+        """)  # fmt: skip
+    write(tmp_path, "good.py", command_app_source("Good", "true"))
+    apps = load_apps(tmp_path)
+    assert apps["Divider"].error == f"{path}: error while importing: ZeroDivisionError: division by zero"
+    assert apps["Divider"].source == "bad.py"
+    assert apps["Good"].error == ""
 
 
-def test_a_syntax_error_names_the_file(tmp_path: Path) -> None:
-    path = write(tmp_path, "bad.py", "class (:\n")
-    with pytest.raises(AppError, match=rf"^{path}: error while importing: SyntaxError: "):
-        load_app_classes(tmp_path)
+def test_a_syntax_error_is_listed_under_the_files_name(tmp_path: Path) -> None:
+    path = write(tmp_path, "bad-one.py", "class (:\n")
+    (app,) = load_apps(tmp_path).values()
+    assert app.name == "bad_one"
+    assert app.error.startswith(f"{path}: error while importing: SyntaxError: ")
 
 
-def test_the_same_app_name_in_two_files(tmp_path: Path) -> None:
+def test_the_same_app_name_in_two_files_is_one_broken_app(tmp_path: Path) -> None:
     source = command_app_source("Dup", "true")
     write(tmp_path, "a.py", source)
-    second = write(tmp_path, "b.py", source)
-    with pytest.raises(AppError) as info:
-        load_app_classes(tmp_path)
-    assert str(info.value) == f"{second}: app Dup is also defined in a.py; rename one"
+    write(tmp_path, "b.py", source)
+    assert load_apps(tmp_path)["Dup"].error == "app Dup is defined in apps/a.py and in apps/b.py; rename one"
 
 
 def test_an_edited_app_file_is_loaded_again(tmp_path: Path) -> None:
     path = tmp_path / "echo.py"
     path.write_text(command_app_source("echo_app", "echo {{ a }}"))
-    assert describe(load_app_classes(tmp_path)["echo_app"][0]).command_template == "echo {{ a }}"
+    assert load_apps(tmp_path)["echo_app"].command_template == "echo {{ a }}"
     path.write_text(command_app_source("echo_app", "echo {{ b }}"))
-    assert describe(load_app_classes(tmp_path)["echo_app"][0]).command_template == "echo {{ b }}"
+    assert load_apps(tmp_path)["echo_app"].command_template == "echo {{ b }}"
 
 
 def test_same_file_name_in_two_directories_does_not_clash(tmp_path: Path) -> None:
     write(tmp_path / "one", "app.py", command_app_source("hello", "echo one"))
     write(tmp_path / "two", "app.py", command_app_source("hello", "echo two"))
-    one = describe(load_app_classes(tmp_path / "one")["hello"][0])
-    two = describe(load_app_classes(tmp_path / "two")["hello"][0])
+    one = load_apps(tmp_path / "one")["hello"]
+    two = load_apps(tmp_path / "two")["hello"]
     assert (one.command_template, two.command_template) == ("echo one", "echo two")
 
 
 def test_a_missing_apps_directory_has_no_apps(tmp_path: Path) -> None:
-    assert load_app_classes(tmp_path / "nowhere") == {}
+    assert load_apps(tmp_path / "nowhere") == {}
 
 
 # ----- command_app_source ---------------------------------------------------------------
@@ -354,7 +361,7 @@ def test_a_missing_apps_directory_has_no_apps(tmp_path: Path) -> None:
 )
 def test_command_app_source_round_trips(tmp_path: Path, template: str) -> None:
     (tmp_path / "gen.py").write_text(command_app_source("gen", template, "Generated."))
-    app = describe(*load_app_classes(tmp_path)["gen"])
+    app = load_apps(tmp_path)["gen"]
     assert app.command_template == template
     assert app.description == "Generated."
     assert app.source == "gen.py"
