@@ -16,7 +16,7 @@ import os
 import re
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -200,15 +200,24 @@ def load_apps(apps_dir: Path, site: str = "") -> dict[str, App]:
     """Every app of ``apps_dir/*.py`` by name, described; one that cannot be used is recorded
     with its ``error`` (file, what is wrong, what to do), so that one bad file never keeps the
     others from working.  ``site``: the site's name (for Balsam's ``site`` attribute)."""
+    return merge_apps(file_apps(path, site) for path in app_files(apps_dir))
+
+
+def app_files(apps_dir: Path) -> list[Path]:
+    return sorted(apps_dir.glob("*.py"))
+
+
+def merge_apps(per_file: Iterable[list[App]]) -> dict[str, App]:
+    """The apps of each file (in the order of ``app_files``) by name."""
     found: dict[str, App] = {}
-    for path in sorted(apps_dir.glob("*.py")):
-        for app in _file_apps(path, site):
+    for apps in per_file:
+        for app in apps:
             other = found.get(app.name)
             if other is None:
                 found[app.name] = app
             else:  # neither is what a job of this name means: say so under the name
-                error = f"app {app.name} is defined in apps/{other.source} and in apps/{path.name}; rename one"
-                found[app.name] = _broken(app.name, other.source, error)
+                error = f"app {app.name} is defined in apps/{other.source} and in apps/{app.source}; rename one"
+                found[app.name] = broken_app(app.name, other.source, error)
     return found
 
 
@@ -216,11 +225,12 @@ def usable(apps: dict[str, App]) -> dict[str, App]:
     return {name: app for name, app in apps.items() if not app.error}
 
 
-def _file_apps(path: Path, site: str) -> list[App]:
+def file_apps(path: Path, site: str) -> list[App]:
+    """The apps one file defines, each described or broken."""
     try:
         module = import_app_module(path)
     except AppError as exc:
-        return [_broken(name, path.name, str(exc)) for name in declared_names(path)]
+        return [broken_app(name, path.name, str(exc)) for name in declared_names(path)]
     apps = []
     for cls in _app_classes(module):
         try:
@@ -232,7 +242,7 @@ def _file_apps(path: Path, site: str) -> list[App]:
             name = app_name(cls)
             name = _record_name(name if isinstance(name, str) else cls.__name__)
             message = str(exc) if isinstance(exc, AppError) else f"app {name}: {type(exc).__name__}: {exc}"
-            app = _broken(name, path.name, f"apps/{path.name}: {message}")
+            app = broken_app(name, path.name, f"apps/{path.name}: {message}")
         apps.append(app)
     return apps
 
@@ -268,7 +278,7 @@ def _record_name(text: str) -> str:
 MAX_ERROR = 4000  # of an app's error: enough for a traceback's last lines
 
 
-def _broken(name: str, source: str, error: str) -> App:
+def broken_app(name: str, source: str, error: str) -> App:
     if len(error) > MAX_ERROR:
         error = f"{error[: MAX_ERROR // 2]}\n[...]\n{error[-MAX_ERROR // 2 :]}"
     return App(name=name, source=source, error=error)
