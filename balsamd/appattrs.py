@@ -13,6 +13,7 @@ import msgspec
 
 from balsamd.explain import a_kind
 from balsamd.models import App, AppKind, TransferSlot
+from balsamd.validate import explained
 
 
 class AppError(Exception):
@@ -55,7 +56,7 @@ def app_transfers(cls: type, name: str) -> dict[str, TransferSlot]:
             found[slot] = msgspec.convert(spec, TransferSlot)
         except msgspec.ValidationError as exc:
             raise AppError(
-                f"app {name}: transfers[{slot!r}]: {exc}; give e.g. "
+                f"app {name}: transfers[{slot!r}]: {explained(str(exc))}; a slot is e.g. "
                 "{'direction': 'in', 'local_path': 'input.dat', 'required': True, 'description': '...'}"
             ) from None
     return found

@@ -17,10 +17,11 @@ from balsamd.apps import (
     ApplicationDefinition,
     command_app_source,
     describe,
+    job_preamble,
     load_apps,
     render_command,
 )
-from balsamd.models import AppKind, AppParameter
+from balsamd.models import AppKind, AppParameter, Job
 from balsamd.states import JobState
 
 NASTY = [
@@ -406,3 +407,75 @@ def test_workdir_of_a_run_is_made_under_the_sites_data(monkeypatch: pytest.Monke
     monkeypatch.setenv("BALSAMD_SITE", str(tmp_path))
     path = ApplicationDefinition(Job(id="j1", app="A", workdir="w/1")).workdir
     assert path == tmp_path / "data" / "w" / "1" and path.is_dir()
+
+
+# ----- attributes of Balsam's app files -------------------------------------------------------
+
+
+def test_balsam_attributes_are_recorded() -> None:
+    class Sim(ApplicationDefinition):
+        command_template = "sim {{ n }}"
+        environment_variables = {"OMP_PLACES": "cores"}
+        shell_preamble = ["module load sim", "cd /tmp"]
+        cleanup_files = ("*.chk",)
+        transfers = {"out": {"direction": "out", "local_path": "result.h5", "required": True}}
+
+    app = describe(Sim, "sim.py", "here")
+    assert app.environment == {"OMP_PLACES": "cores"}
+    assert (app.shell_preamble, app.preamble_per_job) == ("module load sim\ncd /tmp", False)
+    assert app.cleanup_files == ["*.chk"]
+    assert app.transfers["out"].required and app.transfers["out"].local_path == "result.h5"
+    assert [w.split(":")[1].split()[0] for w in app.warnings] == ["transfers", "cleanup_files"]
+
+
+@pytest.mark.parametrize(
+    ("attributes", "message"),
+    [
+        ({"environment": {"A": "1"}, "environment_variables": {"B": "2"}},
+         "set environment or environment_variables, not both (they are the same thing)"),
+        ({"environment_variables": ["A=1"]},
+         "environment_variables must be a dict of variable names to strings, not a list"),
+        ({"cleanup_files": "*.tmp"}, "cleanup_files must be a list of glob patterns (strings), e.g. ['*.tmp']"),
+        ({"shell_preamble": 5}, "shell_preamble is an int; give the shell text as a string (or a list of lines)"),
+        ({"transfers": {"in-put": {"direction": "in"}}},
+         "transfers slot 'in-put' must be a name (letters, digits and _)"),
+    ],
+)  # fmt: skip
+def test_a_wrong_balsam_attribute_is_an_error_naming_it(attributes: dict, message: str) -> None:
+    cls = type("Wrong", (ApplicationDefinition,), {"command_template": "true", **attributes})
+    with pytest.raises(AppError) as info:
+        describe(cls)
+    assert str(info.value) == f"app Wrong: {message}"
+
+
+def test_a_transfer_slot_with_an_unknown_direction_says_what_to_give() -> None:
+    cls = type("Moves", (ApplicationDefinition,), {"command_template": "true", "transfers": {"x": {"direction": "up"}}})
+    with pytest.raises(AppError) as info:
+        describe(cls)
+    assert str(info.value) == (
+        "app Moves: transfers['x']: direction: 'up' is not a value it takes; use one of its values; a slot is e.g. "
+        "{'direction': 'in', 'local_path': 'input.dat', 'required': True, 'description': '...'}"
+    )
+
+
+def test_a_preamble_method_is_called_for_each_job(tmp_path: Path) -> None:
+    write(tmp_path, "pre.py", """\
+        from balsamd import ApplicationDefinition
+
+        class Pre(ApplicationDefinition):
+            command_template = "true"
+
+            def shell_preamble(self):
+                if self.job.parameters.get("fail"):
+                    raise RuntimeError("no module for that")
+                return f"export N={self.job.workdir}"
+        """)  # fmt: skip
+    app = load_apps(tmp_path)["Pre"]
+    assert (app.shell_preamble, app.preamble_per_job, app.error) == ("", True, "")
+    job = Job(id="J1", app="Pre", workdir="w/1", state=JobState.PREPROCESSED)
+    assert job_preamble(app, job, str(tmp_path)) == "export N=w/1"
+    job.parameters = {"fail": True}
+    with pytest.raises(
+        AppError, match=r"^app Pre: shell_preamble\(\) for job J1 raised RuntimeError: no module for that$"
+    ):
+        job_preamble(app, job, str(tmp_path))
