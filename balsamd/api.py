@@ -94,8 +94,9 @@ class AppManager:
         self._site = site
 
     def sync(self) -> dict[str, App]:
-        """Load SITE/apps/*.py and record what changed in the store; returns name -> App."""
-        return register_apps(self._site.layout.apps, self._site.store)
+        """Load SITE/apps/*.py and record what changed in the store; returns name -> App (an app
+        whose file cannot be used has its ``error``)."""
+        return register_apps(self._site.layout.apps, self._site.store, self._site.name)
 
     def list(self) -> list[App]:
         return sorted(self.sync().values(), key=lambda a: a.name)
@@ -104,6 +105,8 @@ class AppManager:
         apps = self.sync()
         if name not in apps:
             raise JobSpecError(f"app {name}", [unknown_app_message(name, apps)])
+        if apps[name].error:
+            raise JobSpecError(f"app {name}", [apps[name].error])
         return apps[name]
 
 

@@ -7,6 +7,7 @@ Apps are Python classes in ``SITE/apps/*.py``.  A command app sets ``command_tem
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.util
 import inspect
@@ -15,15 +16,24 @@ import os
 import re
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from balsamd.cleanup import glob_problems
+from balsamd.appattrs import (
+    AppError,
+    app_cleanup_files,
+    app_environment,
+    app_preamble,
+    app_transfers,
+    carry_over_warnings,
+    preamble_text,
+)
 from balsamd.lifecycle import HOOK_NAMED, HOOKS
 from balsamd.models import App, AppKind, AppParameter, Job
 from balsamd.modes import changeable_by_others
 from balsamd.templates import PLACEHOLDER, template_problems
+from balsamd.validate import app_problems
 
 if TYPE_CHECKING:  # the store is not imported by apps and workers that only subclass
     from balsamd.store.contract import Store
@@ -57,10 +67,6 @@ class HookJob(Job, kw_only=True):
     parent_query = parents  # Balsam's name for it
 
 
-class AppError(Exception):
-    """An app definition that cannot be used; the message names the file or app."""
-
-
 class ApplicationDefinition:
     """Subclass this in ``SITE/apps/NAME.py``.
 
@@ -74,8 +80,12 @@ class ApplicationDefinition:
     command_template: ClassVar[str] = ""
     parameters: ClassVar[dict[str, dict[str, Any]]] = {}
     environment: ClassVar[dict[str, str]] = {}
+    environment_variables: ClassVar[dict[str, str]] = {}  # Balsam's name for ``environment``
     cleanup_files: ClassVar[list[str]] = []
-    shell_preamble: ClassVar[str] = ""
+    # text run by the shell before the command; or a method returning it, called for each run
+    shell_preamble: ClassVar[str | Callable[..., str | list[str] | None]] = ""
+    transfers: ClassVar[dict[str, dict[str, Any]]] = {}
+    site: ClassVar[str] = ""  # Balsam's app-to-site link; here the site is the one whose apps/ holds the file
 
     def __init__(self, job: Job) -> None:
         self.job = job
@@ -117,9 +127,12 @@ def app_name(cls: type[ApplicationDefinition]) -> str:
     return cls.__dict__.get("name") or cls.__name__
 
 
-def describe(cls: type[ApplicationDefinition], source: str = "") -> App:
-    """The store's record of an app class (what validation and launchers need)."""
+def describe(cls: type[ApplicationDefinition], source: str = "", site: str = "") -> App:
+    """The store's record of an app class (what validation and launchers need); AppError when
+    the class cannot be used.  ``site``: the name of the site whose apps/ holds it."""
     name = app_name(cls)
+    if not NAME.match(name):
+        raise AppError(f"app {name!r}: its name is not usable: use letters, digits and _, not starting with a digit")
     run = _run_method(cls)
     if run is not None and cls.command_template:
         raise AppError(f"app {name}: define either command_template or run(), not both")
@@ -152,21 +165,18 @@ def describe(cls: type[ApplicationDefinition], source: str = "") -> App:
         if undeclared:
             raise AppError(f"app {name}: parameters {sorted(undeclared)} are not used in command_template")
         _check_template(name, cls.command_template)
-    if isinstance(cls.cleanup_files, str):
-        raise AppError(f"app {name}: cleanup_files must be a list of globs, e.g. [{cls.cleanup_files!r}]")
-    for pattern in cls.cleanup_files:
-        problems = glob_problems(pattern)
-        if problems:
-            raise AppError(f"app {name}: {problems[0]}")
     hooks = [h.name for h in HOOKS if getattr(cls, h.name) is not getattr(ApplicationDefinition, h.name)]
-    return App(
+    app = App(
         name=name, kind=AppKind.COMMAND if run is None else AppKind.PYTHON,
-        command_template=cls.command_template, parameters=params,
-        environment=dict(cls.environment), cleanup_files=list(cls.cleanup_files),
-        shell_preamble=cls.shell_preamble,
+        command_template=cls.command_template, parameters=params, environment=app_environment(cls, name),
+        cleanup_files=app_cleanup_files(cls, name), transfers=app_transfers(cls, name),
         description=cls.description or (inspect.getdoc(cls) or "").split("\n")[0],
         hooks=hooks, source=source, class_name=cls.__name__,
     )  # fmt: skip
+    app.shell_preamble, app.preamble_per_job = app_preamble(cls, name)
+    where = f"apps/{source}, app {name}" if source else f"app {name}"
+    app.warnings = [f"{where}: {w}" for w in carry_over_warnings(app, getattr(cls, "site", ""), site)]
+    return app
 
 
 def _run_method(cls: type[ApplicationDefinition]) -> Callable[..., Any] | None:
@@ -209,23 +219,92 @@ def render_command(template: str, params: dict[str, Any]) -> str:
     return PLACEHOLDER.sub(fill, template)
 
 
-def load_app_classes(apps_dir: Path) -> dict[str, tuple[type[ApplicationDefinition], str]]:
-    """Import every ``*.py`` in the apps directory; name -> (class, file name)."""
-    found: dict[str, tuple[type[ApplicationDefinition], str]] = {}
-    for path in sorted(apps_dir.glob("*.py")):
-        module = import_app_module(path)
-        for obj in vars(module).values():
-            if (
-                inspect.isclass(obj)
-                and issubclass(obj, ApplicationDefinition)
-                and obj is not ApplicationDefinition
-                and obj.__module__ == module.__name__
-            ):
-                name = app_name(obj)
-                if name in found:
-                    raise AppError(f"{path}: app {name} is also defined in {found[name][1]}; rename one")
-                found[name] = (obj, path.name)
+def load_apps(apps_dir: Path, site: str = "") -> dict[str, App]:
+    """Every app of ``apps_dir/*.py`` by name, described; one that cannot be used is recorded
+    with its ``error`` (file, what is wrong, what to do), so that one bad file never keeps the
+    others from working.  ``site``: the site's name (for Balsam's ``site`` attribute)."""
+    return merge_apps(file_apps(path, site) for path in app_files(apps_dir))
+
+
+def app_files(apps_dir: Path) -> list[Path]:
+    return sorted(apps_dir.glob("*.py"))
+
+
+def merge_apps(per_file: Iterable[list[App]]) -> dict[str, App]:
+    """The apps of each file (in the order of ``app_files``) by name."""
+    found: dict[str, App] = {}
+    for apps in per_file:
+        for app in apps:
+            other = found.get(app.name)
+            if other is None:
+                found[app.name] = app
+            else:  # neither is what a job of this name means: say so under the name
+                error = f"app {app.name} is defined in apps/{other.source} and in apps/{app.source}; rename one"
+                found[app.name] = broken_app(app.name, other.source, error)
     return found
+
+
+def usable(apps: dict[str, App]) -> dict[str, App]:
+    return {name: app for name, app in apps.items() if not app.error}
+
+
+def file_apps(path: Path, site: str) -> list[App]:
+    """The apps one file defines, each described or broken."""
+    try:
+        module = import_app_module(path)
+    except AppError as exc:
+        return [broken_app(name, path.name, str(exc)) for name in declared_names(path)]
+    apps = []
+    for cls in _app_classes(module):
+        try:
+            app = describe(cls, path.name, site)
+            problems = app_problems(app)
+            if problems:
+                raise AppError(f"app {app.name}: {'; '.join(problems)}")
+        except Exception as exc:  # the class is the site's code: whatever it raises is its own error
+            name = app_name(cls)
+            name = _record_name(name if isinstance(name, str) else cls.__name__)
+            message = str(exc) if isinstance(exc, AppError) else f"app {name}: {type(exc).__name__}: {exc}"
+            app = broken_app(name, path.name, f"apps/{path.name}: {message}")
+        apps.append(app)
+    return apps
+
+
+def _app_classes(module: Any) -> list[type[ApplicationDefinition]]:
+    return [
+        obj
+        for obj in vars(module).values()
+        if inspect.isclass(obj)
+        and issubclass(obj, ApplicationDefinition)
+        and obj is not ApplicationDefinition
+        and obj.__module__ == module.__name__
+    ]
+
+
+def declared_names(path: Path) -> list[str]:
+    """Names of the classes a file that cannot be imported defines at its top level, read
+    without running it (so that its apps are listed, broken); its file name when none is found."""
+    try:
+        tree = ast.parse(path.read_bytes(), str(path))
+    except (OSError, SyntaxError, ValueError):
+        tree = ast.Module(body=[], type_ignores=[])
+    names = [node.name for node in tree.body if isinstance(node, ast.ClassDef) and node.bases]
+    return names or [_record_name(path.stem)]
+
+
+def _record_name(text: str) -> str:
+    """``text`` as a name a record can have (letters, digits and _, not starting with a digit)."""
+    name = re.sub(r"\W", "_", text, flags=re.ASCII) or "_"
+    return f"_{name}" if name[0].isdigit() else name
+
+
+MAX_ERROR = 4000  # of an app's error: enough for a traceback's last lines
+
+
+def broken_app(name: str, source: str, error: str) -> App:
+    if len(error) > MAX_ERROR:
+        error = f"{error[: MAX_ERROR // 2]}\n[...]\n{error[-MAX_ERROR // 2 :]}"
+    return App(name=name, source=source, error=error)
 
 
 _imported: dict[tuple[str, int, int], Any] = {}
@@ -276,12 +355,33 @@ def _import_file(path: Path):
     return module
 
 
-def register_apps(apps_dir: Path, store: Store) -> dict[str, App]:
+def register_apps(apps_dir: Path, store: Store, site: str = "") -> dict[str, App]:
     """Load ``apps_dir/*.py`` and record in the store what changed; returns name -> App."""
-    apps = {name: describe(cls, source) for name, (cls, source) in load_app_classes(apps_dir).items()}
-    if apps != store.apps():
-        store.put_apps(list(apps.values()), replace_all=True)
+    apps = load_apps(apps_dir, site)
+    record_apps(store, apps)
     return apps
+
+
+def record_apps(store: Store, apps: dict[str, App]) -> bool:
+    """Make the store's apps these (the sync to central follows); whether anything changed."""
+    if apps == store.apps():
+        return False
+    store.put_apps(list(apps.values()), replace_all=True)
+    return True
+
+
+def job_preamble(app: App, job: Job, apps_dir: str) -> str:
+    """The shell text a run of ``job`` starts with: the app's, or what its ``shell_preamble``
+    method returns for this job (the app file is imported in this process for it)."""
+    if not app.preamble_per_job:
+        return app.shell_preamble
+    what = f"app {app.name}: shell_preamble() for job {job.id}"
+    cls = getattr(import_app_module(Path(apps_dir) / app.source), app.class_name)
+    try:
+        value = cls(job).shell_preamble()
+    except Exception as exc:
+        raise AppError(f"{what} raised {type(exc).__name__}: {exc}") from exc
+    return preamble_text(value, what)
 
 
 def command_app_source(name: str, template: str, description: str = "") -> str:

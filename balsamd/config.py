@@ -154,6 +154,8 @@ class DaemonSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     hook_workers: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 2
     reaper_period_sec: Period = 10.0
     scheduler_period_sec: Period = 10.0
+    apps_period_sec: Period = 2.0
+    apps_load_timeout_sec: Annotated[float, msgspec.Meta(gt=0, le=MAX_SECONDS)] = 60.0
 
     def __post_init__(self) -> None:
         problem = host_problem(self.bind)
@@ -532,6 +534,8 @@ hook_timeout_sec = 300.0      # a hook running longer fails its job
 hook_workers = 2              # processes running hooks
 reaper_period_sec = 10.0      # how often silent launcher sessions are looked for
 scheduler_period_sec = 10.0   # how often batch jobs are submitted and their status polled
+apps_period_sec = 2.0         # how often apps/ is looked at (its files' times), to publish what changed
+apps_load_timeout_sec = 60.0  # an app file whose import takes longer is recorded as broken
 
 [elastic]
 # The elastic queue submits batch jobs sized to the runnable backlog (Balsam's algorithm).

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import typing
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -192,8 +192,19 @@ class AppParameter(msgspec.Struct, kw_only=True):
     help: str = ""
 
 
+class TransferSlot(msgspec.Struct, kw_only=True):
+    """A file a job of the app brings in or sends out (Balsam's ``transfers`` entries)."""
+
+    direction: Literal["in", "out"]
+    local_path: str = ""
+    description: str = ""
+    required: bool = False
+    recursive: bool = False
+
+
 class App(msgspec.Struct, kw_only=True):
-    """What the store knows of an ApplicationDefinition: enough to validate and run jobs."""
+    """What the store knows of an ApplicationDefinition: enough to validate and run jobs, and
+    what the site publishes of it to central."""
 
     name: str
     kind: AppKind = AppKind.COMMAND
@@ -202,11 +213,18 @@ class App(msgspec.Struct, kw_only=True):
     environment: dict[str, str] = {}
     cleanup_files: list[str] = []
     shell_preamble: str = ""
+    # shell_preamble is a method: called for each run, with the run's job (its text is then "")
+    preamble_per_job: bool = False
+    transfers: dict[str, TransferSlot] = {}
     description: str = ""
     # which lifecycle hooks the class overrides; default hooks are applied inline by the store
     hooks: list[str] = []
     source: str = ""  # file under SITE/apps the class came from
     class_name: str = ""
+    # what of the app file balsamd records but does not act on (yet), each naming the attribute
+    warnings: list[str] = []
+    # why the app cannot be used (its file, what is wrong, what to do); "" when it can
+    error: str = ""
 
 
 class ClaimOrder(enum.StrEnum):

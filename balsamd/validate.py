@@ -336,6 +336,8 @@ def build_job(
     app = apps.get(spec.app)
     if app is None:
         raise JobSpecError(where, [unknown_app_message(spec.app, apps)])
+    if app.error:
+        raise JobSpecError(where, [f"app {app.name} cannot be used until its file is fixed: {app.error}"])
     try:
         workdir = normalize_workdir(spec.workdir)
     except ValueError as exc:
@@ -468,6 +470,10 @@ def app_problems(app: App) -> list[str]:
     problems = []
     if not IDENTIFIER.fullmatch(app.name):
         problems.append(f"name {app.name!r} must be a Python identifier (letters, digits and _)")
+    if app.error:  # a broken app is recorded to say why; nothing of it is run
+        if len(app.error) > MAX_TEXT:
+            problems.append(f"its error is {len(app.error)} characters; keep it under {MAX_TEXT}")
+        return problems
     if app.kind == AppKind.COMMAND:
         if not app.command_template.strip():
             problems.append("a command app needs a command_template")

@@ -17,10 +17,11 @@ from balsamd.apps import (
     ApplicationDefinition,
     command_app_source,
     describe,
-    load_app_classes,
+    job_preamble,
+    load_apps,
     render_command,
 )
-from balsamd.models import AppKind, AppParameter
+from balsamd.models import AppKind, AppParameter, Job
 from balsamd.states import JobState
 
 NASTY = [
@@ -279,7 +280,7 @@ def write(directory: Path, name: str, source: str) -> Path:
     return path
 
 
-def test_load_app_classes_finds_subclasses_defined_in_each_file(tmp_path: Path) -> None:
+def test_load_apps_finds_subclasses_defined_in_each_file(tmp_path: Path) -> None:
     write(
         tmp_path,
         "a.py",
@@ -300,10 +301,10 @@ def test_load_app_classes_finds_subclasses_defined_in_each_file(tmp_path: Path) 
     )
     write(tmp_path, "b.py", "from balsamd.apps import ApplicationDefinition\n")
     write(tmp_path, "notes.txt", "class Not(ApplicationDefinition): ...\n")
-    found = load_app_classes(tmp_path)
+    found = load_apps(tmp_path)
     assert sorted(found) == ["One", "two"]
-    assert found["One"][1] == "a.py"
-    assert found["two"][0].__name__ == "Two"
+    assert found["One"].source == "a.py"
+    assert found["two"].class_name == "Two"
 
 
 def test_imported_app_classes_are_not_counted_twice(tmp_path: Path) -> None:
@@ -319,52 +320,59 @@ def test_imported_app_classes_are_not_counted_twice(tmp_path: Path) -> None:
             command_template = "true"
         """)  # fmt: skip
     try:
-        assert sorted(load_app_classes(tmp_path / "apps")) == ["Mine"]
+        assert sorted(load_apps(tmp_path / "apps")) == ["Mine"]
     finally:
         sys.path.remove(str(tmp_path / "lib"))
         sys.modules.pop("shared", None)
 
 
-def test_an_import_error_names_the_file(tmp_path: Path) -> None:
-    path = write(tmp_path, "bad.py", "x = 1 / 0\n")
-    with pytest.raises(AppError) as info:
-        load_app_classes(tmp_path)
-    assert str(info.value) == f"{path}: error while importing: ZeroDivisionError: division by zero"
+def test_a_file_that_fails_to_import_lists_its_classes_as_broken_naming_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "bad.py", """\
+        from balsamd.apps import ApplicationDefinition
+        x = 1 / 0
+
+        class Divider(ApplicationDefinition):
+            command_template = "true"
+        """)  # fmt: skip
+    write(tmp_path, "good.py", command_app_source("Good", "true"))
+    apps = load_apps(tmp_path)
+    assert apps["Divider"].error == f"{path}: error while importing: ZeroDivisionError: division by zero"
+    assert apps["Divider"].source == "bad.py"
+    assert apps["Good"].error == ""
 
 
-def test_a_syntax_error_names_the_file(tmp_path: Path) -> None:
-    path = write(tmp_path, "bad.py", "class (:\n")
-    with pytest.raises(AppError, match=rf"^{path}: error while importing: SyntaxError: "):
-        load_app_classes(tmp_path)
+def test_a_syntax_error_is_listed_under_the_files_name(tmp_path: Path) -> None:
+    path = write(tmp_path, "bad-one.py", "class (:\n")
+    (app,) = load_apps(tmp_path).values()
+    assert app.name == "bad_one"
+    assert app.error.startswith(f"{path}: error while importing: SyntaxError: ")
 
 
-def test_the_same_app_name_in_two_files(tmp_path: Path) -> None:
+def test_the_same_app_name_in_two_files_is_one_broken_app(tmp_path: Path) -> None:
     source = command_app_source("Dup", "true")
     write(tmp_path, "a.py", source)
-    second = write(tmp_path, "b.py", source)
-    with pytest.raises(AppError) as info:
-        load_app_classes(tmp_path)
-    assert str(info.value) == f"{second}: app Dup is also defined in a.py; rename one"
+    write(tmp_path, "b.py", source)
+    assert load_apps(tmp_path)["Dup"].error == "app Dup is defined in apps/a.py and in apps/b.py; rename one"
 
 
 def test_an_edited_app_file_is_loaded_again(tmp_path: Path) -> None:
     path = tmp_path / "echo.py"
     path.write_text(command_app_source("echo_app", "echo {{ a }}"))
-    assert describe(load_app_classes(tmp_path)["echo_app"][0]).command_template == "echo {{ a }}"
+    assert load_apps(tmp_path)["echo_app"].command_template == "echo {{ a }}"
     path.write_text(command_app_source("echo_app", "echo {{ b }}"))
-    assert describe(load_app_classes(tmp_path)["echo_app"][0]).command_template == "echo {{ b }}"
+    assert load_apps(tmp_path)["echo_app"].command_template == "echo {{ b }}"
 
 
 def test_same_file_name_in_two_directories_does_not_clash(tmp_path: Path) -> None:
     write(tmp_path / "one", "app.py", command_app_source("hello", "echo one"))
     write(tmp_path / "two", "app.py", command_app_source("hello", "echo two"))
-    one = describe(load_app_classes(tmp_path / "one")["hello"][0])
-    two = describe(load_app_classes(tmp_path / "two")["hello"][0])
+    one = load_apps(tmp_path / "one")["hello"]
+    two = load_apps(tmp_path / "two")["hello"]
     assert (one.command_template, two.command_template) == ("echo one", "echo two")
 
 
 def test_a_missing_apps_directory_has_no_apps(tmp_path: Path) -> None:
-    assert load_app_classes(tmp_path / "nowhere") == {}
+    assert load_apps(tmp_path / "nowhere") == {}
 
 
 # ----- command_app_source ---------------------------------------------------------------
@@ -381,7 +389,7 @@ def test_a_missing_apps_directory_has_no_apps(tmp_path: Path) -> None:
 )
 def test_command_app_source_round_trips(tmp_path: Path, template: str) -> None:
     (tmp_path / "gen.py").write_text(command_app_source("gen", template, "Generated."))
-    app = describe(*load_app_classes(tmp_path)["gen"])
+    app = load_apps(tmp_path)["gen"]
     assert app.command_template == template
     assert app.description == "Generated."
     assert app.source == "gen.py"
@@ -426,3 +434,75 @@ def test_workdir_of_a_run_is_made_under_the_sites_data(monkeypatch: pytest.Monke
     monkeypatch.setenv("BALSAMD_SITE", str(tmp_path))
     path = ApplicationDefinition(Job(id="j1", app="A", workdir="w/1")).workdir
     assert path == tmp_path / "data" / "w" / "1" and path.is_dir()
+
+
+# ----- attributes of Balsam's app files -------------------------------------------------------
+
+
+def test_balsam_attributes_are_recorded() -> None:
+    class Sim(ApplicationDefinition):
+        command_template = "sim {{ n }}"
+        environment_variables = {"OMP_PLACES": "cores"}
+        shell_preamble = ["module load sim", "cd /tmp"]
+        cleanup_files = ("*.chk",)
+        transfers = {"out": {"direction": "out", "local_path": "result.h5", "required": True}}
+
+    app = describe(Sim, "sim.py", "here")
+    assert app.environment == {"OMP_PLACES": "cores"}
+    assert (app.shell_preamble, app.preamble_per_job) == ("module load sim\ncd /tmp", False)
+    assert app.cleanup_files == ["*.chk"]
+    assert app.transfers["out"].required and app.transfers["out"].local_path == "result.h5"
+    assert [w.split(":")[1].split()[0] for w in app.warnings] == ["transfers"]
+
+
+@pytest.mark.parametrize(
+    ("attributes", "message"),
+    [
+        ({"environment": {"A": "1"}, "environment_variables": {"B": "2"}},
+         "set environment or environment_variables, not both (they are the same thing)"),
+        ({"environment_variables": ["A=1"]},
+         "environment_variables must be a dict of variable names to strings, not a list"),
+        ({"cleanup_files": "*.tmp"}, "cleanup_files must be a list of globs, e.g. ['*.tmp']"),
+        ({"shell_preamble": 5}, "shell_preamble is an int; give the shell text as a string (or a list of lines)"),
+        ({"transfers": {"in-put": {"direction": "in"}}},
+         "transfers slot 'in-put' must be a name (letters, digits and _)"),
+    ],
+)  # fmt: skip
+def test_a_wrong_balsam_attribute_is_an_error_naming_it(attributes: dict, message: str) -> None:
+    cls = type("Wrong", (ApplicationDefinition,), {"command_template": "true", **attributes})
+    with pytest.raises(AppError) as info:
+        describe(cls)
+    assert str(info.value) == f"app Wrong: {message}"
+
+
+def test_a_transfer_slot_with_an_unknown_direction_says_what_to_give() -> None:
+    cls = type("Moves", (ApplicationDefinition,), {"command_template": "true", "transfers": {"x": {"direction": "up"}}})
+    with pytest.raises(AppError) as info:
+        describe(cls)
+    assert str(info.value) == (
+        "app Moves: transfers['x']: direction: 'up' is not a value it takes; use one of its values; a slot is e.g. "
+        "{'direction': 'in', 'local_path': 'input.dat', 'required': True, 'description': '...'}"
+    )
+
+
+def test_a_preamble_method_is_called_for_each_job(tmp_path: Path) -> None:
+    write(tmp_path, "pre.py", """\
+        from balsamd import ApplicationDefinition
+
+        class Pre(ApplicationDefinition):
+            command_template = "true"
+
+            def shell_preamble(self):
+                if self.job.parameters.get("fail"):
+                    raise RuntimeError("no module for that")
+                return f"export N={self.job.workdir}"
+        """)  # fmt: skip
+    app = load_apps(tmp_path)["Pre"]
+    assert (app.shell_preamble, app.preamble_per_job, app.error) == ("", True, "")
+    job = Job(id="J1", app="Pre", workdir="w/1", state=JobState.PREPROCESSED)
+    assert job_preamble(app, job, str(tmp_path)) == "export N=w/1"
+    job.parameters = {"fail": True}
+    with pytest.raises(
+        AppError, match=r"^app Pre: shell_preamble\(\) for job J1 raised RuntimeError: no module for that$"
+    ):
+        job_preamble(app, job, str(tmp_path))

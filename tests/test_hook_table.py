@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import pytest
 
-from balsamd.apps import ApplicationDefinition, describe, load_app_classes
+from balsamd.apps import ApplicationDefinition, describe, load_apps
 from balsamd.daemon.hooks import HookPool
 from balsamd.daemon.processing import Processing
 from balsamd.lifecycle import HOOKS, Hook, auto_advance
@@ -73,7 +73,7 @@ def test_the_processing_service_runs_each_hook_in_its_state_and_applies_its_defa
     apps_dir = tmp_path / "apps"
     apps_dir.mkdir()
     (apps_dir / "table.py").write_text(_apps_overriding_each_hook())
-    store.put_apps([describe(cls, file) for cls, file in load_app_classes(apps_dir).values()])
+    store.put_apps(list(load_apps(apps_dir).values()))
     jobs = {
         (kind, hook): _reach(store, f"{kind}_{hook.name}", hook.runs_in)
         for hook in HOOKS

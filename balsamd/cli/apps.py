@@ -44,6 +44,8 @@ def app_create(ctx: click.Context, name: str, template: str, description: str) -
         raise
     try:
         app = site.apps.sync()[name]
+        if app.error:
+            raise AppError(app.error)
     except Exception:
         target.unlink()
         site.apps.sync()
@@ -66,6 +68,15 @@ def app_ls(ctx: click.Context, as_json: bool) -> None:
         return
     rows = []
     for a in apps:
+        if a.error:
+            rows.append((a.name, "-", "-", "cannot be used (below)"))
+            continue
         params = ", ".join(n if p.required else f"{n}={p.default!r}" for n, p in a.parameters.items())
         rows.append((a.name, a.kind, params, a.command_template or f"{a.class_name}.run()"))
     click.echo(table(rows, ("NAME", "KIND", "PARAMETERS", "RUNS")))
+    # the other apps work: what is wrong with these is said, and the listing still succeeds
+    for a in apps:
+        if a.error:
+            click.echo(f"app {a.name} cannot be used until its file is fixed: {a.error}", err=True)
+        for warning in a.warnings:
+            click.echo(f"warning: {warning}", err=True)

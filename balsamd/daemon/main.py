@@ -23,7 +23,8 @@ from balsamd.config import Settings
 from balsamd.daemon.cleaning import Cleaning
 from balsamd.daemon.hooks import HookPool
 from balsamd.daemon.processing import Processing
-from balsamd.daemon.services import Health, Service, run_service
+from balsamd.daemon.publishing import Publishing
+from balsamd.daemon.services import Health, Service, run_service, run_step
 from balsamd.daemon.syncing import SyncService
 from balsamd.modes import PRIVATE, open_file, site_modes
 from balsamd.rpc.protocol import DaemonStatus
@@ -112,15 +113,18 @@ class Daemon:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._signals)
-                for health in self.health:
-                    tg.start_soon(run_service, health, self.stop)
-                    if health.service.companion is not None:
-                        tg.start_soon(health.service.companion, self.stop)
                 tg.start_soon(server.serve, listener)
                 write_record(self.layout.root, record)
                 log.info("daemon serving site %s on %s:%d (pid %d)", self.name, record.host, self.port, record.pid)
                 if on_ready is not None:
                     on_ready(record)
+                for health in self.health:
+                    if health.service.first:  # a failure is recorded and retried like any step's
+                        await run_step(health)
+                for health in self.health:
+                    tg.start_soon(run_service, health, self.stop)
+                    if health.service.companion is not None:
+                        tg.start_soon(health.service.companion, self.stop)
                 await self.stop.wait()
                 log.info("stopping: services finish their current step")
                 tg.cancel_scope.cancel()
@@ -196,7 +200,9 @@ def build_services(daemon: Daemon, store: SiteStore, store_call, pool: HookPool)
     scheduler = make_scheduler(daemon.settings.scheduler.kind)
     modes = site_modes(daemon.settings.site.group_readable)
     scheduling = SchedulerService(daemon.layout.root, store, store_call, scheduler, modes)
+    publishing = Publishing(daemon.layout.apps, daemon.name, store, store_call, d.apps_load_timeout_sec)
     services = [
+        Service("apps", publishing.step, d.apps_period_sec, publishing.detail, first=True),
         Service("processing", processing.step, d.processing_period_sec,
                 lambda: {"hooks_run": processing.hooks_run, "released": processing.released}),
         Service("cleanup", cleaning.step, d.processing_period_sec,
@@ -206,6 +212,7 @@ def build_services(daemon: Daemon, store: SiteStore, store_call, pool: HookPool)
     ]  # fmt: skip
     if daemon.settings.sync.central:
         syncing = SyncService(daemon.layout.root, daemon.name, daemon.settings, store)
+        publishing.on_change = syncing.trigger.fire  # new apps reach central at once
         services.append(
             Service("sync", syncing.step, daemon.settings.sync.period_sec, syncing.detail, syncing.trigger,
                     syncing.listen)

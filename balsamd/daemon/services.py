@@ -52,6 +52,8 @@ class Service:
     detail: Callable[[], dict[str, object]] | None = None  # shown in status
     trigger: Trigger | None = None
     companion: Callable[[anyio.Event], Coroutine[Any, Any, None]] | None = None
+    # its first step is taken before the other services start: they rely on what it does
+    first: bool = False
 
 
 class Health:
@@ -85,28 +87,34 @@ def backoff(failures: int, period: float) -> float:
 
 
 async def run_service(health: Health, stop: anyio.Event, clock: Callable[[], float] = time.time) -> None:
-    service = health.service
     while not stop.is_set():
-        try:
-            with anyio.CancelScope(shield=True):
-                await service.step(clock())
-        except Exception as exc:
-            health.failures_in_a_row += 1
-            health.restarts += 1
-            health.last_error = f"{type(exc).__name__}: {exc}"
-            health.last_error_at = clock()
-            wait = backoff(health.failures_in_a_row, service.period)
-            if isinstance(exc, DiskFull) or is_full(exc):
-                say_full(service.name, health.full.failed(time.monotonic()), exc, wait)
-            else:
-                log.error("service %s failed (retry in %.0f s):\n%s", service.name, wait, traceback.format_exc())
+        wait = await run_step(health, clock)
+        await _sleep(wait, stop, health.service.trigger)
+
+
+async def run_step(health: Health, clock: Callable[[], float] = time.time) -> float:
+    """One step of the service, its outcome recorded in ``health``; returns the seconds to wait
+    before the next."""
+    service = health.service
+    try:
+        with anyio.CancelScope(shield=True):
+            await service.step(clock())
+    except Exception as exc:
+        health.failures_in_a_row += 1
+        health.restarts += 1
+        health.last_error = f"{type(exc).__name__}: {exc}"
+        health.last_error_at = clock()
+        wait = backoff(health.failures_in_a_row, service.period)
+        if isinstance(exc, DiskFull) or is_full(exc):
+            say_full(service.name, health.full.failed(time.monotonic()), exc, wait)
         else:
-            health.failures_in_a_row = 0
-            health.last_tick = clock()
-            wait = service.period
-            if health.full.full:
-                say_full(service.name, health.full.succeeded(time.monotonic()), None, wait)
-        await _sleep(wait, stop, service.trigger)
+            log.error("service %s failed (retry in %.0f s):\n%s", service.name, wait, traceback.format_exc())
+        return wait
+    health.failures_in_a_row = 0
+    health.last_tick = clock()
+    if health.full.full:
+        say_full(service.name, health.full.succeeded(time.monotonic()), None, service.period)
+    return service.period
 
 
 def say_full(name: str, say: Say | None, error: Exception | None, retry_sec: float) -> None:

@@ -91,6 +91,17 @@ class RemoteJob:
         return f"<Job {self._record.id} site={self.site} app={self._record.app} state={self._record.state}>"
 
 
+def unpublished_app_message(site: str, name: str, apps: Mapping[str, App]) -> str:
+    """Why ``site`` cannot run a job of ``name``, an app it has not published."""
+    if not apps:
+        return (
+            f"site {site} has published no apps yet: its daemon publishes the apps of its apps/ "
+            "directory when it starts (`balsamd start` at the site)"
+        )
+    published = ", ".join(sorted(apps))
+    return f"site {site} has no app {name!r:.60} (it publishes: {published}); give one of those"
+
+
 class RemoteJobs:
     def __init__(self, conn: CentralConnection) -> None:
         self._conn = conn
@@ -114,6 +125,8 @@ class RemoteJobs:
                 raise JobSpecError(where, [f"no site given (site={target!r:.40}): pass site=NAME, a site's name"])
             spec = job_spec(raw, where)
             apps, rules = self._conn.site_rules(target)
+            if spec.app not in apps:
+                raise JobSpecError(where, [unpublished_app_message(target, spec.app, apps)])
             job = build_job(job_id, spec, apps, rules, where, owner=self._conn.user)
             by_site.setdefault(target, []).append((spec, job))
         for pairs in by_site.values():

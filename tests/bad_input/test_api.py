@@ -193,7 +193,7 @@ REMOTE_CASES = [
     case("remote-data-bytes", remote_create(data={"x": b"a"}), JobSpecError, "data['x']", "bytes"),
     case("remote-tag-nul", remote_create(tags={"k": "\0"}), JobSpecError, "tags['k']", "NUL"),
     case("remote-workdir-nul", remote_create(workdir="a\0"), JobSpecError, "workdir", "NUL"),
-    case("remote-app-unknown", remote_create(app="nope"), JobSpecError, "unknown app 'nope'"),
+    case("remote-app-unknown", remote_create(app="nope"), JobSpecError, "has no app 'nope'"),
     case("remote-launch-param-space", remote_create(launch_params={"a b": "1"}), JobSpecError, "launch parameter"),
     case("remote-bulk-not-a-dict", lambda c: c.jobs.bulk_create([5], site=REMOTE), JobSpecError, "a dict"),
     case(

@@ -61,10 +61,14 @@ def test_app_ls_json_is_a_list_of_apps(hello) -> None:
         "environment": {},
         "cleanup_files": [],
         "shell_preamble": "",
+        "preamble_per_job": False,
+        "transfers": {},
         "description": "Runs: echo {{ name }}",
         "hooks": [],
         "source": "hello.py",
         "class_name": "hello",
+        "warnings": [],
+        "error": "",
     }
     assert apps[1]["kind"] == "python"
     assert apps[1]["description"] == "Simulates a thing."
@@ -129,19 +133,31 @@ def test_app_create_needs_a_command(run) -> None:
     assert "Error: Missing option '--command'." in result.stderr
 
 
-def test_an_app_file_that_fails_to_import_is_named(hello) -> None:
+def test_an_app_file_that_fails_to_import_is_listed_with_its_error_and_the_others_keep_working(hello) -> None:
     broken = hello.site / "apps" / "broken.py"
-    broken.write_text("import no_such_module_for_balsamd\n")
-    expected = (
-        f"Error: {broken}: error while importing: ModuleNotFoundError: No module named 'no_such_module_for_balsamd'\n"
+    broken.write_text(
+        "import no_such_module_for_balsamd\n"
+        "from balsamd.apps import ApplicationDefinition\n\n"
+        "class Broken(ApplicationDefinition):\n"
+        "    command_template = 'true'\n"
     )
-    assert hello.fails("app", "ls") == expected
-    assert hello.fails("job", "create", "--app", "hello", "--workdir", "w", "-p", "name=a") == expected
-    assert hello.fails("app", "create", "other", "--command", "true") == expected
-    assert not (hello.site / "apps" / "other.py").exists()
+    error = f"{broken}: error while importing: ModuleNotFoundError: No module named 'no_such_module_for_balsamd'"
+    listed = hello("app", "ls")
+    assert listed.stdout == (
+        "NAME    KIND     PARAMETERS  RUNS\n"
+        "Broken  -        -           cannot be used (below)\n"
+        "hello   command  name        echo {{ name }}\n"
+    )
+    assert listed.stderr == f"app Broken cannot be used until its file is fixed: {error}\n"
+    assert hello.json("job", "create", "--app", "hello", "--workdir", "w", "-p", "name=a")["app"] == "hello"
+    assert hello.fails("job", "create", "--app", "Broken", "--workdir", "b") == (
+        f"Error: job: app Broken cannot be used until its file is fixed: {error}\n"
+    )
+    hello("app", "create", "other", "--command", "true")
+    assert [a["name"] for a in hello.json("app", "ls") if not a["error"]] == ["hello", "other"]
 
 
-def test_an_app_with_both_template_and_run_is_refused(run) -> None:
+def test_an_app_with_both_template_and_run_is_listed_as_broken(run) -> None:
     (run.site / "apps" / "both.py").write_text(
         "from balsamd.apps import ApplicationDefinition\n\n"
         "class Both(ApplicationDefinition):\n"
@@ -149,4 +165,7 @@ def test_an_app_with_both_template_and_run_is_refused(run) -> None:
         "    def run(self):\n"
         "        return 1\n"
     )
-    assert run.fails("app", "ls") == "Error: app Both: define either command_template or run(), not both\n"
+    assert run("app", "ls").stderr == (
+        "app Both cannot be used until its file is fixed: "
+        "apps/both.py: app Both: define either command_template or run(), not both\n"
+    )

@@ -44,6 +44,7 @@ SETTINGS: dict[str, object] = {
     "daemon.hook_timeout_sec": 5.0,
     "daemon.hook_workers": 2,
     "daemon.reaper_period_sec": 0.2,
+    "daemon.apps_period_sec": 0.2,
     "launcher.heartbeat_sec": 0.5,
     "launcher.session_expiry_sec": 60.0,
     "launcher.idle_ttl_sec": 1.0,

@@ -19,10 +19,19 @@ IDLE_CLAIM_SEC = 1.0  # how often an idle launcher asks for work
 
 
 class Claims:
-    def __init__(self, mode: JobMode, settings: LauncherSettings, filter_tags: dict[str, str], now: float) -> None:
+    def __init__(
+        self,
+        mode: JobMode,
+        settings: LauncherSettings,
+        filter_tags: dict[str, str],
+        now: float,
+        apps: list[str] | None = None,
+    ) -> None:
+        """``apps``: claim only jobs of these apps (all when empty)."""
         self.mode = mode
         self.settings = settings
         self.filter_tags = filter_tags
+        self.apps = apps or []
         self.next_at = now
         self.last_at = now  # when a claim was last considered
         self.last_empty = now - 1.0  # when a claim last came back empty (or could ask for nothing)
@@ -49,6 +58,7 @@ class Claims:
                 self.last_empty = now
             return None
         limits.request_id = self._request
+        limits.apps = self.apps
         self.out = True
         return limits
 

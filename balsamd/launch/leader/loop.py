@@ -64,6 +64,7 @@ class Launcher:
         wall_time_min: float | None = None,
         idle_ttl: float | None = None,
         filter_tags: dict[str, str] | None = None,
+        claim_apps: list[str] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -73,7 +74,7 @@ class Launcher:
         now = self.start = clock()
         self.deadline = None if wall_time_min is None else now + wall_time_min * 60
         self.courier = Courier()
-        self.claims = Claims(job_mode, settings, filter_tags or {}, now)
+        self.claims = Claims(job_mode, settings, filter_tags or {}, now, claim_apps)
         self.reports = Reports()
         self.heartbeat = Heartbeat(settings.heartbeat_sec, settings.session_expiry_sec, now)
         self.lanes = Lanes(nodes)

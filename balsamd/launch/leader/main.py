@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from balsamd.apps import usable
 from balsamd.config import Settings
 from balsamd.launch.forks import Forks
 from balsamd.launch.leader.loop import Launcher
@@ -63,7 +64,11 @@ def run_launcher(
     """Run a launcher in this process until it stops, on the site laid out at ``layout``.
 
     ``store`` is the site's store (on its host) or the daemon's RPC; ``apps`` the site's apps
-    by name.  ``idle_ttl`` None is the site's setting; ``nodes`` None, the allocation's."""
+    by name: while some cannot be used (their files are broken), only jobs of the others are
+    claimed, and the broken apps' jobs wait for their files to be fixed.  ``idle_ttl`` None is
+    the site's setting; ``nodes`` None, the allocation's."""
+    claim_apps = sorted(usable(apps)) if usable(apps) != apps else []
+    apps = usable(apps)
     hosts = resolve_nodes(nodes, os.environ)
     shape = settings.nodes
     manager = NodeManager(hosts, shape.cpus_per_node, shape.gpus_per_node)
@@ -85,7 +90,7 @@ def run_launcher(
     )  # fmt: skip
     launcher = Launcher(
         source, manager, runner, settings.launcher, job_mode,
-        wall_time_min=wall_time_min, idle_ttl=idle_ttl, filter_tags=filter_tags,
+        wall_time_min=wall_time_min, idle_ttl=idle_ttl, filter_tags=filter_tags, claim_apps=claim_apps,
     )  # fmt: skip
     try:
         with log_to(layout.log / f"launcher-{source.session_id}.log", settings):

@@ -115,9 +115,10 @@ def run_argv(
     settings: LauncherSettings,
     use_mpi: bool,
     job_env: Mapping[str, str],
+    preamble: str | None = None,
 ) -> list[str]:
     """Full argv of a run: the app command, wrapped in an MPI launch when asked, after the
-    app's shell preamble when it has one."""
+    shell preamble when there is one (``preamble``, else the app's own text)."""
     argv = app_argv(app, job)
     if use_mpi:
         argv = build_mpi_command(
@@ -132,8 +133,9 @@ def run_argv(
             launch_params=job.launch_params,
             executable=settings.mpiexec,
         )
-    if app.shell_preamble.strip():
-        argv = ["/bin/sh", "-c", f"{app.shell_preamble}\nexec {shlex.join(argv)}"]
+    preamble = app.shell_preamble if preamble is None else preamble
+    if preamble.strip():
+        argv = ["/bin/sh", "-c", f"{preamble}\nexec {shlex.join(argv)}"]
     return argv
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import msgspec
 
+from balsamd.apps import job_preamble
 from balsamd.config import LauncherSettings
 from balsamd.launch.python.protocol import PyResult, PyTask
 from balsamd.launch.running import commands
@@ -84,6 +85,7 @@ class ProcessRuns:
 
     def start(self, job: Job, app: App, placement: Placement, env: dict[str, str], use_mpi: bool) -> RunStarted:
         """Start ``job``'s process, under the MPI launcher when ``use_mpi``."""
+        preamble = job_preamble(app, job, self._apps_prefix)  # before any file is made: it may fail
         workdir = job_workdir(self._data_prefix, job)
         # a short command run on this host makes its files only if it uses them; an MPI launch
         # may start its ranks elsewhere, and Python ranks talk through files in the workdir
@@ -102,7 +104,7 @@ class ProcessRuns:
             (Path(workdir) / commands.PY_TASK_FILE).write_bytes(msgspec.msgpack.encode(task))
             result_file = Path(workdir) / commands.PY_RESULT_FILE
             result_file.unlink(missing_ok=True)
-        argv = commands.run_argv(app, job, placement, self.settings, use_mpi, env)
+        argv = commands.run_argv(app, job, placement, self.settings, use_mpi, env, preamble)
         started, t0 = time.time(), time.monotonic()
         out = lazy.spill_fd if lazy is not None else os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         try:
