@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import msgspec
 
 from balsamd import ids
+from balsamd.batchspec import batch_job
 from balsamd.models import BatchJob, BatchSpec, Intent, IntentKind, IntentOutcome, JobChanges, JobSpec
 from balsamd.validate import JobSpecError, Refused, explained, job_spec
 
@@ -94,7 +95,7 @@ def _batch_request(intent: Intent, where: str) -> BatchJob:
         spec = msgspec.convert(intent.payload, BatchSpec)
     except msgspec.ValidationError as exc:
         raise Refused(where, [explained(str(exc))]) from None
-    return BatchJob(id=intent.job_id, **msgspec.structs.asdict(spec))
+    return batch_job(intent.job_id, spec)
 
 
 def _check_ownership(job_id: str, intent: Intent, where: str) -> None:
