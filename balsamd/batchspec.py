@@ -15,8 +15,8 @@ from typing import Any
 import msgspec
 
 from balsamd.config import SchedulerSettings
-from balsamd.explain import a_kind
-from balsamd.models import BATCH_SPEC_FIELDS, BatchJob, BatchJobState, BatchSpec
+from balsamd.explain import a_kind, explain
+from balsamd.models import BATCH_SPEC_FIELDS, BatchJob, BatchJobState, BatchSpec, JobMode
 from balsamd.validate import Refused, explained
 
 WHERE = "batch job"
@@ -30,10 +30,21 @@ def batch_spec(fields: Mapping[str, Any], scheduler: SchedulerSettings) -> Batch
     given = {k: v for k, v in fields.items() if v is not None}
     given.setdefault("queue", scheduler.default_queue)
     given.setdefault("project", scheduler.default_project)
+    return read_spec(given, WHERE)
+
+
+def read_spec(raw: Any, where: str) -> BatchSpec:
+    """A BatchSpec from plain values (keyword arguments, an intent's JSON), or Refused naming the
+    field that is wrong."""
     try:
-        return msgspec.convert(given, BatchSpec)
+        return msgspec.convert(raw, BatchSpec)
     except msgspec.ValidationError as exc:
-        raise Refused(WHERE, [explained(str(exc))]) from None
+        told = explain(str(exc))
+        if told.kind == "enum" and told.path[-1:] == ["job_mode"]:
+            problem = f"{told.field}: {told.detail} is not a job mode; use one of {', '.join(JobMode)}"
+        else:
+            problem = explained(str(exc))
+        raise Refused(where, [problem]) from None
 
 
 def batch_job(batch_id: str, spec: BatchSpec) -> BatchJob:

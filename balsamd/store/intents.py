@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import msgspec
 
 from balsamd import ids
-from balsamd.batchspec import batch_job
-from balsamd.models import BatchJob, BatchSpec, Intent, IntentKind, IntentOutcome, JobChanges, JobSpec
-from balsamd.validate import JobSpecError, Refused, explained, job_spec
+from balsamd.batchspec import batch_job, read_spec
+from balsamd.models import BatchJob, Intent, IntentKind, IntentOutcome, JobChanges, JobSpec
+from balsamd.validate import JobSpecError, Refused, job_spec
 
 
 @dataclass(frozen=True)
@@ -91,11 +91,7 @@ def _batch_request(intent: Intent, where: str) -> BatchJob:
     """The batch job a batch_create asks for, under the id it names (its job_id)."""
     if not ids.looks_like_id(intent.job_id):
         raise Refused(where, [f"batch job id {intent.job_id[:40]!r} is not a balsamd id (26 letters and digits)"])
-    try:
-        spec = msgspec.convert(intent.payload, BatchSpec)
-    except msgspec.ValidationError as exc:
-        raise Refused(where, [explained(str(exc))]) from None
-    return batch_job(intent.job_id, spec)
+    return batch_job(intent.job_id, read_spec(intent.payload, where))
 
 
 def _check_ownership(job_id: str, intent: Intent, where: str) -> None:

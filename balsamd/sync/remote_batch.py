@@ -50,13 +50,14 @@ def _from_row(row: tuple[Any, ...]) -> tuple[BatchJob, str]:
     return msgspec.convert(dict(zip(BATCH_COLUMNS, fields, strict=True)), BatchJob), site
 
 
-def _from_request(row: tuple[Any, ...]) -> tuple[BatchJob, str] | None:
-    """A batch job as its create intent reads (None for a payload no site would take)."""
+def _from_request(row: tuple[Any, ...]) -> tuple[BatchJob, str]:
+    """A batch job as its create intent reads (of no nodes nor minutes when its payload cannot
+    be read as a request: the site refuses it)."""
     batch_id, site, payload, created_at, outcome, owner = row
     try:
         spec = msgspec.convert(payload, BatchSpec)
     except msgspec.ValidationError:
-        return None
+        spec = BatchSpec(num_nodes=0, wall_time_min=0)
     batch = batch_job(batch_id, spec)
     batch.created_at, batch.owner = created_at, owner
     if outcome is None:
@@ -145,7 +146,7 @@ class RemoteBatchJobs:
         )
         found = [_from_row(r) for r in rows]
         requests = self._conn.execute(_REQUESTS + _where(site, wanted, "job_id"))
-        found += [made for r in requests if (made := _from_request(r)) is not None]
+        found += [_from_request(r) for r in requests]
         return [
             RemoteBatchJob(self._conn, batch, at)
             for batch, at in sorted(found, key=lambda pair: (pair[0].created_at, pair[0].id))
