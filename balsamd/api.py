@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from balsamd.apps import register_apps
+from balsamd.batchspec import batch_job, batch_spec, batch_states
 from balsamd.config import Settings
 from balsamd.explain import a_kind, explain
-from balsamd.models import App, Event, Job, JobSpec, RemoveOutcome
+from balsamd.ids import new_id
+from balsamd.models import App, BatchJob, Event, Job, JobSpec, RemoveOutcome
 from balsamd.results import await_value
 from balsamd.site import SiteError, SiteLayout, find_site, open_store
 from balsamd.states import JobState
@@ -182,8 +184,37 @@ def _filter_problem(message: str) -> str:
     return explained(message)
 
 
+class BatchJobManager:
+    """Batch jobs of this site, with the interface of the central one (``conn.batch_jobs``)."""
+
+    def __init__(self, site: Site) -> None:
+        self._site = site
+
+    def create(self, num_nodes: int, wall_time_min: int, site: str | None = None, **fields: Any) -> BatchJob:
+        """Ask for a batch job (``job_mode``, ``queue``, ``project``, ``filter_tags``,
+        ``partitions``, ``optional_params``); the daemon's scheduler service submits it."""
+        if site is not None and site != self._site.name:
+            raise Refused("batch job", [f"site={site!r:.60} is not this site ({self._site.name}); leave it out, "
+                                        "or connect to the central database to ask another site"])  # fmt: skip
+        spec = batch_spec({"num_nodes": num_nodes, "wall_time_min": wall_time_min, **fields},
+                          self._site.settings.scheduler)  # fmt: skip
+        return self._site.store.create_batch_job(batch_job(new_id(), spec))
+
+    def get(self, batch_id: str) -> BatchJob:
+        return self._site.store.get_batch_job(batch_id)
+
+    def filter(self, state: Any = None) -> list[BatchJob]:
+        """Batch jobs in a state (or one of several), or all of them, oldest first."""
+        return self._site.store.batch_jobs(batch_states(state))
+
+    def delete(self, batch_jobs: Iterable[str | BatchJob]) -> list[BatchJob]:
+        """Remove each: withdrawn if not submitted yet, cancelled if queued or running."""
+        ids = [b.id if isinstance(b, BatchJob) else b for b in id_list(batch_jobs)]
+        return [self._site.store.remove_batch_job(batch_id) for batch_id in dict.fromkeys(ids)]
+
+
 class Site:
-    """An open local site: settings, store, apps and jobs."""
+    """An open local site: settings, store, apps, jobs and batch jobs."""
 
     def __init__(self, layout: SiteLayout) -> None:
         self.layout = layout
@@ -191,6 +222,7 @@ class Site:
         self.store: Store = open_store(layout, self.settings)
         self.apps = AppManager(self)
         self.jobs = JobManager(self)
+        self.batch_jobs = BatchJobManager(self)
 
     @property
     def path(self) -> Path:

@@ -48,7 +48,15 @@ from balsamd.store.db import (
     select_jobs,
 )
 from balsamd.store.errors import REFUSALS, JobNotFound, StoreError
-from balsamd.store.intents import Create, Edit, decode_outcome, encode_outcome, parse_intent
+from balsamd.store.intents import (
+    BatchCreate,
+    BatchDelete,
+    Create,
+    Edit,
+    decode_outcome,
+    encode_outcome,
+    parse_intent,
+)
 from balsamd.store.outbox import OutboxMixin
 from balsamd.store.queries import JobFilter
 from balsamd.store.sessions import SessionsMixin
@@ -518,6 +526,11 @@ class SiteStore(SessionsMixin, BatchStoreMixin, OutboxMixin, StoreBase):
                 raise JobSpecError("request", shared)
             made = self._insert_jobs(conn, jobs, now)
             return IntentOutcome(status=IntentStatus.APPLIED, created=[j.id for j in made])
+        if isinstance(action, BatchCreate):
+            batch = self._create_batch_job(action.batch, intent.owner, now)
+            return IntentOutcome(status=IntentStatus.APPLIED, batch_jobs={batch.id: batch.state})
+        if isinstance(action, BatchDelete):
+            return self._delete_batch_asked(intent, action.batch_id)
         # a job is asked about only by its owner (central checks that too, as far as it knows)
         row = conn.execute("SELECT owner FROM jobs WHERE id = ?", (intent.job_id,)).fetchone()
         if row is None:
@@ -531,6 +544,17 @@ class SiteStore(SessionsMixin, BatchStoreMixin, OutboxMixin, StoreBase):
             return IntentOutcome(status=IntentStatus.APPLIED)
         change = self.kill if action.kind == IntentKind.KILL else self.retry
         return IntentOutcome(status=IntentStatus.APPLIED, states=change([intent.job_id], now))
+
+    def _delete_batch_asked(self, intent: Intent, batch_id: str) -> IntentOutcome:
+        """A central user removes only batch jobs they asked for; the site owner's are theirs."""
+        batch = self.get_batch_job(batch_id)
+        if batch.owner != intent.owner:
+            asker = intent.owner or "the site"
+            raise Refused(f"{intent.kind} intent {intent.id}", [
+                f"batch job {batch_id} was not asked for by {asker}: only who asked for it may remove it"
+            ])  # fmt: skip
+        removed = self.remove_batch_job(batch_id)
+        return IntentOutcome(status=IntentStatus.APPLIED, batch_jobs={removed.id: removed.state})
 
     def _existing(self, conn: apsw.Connection, job_ids: list[str]) -> dict[str, tuple[JobState, str, str | None]]:
         current = load_states(conn, job_ids)

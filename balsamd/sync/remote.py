@@ -1,7 +1,8 @@
 """The Python API from anywhere that reaches the central database.
 
 ``conn = balsamd.connect("postgresql://...")`` gives the same job API as a local site, with
-jobs addressed to a named site.  Creating a job writes its row and a ``create`` intent in one
+jobs addressed to a named site, and batch jobs asked of it (``conn.batch_jobs``, in
+``sync.remote_batch``).  Creating a job writes its row and a ``create`` intent in one
 transaction; the site pulls the intent (woken by NOTIFY), creates the job and from then on
 its execution fields flow back here.  Kill, retry and edits are intents too.
 """
@@ -14,6 +15,7 @@ from typing import Any
 
 import msgspec
 import psycopg
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from balsamd import ids
@@ -21,6 +23,7 @@ from balsamd.jsonvalues import value_problems
 from balsamd.models import JOB_COLUMNS, App, Event, IntentOutcome, Job, JobChanges, JobSpec, job_row
 from balsamd.results import await_value
 from balsamd.states import FINAL, JobState
+from balsamd.sync.remote_batch import RemoteBatchJobs
 from balsamd.sync.schema import CentralError, check_version, scalar
 from balsamd.tags import tag_problems
 from balsamd.validate import (
@@ -165,13 +168,13 @@ class RemoteJobs:
                tags: dict[str, str] | None = None, app: str | None = None,
                ids: Iterable[str] | None = None, limit: int | None = None) -> list[RemoteJob]:  # fmt: skip
         where, params = _where(site, state, tags, app, ids)
-        sql = f"SELECT {_SELECT} FROM balsamd.jobs{where} ORDER BY id"
+        query = f"SELECT {_SELECT} FROM balsamd.jobs{where} ORDER BY id"
         problem = limit_problem(limit)
         if problem:
             raise Refused("filter", [problem])
         if limit is not None:
-            sql += f" LIMIT {int(limit)}"
-        return [RemoteJob(self._conn, *_job_from_central(r)) for r in self._conn.execute(sql, params)]
+            query += f" LIMIT {int(limit)}"
+        return [RemoteJob(self._conn, *_job_from_central(r)) for r in self._conn.execute(query, params)]
 
     def count(self, site: str | None = None, state: str | Iterable[str] | None = None,
               tags: dict[str, str] | None = None, app: str | None = None) -> int:  # fmt: skip
@@ -303,10 +306,11 @@ class CentralConnection:
             self.pg.close()
             raise
         self.jobs = RemoteJobs(self)
+        self.batch_jobs = RemoteBatchJobs(self)
 
-    def execute(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
+    def execute(self, query: str | sql.Composed, params: Any = ()) -> list[tuple[Any, ...]]:
         with self.pg.cursor() as cur:
-            cur.execute(sql, params)
+            cur.execute(query, params)
             return cur.fetchall() if cur.description else []
 
     def sites(self) -> list[str]:
