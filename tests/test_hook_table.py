@@ -85,7 +85,7 @@ def test_the_processing_service_runs_each_hook_in_its_state_and_applies_its_defa
 
     pool = HookPool(size=2, time_limit=60)
     try:
-        anyio.run(Processing(store, call, apps_dir, pool).step, 0.0)
+        anyio.run(Processing(store, call, apps_dir, tmp_path / "data", pool).step, 0.0)
     finally:
         pool.close()
 
