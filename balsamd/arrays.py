@@ -52,8 +52,10 @@ def _encode(value: Any, where: str, numpy: Any) -> Any:
         return [_encode(v, f"{where}[{n}]", numpy) for n, v in enumerate(value)]
     if kind is numpy.ndarray:  # not a subclass: a masked array would lose its mask
         if not dtype_ok(value.dtype):
-            raise ArrayError(f"{where} is a numpy array of dtype {value.dtype}, which a job cannot carry; "
-                             "give numbers, booleans, text, bytes or dates (no objects or structured dtypes)")  # fmt: skip
+            raise ArrayError(
+                f"{where} is a numpy array of dtype {value.dtype}, which a job cannot carry; "
+                "give numbers, booleans, text, bytes or dates (no objects or structured dtypes)"
+            )
         data = base64.b64encode(numpy.ascontiguousarray(value).tobytes()).decode("ascii")
         return {TAG: {"dtype": value.dtype.str, "shape": list(value.shape), "base64": data}}
     if isinstance(value, numpy.generic) and dtype_ok(value.dtype):
