@@ -49,7 +49,7 @@ TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 SCHEDULER_WORD = re.compile(config.SCHEDULER_WORD)
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # a central user's name, as a directory of the site's data/ holding that user's jobs
-USER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}")
+USER_NAME = re.compile(config.CENTRAL_USER)
 USERS_DIR = "users"
 LAUNCH_PARAM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 MAX_TEXT = 64 * 1024  # a reason or status text kept with a record
@@ -70,12 +70,15 @@ class SiteRules(msgspec.Struct, kw_only=True):
     nodes: NodeSettings = msgspec.field(default_factory=NodeSettings)
     scheduler: SchedulerSettings = msgspec.field(default_factory=SchedulerSettings)
     allowed_launch_params: list[str] = []
+    # central users whose declared apps the site installs ([apps] accept_from)
+    accept_apps_from: list[str] = []
 
     @classmethod
     def of(cls, settings: Settings) -> SiteRules:
         return cls(
             nodes=settings.nodes, scheduler=settings.scheduler,
             allowed_launch_params=settings.launcher.allowed_launch_params,
+            accept_apps_from=settings.apps.accept_from,
         )  # fmt: skip
 
 

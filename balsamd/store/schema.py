@@ -205,6 +205,18 @@ MIGRATIONS: list[str] = [
         WHEN outcome LIKE 'rejected%' THEN json_object('status', 'rejected', 'reason', outcome)
         ELSE json_object('status', 'applied') END;
     """,
+    # 8: apps central users declared and the site accepted ([apps] accept_from), by name; the
+    # daemon writes each to apps/ (``written``) and publishes it like any app file
+    """
+    CREATE TABLE declared_apps (
+        name TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        code TEXT NOT NULL,
+        intent_id TEXT NOT NULL,
+        installed_at REAL NOT NULL,
+        written INTEGER NOT NULL DEFAULT 0
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

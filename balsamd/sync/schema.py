@@ -164,6 +164,13 @@ MIGRATIONS: list[str] = [
     UPDATE balsamd.sites s SET acked_seq = COALESCE((SELECT max(ack_seq) FROM balsamd.intents WHERE site = s.name), 0);
     CREATE INDEX IF NOT EXISTS intents_acked ON balsamd.intents (site, ack_seq) WHERE ack_seq IS NOT NULL;
     """,
+    # 5: a user may declare an app to a site (kind 'app', about no job: job_id ''); the site
+    # installs it only if its owner named the user ([apps] accept_from)
+    """
+    ALTER TABLE balsamd.intents DROP CONSTRAINT IF EXISTS intents_kind_check;
+    ALTER TABLE balsamd.intents ADD CONSTRAINT intents_kind_check
+        CHECK (kind IN ('create', 'kill', 'retry', 'update', 'app'));
+    """,
 ]
 
 # What a site writes of a job: everything but its owner (a user's, or the site's role for jobs
@@ -276,10 +283,12 @@ CREATE POLICY user_read ON balsamd.batch_jobs FOR SELECT TO balsamd_user USING (
 DROP POLICY IF EXISTS site_own ON balsamd.intents;
 CREATE POLICY site_own ON balsamd.intents TO balsamd_site USING (site = (SELECT balsamd.site_of(current_user)));
 -- a user asks only as themselves and only about a job of theirs at that site (a create names
--- the first of the jobs it comes with); the site checks the rest (store/intents.py)
+-- the first of the jobs it comes with), or declares an app, about no job; the site checks the
+-- rest (store/intents.py), and installs an app only from users its owner named
 DROP POLICY IF EXISTS user_own ON balsamd.intents;
 CREATE POLICY user_own ON balsamd.intents TO balsamd_user USING (owner = current_user)
-    WITH CHECK (owner = current_user AND balsamd.owns_job_at(job_id, current_user, site));
+    WITH CHECK (owner = current_user
+                AND ((kind = 'app' AND job_id = '') OR balsamd.owns_job_at(job_id, current_user, site)));
 """
 
 
