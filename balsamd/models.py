@@ -292,6 +292,7 @@ class IntentKind(enum.StrEnum):
     KILL = "kill"
     RETRY = "retry"
     UPDATE = "update"
+    DELETE = "delete"
     APP = "app"  # install a declared app (``balsamd.declare``), if the site accepts its author's
 
 

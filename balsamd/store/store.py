@@ -554,6 +554,11 @@ class SiteStore(SessionsMixin, BatchStoreMixin, OutboxMixin, StoreBase):
         if isinstance(action, Edit):
             self.update_job(intent.job_id, action.changes, now)
             return IntentOutcome(status=IntentStatus.APPLIED)
+        if action.kind == IntentKind.DELETE:
+            removed = self.delete([intent.job_id])
+            if removed.refused:
+                raise StoreError(f"job {intent.job_id}: {removed.refused[intent.job_id]}")
+            return IntentOutcome(status=IntentStatus.APPLIED)
         change = self.kill if action.kind == IntentKind.KILL else self.retry
         return IntentOutcome(status=IntentStatus.APPLIED, states=change([intent.job_id], now))
 

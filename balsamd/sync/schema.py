@@ -164,12 +164,13 @@ MIGRATIONS: list[str] = [
     UPDATE balsamd.sites s SET acked_seq = COALESCE((SELECT max(ack_seq) FROM balsamd.intents WHERE site = s.name), 0);
     CREATE INDEX IF NOT EXISTS intents_acked ON balsamd.intents (site, ack_seq) WHERE ack_seq IS NOT NULL;
     """,
-    # 5: a user may declare an app to a site (kind 'app', about no job: job_id ''); the site
-    # installs it only if its owner named the user ([apps] accept_from)
+    # 5: a user may remove a job of theirs (kind 'delete': the site removes it, central follows),
+    # and declare an app to a site (kind 'app', about no job: job_id ''), which the site
+    # installs only if its owner named the user ([apps] accept_from)
     """
     ALTER TABLE balsamd.intents DROP CONSTRAINT IF EXISTS intents_kind_check;
     ALTER TABLE balsamd.intents ADD CONSTRAINT intents_kind_check
-        CHECK (kind IN ('create', 'kill', 'retry', 'update', 'app'));
+        CHECK (kind IN ('create', 'kill', 'retry', 'update', 'delete', 'app'));
     """,
 ]
 
