@@ -17,17 +17,16 @@ import msgspec
 
 from balsamd import arrays, ids
 from balsamd.apps import register_apps
+from balsamd.batchspec import batch_job, batch_spec, batch_states
 from balsamd.config import Settings
 from balsamd.connection import forget, remember
 from balsamd.explain import a_kind, explain
 from balsamd.models import (
     App,
     BatchJob,
-    BatchJobState,
     Event,
     Job,
     JobChanges,
-    JobMode,
     JobSpec,
     RemoveOutcome,
     declared_app_file,
@@ -244,28 +243,41 @@ def _filter_problem(message: str) -> str:
 
 
 class BatchJobManager:
+    """Batch jobs of this site, with the interface of the central one (``conn.batch_jobs``)."""
+
     def __init__(self, site: Site) -> None:
         self._site = site
 
     def create(self, num_nodes: int, wall_time_min: int, site: str | None = None, **fields: Any) -> BatchJob:
-        """Ask for a batch job (the daemon submits it to the scheduler); ``fields``: job_mode,
-        queue, project, filter_tags (queue and project default to the site's)."""
-        self._site.check_site(site)
-        scheduler = self._site.settings.scheduler
-        fields.setdefault("queue", scheduler.default_queue)
-        fields.setdefault("project", scheduler.default_project)
-        fields["job_mode"] = JobMode(fields.get("job_mode", JobMode.MPI))
-        batch = BatchJob(id=ids.new_id(), num_nodes=num_nodes, wall_time_min=wall_time_min, **fields)
-        return self._site.store.create_batch_job(batch)
+        """Ask for a batch job (``job_mode``, ``queue``, ``project``, ``filter_tags``,
+        ``partitions``, ``optional_params``); the daemon's scheduler service submits it."""
+        if site is not None and site != self._site.name:
+            raise Refused("batch job", [f"site={site!r:.60} is not this site ({self._site.name}); leave it out, "
+                                        "or connect to the central database to ask another site"])  # fmt: skip
+        spec = batch_spec({"num_nodes": num_nodes, "wall_time_min": wall_time_min, **fields},
+                          self._site.settings.scheduler)  # fmt: skip
+        return self._site.store.create_batch_job(batch_job(ids.new_id(), spec))
 
-    def filter(self, site: str | None = None, state: str | Iterable[str] | None = None) -> list[BatchJob]:
+    def get(self, batch_id: str, site: str | None = None) -> BatchJob:
         self._site.check_site(site)
-        states = None if state is None else [BatchJobState(s) for s in ([state] if isinstance(state, str) else state)]
-        return self._site.store.batch_jobs(states)
+        return self._site.store.get_batch_job(batch_id)
 
-    def delete(self, batch_id: str, site: str | None = None) -> BatchJob:
+    def filter(self, *, site: str | None = None, state: Any = None, ids: Iterable[str] | None = None,
+               mine: bool = False) -> list[BatchJob]:  # fmt: skip
+        """Batch jobs in a state (or one of several), with these ids, or only those the site's
+        owner asked for (``mine``: not a central user), or all of them, oldest first."""
         self._site.check_site(site)
-        return self._site.store.remove_batch_job(batch_id)
+        wanted = None if ids is None else set(id_list(ids))
+        return [
+            b
+            for b in self._site.store.batch_jobs(batch_states(state))
+            if (wanted is None or b.id in wanted) and (not mine or b.owner == "")
+        ]
+
+    def delete(self, batch_jobs: Iterable[str | BatchJob]) -> list[BatchJob]:
+        """Remove each: withdrawn if not submitted yet, cancelled if queued or running."""
+        given = [b.id if isinstance(b, BatchJob) else b for b in id_list(batch_jobs)]
+        return [self._site.store.remove_batch_job(batch_id) for batch_id in dict.fromkeys(given)]
 
 
 class Site:

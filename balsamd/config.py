@@ -30,6 +30,8 @@ from balsamd.tags import tag_problems
 SCHEDULER_WORD = r"[A-Za-z0-9_][A-Za-z0-9_.@+:\[\]-]{0,127}"
 SchedulerWord = Annotated[str, msgspec.Meta(pattern=f"^({SCHEDULER_WORD})?$")]
 LAUNCH_PARAM = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
+# a scheduler option a batch job may give (reservation, qos, constraint, ...), without dashes
+SCHEDULER_OPTION = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # a site's name: its identity in the central database and in the daemon's handshake; one word
 SITE_NAME = r"[^\s\"'\\\x00-\x1f\x7f]{1,64}"
@@ -42,6 +44,8 @@ PATTERN_HINTS = {
     repr(f"^({SCHEDULER_WORD})?$"): "expected one word of letters, digits and _.@+:[]- (a scheduler's name "
     "for it), without spaces, quotes or line breaks",
     repr(LAUNCH_PARAM): "expected an option name of letters, digits, _ and -, as the MPI launcher takes it",
+    repr(SCHEDULER_OPTION): "expected a scheduler option's name without dashes (letters, digits, _ and -), "
+    "such as reservation",
     repr(ENV_NAME): "expected an environment variable's name (letters, digits and _, not starting with a digit), "
     "such as CUDA_VISIBLE_DEVICES",
     repr(f"^{CENTRAL_USER}$"): "expected a central user's name (their PostgreSQL role) of letters, digits and "
@@ -91,6 +95,9 @@ class SchedulerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
     default_project: SchedulerWord = ""
     max_wall_time_min: Minutes = 1440
     max_queued: Count = 20
+    # the scheduler options batch jobs may give (each a directive of the job script, written as
+    # the site's owner): none unless listed
+    optional_params: list[Annotated[str, msgspec.Meta(pattern=SCHEDULER_OPTION)]] = []
 
     def __post_init__(self) -> None:
         for field, allowed in (("queue", self.allowed_queues), ("project", self.allowed_projects)):
@@ -509,6 +516,9 @@ default_queue = {queue}      # empty: the scheduler's own default
 default_project = {project}
 max_wall_time_min = 1440
 max_queued = 20
+# scheduler options batch jobs may give (each becomes a directive of the job script, e.g.
+# #SBATCH --reservation=VALUE): none unless listed, e.g. ["reservation", "qos"]
+optional_params = []
 
 [launcher]
 # MPI launch command shape: mpich | openmpi | srun | aprun | jsrun | pbs-cray

@@ -18,7 +18,7 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
-from balsamd.models import App, BatchJob, Event, Job
+from balsamd.models import App, Event, Job
 
 CENTRAL_ENV = "BALSAMD_CENTRAL"
 
@@ -92,14 +92,34 @@ class Apps(Protocol):
         ...
 
 
+# a batch job's id, or a batch job this same connection handed out
+BatchRef = Any
+
+
 class BatchJobs(Protocol):
-    """``conn.batch_jobs``: allocations of the site's scheduler that run its jobs."""
+    """``conn.batch_jobs``: allocations of a site's scheduler that run its jobs.  A site records
+    a request at once and returns the batch job; central records it as an intent the site
+    checks against its rules and applies (a batch job pending submission until then, read
+    from its intent), and ``delete`` returns the intents' ids."""
 
-    def create(self, num_nodes: int, wall_time_min: int, site: str | None = None, **fields: Any) -> Any: ...
+    def create(self, num_nodes: int, wall_time_min: int, site: str | None = None, **fields: Any) -> Any:
+        """Ask for a batch job (``job_mode``, ``queue``, ``project``, ``filter_tags``,
+        ``partitions``, ``optional_params``), checked against the site's rules."""
+        ...
 
-    def filter(self, site: str | None = None, state: str | Iterable[str] | None = None) -> list[BatchJob]: ...
+    def get(self, batch_id: str, site: str | None = None) -> Any: ...
 
-    def delete(self, batch_id: str, site: str | None = None) -> Any: ...
+    def filter(
+        self, *, site: str | None = None, state: Any = None, ids: Iterable[str] | None = None, mine: bool = False
+    ) -> list[Any]:
+        """Batch jobs in a state (or one of several), with these ids, or only those you asked
+        for (``mine``), oldest first."""
+        ...
+
+    def delete(self, batch_jobs: Iterable[BatchRef]) -> Any:
+        """Remove each (withdrawn if not submitted yet, cancelled if queued or running); only
+        batch jobs you asked for."""
+        ...
 
 
 class Connection(Protocol):

@@ -155,14 +155,36 @@ class JobMode(enum.StrEnum):
     SERIAL = "serial"
 
 
-class BatchJob(msgspec.Struct, kw_only=True):
-    id: str
+class Partition(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A share of a batch job's nodes run by a launcher of its own (Balsam 0.7's partitions)."""
+
+    job_mode: JobMode
+    num_nodes: int
+    filter_tags: dict[str, str] = {}
+
+
+class BatchSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What a user asks for when requesting a batch job: the fields users own.  The CLI, the
+    Python APIs and the central database's intents send these; the store checks them against
+    the site's rules before anything is written."""
+
     num_nodes: int
     wall_time_min: int
     job_mode: JobMode = JobMode.MPI
     project: str = ""
     queue: str = ""
     filter_tags: dict[str, str] = {}
+    # with partitions, each runs its own launcher on its share of the nodes, in its own mode,
+    # with its own tags; the batch job's job_mode and filter_tags are then unused
+    partitions: list[Partition] = []
+    # scheduler options, only those the site lists in [scheduler] optional_params
+    optional_params: dict[str, str] = {}
+
+
+class BatchJob(BatchSpec, kw_only=True):
+    """A batch job as the store keeps it: the request plus what the site owns."""
+
+    id: str
     state: BatchJobState = BatchJobState.PENDING_SUBMISSION
     scheduler_id: str | None = None
     status_info: str = ""
@@ -170,11 +192,17 @@ class BatchJob(msgspec.Struct, kw_only=True):
     start_time: float | None = None
     end_time: float | None = None
     origin: str = "user"  # or "elastic": submitted by the elastic queue
+    # the central user who asked for it ("" for the site's owner), the only one who may remove
+    # it through the central database
+    owner: str = ""
 
 
 # a batch job's columns in the site store and the central database, as for jobs
 BATCH_COLUMNS: tuple[str, ...] = BatchJob.__struct_fields__
-BATCH_JSON_COLUMNS = frozenset({"filter_tags"})
+BATCH_JSON_COLUMNS: frozenset[str] = frozenset(
+    f.name for f in msgspec.structs.fields(BatchJob) if typing.get_origin(f.type) in (dict, list)
+)
+BATCH_SPEC_FIELDS: tuple[str, ...] = BatchSpec.__struct_fields__
 
 
 def batch_row(batch: BatchJob) -> list[Any]:
@@ -292,6 +320,8 @@ class IntentKind(enum.StrEnum):
     KILL = "kill"
     RETRY = "retry"
     UPDATE = "update"
+    BATCH_CREATE = "batch_create"
+    BATCH_DELETE = "batch_delete"
     DELETE = "delete"
     APP = "app"  # install a declared app (``balsamd.declare``), if the site accepts its author's
 
@@ -352,3 +382,4 @@ class IntentOutcome(msgspec.Struct, kw_only=True, omit_defaults=True):
     reason: str = ""  # why it was rejected
     created: list[str] = []  # jobs a create made
     states: dict[str, JobState] = {}  # where a kill or retry left each job
+    batch_jobs: dict[str, BatchJobState] = {}  # where a batch-job create or delete left it

@@ -34,6 +34,7 @@ from balsamd.models import (
     ClaimLimits,
     ClaimOrder,
     Job,
+    JobMode,
     JobSpec,
     StateUpdate,
 )
@@ -47,6 +48,8 @@ TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # a scheduler's queue, project or job id: what its tools print and take, nothing a shell or a
 # job script would read as more than one word
 SCHEDULER_WORD = re.compile(config.SCHEDULER_WORD)
+SCHEDULER_OPTION = re.compile(config.SCHEDULER_OPTION)
+MAX_PARTITIONS = 64
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # a central user's name, as a directory of the site's data/ holding that user's jobs
 USER_NAME = re.compile(config.CENTRAL_USER)
@@ -439,6 +442,8 @@ def batch_problems(batch: BatchJob, rules: SiteRules, active: int) -> list[str]:
         value = getattr(batch, field)
         if allowed and value not in allowed:
             problems.append(f"{field} {value!r} is not allowed here; use one of: {', '.join(allowed)}")
+    problems += partition_problems(batch)
+    problems += optional_param_problems(batch.optional_params, s.optional_params)
     problems += script_word_problems(batch)
     if batch.origin not in ("user", "elastic"):
         problems.append(f"origin {batch.origin!r} is neither 'user' nor 'elastic'")
@@ -448,6 +453,46 @@ def batch_problems(batch: BatchJob, rules: SiteRules, active: int) -> list[str]:
             "wait for one to finish or remove one with `balsamd queue rm ID`"
         )
     return problems
+
+
+_JOB_MODES = frozenset(JobMode)
+
+
+def partition_problems(batch: BatchJob) -> list[str]:
+    """Partitions that share out the batch job's nodes: each at least one node, together no more
+    than the batch job has, each in a known mode."""
+    if not batch.partitions:
+        return []
+    problems = []
+    if len(batch.partitions) > MAX_PARTITIONS:
+        problems.append(f"{len(batch.partitions)} partitions is too many; give at most {MAX_PARTITIONS}")
+    for n, part in enumerate(batch.partitions):
+        if type(part.num_nodes) is not int or part.num_nodes < 1:
+            problems.append(f"partition {n}: num_nodes must be a whole number, 1 or more (got {part.num_nodes!r})")
+        if part.job_mode not in _JOB_MODES:
+            problems.append(f"partition {n}: job_mode {part.job_mode!r} is not one of {', '.join(JobMode)}")
+    total = sum(p.num_nodes for p in batch.partitions if type(p.num_nodes) is int)
+    if total > batch.num_nodes:
+        shares = " + ".join(str(p.num_nodes) for p in batch.partitions)
+        problems.append(
+            f"partitions take {shares} = {total} nodes, more than the batch job's num_nodes={batch.num_nodes}; "
+            "shrink them or ask for more nodes"
+        )
+    if batch.filter_tags:
+        problems.append("filter_tags apply to a batch job without partitions; give each partition its filter_tags")
+    return problems
+
+
+def optional_param_problems(params: Mapping[str, str], allowed: list[str]) -> list[str]:
+    """Optional scheduler parameters become directives of the job script, which runs as the site's
+    owner: only those the site allows (the values are checked as words by script_word_problems)."""
+    listed = ", ".join(allowed) or "none"
+    return [
+        f"optional parameter {key[:40]!r} is not allowed at this site (allowed: {listed}); its owner may add it "
+        "to [scheduler] optional_params in settings.toml"
+        for key in params
+        if key not in allowed
+    ]
 
 
 def script_word_problems(batch: BatchJob) -> list[str]:
@@ -465,7 +510,21 @@ def script_word_problems(batch: BatchJob) -> list[str]:
                 f"{field} {value!r} is not a scheduler's {field} name (letters, digits and _.@+:-, one word); "
                 "give the scheduler's name for it"
             )
-    return problems + tag_problems(batch.filter_tags, "filter tag")
+    for key, value in batch.optional_params.items():
+        if not SCHEDULER_OPTION.fullmatch(key):
+            problems.append(
+                f"optional parameter {key[:40]!r} is not a scheduler option's name (letters, digits, _ and -, "
+                "without dashes in front); give the option's name, e.g. reservation"
+            )
+        elif not SCHEDULER_WORD.fullmatch(value):
+            problems.append(
+                f"optional parameter {key}'s value {value[:60]!r} is not one word of letters, digits and _.@+:[]-; "
+                "give the value the scheduler takes, without spaces, quotes or line breaks"
+            )
+    problems += tag_problems(batch.filter_tags, "filter tag")
+    for n, part in enumerate(batch.partitions):
+        problems += tag_problems(part.filter_tags, f"partition {n}'s filter tag")
+    return problems
 
 
 def batch_update_problems(

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from balsamd import ids
-from balsamd.config import NodeSettings
+from balsamd.config import NodeSettings, SchedulerSettings
 from balsamd.models import App, AppParameter, Job, JobSpec
 from balsamd.store.contract import Store
 from balsamd.store.store import SiteStore
@@ -35,7 +35,9 @@ APPS = [
 
 # nodes wide enough for every shape the tests ask for
 RULES = SiteRules(
-    nodes=NodeSettings(cpus_per_node=64, gpus_per_node=8, max_nodes=64), allowed_launch_params=["cpu-bind"]
+    nodes=NodeSettings(cpus_per_node=64, gpus_per_node=8, max_nodes=64),
+    scheduler=SchedulerSettings(optional_params=["reservation", "qos"]),
+    allowed_launch_params=["cpu-bind"],
 )
 
 

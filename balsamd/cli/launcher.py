@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
 
 from balsamd.cli.common import ExitCode, Finite, ensure_site, parse_pairs
 from balsamd.launch.leader.main import run_launcher
+from balsamd.launch.leader.nodes import node_share as share_of
+from balsamd.launch.leader.nodes import resolve_nodes
 from balsamd.launch.leader.summary import ExitReason
 from balsamd.models import JobMode
 
@@ -37,13 +40,20 @@ EXIT_CODES = {
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Only run jobs with this tag.")
 @click.option("--nodes", help="Comma-separated hosts to use instead of the allocation's.")
 @click.option("--batch-job", "batch_job_id", hidden=True, help="Batch job this launcher runs in.")
+@click.option(
+    "--node-share", metavar="FIRST:COUNT", callback=lambda _c, _p, v: _share(v),
+    help="Use COUNT of the hosts from position FIRST (a partition of a batch job).",
+)  # fmt: skip
 @click.pass_context
 def launcher_cmd(ctx: click.Context, job_mode: str, wall_time_min: float | None, idle_ttl: float | None,
-                 tags: tuple[str, ...], nodes: str | None, batch_job_id: str | None) -> None:  # fmt: skip
+                 tags: tuple[str, ...], nodes: str | None, batch_job_id: str | None,
+                 node_share: tuple[int, int] | None) -> None:  # fmt: skip
     """Claim and run jobs until the wall time ends or nothing is left for --idle-ttl."""
     site = ensure_site(ctx)
     node_list = [n for n in nodes.split(",")] if nodes is not None else None
     try:
+        if node_share is not None:
+            node_list = share_of(resolve_nodes(node_list, os.environ), *node_share)
         summary = run_launcher(
             site.layout,
             site.settings,
@@ -68,3 +78,12 @@ def launcher_cmd(ctx: click.Context, job_mode: str, wall_time_min: float | None,
     code = EXIT_CODES[summary.exit.reason]
     if code != ExitCode.OK:
         sys.exit(code)
+
+
+def _share(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    first, sep, count = value.partition(":")
+    if not (sep and first.isdigit() and count.isdigit()):
+        raise click.BadParameter(f"{value!r} is not FIRST:COUNT (e.g. 0:2)", param_hint="--node-share")
+    return int(first), int(count)

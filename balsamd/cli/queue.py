@@ -5,8 +5,7 @@ from __future__ import annotations
 import click
 
 from balsamd.cli.common import ensure_site, json_option, parse_pairs
-from balsamd.ids import new_id
-from balsamd.models import BATCH_ACTIVE, BatchJob, JobMode
+from balsamd.models import BATCH_ACTIVE, JobMode
 from balsamd.render import print_json, table, timestamp
 from balsamd.rpc.record import pid_is_daemon, read_record, this_host
 
@@ -24,19 +23,32 @@ def queue_group() -> None:
 @click.option("--job-mode", type=click.Choice([m.value for m in JobMode]), default="mpi", show_default=True,
               help="How its launcher runs jobs.")  # fmt: skip
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Its launcher only runs jobs with this tag.")
+@click.option(
+    "--partition",
+    "partitions",
+    multiple=True,
+    metavar="MODE:NODES[:KEY=VALUE,...]",
+    help="A share of the nodes run by a launcher of its own, in its mode, on jobs with these tags.",
+)
+@click.option(
+    "--optional-param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A scheduler option the site allows in [scheduler] optional_params.",
+)
 @json_option
 @click.pass_context
 def queue_submit(ctx: click.Context, num_nodes: int, wall_time_min: int, queue: str | None, project: str | None,
-                 job_mode: str, tags: tuple[str, ...], as_json: bool) -> None:  # fmt: skip
+                 job_mode: str, tags: tuple[str, ...], partitions: tuple[str, ...], params: tuple[str, ...],
+                 as_json: bool) -> None:  # fmt: skip
     """Ask for a batch job; the daemon submits it to the scheduler."""
     site = ensure_site(ctx)
-    s = site.settings.scheduler
-    batch = BatchJob(
-        id=new_id(), num_nodes=num_nodes, wall_time_min=wall_time_min, job_mode=JobMode(job_mode),
-        queue=s.default_queue if queue is None else queue,
-        project=s.default_project if project is None else project, filter_tags=parse_pairs(tags, "--tag"),
+    batch = site.batch_jobs.create(
+        num_nodes, wall_time_min, queue=queue, project=project, job_mode=job_mode,
+        filter_tags=parse_pairs(tags, "--tag"), partitions=[_partition(p) for p in partitions],
+        optional_params=parse_pairs(params, "--optional-param"),
     )  # fmt: skip
-    batch = site.store.create_batch_job(batch)
     if as_json:
         print_json(batch)
     else:
@@ -79,3 +91,14 @@ def queue_rm(ctx: click.Context, batch_ids: tuple[str, ...]) -> None:
     for batch_id in batch_ids:
         batch = site.store.remove_batch_job(batch_id)
         click.echo(f"{batch.id} {batch.state}")
+
+
+def _partition(text: str) -> dict[str, object]:
+    """``MODE:NODES[:KEY=VALUE,...]`` as a partition's fields."""
+    mode, _, rest = text.partition(":")
+    nodes, _, tags = rest.partition(":")
+    if not nodes.isdigit():
+        raise click.BadParameter(f"{text!r} is not MODE:NODES[:KEY=VALUE,...] (e.g. serial:2:size=small)",
+                                 param_hint="--partition")  # fmt: skip
+    pairs = tuple(t for t in tags.split(",") if t)
+    return {"job_mode": mode, "num_nodes": int(nodes), "filter_tags": parse_pairs(pairs, "--partition")}

@@ -23,7 +23,7 @@ from balsamd.sched.base import (
     checked,
     run_command,
 )
-from balsamd.sched.script import GENERIC_TEMPLATE
+from balsamd.sched.script import GENERIC_TEMPLATE, optional_directives
 
 B = BatchJobState
 QSTAT_HEADER = "JobID:State:RunTime:Location"
@@ -177,7 +177,7 @@ class CobaltScheduler:
         if batch.queue:
             lines.append(f"#COBALT -q {batch.queue}")
         lines += [f"#COBALT -n {batch.num_nodes}", f"#COBALT -t {batch.wall_time_min}"]
-        return lines
+        return lines + optional_directives(batch, "#COBALT --attrs {key}={value}")
 
     def submit(self, script: Path, cwd: Path) -> str:
         argv = ["qsub", "--cwd", str(cwd.absolute()), "--mode", "script", str(script.absolute())]

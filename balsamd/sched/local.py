@@ -17,7 +17,7 @@ from pathlib import Path
 from balsamd.models import BatchJob, BatchJobState
 from balsamd.modes import open_file
 from balsamd.sched.base import BackfillWindow, JobStatus, Run, SchedulerError, run_command
-from balsamd.sched.script import GENERIC_TEMPLATE
+from balsamd.sched.script import GENERIC_TEMPLATE, optional_directives
 
 
 def _start_time(pid: int) -> str | None:
@@ -37,7 +37,8 @@ class LocalScheduler:
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
     def directives(self, batch: BatchJob) -> list[str]:
-        return [f"# balsamd batch job {batch.id}: {batch.num_nodes} node(s), {batch.wall_time_min} min"]
+        header = f"# balsamd batch job {batch.id}: {batch.num_nodes} node(s), {batch.wall_time_min} min"
+        return [header, *optional_directives(batch, "# optional parameter {key}={value}")]
 
     def submit(self, script: Path, cwd: Path) -> str:
         log = script.with_suffix(".out")

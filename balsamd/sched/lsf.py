@@ -27,7 +27,7 @@ from balsamd.sched.base import (
     run_command,
     submit_in,
 )
-from balsamd.sched.script import GENERIC_TEMPLATE
+from balsamd.sched.script import GENERIC_TEMPLATE, optional_directives
 
 B = BatchJobState
 BJOBS_FIELDS = "jobid stat start_time finish_time exec_host"
@@ -211,7 +211,7 @@ class LsfScheduler:
             f"#BSUB -o {batch.id}.out",
             f"#BSUB -e {batch.id}.err",
         ]
-        return lines
+        return lines + optional_directives(batch, "#BSUB -{key} {value}")
 
     def submit(self, script: Path, cwd: Path) -> str:
         return parse_submit(submit_in(cwd, script, SUBMIT_SHELL, "bsub", self.run))

@@ -29,7 +29,7 @@ from balsamd.sched.base import (
     run_command,
     submit_in,
 )
-from balsamd.sched.script import GENERIC_TEMPLATE
+from balsamd.sched.script import GENERIC_TEMPLATE, optional_directives
 
 B = BatchJobState
 
@@ -188,7 +188,7 @@ class PbsScheduler:
             "#PBS -l place=scatter",
             f"#PBS -l walltime={hms(batch.wall_time_min)}",
         ]
-        return lines
+        return lines + optional_directives(batch, "#PBS -l {key}={value}")
 
     def submit(self, script: Path, cwd: Path) -> str:
         """``qsub SCRIPT`` run in ``cwd``, through sh since qsub cannot be told the folder."""

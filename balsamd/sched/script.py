@@ -14,7 +14,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from balsamd.models import BatchJob
+from balsamd.models import BatchJob, JobMode
 from balsamd.sched.base import hms
 from balsamd.validate import script_word_problems
 
@@ -46,13 +46,34 @@ def balsamd_command() -> list[str]:
 
 
 def launcher_command(batch: BatchJob, site: Path) -> str:
+    """What runs the batch job's launcher; with partitions, one launcher per partition on its
+    share of the allocation's nodes (in order), all started at once and waited for."""
+    if not batch.partitions:
+        return shlex.join(_launcher_argv(batch, site, batch.job_mode, batch.filter_tags))
+    lines = []
+    first = 0
+    for part in batch.partitions:
+        argv = _launcher_argv(batch, site, part.job_mode, part.filter_tags)
+        lines.append(shlex.join([*argv, "--node-share", f"{first}:{part.num_nodes}"]) + " &")
+        first += part.num_nodes
+    return "\n".join([*lines, "wait"])
+
+
+def _launcher_argv(batch: BatchJob, site: Path, mode: JobMode, tags: dict[str, str]) -> list[str]:
     argv = [
-        *balsamd_command(), "--site", str(site), "launcher", "--job-mode", str(batch.job_mode),
+        *balsamd_command(), "--site", str(site), "launcher", "--job-mode", str(mode),
         "--wall-time-min", str(batch.wall_time_min), "--batch-job", batch.id,
     ]  # fmt: skip
-    for key, value in sorted(batch.filter_tags.items()):
+    for key, value in sorted(tags.items()):
         argv += ["--tag", f"{key}={value}"]
-    return shlex.join(argv)
+    return argv
+
+
+def optional_directives(batch: BatchJob, form: str) -> list[str]:
+    """A directive line per optional scheduler parameter, ``form`` holding {key} and {value}.
+    Both were checked as one word each (``validate.script_word_problems``); the value is quoted
+    all the same, as everything a script's reader splits on spaces."""
+    return [form.format(key=key, value=shlex.quote(value)) for key, value in sorted(batch.optional_params.items())]
 
 
 def values(batch: BatchJob, site: Path, directives: list[str]) -> dict[str, str]:

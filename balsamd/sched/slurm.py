@@ -22,7 +22,7 @@ from balsamd.sched.base import (
     hms,
     run_command,
 )
-from balsamd.sched.script import GENERIC_TEMPLATE
+from balsamd.sched.script import GENERIC_TEMPLATE, optional_directives
 
 B = BatchJobState
 SQUEUE_FORMAT = "%i|%T|%S|%e|%N"
@@ -171,7 +171,7 @@ class SlurmScheduler:
             lines.append(f"#SBATCH --account={batch.project}")
         # relative to the job's working directory, which submit() sets to the script's folder
         lines.append(f"#SBATCH --output={batch.id}.out")
-        return lines
+        return lines + optional_directives(batch, "#SBATCH --{key}={value}")
 
     def submit(self, script: Path, cwd: Path) -> str:
         return parse_submit(checked(["sbatch", "--parsable", f"--chdir={cwd}", str(script)], self.run))

@@ -30,9 +30,15 @@ class BatchStoreMixin(StoreBase):
     """Batch-job operations of the site store."""
 
     def create_batch_job(self, batch: BatchJob, now: float | None = None) -> BatchJob:
+        return self._create_batch_job(batch, "", now)
+
+    def _create_batch_job(self, batch: BatchJob, owner: str, now: float | None) -> BatchJob:
+        """Record a checked request as pending submission, asked for by ``owner`` (a central
+        user, or "" for the site's owner, whoever the record names)."""
         now = now_or(now)
         batch = msgspec.structs.replace(batch, state=BatchJobState.PENDING_SUBMISSION, created_at=now,
-                                        scheduler_id=None, start_time=None, end_time=None)  # fmt: skip
+                                        scheduler_id=None, status_info="", start_time=None, end_time=None,
+                                        owner=owner)  # fmt: skip
         with self.db.write() as conn:
             active = value(
                 conn,

@@ -37,7 +37,7 @@ BUSY_TIMEOUT_MS = 60_000
 LIMIT_PARAM = "LIMIT CAST(? AS INTEGER)"
 
 _json_encode = msgspec.json.Encoder().encode
-_dict_decoder = msgspec.json.Decoder(dict).decode
+_json_decoder = msgspec.json.Decoder().decode
 _app_encode = msgspec.msgpack.Encoder().encode
 _app_decode = msgspec.msgpack.Decoder(App).decode
 
@@ -132,7 +132,7 @@ BATCH_SELECT = ", ".join(BATCH_COLUMNS)
 def batch_job_from_row(row: tuple[Any, ...]) -> BatchJob:
     fields = dict(zip(BATCH_COLUMNS, row, strict=True))
     for name in BATCH_JSON_COLUMNS:
-        fields[name] = _dict_decoder(fields[name])
+        fields[name] = _json_decoder(fields[name])
     return msgspec.convert(fields, BatchJob)
 
 

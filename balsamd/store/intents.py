@@ -14,7 +14,18 @@ import msgspec
 
 from balsamd import ids
 from balsamd.appcode import code_problems, name_problem
-from balsamd.models import App, DeclaredApp, Intent, IntentKind, IntentOutcome, JobChanges, JobSpec, declared_app_file
+from balsamd.batchspec import batch_job, read_spec
+from balsamd.models import (
+    App,
+    BatchJob,
+    DeclaredApp,
+    Intent,
+    IntentKind,
+    IntentOutcome,
+    JobChanges,
+    JobSpec,
+    declared_app_file,
+)
 from balsamd.validate import JobSpecError, Refused, job_spec
 
 
@@ -39,7 +50,20 @@ class InstallApp:
     code: str  # the module's text: imports and the class (``balsamd.appcode``)
 
 
-def parse_intent(intent: Intent) -> Create | Edit | KillOrRetry | InstallApp:
+@dataclass(frozen=True)
+class BatchCreate:
+    batch: BatchJob  # its id is the one the requester chose (the intent's job_id)
+
+
+@dataclass(frozen=True)
+class BatchDelete:
+    batch_id: str
+
+
+Action = Create | Edit | KillOrRetry | InstallApp | BatchCreate | BatchDelete
+
+
+def parse_intent(intent: Intent) -> Action:
     """The action an intent asks for; Refused saying what is wrong with it."""
     where = f"{intent.kind} intent {intent.id}"
     try:
@@ -50,6 +74,10 @@ def parse_intent(intent: Intent) -> Create | Edit | KillOrRetry | InstallApp:
         raise Refused(where, ["its payload must be a JSON object"])
     if kind == IntentKind.CREATE:
         return Create(_creations(intent))
+    if kind == IntentKind.BATCH_CREATE:
+        return BatchCreate(_batch_request(intent, where))
+    if kind == IntentKind.BATCH_DELETE:
+        return BatchDelete(intent.job_id)
     if kind == IntentKind.UPDATE:
         try:
             return Edit(msgspec.convert(intent.payload, JobChanges))
@@ -114,6 +142,13 @@ def _creations(intent: Intent) -> list[tuple[str, JobSpec]]:
     if len({job_id for job_id, _ in out}) != len(out):
         raise Refused("create intent", ["it names a job id more than once"])
     return out
+
+
+def _batch_request(intent: Intent, where: str) -> BatchJob:
+    """The batch job a batch_create asks for, under the id it names (its job_id)."""
+    if not ids.looks_like_id(intent.job_id):
+        raise Refused(where, [f"batch job id {intent.job_id[:40]!r} is not a balsamd id (26 letters and digits)"])
+    return batch_job(intent.job_id, read_spec(intent.payload, where))
 
 
 def _check_ownership(job_id: str, intent: Intent, where: str) -> None:

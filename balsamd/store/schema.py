@@ -205,7 +205,14 @@ MIGRATIONS: list[str] = [
         WHEN outcome LIKE 'rejected%' THEN json_object('status', 'rejected', 'reason', outcome)
         ELSE json_object('status', 'applied') END;
     """,
-    # 8: apps central users declared and the site accepted ([apps] accept_from), by name; the
+    # 8: a batch job's partitions and optional scheduler parameters, and the central user who
+    # asked for it (only they may remove it through the central database)
+    """
+    ALTER TABLE batch_jobs ADD COLUMN partitions TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE batch_jobs ADD COLUMN optional_params TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE batch_jobs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+    """,
+    # 9: apps central users declared and the site accepted ([apps] accept_from), by name; the
     # daemon writes each to apps/ (``written``) and publishes it like any app file
     """
     CREATE TABLE declared_apps (

@@ -50,6 +50,8 @@ from balsamd.store.db import (
 )
 from balsamd.store.errors import REFUSALS, JobNotFound, StoreError
 from balsamd.store.intents import (
+    BatchCreate,
+    BatchDelete,
     Create,
     Edit,
     InstallApp,
@@ -543,6 +545,11 @@ class SiteStore(SessionsMixin, BatchStoreMixin, OutboxMixin, StoreBase):
                 raise JobSpecError("request", shared)
             made = self._insert_jobs(conn, jobs, now)
             return IntentOutcome(status=IntentStatus.APPLIED, created=[j.id for j in made])
+        if isinstance(action, BatchCreate):
+            batch = self._create_batch_job(action.batch, intent.owner, now)
+            return IntentOutcome(status=IntentStatus.APPLIED, batch_jobs={batch.id: batch.state})
+        if isinstance(action, BatchDelete):
+            return self._delete_batch_asked(intent, action.batch_id)
         # a job is asked about only by its owner (central checks that too, as far as it knows)
         row = conn.execute("SELECT owner FROM jobs WHERE id = ?", (intent.job_id,)).fetchone()
         if row is None:
@@ -575,6 +582,17 @@ class SiteStore(SessionsMixin, BatchStoreMixin, OutboxMixin, StoreBase):
             (action.name, intent.owner, action.code, intent.id, now),
         )
         return IntentOutcome(status=IntentStatus.APPLIED)
+
+    def _delete_batch_asked(self, intent: Intent, batch_id: str) -> IntentOutcome:
+        """A central user removes only batch jobs they asked for; the site owner's are theirs."""
+        batch = self.get_batch_job(batch_id)
+        if batch.owner != intent.owner:
+            asker = intent.owner or "the site"
+            raise Refused(f"{intent.kind} intent {intent.id}", [
+                f"batch job {batch_id} was not asked for by {asker}: only who asked for it may remove it"
+            ])  # fmt: skip
+        removed = self.remove_batch_job(batch_id)
+        return IntentOutcome(status=IntentStatus.APPLIED, batch_jobs={removed.id: removed.state})
 
     def _existing(self, conn: apsw.Connection, job_ids: list[str]) -> dict[str, tuple[JobState, str, str | None]]:
         current = load_states(conn, job_ids)

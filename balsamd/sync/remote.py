@@ -1,7 +1,8 @@
 """The Python API from anywhere that reaches the central database.
 
 ``conn = balsamd.connect("postgresql://...")`` gives the same job API as a local site, with
-jobs addressed to a named site.  Creating a job writes its row and a ``create`` intent in one
+jobs addressed to a named site, and batch jobs asked of it (``conn.batch_jobs``, in
+``sync.remote_batch``).  Creating a job writes its row and a ``create`` intent in one
 transaction; the site pulls the intent (woken by NOTIFY), creates the job and from then on
 its execution fields flow back here.  Kill, retry and edits are intents too.
 """
@@ -14,16 +15,15 @@ from typing import Any, TypeVar
 
 import msgspec
 import psycopg
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from balsamd import ids
 from balsamd.connection import forget
 from balsamd.jsonvalues import value_problems
 from balsamd.models import (
-    BATCH_COLUMNS,
     JOB_COLUMNS,
     App,
-    BatchJob,
     Event,
     IntentOutcome,
     IntentStatus,
@@ -35,6 +35,7 @@ from balsamd.models import (
 )
 from balsamd.results import await_value
 from balsamd.states import FINAL, JobState
+from balsamd.sync.remote_batch import RemoteBatchJobs
 from balsamd.sync.schema import CentralError, check_version, scalar
 from balsamd.tags import tag_problems
 from balsamd.validate import (
@@ -190,13 +191,13 @@ class RemoteJobs:
                tags: dict[str, str] | None = None, app: str | None = None,
                ids: Iterable[str] | None = None, limit: int | None = None) -> list[RemoteJob]:  # fmt: skip
         where, params = _where(site, state, tags, app, ids)
-        sql = f"SELECT {_SELECT} FROM balsamd.jobs{where} ORDER BY id"
+        query = f"SELECT {_SELECT} FROM balsamd.jobs{where} ORDER BY id"
         problem = limit_problem(limit)
         if problem:
             raise Refused("filter", [problem])
         if limit is not None:
-            sql += f" LIMIT {int(limit)}"
-        return [RemoteJob(self._conn, *_job_from_central(r)) for r in self._conn.execute(sql, params)]
+            query += f" LIMIT {int(limit)}"
+        return [RemoteJob(self._conn, *_job_from_central(r)) for r in self._conn.execute(query, params)]
 
     def count(self, site: str | None = None, state: str | Iterable[str] | None = None,
               tags: dict[str, str] | None = None, app: str | None = None) -> int:  # fmt: skip
@@ -269,41 +270,6 @@ class RemoteApps:
         where, params = (" WHERE site = %s", [site]) if site is not None else ("", [])
         rows = self._conn.execute(f"SELECT spec FROM balsamd.apps{where} ORDER BY name, site", params)
         return [msgspec.convert(spec, App) for (spec,) in rows]
-
-
-class RemoteBatchJobs:
-    """Batch jobs as the sites publish them.  Asking a site for one from here is an intent the
-    site checks against its scheduler's limits; until this balsamd sends those, ``create`` and
-    ``delete`` say where to ask instead."""
-
-    def __init__(self, conn: CentralConnection) -> None:
-        self._conn = conn
-
-    def filter(self, site: str | None = None, state: str | Iterable[str] | None = None) -> list[BatchJob]:
-        parts: list[str] = []
-        params: list[Any] = []
-        if site is not None:
-            parts.append("site = %s")
-            params.append(site)
-        if state is not None:
-            parts.append("state = ANY(%s)")
-            params.append([state] if isinstance(state, str) else list(state))
-        where = (" WHERE " + " AND ".join(parts)) if parts else ""
-        cols = ", ".join(BATCH_COLUMNS)
-        rows = self._conn.execute(f"SELECT {cols} FROM balsamd.batch_jobs{where} ORDER BY created_at, id", params)
-        return [msgspec.convert(dict(zip(BATCH_COLUMNS, r, strict=True)), BatchJob) for r in rows]
-
-    def create(self, num_nodes: int, wall_time_min: int, site: str | None = None, **fields: Any) -> BatchJob:
-        raise CentralError(_BATCH_AT_SITE)
-
-    def delete(self, batch_id: str, site: str | None = None) -> BatchJob:
-        raise CentralError(_BATCH_AT_SITE)
-
-
-_BATCH_AT_SITE = (
-    "batch jobs are not requested through the central database by this balsamd; ask at the site with "
-    "`balsamd queue submit` (or let its elastic queue size them), or connect to the site's directory"
-)
 
 
 def _checked_changes(changes: dict[str, Any]) -> dict[str, Any]:
@@ -448,9 +414,9 @@ class CentralConnection:
         same = (found.kind, found.parameters, found.hooks, found.command_template)
         return found if same == (app.kind, app.parameters, app.hooks, app.command_template) else None
 
-    def execute(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
+    def execute(self, query: str | sql.Composed, params: Any = ()) -> list[tuple[Any, ...]]:
         with self.pg.cursor() as cur:
-            cur.execute(sql, params)
+            cur.execute(query, params)
             return cur.fetchall() if cur.description else []
 
     def sites(self) -> list[str]:

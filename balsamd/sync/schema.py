@@ -164,13 +164,24 @@ MIGRATIONS: list[str] = [
     UPDATE balsamd.sites s SET acked_seq = COALESCE((SELECT max(ack_seq) FROM balsamd.intents WHERE site = s.name), 0);
     CREATE INDEX IF NOT EXISTS intents_acked ON balsamd.intents (site, ack_seq) WHERE ack_seq IS NOT NULL;
     """,
-    # 5: a user may remove a job of theirs (kind 'delete': the site removes it, central follows),
+    # 5: batch jobs from anywhere: users ask a site for batch jobs (batch_create, naming the new
+    # batch job's id) and remove those they asked for (batch_delete); a batch job carries its
+    # partitions, its optional scheduler parameters and who asked for it ('' for the site's owner)
+    """
+    ALTER TABLE balsamd.batch_jobs ADD COLUMN IF NOT EXISTS partitions jsonb NOT NULL DEFAULT '[]',
+        ADD COLUMN IF NOT EXISTS optional_params jsonb NOT NULL DEFAULT '{}',
+        ADD COLUMN IF NOT EXISTS owner text NOT NULL DEFAULT '';
+    ALTER TABLE balsamd.intents DROP CONSTRAINT IF EXISTS intents_kind_check;
+    ALTER TABLE balsamd.intents ADD CONSTRAINT intents_kind_check
+        CHECK (kind IN ('create', 'kill', 'retry', 'update', 'batch_create', 'batch_delete'));
+    """,
+    # 6: a user may remove a job of theirs (kind 'delete': the site removes it, central follows),
     # and declare an app to a site (kind 'app', about no job: job_id ''), which the site
     # installs only if its owner named the user ([apps] accept_from)
     """
     ALTER TABLE balsamd.intents DROP CONSTRAINT IF EXISTS intents_kind_check;
     ALTER TABLE balsamd.intents ADD CONSTRAINT intents_kind_check
-        CHECK (kind IN ('create', 'kill', 'retry', 'update', 'delete', 'app'));
+        CHECK (kind IN ('create', 'kill', 'retry', 'update', 'batch_create', 'batch_delete', 'delete', 'app'));
     """,
 ]
 
@@ -231,6 +242,15 @@ CREATE OR REPLACE FUNCTION balsamd.owns_job(job text, who name) RETURNS boolean 
     AS $$ SELECT EXISTS (SELECT 1 FROM balsamd.jobs WHERE id = job AND owner = who) $$;
 GRANT EXECUTE ON FUNCTION balsamd.owns_job(text, name) TO balsamd_user;
 
+CREATE OR REPLACE FUNCTION balsamd.owns_batch_at(batch text, who name, at text) RETURNS boolean LANGUAGE sql
+    STABLE SECURITY DEFINER SET search_path = balsamd, pg_temp
+    AS $$ SELECT CASE WHEN EXISTS (SELECT 1 FROM balsamd.batch_jobs WHERE id = batch AND site = at)
+        THEN EXISTS (SELECT 1 FROM balsamd.batch_jobs WHERE id = batch AND site = at AND owner = who)
+        -- a request the site has not taken yet is its asker's
+        ELSE EXISTS (SELECT 1 FROM balsamd.intents WHERE kind = 'batch_create' AND job_id = batch AND site = at
+                     AND owner = who) END $$;
+GRANT EXECUTE ON FUNCTION balsamd.owns_batch_at(text, name, text) TO balsamd_user;
+
 CREATE OR REPLACE FUNCTION balsamd.owns_job_at(job text, who name, at text) RETURNS boolean LANGUAGE sql STABLE
     SECURITY DEFINER SET search_path = balsamd, pg_temp
     AS $$ SELECT EXISTS (SELECT 1 FROM balsamd.jobs WHERE id = job AND owner = who AND site = at) $$;
@@ -284,12 +304,16 @@ CREATE POLICY user_read ON balsamd.batch_jobs FOR SELECT TO balsamd_user USING (
 DROP POLICY IF EXISTS site_own ON balsamd.intents;
 CREATE POLICY site_own ON balsamd.intents TO balsamd_site USING (site = (SELECT balsamd.site_of(current_user)));
 -- a user asks only as themselves and only about a job of theirs at that site (a create names
--- the first of the jobs it comes with), or declares an app, about no job; the site checks the
--- rest (store/intents.py), and installs an app only from users its owner named
+-- the first of the jobs it comes with), or a batch job they asked for there; any user may ask a
+-- registered site for a new batch job, or declare an app to it, about no job.  The site checks
+-- the rest (store/intents.py), and installs an app only from users its owner named
 DROP POLICY IF EXISTS user_own ON balsamd.intents;
 CREATE POLICY user_own ON balsamd.intents TO balsamd_user USING (owner = current_user)
-    WITH CHECK (owner = current_user
-                AND ((kind = 'app' AND job_id = '') OR balsamd.owns_job_at(job_id, current_user, site)));
+    WITH CHECK (owner = current_user AND CASE kind
+        WHEN 'batch_create' THEN true
+        WHEN 'batch_delete' THEN balsamd.owns_batch_at(job_id, current_user, site)
+        WHEN 'app' THEN job_id = ''
+        ELSE balsamd.owns_job_at(job_id, current_user, site) END);
 """
 
 

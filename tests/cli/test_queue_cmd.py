@@ -156,6 +156,46 @@ def test_submit_refuses_a_malformed_tag(run, site_path):
     assert batch_jobs(site_path) == []
 
 
+def test_submit_with_partitions_and_an_allowed_optional_parameter(run, site_path):
+    configure(site_path, optional_params=["reservation"])
+    result = run("queue", "submit", "--num-nodes", "2", "--wall-time-min", "5", "--partition",
+                 "serial:1:size=small,run=a b", "--partition", "mpi:1", "--optional-param", "reservation=r7",
+                 "--json")  # fmt: skip
+    data = json.loads(result.stdout)
+    assert data["partitions"] == [
+        {"job_mode": "serial", "num_nodes": 1, "filter_tags": {"size": "small", "run": "a b"}},
+        {"job_mode": "mpi", "num_nodes": 1, "filter_tags": {}},
+    ]
+    assert data["optional_params"] == {"reservation": "r7"}
+    [made] = batch_jobs(site_path)
+    assert msgspec.to_builtins(made) == data
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--partition", "serial:2", "--partition", "mpi:1"],
+         "Error: batch job refused: partitions take 2 + 1 = 3 nodes, more than the batch job's num_nodes=2; "
+         "shrink them or ask for more nodes\n"),
+        (["--partition", "gpu:1"],
+         "Error: batch job: partitions[0].job_mode: 'gpu' is not a job mode; use one of mpi, serial\n"),
+        (["--optional-param", "qos=high"],
+         "Error: batch job refused: optional parameter 'qos' is not allowed at this site (allowed: none); its "
+         "owner may add it to [scheduler] optional_params in settings.toml\n"),
+    ],
+    ids=["partitions-too-wide", "unknown-mode", "param-not-allowed"],
+)  # fmt: skip
+def test_submit_refuses_partitions_and_parameters_the_site_cannot_take(run, site_path, args, message):
+    assert run.fails("queue", "submit", "--num-nodes", "2", "--wall-time-min", "5", *args) == message
+    assert batch_jobs(site_path) == []
+
+
+def test_submit_refuses_a_malformed_partition(run, site_path):
+    result = run("queue", "submit", "--num-nodes", "1", "--wall-time-min", "5", "--partition", "serial", code=2)
+    assert "'serial' is not MODE:NODES[:KEY=VALUE,...] (e.g. serial:2:size=small)" in result.stderr
+    assert batch_jobs(site_path) == []
+
+
 # ----- ls -----------------------------------------------------------------------------------
 
 
@@ -189,7 +229,7 @@ def test_ls_json_lists_whole_batch_jobs(run, site_path):
     assert [b["id"] for b in active] == [pending]
     assert set(active[0]) == {
         "id", "num_nodes", "wall_time_min", "job_mode", "project", "queue", "filter_tags", "state", "scheduler_id",
-        "status_info", "created_at", "start_time", "end_time", "origin",
+        "status_info", "created_at", "start_time", "end_time", "origin", "partitions", "optional_params", "owner",
     }  # fmt: skip
     everything = run.json("queue", "ls", "--all")
     assert {b["id"]: b["state"] for b in everything} == {pending: "pending_submission", ended: "finished"}

@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from balsamd.models import BatchJob, JobMode
+from balsamd.models import BatchJob, JobMode, Partition
 from balsamd.modes import PRIVATE
+from balsamd.sched.cobalt import CobaltScheduler
 from balsamd.sched.local import LocalScheduler
+from balsamd.sched.lsf import LsfScheduler
+from balsamd.sched.pbs import PbsScheduler
 from balsamd.sched.script import (
     COMMAND_ENV,
     GENERIC_TEMPLATE,
@@ -21,6 +24,7 @@ from balsamd.sched.script import (
     values,
 )
 from balsamd.sched.service import job_script
+from balsamd.sched.slurm import SlurmScheduler
 from balsamd.site import init_site
 
 
@@ -140,8 +144,12 @@ def test_a_site_template_others_may_write_writes_no_script(tmp_path: Path):
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("queue", "debug\n#SBATCH --wrap=touch pwned"), ("project", "p; touch pwned"), ("id", "B1\ntouch pwned")],
-)
+    [
+        ("queue", "debug\n#SBATCH --wrap=touch pwned"), ("project", "p; touch pwned"), ("id", "B1\ntouch pwned"),
+        ("optional_params", {"reservation": "r1\ntouch pwned"}), ("optional_params", {"qos": "$(touch pwned)"}),
+        ("optional_params", {"wrap=touch pwned #": "x"}),
+    ],
+)  # fmt: skip
 def test_a_batch_job_whose_words_could_add_to_its_script_writes_no_script(tmp_path: Path, field, value) -> None:
     # a record made before the store checked these fields: the script refuses it too
     (tmp_path / "job-template.sh").write_text("#!/bin/bash\n{{ directives }}\necho {{ queue }} {{ project }}\n")
@@ -154,3 +162,31 @@ def test_the_words_the_shell_reads_in_a_site_template_are_quoted(tmp_path: Path)
     (tmp_path / "job-template.sh").write_text("#!/bin/bash\necho {{ queue }}:{{ project }}:{{ site }}\n")
     text = job_script(tmp_path, LocalScheduler(), batch(queue="gpu[0-3]"), PRIVATE).read_text()
     assert text.splitlines()[1] == f"echo 'gpu[0-3]':chem:{shlex.quote(str(tmp_path))}"
+
+
+def test_each_partition_runs_its_own_launcher_on_its_share_of_the_nodes(tmp_path: Path) -> None:
+    parts = [Partition(job_mode=JobMode.SERIAL, num_nodes=2, filter_tags={"size": "small one"}),
+             Partition(job_mode=JobMode.MPI, num_nodes=1, filter_tags={"size": "wide"})]  # fmt: skip
+    lines = launcher_command(batch(partitions=parts), Path("/sites/s1")).splitlines()
+    common = "/opt/bin/python -m balsamd --site /sites/s1 launcher"
+    assert lines == [
+        f"{common} --job-mode serial --wall-time-min 90 --batch-job B1 --tag 'size=small one' --node-share 0:2 &",
+        f"{common} --job-mode mpi --wall-time-min 90 --batch-job B1 --tag size=wide --node-share 2:1 &",
+        "wait",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "directive"),
+    [
+        (SlurmScheduler, "#SBATCH --reservation=resv-1"),
+        (PbsScheduler, "#PBS -l reservation=resv-1"),
+        (CobaltScheduler, "#COBALT --attrs reservation=resv-1"),
+        (LsfScheduler, "#BSUB -reservation resv-1"),
+        (LocalScheduler, "# optional parameter reservation=resv-1"),
+    ],
+)
+def test_an_optional_parameter_is_a_directive_of_each_scheduler(tmp_path: Path, scheduler, directive) -> None:
+    made = batch(optional_params={"reservation": "resv-1"})
+    assert scheduler().directives(made)[-1] == directive
+    assert directive in job_script(tmp_path, scheduler(), made, PRIVATE).read_text().splitlines()

@@ -205,3 +205,20 @@ def resolve_nodes(
     if not hosts:
         raise ValueError("--nodes was given but names no hosts; pass e.g. --nodes nid001,nid002")
     return hosts
+
+
+def node_share(hosts: list[str], first: int, count: int) -> list[str]:
+    """The ``count`` hosts from position ``first`` of an allocation: a partition's share of it.
+
+    A one-host allocation (a workstation, the local scheduler) is shared by every partition, as
+    all its launchers run on that host."""
+    if first < 0 or count < 1:
+        raise ValueError(f"a node share starts at 0 or later and holds 1 node or more (got {first}:{count})")
+    if len(hosts) == 1:
+        return list(hosts)
+    if first + count > len(hosts):
+        raise ValueError(
+            f"the share {first}:{count} needs {first + count} nodes but the allocation has {len(hosts)}; "
+            "ask for more nodes, or give the partitions fewer"
+        )
+    return hosts[first : first + count]

@@ -10,6 +10,7 @@ from balsamd.launch.leader.nodes import (
     discover_nodes,
     expand_cobalt_partname,
     expand_slurm_hostlist,
+    node_share,
     resolve_nodes,
 )
 
@@ -224,3 +225,22 @@ def test_without_override_nodes_are_discovered() -> None:
 def test_an_override_naming_no_hosts_is_an_error() -> None:
     with pytest.raises(ValueError, match="--nodes was given but names no hosts"):
         resolve_nodes(["", " "], {}, read_file=no_file, hostname=this_host)
+
+
+def test_a_partition_takes_its_share_of_the_allocation_in_order() -> None:
+    hosts = ["n1", "n2", "n3", "n4"]
+    assert node_share(hosts, 0, 3) == ["n1", "n2", "n3"]
+    assert node_share(hosts, 3, 1) == ["n4"]
+
+
+def test_a_one_host_allocation_is_shared_by_every_partition() -> None:
+    assert node_share(["laptop"], 0, 2) == ["laptop"]
+    assert node_share(["laptop"], 2, 1) == ["laptop"]
+
+
+def test_a_share_beyond_the_allocation_says_what_to_do() -> None:
+    with pytest.raises(ValueError) as info:
+        node_share(["n1", "n2"], 1, 2)
+    assert str(info.value) == (
+        "the share 1:2 needs 3 nodes but the allocation has 2; ask for more nodes, or give the partitions fewer"
+    )
