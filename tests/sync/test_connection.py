@@ -77,3 +77,10 @@ def test_the_same_calls_give_the_same_outcomes_locally_and_through_central(opene
     )
     batch_id = json.loads(batch.stdout)["id"]
     wait_until(lambda: [x.id for x in conn.batch_jobs.filter(site="alpha")] == [batch_id], "the batch job is seen")
+
+    asked = conn.batch_jobs.create(1, 5, site="alpha", job_mode="serial")
+    wait_until(lambda: asked.id in [x.id for x in conn.batch_jobs.filter(site="alpha", mine=True)],
+               "the batch job asked for is seen")  # fmt: skip
+    assert [x.id for x in conn.batch_jobs.filter(site="alpha", ids=[batch_id, asked.id])] == [batch_id, asked.id]
+    conn.batch_jobs.delete([asked])
+    wait_until(lambda: str(conn.batch_jobs.get(asked.id, site="alpha").state) == "finished", "the removal is seen")
