@@ -8,6 +8,7 @@ from typing import Any
 from balsamd.version import __version__
 
 __all__ = [
+    "AppRefused",
     "ApplicationDefinition",
     "DiskFull",
     "JobHandle",
@@ -23,6 +24,7 @@ __all__ = [
 # the public names load their modules on first use: `import balsamd` stays cheap for apps
 # and for the command line, which mostly need none of them
 _LAZY = {
+    "AppRefused": "balsamd.declare",
     "ApplicationDefinition": "balsamd.apps",
     "DiskFull": "balsamd.store.errors",
     "JobHandle": "balsamd.api",

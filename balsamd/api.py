@@ -1,27 +1,40 @@
 """The Python API over a local site: ``site = balsamd.connect(PATH)``.
 
-No global state: every object hangs off the Site it came from, and two sites can be open at
-once in one program.
+Every object hangs off the Site it came from, and two sites can be open at once in one
+program.  A Site keeps the interface a connection to the central database keeps too
+(``balsamd.connection``); ``connect`` remembers the most recent one for ``MyApp.submit``.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from balsamd import arrays, ids
 from balsamd.apps import register_apps
 from balsamd.batchspec import batch_job, batch_spec, batch_states
 from balsamd.config import Settings
+from balsamd.connection import forget, remember
 from balsamd.explain import a_kind, explain
-from balsamd.ids import new_id
-from balsamd.models import App, BatchJob, Event, Job, JobSpec, RemoveOutcome
+from balsamd.models import (
+    App,
+    BatchJob,
+    Event,
+    Job,
+    JobChanges,
+    JobSpec,
+    RemoveOutcome,
+    declared_app_file,
+)
+from balsamd.modes import PRIVATE, replace_file
 from balsamd.results import await_value
 from balsamd.site import SiteError, SiteLayout, find_site, open_store
-from balsamd.states import JobState
+from balsamd.states import FINAL, JobState
 from balsamd.store.contract import Store
 from balsamd.store.queries import JobFilter
 from balsamd.validate import JobSpecError, Refused, explained, id_list, job_requests, job_spec, unknown_app_message
@@ -35,16 +48,20 @@ _JOB_FIELDS = set(Job.__struct_fields__)
 def connect(target: str | os.PathLike[str] | None = None) -> Site | CentralConnection:
     """Open a site by path (or the one found from $BALSAMD_SITE / the current directory), or
     the central database by its postgresql:// DSN."""
+    conn: Site | CentralConnection
     if isinstance(target, str) and target.startswith(("postgresql://", "postgres://")):
         from balsamd.sync.remote import CentralConnection  # PostgreSQL's client: only when asked for
 
-        return CentralConnection(target)
-    if target is not None and not isinstance(target, str | os.PathLike):
+        conn = CentralConnection(target)
+    elif target is not None and not isinstance(target, str | os.PathLike):
         raise SiteError(
             f"connect() takes a site directory or a postgresql:// DSN, not {a_kind(target)}; "
             "give e.g. balsamd.connect('~/sites/theta')"
         )
-    return Site(find_site(target))
+    else:
+        conn = Site(find_site(target))
+    remember(conn)
+    return conn
 
 
 class JobHandle:
@@ -100,7 +117,8 @@ class AppManager:
         whose file cannot be used has its ``error``)."""
         return register_apps(self._site.layout.apps, self._site.store, self._site.name)
 
-    def list(self) -> list[App]:
+    def list(self, site: str | None = None) -> list[App]:
+        self._site.check_site(site)
         return sorted(self.sync().values(), key=lambda a: a.name)
 
     def get(self, name: str) -> App:
@@ -116,11 +134,12 @@ class JobManager:
     def __init__(self, site: Site) -> None:
         self._site = site
 
-    def create(self, app: str, workdir: str, **fields: Any) -> JobHandle:
-        return self.bulk_create([{"app": app, "workdir": workdir, **fields}])[0]
+    def create(self, app: str, workdir: str, site: str | None = None, **fields: Any) -> JobHandle:
+        return self.bulk_create([{"app": app, "workdir": workdir, **fields}], site)[0]
 
-    def bulk_create(self, specs: Iterable[dict[str, Any] | JobSpec]) -> list[JobHandle]:
+    def bulk_create(self, specs: Iterable[dict[str, Any] | JobSpec], site: str | None = None) -> list[JobHandle]:
         """Create all of them in one transaction, or none (the store checks every one first)."""
+        self._site.check_site(site)
         specs = job_requests(specs)
         checked = [job_spec(spec, f"job {n}" if len(specs) > 1 else "job") for n, spec in enumerate(specs)]
         self._site.apps.sync()
@@ -130,13 +149,52 @@ class JobManager:
         return JobHandle(self._site, self._site.store.get(self._site.store.resolve_id(job_id)))
 
     def filter(self, **criteria: Any) -> list[JobHandle]:
-        return [JobHandle(self._site, j) for j in self._site.store.filter(_filter(criteria))]
+        return [JobHandle(self._site, j) for j in self._site.store.filter(self._filter(criteria))]
 
     def count(self, **criteria: Any) -> int:
-        return self._site.store.count(_filter(criteria))
+        return self._site.store.count(self._filter(criteria))
 
     def counts_by_state(self, **criteria: Any) -> dict[str, int]:
-        return self._site.store.counts_by_state(_filter(criteria))
+        return self._site.store.counts_by_state(self._filter(criteria))
+
+    def _filter(self, criteria: dict[str, Any]) -> JobFilter:
+        self._site.check_site(criteria.pop("site", None))
+        return _filter(criteria)
+
+    def update(self, job: str | JobHandle, **changes: Any) -> JobHandle:
+        """Edit parameters, tags or data of a job that has not started."""
+        if "parameters" in changes:
+            try:
+                changes["parameters"] = arrays.encode(changes["parameters"])
+            except arrays.ArrayError as exc:
+                raise Refused("edit", [str(exc)]) from None
+        try:
+            edit = msgspec.convert(changes, JobChanges)
+        except msgspec.ValidationError as exc:
+            raise Refused("edit", [explained(str(exc))]) from None
+        [job_id] = self._ids([job])
+        return JobHandle(self._site, self._site.store.update_job(job_id, edit))
+
+    def as_completed(
+        self, jobs: Iterable[JobHandle], timeout: float | None = None, poll: float = 0.2
+    ) -> Iterator[JobHandle]:
+        """Yield each job once it reaches a final state (JOB_FINISHED, FAILED, KILLED)."""
+        pending = {j.id: j for j in jobs}
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while pending:
+            for job in self._site.store.filter(JobFilter(ids=list(pending), states=list(FINAL))):
+                del pending[job.id]
+                yield JobHandle(self._site, job)
+            if not pending:
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"{len(pending)} job(s) not finished within {timeout:g} s")
+            time.sleep(poll)
+
+    def wait(self, jobs: Iterable[JobHandle], timeout: float | None = None) -> list[JobHandle]:
+        given = list(jobs)
+        done = {j.id: j for j in self.as_completed(given, timeout)}
+        return [done[j.id] for j in given]
 
     def kill(self, job_ids: Iterable[str | JobHandle]) -> dict[str, JobState]:
         return self._site.store.kill(self._ids(job_ids))
@@ -198,19 +256,28 @@ class BatchJobManager:
                                         "or connect to the central database to ask another site"])  # fmt: skip
         spec = batch_spec({"num_nodes": num_nodes, "wall_time_min": wall_time_min, **fields},
                           self._site.settings.scheduler)  # fmt: skip
-        return self._site.store.create_batch_job(batch_job(new_id(), spec))
+        return self._site.store.create_batch_job(batch_job(ids.new_id(), spec))
 
-    def get(self, batch_id: str) -> BatchJob:
+    def get(self, batch_id: str, site: str | None = None) -> BatchJob:
+        self._site.check_site(site)
         return self._site.store.get_batch_job(batch_id)
 
-    def filter(self, state: Any = None) -> list[BatchJob]:
-        """Batch jobs in a state (or one of several), or all of them, oldest first."""
-        return self._site.store.batch_jobs(batch_states(state))
+    def filter(self, *, site: str | None = None, state: Any = None, ids: Iterable[str] | None = None,
+               mine: bool = False) -> list[BatchJob]:  # fmt: skip
+        """Batch jobs in a state (or one of several), with these ids, or only those the site's
+        owner asked for (``mine``: not a central user), or all of them, oldest first."""
+        self._site.check_site(site)
+        wanted = None if ids is None else set(id_list(ids))
+        return [
+            b
+            for b in self._site.store.batch_jobs(batch_states(state))
+            if (wanted is None or b.id in wanted) and (not mine or b.owner == "")
+        ]
 
     def delete(self, batch_jobs: Iterable[str | BatchJob]) -> list[BatchJob]:
         """Remove each: withdrawn if not submitted yet, cancelled if queued or running."""
-        ids = [b.id if isinstance(b, BatchJob) else b for b in id_list(batch_jobs)]
-        return [self._site.store.remove_batch_job(batch_id) for batch_id in dict.fromkeys(ids)]
+        given = [b.id if isinstance(b, BatchJob) else b for b in id_list(batch_jobs)]
+        return [self._site.store.remove_batch_job(batch_id) for batch_id in dict.fromkeys(given)]
 
 
 class Site:
@@ -223,6 +290,33 @@ class Site:
         self.apps = AppManager(self)
         self.jobs = JobManager(self)
         self.batch_jobs = BatchJobManager(self)
+        self.declared: dict[str, str] = {}
+
+    def check_site(self, site: str | None) -> None:
+        """A site named to this connection must be this one."""
+        if site is not None and site != self.name:
+            raise SiteError(f"this connection is to site {self.name}, not {site!r}; connect to that site, or to the "
+                            "central database to reach any site")  # fmt: skip
+
+    def events(self, job: str | JobHandle | None = None, limit: int | None = None) -> list[Event]:
+        job_id = None if job is None else job.id if isinstance(job, JobHandle) else self.store.resolve_id(job)
+        return self.store.events(job_id, limit=limit)
+
+    def install(self, app: App, site: str | None, code: str, timeout: float) -> App:
+        """Write a declared app to apps/ (this site is the caller's own) and record it."""
+        from balsamd.declare import AppRefused
+
+        self.check_site(site)
+        file = declared_app_file(app.name)
+        existing = self.apps.sync().get(app.name)
+        if existing is not None and existing.source != file:
+            raise AppRefused(f"the site has its own app {app.name} (apps/{existing.source}), which a declared app "
+                             "never replaces; rename your class")  # fmt: skip
+        replace_file(self.layout.apps / file, code, PRIVATE.file)
+        installed = self.apps.sync()[app.name]
+        if installed.error:
+            raise AppRefused(installed.error)
+        return installed
 
     @property
     def path(self) -> Path:
@@ -233,6 +327,7 @@ class Site:
         return self.layout.name(self.settings)
 
     def close(self) -> None:
+        forget(self)
         self.store.close()
 
     def __enter__(self) -> Site:

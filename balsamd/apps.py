@@ -36,6 +36,7 @@ from balsamd.templates import PLACEHOLDER, template_problems
 from balsamd.validate import app_problems
 
 if TYPE_CHECKING:  # the store is not imported by apps and workers that only subclass
+    from balsamd.connection import Connection
     from balsamd.store.contract import Store
 
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -121,6 +122,26 @@ class ApplicationDefinition:
 
     def handle_timeout(self) -> None:
         self.job.state = HOOK_NAMED["handle_timeout"].default_next
+
+    # An app declared in a script or notebook is sent to its site (``site``) by these; the
+    # site installs it only from users its owner names (``balsamd.declare``).
+
+    @classmethod
+    def sync(cls, conn: Connection | None = None, timeout: float = 120.0) -> App:
+        """Send this app to its site and wait until the site publishes it; raises with the
+        site's reason when it refuses, and says so when it does not answer in time."""
+        from balsamd.declare import sync
+
+        return sync(cls, conn, timeout)
+
+    @classmethod
+    def submit(cls, workdir: str, conn: Connection | None = None, **given: Any) -> Any:
+        """Create a job of this app (sent to its site first if it has not been, or changed):
+        keywords naming a job's fields (``num_nodes``, ``ranks_per_node``, ``gpus_per_rank``,
+        ``node_packing_count``, ``tags``, ...) are those, the others are ``run()``'s parameters."""
+        from balsamd.declare import submit
+
+        return submit(cls, workdir, conn, given)
 
 
 def app_name(cls: type[ApplicationDefinition]) -> str:

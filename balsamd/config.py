@@ -35,6 +35,9 @@ SCHEDULER_OPTION = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # a site's name: its identity in the central database and in the daemon's handshake; one word
 SITE_NAME = r"[^\s\"'\\\x00-\x1f\x7f]{1,64}"
+# a central user's name (a PostgreSQL role): also the directory of the site's data/ holding
+# that user's jobs, so letters, digits and a few marks
+CENTRAL_USER = r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}"
 # what each pattern means, for the error that names a key whose value does not match (msgspec's
 # message quotes the pattern as repr() gives it)
 PATTERN_HINTS = {
@@ -45,6 +48,8 @@ PATTERN_HINTS = {
     "such as reservation",
     repr(ENV_NAME): "expected an environment variable's name (letters, digits and _, not starting with a digit), "
     "such as CUDA_VISIBLE_DEVICES",
+    repr(f"^{CENTRAL_USER}$"): "expected a central user's name (their PostgreSQL role) of letters, digits and "
+    "_.@-, at most 64 characters",
     repr(f"^({SITE_NAME})?$"): "expected a name of at most 64 characters without spaces, quotes, backslashes or "
     "control characters",
 }
@@ -204,6 +209,12 @@ class ElasticSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             _refuse("filter_tags", "; ".join(problems))
 
 
+class AppsSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    # central users whose declared apps (ApplicationDefinition classes sent from their scripts)
+    # this site installs in apps/ and runs as its owner: nobody unless named
+    accept_from: list[Annotated[str, msgspec.Meta(pattern=f"^{CENTRAL_USER}$")]] = []
+
+
 class LoggingSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # each log (the daemon's, each launcher's) rotates at this size, keeping this many old files
     max_bytes: Annotated[int, msgspec.Meta(ge=4096)] = 20 * 1024 * 1024
@@ -218,6 +229,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     sync: SyncSettings = msgspec.field(default_factory=SyncSettings)
     daemon: DaemonSettings = msgspec.field(default_factory=DaemonSettings)
     elastic: ElasticSettings = msgspec.field(default_factory=ElasticSettings)
+    apps: AppsSettings = msgspec.field(default_factory=AppsSettings)
     logging: LoggingSettings = msgspec.field(default_factory=LoggingSettings)
 
     def __post_init__(self) -> None:
@@ -565,6 +577,12 @@ max_queued = 20            # most batch jobs queued or running at once
 use_backfill = false       # size batch jobs to the scheduler's backfill windows
 max_failures = 3           # submission failures in a row before it pauses itself ...
 pause_min = 30.0           # ... for this long (see `balsamd status`)
+
+[apps]
+# Central users whose apps this site installs when they declare them from a script or notebook
+# (`MyApp.sync()`, or their first `MyApp.submit(...)`): each app becomes a file of apps/ and
+# runs as you, so list only people you would let write there.  Empty: nobody.
+accept_from = []
 
 [logging]
 # The daemon's log (log/daemon.log) and each launcher's (log/launcher-SESSION.log) start a new

@@ -6,7 +6,8 @@ where the job is checked, naming where in the value it is: a set or an object of
 no JSON form (msgspec would quietly write a set as a list, bytes as base64, NaN as null); integers
 beyond 64 bits do not fit msgpack; a NUL character fits neither a command line nor PostgreSQL's
 text; a lone surrogate is not text at all; and a value nested deeper than any real input
-exhausts the recursion of every encoder on the way.
+exhausts the recursion of every encoder on the way.  A numpy array is a tagged value of its own
+(``balsamd.arrays``), checked to be one.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from balsamd.arrays import is_tagged, tagged_problem
 from balsamd.explain import a_kind
 
 MAX_DEPTH = 64
@@ -63,7 +65,11 @@ def value_problems(value: dict[str, Any], field: str) -> list[str]:
             if depth >= MAX_DEPTH:
                 problems.append(f"{where} is nested more than {MAX_DEPTH} levels deep; flatten it or pass it as a file")
                 continue
-            if kind is dict:
+            if kind is dict and is_tagged(item):  # a numpy array (balsamd.arrays): checked whole
+                problem = tagged_problem(item, where)
+                if problem:
+                    problems.append(problem)
+            elif kind is dict:
                 for key, sub in item.items():
                     if type(key) is not str:
                         problems.append(f"{where} has the key {key!r:.60}: keys must be strings")

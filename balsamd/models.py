@@ -322,6 +322,29 @@ class IntentKind(enum.StrEnum):
     UPDATE = "update"
     BATCH_CREATE = "batch_create"
     BATCH_DELETE = "batch_delete"
+    DELETE = "delete"
+    APP = "app"  # install a declared app (``balsamd.declare``), if the site accepts its author's
+
+
+def declared_app_file(name: str) -> str:
+    """The file of ``SITE/apps/`` a declared app of this name is installed as."""
+    return f"declared_{name}.py"
+
+
+class DeclaredApp(msgspec.Struct, kw_only=True):
+    """An app a central user declared and the site accepted: the module text to install as
+    ``apps/declared_NAME.py``, and whether the daemon has written it there yet."""
+
+    name: str
+    owner: str
+    code: str
+    intent_id: str
+    installed_at: float
+    written: bool = False
+
+    @property
+    def file(self) -> str:
+        return declared_app_file(self.name)
 
 
 class CentralRow(msgspec.Struct, kw_only=True, frozen=True):

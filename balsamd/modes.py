@@ -70,6 +70,26 @@ def write_file(path: Path, data: str | bytes, mode: int) -> None:
         raise
 
 
+def replace_file(path: Path, data: str | bytes, mode: int) -> None:
+    """Write ``path`` whole with exactly ``mode`` so that a reader sees the old file or the new
+    one, never a part: a new file beside it, synced, renamed over it."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = open_file(temp, os.O_WRONLY | os.O_TRUNC | os.O_EXCL, mode)
+    except FileExistsError:  # left by a process of this pid that died: it is ours to drop
+        temp.unlink()
+        fd = open_file(temp, os.O_WRONLY | os.O_TRUNC | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
 def changeable_by_others(path: Path, st: os.stat_result) -> str | None:
     """Why someone other than this user could change ``path`` (its stat ``st``), as a message
     saying what to do; None when only this user can."""

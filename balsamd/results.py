@@ -18,7 +18,6 @@ numpy is imported only when an array or a numpy scalar is met.
 from __future__ import annotations
 
 import math
-import re
 import sys
 import time
 import traceback
@@ -28,6 +27,7 @@ from typing import Any
 import msgspec
 from msgspec.msgpack import Ext
 
+from balsamd.arrays import DTYPE, dtype_ok
 from balsamd.models import Job
 from balsamd.states import FINAL
 
@@ -42,9 +42,6 @@ ARRAY = 2  # payload: [dtype.str, shape, raw bytes in C order]
 SCALAR = 3  # payload: [dtype.str, raw bytes]
 BIG_INT = 4  # payload: the integer, big-endian two's complement
 
-_NUMPY_KINDS = frozenset("biufcmMUS")  # no objects, no structured or void dtypes
-# what dtype.str gives for those kinds: a byte order, a kind, a size, maybe a time unit
-_DTYPE = re.compile(r"[<>|=][biufcmMUS][0-9]{1,6}(\[[0-9]{0,4}[a-zA-Z]{1,2}\])?")
 _PLAIN = frozenset({type(None), bool, float, str, bytes})
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 
@@ -162,12 +159,8 @@ def _type_name(kind: type) -> str:
     return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
 
 
-def _numpy_dtype_ok(dtype: Any) -> bool:
-    return dtype.kind in _NUMPY_KINDS and not dtype.hasobject and dtype.fields is None and dtype.itemsize > 0
-
-
 def _check_dtype(dtype: Any) -> None:
-    if not _numpy_dtype_ok(dtype):
+    if not dtype_ok(dtype):
         raise _Unsupported(f"numpy data of dtype {dtype} (objects, structured and empty dtypes are not supported)")
 
 
@@ -217,7 +210,7 @@ _decode_result = msgspec.msgpack.Decoder(Returned | Raised, ext_hook=_ext).decod
 
 def _numpy_value(dtype_text: str, shape: list[int] | None, raw: memoryview) -> Any:
     """An array (a scalar when ``shape`` is None) from its dtype and bytes, checked first."""
-    if not _DTYPE.fullmatch(dtype_text):
+    if not DTYPE.fullmatch(dtype_text):
         raise _Malformed(f"a numpy value of the unsupported dtype {dtype_text!r}")
     try:
         import numpy
@@ -227,7 +220,7 @@ def _numpy_value(dtype_text: str, shape: list[int] | None, raw: memoryview) -> A
         dtype = numpy.dtype(dtype_text)
     except (TypeError, ValueError):
         raise _Malformed(f"a numpy value of the unknown dtype {dtype_text!r}") from None
-    if not _numpy_dtype_ok(dtype):
+    if not dtype_ok(dtype):
         raise _Malformed(f"a numpy value of the unsupported dtype {dtype_text!r}")
     if shape is None:
         if len(raw) != dtype.itemsize:

@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from balsamd import config
+from balsamd import arrays, config
 from balsamd.cleanup import glob_problems
 from balsamd.config import NodeSettings, SchedulerSettings, Settings
 from balsamd.explain import a_kind, explain
@@ -52,7 +52,7 @@ SCHEDULER_OPTION = re.compile(config.SCHEDULER_OPTION)
 MAX_PARTITIONS = 64
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # a central user's name, as a directory of the site's data/ holding that user's jobs
-USER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}")
+USER_NAME = re.compile(config.CENTRAL_USER)
 USERS_DIR = "users"
 LAUNCH_PARAM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 MAX_TEXT = 64 * 1024  # a reason or status text kept with a record
@@ -73,12 +73,15 @@ class SiteRules(msgspec.Struct, kw_only=True):
     nodes: NodeSettings = msgspec.field(default_factory=NodeSettings)
     scheduler: SchedulerSettings = msgspec.field(default_factory=SchedulerSettings)
     allowed_launch_params: list[str] = []
+    # central users whose declared apps the site installs ([apps] accept_from)
+    accept_apps_from: list[str] = []
 
     @classmethod
     def of(cls, settings: Settings) -> SiteRules:
         return cls(
             nodes=settings.nodes, scheduler=settings.scheduler,
             allowed_launch_params=settings.launcher.allowed_launch_params,
+            accept_apps_from=settings.apps.accept_from,
         )  # fmt: skip
 
 
@@ -232,8 +235,14 @@ def unknown_app_message(name: str, apps: Mapping[str, App]) -> str:
 def job_spec(raw: Any, where: str = "job") -> JobSpec:
     """A JobSpec from a request written as a dict (the CLI, the Python API, an intent in the
     central database), or JobSpecError naming the field that is wrong.  A JobSpec given as it is
-    is checked too: it may carry values no transport can send (a set, an object)."""
-    if not isinstance(raw, JobSpec):
+    is checked too: it may carry values no transport can send (a set, an object).  numpy arrays
+    among the parameters are encoded as tagged values (``balsamd.arrays``)."""
+    if isinstance(raw, JobSpec):
+        try:
+            raw = msgspec.structs.replace(raw, parameters=arrays.encode(raw.parameters))
+        except arrays.ArrayError as exc:
+            raise JobSpecError(where, [str(exc)]) from None
+    else:
         if not isinstance(raw, Mapping):
             raise JobSpecError(where, [
                 f"a job request is a dict of fields, not {a_kind(raw)}; give e.g. "
@@ -246,6 +255,11 @@ def job_spec(raw: Any, where: str = "job") -> JobSpec:
                 f"unknown field(s) {unknown}; correct or remove them (a job request takes {sorted(SPEC_FIELDS)})"
             ])  # fmt: skip
         fields = {k: v for k, v in raw.items() if v is not None or k not in ("parameters", "parent_ids")}
+        try:
+            if "parameters" in fields:
+                fields["parameters"] = arrays.encode(fields["parameters"])
+        except arrays.ArrayError as exc:
+            raise JobSpecError(where, [str(exc)]) from None
         try:
             raw = msgspec.convert(fields, JobSpec)
         except msgspec.ValidationError as exc:
@@ -356,6 +370,12 @@ def build_job(
                         "give another")  # fmt: skip
     params, param_problems = resolve_parameters(app, spec.parameters)
     problems += param_problems
+    if app.kind == AppKind.COMMAND:
+        problems += [
+            f"parameter {name} holds a numpy array, which only a Python app's run() receives; give text or numbers"
+            for name, value in spec.parameters.items()
+            if arrays.holds_array(value)
+        ]
     problems += resource_problems(spec, rules.nodes, rules.scheduler.max_wall_time_min)
     problems += tag_problems(spec.tags)
     problems += launch_param_problems(spec.launch_params, rules.allowed_launch_params)

@@ -457,7 +457,7 @@ class LatencyBench:
         for _ in range(REMOTE_CREATES):
             self.count += 1
             t0 = perf_counter()
-            job = self.conn.jobs.create("lat", "Noop", f"w/{self.count}")
+            job = self.conn.jobs.create("Noop", f"w/{self.count}", site="lat")
             latencies.append(self._claimable_after(job.id, t0))
         return statistics.median(latencies)
 

@@ -10,7 +10,7 @@ import pytest
 
 import balsamd
 from balsamd.models import BatchJobState, JobMode, Partition
-from balsamd.site import init_site
+from balsamd.site import SiteError, init_site
 from balsamd.validate import Refused
 
 B = BatchJobState
@@ -68,3 +68,13 @@ def test_an_unknown_state_to_filter_on_names_the_states(site) -> None:
         "batch job filter: 'done' is not a batch job state; use one of pending_submission, queued, running, "
         "finished, submit_failed, pending_deletion"
     )
+
+
+def test_filter_by_ids_and_by_who_asked_and_get_at_this_site_only(site) -> None:
+    first, second = site.batch_jobs.create(1, 5), site.batch_jobs.create(1, 5)
+    assert site.batch_jobs.filter(ids=[second.id]) == [second]
+    assert site.batch_jobs.filter(site="here", mine=True) == [first, second]  # the site owner asked for both
+    assert site.batch_jobs.get(first.id, site="here") == first
+    with pytest.raises(SiteError) as wrong:
+        site.batch_jobs.get(first.id, site="elsewhere")
+    assert str(wrong.value).startswith("this connection is to site here, not 'elsewhere'")

@@ -182,7 +182,7 @@ def test_unknown_key_in_a_section(tmp_path: Path) -> None:
 def test_unknown_section(tmp_path: Path) -> None:
     assert error(tmp_path, "[node]\ncpus_per_node = 4\n") == (
         "FILE:1: key node: unknown key; did you mean nodes? remove it or correct its name "
-        "(known keys: site, nodes, scheduler, launcher, sync, daemon, elastic, logging)"
+        "(known keys: site, nodes, scheduler, launcher, sync, daemon, elastic, apps, logging)"
     )
 
 
@@ -239,4 +239,19 @@ def test_an_allowed_launch_parameter_must_be_an_option_name(tmp_path: Path) -> N
         "FILE:2: key launcher.allowed_launch_params: expected an option name of letters, "
         'digits, _ and -, as the MPI launcher takes it (got "--x"); correct it, or remove the line to use the '
         "default (allowed_launch_params = [])"
+    )
+
+
+def test_apps_are_accepted_from_nobody_unless_the_owner_names_central_users(tmp_path: Path) -> None:
+    assert load_settings(settings_file(tmp_path, "")).apps.accept_from == []
+    assert load_settings(
+        settings_file(tmp_path, '[apps]\naccept_from = ["alice", "bob.s@lab"]\n')
+    ).apps.accept_from == [
+        "alice",
+        "bob.s@lab",
+    ]
+    assert error(tmp_path, '[apps]\naccept_from = ["alice smith"]\n') == (
+        "FILE:2: key apps.accept_from: expected a central user's name (their PostgreSQL role) of letters, digits "
+        'and _.@-, at most 64 characters (got "alice smith"); correct it, or remove the line to use the default '
+        "(accept_from = [])"
     )

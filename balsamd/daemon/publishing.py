@@ -8,6 +8,10 @@ in the daemon.  When the
 whole directory fails that way, each file is loaded in a process of its own, and the file that
 failed is recorded as broken (its classes, named without running it) while the others are
 published.
+
+Apps central users declared, and the site accepted (``[apps] accept_from``; the store decides
+when it applies their intents), are written to ``apps/declared_NAME.py`` here first, each
+atomically and private to the owner, and then published like any other file.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ import msgspec
 from balsamd.apps import app_files, broken_app, declared_names, file_apps, merge_apps, record_apps
 from balsamd.daemon.hooks import PythonWorker, serve_tasks
 from balsamd.logs import drop_unwritable_stdio
-from balsamd.models import App
+from balsamd.models import App, DeclaredApp
+from balsamd.modes import PRIVATE, replace_file
 from balsamd.store.store import SiteStore
 
 log = logging.getLogger("balsamd.apps")
@@ -124,6 +129,12 @@ class Publishing:
         self.on_change: Callable[[], None] = lambda: None
 
     async def step(self, _now: float) -> None:
+        for declared in await self.call(self.store.declared_apps):
+            if not declared.written:
+                await anyio.to_thread.run_sync(write_declared, self.apps_dir, declared)
+                await self.call(self.store.declared_app_written, declared.name, declared.intent_id)
+                log.info("app %s declared by central user %s written to apps/%s", declared.name, declared.owner,
+                         declared.file)  # fmt: skip
         now_seen = await anyio.to_thread.run_sync(fingerprint, self.apps_dir)
         if self.looked and now_seen == self.seen:
             return
@@ -136,6 +147,15 @@ class Publishing:
 
     def detail(self) -> dict[str, object]:
         return {"apps": len(self.apps), "broken": sorted(n for n, a in self.apps.items() if a.error)}
+
+
+def write_declared(apps_dir: Path, declared: DeclaredApp) -> None:
+    """The declared app's file in ``apps_dir``: its module text under a line saying whose it is."""
+    header = (
+        f"# Declared by central user {declared.owner} (intent {declared.intent_id}) and accepted by [apps] "
+        "accept_from;\n# declaring it again replaces this file.\n"
+    )
+    replace_file(apps_dir / declared.file, header + declared.code, PRIVATE.file)
 
 
 def say_published(apps: dict[str, App]) -> None:

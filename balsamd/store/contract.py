@@ -30,6 +30,7 @@ from balsamd.models import (
     BatchJob,
     BatchJobState,
     ClaimLimits,
+    DeclaredApp,
     Event,
     Intent,
     IntentOutcome,
@@ -89,6 +90,17 @@ class Store(Protocol):
     @operation(write=False)
     def apps(self) -> dict[str, App]:
         """Every registered app by name."""
+        ...
+
+    @operation(write=False)
+    def declared_apps(self) -> list[DeclaredApp]:
+        """Apps central users declared and the site accepted (``apply_intents``), by name."""
+        ...
+
+    @operation(write=True)  # lost, the file is written again: the same text
+    def declared_app_written(self, name: str, intent_id: str) -> bool:
+        """Record that the daemon wrote the declared app to apps/ as ``intent_id`` installed it;
+        False when a later declaration replaced it meanwhile (it is written next)."""
         ...
 
     # ----- jobs: create and read ------------------------------------------------------------

@@ -13,8 +13,19 @@ from dataclasses import dataclass
 import msgspec
 
 from balsamd import ids
+from balsamd.appcode import code_problems, name_problem
 from balsamd.batchspec import batch_job, read_spec
-from balsamd.models import BatchJob, Intent, IntentKind, IntentOutcome, JobChanges, JobSpec
+from balsamd.models import (
+    App,
+    BatchJob,
+    DeclaredApp,
+    Intent,
+    IntentKind,
+    IntentOutcome,
+    JobChanges,
+    JobSpec,
+    declared_app_file,
+)
 from balsamd.validate import JobSpecError, Refused, job_spec
 
 
@@ -34,6 +45,12 @@ class KillOrRetry:
 
 
 @dataclass(frozen=True)
+class InstallApp:
+    name: str
+    code: str  # the module's text: imports and the class (``balsamd.appcode``)
+
+
+@dataclass(frozen=True)
 class BatchCreate:
     batch: BatchJob  # its id is the one the requester chose (the intent's job_id)
 
@@ -43,7 +60,7 @@ class BatchDelete:
     batch_id: str
 
 
-Action = Create | Edit | KillOrRetry | BatchCreate | BatchDelete
+Action = Create | Edit | KillOrRetry | InstallApp | BatchCreate | BatchDelete
 
 
 def parse_intent(intent: Intent) -> Action:
@@ -66,7 +83,47 @@ def parse_intent(intent: Intent) -> Action:
             return Edit(msgspec.convert(intent.payload, JobChanges))
         except msgspec.ValidationError as exc:
             raise Refused(where, [f"only parameters, tags and data can be edited, as objects: {exc}"]) from None
+    if kind == IntentKind.APP:
+        return _install(intent, where)
     return KillOrRetry(kind)
+
+
+def _install(intent: Intent, where: str) -> InstallApp:
+    name, code = intent.payload.get("name"), intent.payload.get("code")
+    problem = name_problem(name)
+    if problem:
+        raise Refused(where, [problem])
+    assert isinstance(name, str)
+    problems = code_problems(name, code)
+    if problems:
+        raise Refused(f"app {name}", problems)
+    assert isinstance(code, str)
+    return InstallApp(name, code)
+
+
+def install_refusal(
+    action: InstallApp, owner: str, accept_from: list[str], apps: Mapping[str, App], declared: DeclaredApp | None
+) -> str | None:
+    """Why the site does not install a declared app (None when it does): its author must be
+    named in ``[apps] accept_from``, and it replaces no app of the site's own files, nor one
+    another user declared."""
+    if owner not in accept_from:
+        return (
+            f"central user {owner or '(none)'} may not install apps at this site: ask the site's owner to add you "
+            "to [apps] accept_from in settings.toml"
+        )
+    file = declared_app_file(action.name)
+    existing = apps.get(action.name)
+    if existing is not None and existing.source != file:
+        return (
+            f"the site has its own app {action.name} (apps/{existing.source}), which a declared app never replaces; "
+            "rename your class"
+        )
+    if declared is None and any(app.source == file for app in apps.values()):
+        return f"apps/{file} is a file of the site's own, which a declared app never replaces; rename your class"
+    if declared is not None and declared.owner != owner:
+        return f"app {action.name} was declared by {declared.owner}; only they may replace it: rename your class"
+    return None
 
 
 def _creations(intent: Intent) -> list[tuple[str, JobSpec]]:

@@ -212,6 +212,18 @@ MIGRATIONS: list[str] = [
     ALTER TABLE batch_jobs ADD COLUMN optional_params TEXT NOT NULL DEFAULT '{}';
     ALTER TABLE batch_jobs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
     """,
+    # 9: apps central users declared and the site accepted ([apps] accept_from), by name; the
+    # daemon writes each to apps/ (``written``) and publishes it like any app file
+    """
+    CREATE TABLE declared_apps (
+        name TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        code TEXT NOT NULL,
+        intent_id TEXT NOT NULL,
+        installed_at REAL NOT NULL,
+        written INTEGER NOT NULL DEFAULT 0
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

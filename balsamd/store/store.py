@@ -21,6 +21,7 @@ import msgspec
 from balsamd import ids, lifecycle
 from balsamd.models import (
     App,
+    DeclaredApp,
     Event,
     Intent,
     IntentKind,
@@ -53,8 +54,10 @@ from balsamd.store.intents import (
     BatchDelete,
     Create,
     Edit,
+    InstallApp,
     decode_outcome,
     encode_outcome,
+    install_refusal,
     parse_intent,
 )
 from balsamd.store.outbox import OutboxMixin
@@ -77,6 +80,8 @@ from balsamd.validate import (
 S = JobState
 T = TypeVar("T")
 log = logging.getLogger("balsamd.store")
+
+_DECLARED = "name, owner, code, intent_id, installed_at, written"
 
 # the states a user may still edit a job in: it has not started
 EDITABLE = frozenset({S.CREATED, S.AWAITING_PARENTS, S.READY, S.STAGED_IN, S.PREPROCESSED, S.RESTART_READY})
@@ -137,6 +142,18 @@ class SiteStore(SessionsMixin, BatchStoreMixin, OutboxMixin, StoreBase):
     def apps(self) -> dict[str, App]:
         with self.db.read() as conn:
             return {name: decode_app(spec) for name, spec in conn.execute("SELECT name, spec FROM apps ORDER BY name")}
+
+    def declared_apps(self) -> list[DeclaredApp]:
+        with self.db.read() as conn:
+            return [
+                DeclaredApp(name=r[0], owner=r[1], code=r[2], intent_id=r[3], installed_at=r[4], written=bool(r[5]))
+                for r in conn.execute(f"SELECT {_DECLARED} FROM declared_apps ORDER BY name")
+            ]
+
+    def declared_app_written(self, name: str, intent_id: str) -> bool:
+        with self.db.write() as conn:
+            conn.execute("UPDATE declared_apps SET written = 1 WHERE name = ? AND intent_id = ?", (name, intent_id))
+            return conn.changes() > 0
 
     # ----- jobs: create and read --------------------------------------------------------
 
@@ -515,6 +532,8 @@ class SiteStore(SessionsMixin, BatchStoreMixin, OutboxMixin, StoreBase):
 
     def _apply(self, conn: apsw.Connection, intent: Intent, now: float) -> IntentOutcome:
         action = parse_intent(intent)
+        if isinstance(action, InstallApp):
+            return self._install(conn, intent, action, now)
         if isinstance(action, Create):
             apps = self._apps(conn)
             jobs = []
@@ -542,8 +561,27 @@ class SiteStore(SessionsMixin, BatchStoreMixin, OutboxMixin, StoreBase):
         if isinstance(action, Edit):
             self.update_job(intent.job_id, action.changes, now)
             return IntentOutcome(status=IntentStatus.APPLIED)
+        if action.kind == IntentKind.DELETE:
+            removed = self.delete([intent.job_id])
+            if removed.refused:
+                raise StoreError(f"job {intent.job_id}: {removed.refused[intent.job_id]}")
+            return IntentOutcome(status=IntentStatus.APPLIED)
         change = self.kill if action.kind == IntentKind.KILL else self.retry
         return IntentOutcome(status=IntentStatus.APPLIED, states=change([intent.job_id], now))
+
+    def _install(self, conn: apsw.Connection, intent: Intent, action: InstallApp, now: float) -> IntentOutcome:
+        row = conn.execute(f"SELECT {_DECLARED} FROM declared_apps WHERE name = ?", (action.name,)).fetchone()
+        declared = None
+        if row is not None:
+            declared = DeclaredApp(name=row[0], owner=row[1], code=row[2], intent_id=row[3], installed_at=row[4])
+        refusal = install_refusal(action, intent.owner, self.rules.accept_apps_from, self._apps(conn), declared)
+        if refusal:
+            raise Refused(f"app {action.name}", [refusal])
+        conn.execute(
+            f"INSERT OR REPLACE INTO declared_apps ({_DECLARED}) VALUES (?, ?, ?, ?, ?, 0)",
+            (action.name, intent.owner, action.code, intent.id, now),
+        )
+        return IntentOutcome(status=IntentStatus.APPLIED)
 
     def _delete_batch_asked(self, intent: Intent, batch_id: str) -> IntentOutcome:
         """A central user removes only batch jobs they asked for; the site owner's are theirs."""

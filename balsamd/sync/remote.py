@@ -10,8 +10,8 @@ its execution fields flow back here.  Kill, retry and edits are intents too.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, TypeVar
 
 import msgspec
 import psycopg
@@ -19,8 +19,20 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from balsamd import ids
+from balsamd.connection import forget
 from balsamd.jsonvalues import value_problems
-from balsamd.models import JOB_COLUMNS, App, Event, IntentOutcome, Job, JobChanges, JobSpec, job_row
+from balsamd.models import (
+    JOB_COLUMNS,
+    App,
+    Event,
+    IntentOutcome,
+    IntentStatus,
+    Job,
+    JobChanges,
+    JobSpec,
+    declared_app_file,
+    job_row,
+)
 from balsamd.results import await_value
 from balsamd.states import FINAL, JobState
 from balsamd.sync.remote_batch import RemoteBatchJobs
@@ -39,6 +51,7 @@ from balsamd.validate import (
     shared_workdir_problems,
 )
 
+T = TypeVar("T")
 _COLUMNS = ", ".join(JOB_COLUMNS)
 _SELECT = f"{_COLUMNS}, site"
 
@@ -81,17 +94,27 @@ class RemoteJob:
             "SELECT id, job_id, from_state, to_state, ts, reason FROM balsamd.events WHERE job_id = %s ORDER BY ts, id",
             (self._record.id,),
         )
-        return [
-            Event(id=r[0], job_id=r[1], from_state=JobState(r[2]) if r[2] else None, to_state=JobState(r[3]),
-                  ts=r[4], reason=r[5])
-            for r in rows
-        ]  # fmt: skip
+        return [_event(r) for r in rows]
 
     def result(self, timeout: float | None = None, poll: float = 0.25) -> Any:
         return await_value(lambda: self.refresh().record, timeout, poll)
 
     def __repr__(self) -> str:
         return f"<Job {self._record.id} site={self.site} app={self._record.app} state={self._record.state}>"
+
+
+def _event(r: tuple[Any, ...]) -> Event:
+    return Event(id=r[0], job_id=r[1], from_state=JobState(r[2]) if r[2] else None, to_state=JobState(r[3]),
+                 ts=r[4], reason=r[5])  # fmt: skip
+
+
+def _poll(fetch: Callable[[], T | None], deadline: float, every: float = 0.25) -> T | None:
+    """What ``fetch`` returns once it is not None, or None at ``deadline``."""
+    while True:
+        found = fetch()
+        if found is not None or time.monotonic() >= deadline:
+            return found
+        time.sleep(every)
 
 
 def unpublished_app_message(site: str, name: str, apps: Mapping[str, App]) -> str:
@@ -109,7 +132,7 @@ class RemoteJobs:
     def __init__(self, conn: CentralConnection) -> None:
         self._conn = conn
 
-    def create(self, site: str, app: str, workdir: str, **fields: Any) -> RemoteJob:
+    def create(self, app: str, workdir: str, site: str | None = None, **fields: Any) -> RemoteJob:
         return self.bulk_create([{"app": app, "workdir": workdir, **fields}], site=site)[0]
 
     def bulk_create(self, specs: Iterable[dict[str, Any]], site: str | None = None) -> list[RemoteJob]:
@@ -191,6 +214,10 @@ class RemoteJobs:
         """Edit parameters, tags or data of a job that has not started (applied by its site)."""
         return self._intents("update", [job], _checked_changes(changes))[0]
 
+    def delete(self, jobs: Iterable[str | RemoteJob]) -> list[str]:
+        """Remove jobs that no launcher holds (the site removes them, then central follows)."""
+        return self._intents("delete", jobs)
+
     def _intents(self, kind: str, jobs: Iterable[str | RemoteJob], payload: dict[str, Any] | None = None) -> list[str]:
         targets = [j if isinstance(j, RemoteJob) else self.get(j) for j in id_list(jobs)]
         now = time.time()
@@ -227,6 +254,22 @@ class RemoteJobs:
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"{len(pending)} job(s) not finished within {timeout:g} s")
             time.sleep(poll)
+
+    def wait(self, jobs: Iterable[RemoteJob], timeout: float | None = None) -> list[RemoteJob]:
+        given = list(jobs)
+        done = {j.id: j for j in self.as_completed(given, timeout)}
+        return [done[j.id] for j in given]
+
+
+class RemoteApps:
+    def __init__(self, conn: CentralConnection) -> None:
+        self._conn = conn
+
+    def list(self, site: str | None = None) -> list[App]:
+        """The apps each site (or ``site``) publishes, by name."""
+        where, params = (" WHERE site = %s", [site]) if site is not None else ("", [])
+        rows = self._conn.execute(f"SELECT spec FROM balsamd.apps{where} ORDER BY name, site", params)
+        return [msgspec.convert(spec, App) for (spec,) in rows]
 
 
 def _checked_changes(changes: dict[str, Any]) -> dict[str, Any]:
@@ -306,7 +349,70 @@ class CentralConnection:
             self.pg.close()
             raise
         self.jobs = RemoteJobs(self)
+        self.apps = RemoteApps(self)
         self.batch_jobs = RemoteBatchJobs(self)
+        self.declared: dict[str, str] = {}
+
+    def events(self, job: str | RemoteJob | None = None, limit: int | None = None) -> list[Event]:
+        """State changes of the jobs you own (of ``job``), oldest first."""
+        if job is not None:
+            return (job if isinstance(job, RemoteJob) else self.jobs.get(job)).events()[:limit]
+        problem = limit_problem(limit)
+        if problem:
+            raise Refused("events", [problem])
+        rows = self.execute(
+            "SELECT id, job_id, from_state, to_state, ts, reason FROM balsamd.events ORDER BY ts, id"
+            + ("" if limit is None else f" LIMIT {int(limit)}")
+        )
+        return [_event(r) for r in rows]
+
+    def install(self, app: App, site: str | None, code: str, timeout: float) -> App:
+        """Ask ``site`` to install a declared app, wait for its answer, then for the app as it
+        publishes it (see balsamd.declare)."""
+        from balsamd.declare import AppRefused
+
+        if not site:
+            known = ", ".join(self.sites()) or "none"
+            raise JobSpecError(
+                f"app {app.name}", [f"it names no site: set site = 'NAME' in the class (known: {known})"]
+            )
+        self.site_rules(site)  # an unknown site is told at once
+        intent_id = ids.new_id()
+        self.execute(
+            "INSERT INTO balsamd.intents (id, site, kind, job_id, payload, created_at) "
+            "VALUES (%s, %s, 'app', '', %s, %s)",
+            (intent_id, site, Jsonb({"name": app.name, "code": code}), time.time()),
+        )
+        deadline = time.monotonic() + timeout
+        outcome = _poll(lambda: self.jobs.intent_outcome(intent_id), deadline)
+        if outcome is None:
+            raise TimeoutError(
+                f"site {site} has not answered within {timeout:g} s: its daemon applies requests when it syncs with "
+                f"the central database (is it running? `balsamd status` at the site); request {intent_id} stays "
+                "pending and is applied when it does"
+            )
+        if outcome.status == IntentStatus.REJECTED:
+            raise AppRefused(f"site {site} refused {outcome.reason}")
+        published = _poll(lambda: self._published(site, app), deadline)
+        if published is None:
+            raise TimeoutError(f"site {site} accepted app {app.name} but has not published it within {timeout:g} s "
+                               "(its daemon loads apps/ every [daemon] apps_period_sec)")  # fmt: skip
+        if published.error:
+            raise AppRefused(f"site {site} installed app {app.name}, which cannot be used: {published.error}")
+        return published
+
+    def _published(self, site: str, app: App) -> App | None:
+        """The app as ``site`` publishes it once it publishes this version (its shape), else None."""
+        rows = self.execute("SELECT spec FROM balsamd.apps WHERE site = %s AND name = %s", (site, app.name))
+        if not rows:
+            return None
+        found = msgspec.convert(rows[0][0], App)
+        if found.source != declared_app_file(app.name):
+            return found if found.error else None
+        if found.error:
+            return found
+        same = (found.kind, found.parameters, found.hooks, found.command_template)
+        return found if same == (app.kind, app.parameters, app.hooks, app.command_template) else None
 
     def execute(self, query: str | sql.Composed, params: Any = ()) -> list[tuple[Any, ...]]:
         with self.pg.cursor() as cur:
@@ -330,6 +436,7 @@ class CentralConnection:
         return apps, rules
 
     def close(self) -> None:
+        forget(self)
         self.pg.close()
 
     def __enter__(self) -> CentralConnection:

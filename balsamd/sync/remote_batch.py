@@ -108,7 +108,7 @@ class RemoteBatchJobs:
     def __init__(self, conn: CentralConnection) -> None:
         self._conn = conn
 
-    def create(self, site: str, num_nodes: int, wall_time_min: int, **fields: Any) -> RemoteBatchJob:
+    def create(self, num_nodes: int, wall_time_min: int, site: str | None = None, **fields: Any) -> RemoteBatchJob:
         """Ask ``site`` for a batch job (``job_mode``, ``queue``, ``project``, ``filter_tags``,
         ``partitions``, ``optional_params``), checked first against the rules it published."""
         if not isinstance(site, str) or not site:
@@ -134,7 +134,7 @@ class RemoteBatchJobs:
             raise CentralError(f"no batch job with id {batch_id!r:.40} in the central database")
         return found[0]
 
-    def filter(self, site: str | None = None, state: Any = None, ids: Iterable[str] | None = None,
+    def filter(self, *, site: str | None = None, state: Any = None, ids: Iterable[str] | None = None,
                mine: bool = False) -> list[RemoteBatchJob]:  # fmt: skip
         """Batch jobs of every site (or ``site``), in a state (or several), with these ids, or only
         those you asked for (``mine``), oldest first; requests a site has not taken yet, or

@@ -175,6 +175,14 @@ MIGRATIONS: list[str] = [
     ALTER TABLE balsamd.intents ADD CONSTRAINT intents_kind_check
         CHECK (kind IN ('create', 'kill', 'retry', 'update', 'batch_create', 'batch_delete'));
     """,
+    # 6: a user may remove a job of theirs (kind 'delete': the site removes it, central follows),
+    # and declare an app to a site (kind 'app', about no job: job_id ''), which the site
+    # installs only if its owner named the user ([apps] accept_from)
+    """
+    ALTER TABLE balsamd.intents DROP CONSTRAINT IF EXISTS intents_kind_check;
+    ALTER TABLE balsamd.intents ADD CONSTRAINT intents_kind_check
+        CHECK (kind IN ('create', 'kill', 'retry', 'update', 'batch_create', 'batch_delete', 'delete', 'app'));
+    """,
 ]
 
 # What a site writes of a job: everything but its owner (a user's, or the site's role for jobs
@@ -297,12 +305,14 @@ DROP POLICY IF EXISTS site_own ON balsamd.intents;
 CREATE POLICY site_own ON balsamd.intents TO balsamd_site USING (site = (SELECT balsamd.site_of(current_user)));
 -- a user asks only as themselves and only about a job of theirs at that site (a create names
 -- the first of the jobs it comes with), or a batch job they asked for there; any user may ask a
--- registered site for a new batch job.  The site checks the rest (store/intents.py)
+-- registered site for a new batch job, or declare an app to it, about no job.  The site checks
+-- the rest (store/intents.py), and installs an app only from users its owner named
 DROP POLICY IF EXISTS user_own ON balsamd.intents;
 CREATE POLICY user_own ON balsamd.intents TO balsamd_user USING (owner = current_user)
     WITH CHECK (owner = current_user AND CASE kind
         WHEN 'batch_create' THEN true
         WHEN 'batch_delete' THEN balsamd.owns_batch_at(job_id, current_user, site)
+        WHEN 'app' THEN job_id = ''
         ELSE balsamd.owns_job_at(job_id, current_user, site) END);
 """
 

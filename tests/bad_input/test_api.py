@@ -167,11 +167,13 @@ REMOTE = "alpha"
 
 
 def remote_create(**fields: Any) -> Callable[[CentralConnection], object]:
-    return lambda c: c.jobs.create(REMOTE, **{"app": "Noop", "workdir": "w", **fields})
+    return lambda c: c.jobs.create(site=REMOTE, **{"app": "Noop", "workdir": "w", **fields})
 
 
 REMOTE_CASES = [
-    case("remote-site-unknown", lambda c: c.jobs.create("omega", "Noop", "w"), JobSpecError, "unknown site 'omega'"),
+    case(
+        "remote-site-unknown", lambda c: c.jobs.create("Noop", "w", site="omega"), JobSpecError, "unknown site 'omega'"
+    ),
     case(
         "remote-site-a-number",
         lambda c: c.jobs.bulk_create([{"app": "Noop", "workdir": "w", "site": 5}]),
@@ -252,5 +254,5 @@ def test_a_bad_remote_call_is_refused_and_writes_nothing(remote: tuple[Central, 
 
 def test_central_takes_a_good_request_after_every_bad_one(remote: tuple[Central, CentralConnection]) -> None:
     _, conn = remote
-    made = conn.jobs.create(REMOTE, "Noop", "w")
+    made = conn.jobs.create("Noop", "w", site=REMOTE)
     assert conn.jobs.get(made.id).workdir == "users/ann/w"

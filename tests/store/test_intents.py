@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from balsamd import ids
-from balsamd.models import CentralRow, Intent, IntentOutcome, IntentStatus, JobState
+from balsamd.models import CentralRow, ClaimLimits, Intent, IntentOutcome, IntentStatus, JobState
 from balsamd.store import store as store_module
 from balsamd.store.contract import Store
 from tests.conftest import make_jobs
@@ -51,7 +51,7 @@ def test_the_store_says_which_intents_it_applied_and_their_outcomes(store: Store
     ("intent", "reason"),
     [
         (Intent(id="b1", kind="drop", job_id="x"), "drop intent b1: unknown intent kind 'drop'; use one of create, "
-         "kill, retry, update, batch_create, batch_delete"),
+         "kill, retry, update, batch_create, batch_delete, delete, app"),
         (Intent(id="b2", kind="update", job_id="x", payload=[1]),
          "update intent b2: its payload must be a JSON object"),
         (create("b3"), "create intent: it needs \"jobs\": a non-empty list of job specs"),
@@ -110,8 +110,12 @@ def test_a_create_makes_only_jobs_whose_central_rows_are_here_and_its_authors(st
     assert {j.id: j.owner for j in store.filter()} == {mine: "alice", fresh: "alice"}
 
 
-@pytest.mark.parametrize(("kind", "payload"), [("kill", {}), ("retry", {}), ("update", {"parameters": {"x": 1}})])
-def test_only_a_jobs_owner_may_kill_retry_or_edit_it(store: Store, kind: str, payload: dict[str, object]) -> None:
+@pytest.mark.parametrize(
+    ("kind", "payload"), [("kill", {}), ("retry", {}), ("update", {"parameters": {"x": 1}}), ("delete", {})]
+)
+def test_only_a_jobs_owner_may_kill_retry_edit_or_delete_it(
+    store: Store, kind: str, payload: dict[str, object]
+) -> None:
     job_id = ids.new_id()
     store.apply_intents([create("c", {"id": job_id, "app": "echo", "workdir": "w", "parameters": {}})])
     before = store.get(job_id)
@@ -131,6 +135,19 @@ def test_only_a_jobs_owner_may_kill_retry_or_edit_it(store: Store, kind: str, pa
         assert owned["x3"].status == REJECTED and "only its owner" not in owned["x3"].reason
     else:
         assert owned["x3"].status == APPLIED
+    if kind == "delete":
+        assert [j.id for j in store.filter()] == [site_job.id]
+
+
+def test_a_delete_of_a_job_a_launcher_holds_is_refused_saying_so(store: Store) -> None:
+    job_id = ids.new_id()
+    store.apply_intents([create("c", {"id": job_id, "app": "echo", "workdir": "w", "parameters": {}})])
+    session = store.open_session()
+    store.claim(session.id, ClaimLimits(max_jobs=1))
+    outcome = store.apply_intents([Intent(id="d1", kind="delete", job_id=job_id, owner="alice")])["d1"]
+    assert outcome.status == REJECTED
+    assert outcome.reason.startswith(f"job {job_id}: held by launcher session {session.id}")
+    assert store.get(job_id).id == job_id
 
 
 def test_an_unforeseen_failure_rejects_only_its_intent_and_is_logged(

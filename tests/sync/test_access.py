@@ -36,10 +36,10 @@ def shared(pg_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tupl
                     store.create_batch_job(BatchJob(id=new_id(), num_nodes=1, wall_time_min=10))
                 for user in ("alice", "bob"):
                     with central.remote(user) as conn:
-                        conn.jobs.create(site.name, "Noop", f"{user}/1")
+                        conn.jobs.create("Noop", f"{user}/1", site=site.name)
                 site.sync()
                 with central.remote("alice") as conn:
-                    conn.jobs.create(site.name, "Noop", "alice/pending")
+                    conn.jobs.create("Noop", "alice/pending", site=site.name)
             yield central, *sites
         finally:
             maker.close()

@@ -73,7 +73,7 @@ def outcome(central: Central, intent_id: str) -> IntentOutcome:
 def test_a_site_cannot_change_the_owner_or_the_site_of_a_job(central: Central, world) -> None:
     alpha, _beta = world
     with central.remote("alice") as conn:
-        job = conn.jobs.create("alpha", "Square", "sq/1", parameters={"x": 1})
+        job = conn.jobs.create("Square", "sq/1", site="alpha", parameters={"x": 1})
     alpha.sync()
     denied = pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied for table jobs")
     with central.connect(alpha.role) as conn:
@@ -110,7 +110,7 @@ def test_a_site_cannot_change_the_owner_or_the_site_of_a_job(central: Central, w
 def test_a_site_cannot_add_a_job_or_events_for_another_site(central: Central, world) -> None:
     alpha, beta = world
     with central.remote("alice") as conn:
-        at_beta = conn.jobs.create("beta", "Square", "sq/1", parameters={"x": 1})
+        at_beta = conn.jobs.create("Square", "sq/1", site="beta", parameters={"x": 1})
     beta.sync()
     refused = pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security")
     with central.connect(alpha.role) as conn:
@@ -140,7 +140,7 @@ def test_a_result_written_to_run_code_where_its_owner_reads_it_runs_nothing(
     marker = tmp_path / "marker"
     monkeypatch.setenv("MARKER", str(marker))
     with central.remote("alice") as conn:
-        job = conn.jobs.create("alpha", "Square", "sq/1", parameters={"x": 1})
+        job = conn.jobs.create("Square", "sq/1", site="alpha", parameters={"x": 1})
     alpha.sync()
 
     from tests.test_results import Marker
@@ -176,7 +176,7 @@ def test_a_job_planted_at_another_site_with_a_create_naming_it_wedges_nobody(cen
         honest = conn.jobs.bulk_create([{**SQUARE, "workdir": f"a/{x}", "parameters": {"x": x}} for x in range(3)],
                                        site="alpha")  # fmt: skip
     with central.remote("mallory") as conn:
-        cover = conn.jobs.create("alpha", "Square", "m/1", parameters={"x": 1})
+        cover = conn.jobs.create("Square", "m/1", site="alpha", parameters={"x": 1})
     victim = new_id()
     plant_job(central, "mallory", "beta", victim)
     intent = plant_create(central, "mallory", "alpha", cover.id, victim)
@@ -205,7 +205,7 @@ def test_a_row_planted_at_another_site_under_an_id_a_site_made_is_left_out_and_t
     [taken, fine] = alpha.create("Noop", 2)
     plant_job(central, "mallory", "beta", taken)
     with central.remote("alice") as conn:
-        honest = conn.jobs.create("alpha", "Square", "sq/3", parameters={"x": 3})
+        honest = conn.jobs.create("Square", "sq/3", site="alpha", parameters={"x": 3})
 
     report = alpha.sync()
     assert report.refused == {
@@ -232,11 +232,11 @@ def test_a_row_planted_at_another_site_under_an_id_a_site_made_is_left_out_and_t
 def test_a_create_naming_another_users_job_is_rejected_and_their_job_unharmed(central: Central, world) -> None:
     alpha, beta = world
     with central.remote("alice") as conn:
-        pending = conn.jobs.create("alpha", "Square", "sq/1", parameters={"x": 1})  # not yet at alpha
-        at_beta = conn.jobs.create("beta", "Square", "sq/2", parameters={"x": 2})
+        pending = conn.jobs.create("Square", "sq/1", site="alpha", parameters={"x": 1})  # not yet at alpha
+        at_beta = conn.jobs.create("Square", "sq/2", site="beta", parameters={"x": 2})
     beta.sync()
     with central.remote("mallory") as conn:
-        cover = conn.jobs.create("alpha", "Square", "m/1", parameters={"x": 1})
+        cover = conn.jobs.create("Square", "m/1", site="alpha", parameters={"x": 1})
     # ids sort first: applied before alice's own intent
     first = plant_create(central, "mallory", "alpha", cover.id, pending.id, intent_id="0" * 26)
     elsewhere = plant_create(central, "mallory", "alpha", cover.id, at_beta.id, intent_id="0" * 25 + "1")
@@ -270,10 +270,10 @@ def test_a_create_naming_another_users_job_is_rejected_and_their_job_unharmed(ce
 def test_users_write_rows_and_intents_only_as_themselves_about_their_own_jobs(central: Central, world) -> None:
     alpha, _beta = world
     with central.remote("alice") as conn:
-        alices = conn.jobs.create("alpha", "Square", "sq/1", parameters={"x": 1})
+        alices = conn.jobs.create("Square", "sq/1", site="alpha", parameters={"x": 1})
     alpha.sync()
     with central.remote("mallory") as conn:
-        mine = conn.jobs.create("beta", "Square", "m/1", parameters={"x": 1})
+        mine = conn.jobs.create("Square", "m/1", site="beta", parameters={"x": 1})
     refused = pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security")
     with central.connect("mallory") as conn:
         with refused:  # a job in alice's name
@@ -306,7 +306,7 @@ def test_an_intent_about_a_job_its_author_does_not_own_is_rejected_by_the_site(c
     the site still checks the job's owner."""
     alpha, _beta = world
     with central.remote("alice") as conn:
-        job = conn.jobs.create("alpha", "Square", "sq/1", parameters={"x": 1})
+        job = conn.jobs.create("Square", "sq/1", site="alpha", parameters={"x": 1})
     alpha.sync()
     made = {}
     for kind, payload in (("kill", {}), ("retry", {}), ("update", {"parameters": {"x": 5}})):

@@ -82,7 +82,7 @@ def test_partitions_run_a_launcher_each_in_their_own_mode_on_their_own_jobs(cent
     with central.remote("alice") as conn:
         small = conn.jobs.bulk_create([{"app": "Small", "workdir": f"s/{n}", "tags": {"kind": "small"}}
                                        for n in range(3)], site="alpha")  # fmt: skip
-        wide = conn.jobs.create("alpha", "Wide", "w/0", tags={"kind": "wide"})
+        wide = conn.jobs.create("Wide", "w/0", site="alpha", tags={"kind": "wide"})
         batch = conn.batch_jobs.create(site="alpha", num_nodes=2, wall_time_min=5, partitions=[
             {"job_mode": "serial", "num_nodes": 1, "filter_tags": {"kind": "small"}},
             {"job_mode": "mpi", "num_nodes": 1, "filter_tags": {"kind": "wide"}},

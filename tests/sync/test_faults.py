@@ -266,7 +266,7 @@ def test_central_restored_from_a_backup_is_detected_and_reconciled(campaign: Cam
         removed = store.delete([campaign.local[0]]).removed
     assert removed == [campaign.local[0]]
     with central.remote("alice") as conn:
-        late = conn.jobs.create(site.name, "Square", "late/1", parameters={"x": 5})
+        late = conn.jobs.create("Square", "late/1", site=site.name, parameters={"x": 5})
     site.sync()
     assert central.rows("SELECT count(*) FROM balsamd.jobs WHERE id = %s", (campaign.local[0],)) == [(0,)]
 
@@ -400,7 +400,7 @@ def test_jobs_a_restored_central_lost_come_back_as_the_sites_until_given_back(ce
     backup = tmp_path / "central.dump"
     subprocess.run([central.server.tool("pg_dump"), "-Fc", "-f", str(backup), central.dsn], check=True, timeout=60)
     with central.remote("alice") as conn:
-        job = conn.jobs.create(site.name, "Square", "sq/1", parameters={"x": 1})
+        job = conn.jobs.create("Square", "sq/1", site=site.name, parameters={"x": 1})
     site.sync()
     central.server.drop_database(central.dbname)
     central.server.create_database(central.dbname)
@@ -445,7 +445,7 @@ def test_postgres_restarted_under_a_running_daemon_converges(central: Central, m
     wait_until(lambda: sync_status(site)["detail"].get("listening"), "the sync service listens again")
     woken = sync_status(site)["detail"]["rounds_on_notify"]
     with central.remote("alice") as conn:
-        job = conn.jobs.create("alpha", "Sleepy", "s/after")
+        job = conn.jobs.create("Sleepy", "s/after", site="alpha")
     wait_until(lambda: all_in(site, [job.id], "PREPROCESSED"), "a job created after the restart reached the site")
     wait_until(lambda: sync_status(site)["detail"]["rounds_on_notify"] > woken, "a round woken by its NOTIFY")
     assert sync_status(site)["healthy"]

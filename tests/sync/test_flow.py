@@ -139,7 +139,7 @@ def test_kill_before_it_runs_is_applied_at_the_site_and_shown_centrally(central:
 def test_retry_of_a_failed_job_runs_it_again(central: Central, alpha: SyncSite) -> None:
     central.add_user("alice")
     with central.remote("alice") as conn:
-        job = conn.jobs.create("alpha", "Flaky", "flaky/1")
+        job = conn.jobs.create("Flaky", "flaky/1", site="alpha")
         alpha.sync()
         alpha.launch()
         alpha.sync()

@@ -56,5 +56,5 @@ def test_remote_create_is_claimable_through_notify_not_the_sync_period(central: 
     with central.remote("alice") as conn:
         for x in range(3):
             woken = rounds_on_notify(site)
-            job = conn.jobs.create("alpha", "Square", f"sq/{x}", parameters={"x": x})
+            job = conn.jobs.create("Square", f"sq/{x}", site="alpha", parameters={"x": x})
             wait_claimable_on_notify(site, job.id, woken)

@@ -25,7 +25,7 @@ def alpha(make_site) -> SyncSite:
 def test_the_client_refuses_a_flag_the_site_does_not_allow(central: Central, alpha: SyncSite) -> None:
     central.add_user("mallory")
     with central.remote("mallory") as conn, pytest.raises(JobSpecError) as refused:
-        conn.jobs.create("alpha", **{**SQUARE, "launch_params": {"export": "LD_PRELOAD=/tmp/evil.so"}})
+        conn.jobs.create(site="alpha", **{**SQUARE, "launch_params": {"export": "LD_PRELOAD=/tmp/evil.so"}})
     assert "launch parameter 'export' is not allowed at this site (allowed: cpu-bind)" in str(refused.value)
 
 
@@ -60,6 +60,6 @@ def test_a_flag_written_straight_into_central_is_refused_by_the_site(central: Ce
 def test_an_allowed_flag_goes_through(central: Central, alpha: SyncSite) -> None:
     central.add_user("alice")
     with central.remote("alice") as conn:
-        job = conn.jobs.create("alpha", **{**SQUARE, "launch_params": {"cpu-bind": "core"}})
+        job = conn.jobs.create(site="alpha", **{**SQUARE, "launch_params": {"cpu-bind": "core"}})
         assert alpha.sync().applied == 1
     assert alpha.job(job.id).launch_params == {"cpu-bind": "core"}

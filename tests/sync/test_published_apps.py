@@ -31,7 +31,7 @@ def test_a_running_daemon_publishes_its_apps_and_their_changes_without_app_ls(ce
     site.command_app("Echo", "echo {{ msg }}")
     central.add_user("alice")
     with central.remote("alice") as conn, pytest.raises(JobSpecError) as before:
-        conn.jobs.create("alpha", "Square", "sq/0", parameters={"x": 3})
+        conn.jobs.create("Square", "sq/0", site="alpha", parameters={"x": 3})
     assert str(before.value) == (
         "job: site alpha has published no apps yet: its daemon publishes the apps of its apps/ directory "
         "when it starts (`balsamd start` at the site)"
@@ -43,7 +43,7 @@ def test_a_running_daemon_publishes_its_apps_and_their_changes_without_app_ls(ce
     assert apps["Square"]["kind"] == "python"
     assert apps["Square"]["parameters"]["x"] == {"required": True, "default": None, "help": ""}
     with central.remote("alice") as conn:
-        job = conn.jobs.create("alpha", "Square", "sq/1", parameters={"x": 3})
+        job = conn.jobs.create("Square", "sq/1", site="alpha", parameters={"x": 3})
         wait_until(lambda: job.refresh().state == "PREPROCESSED", "the remote job reaches the site")
 
     site.command_app("Added", "true")
@@ -57,11 +57,11 @@ def test_a_running_daemon_publishes_its_apps_and_their_changes_without_app_ls(ce
     assert broken["error"].startswith("apps/broken.py: app Broken: environment_variables['THREADS'] must map")
     with central.remote("alice") as conn:
         with pytest.raises(JobSpecError) as unknown:
-            conn.jobs.create("alpha", "Echo", "e/1", parameters={"msg": "hi"})
+            conn.jobs.create("Echo", "e/1", site="alpha", parameters={"msg": "hi"})
         assert (
             str(unknown.value)
             == "job: site alpha has no app 'Echo' (it publishes: Added, Broken, Square); give one of those"
         )
         with pytest.raises(JobSpecError) as refused:
-            conn.jobs.create("alpha", "Broken", "b/1")
+            conn.jobs.create("Broken", "b/1", site="alpha")
         assert str(refused.value) == f"job: app Broken cannot be used until its file is fixed: {broken['error']}"

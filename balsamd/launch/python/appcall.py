@@ -12,6 +12,7 @@ import traceback
 from pathlib import Path
 
 from balsamd.apps import import_app_module
+from balsamd.arrays import decode
 from balsamd.launch.python.protocol import PyResult, PyTask
 from balsamd.results import UnsupportedResult, pack_error, pack_value
 
@@ -33,11 +34,12 @@ def app_class(source: str, class_name: str) -> type:
 
 
 def call_app(task: PyTask) -> PyResult:
-    """Import the app (once per process) and call its run() with the job's parameters."""
+    """Import the app (once per process) and call its run() with the job's parameters (numpy
+    arrays among them made arrays again)."""
     job = task.job
     try:
         cls = app_class(task.source, task.class_name)
-        value = cls(job).run(**job.parameters)
+        value = cls(job).run(**decode(job.parameters))
     except BaseException as exc:
         traceback.print_exc()
         return PyResult(job.id, False, pack_error(exc))
