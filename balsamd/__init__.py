@@ -10,7 +10,9 @@ from balsamd.version import __version__
 __all__ = [
     "AppRefused",
     "ApplicationDefinition",
+    "BatchJob",
     "DiskFull",
+    "Job",
     "JobHandle",
     "JobState",
     "RemoteError",
@@ -26,7 +28,9 @@ __all__ = [
 _LAZY = {
     "AppRefused": "balsamd.declare",
     "ApplicationDefinition": "balsamd.apps",
+    "BatchJob": "balsamd.objects",  # Balsam's names over the one API
     "DiskFull": "balsamd.store.errors",
+    "Job": "balsamd.objects",
     "JobHandle": "balsamd.api",
     "JobState": "balsamd.states",
     "RemoteError": "balsamd.results",

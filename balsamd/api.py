@@ -19,7 +19,7 @@ from balsamd import arrays, ids
 from balsamd.apps import register_apps
 from balsamd.batchspec import batch_job, batch_spec, batch_states
 from balsamd.config import Settings
-from balsamd.connection import forget, remember
+from balsamd.connection import BalsamNames, forget, remember
 from balsamd.explain import a_kind, explain
 from balsamd.models import (
     App,
@@ -64,7 +64,7 @@ def connect(target: str | os.PathLike[str] | None = None) -> Site | CentralConne
     return conn
 
 
-class JobHandle:
+class JobHandle(BalsamNames):
     """A job as the API hands it out: its fields as attributes, plus events() and refresh()."""
 
     __slots__ = ("_record", "_site")
@@ -81,6 +81,10 @@ class JobHandle:
     @property
     def record(self) -> Job:
         return self._record
+
+    @property
+    def site(self) -> str:
+        return self._site.name
 
     def refresh(self) -> JobHandle:
         self._record = self._site.store.get(self._record.id)

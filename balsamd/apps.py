@@ -329,6 +329,12 @@ def broken_app(name: str, source: str, error: str) -> App:
 
 
 _imported: dict[tuple[str, int, int], Any] = {}
+APP_MODULE_PREFIX = "balsamd_apps_"  # of the module an app file is imported as
+
+
+def from_app_file(cls: type) -> bool:
+    """Whether ``cls`` was defined in a site's app file (not in a script declaring it)."""
+    return cls.__module__.startswith(APP_MODULE_PREFIX)
 
 
 def import_app_module(path: Path):
@@ -358,7 +364,7 @@ def _import_file(path: Path):
     except OSError as exc:
         raise AppError(f"{path}: cannot be read: {exc.strerror}") from None
     digest = hashlib.sha1(str(path.resolve()).encode() + b"\0" + content).hexdigest()[:16]
-    modname = f"balsamd_apps_{digest}_{path.stem}"
+    modname = f"{APP_MODULE_PREFIX}{digest}_{path.stem}"
     if modname in sys.modules:
         return sys.modules[modname]
     spec = importlib.util.spec_from_file_location(modname, path)

@@ -32,6 +32,11 @@ class JobView(Protocol):
     @property
     def record(self) -> Job: ...
 
+    @property
+    def site(self) -> str:
+        """The name of the site the job is at."""
+        ...
+
     def refresh(self) -> JobView: ...
 
     def events(self) -> list[Event]: ...
@@ -39,6 +44,34 @@ class JobView(Protocol):
     def result(self, timeout: float | None = None, poll: float = ...) -> Any:
         """The run's return value (read as data, never unpickled); raises the exception it raised."""
         ...
+
+
+class _Sited(Protocol):
+    @property
+    def site(self) -> str: ...
+
+    @property
+    def record(self) -> Job: ...
+
+
+class BalsamNames:
+    """Balsam's names for a job's site and app, on the jobs either side hands out.  Sites are
+    known by name, never by number, so ``site_id`` is the site's name too: a script passing
+    ``site_id=job.site_id`` on reaches the same site."""
+
+    __slots__ = ()
+
+    @property
+    def site_id(self: _Sited) -> str:
+        return self.site
+
+    @property
+    def site_name(self: _Sited) -> str:
+        return self.site
+
+    @property
+    def app_id(self: _Sited) -> str:
+        return self.record.app
 
 
 # a job's id, or a job this same connection handed out (each side takes its own kind)

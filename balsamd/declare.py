@@ -1,5 +1,6 @@
 """Apps declared where they are used: an ApplicationDefinition subclass written in a script or a
-notebook, sent to its site (``MyApp.sync()``, or the first ``MyApp.submit(...)``).
+notebook, sent to its site (``MyApp.sync()``, or the first ``MyApp.submit(...)``, or the first
+job created of it by name, ``Job.objects.create(app_id="MyApp", ...)``).
 
 What travels is the text of a module: the class's own source and an import for each name it
 takes from its module (``np`` becomes ``import numpy as np``).  A value the script itself
@@ -16,15 +17,12 @@ import inspect
 import sys
 import textwrap
 import types
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from balsamd.appcode import code_problems
-from balsamd.apps import app_name, describe
+from balsamd.apps import ApplicationDefinition, app_name, describe, from_app_file
 from balsamd.connection import Connection, current
 from balsamd.models import SPEC_FIELDS, App, declared_app_file
-
-if TYPE_CHECKING:
-    from balsamd.apps import ApplicationDefinition
 
 # submit()'s keywords that are a job's own fields (resources, tags, parents...), not parameters
 JOB_FIELDS = frozenset(SPEC_FIELDS) - {"app", "workdir", "parameters"}
@@ -114,12 +112,32 @@ def sync(cls: type[ApplicationDefinition], conn: Connection | None = None, timeo
     return app
 
 
-def submit(cls: type[ApplicationDefinition], workdir: str, conn: Connection | None, given: dict[str, Any]) -> Any:
-    """A job of the app (sent to its site first when it has not been, or has changed since)."""
-    conn = current(conn)
+def sent(cls: type[ApplicationDefinition], conn: Connection) -> str:
+    """The app's name, once it is sent to its site: not again while it is as ``conn`` sent it."""
     name = app_name(cls)
     if conn.declared.get(name) != module_code(cls):
         sync(cls, conn)
+    return name
+
+
+def declared_class(name: str, site: str | None) -> type[ApplicationDefinition] | None:
+    """The app class named ``name`` this process declares for ``site`` (for any site when None):
+    a subclass written in a script or notebook that sets ``site``; the latest defined when a
+    cell defined it again.  Python keeps every class's subclasses, so nothing registers."""
+    found = None
+    pending = list(ApplicationDefinition.__subclasses__())
+    while pending:
+        cls = pending.pop(0)
+        pending += cls.__subclasses__()
+        if cls.site and app_name(cls) == name and site in (None, cls.site) and not from_app_file(cls):
+            found = cls
+    return found
+
+
+def submit(cls: type[ApplicationDefinition], workdir: str, conn: Connection | None, given: dict[str, Any]) -> Any:
+    """A job of the app (sent to its site first when it has not been, or has changed since)."""
+    conn = current(conn)
+    name = sent(cls, conn)
     fields = {k: v for k, v in given.items() if k in JOB_FIELDS}
     parameters = {k: v for k, v in given.items() if k not in JOB_FIELDS}
     return conn.jobs.create(name, workdir, site=cls.site or None, parameters=parameters, **fields)

@@ -19,7 +19,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from balsamd import ids
-from balsamd.connection import forget
+from balsamd.connection import BalsamNames, forget
 from balsamd.jsonvalues import value_problems
 from balsamd.models import (
     JOB_COLUMNS,
@@ -65,7 +65,7 @@ def _job_from_central(row: tuple[Any, ...]) -> tuple[Job, str]:
     return msgspec.convert(data, Job), site
 
 
-class RemoteJob:
+class RemoteJob(BalsamNames):
     """A job seen through the central database: fields, refresh(), events(), result()."""
 
     def __init__(self, conn: CentralConnection, record: Job, site: str) -> None:
