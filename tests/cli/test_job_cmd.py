@@ -368,6 +368,11 @@ def test_job_show_unknown_id(hello) -> None:
     assert hello.fails("job", "show", "7ZZZZZ") == ("Error: no job with id 7ZZZZZ (list jobs with `balsamd job ls`)\n")
 
 
+def test_errors_name_the_site_they_come_from(hello) -> None:
+    result = hello("job", "show", "7ZZZZZ", code=1)
+    assert result.stderr == f"Error: site {hello.site}: no job with id 7ZZZZZ (list jobs with `balsamd job ls`)\n"
+
+
 def test_job_show_ambiguous_prefix(hello) -> None:
     first, second = hello.job("a"), hello.job("b")
     common = next(i for i in range(26) if first[i] != second[i])
