@@ -283,6 +283,7 @@ def test_job_ls_filters(hello, three_jobs) -> None:
     assert ids("--app", "other") == []
     assert ids("--workdir", "runs/") == [a, b]
     assert ids("--limit", "1") == [a]
+    assert ids("--id", c, "--id", a[:20]) == [a, c]
 
 
 def test_job_ls_by_state(hello, three_jobs) -> None:
