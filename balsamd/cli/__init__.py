@@ -10,8 +10,10 @@ import apsw
 import click
 
 from balsamd.apps import AppError
-from balsamd.cli.common import EXIT_MEANINGS, ExitCode, ensure_site
+from balsamd.cli.common import EXIT_MEANINGS, Dsn, ExitCode, ensure_site
+from balsamd.cli.mode import central_dsn, central_label
 from balsamd.config import SettingsError
+from balsamd.connection import CENTRAL_ENV
 from balsamd.diskspace import full_message, is_full, space_of
 from balsamd.site import SiteError
 from balsamd.states import IllegalTransition
@@ -24,6 +26,19 @@ from balsamd.version import __version__
 USER_ERRORS = (
     AppError, IllegalTransition, Refused, SettingsError, SiteError, StoreError, StoreTooNew,
 )  # fmt: skip
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """USER_ERRORS, and the central database's once its client is loaded (only when used)."""
+    schema = sys.modules.get("balsamd.sync.schema")
+    psycopg = sys.modules.get("psycopg")
+    return USER_ERRORS + ((schema.CentralError,) if schema else ()) + ((psycopg.Error,) if psycopg else ())
+
+
+def where(ctx: click.Context, message: str) -> str:
+    """A message naming the site or central database it comes from, once one is in use."""
+    label = ctx.obj.get("label") if ctx.obj else None
+    return f"{label}: {message}" if label else message
 
 
 # command name -> where it lives; modules are imported only when their command runs, so
@@ -61,13 +76,17 @@ class BalsamdGroup(click.Group):
             return super().invoke(ctx)
         except DiskFull as exc:  # from the store, here or behind the daemon
             _disk_full(str(exc))
-        except USER_ERRORS as exc:
-            raise click.ClickException(str(exc)) from None
+        except user_errors() as exc:
+            raise click.ClickException(where(ctx, str(exc))) from None
         except apsw.BusyError:
             raise click.ClickException(
                 "the site store stayed locked for too long; is a process stuck holding it?"
             ) from None
-        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+        except click.UsageError:
+            raise
+        except click.ClickException as exc:
+            raise click.ClickException(where(ctx, exc.message)) from None
+        except (click.exceptions.Exit, click.exceptions.Abort):
             raise
         except BrokenPipeError:
             # the reader (e.g. `| head`) went away: not an error of ours
@@ -119,6 +138,19 @@ EXIT_CODES_HELP = "\b\nExit codes:\n" + "\n".join(f"  {int(code):<3} {text}" for
     help="Site directory (default: $BALSAMD_SITE, else the current directory or a parent).",
 )  # fmt: skip
 @click.option(
+    "--central",
+    metavar="DSN",
+    envvar=CENTRAL_ENV,
+    type=Dsn(),
+    help="Work on the jobs, batch jobs, apps and events of the sites you see in the central database "
+    f"(default: ${CENTRAL_ENV}); instead of --site.",
+)
+@click.option(
+    "--site-name",
+    metavar="NAME",
+    help="The site a command is about, through --central (default: the only one you see).",
+)
+@click.option(
     "--version",
     is_flag=True,
     expose_value=False,
@@ -127,16 +159,21 @@ EXIT_CODES_HELP = "\b\nExit codes:\n" + "\n".join(f"  {int(code):<3} {text}" for
     help="Show version, build, Python and SQLite versions.",
 )
 @click.pass_context
-def cli(ctx: click.Context, site_path: str | None) -> None:
+def cli(ctx: click.Context, site_path: str | None, central: str | None, site_name: str | None) -> None:
     """balsamd runs campaigns of many application runs on HPC clusters."""
-    ctx.obj = {"site_path": site_path}
-    ctx.call_on_close(lambda: _close_site(ctx))
+    from_env = ctx.get_parameter_source("central") == click.core.ParameterSource.ENVIRONMENT
+    dsn = central_dsn(central, from_env, site_path, ctx.invoked_subcommand)
+    ctx.obj = {"site_path": site_path, "central": dsn, "site_name": site_name}
+    if dsn:
+        ctx.obj["label"] = central_label(dsn)
+    ctx.call_on_close(lambda: _close(ctx))
 
 
-def _close_site(ctx: click.Context) -> None:
-    site = ctx.obj.get("site") if ctx.obj else None
-    if site is not None:
-        site.close()
+def _close(ctx: click.Context) -> None:
+    for opened in ("site", "conn"):
+        conn = ctx.obj.get(opened) if ctx.obj else None
+        if conn is not None:
+            conn.close()
 
 
 def main() -> None:

@@ -6,13 +6,14 @@ import click
 
 from balsamd.apps import AppError, command_app_source
 from balsamd.cli.common import ensure_site, json_option
+from balsamd.cli.mode import at_the_site, connection, is_central, pick_site, site_name_option
 from balsamd.modes import site_modes, write_file
 from balsamd.render import print_json, table
 
 
 @click.group("app")
 def app_group() -> None:
-    """Create and list the site's apps (Python classes in SITE/apps/)."""
+    """Create and list the site's apps (Python classes in SITE/apps/; through central, those a site publishes)."""
 
 
 @app_group.command("create")
@@ -27,6 +28,8 @@ def app_group() -> None:
 @click.pass_context
 def app_create(ctx: click.Context, name: str, template: str, description: str) -> None:
     """Make a command app NAME without writing Python (writes SITE/apps/NAME.py)."""
+    if is_central(ctx):
+        raise click.UsageError(at_the_site("app create", "; from elsewhere, declare the app in Python: MyApp.sync()"))
     site = ensure_site(ctx)
     source = command_app_source(name, template, description)
     existing = site.apps.sync()
@@ -55,13 +58,18 @@ def app_create(ctx: click.Context, name: str, template: str, description: str) -
 
 
 @app_group.command("ls")
+@site_name_option
 @json_option
 @click.pass_context
-def app_ls(ctx: click.Context, as_json: bool) -> None:
-    """List the site's apps."""
-    apps = ensure_site(ctx).apps.list()
+def app_ls(ctx: click.Context, site_name: str | None, as_json: bool) -> None:
+    """List the site's apps (through central: those one site publishes)."""
+    site = pick_site(ctx, site_name, required=True)
+    apps = connection(ctx).apps.list(site)
     if as_json:
         print_json(apps)
+        return
+    if not apps and is_central(ctx):
+        click.echo(f"site {site} publishes no apps yet; its daemon publishes them when it starts")
         return
     if not apps:
         click.echo("no apps yet; create one with `balsamd app create NAME --command TEMPLATE`")

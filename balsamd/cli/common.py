@@ -40,6 +40,7 @@ def ensure_site(ctx: click.Context) -> Any:
     root = ctx.find_root()
     if root.obj.get("site") is None:
         root.obj["site"] = Site(find_site(root.obj.get("site_path")))
+        root.obj["label"] = f"site {root.obj['site'].path}"  # how errors name where they happened
     return root.obj["site"]
 
 

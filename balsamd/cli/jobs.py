@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 
-from balsamd.api import Site
-from balsamd.cli.common import LIMIT, ExitCode, ensure_site, json_option, parse_pairs
+from balsamd.cli.common import LIMIT, ExitCode, json_option, parse_pairs
+from balsamd.cli.mode import connection, is_central, not_found_errors, pick_site, requested, site_name_option
 from balsamd.models import AppKind
 from balsamd.render import job_dict, print_json, table, timestamp
 from balsamd.results import describe_result
 from balsamd.states import FINAL, RETRYABLE, IllegalTransition, JobState
-from balsamd.store.errors import JobNotFound
-from balsamd.store.queries import JobFilter
 
 
 class _StateChoice(click.Choice):
@@ -82,34 +81,60 @@ def _typed(value: str) -> object:
     help="Passed through to the MPI launcher as --KEY VALUE.",
 )
 @click.option("--parent", "parents", multiple=True, metavar="ID", help="Job that must finish first.")
+@site_name_option
 @json_option
 @click.pass_context
 def job_create(ctx: click.Context, app_name: str, workdir: str, params: tuple[str, ...],
                tags: tuple[str, ...], launch_params: tuple[str, ...], parents: tuple[str, ...],
-               as_json: bool, **resources: object) -> None:  # fmt: skip
-    """Create one job."""
-    site = ensure_site(ctx)
+               site_name: str | None, as_json: bool, **resources: object) -> None:  # fmt: skip
+    """Create one job (through central: a request its site checks and applies)."""
+    conn = connection(ctx)
+    site = pick_site(ctx, site_name, required=True)
     given = parse_pairs(params, "-p/--param")
-    app = site.apps.sync().get(app_name)
+    app = next((a for a in conn.apps.list(site) if a.name == app_name), None)
     python = app is not None and app.kind == AppKind.PYTHON
     parameters: dict[str, object] = {k: _typed(v) if python else v for k, v in given.items()}
-    job = site.jobs.create(
-        app=app_name, workdir=workdir, parameters=parameters,
+    job = conn.jobs.create(
+        app_name, workdir, site=site, parameters=parameters,
         tags=parse_pairs(tags, "-t/--tag"), launch_params=parse_pairs(launch_params, "--launch-param"),
-        parent_ids=[_parent(site, p) for p in parents], **resources,
+        parent_ids=[_parent(conn, p) for p in parents], **resources,
     )  # fmt: skip
     if as_json:
-        print_json(job_dict(job.record))
+        print_json(_job_json(ctx, job))
     else:
         click.echo(f"{job.id} {job.state} {job.app} {job.workdir}")
 
 
-def _parent(site: Site, given: str) -> str:
+def _parent(conn: Any, given: str) -> str:
     """A --parent's full id; one that names no job is that option's mistake."""
     try:
-        return site.store.resolve_id(given)
-    except JobNotFound as exc:
+        return str(conn.jobs.get(given).id)
+    except not_found_errors() as exc:
         raise click.BadParameter(str(exc), param_hint="--parent") from None
+
+
+def _job_json(ctx: click.Context, job: Any) -> dict[str, Any]:
+    """A job as --json prints it; through central, with the site it is at."""
+    return {**job_dict(job.record), "site": job.site} if is_central(ctx) else job_dict(job.record)
+
+
+def _site_cells(ctx: click.Context, item: Any) -> list[str]:
+    """The SITE cell of a table row through central, where rows come from several sites."""
+    return [item.site] if is_central(ctx) else []
+
+
+def _site_head(ctx: click.Context) -> list[str]:
+    return ["SITE"] if is_central(ctx) else []
+
+
+def site_only(ctx: click.Context, **options: object) -> None:
+    """Refuse options that filter what only a site's store keeps, through central."""
+    given = [name for name, value in options.items() if value]
+    if given and is_central(ctx):
+        raise click.UsageError(
+            f"--{given[0].replace('_', '-')} works at the site, not through the central database; "
+            "filter by --state, --tag, --app or --id there instead"
+        )
 
 
 def _state_filters(states: tuple[str, ...]) -> list[JobState]:
@@ -122,26 +147,35 @@ def _state_filters(states: tuple[str, ...]) -> list[JobState]:
 @click.option("--app", "app_name", help="Only jobs of this app.")
 @click.option("--workdir", help="Only jobs whose workdir contains this text.")
 @click.option("--parent", help="Only children of this job.")
+@click.option("--id", "job_ids", multiple=True, metavar="ID", help="Only this job (may be given again).")
 @click.option("--limit", type=LIMIT, help="At most this many jobs.")
 @click.option("--by-state", is_flag=True, help="Counts per state instead of jobs.")
+@site_name_option
 @json_option
 @click.pass_context
 def job_ls(ctx: click.Context, states: tuple[str, ...], tags: tuple[str, ...], app_name: str | None,
-           workdir: str | None, parent: str | None, limit: int | None, by_state: bool,
-           as_json: bool) -> None:  # fmt: skip
-    """List jobs, oldest first."""
+           workdir: str | None, parent: str | None, job_ids: tuple[str, ...], limit: int | None,
+           by_state: bool, site_name: str | None, as_json: bool) -> None:  # fmt: skip
+    """List jobs, oldest first (through central: of every site you see, or of --site-name)."""
     if by_state and limit is not None:
         raise click.UsageError("--limit lists at most so many jobs; --by-state counts them all: give one of them")
-    site = ensure_site(ctx)
-    criteria: dict[str, object] = {"states": _state_filters(states), "tags": parse_pairs(tags, "--tag")}
+    site_only(ctx, workdir=workdir, parent=parent, by_state=by_state)
+    conn = connection(ctx)
+    criteria: dict[str, Any] = {"site": pick_site(ctx, site_name, required=False)}
+    if states:
+        criteria["state"] = _state_filters(states)
+    if tags:
+        criteria["tags"] = parse_pairs(tags, "--tag")
     if app_name:
         criteria["app"] = app_name
+    if job_ids:
+        criteria["ids"] = list(dict.fromkeys(conn.jobs.get(i).id for i in job_ids))
     if workdir:
-        criteria["workdir_contains"] = workdir
+        criteria["workdir"] = workdir
     if parent:
-        criteria["parent_id"] = site.store.resolve_id(parent)
+        criteria["parent"] = conn.jobs.get(parent).id
     if by_state:
-        counts = site.jobs.counts_by_state(**criteria)
+        counts = conn.jobs.counts_by_state(**criteria)
         if as_json:
             print_json(counts)
         else:
@@ -153,12 +187,13 @@ def job_ls(ctx: click.Context, states: tuple[str, ...], tags: tuple[str, ...], a
         return
     if limit is not None:
         criteria["limit"] = limit
-    jobs = site.jobs.filter(**criteria)
+    jobs = conn.jobs.filter(**criteria)
     if as_json:
-        print_json([job_dict(j.record) for j in jobs])
+        print_json([_job_json(ctx, j) for j in jobs])
         return
-    rows = [(j.id, j.state, j.app, j.workdir, _tags(j.tags)) for j in jobs]
-    click.echo(table(rows, ("ID", "STATE", "APP", "WORKDIR", "TAGS")) if rows else "no jobs")
+    rows = [[j.id, *_site_cells(ctx, j), j.state, j.app, j.workdir, _tags(j.tags)] for j in jobs]
+    head = ["ID", *_site_head(ctx), "STATE", "APP", "WORKDIR", "TAGS"]
+    click.echo(table(rows, head) if rows else "no jobs")
 
 
 def _tags(tags: dict[str, str]) -> str:
@@ -171,19 +206,19 @@ def _tags(tags: dict[str, str]) -> str:
 @click.pass_context
 def job_show(ctx: click.Context, job_id: str, as_json: bool) -> None:
     """Show one job with its event history (ID may be a unique prefix)."""
-    site = ensure_site(ctx)
-    job = site.jobs.get(job_id)
+    job = connection(ctx).jobs.get(job_id)
     events = job.events()
     result = describe_result(job.record)
     if as_json:
-        print_json({**job_dict(job.record), "result": result, "events": events})
+        print_json({**_job_json(ctx, job), "result": result, "events": events})
         return
     r = job.record
     # multi-line texts (output tails, tracebacks) go below the table, where they stay readable
     blocks = [(name, text) for name, text in (("reason", r.state_reason), ("result", result)) if text and "\n" in text]
     long = {name for name, _ in blocks}
     lines = [
-        ("id", r.id), ("app", r.app), ("workdir", r.workdir), ("state", r.state),
+        ("id", r.id), *[("site", s) for s in _site_cells(ctx, job)], ("app", r.app), ("workdir", r.workdir),
+        ("state", r.state),
         ("reason", "(below)" if "reason" in long else r.state_reason or "-"),
         ("parameters", json.dumps(r.parameters)),
         ("tags", _tags(r.tags) or "-"), ("parents", " ".join(r.parent_ids) or "-"),
@@ -227,17 +262,20 @@ def _refusal(action: str, exc: IllegalTransition) -> str | None:
 
 
 def _change(ctx: click.Context, job_ids: tuple[str, ...], action: str) -> None:
-    site: Site = ensure_site(ctx)
-    ids = list(dict.fromkeys(site.store.resolve_id(i) for i in job_ids))
+    conn = connection(ctx)
+    jobs = list({j.id: j for j in (conn.jobs.get(i) for i in job_ids)}.values())
     try:
-        result = getattr(site.jobs, action)(ids)
+        result = getattr(conn.jobs, action)(jobs)
     except IllegalTransition as exc:
         hint = _refusal(action, exc)
         if hint is None:
             raise
         raise click.ClickException(f"job {exc.job_id} is {exc.src}: {hint}; no job was changed") from None
-    for job_id in ids:
-        click.echo(f"{job_id} {result[job_id]}")
+    if is_central(ctx):
+        requested(jobs, result, action, "job show ID")
+        return
+    for job in jobs:
+        click.echo(f"{job.id} {result[job.id]}")
 
 
 @job_group.command("retry")
@@ -264,21 +302,20 @@ def job_rm(ctx: click.Context, job_ids: tuple[str, ...], states: tuple[str, ...]
     """Remove jobs and their history; says which could not be removed and why."""
     if bool(job_ids) == bool(states):
         raise click.UsageError("give job IDs or --state STATE (not both)")
-    site = ensure_site(ctx)
+    conn = connection(ctx)
     if states:
-        ids = [j.id for j in site.store.filter(_filter_states(states))]
+        jobs = conn.jobs.filter(state=_state_filters(states))
     else:
-        ids = [site.store.resolve_id(i) for i in job_ids]
-    outcome = site.jobs.delete(ids)
+        jobs = list({j.id: j for j in (conn.jobs.get(i) for i in job_ids)}.values())
+    outcome = conn.jobs.delete(jobs)
+    if is_central(ctx):
+        requested(jobs, outcome, "removal", "job ls")
+        return
     click.echo(f"removed {len(outcome.removed)} job(s)")
     for job_id, why in outcome.refused.items():
         click.echo(f"not removed {job_id}: {why}", err=True)
     if outcome.refused:
         sys.exit(ExitCode.ERROR)
-
-
-def _filter_states(states: tuple[str, ...]) -> JobFilter:
-    return JobFilter(states=_state_filters(states))
 
 
 @click.command("events")
@@ -288,8 +325,7 @@ def _filter_states(states: tuple[str, ...]) -> JobFilter:
 @click.pass_context
 def events_cmd(ctx: click.Context, job_id: str | None, limit: int | None, as_json: bool) -> None:
     """Show the state-change history."""
-    site = ensure_site(ctx)
-    events = site.store.events(site.store.resolve_id(job_id) if job_id else None, limit=limit)
+    events = connection(ctx).events(job_id, limit=limit)
     if as_json:
         print_json(events)
     else:

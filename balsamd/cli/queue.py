@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-import click
+from typing import Any
 
-from balsamd.cli.common import ensure_site, json_option, parse_pairs
-from balsamd.models import BATCH_ACTIVE, JobMode
+import click
+import msgspec
+
+from balsamd.cli.common import json_option, parse_pairs
+from balsamd.cli.mode import connection, is_central, pick_site, requested, site_name_option
+from balsamd.models import BATCH_ACTIVE, BatchJob, JobMode
 from balsamd.render import print_json, table, timestamp
 from balsamd.rpc.record import pid_is_daemon, read_record, this_host
 
@@ -37,24 +41,31 @@ def queue_group() -> None:
     metavar="KEY=VALUE",
     help="A scheduler option the site allows in [scheduler] optional_params.",
 )
+@site_name_option
 @json_option
 @click.pass_context
 def queue_submit(ctx: click.Context, num_nodes: int, wall_time_min: int, queue: str | None, project: str | None,
                  job_mode: str, tags: tuple[str, ...], partitions: tuple[str, ...], params: tuple[str, ...],
-                 as_json: bool) -> None:  # fmt: skip
-    """Ask for a batch job; the daemon submits it to the scheduler."""
-    site = ensure_site(ctx)
-    batch = site.batch_jobs.create(
-        num_nodes, wall_time_min, queue=queue, project=project, job_mode=job_mode,
+                 site_name: str | None, as_json: bool) -> None:  # fmt: skip
+    """Ask for a batch job; the site's daemon submits it to the scheduler."""
+    conn = connection(ctx)
+    made = conn.batch_jobs.create(
+        num_nodes, wall_time_min, site=pick_site(ctx, site_name, required=True),
+        queue=queue, project=project, job_mode=job_mode,
         filter_tags=parse_pairs(tags, "--tag"), partitions=[_partition(p) for p in partitions],
         optional_params=parse_pairs(params, "--optional-param"),
     )  # fmt: skip
+    batch = _record(made)
     if as_json:
-        print_json(batch)
+        print_json(_batch_json(ctx, made))
     else:
         click.echo(f"{batch.id} {batch.state}: {batch.num_nodes} node(s) x {batch.wall_time_min} min, "
                    f"queue {batch.queue or '-'}, project {batch.project or '-'}, {batch.job_mode} mode")  # fmt: skip
-    record = read_record(site.path)
+    if is_central(ctx):
+        click.echo(f"note: site {made.site} checks the request when it next syncs; `balsamd queue ls` follows it",
+                   err=True)  # fmt: skip
+        return
+    record = read_record(conn.path)
     if record is None or (record.host == this_host() and not pid_is_daemon(record.pid)):
         click.echo("note: the daemon is not running, so nothing will submit this batch job; "
                    "start it with `balsamd start`", err=True)  # fmt: skip
@@ -62,24 +73,30 @@ def queue_submit(ctx: click.Context, num_nodes: int, wall_time_min: int, queue: 
 
 @queue_group.command("ls")
 @click.option("--all", "show_all", is_flag=True, help="Include batch jobs that have ended.")
+@site_name_option
 @json_option
 @click.pass_context
-def queue_ls(ctx: click.Context, show_all: bool, as_json: bool) -> None:
-    """List batch jobs."""
-    site = ensure_site(ctx)
-    batches = site.store.batch_jobs(None if show_all else sorted(BATCH_ACTIVE))
+def queue_ls(ctx: click.Context, show_all: bool, site_name: str | None, as_json: bool) -> None:
+    """List batch jobs (through central: of every site you see, or of --site-name)."""
+    found = connection(ctx).batch_jobs.filter(
+        site=pick_site(ctx, site_name, required=False), state=None if show_all else sorted(BATCH_ACTIVE)
+    )
     if as_json:
-        print_json(batches)
+        print_json([_batch_json(ctx, b) for b in found])
         return
+    batches = [_record(b) for b in found]
     if not batches:
         click.echo("no batch jobs" if show_all else "no active batch jobs (--all shows ended ones)")
         return
+    sites = [[item.site] if is_central(ctx) else [] for item in found]
     rows = [
-        (b.id, b.state, b.scheduler_id or "-", b.num_nodes, b.wall_time_min, b.job_mode, b.queue or "-",
+        (b.id, *at, b.state, b.scheduler_id or "-", b.num_nodes, b.wall_time_min, b.job_mode, b.queue or "-",
          timestamp(b.start_time), (b.status_info.splitlines() or ["-"])[0][:60])
-        for b in batches
+        for b, at in zip(batches, sites, strict=True)
     ]  # fmt: skip
-    click.echo(table(rows, ("ID", "STATE", "SCHED ID", "NODES", "MIN", "MODE", "QUEUE", "STARTED", "STATUS")))
+    head = ("ID", *(["SITE"] if is_central(ctx) else []), "STATE", "SCHED ID", "NODES", "MIN", "MODE", "QUEUE",
+            "STARTED", "STATUS")  # fmt: skip
+    click.echo(table(rows, head))
 
 
 @queue_group.command("rm")
@@ -87,10 +104,23 @@ def queue_ls(ctx: click.Context, show_all: bool, as_json: bool) -> None:
 @click.pass_context
 def queue_rm(ctx: click.Context, batch_ids: tuple[str, ...]) -> None:
     """Remove batch jobs: cancel queued or running ones, withdraw those not yet submitted."""
-    site = ensure_site(ctx)
-    for batch_id in batch_ids:
-        batch = site.store.remove_batch_job(batch_id)
+    conn = connection(ctx)
+    targets = [conn.batch_jobs.get(batch_id) for batch_id in dict.fromkeys(batch_ids)]
+    outcome = conn.batch_jobs.delete(targets)
+    if is_central(ctx):
+        requested(targets, outcome, "removal", "queue ls --all")
+        return
+    for batch in outcome:
         click.echo(f"{batch.id} {batch.state}")
+
+
+def _record(batch: Any) -> BatchJob:
+    """The batch job's fields: a site hands out the record, central a view of it."""
+    return batch if isinstance(batch, BatchJob) else batch.record
+
+
+def _batch_json(ctx: click.Context, batch: Any) -> Any:
+    return {**msgspec.to_builtins(batch.record), "site": batch.site} if is_central(ctx) else batch
 
 
 def _partition(text: str) -> dict[str, object]:

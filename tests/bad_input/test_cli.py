@@ -183,6 +183,17 @@ CASES = [
     case("central-add-site-hello", ("central", "add-site", "hello", "theta"), USAGE, "DSN", "postgresql://"),
     case("central-add-user-hello", ("central", "add-user", "hello", "ann"), USAGE, "DSN", "postgresql://"),
     case("central-init-empty", ("central", "init", ""), USAGE, "DSN", "empty"),
+    # working through the central database instead of the site (each case also names --site)
+    case("central-not-a-dsn", ("--central", "hello", "job", "ls"), USAGE, "--central", "postgresql://"),
+    case("central-newline", ("--central", "host=h\nuser=u", "job", "ls"), USAGE, "--central", "control character"),
+    case(
+        "central-and-site",
+        ("--central", "postgresql://ann@127.0.0.1:1/central", "job", "ls"),
+        USAGE,
+        "--site",
+        "--central",
+        "give one",
+    ),
 ]
 
 # a few as a shell runs them: the exit code of a real process
@@ -190,6 +201,7 @@ PROCESS_CASES = [
     case("process-limit-negative", ("job", "ls", "--limit", "-1"), USAGE, "--limit"),
     case("process-launch-param", (*CREATE, "--launch-param", "a b=1"), REFUSED, "launch parameter 'a b'"),
     case("process-central-hello", ("central", "init", "hello"), USAGE, "DSN"),
+    case("process-central-and-site", ("--central", "postgresql://ann@127.0.0.1:1/c", "events"), USAGE, "--central"),
     case("process-app-unknown", ("job", "create", "--app", "nope", "--workdir", "w"), REFUSED, "unknown app"),
 ]
 

@@ -29,7 +29,7 @@ def test_console_script_end_to_end(tmp_path: Path) -> None:
     failed = run(str(SCRIPT), "job", "show", "7ZZZ", cwd=site)
     assert failed.returncode == 1
     assert failed.stdout == ""
-    assert failed.stderr == "Error: no job with id 7ZZZ (list jobs with `balsamd job ls`)\n"
+    assert failed.stderr == f"Error: site {site}: no job with id 7ZZZ (list jobs with `balsamd job ls`)\n"
 
 
 def test_python_dash_m(tmp_path: Path) -> None:

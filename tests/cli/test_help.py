@@ -54,7 +54,7 @@ def options(*path: str) -> set[str]:
 
 
 def test_the_documented_options_exist() -> None:
-    assert {"--site"} <= {opt for p in cli.params for opt in p.opts}
+    assert {"--site", "--central", "--site-name"} <= {opt for p in cli.params for opt in p.opts}
     assert {"--name"} <= options("site", "init")
     assert {"--command"} <= options("app", "create")
     assert {"--json"} <= options("app", "ls")

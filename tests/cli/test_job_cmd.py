@@ -283,6 +283,7 @@ def test_job_ls_filters(hello, three_jobs) -> None:
     assert ids("--app", "other") == []
     assert ids("--workdir", "runs/") == [a, b]
     assert ids("--limit", "1") == [a]
+    assert ids("--id", c, "--id", a[:20]) == [a, c]
 
 
 def test_job_ls_by_state(hello, three_jobs) -> None:
@@ -366,6 +367,11 @@ def test_job_show_accepts_a_unique_prefix_in_any_case(hello) -> None:
 def test_job_show_unknown_id(hello) -> None:
     hello.job("w")
     assert hello.fails("job", "show", "7ZZZZZ") == ("Error: no job with id 7ZZZZZ (list jobs with `balsamd job ls`)\n")
+
+
+def test_errors_name_the_site_they_come_from(hello) -> None:
+    result = hello("job", "show", "7ZZZZZ", code=1)
+    assert result.stderr == f"Error: site {hello.site}: no job with id 7ZZZZZ (list jobs with `balsamd job ls`)\n"
 
 
 def test_job_show_ambiguous_prefix(hello) -> None:

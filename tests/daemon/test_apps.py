@@ -110,7 +110,8 @@ def test_broken_app_files_are_recorded_with_their_errors_and_the_other_apps_keep
 
     refused = site.balsamd("job", "create", "--app", "Preamble", "--workdir", "p", code=1)
     assert (
-        refused.stderr == f"Error: job: app Preamble cannot be used until its file is fixed: {apps['Preamble'].error}\n"
+        refused.stderr == f"Error: site {site.root}: job: app Preamble cannot be used until its file is fixed: "
+        f"{apps['Preamble'].error}\n"
     )
     [job_id] = site.create("Hello", parameters={"msg": "still here"})
     site.finish(site.start_launcher("--job-mode", "serial", "--idle-ttl", "0.5"))
