@@ -184,6 +184,7 @@ class SiteStore(SessionsMixin, BatchStoreMixin, OutboxMixin, StoreBase):
         if missing:
             shown = ", ".join(repr(p[:40]) for p in missing[:5])
             raise StoreError(f"parent job(s) not found: {shown}; give ids of jobs of this site (`balsamd job ls`)")
+        _check_parent_owners(conn, jobs)
         seq = self.db.next_seq(conn)
         rows: list[tuple[Any, ...]] = []
         tags: list[tuple[str, str, str]] = []
@@ -600,3 +601,25 @@ class SiteStore(SessionsMixin, BatchStoreMixin, OutboxMixin, StoreBase):
         if missing:
             raise JobNotFound(f"no job with id {', '.join(missing)} (list jobs with `balsamd job ls`)")
         return current
+
+
+def _check_parent_owners(conn: apsw.Connection, jobs: list[Job]) -> None:
+    """A central user's job depends only on that user's jobs: a parent is a window on its
+    state and output (hooks read parents), and its failure fails the child.  The site's
+    owner may link any of the site's jobs."""
+    asked = sorted({p for j in jobs if j.owner for p in j.parent_ids})
+    if not asked:
+        return
+    rows = conn.execute(
+        "SELECT id, owner FROM jobs WHERE id IN (SELECT value FROM json_each(?))",
+        (msgspec.json.encode(asked).decode(),),
+    )
+    owners = dict(rows)
+    for job in jobs:
+        foreign = [p for p in job.parent_ids if job.owner and owners.get(p) != job.owner]
+        if foreign:
+            shown = ", ".join(repr(p[:40]) for p in foreign[:5])
+            raise StoreError(
+                f"parent job(s) {shown} are not jobs of {job.owner}: a job may depend only on its owner's "
+                "jobs; give ids of your own jobs"
+            )

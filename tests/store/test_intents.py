@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from balsamd import ids
-from balsamd.models import CentralRow, ClaimLimits, Intent, IntentOutcome, IntentStatus, JobState
+from balsamd.models import CentralRow, ClaimLimits, Intent, IntentOutcome, IntentStatus, JobSpec, JobState
 from balsamd.store import store as store_module
 from balsamd.store.contract import Store
 from tests.conftest import make_jobs
@@ -108,6 +108,31 @@ def test_a_create_makes_only_jobs_whose_central_rows_are_here_and_its_authors(st
     )
     assert outcomes["c3"] == IntentOutcome(status=APPLIED, created=[mine, fresh])
     assert {j.id: j.owner for j in store.filter()} == {mine: "alice", fresh: "alice"}
+
+
+def test_a_users_job_depends_only_on_that_users_jobs(store: Store) -> None:
+    alices, bobs = ids.new_id(), ids.new_id()
+    store.apply_intents([create("a", {"id": alices, "app": "noop", "workdir": "a"}),
+                         create("b", {"id": bobs, "app": "noop", "workdir": "b"}, owner="bob")])  # fmt: skip
+    [site_job] = make_jobs(store, 1)
+    before = {j.id for j in store.filter()}
+    for n, parent in enumerate((bobs, site_job.id)):
+        child = ids.new_id()
+        outcome = store.apply_intents([create(f"x{n}", {"id": child, "app": "noop", "workdir": f"x{n}",
+                                                        "parent_ids": [parent]})])[f"x{n}"]  # fmt: skip
+        assert outcome == IntentOutcome(
+            status=REJECTED,
+            reason=f"parent job(s) {parent!r} are not jobs of alice: a job may depend only on its owner's jobs; "
+            "give ids of your own jobs",
+        )
+    assert {j.id for j in store.filter()} == before
+    child = ids.new_id()
+    made = store.apply_intents([create("ok", {"id": child, "app": "noop", "workdir": "ok", "parent_ids": [alices]})])
+    assert made["ok"] == IntentOutcome(status=APPLIED, created=[child])
+    assert store.get(child).parent_ids == [alices]
+    # the site's owner may link any of the site's jobs
+    [linked] = store.create_jobs([JobSpec(app="noop", workdir="site-child", parent_ids=[bobs, alices])])
+    assert linked.parent_ids == [bobs, alices]
 
 
 @pytest.mark.parametrize(
