@@ -3,7 +3,10 @@ users and of the site, real directories."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import apsw
 
 from balsamd import ids
 from balsamd.daemon.hookjobs import parents_reply
@@ -35,7 +38,12 @@ def test_the_sites_own_job_reads_every_parent_with_its_workdir(store: SiteStore,
 def test_a_users_hook_does_not_read_another_users_parent(store: SiteStore, tmp_path: Path) -> None:
     mine = users_job(store, "alice", "mine")
     bobs = users_job(store, "bob", "his")
-    child = users_job(store, "alice", "child", [mine, bobs])
+    refused = users_job(store, "alice", "refused", [mine, bobs])
+    assert refused not in {j.id for j in store.filter()}  # no such link is made now
+    child = users_job(store, "alice", "child", [mine])
+    # a link made before the store refused them, as a store of an earlier version may hold one
+    with apsw.Connection(str(store.db.path)) as conn:
+        conn.execute("UPDATE jobs SET parent_ids = ? WHERE id = ?", (json.dumps([mine, bobs]), child))
     reply = parents_reply(store, f"{tmp_path / 'data'}/", child)
     assert reply.parents == []
     assert reply.error == f"parent {bobs} of job {child} is another user's; a hook reads only its own user's parents"
