@@ -96,8 +96,8 @@ def carry_over_warnings(app: App, declared_site: Any, site: str) -> list[str]:
     warnings = []
     if app.transfers:
         warnings.append(
-            f"transfers ({', '.join(app.transfers)}) are published but not acted on yet: balsamd moves no "
-            "files for jobs; put inputs in the job's workdir yourself (e.g. in preprocess)"
+            f"transfers ({', '.join(app.transfers)}) are recorded on jobs but not moved yet: balsamd has no "
+            "transfer service; put inputs in the job's workdir yourself (e.g. in preprocess)"
         )
     if app.kind == AppKind.PYTHON and (app.shell_preamble or app.preamble_per_job):
         warnings.append(

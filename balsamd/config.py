@@ -24,6 +24,8 @@ import msgspec
 from balsamd.dsn import dsn_problem
 from balsamd.explain import explain
 from balsamd.tags import tag_problems
+from balsamd.transfers.locations import NAME as LOCATION_NAME
+from balsamd.transfers.locations import LocationError, parse_location
 
 # a scheduler's queue or project name: one word that a job script or a command line cannot read
 # as more than that (empty: the scheduler's default)
@@ -50,6 +52,8 @@ PATTERN_HINTS = {
     "such as CUDA_VISIBLE_DEVICES",
     repr(f"^{CENTRAL_USER}$"): "expected a central user's name (their PostgreSQL role) of letters, digits and "
     "_.@-, at most 64 characters",
+    repr(f"^{LOCATION_NAME}$"): "expected a location's name: a letter, then letters, digits, _ and -, at most 64 "
+    "characters",
     repr(f"^({SITE_NAME})?$"): "expected a name of at most 64 characters without spaces, quotes, backslashes or "
     "control characters",
 }
@@ -215,6 +219,18 @@ class AppsSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     accept_from: list[Annotated[str, msgspec.Meta(pattern=f"^{CENTRAL_USER}$")]] = []
 
 
+class TransferSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    # name -> URL of a base directory jobs' transfer items are taken inside (transfers.locations)
+    locations: dict[Annotated[str, msgspec.Meta(pattern=f"^{LOCATION_NAME}$")], str] = {}
+
+    def __post_init__(self) -> None:
+        for name, url in self.locations.items():
+            try:
+                parse_location(url)
+            except LocationError as exc:
+                _refuse(f"locations.{name}", str(exc))
+
+
 class LoggingSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # each log (the daemon's, each launcher's) rotates at this size, keeping this many old files
     max_bytes: Annotated[int, msgspec.Meta(ge=4096)] = 20 * 1024 * 1024
@@ -230,6 +246,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     daemon: DaemonSettings = msgspec.field(default_factory=DaemonSettings)
     elastic: ElasticSettings = msgspec.field(default_factory=ElasticSettings)
     apps: AppsSettings = msgspec.field(default_factory=AppsSettings)
+    transfers: TransferSettings = msgspec.field(default_factory=TransferSettings)
     logging: LoggingSettings = msgspec.field(default_factory=LoggingSettings)
 
     def __post_init__(self) -> None:
@@ -348,7 +365,7 @@ def _describe(path: Path, text: str, raw: dict[str, Any], message: str) -> str:
     elif told.kind == "pattern":
         problem = PATTERN_HINTS.get(told.detail, problem)
     elif told.kind == "other":  # a check of our own: "key: problem; what to do"
-        own = re.match(r"([a-z_]+(?:\.[a-z_]+)*): (.*)$", problem, re.S)
+        own = re.match(r"([a-z_]+(?:\.[A-Za-z0-9_-]+)*): (.*)$", problem, re.S)
         if own and _field_type([*keys, *own.group(1).split(".")]) is not None:
             keys, problem = [*keys, *own.group(1).split(".")], own.group(2)
     if not fix and told.kind != "other":
@@ -420,6 +437,9 @@ def _toml_value(value: Any) -> str:
 def _field_type(keys: list[str]) -> object:
     kind: object = Settings
     for key in keys:
+        if typing.get_origin(kind) is dict:  # a table of names (transfers.locations): any key
+            kind = typing.get_args(kind)[1]
+            continue
         fields = _struct_fields(kind)
         if key not in fields:
             return None
@@ -583,6 +603,12 @@ pause_min = 30.0           # ... for this long (see `balsamd status`)
 # (`MyApp.sync()`, or their first `MyApp.submit(...)`): each app becomes a file of apps/ and
 # runs as you, so list only people you would let write there.  Empty: nobody.
 accept_from = []
+
+[transfers.locations]
+# Where jobs' transfer items are, by name: "file:///base/dir", "rsync://user@host/base/dir" (over
+# ssh; user@host:2222 for another port) or "globus://ENDPOINT_UUID/base/dir".  A job's item
+# NAME:/path is always taken inside that base directory.  None: jobs name no transfer items.
+# far = "file:///data/far"
 
 [logging]
 # The daemon's log (log/daemon.log) and each launcher's (log/launcher-SESSION.log) start a new

@@ -35,6 +35,8 @@ class JobSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     node_packing_count: int = 1
     wall_time_min: float = 0.0
     launch_params: dict[str, str] = {}
+    # the app's transfer slots this job fills: slot -> "LOCATION:/path" inside the location's base
+    transfers: dict[str, str] = {}
 
 
 class Job(JobSpec, kw_only=True, omit_defaults=False):

@@ -41,6 +41,8 @@ from balsamd.models import (
 from balsamd.states import JobState
 from balsamd.tags import tag_problems
 from balsamd.templates import PLACEHOLDER, template_problems
+from balsamd.transfers.items import transfer_problems
+from balsamd.transfers.locations import parse_location
 
 # ids the site makes its own (batch jobs, sessions) travel into file names, job scripts and
 # command lines: letters, digits and a few marks, never a path or a line of their own
@@ -75,6 +77,9 @@ class SiteRules(msgspec.Struct, kw_only=True):
     allowed_launch_params: list[str] = []
     # central users whose declared apps the site installs ([apps] accept_from)
     accept_apps_from: list[str] = []
+    # the site's transfer locations: name -> scheme ([transfers.locations]; never their URLs,
+    # which name hosts, users and directories central users have no need to see)
+    transfer_locations: dict[str, str] = {}
 
     @classmethod
     def of(cls, settings: Settings) -> SiteRules:
@@ -82,7 +87,13 @@ class SiteRules(msgspec.Struct, kw_only=True):
             nodes=settings.nodes, scheduler=settings.scheduler,
             allowed_launch_params=settings.launcher.allowed_launch_params,
             accept_apps_from=settings.apps.accept_from,
+            transfer_locations=location_kinds(settings.transfers.locations),
         )  # fmt: skip
+
+
+def location_kinds(locations: Mapping[str, str]) -> dict[str, str]:
+    """name -> scheme of the locations settings.toml names (Settings refuse one that cannot be parsed)."""
+    return {name: parse_location(url).scheme for name, url in locations.items()}
 
 
 class Refused(ValueError):
@@ -297,7 +308,7 @@ def explained(message: str) -> str:
 _TEXT_FIELDS = ("app", "workdir")
 _INT_FIELDS = ("num_nodes", "ranks_per_node", "threads_per_rank", "threads_per_core", "node_packing_count")
 _DICT_FIELDS = ("parameters", "data")
-_WORD_DICTS = ("tags", "launch_params")
+_WORD_DICTS = ("tags", "launch_params", "transfers")
 
 
 def spec_problems(spec: JobSpec) -> list[str]:
@@ -337,7 +348,7 @@ def _plain_types(spec: JobSpec) -> bool:
         and type(spec.parent_ids) is list
         and all(type(p) is str for p in spec.parent_ids)
         and all(type(d) is dict and all(type(k) is str and type(v) is str for k, v in d.items())
-                for d in (spec.tags, spec.launch_params))
+                for d in (spec.tags, spec.launch_params, spec.transfers))
     )  # fmt: skip
 
 
@@ -379,6 +390,7 @@ def build_job(
     problems += resource_problems(spec, rules.nodes, rules.scheduler.max_wall_time_min)
     problems += tag_problems(spec.tags)
     problems += launch_param_problems(spec.launch_params, rules.allowed_launch_params)
+    problems += transfer_problems(spec.transfers, app, rules.transfer_locations)
     if len(set(spec.parent_ids)) != len(spec.parent_ids):
         problems.append("parent_ids names a job more than once; give each parent once")
     if problems:

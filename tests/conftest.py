@@ -38,6 +38,7 @@ RULES = SiteRules(
     nodes=NodeSettings(cpus_per_node=64, gpus_per_node=8, max_nodes=64),
     scheduler=SchedulerSettings(optional_params=["reservation", "qos"]),
     allowed_launch_params=["cpu-bind"],
+    transfer_locations={"far": "file", "archive": "rsync"},
 )
 
 

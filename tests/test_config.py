@@ -182,7 +182,7 @@ def test_unknown_key_in_a_section(tmp_path: Path) -> None:
 def test_unknown_section(tmp_path: Path) -> None:
     assert error(tmp_path, "[node]\ncpus_per_node = 4\n") == (
         "FILE:1: key node: unknown key; did you mean nodes? remove it or correct its name "
-        "(known keys: site, nodes, scheduler, launcher, sync, daemon, elastic, apps, logging)"
+        "(known keys: site, nodes, scheduler, launcher, sync, daemon, elastic, apps, transfers, logging)"
     )
 
 
@@ -255,3 +255,9 @@ def test_apps_are_accepted_from_nobody_unless_the_owner_names_central_users(tmp_
         'and _.@-, at most 64 characters (got "alice smith"); correct it, or remove the line to use the default '
         "(accept_from = [])"
     )
+
+
+def test_transfer_locations_are_read_by_name(tmp_path: Path) -> None:
+    text = '[transfers.locations]\nfar = "file:///data/far"\nhpss = "rsync://me@dtn.example:2222/archive"\n'
+    settings = load_settings(settings_file(tmp_path, text))
+    assert settings.transfers.locations == {"far": "file:///data/far", "hpss": "rsync://me@dtn.example:2222/archive"}

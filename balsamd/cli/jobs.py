@@ -80,13 +80,21 @@ def _typed(value: str) -> object:
     metavar="KEY=VALUE",
     help="Passed through to the MPI launcher as --KEY VALUE.",
 )
+@click.option(
+    "--transfer",
+    "transfers",
+    multiple=True,
+    metavar="SLOT=LOCATION:PATH",
+    help="File for one of the app's transfer slots, PATH inside a location of [transfers.locations].",
+)
 @click.option("--parent", "parents", multiple=True, metavar="ID", help="Job that must finish first.")
 @site_name_option
 @json_option
 @click.pass_context
 def job_create(ctx: click.Context, app_name: str, workdir: str, params: tuple[str, ...],
-               tags: tuple[str, ...], launch_params: tuple[str, ...], parents: tuple[str, ...],
-               site_name: str | None, as_json: bool, **resources: object) -> None:  # fmt: skip
+               tags: tuple[str, ...], launch_params: tuple[str, ...], transfers: tuple[str, ...],
+               parents: tuple[str, ...], site_name: str | None, as_json: bool,
+               **resources: object) -> None:  # fmt: skip
     """Create one job (through central: a request its site checks and applies)."""
     conn = connection(ctx)
     site = pick_site(ctx, site_name, required=True)
@@ -97,7 +105,7 @@ def job_create(ctx: click.Context, app_name: str, workdir: str, params: tuple[st
     job = conn.jobs.create(
         app_name, workdir, site=site, parameters=parameters,
         tags=parse_pairs(tags, "-t/--tag"), launch_params=parse_pairs(launch_params, "--launch-param"),
-        parent_ids=[_parent(conn, p) for p in parents], **resources,
+        transfers=parse_pairs(transfers, "--transfer"), parent_ids=[_parent(conn, p) for p in parents], **resources,
     )  # fmt: skip
     if as_json:
         print_json(_job_json(ctx, job))

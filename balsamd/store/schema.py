@@ -224,6 +224,10 @@ MIGRATIONS: list[str] = [
         written INTEGER NOT NULL DEFAULT 0
     );
     """,
+    # 10: the files a job brings in and sends out: its app's transfer slots, each "LOCATION:/path"
+    """
+    ALTER TABLE jobs ADD COLUMN transfers TEXT NOT NULL DEFAULT '{}';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -183,6 +183,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE balsamd.intents ADD CONSTRAINT intents_kind_check
         CHECK (kind IN ('create', 'kill', 'retry', 'update', 'batch_create', 'batch_delete', 'delete', 'app'));
     """,
+    # 7: the files a job brings in and sends out (models.JobSpec.transfers)
+    """
+    ALTER TABLE balsamd.jobs ADD COLUMN IF NOT EXISTS transfers jsonb NOT NULL DEFAULT '{}';
+    """,
 ]
 
 # What a site writes of a job: everything but its owner (a user's, or the site's role for jobs

@@ -24,6 +24,15 @@ from tests.daemon.conftest import child_env
 USAGE, REFUSED = 2, 1
 CREATE = ("job", "create", "--app", "hello", "--workdir", "w", "-p", "name=a")
 SITE = "{site}"  # stands for the site's path in an argument
+MOVES = ("job", "create", "--app", "moves", "--workdir", "w")
+MOVES_APP = """\
+from balsamd.apps import ApplicationDefinition
+
+
+class moves(ApplicationDefinition):
+    command_template = "true"
+    transfers = {"input": {"direction": "in", "local_path": "in.dat", "required": True}}
+"""
 
 CASES = [
     # job create: options of the request
@@ -31,6 +40,14 @@ CASES = [
     case("launch-param-without-value", (*CREATE, "--launch-param", "cpu-bind"), USAGE, "--launch-param", "KEY=VALUE"),
     case("launch-param-not-allowed", (*CREATE, "--launch-param", "outfile-pattern=x"), REFUSED, "outfile-pattern"),
     case("launch-param-nul", (*CREATE, "--launch-param", "cpu-bind=a\0b"), REFUSED, "NUL", "cpu-bind"),
+    case("transfer-slot-unknown", (*CREATE, "--transfer", "input=far:/a"), REFUSED, "no transfer slot 'input'"),
+    case("transfer-required-missing", MOVES, REFUSED, "missing required slot input", "--transfer input="),
+    case("transfer-without-equals", (*MOVES, "--transfer", "input"), USAGE, "--transfer", "KEY=VALUE"),
+    case("transfer-no-location", (*MOVES, "--transfer", "input=/a"), REFUSED, "LOCATION:PATH"),
+    case("transfer-location-unknown", (*MOVES, "--transfer", "input=near:/a"), REFUSED, "'near'", "locations: far"),
+    case("transfer-path-relative", (*MOVES, "--transfer", "input=far:a"), REFUSED, "not absolute"),
+    case("transfer-path-climbs-out", (*MOVES, "--transfer", "input=far:/in/../../x"), REFUSED, "'..'", "base"),
+    case("transfer-path-nul", (*MOVES, "--transfer", "input=far:/a\0b"), REFUSED, "transfers['input']", "NUL"),
     case("param-without-equals", (*CREATE, "-p", "oops"), USAGE, "--param", "KEY=VALUE"),
     case("param-unknown", (*CREATE, "-p", "colour=red"), REFUSED, "colour"),
     case("param-given-twice", (*CREATE, "-p", "name=b"), USAGE, "name", "twice"),
@@ -211,9 +228,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = init_site(tmp_path_factory.mktemp("cli") / "site", name="badinput").root
     set_nodes(root, gpus=0)
     text = (root / "settings.toml").read_text()
-    (root / "settings.toml").write_text(
-        text.replace("allowed_launch_params = []", 'allowed_launch_params = ["cpu-bind"]')
-    )
+    text = text.replace("allowed_launch_params = []", 'allowed_launch_params = ["cpu-bind"]')
+    (root / "settings.toml").write_text(text.replace('# far = "file:///data/far"', 'far = "file:///data/far"'))
+    (root / "apps" / "moves.py").write_text(MOVES_APP)
     assert balsamd_cli(root, "app", "create", "hello", "--command", "echo {{ name }}").exit_code == 0
     yield root
 

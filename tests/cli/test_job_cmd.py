@@ -64,6 +64,7 @@ def test_job_create_json_is_one_object_with_every_field(hello) -> None:
         "node_packing_count": 1,
         "wall_time_min": 30.0,
         "launch_params": {},
+        "transfers": {},
         "return_code": None,
         "session_id": None,
         "batch_job_id": None,

@@ -63,7 +63,7 @@ def test_the_store_says_which_intents_it_applied_and_their_outcomes(store: Store
         (create("b7", {"id": ids.new_id(), "app": "noop", "workdir": "w", "owner": "mallory"}), "job: unknown "
          "field(s) ['owner']; correct or remove them (a job request takes ['app', 'data', 'gpus_per_rank', "
          "'launch_params', 'node_packing_count', 'num_nodes', 'parameters', 'parent_ids', 'ranks_per_node', 'tags', "
-         "'threads_per_core', 'threads_per_rank', 'wall_time_min', 'workdir'])"),
+         "'threads_per_core', 'threads_per_rank', 'transfers', 'wall_time_min', 'workdir'])"),
         (Intent(id="b8", kind="kill", job_id="01NOSUCHJOB"),
          "no job with id 01NOSUCHJOB (list jobs with `balsamd job ls`)"),
     ],
