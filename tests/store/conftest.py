@@ -67,13 +67,13 @@ def forked(store: SiteStore) -> Iterator[ForkedStore]:
         made.close()
 
 
-@pytest.fixture(params=TRANSPORTS)
-def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[Store]:
-    local = open_store(tmp_path / "store.db")
+@contextlib.contextmanager
+def over(transport: str, local: SiteStore) -> Iterator[Store]:
+    """``local`` as one transport of the contract reaches it; closes ``local`` afterwards."""
     try:
-        if request.param == "local":
+        if transport == "local":
             yield local
-        elif request.param == "rpc":
+        elif transport == "rpc":
             with served(local) as remote:
                 yield remote
         else:
@@ -81,6 +81,12 @@ def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[Store]:
                 yield fork
     finally:
         local.close()
+
+
+@pytest.fixture(params=TRANSPORTS)
+def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[Store]:
+    with over(request.param, open_store(tmp_path / "store.db")) as reached:
+        yield reached
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from balsamd.store.contract import Store
 from balsamd.store.store import SiteStore
 from balsamd.validate import SiteRules
 from tests.conftest import APPS, RULES
-from tests.store.conftest import TRANSPORTS, forked, served
+from tests.store.conftest import TRANSPORTS, over
 
 NORM = """\
 import numpy as np
@@ -33,17 +33,8 @@ def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[Store]:
     """A store whose site accepts apps from alice and carol."""
     local = SiteStore(tmp_path / "store.db", SiteRules(nodes=RULES.nodes, accept_apps_from=["alice", "carol"]))
     local.put_apps(APPS)
-    try:
-        if request.param == "local":
-            yield local
-        elif request.param == "rpc":
-            with served(local) as remote:
-                yield remote
-        else:
-            with forked(local) as fork:
-                yield fork
-    finally:
-        local.close()
+    with over(request.param, local) as reached:
+        yield reached
 
 
 def declare(intent_id: str, owner: str, name: str = "Norm", code: str = NORM) -> Intent:

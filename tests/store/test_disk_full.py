@@ -13,24 +13,15 @@ from balsamd.store.contract import Store
 from balsamd.store.errors import DiskFull
 from balsamd.store.store import SiteStore
 from tests.conftest import SmallDisk, make_jobs, open_store
-from tests.store.conftest import TRANSPORTS, forked, served
+from tests.store.conftest import TRANSPORTS, over
 
 
 @pytest.fixture(params=TRANSPORTS)
 def store_on_small_disk(request: pytest.FixtureRequest, small_disk: SmallDisk) -> Iterator[tuple[Store, SiteStore]]:
     """The store on a small disk over one transport, and the local store itself."""
     local = open_store(small_disk.path / "store.db")
-    try:
-        if request.param == "local":
-            yield local, local
-        elif request.param == "rpc":
-            with served(local) as remote:
-                yield remote, local
-        else:
-            with forked(local) as fork:
-                yield fork, local
-    finally:
-        local.close()
+    with over(request.param, local) as reached:
+        yield reached, local
 
 
 def test_a_write_on_a_full_disk_fails_whole_and_goes_through_once_space_is_freed(
