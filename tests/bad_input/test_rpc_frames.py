@@ -9,8 +9,6 @@ as the first frame or after the handshake.
 
 from __future__ import annotations
 
-import concurrent.futures
-import contextlib
 import itertools
 import logging
 import socket
@@ -18,17 +16,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import anyio
-import anyio.from_thread
 import msgspec
 import pytest
 
-from balsamd.daemon.main import store_server
 from balsamd.rpc import protocol as p
 from balsamd.store.store import SiteStore
 from balsamd.validate import JobSpecError, Refused
 from tests.bad_input.table import Case, Snapshot, assert_told, case, params
 from tests.conftest import open_store
+from tests.store.conftest import listening
 
 SECRET = "bad-input"
 SITE = "frames"
@@ -154,24 +150,8 @@ CASES = [
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SiteStore, Path, int]]:
     path = tmp_path_factory.mktemp("frames") / "balsamd.db"
     store = open_store(path)
-    with anyio.from_thread.start_blocking_portal() as portal:
-
-        async def listen() -> tuple[anyio.abc.SocketListener, int]:
-            listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
-            return listener, listener.extra(anyio.abc.SocketAttribute.local_port)
-
-        async def limiter() -> anyio.CapacityLimiter:
-            return anyio.CapacityLimiter(1)
-
-        serving_store = store_server(store, SECRET, SITE, portal.call(limiter))
-        listener, port = portal.call(listen)
-        serving = portal.start_task_soon(serving_store.serve, listener)
-        try:
-            yield store, path.parent, port
-        finally:
-            serving.cancel()
-            with contextlib.suppress(concurrent.futures.CancelledError):
-                serving.result()
+    with listening(store, SECRET, SITE) as port:
+        yield store, path.parent, port
     store.close()
 
 

@@ -32,8 +32,8 @@ SECRET = "contract-suite"
 
 
 @contextlib.contextmanager
-def served(store: SiteStore) -> Iterator[RemoteStore]:
-    """``store`` behind the daemon's RPC server on a loopback port, and a client of it."""
+def listening(store: SiteStore, secret: str = SECRET, site: str = "contract") -> Iterator[int]:
+    """``store`` behind the daemon's RPC server, listening on a loopback port (yielded)."""
     with anyio.from_thread.start_blocking_portal() as portal:
 
         async def listen() -> tuple[anyio.abc.SocketListener, int]:
@@ -43,17 +43,26 @@ def served(store: SiteStore) -> Iterator[RemoteStore]:
         async def limiter() -> anyio.CapacityLimiter:
             return anyio.CapacityLimiter(1)
 
-        server = store_server(store, SECRET, "contract", portal.call(limiter))
+        server = store_server(store, secret, site, portal.call(limiter))
         listener, port = portal.call(listen)
         serving = portal.start_task_soon(server.serve, listener)  # closes the listener when cancelled
+        try:
+            yield port
+        finally:
+            serving.cancel()
+            with contextlib.suppress(concurrent.futures.CancelledError):
+                serving.result()
+
+
+@contextlib.contextmanager
+def served(store: SiteStore) -> Iterator[RemoteStore]:
+    """``store`` behind the daemon's RPC server on a loopback port, and a client of it."""
+    with listening(store) as port:
         remote = RemoteStore(RpcClient("127.0.0.1", port, SECRET, "contract suite", timeout=30, site="contract"))
         try:
             yield remote
         finally:
             remote.close()
-            serving.cancel()
-            with contextlib.suppress(concurrent.futures.CancelledError):
-                serving.result()
 
 
 @contextlib.contextmanager
