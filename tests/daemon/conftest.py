@@ -52,6 +52,20 @@ SETTINGS: dict[str, object] = {
 }
 
 
+# a daemon whose elastic queue submits one-node serial batch jobs quickly, on the local scheduler
+ELASTIC_SETTINGS: dict[str, object] = {
+    "daemon.scheduler_period_sec": 0.3,
+    "elastic.enabled": True,
+    "elastic.period_sec": 0.5,
+    "elastic.max_nodes": 1,
+    "elastic.job_mode": "serial",
+    "elastic.min_wall_time_min": 1,
+    "elastic.max_wall_time_min": 10,
+    "elastic.wall_time_pad_min": 0,
+    "launcher.idle_ttl_sec": 0.5,
+}
+
+
 def _toml(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

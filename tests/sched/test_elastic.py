@@ -23,7 +23,7 @@ from balsamd.store.batch import BacklogStats
 from balsamd.store.store import SiteStore
 from balsamd.validate import SiteRules
 from tests.conftest import APPS, make_jobs, open_store
-from tests.daemon.conftest import DaemonSite, new_site, wait_until
+from tests.daemon.conftest import ELASTIC_SETTINGS, DaemonSite, new_site, wait_until
 
 B = BatchJobState
 NOW = 1_000_000.0
@@ -444,19 +444,7 @@ def test_the_service_keeps_to_the_site_limits(tmp_path):
 
 # ----- a real daemon with the local scheduler ------------------------------------------------
 
-ELASTIC: dict[str, object] = {
-    "nodes.cpus_per_node": 2,
-    "nodes.max_nodes": 2,
-    "daemon.scheduler_period_sec": 0.3,
-    "elastic.enabled": True,
-    "elastic.period_sec": 0.5,
-    "elastic.max_nodes": 1,
-    "elastic.job_mode": "serial",
-    "elastic.min_wall_time_min": 1,
-    "elastic.max_wall_time_min": 10,
-    "elastic.wall_time_pad_min": 0,
-    "launcher.idle_ttl_sec": 0.5,
-}
+ELASTIC: dict[str, object] = {"nodes.cpus_per_node": 2, "nodes.max_nodes": 2, **ELASTIC_SETTINGS}
 
 
 @pytest.fixture

@@ -13,21 +13,10 @@ import pytest
 
 from balsamd import ApplicationDefinition, JobState
 from balsamd.declare import AppRefused, DeclareError, module_code
-from tests.daemon.conftest import wait_until
+from tests.daemon.conftest import ELASTIC_SETTINGS, wait_until
 from tests.sync.conftest import Central, SiteMaker
 
-ELASTIC: dict[str, object] = {
-    "apps.accept_from": ["alice"],
-    "daemon.scheduler_period_sec": 0.3,
-    "elastic.enabled": True,
-    "elastic.period_sec": 0.5,
-    "elastic.max_nodes": 1,
-    "elastic.job_mode": "serial",
-    "elastic.min_wall_time_min": 1,
-    "elastic.max_wall_time_min": 10,
-    "elastic.wall_time_pad_min": 0,
-    "launcher.idle_ttl_sec": 0.5,
-}
+ELASTIC: dict[str, object] = {"apps.accept_from": ["alice"], **ELASTIC_SETTINGS}
 
 
 class MyApp(ApplicationDefinition):
