@@ -40,6 +40,8 @@ SITE_NAME = r"[^\s\"'\\\x00-\x1f\x7f]{1,64}"
 # a central user's name (a PostgreSQL role): also the directory of the site's data/ holding
 # that user's jobs, so letters, digits and a few marks
 CENTRAL_USER = r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}"
+# a Globus client or collection id
+UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 # what each pattern means, for the error that names a key whose value does not match (msgspec's
 # message quotes the pattern as repr() gives it)
 PATTERN_HINTS = {
@@ -54,6 +56,7 @@ PATTERN_HINTS = {
     "_.@-, at most 64 characters",
     repr(f"^{LOCATION_NAME}$"): "expected a location's name: a letter, then letters, digits, _ and -, at most 64 "
     "characters",
+    repr(f"^({UUID})?$"): "expected a UUID such as 0a1b2c3d-0000-1111-2222-333344445555",
     repr(f"^({SITE_NAME})?$"): "expected a name of at most 64 characters without spaces, quotes, backslashes or "
     "control characters",
 }
@@ -219,9 +222,41 @@ class AppsSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     accept_from: list[Annotated[str, msgspec.Meta(pattern=f"^{CENTRAL_USER}$")]] = []
 
 
+class GlobusSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    # the native app's client id (registered at app.globus.org/settings/developers) that
+    # `balsamd site globus-login` asks consent for; "" when the site uses no Globus location
+    client_id: Annotated[str, msgspec.Meta(pattern=f"^({UUID})?$")] = ""
+    # this site's own collection: where workdirs under data/ are seen by Globus
+    endpoint: Annotated[str, msgspec.Meta(pattern=f"^({UUID})?$")] = ""
+    # a directory on this host -> the same directory as the site's collection shows it
+    path_map: dict[str, str] = {}
+
+    def __post_init__(self) -> None:
+        for local, seen in self.path_map.items():
+            for key, path in ((local, local), (local, seen)):
+                if not path.startswith("/") or ".." in path.split("/"):
+                    _refuse(f"globus.path_map.{key}", f"{path!r:.80} is not an absolute path without '..'; "
+                            "map an absolute directory of this host to the collection's path for it")  # fmt: skip
+
+
 class TransferSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # name -> URL of a base directory jobs' transfer items are taken inside (transfers.locations)
     locations: dict[Annotated[str, msgspec.Meta(pattern=f"^{LOCATION_NAME}$")], str] = {}
+    # tasks (batches of items one way to one location) in flight at once, and items per task
+    max_concurrent_transfers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 5
+    transfer_batch_size: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1000
+    # tries of an item before its job fails with the backend's error, the first wait between them
+    # (doubling each time)
+    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=100)] = 3
+    retry_backoff_s: Seconds = 10.0
+    # how file:// items are moved: a copy, or a hard link (same filesystem; the job then shares
+    # the file with the location, and a run that writes its input changes the original)
+    file_method: Literal["copy", "hardlink"] = "copy"
+    # the ssh that rsync logs in with (rsync -e): argv, never through a shell
+    ssh: list[Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]] = msgspec.field(
+        default_factory=lambda: ["ssh", "-o", "BatchMode=yes"]
+    )
+    globus: GlobusSettings = msgspec.field(default_factory=GlobusSettings)
 
     def __post_init__(self) -> None:
         for name, url in self.locations.items():
@@ -229,6 +264,10 @@ class TransferSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
                 parse_location(url)
             except LocationError as exc:
                 _refuse(f"locations.{name}", str(exc))
+        if not self.ssh:
+            _refuse("ssh", 'is empty; give the ssh program and its options, e.g. ["ssh", "-o", "BatchMode=yes"]')
+        if any("\0" in a or "\n" in a for a in self.ssh):
+            _refuse("ssh", "an argument holds NUL or a line break; give plain arguments")
 
 
 class LoggingSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
