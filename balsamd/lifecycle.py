@@ -38,16 +38,37 @@ HOOKS: tuple[Hook, ...] = (
 HOOK_NAMED: Mapping[str, Hook] = {h.name: h for h in HOOKS}
 HOOK_IN: Mapping[JobState, Hook] = {h.runs_in: h for h in HOOKS}
 
-# Steps that run no user code.  Stage-in and stage-out transfers are not part of balsamd
-# (workdirs live on the site's shared filesystem), so these always advance.
+# Steps that run no user code.  They advance at once, except the two a job's transfer items
+# hold: the transfer service moves the job on when its items in that direction are done.
 _STEPS_WITHOUT_HOOK: Mapping[JobState, JobState] = {
     S.READY: S.STAGED_IN,
     S.POSTPROCESSED: S.STAGED_OUT,
     S.STAGED_OUT: S.JOB_FINISHED,
 }
 
+
+class Stage(msgspec.Struct, frozen=True):
+    """A transfer step: a job with items going ``direction`` waits in ``waits_in`` for them.
+    An app with slots that way carries ``name`` among the hooks its moves settle by, so the
+    store stops its jobs there and lets through, in the same transaction, those without items."""
+
+    name: str
+    direction: str
+    waits_in: JobState
+    next: JobState
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("stage_in", "in", waits_in=S.READY, next=S.STAGED_IN),
+    Stage("stage_out", "out", waits_in=S.POSTPROCESSED, next=S.STAGED_OUT),
+)
+STAGE_IN: Mapping[JobState, Stage] = {s.waits_in: s for s in STAGES}
+STAGE_OF: Mapping[str, Stage] = {s.direction: s for s in STAGES}
+
 assert len(HOOK_NAMED) == len(HOOK_IN) == len(HOOKS), "one hook per name and per state"
 assert not HOOK_IN.keys() & _STEPS_WITHOUT_HOOK.keys(), "a state either runs a hook or always advances"
+assert all(_STEPS_WITHOUT_HOOK[s.waits_in] == s.next for s in STAGES)
+assert not {s.name for s in STAGES} & HOOK_NAMED.keys()
 assert all(is_allowed(h.runs_in, h.default_next) for h in HOOKS)
 
 # the reason prefix that marks a job failed because of its parent, so a retry of the
@@ -74,7 +95,8 @@ def auto_advance(state: JobState, app_hooks: Iterable[str]) -> JobState | None:
     a step without a hook, or a hook the app (whose overridden hooks are ``app_hooks``) keeps
     as the default."""
     if state in _STEPS_WITHOUT_HOOK:
-        return _STEPS_WITHOUT_HOOK[state]
+        stage = STAGE_IN.get(state)
+        return None if stage is not None and stage.name in app_hooks else _STEPS_WITHOUT_HOOK[state]
     hook = HOOK_IN.get(state)
     if hook is None or hook.name in app_hooks:
         return None
@@ -97,10 +119,19 @@ def _settle(state: JobState, hooks: frozenset[str]) -> tuple[JobState, ...]:
     return tuple(chain)
 
 
-def retry_target(parent_states: Iterable[JobState]) -> JobState:
-    """Where a retried job goes: back to waiting if a parent is not finished."""
+def settle_hooks(hooks: Iterable[str], directions: Iterable[str]) -> list[str]:
+    """What an app's moves settle by: the hooks it overrides, and the stages of the directions
+    its transfer slots go."""
+    return [*hooks, *(STAGE_OF[d].name for d in sorted(set(directions)))]
+
+
+def retry_target(parent_states: Iterable[JobState], failed_transfer: str | None = None) -> JobState:
+    """Where a retried job goes: back to waiting if a parent is not finished; back to the step
+    whose transfer failed (``failed_transfer``: its direction), so the transfer is tried again."""
     states = list(parent_states)
-    return S.RESTART_READY if all(s == S.JOB_FINISHED for s in states) else S.AWAITING_PARENTS
+    if not all(s == S.JOB_FINISHED for s in states):
+        return S.AWAITING_PARENTS
+    return STAGE_OF[failed_transfer].waits_in if failed_transfer else S.RESTART_READY
 
 
 def is_final(state: JobState) -> bool:

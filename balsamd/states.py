@@ -54,9 +54,9 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     S.POSTPROCESSED: frozenset({S.STAGED_OUT, S.FAILED, S.KILLED}),
     S.STAGED_OUT: frozenset({S.JOB_FINISHED, S.FAILED, S.KILLED}),
     S.JOB_FINISHED: frozenset(),
-    # a user retry brings a failed job back (to wait again if a parent is being retried too);
-    # kill makes it final for good
-    S.FAILED: frozenset({S.RESTART_READY, S.AWAITING_PARENTS, S.KILLED}),
+    # a user retry brings a failed job back (to wait again if a parent is being retried too;
+    # to the step whose transfer failed, to try it again); kill makes it final for good
+    S.FAILED: frozenset({S.RESTART_READY, S.AWAITING_PARENTS, S.READY, S.POSTPROCESSED, S.KILLED}),
     S.KILLED: frozenset(),
 }
 

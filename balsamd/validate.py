@@ -37,6 +37,7 @@ from balsamd.models import (
     JobMode,
     JobSpec,
     StateUpdate,
+    TransferSlot,
 )
 from balsamd.states import JobState
 from balsamd.tags import tag_problems
@@ -584,6 +585,19 @@ def app_problems(app: App) -> list[str]:
     problems += [f"environment variable name {k!r} is not a name a shell accepts" for k in app.environment
                  if not IDENTIFIER.fullmatch(k)]  # fmt: skip
     problems += [p for pattern in app.cleanup_files for p in glob_problems(pattern)]
+    problems += [p for slot, spec in app.transfers.items() for p in slot_problems(slot, spec)]
+    return problems
+
+
+def slot_problems(slot: str, spec: TransferSlot) -> list[str]:
+    """A transfer slot whose file stays inside its job's workdir."""
+    problems = []
+    if not IDENTIFIER.fullmatch(slot):
+        problems.append(f"transfers: slot name {slot[:40]!r} must be a Python identifier")
+    local = spec.local_path
+    if local and (local.startswith("/") or ".." in local.split("/") or not local.isprintable() or len(local) > 4096):
+        problems.append(f"transfers[{slot!r}]: local_path {local[:80]!r} must be a relative path inside the job's "
+                        "workdir, without '..' or control characters (or empty: the item's file name)")  # fmt: skip
     return problems
 
 

@@ -13,7 +13,7 @@ from balsamd.lifecycle import HOOKS, auto_advance, initial_state, retry_target, 
 from balsamd.states import FINAL, RUNNABLE, JobState, is_allowed
 
 S = JobState
-hook_sets = st.sets(st.sampled_from([h.name for h in HOOKS]))
+hook_sets = st.sets(st.sampled_from([h.name for h in HOOKS] + [s.name for s in lifecycle.STAGES]))
 
 
 @given(st.sampled_from(list(JobState)), hook_sets)
@@ -54,6 +54,25 @@ def test_error_and_timeout_handlers_hold_the_job_for_the_hook():
     hooks = ["handle_error", "handle_timeout"]
     assert settle(S.RUN_ERROR, hooks) == ()
     assert settle(S.RUN_TIMEOUT, hooks) == ()
+
+
+def test_an_app_with_inbound_slots_holds_its_jobs_ready_for_the_transfer_service():
+    hooks = lifecycle.settle_hooks([], ["in"])
+    assert settle(S.READY, hooks) == ()
+    assert settle(S.RUN_DONE, hooks) == (S.POSTPROCESSED, S.STAGED_OUT, S.JOB_FINISHED)
+
+
+def test_an_app_with_outbound_slots_holds_finished_runs_at_postprocessed():
+    hooks = lifecycle.settle_hooks(["preprocess"], ["out", "out"])
+    assert hooks == ["preprocess", "stage_out"]
+    assert settle(S.RUN_DONE, hooks) == (S.POSTPROCESSED,)
+    assert settle(S.READY, hooks) == (S.STAGED_IN,)
+
+
+def test_a_retry_after_a_failed_transfer_goes_back_to_the_step_that_transfers():
+    assert retry_target([], "in") == S.READY
+    assert retry_target([S.JOB_FINISHED], "out") == S.POSTPROCESSED
+    assert retry_target([S.RUNNING], "in") == S.AWAITING_PARENTS
 
 
 def test_a_job_without_parents_starts_ready():

@@ -77,7 +77,8 @@ def test_job_finished_and_killed_have_no_exits(final):
 
 def test_failed_is_final_but_can_be_retried_or_killed():
     assert S.FAILED in FINAL
-    assert TRANSITIONS[S.FAILED] == {S.RESTART_READY, S.AWAITING_PARENTS, S.KILLED}
+    # a retry after a failed stage-in or stage-out goes back to the step that transfers again
+    assert TRANSITIONS[S.FAILED] == {S.RESTART_READY, S.AWAITING_PARENTS, S.READY, S.POSTPROCESSED, S.KILLED}
 
 
 def test_every_state_is_reachable_from_created():

@@ -10,15 +10,24 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-
-from balsamd.models import Job
+from typing import Protocol
 
 
 class WorkdirOutside(Exception):
     """A job's working directory resolves outside the site's data/ (a symlink on its path)."""
 
 
-def job_workdir(data_prefix: str, job: Job) -> str:
+class Placed(Protocol):
+    """What says where a job runs: a job, or one of its transfer items."""
+
+    @property
+    def workdir(self) -> str: ...
+
+    @property
+    def owner(self) -> str: ...
+
+
+def job_workdir(data_prefix: str, job: Placed) -> str:
     """Where ``job`` runs: its workdir under the site's data/ (``data_prefix`` ends with a
     separator).  A central user's job must not reach out of data/ through a symlink that an
     earlier run left on its path: its path is resolved and checked first.  The site owner's own

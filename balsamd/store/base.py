@@ -6,6 +6,7 @@ import time
 
 import apsw
 
+from balsamd import lifecycle
 from balsamd.models import App
 from balsamd.store.db import Database, decode_app
 from balsamd.store.sql import value
@@ -31,11 +32,14 @@ class StoreBase:
         version = value(conn, "SELECT value FROM counters WHERE name = 'apps'")
         if version != self._apps_version:
             self._apps_cache = {name: decode_app(spec) for name, spec in conn.execute("SELECT name, spec FROM apps")}
-            self._hooks_cache = {name: app.hooks for name, app in self._apps_cache.items()}
+            self._hooks_cache = {
+                name: lifecycle.settle_hooks(app.hooks, (slot.direction for slot in app.transfers.values()))
+                for name, app in self._apps_cache.items()
+            }
             self._apps_version = version
         return self._apps_cache
 
     def _hooks(self, conn: apsw.Connection) -> dict[str, list[str]]:
-        """The hooks each app overrides: what the store's moves settle by."""
+        """What each app's moves settle by: the hooks it overrides and its transfer stages."""
         self._apps(conn)
         return self._hooks_cache

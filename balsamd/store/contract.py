@@ -45,6 +45,8 @@ from balsamd.models import (
 from balsamd.states import JobState
 from balsamd.store.batch import BacklogStats
 from balsamd.store.queries import JobFilter
+from balsamd.transfers.backend import Direction, ItemResult
+from balsamd.transfers.records import TransferFilter, TransferItem, TransferOutcome, TransferTask
 
 # A claim's jobs as the one JSON document SQLite builds of them: passed on by every transport as
 # it is and decoded once, by the launcher, with ``store.queries.claimed_jobs``.
@@ -176,6 +178,55 @@ class Store(Protocol):
     def resolve_waiting(self, limit: int = 1000, now: float | None = None) -> int:
         """Release or fail AWAITING_PARENTS jobs whose parents settled without them noticing
         (children that arrived later through sync); returns how many moved."""
+        ...
+
+    # ----- transfers: what the transfer service asks and records ------------------------------
+
+    @operation(write=False)
+    def transfer_work(self, limit: int, now: float | None = None) -> list[TransferItem]:
+        """Pending items whose job waits for them (READY for inbound, POSTPROCESSED for
+        outbound) and whose next try is due, oldest first."""
+        ...
+
+    # a backend acts on the task outside the store: lost, a restart would not resume it
+    @operation(write=True, durable=True)
+    def start_transfer_task(
+        self, task_id: str, direction: Direction, location: str, item_ids: list[int], now: float | None = None
+    ) -> TransferTask:
+        """Bind those of the items that are still pending, going ``direction`` to or from
+        ``location``, with their job still waiting for them, to a new task; returns the task with
+        its items (none bound: no task is recorded)."""
+        ...
+
+    @operation(write=True, durable=True)  # recorded before the backend submits with it
+    def transfer_external_id(self, task_id: str, external_id: str) -> None:
+        """Record the backend's own id for a task (Globus's submission id), so a resumed task
+        submits with it again and is never run twice."""
+        ...
+
+    @operation(write=True, durable=True)  # the backend's work is done: lost, it would be done again
+    def finish_transfer_task(
+        self, task_id: str, results: list[ItemResult], max_attempts: int, backoff_s: float, now: float | None = None
+    ) -> TransferOutcome:
+        """Record a task's results: done items; failed ones wait ``backoff_s`` (doubling) for
+        another try, or after ``max_attempts`` fail their job with the backend's error.  A job
+        whose items that way are all done moves on (STAGED_IN, or STAGED_OUT then
+        JOB_FINISHED).  A task finished before is left as it is."""
+        ...
+
+    @operation(write=False)
+    def transfer_tasks(self) -> list[TransferTask]:
+        """Tasks recorded and not finished, with their items: what a restarted daemon resumes."""
+        ...
+
+    @operation(write=False)
+    def transfers(self, f: TransferFilter | None = None) -> list[TransferItem]:
+        """The transfer items the filter means, oldest first."""
+        ...
+
+    @operation(write=False)
+    def transfer_counts(self) -> dict[str, int]:
+        """Transfer items by state."""
         ...
 
     # ----- launcher sessions ------------------------------------------------------------------

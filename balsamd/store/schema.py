@@ -228,6 +228,42 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE jobs ADD COLUMN transfers TEXT NOT NULL DEFAULT '{}';
     """,
+    # 11: the transfer service's work: an item per job's slot, and the tasks that batch them
+    # (recorded before a backend runs one, so a restart resumes it instead of starting another)
+    """
+    CREATE TABLE transfer_items (
+        id INTEGER PRIMARY KEY,
+        job_id TEXT NOT NULL,
+        slot TEXT NOT NULL,
+        direction TEXT NOT NULL,
+        location TEXT NOT NULL,
+        path TEXT NOT NULL,
+        local_path TEXT NOT NULL,
+        recursive INTEGER NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending',
+        task_id TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        not_before REAL NOT NULL DEFAULT 0,
+        bytes INTEGER NOT NULL DEFAULT 0,
+        error TEXT NOT NULL DEFAULT '',
+        updated_at REAL NOT NULL,
+        seq INTEGER NOT NULL,
+        UNIQUE (job_id, slot)
+    );
+    CREATE INDEX transfer_items_pending ON transfer_items (direction, id) WHERE state = 'pending';
+    CREATE INDEX transfer_items_task ON transfer_items (task_id) WHERE task_id IS NOT NULL;
+    CREATE INDEX transfer_items_seq ON transfer_items (seq);
+    CREATE TABLE transfer_tasks (
+        id TEXT PRIMARY KEY,
+        direction TEXT NOT NULL,
+        location TEXT NOT NULL,
+        state TEXT NOT NULL,
+        external_id TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        ended_at REAL
+    );
+    CREATE INDEX transfer_tasks_active ON transfer_tasks (created_at) WHERE state = 'active';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -64,6 +64,7 @@ from balsamd.store.outbox import OutboxMixin
 from balsamd.store.queries import JobFilter
 from balsamd.store.sessions import SessionsMixin
 from balsamd.store.sql import all_rows, value
+from balsamd.store.transfers import TransferStoreMixin, delete_items, insert_items, reset_items
 from balsamd.store.transitions import MAX_STEPS, Move, apply_moves, direct_children, load_states
 from balsamd.validate import (
     JobSpecError,
@@ -106,7 +107,7 @@ def durable_operations(cls: type[T]) -> type[T]:
 
 
 @durable_operations
-class SiteStore(SessionsMixin, BatchStoreMixin, OutboxMixin, StoreBase):
+class SiteStore(SessionsMixin, BatchStoreMixin, TransferStoreMixin, OutboxMixin, StoreBase):
     """The store on this host's SQLite file (``rules``: what every write is checked against)."""
 
     def __init__(self, path: Path | str, rules: SiteRules | None = None) -> None:
@@ -211,6 +212,7 @@ class SiteStore(SessionsMixin, BatchStoreMixin, OutboxMixin, StoreBase):
             raise StoreError(f"a job with one of these ids already exists: {exc}") from None
         conn.executemany("INSERT INTO job_tags (key, value, job_id) VALUES (?, ?, ?)", tags)
         conn.executemany("INSERT OR IGNORE INTO job_parents (parent_id, child_id) VALUES (?, ?)", links)
+        insert_items(conn, [j for j in jobs if j.transfers], self._apps(conn), now, seq)
         finals = apply_moves(conn, moves, hooks, now, seq)
         reasons = {m.job_id: m.reason for m in moves}
         for job in jobs:
@@ -393,11 +395,14 @@ class SiteStore(SessionsMixin, BatchStoreMixin, OutboxMixin, StoreBase):
                         "UPDATE jobs SET state_reason = ?, updated_at = ?, seq = ?, version = version + 1 WHERE id = ?",
                         (lifecycle.parent_failure_reason(parent, state), now, seq, job_id),
                     )
+            failed_transfer = reset_items(conn, list(chosen), now, seq)
             moves = []
             for job_id in chosen:
                 state, app, _ = current[job_id]
                 target = (
-                    lifecycle.retry_target(s for _, s in parents[job_id]) if job_id in requested else S.AWAITING_PARENTS
+                    lifecycle.retry_target((s for _, s in parents[job_id]), failed_transfer.get(job_id))
+                    if job_id in requested
+                    else S.AWAITING_PARENTS
                 )
                 moves.append(Move(job_id, state, app, target, "retried by user"))
             return apply_moves(conn, moves, hooks, now, seq)
@@ -440,6 +445,7 @@ class SiteStore(SessionsMixin, BatchStoreMixin, OutboxMixin, StoreBase):
                 check.extend(parents_of[job_id])
             doomed = list(candidates)
             doomed_json = msgspec.json.encode(doomed).decode()
+            delete_items(conn, doomed_json)
             for table, col in (
                 ("moves", "job_id"),
                 ("job_tags", "job_id"),

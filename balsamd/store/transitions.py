@@ -89,11 +89,49 @@ def apply_moves(
     conn.execute("UPDATE counters SET value = ? WHERE name = 'events'", (last_event,))
     finished = [i for i, s in finals.items() if s == S.JOB_FINISHED]
     failed: list[tuple[str, JobState]] = [(i, s) for i, s in finals.items() if s in (S.FAILED, S.KILLED)]
+    passed = _pass_stages(conn, moves, finals, hooks, now, seq)
     if finished:
         finals.update(_release_children(conn, finished, hooks, now, seq))
     if failed:
+        conn.execute(
+            "UPDATE transfer_items SET state = 'cancelled', updated_at = ?, seq = ? "
+            "WHERE state = 'pending' AND job_id IN (SELECT value FROM json_each(?))",
+            (now, seq, msgspec.json.encode([i for i, _ in failed]).decode()),
+        )
         finals.update(_fail_children(conn, failed, hooks, now, seq))
+    finals.update(passed)
     return finals
+
+
+def _pass_stages(
+    conn: apsw.Connection,
+    moves: list[Move],
+    finals: dict[str, JobState],
+    hooks: Mapping[str, list[str]],
+    now: float,
+    seq: int,
+) -> dict[str, JobState]:
+    """Move on the jobs that stopped at a transfer stage (their app has slots that way) but
+    have no item left to move that way; they and what follows are applied here."""
+    waiting: dict[lifecycle.Stage, dict[str, str]] = defaultdict(dict)
+    for m in moves:
+        stage = lifecycle.STAGE_IN.get(finals[m.job_id])
+        if stage is not None and stage.name in hooks.get(m.app, ()):
+            waiting[stage][m.job_id] = m.app
+    if not waiting:
+        return {}
+    onward = []
+    for stage, jobs in waiting.items():
+        held = {
+            job_id
+            for (job_id,) in conn.execute(
+                "SELECT DISTINCT job_id FROM transfer_items WHERE direction = ? AND state != 'done' "
+                "AND job_id IN (SELECT value FROM json_each(?))",
+                (stage.direction, msgspec.json.encode(list(jobs)).decode()),
+            )
+        }
+        onward += [Move(i, stage.waits_in, app, stage.next) for i, app in jobs.items() if i not in held]
+    return apply_moves(conn, onward, hooks, now, seq) if onward else {}
 
 
 def _rounds(moves: list[Move]) -> list[list[Move]]:

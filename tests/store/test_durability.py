@@ -16,7 +16,7 @@ from typing import Any
 import apsw
 import pytest
 
-from balsamd.models import App, BatchJob, ClaimLimits, Intent, JobChanges, StateUpdate
+from balsamd.models import App, BatchJob, ClaimLimits, Intent, JobChanges, JobSpec, StateUpdate, TransferSlot
 from balsamd.states import JobState
 from balsamd.store.contract import OPERATIONS
 from balsamd.store.errors import JobNotFound
@@ -25,6 +25,7 @@ from tests.conftest import make_jobs, open_store
 from tests.store import claim
 
 S = JobState
+STAGED = App(name="staged", command_template="true", transfers={"i": TransferSlot(direction="in")})
 
 
 class _File(apsw.VFSFile):
@@ -92,6 +93,11 @@ def test_each_write_syncs_the_wal_exactly_when_the_contract_declares_it_durable(
         ("remove_batch_job", lambda: store.remove_batch_job("b1")),
         ("meta_set", lambda: store.meta_set({"sync.cursor": "1"})),
         ("apply_intents", lambda: store.apply_intents([intent])),
+        ("put_apps", lambda: store.put_apps([STAGED])),
+        ("create_jobs", lambda: store.create_jobs([JobSpec(app="staged", workdir="s", transfers={"i": "far:/a"})])),
+        ("start_transfer_task", lambda: store.start_transfer_task("t", "in", "far", [store.transfers()[0].id])),
+        ("transfer_external_id", lambda: store.transfer_external_id("t", "submission-1")),
+        ("finish_transfer_task", lambda: store.finish_transfer_task("t", [], 3, 1.0)),
     ]
     synced: dict[str, list[bool]] = {}
     for name, call in calls:

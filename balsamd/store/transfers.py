@@ -1,0 +1,275 @@
+"""Transfer items and tasks in the site store: what the transfer service asks and records.
+
+Items are written with their job (``insert_items``), taken in tasks (``start_transfer_task``,
+recorded before a backend runs the task), and finished with the backend's results
+(``finish_transfer_task``), which moves jobs on or fails them in the same transaction.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from typing import Any
+
+import apsw
+import msgspec
+
+from balsamd import lifecycle
+from balsamd.models import App, Job
+from balsamd.states import JobState
+from balsamd.store.base import StoreBase, now_or
+from balsamd.store.db import LIMIT_PARAM
+from balsamd.store.sql import all_rows
+from balsamd.store.transitions import Move, apply_moves
+from balsamd.transfers.backend import Direction, ItemResult
+from balsamd.transfers.locations import split_item
+from balsamd.transfers.records import TransferFilter, TransferItem, TransferOutcome, TransferState, TransferTask
+from balsamd.validate import Refused, limit_problem
+
+S = JobState
+_ITEM_COLUMNS = (
+    "t.id, t.job_id, t.slot, t.direction, t.location, t.path, t.local_path, t.recursive, t.state, t.task_id, "
+    "t.attempts, t.not_before, t.bytes, t.error, t.updated_at, j.workdir, j.owner"
+)
+_FROM = "FROM transfer_items t JOIN jobs j ON j.id = t.job_id"
+# the state a job waits in for its items of each direction
+_WAITS_SQL = "CASE t.direction WHEN 'in' THEN 'READY' ELSE 'POSTPROCESSED' END"
+MAX_ERROR = 2000  # characters of a backend's message kept (the end, where the cause is)
+MAX_TASK_ID = 64
+
+
+def _item(row: tuple[Any, ...]) -> TransferItem:
+    names = TransferItem.__struct_fields__
+    values = dict(zip(names, row, strict=True))
+    values["recursive"] = bool(values["recursive"])
+    return msgspec.convert(values, TransferItem)
+
+
+def insert_items(conn: apsw.Connection, jobs: list[Job], apps: dict[str, App], now: float, seq: int) -> None:
+    """Write the items of new, checked jobs: a slot's file in the workdir is its ``local_path``,
+    else the item's file name."""
+    rows = []
+    for job in jobs:
+        slots = apps[job.app].transfers
+        for slot, item in job.transfers.items():
+            spec = slots[slot]
+            location, path = split_item(item)
+            local = spec.local_path or posixpath.basename(posixpath.normpath(path))
+            rows.append((job.id, slot, spec.direction, location, path, local, int(spec.recursive), now, seq))
+    conn.executemany(
+        "INSERT INTO transfer_items (job_id, slot, direction, location, path, local_path, recursive, updated_at, seq) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+
+
+def reset_items(conn: apsw.Connection, job_ids: list[str], now: float, seq: int) -> dict[str, str]:
+    """Make the failed and cancelled items of retried jobs pending again, with fresh tries.
+    Returns, for each job with a failed item, the direction it failed (where it goes back to)."""
+    ids = msgspec.json.encode(job_ids).decode()
+    failed = dict(
+        all_rows(
+            conn,
+            "SELECT job_id, MIN(direction) FROM transfer_items WHERE state = 'failed' "
+            "AND job_id IN (SELECT value FROM json_each(?)) GROUP BY job_id",
+            (ids,),
+        )
+    )
+    conn.execute(
+        "UPDATE transfer_items SET state = 'pending', task_id = NULL, attempts = 0, not_before = 0, error = '', "
+        "updated_at = ?, seq = ? WHERE state IN ('failed', 'cancelled') AND job_id IN (SELECT value FROM json_each(?))",
+        (now, seq, ids),
+    )
+    return failed
+
+
+def delete_items(conn: apsw.Connection, job_ids_json: str) -> None:
+    conn.execute("DELETE FROM transfer_items WHERE job_id IN (SELECT value FROM json_each(?))", (job_ids_json,))
+
+
+class TransferStoreMixin(StoreBase):
+    """The transfer service's operations of the site store."""
+
+    def transfer_work(self, limit: int, now: float | None = None) -> list[TransferItem]:
+        problem = limit_problem(limit)
+        if problem:
+            raise Refused("transfer_work", [problem])
+        with self.db.read() as conn:
+            rows = all_rows(
+                conn,
+                f"SELECT {_ITEM_COLUMNS} {_FROM} WHERE t.state = 'pending' AND t.not_before <= ? "
+                f"AND j.state = {_WAITS_SQL} ORDER BY t.id {LIMIT_PARAM}",
+                (now_or(now), limit),
+            )
+        return [_item(r) for r in rows]
+
+    def start_transfer_task(
+        self, task_id: str, direction: Direction, location: str, item_ids: list[int], now: float | None = None
+    ) -> TransferTask:
+        problems = _task_problems(task_id, direction)
+        if problems:
+            raise Refused("transfer task", problems)
+        now = now_or(now)
+        with self.db.write() as conn:
+            seq = self.db.next_seq(conn)
+            bound = all_rows(
+                conn,
+                "UPDATE transfer_items SET state = 'active', task_id = ?, updated_at = ?, seq = ? "
+                "WHERE id IN (SELECT value FROM json_each(?)) AND state = 'pending' AND direction = ? "
+                "AND location = ? AND (SELECT j.state FROM jobs j WHERE j.id = transfer_items.job_id) = "
+                f"{_WAITS_SQL.replace('t.', 'transfer_items.')} RETURNING id",
+                (task_id, now, seq, msgspec.json.encode(item_ids).decode(), direction, location),
+            )
+            if bound:
+                conn.execute(
+                    "INSERT INTO transfer_tasks (id, direction, location, state, created_at) "
+                    "VALUES (?, ?, ?, 'active', ?)",
+                    (task_id, direction, location, now),
+                )
+            items = self._task_items(conn, task_id) if bound else []
+        return TransferTask(id=task_id, direction=direction, location=location, created_at=now, items=items)
+
+    def transfer_external_id(self, task_id: str, external_id: str) -> None:
+        if not isinstance(external_id, str) or not 0 < len(external_id) <= 256:
+            raise Refused("transfer task", ["external_id must be 1 to 256 characters"])
+        with self.db.write() as conn:
+            conn.execute("UPDATE transfer_tasks SET external_id = ? WHERE id = ?", (external_id, task_id))
+
+    def finish_transfer_task(
+        self, task_id: str, results: list[ItemResult], max_attempts: int, backoff_s: float, now: float | None = None
+    ) -> TransferOutcome:
+        now = now_or(now)
+        out = TransferOutcome()
+        given = {r.item_id: r for r in results}
+        with self.db.write() as conn:
+            task = conn.execute(
+                "SELECT direction FROM transfer_tasks WHERE id = ? AND state = 'active'", (task_id,)
+            ).fetchone()
+            if task is None:  # finished before (a resent answer): nothing to do again
+                return out
+            stage = lifecycle.STAGE_OF[task[0]]
+            seq = self.db.next_seq(conn)
+            items = self._task_items(conn, task_id)
+            states = {
+                job_id: (S(state), app)
+                for job_id, state, app in conn.execute(
+                    "SELECT id, state, app FROM jobs WHERE id IN (SELECT value FROM json_each(?))",
+                    (msgspec.json.encode(sorted({i.job_id for i in items})).decode(),),
+                )
+            }
+            updates = []
+            failures: dict[str, str] = {}
+            for item in items:
+                result = given.get(item.id) or ItemResult(item_id=item.id, ok=False, error="no result was given for it")
+                waiting = states.get(item.job_id, (None, ""))[0] == stage.waits_in
+                if result.ok:
+                    updates.append(("done", item.task_id, item.attempts, 0.0, max(result.bytes, 0), "", item.id))
+                    continue
+                error = result.error[-MAX_ERROR:] or "failed without a message"
+                tries = item.attempts + 1
+                if not waiting:
+                    updates.append(("cancelled", None, tries, 0.0, 0, error, item.id))
+                elif tries < max_attempts:
+                    retry_at = now + backoff_s * 2 ** (tries - 1)
+                    updates.append(("pending", None, tries, retry_at, 0, error, item.id))
+                    out.retrying.append(item.id)
+                else:
+                    updates.append(("failed", item.task_id, tries, 0.0, 0, error, item.id))
+                    failures.setdefault(
+                        item.job_id,
+                        f"stage-{stage.direction} of {item.slot} ({item.location}:{item.path}) failed "
+                        f"after {tries} tries: {error}",
+                    )
+            conn.executemany(
+                "UPDATE transfer_items SET state = ?1, task_id = ?2, attempts = ?3, not_before = ?4, bytes = ?5, "
+                "error = ?6, updated_at = ?8, seq = ?9 WHERE id = ?7",
+                [(*u, now, seq) for u in updates],
+            )
+            conn.execute("UPDATE transfer_tasks SET state = 'done', ended_at = ? WHERE id = ?", (now, task_id))
+            moves = [
+                Move(job_id, stage.waits_in, states[job_id][1], S.FAILED, reason)
+                for job_id, reason in failures.items()
+                if states[job_id][0] == stage.waits_in
+            ]
+            out.failed = {m.job_id: m.reason for m in moves}
+            moves += self._stage_done(conn, stage, states, set(failures))
+            out.moved = [m.job_id for m in moves if m.job_id not in out.failed]
+            if moves:
+                apply_moves(conn, moves, self._hooks(conn), now, seq)
+        return out
+
+    def _stage_done(
+        self, conn: apsw.Connection, stage: lifecycle.Stage, states: dict[str, tuple[JobState, str]], failed: set[str]
+    ) -> list[Move]:
+        """Moves of the jobs waiting for this stage whose items that way are all done."""
+        waiting = [i for i, (state, _) in states.items() if state == stage.waits_in and i not in failed]
+        held = {
+            job_id
+            for (job_id,) in conn.execute(
+                "SELECT DISTINCT job_id FROM transfer_items WHERE direction = ? AND state != 'done' "
+                "AND job_id IN (SELECT value FROM json_each(?))",
+                (stage.direction, msgspec.json.encode(waiting).decode()),
+            )
+        }
+        return [Move(i, stage.waits_in, states[i][1], stage.next) for i in waiting if i not in held]
+
+    def transfer_tasks(self) -> list[TransferTask]:
+        with self.db.read() as conn:
+            tasks = all_rows(
+                conn,
+                "SELECT id, direction, location, created_at, external_id FROM transfer_tasks "
+                "WHERE state = 'active' ORDER BY created_at",
+            )
+            return [
+                TransferTask(id=i, direction=d, location=loc, created_at=c, external_id=e,
+                             items=self._task_items(conn, i))
+                for i, d, loc, c, e in tasks
+            ]  # fmt: skip
+
+    def transfers(self, f: TransferFilter | None = None) -> list[TransferItem]:
+        f = f or TransferFilter()
+        problem = limit_problem(f.limit)
+        if problem:
+            raise Refused("transfers", [problem])
+        where, params = _where(f)
+        sql = f"SELECT {_ITEM_COLUMNS} {_FROM}{where} ORDER BY t.id"
+        if f.limit is not None:
+            sql += f" {LIMIT_PARAM}"
+            params.append(f.limit)
+        with self.db.read() as conn:
+            return [_item(r) for r in all_rows(conn, sql, params)]
+
+    def transfer_counts(self) -> dict[str, int]:
+        with self.db.read() as conn:
+            found = dict(all_rows(conn, "SELECT state, COUNT(*) FROM transfer_items GROUP BY state"))
+        return {str(s): found[str(s)] for s in TransferState if s in found}
+
+    @staticmethod
+    def _task_items(conn: apsw.Connection, task_id: str) -> list[TransferItem]:
+        rows = all_rows(conn, f"SELECT {_ITEM_COLUMNS} {_FROM} WHERE t.task_id = ? AND t.state = 'active' "
+                              "ORDER BY t.id", (task_id,))  # fmt: skip
+        return [_item(r) for r in rows]
+
+
+def _task_problems(task_id: str, direction: Direction) -> list[str]:
+    problems = []
+    if not isinstance(task_id, str) or not 0 < len(task_id) <= MAX_TASK_ID or not task_id.isprintable():
+        problems.append(f"task_id must be 1 to {MAX_TASK_ID} printable characters")
+    if direction not in lifecycle.STAGE_OF:
+        problems.append(f"direction {direction!r:.20} must be 'in' or 'out'")
+    return problems
+
+
+def _where(f: TransferFilter) -> tuple[str, list[Any]]:
+    parts: list[str] = []
+    params: list[Any] = []
+    if f.states:
+        parts.append(f"t.state IN ({', '.join('?' * len(f.states))})")
+        params.extend(str(s) for s in f.states)
+    if f.job_ids is not None:
+        parts.append("t.job_id IN (SELECT value FROM json_each(?))")
+        params.append(msgspec.json.encode(f.job_ids).decode())
+    for column in ("task_id", "direction", "location"):
+        if getattr(f, column) is not None:
+            parts.append(f"t.{column} = ?")
+            params.append(getattr(f, column))
+    return (" WHERE " + " AND ".join(parts)) if parts else "", params
