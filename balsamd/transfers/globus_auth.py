@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 TOKENS_FILE = "globus-tokens.json"
 TRANSFER_SERVER = "transfer.api.globus.org"
 INSTALL = "pip install 'balsamd[globus]'"
+SDK_REQUIREMENT = "globus-sdk>=4.0,<5"  # as pyproject.toml's globus extra
 LOGIN = "balsamd site globus-login"
 REGISTER_URL = "https://app.globus.org/settings/developers"
 
@@ -45,7 +46,8 @@ def needs_sdk() -> Iterator[None]:
         if (exc.name or "").partition(".")[0] != "globus_sdk":
             raise
         raise TransferError(
-            f"Globus transfers need globus-sdk, which is not installed: {INSTALL} into the Python that runs balsamd"
+            f"Globus transfers need globus-sdk, which is not installed: {INSTALL} into the Python that runs "
+            f"balsamd (for balsamd.pyz: python3 -m pip install --user '{SDK_REQUIREMENT}')"
         ) from None
 
 
