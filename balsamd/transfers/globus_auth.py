@@ -74,16 +74,19 @@ class StoredTokens(msgspec.Struct, frozen=True, kw_only=True):
         return f"StoredTokens(client_id={self.client_id!r}, scope={self.scope!r})"
 
 
+# one save at a time in this process: the daemon's transfer threads, each with an authorizer of
+# its own, may renew the access token at once, and replace_file's temporary name is per process
+_SAVING = threading.Lock()
+
+
 class TokenFile:
-    """``globus-tokens.json`` in a site directory.  Saving is serialized: the daemon's transfer
-    threads may each renew the access token at once."""
+    """``globus-tokens.json`` in a site directory."""
 
     def __init__(self, site_dir: Path) -> None:
         self.path = site_dir / TOKENS_FILE
-        self._lock = threading.Lock()
 
     def save(self, tokens: StoredTokens) -> None:
-        with self._lock:
+        with _SAVING:
             replace_file(self.path, msgspec.json.encode(tokens), PRIVATE.file)
 
     def load(self) -> StoredTokens:

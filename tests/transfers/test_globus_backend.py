@@ -416,6 +416,21 @@ def test_a_renewed_access_token_is_saved_and_no_token_reaches_logs_or_errors(
     assert [token for token in TOKENS if token in shown] == []
 
 
+def test_token_files_saved_from_many_threads_at_once_stay_whole(site: Path) -> None:
+    def renew(n: int) -> None:
+        for i in range(50):
+            TokenFile(site).save(StoredTokens(client_id=CLIENT_ID, scope="s", access_token=f"a{n}-{i}",
+                                              refresh_token=REFRESH, expires_at_seconds=i))  # fmt: skip
+
+    threads = [threading.Thread(target=renew, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert TokenFile(site).load().access_token.endswith("-49")
+    assert sorted(p.name for p in site.iterdir()) == ["data", TOKENS_FILE]
+
+
 def test_a_refused_renewal_says_to_log_in_again_without_the_token(site: Path) -> None:
     save_tokens(site, expires_at=time.time() - 60)
     load_response("auth.oauth2_exchange_code_for_tokens", case="invalid_grant")
