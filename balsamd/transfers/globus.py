@@ -86,7 +86,8 @@ class GlobusBackend:
         with needs_sdk():
             import globus_sdk
         authorizer = transfer_authorizer(self.settings.client_id, self.site_dir)
-        with globus_sdk.TransferClient(authorizer=authorizer, retry_config=self.retry_config) as client:
+        transfer = globus_sdk.TransferClient(authorizer=authorizer, retry_config=self.retry_config)
+        with transfer as client, authorizer.auth_client:  # each closes its connections after the task
             try:
                 return unmapped + self._run(client, task, planned, record, cancel)
             except globus_sdk.AuthAPIError as exc:
