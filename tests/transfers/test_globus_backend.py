@@ -456,7 +456,7 @@ from balsamd.transfers.locations import parse_location
 backend = balsamd.transfers.globus.globus_backend(
     TransferSettings(globus=GlobusSettings(client_id={CLIENT_ID!r}, endpoint={SITE!r}, path_map={{"/": "/"}})),
     __import__("pathlib").Path({str(site)!r}))
-task = Task(task_id="1", direction="in", location=parse_location("globus://{FAR}/p"), staging="/tmp",
+task = Task(task_id="1", direction="in", location=parse_location("globus://{FAR}/p"), staging="stg",
             items=(Item(item_id=1, remote="/p/a", workdir="/w", local="a"),))
 try:
     backend.run(task, print, threading.Event())
