@@ -19,12 +19,13 @@ from balsamd.site import SiteError
 from balsamd.states import IllegalTransition
 from balsamd.store.errors import DiskFull, StoreError
 from balsamd.store.schema import StoreTooNew
+from balsamd.transfers.backend import TransferError
 from balsamd.validate import Refused
 from balsamd.version import __version__
 
 # errors whose message is written for the user: shown as is, exit code 1
 USER_ERRORS = (
-    AppError, IllegalTransition, Refused, SettingsError, SiteError, StoreError, StoreTooNew,
+    AppError, IllegalTransition, Refused, SettingsError, SiteError, StoreError, StoreTooNew, TransferError,
 )  # fmt: skip
 
 

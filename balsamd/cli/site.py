@@ -8,10 +8,11 @@ from pathlib import Path
 import click
 import msgspec
 
-from balsamd.cli.common import Dsn, ensure_site, json_option
+from balsamd.cli.common import Dsn, ensure_site, json_option, site_layout
 from balsamd.render import print_json
 from balsamd.sched import BACKENDS, detect_scheduler
 from balsamd.site import init_site
+from balsamd.transfers.globus_auth import REGISTER_URL, NativeLogin, login_collections
 
 
 @click.group("site")
@@ -65,6 +66,39 @@ def site_info(ctx: click.Context, as_json: bool) -> None:
     )
     click.echo(f"scheduler: {s.scheduler.kind}; MPI launch: {s.launcher.mpi}")
     click.echo(f"central: {redact_dsn(s.sync.central) or '(standalone)'}")
+
+
+@site_group.command("globus-login")
+@click.option(
+    "--without-data-access", "without", metavar="COLLECTION", multiple=True,
+    help="A collection's UUID to ask no data_access consent for: one that is not a GCS v5 mapped collection "
+    "(a guest collection, Globus Connect Personal), where Globus refuses the scope as unknown.",
+)  # fmt: skip
+@click.pass_context
+def site_globus_login(ctx: click.Context, without: tuple[str, ...]) -> None:
+    """Log this site in to Globus for its transfers: open the URL shown, log in, consent, and paste
+    back the code Globus shows.  The tokens are saved in the site directory, readable by you alone."""
+    layout = site_layout(ctx)
+    settings = layout.load_settings()
+    client_id = settings.transfers.globus.client_id
+    if not client_id:
+        raise click.ClickException(
+            f"[transfers.globus] client_id is empty in {layout.settings}: register a native app at {REGISTER_URL} "
+            '("Register a thick client or script that will be installed and run by users on their devices"), '
+            "give its client id there, and run this again"
+        )
+    skip = {c.lower() for c in without}
+    collections = [c for c in login_collections(settings.transfers) if c not in skip]
+    login = NativeLogin(client_id, collections, grant_name=f"balsamd site {layout.name(settings)}")
+    if not settings.transfers.globus.endpoint:
+        click.echo("note: [transfers.globus] endpoint is empty: give this site's collection there, then log in again")
+    click.echo(
+        "Open this URL, log in to Globus and consent (data_access for: " + (", ".join(collections) or "none") + "):"
+    )
+    click.echo(f"\n  {login.url}\n")
+    code = click.prompt("Then paste the code Globus shows here", prompt_suffix=": ")
+    path = login.finish(code, layout.root)
+    click.echo(f"Saved the site's Globus login to {path} (readable by you alone)")
 
 
 def redact_dsn(dsn: str) -> str:
