@@ -643,6 +643,28 @@ pause_min = 30.0           # ... for this long (see `balsamd status`)
 # runs as you, so list only people you would let write there.  Empty: nobody.
 accept_from = []
 
+[transfers]
+# The daemon moves jobs' transfer items in tasks: items going the same way between this site and
+# one location, up to transfer_batch_size in one task (one rsync, one Globus task), and at most
+# max_concurrent_transfers tasks at once.
+max_concurrent_transfers = 5
+transfer_batch_size = 1000
+max_attempts = 3           # tries of an item before its job fails with the error
+retry_backoff_s = 10.0     # the wait before the second try, doubling after each
+file_method = "copy"       # file:// items: "copy", or "hardlink" (same filesystem; the job shares the file)
+# how rsync logs in to rsync:// locations (rsync -e, never through a shell): keys come from
+# ssh's own configuration or agent; a location's port is added as -p
+ssh = ["ssh", "-o", "BatchMode=yes"]
+
+[transfers.globus]
+# For globus:// locations: a native app's client id (register one at
+# https://app.globus.org/settings/developers) that `balsamd site globus-login` asks consent
+# for, and this site's own collection.  Workdirs under data/ must be visible through it: map
+# each local directory to the path the collection shows for it, in [transfers.globus.path_map]
+# ("/lus/grand/projects/p" = "/p").
+client_id = ""
+endpoint = ""
+
 [transfers.locations]
 # Where jobs' transfer items are, by name: "file:///base/dir", "rsync://user@host/base/dir" (over
 # ssh; user@host:2222 for another port) or "globus://ENDPOINT_UUID/base/dir".  A job's item
