@@ -241,7 +241,8 @@ def _transfer(
         return None
     listing = os.path.join(task.staging, "files-from")
     with open(listing, "wb") as out:
-        out.writelines(os.fsencode(path) + b"\0" for path in sorted({p.path for p in planned}))
+        # rsync skips an entry starting with '#' or ';' as a comment, and takes "/x" as "x"
+        out.writelines(b"/" + os.fsencode(path) + b"\0" for path in sorted({p.path for p in planned}))
     output = os.path.join(task.staging, "rsync.out")
     code = cancellable.run([*argv, f"--files-from={listing}", *ends], output, cancel)
     if code is None:

@@ -83,6 +83,8 @@ def make_tree(root: Path) -> int:
 def strange_names(marker: str) -> list[str]:
     """File names a shell would read as more than a name; one that runs them makes ``marker``."""
     return [
+        "#not a comment.dat",
+        ";nor this.dat",
         "a b'c\"d.dat",
         f"$(touch {marker}) ; touch {marker} & `touch {marker}`.dat",
         "-e x |<>*?[x]\\.dat",
@@ -152,10 +154,10 @@ class BackendContract:
         marker = f"balsamd-{secrets.token_hex(4)}"
         names = strange_names(marker)
         for n, name in enumerate(names):
-            write(harness.base / "in" / name, name.encode())
+            write(harness.base / name, name.encode())
             write(harness.root / "w" / f"{n}.out", name.encode())
-        inward = [harness.item(n, f"in/{name}", name) for n, name in enumerate(names)]
-        outward = [harness.item(10 + n, f"out/{name}", f"{n}.out") for n, name in enumerate(names)]
+        inward = [harness.item(n, name, name) for n, name in enumerate(names)]
+        outward = [harness.item(10 + n, f"{name}.sent", f"{n}.out") for n, name in enumerate(names)]
 
         came = harness.run(harness.task("in", *inward, task_id="in"))
         went = harness.run(harness.task("out", *outward, task_id="out"))
@@ -163,7 +165,7 @@ class BackendContract:
         assert all(r.ok for r in [*came.values(), *went.values()]), [*came.values(), *went.values()]
         for name in names:
             assert (harness.root / "w" / name).read_bytes() == name.encode()
-            assert (harness.base / "out" / name).read_bytes() == name.encode()
+            assert (harness.base / f"{name}.sent").read_bytes() == name.encode()
         # a shell would have run in the remote login's home directory, or here
         made = [*harness.root.rglob(marker), *harness.base.rglob(marker), Path.home() / marker, Path.cwd() / marker]
         assert [p for p in made if p.exists()] == []
