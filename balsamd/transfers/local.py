@@ -7,7 +7,8 @@ must really lead inside the location's base directory, the job's side inside its
 directory; a symbolic link out of either is refused, for the path and the directories above it.
 A directory item (its slot ``recursive``) is refused whole if it holds a symbolic link or a
 special file: a link inside it could lead out, and refusing says so where skipping would not.
-Files are moved one item after another; ``cancel`` is seen between items.
+Files are moved one item after another; ``cancel`` is seen between items.  The base directory
+itself is never made: where it is missing, its filesystem may not be mounted.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import threading
 from collections.abc import Callable
 from typing import Literal
 
-from balsamd.transfers.backend import Item, ItemResult, Task
+from balsamd.transfers.backend import Item, ItemResult, Task, TransferError
 from balsamd.transfers.confine import Refused, make_parent, real_inside, tree_size
 from balsamd.transfers.place import Copy, describe, install
 
@@ -37,6 +38,10 @@ class LocalBackend:
 
     def run(self, task: Task, record: Callable[[str], None], cancel: threading.Event) -> list[ItemResult]:
         base = os.path.realpath(task.location.base)
+        if not os.path.isdir(base):
+            # never made here: an unmounted filesystem would take the files in its mount point
+            raise TransferError(f"the location's base directory {task.location.base} is not a directory on this "
+                                "host; create it (or mount its filesystem), or correct the location")  # fmt: skip
         results = []
         for item in task.items:
             if cancel.is_set():

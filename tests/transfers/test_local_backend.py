@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from balsamd.transfers.backend import TransferError
 from balsamd.transfers.local import LocalBackend
 from balsamd.transfers.locations import Location
 from tests.conftest import SmallDisk
@@ -34,6 +35,15 @@ def test_a_missing_file_is_named_as_the_item_names_it(harness: Harness) -> None:
     results = harness.run(harness.task("in", harness.item(3, "in/3.dat", "3.dat")))
 
     assert results[3].error == f"No such file or directory: {harness.base}/in/3.dat"
+
+
+def test_a_missing_base_directory_is_never_made(harness: Harness) -> None:
+    harness.base.rmdir()
+    write(harness.root / "w" / "result.dat", b"result")
+
+    with pytest.raises(TransferError, match="is not a directory on this host; create it"):
+        harness.run(harness.task("out", harness.item(1, "out/result.dat", "result.dat")))
+    assert not harness.base.exists()
 
 
 def test_hard_links_share_the_inode_both_ways(tmp_path: Path) -> None:
