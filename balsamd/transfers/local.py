@@ -16,13 +16,13 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import stat
 import threading
 from collections.abc import Callable
 from typing import Literal
 
+from balsamd.transfers import confine
 from balsamd.transfers.backend import Item, ItemResult, Task, TransferError
-from balsamd.transfers.confine import Refused, make_parent, real_inside, tree_size
+from balsamd.transfers.confine import Refused
 from balsamd.transfers.place import Copy, describe, install
 
 LOCATION = "the location's base directory"
@@ -63,21 +63,10 @@ class LocalBackend:
         local = os.path.join(item.workdir, item.local)
         source, source_root, source_what = (item.remote, base, LOCATION) if inward else (local, workdir, WORKDIR)
         dest, dest_root, dest_what = (local, workdir, WORKDIR) if inward else (item.remote, base, LOCATION)
-        real = real_inside(source_root, source, source_what)
-        try:
-            info = os.stat(real)
-        except OSError as exc:
-            # named as the item names it, not as the links above it resolve
-            raise OSError(exc.errno, exc.strerror, source) from None
-        tree = stat.S_ISDIR(info.st_mode)
-        if tree and not item.recursive:
-            raise Refused(f"{source} is a directory; to move a directory, mark the app's transfer slot recursive")
-        if not tree and not stat.S_ISREG(info.st_mode):
-            raise Refused(f"{source} is not a regular file or directory (a device, socket or pipe)")
-        size = tree_size(real) if tree else info.st_size
-        make_parent(dest_root, dest, dest_what)
-        install(real, dest, self._copy, tree=tree)
-        return size
+        moved = confine.source(source_root, source, source_what, recursive=item.recursive)
+        confine.make_parent(dest_root, dest, dest_what)
+        install(moved.real, dest, self._copy, tree=moved.directory)
+        return moved.size
 
 
 def _hardlink(source: str, dest: str) -> None:

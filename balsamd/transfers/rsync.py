@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 from balsamd.transfers import cancellable
 from balsamd.transfers.backend import Item, ItemResult, Task, TransferError
-from balsamd.transfers.confine import Refused, make_parent, real_inside, tree_size
+from balsamd.transfers.confine import Refused, make_parent, not_recursive, real_inside, source, tree_size
 from balsamd.transfers.locations import Location
 from balsamd.transfers.place import describe, install, link_or_copy, put, remove
 from balsamd.transfers.rsync_messages import Attribution, attribute, directories_above, read_lines
@@ -141,7 +141,7 @@ def _arrival_problem(plan: _Planned, tree: str, index: int, found: Attribution) 
     except FileNotFoundError:
         return _explain(found.above.get(index) or found.other) or f"rsync did not bring {plan.item.remote}"
     if stat.S_ISDIR(mode) and not plan.item.recursive:
-        return f"{plan.item.remote} is a directory; to move a directory, mark the app's transfer slot recursive"
+        return not_recursive(plan.item.remote)
     return ""
 
 
@@ -213,23 +213,12 @@ def _stage_out(task: Task, command: list[str], tree: str, cancel: threading.Even
 def _stage_one(item: Item, staged: str) -> int:
     """Put a link (or a copy) of ``item``'s file or directory at ``staged``; its size."""
     local = os.path.join(item.workdir, item.local)
-    real = real_inside(os.path.realpath(item.workdir), local, WORKDIR)
-    try:
-        info = os.stat(real)
-    except OSError as exc:
-        # named as the item names it, not as the links above it resolve
-        raise OSError(exc.errno, exc.strerror, local) from None
-    directory = stat.S_ISDIR(info.st_mode)
-    if directory and not item.recursive:
-        raise Refused(f"{local} is a directory; to move a directory, mark the app's transfer slot recursive")
-    if not directory and not stat.S_ISREG(info.st_mode):
-        raise Refused(f"{local} is not a regular file or directory (a device, socket or pipe)")
-    size = tree_size(real) if directory else info.st_size
+    moved = source(os.path.realpath(item.workdir), local, WORKDIR, recursive=item.recursive)
     os.makedirs(os.path.dirname(staged), exist_ok=True)
     # a resumed task's last attempt may have staged it already, from files since rewritten
     remove(staged)
-    install(real, staged, link_or_copy, tree=directory)
-    return size
+    install(moved.real, staged, link_or_copy, tree=moved.directory)
+    return moved.size
 
 
 def _transfer(
