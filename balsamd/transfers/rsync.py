@@ -16,9 +16,10 @@ never through the remote shell.  rsync moves regular files and directories only
 (``--no-links --no-D``): a symbolic link or special file at the location is reported, never
 brought; a job's side must lead inside its working directory (``confine``), and a directory item
 holding a link is refused before it is staged.  Directories above an item are left as they are
-(``--no-implied-dirs``).  The remote rsync resolves them on its host, following a link there
-(which balsamd never makes, since it sends none): keep links that lead out of a base directory
-off its remote host, as for any path the owner lets jobs reach.
+(``--no-implied-dirs``) and resolved by the remote rsync on its host: sending, rsync 3.5 refuses a
+path through a link that leads out of the base; bringing, rsync follows such a link, whatever
+its options (it sends the directories above a listed file as directories).  balsamd never makes
+one there, since it sends no links: keep such links off a base directory on its remote host.
 
 A task with a directory item runs with ``-r``, which rsync applies to every path listed: a plain
 item that names a directory then arrives whole before it is refused (its slot is not recursive).

@@ -257,3 +257,16 @@ def test_a_working_directory_on_another_filesystem_is_copied_to_the_staging_dire
 
     assert results[1].ok
     assert fingerprint(harness.base / "out" / "result.dat") == fingerprint(source)
+
+
+def test_stage_out_never_writes_through_a_directory_link_out_of_the_base(harness: Harness) -> None:
+    # the remote rsync's own rule (rsync 3.5 resolves a destination beneath it): balsamd relies on it
+    write(harness.root / "w" / "result.dat", b"result")
+    (harness.root / "elsewhere").mkdir()
+    (harness.base / "out").symlink_to(harness.root / "elsewhere")
+
+    results = harness.run(harness.task("out", harness.item(1, "out/result.dat", "result.dat")))
+
+    assert not results[1].ok
+    assert f'"{harness.base}/out/result.dat": Too many levels of symbolic links' in results[1].error
+    assert list((harness.root / "elsewhere").iterdir()) == []
