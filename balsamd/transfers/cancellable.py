@@ -1,0 +1,50 @@
+"""Running a transfer program that stops when the daemon does."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+
+# how often the program is checked for the daemon stopping, and how long it then has to end
+POLL_S = 0.2
+TERMINATE_GRACE_S = 5.0
+
+
+def run(argv: list[str], output: str, cancel: threading.Event) -> int | None:
+    """Run ``argv`` (never through a shell), its stdout and stderr into the file ``output``; its
+    exit code, or None when ``cancel`` was set first.
+
+    The program runs in a process group of its own, so that stopping it (SIGTERM, then SIGKILL
+    after ``TERMINATE_GRACE_S``) stops what it started too (rsync's ssh)."""
+    with open(output, "wb") as out:
+        process = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        while True:
+            try:
+                return process.wait(timeout=POLL_S)
+            except subprocess.TimeoutExpired:
+                if cancel.is_set():
+                    _stop(process)
+                    return None
+    except BaseException:
+        _stop(process)
+        raise
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """End the process group of ``process`` (its leader is not reaped yet, so the group's id is
+    still its own)."""
+    for sig, grace in ((signal.SIGTERM, TERMINATE_GRACE_S), (signal.SIGKILL, None)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue

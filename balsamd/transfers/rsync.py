@@ -1,0 +1,280 @@
+"""The rsync-over-ssh backend: one rsync process per task, whatever its number of items.
+
+The task's items are listed (NUL-separated, relative to the location's base directory) in a
+``--files-from`` file, and move through the task's staging directory, on the filesystem of the
+working directories:
+
+- in: ``rsync USER@HOST:BASE/ STAGING/tree/``, then each item that arrived is renamed into its
+  job's working directory (a copy when items of the task share a remote path or lie inside one
+  another);
+- out: each item is hard linked (or copied, across filesystems) into ``STAGING/tree/PATH``, then
+  ``rsync STAGING/tree/ USER@HOST:BASE/``.
+
+rsync is idempotent, so a resumed task (the same staging directory, maybe holding part of the
+last attempt) simply runs again.  Paths reach the remote rsync through its protocol (``-s``),
+never through the remote shell.  rsync moves regular files and directories only
+(``--no-links --no-D``): a symbolic link or special file at the location is reported, never
+brought; a job's side must lead inside its working directory (``confine``), and a directory item
+holding a link is refused before it is staged.  Directories above an item are left as they are
+(``--no-implied-dirs``) and resolved by the remote rsync on its host: sending, rsync 3.5 refuses a
+path through a link that leads out of the base; bringing, rsync follows such a link, whatever
+its options (it sends the directories above a listed file as directories).  balsamd never makes
+one there, since it sends no links: keep such links off a base directory on its remote host.
+
+A task with a directory item runs with ``-r``, which rsync applies to every path listed: a plain
+item that names a directory then arrives whole before it is refused (its slot is not recursive).
+
+rsync's exit code 23 or 24 means some files failed: its lines are attributed to items by the
+paths they quote (``rsync_messages``) and an item's error is rsync's own line.  Any other code
+(255: ssh failed; 12: the remote end went away) fails every item with rsync's last lines.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shlex
+import shutil
+import stat
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from balsamd.transfers import cancellable
+from balsamd.transfers.backend import Item, ItemResult, Task, TransferError
+from balsamd.transfers.confine import Refused, make_parent, not_recursive, real_inside, source, tree_size
+from balsamd.transfers.locations import Location
+from balsamd.transfers.place import describe, install, link_or_copy, put, remove
+from balsamd.transfers.rsync_messages import Attribution, attribute, directories_above, read_lines
+
+WORKDIR = "the job's working directory"
+# rsync's lines an error keeps when they cannot be tied to one file
+LAST_LINES = 5
+# rsync's exit codes when some files were not moved, the others were
+PARTIAL = (23, 24)
+CANCELLED = "cancelled"
+# what rsync says of a symbolic link or special file it leaves out (--no-links --no-D)
+SKIPPED = "skipping non-regular file"
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """An item going into this task's rsync: its path relative to the base and to the staging
+    tree, and (out) its size."""
+
+    item: Item
+    path: str
+    size: int = 0
+
+
+class RsyncBackend:
+    """Moves a task's items with one ``rsync`` over ``ssh`` (argv of the ssh that logs in, as
+    ``[transfers] ssh``; the location's port is put first so that it wins)."""
+
+    def __init__(self, ssh: Sequence[str]) -> None:
+        self._ssh = list(ssh)
+
+    def run(self, task: Task, record: Callable[[str], None], cancel: threading.Event) -> list[ItemResult]:
+        command = self._command(task.location)
+        tree = os.path.join(task.staging, "tree")
+        os.makedirs(tree, exist_ok=True)
+        stage = _stage_in if task.direction == "in" else _stage_out
+        results = stage(task, command, tree, cancel)
+        return [results.get(item.item_id) or _failed(item, CANCELLED) for item in task.items]
+
+    def _command(self, location: Location) -> list[str]:
+        """rsync and the options every task gives it; TransferError if rsync or ssh is missing."""
+        rsync = shutil.which("rsync")
+        if rsync is None:
+            raise TransferError("rsync is not installed on this host (not found on PATH); install it (e.g. "
+                                "apt install rsync), here and on the hosts of rsync locations")  # fmt: skip
+        if shutil.which(self._ssh[0]) is None:
+            raise TransferError(f"{self._ssh[0]!r}, the ssh of [transfers] ssh, was not found on PATH; install "
+                                "OpenSSH's client (e.g. apt install openssh-client) or give its full path")  # fmt: skip
+        port = ["-p", str(location.port)] if location.port else []
+        ssh = [self._ssh[0], *port, *self._ssh[1:]]
+        # -s: paths go through rsync's protocol, never through the remote shell;
+        # --files-from makes -a imply no -r: it is added for tasks with directory items
+        return [rsync, "-a", "-s", "--no-links", "--no-D", "--no-implied-dirs", "--from0", "-e", shlex.join(ssh)]
+
+
+def _remote(location: Location) -> str:
+    user = f"{location.user}@" if location.user else ""
+    return f"{user}{location.host}:{location.base.rstrip('/')}/"
+
+
+def _stage_in(task: Task, command: list[str], tree: str, cancel: threading.Event) -> dict[int, ItemResult]:
+    results: dict[int, ItemResult] = {}
+    planned = []
+    for item in task.items:
+        try:
+            path = _relative(item, task.location)
+            real_inside(os.path.realpath(item.workdir), os.path.join(item.workdir, item.local), WORKDIR)
+        except Refused as exc:
+            results[item.item_id] = _failed(item, str(exc))
+        else:
+            planned.append(_Planned(item=item, path=path))
+    if not planned:
+        return results
+    # --delete: files of a directory item left in the staging tree by an interrupted attempt
+    recursive = ["-r", "--delete"] if any(p.item.recursive for p in planned) else []
+    ends = [_remote(task.location), f"{tree}/"]
+    done = _transfer(task, [*command, *recursive], planned, ends, cancel)
+    if done is None:
+        return results
+    arrived = []
+    for index, plan in enumerate(planned):
+        problem = _arrival_problem(plan, tree, index, done[1])
+        if problem:
+            results[plan.item.item_id] = _failed(plan.item, problem)
+        else:
+            arrived.append(plan)
+    results.update(_place(arrived, tree))
+    return results
+
+
+def _arrival_problem(plan: _Planned, tree: str, index: int, found: Attribution) -> str:
+    """Why ``plan``'s item is not in the staging tree as it should be ("" when it is)."""
+    if index in found.own:
+        return _explain(found.own[index])
+    try:
+        mode = os.lstat(os.path.join(tree, plan.path)).st_mode
+    except FileNotFoundError:
+        return _explain(found.above.get(index) or found.other) or f"rsync did not bring {plan.item.remote}"
+    if stat.S_ISDIR(mode) and not plan.item.recursive:
+        return not_recursive(plan.item.remote)
+    return ""
+
+
+def _place(arrived: list[_Planned], tree: str) -> dict[int, ItemResult]:
+    """Rename each arrived item into its working directory; copy those whose staged files are
+    another item's too."""
+    shared = _overlapping([p.path for p in arrived])
+    results = {}
+    for index, plan in enumerate(arrived):
+        item, staged = plan.item, os.path.join(tree, plan.path)
+        dest = os.path.join(item.workdir, item.local)
+        try:
+            info = os.lstat(staged)
+            directory = stat.S_ISDIR(info.st_mode)
+            size = tree_size(staged) if directory else info.st_size
+            make_parent(os.path.realpath(item.workdir), dest, WORKDIR)
+            if index in shared:
+                install(staged, dest, shutil.copy2, tree=directory)
+            else:
+                put(staged, dest)
+        except Refused as exc:
+            results[item.item_id] = _failed(item, str(exc))
+        except OSError as exc:
+            results[item.item_id] = _failed(item, describe(exc))
+        else:
+            results[item.item_id] = ItemResult(item_id=item.item_id, ok=True, bytes=size)
+    return results
+
+
+def _stage_out(task: Task, command: list[str], tree: str, cancel: threading.Event) -> dict[int, ItemResult]:
+    results: dict[int, ItemResult] = {}
+    planned: list[_Planned] = []
+    taken: set[str] = set()
+    above_taken: set[str] = set()
+    for item in task.items:
+        if cancel.is_set():
+            return results
+        try:
+            path = _relative(item, task.location)
+            if path in taken or path in above_taken or taken.intersection(directories_above(path)):
+                raise Refused(f"another item of this task sends to {item.remote}, a directory above it or a path "
+                              "inside it; this one is sent by a later task")  # fmt: skip
+            size = _stage_one(item, os.path.join(tree, path))
+        except Refused as exc:
+            results[item.item_id] = _failed(item, str(exc))
+        except OSError as exc:
+            results[item.item_id] = _failed(item, describe(exc))
+        else:
+            taken.add(path)
+            above_taken.update(directories_above(path))
+            planned.append(_Planned(item=item, path=path, size=size))
+    if not planned:
+        return results
+    recursive = ["-r"] if any(p.item.recursive for p in planned) else []
+    done = _transfer(task, [*command, *recursive], planned, [f"{tree}/", _remote(task.location)], cancel)
+    if done is None:
+        return results
+    code, found = done
+    for index, plan in enumerate(planned):
+        # a line rsync did not tie to a file may concern any of them: none is taken as sent
+        lines = found.own.get(index) or found.above.get(index) or (found.other if code else [])
+        if lines:
+            results[plan.item.item_id] = _failed(plan.item, _explain(lines))
+        else:
+            results[plan.item.item_id] = ItemResult(item_id=plan.item.item_id, ok=True, bytes=plan.size)
+    return results
+
+
+def _stage_one(item: Item, staged: str) -> int:
+    """Put a link (or a copy) of ``item``'s file or directory at ``staged``; its size."""
+    local = os.path.join(item.workdir, item.local)
+    moved = source(os.path.realpath(item.workdir), local, WORKDIR, recursive=item.recursive)
+    os.makedirs(os.path.dirname(staged), exist_ok=True)
+    # a resumed task's last attempt may have staged it already, from files since rewritten
+    remove(staged)
+    install(moved.real, staged, link_or_copy, tree=moved.directory)
+    return moved.size
+
+
+def _transfer(
+    task: Task, argv: list[str], planned: list[_Planned], ends: list[str], cancel: threading.Event
+) -> tuple[int, Attribution] | None:
+    """Run rsync once for ``planned``; its exit code and its lines by item, or None when
+    cancelled.  An exit code other than success or partial success fails every item."""
+    if cancel.is_set():
+        return None
+    listing = os.path.join(task.staging, "files-from")
+    with open(listing, "wb") as out:
+        # rsync skips an entry starting with '#' or ';' as a comment, and takes "/x" as "x"
+        out.writelines(b"/" + os.fsencode(path) + b"\0" for path in sorted({p.path for p in planned}))
+    output = os.path.join(task.staging, "rsync.out")
+    code = cancellable.run([*argv, f"--files-from={listing}", *ends], output, cancel)
+    if code is None:
+        return None
+    with open(output, "rb") as out:
+        lines = read_lines(out.read())
+    if code and code not in PARTIAL:
+        last = "\n".join(lines[-LAST_LINES:]) or f"rsync exited with code {code}"
+        return code, Attribution(own={index: [last] for index in range(len(planned))})
+    roots = [task.location.base, os.path.join(task.staging, "tree")]
+    return code, attribute(lines, [p.path for p in planned], roots)
+
+
+def _relative(item: Item, location: Location) -> str:
+    """``item``'s remote path relative to the location's base directory."""
+    path = posixpath.relpath(posixpath.normpath(item.remote), location.base)
+    if path == "." or path == ".." or path.startswith("../"):
+        raise Refused(f"{item.remote} is not inside the location's base directory {location.base}")
+    return path
+
+
+def _overlapping(paths: list[str]) -> set[int]:
+    """The indexes of ``paths`` that are another's too, lie inside another, or hold another."""
+    count: dict[str, int] = {}
+    above: set[str] = set()
+    for path in paths:
+        count[path] = count.get(path, 0) + 1
+        above.update(directories_above(path))
+    return {
+        index
+        for index, path in enumerate(paths)
+        if count[path] > 1 or path in above or any(count.get(d) for d in directories_above(path))
+    }
+
+
+def _explain(lines: list[str]) -> str:
+    """rsync's lines as an item's error; a line about a skipped file gets a word on why."""
+    text = "\n".join(dict.fromkeys(lines[-LAST_LINES:]))
+    if any(line.startswith(SKIPPED) for line in lines):
+        text += "\n(rsync moves only regular files and directories here: symbolic links and special files are refused)"
+    return text
+
+
+def _failed(item: Item, error: str) -> ItemResult:
+    return ItemResult(item_id=item.item_id, ok=False, error=error)

@@ -1,0 +1,272 @@
+"""The rsync-over-ssh backend, with the real rsync and ssh and the private sshd as the remote
+host: the contract every backend keeps, and what is its own (one rsync per task, rsync's
+messages, ssh failing, a resumed or cancelled task)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from balsamd.transfers.backend import ItemResult, TransferError
+from balsamd.transfers.locations import Location
+from balsamd.transfers.rsync import RsyncBackend
+from tests.conftest import SmallDisk
+from tests.transfers.conftest import SshHost, keygen
+from tests.transfers.contract import BackendContract, Harness, fingerprint, make_tree, tree, write
+
+# how rsync ends its line about a file that is not there
+ENOENT = "No such file or directory (2)"
+
+
+def ssh_options(ssh_host: SshHost) -> list[str]:
+    """The private sshd's ssh command without its port and login name: the location gives those."""
+    argv = list(ssh_host.ssh_command)
+    for flag in ("-p", "-l"):
+        at = argv.index(flag)
+        del argv[at : at + 2]
+    return argv
+
+
+def rsync_harness(root: Path, ssh_host: SshHost, ssh: list[str] | None = None) -> Harness:
+    base = root / "base"
+    base.mkdir()
+    location = Location(scheme="rsync", base=str(base), host="127.0.0.1", user=ssh_host.user, port=ssh_host.port)
+    backend = RsyncBackend(ssh if ssh is not None else ssh_options(ssh_host))
+    return Harness(backend=backend, location=location, base=base, root=root)
+
+
+@pytest.fixture
+def harness(tmp_path: Path, ssh_host: SshHost) -> Harness:
+    return rsync_harness(tmp_path, ssh_host)
+
+
+class TestRsyncBackend(BackendContract):
+    pass
+
+
+@pytest.fixture
+def rsync_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A file that gets the process id of every rsync started on this host: the first rsync on
+    PATH becomes a script that writes it, then runs the real rsync in its place."""
+    real = shutil.which("rsync")
+    assert real is not None
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    starts = tmp_path / "rsync-starts"
+    starts.touch()
+    (shim / "rsync").write_text(f'#!/bin/sh\necho $$ >> "{starts}"\nexec "{real}" "$@"\n')
+    (shim / "rsync").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shim}{os.pathsep}{os.environ['PATH']}")
+    return starts
+
+
+def test_a_task_of_many_items_is_one_rsync_each_way(harness: Harness, rsync_starts: Path) -> None:
+    for i in range(50):
+        write(harness.base / "in" / f"{i}.dat", os.urandom(1000 + i))
+        write(harness.root / f"w{i}" / "result.dat", os.urandom(2000 + i))
+    make_tree(harness.base / "in" / "mesh")
+    inward = [harness.item(i, f"in/{i}.dat", "input.dat", workdir=f"w{i}") for i in range(50)]
+    inward.append(harness.item(50, "in/mesh", "mesh", workdir="w0", recursive=True))
+    outward = [harness.item(100 + i, f"out/{i}/result.dat", "result.dat", workdir=f"w{i}") for i in range(50)]
+
+    came = harness.run(harness.task("in", *inward, task_id="in"))
+    assert len(rsync_starts.read_text().split()) == 1
+    went = harness.run(harness.task("out", *outward, task_id="out"))
+    assert len(rsync_starts.read_text().split()) == 2
+
+    assert all(r.ok for r in [*came.values(), *went.values()])
+    for i in range(50):
+        assert fingerprint(harness.root / f"w{i}" / "input.dat") == fingerprint(harness.base / "in" / f"{i}.dat")
+        assert fingerprint(harness.base / "out" / str(i) / "result.dat") == fingerprint(
+            harness.root / f"w{i}" / "result.dat"
+        )
+    assert tree(harness.root / "w0" / "mesh") == tree(harness.base / "in" / "mesh")
+
+
+def test_a_missing_file_fails_its_item_with_rsyncs_own_line(harness: Harness) -> None:
+    write(harness.base / "in" / "1.dat", b"one")
+    items = [harness.item(1, "in/1.dat", "1.dat"), harness.item(3, "in/3.dat", "3.dat")]
+
+    results = harness.run(harness.task("in", *items))
+
+    assert results[1].ok
+    assert results[3].error == f'rsync: [sender] link_stat "{harness.base}/in/3.dat" failed: {ENOENT}'
+
+
+def test_a_missing_base_directory_fails_every_item_with_rsyncs_line(harness: Harness) -> None:
+    harness.base.rmdir()
+    items = [harness.item(1, "in/1.dat", "1.dat"), harness.item(2, "in/2.dat", "2.dat")]
+
+    results = harness.run(harness.task("in", *items))
+
+    assert [r.ok for r in results.values()] == [False, False]
+    for result in results.values():
+        assert f'change_dir "{harness.base}/" failed: {ENOENT}' in result.error
+
+
+def test_ssh_refusing_the_key_fails_every_item_with_sshs_message(tmp_path: Path, ssh_host: SshHost) -> None:
+    keygen(tmp_path / "stranger", "a key the host was not given")
+    ssh = ssh_options(ssh_host)
+    ssh[ssh.index(str(ssh_host.key))] = str(tmp_path / "stranger")
+    harness = rsync_harness(tmp_path, ssh_host, ssh)
+    write(harness.base / "in" / "1.dat", b"one")
+    write(harness.root / "w" / "2.dat", b"two")
+
+    came = harness.run(harness.task("in", harness.item(1, "in/1.dat", "1.dat"), task_id="in"))
+    went = harness.run(harness.task("out", harness.item(2, "out/2.dat", "2.dat"), task_id="out"))
+
+    for result in (came[1], went[2]):
+        assert not result.ok
+        assert "Permission denied (publickey)." in result.error
+    assert not (harness.root / "w" / "1.dat").exists()
+    assert not (harness.base / "out").exists()
+
+
+def test_a_missing_rsync_or_ssh_says_what_to_install(
+    harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    task = harness.task("in", harness.item(1, "in/1.dat", "1.dat"))
+
+    with pytest.raises(TransferError, match=r"'no-such-ssh', the ssh of \[transfers\] ssh, was not found on PATH"):
+        RsyncBackend(["no-such-ssh", "-o", "BatchMode=yes"]).run(task, lambda _: None, threading.Event())
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    with pytest.raises(TransferError, match="rsync is not installed on this host"):
+        harness.run(task)
+
+
+def test_two_items_bringing_one_file_each_get_it(harness: Harness) -> None:
+    source = write(harness.base / "in" / "shared.dat", b"shared input")
+    items = [harness.item(i, "in/shared.dat", "input.dat", workdir=f"w{i}") for i in (1, 2, 3)]
+
+    results = harness.run(harness.task("in", *items))
+
+    assert all(r.ok for r in results.values())
+    assert {fingerprint(harness.root / f"w{i}" / "input.dat") for i in (1, 2, 3)} == {fingerprint(source)}
+
+
+def test_a_second_item_sending_to_the_same_path_waits_for_a_later_task(harness: Harness) -> None:
+    write(harness.root / "w1" / "result.dat", b"first")
+    write(harness.root / "w2" / "result.dat", b"second")
+    items = [harness.item(i, "out/result.dat", "result.dat", workdir=f"w{i}") for i in (1, 2)]
+
+    results = harness.run(harness.task("out", *items))
+
+    assert results[1].ok
+    assert not results[2].ok and "sent by a later task" in results[2].error
+    assert (harness.base / "out" / "result.dat").read_bytes() == b"first"
+
+
+def test_a_resumed_task_finishes_from_what_its_staging_directory_holds(harness: Harness) -> None:
+    write(harness.base / "in" / "big.dat", os.urandom(1 << 20))
+    write(harness.base / "in" / "small.dat", b"small")
+    make_tree(harness.base / "in" / "mesh")
+    write(harness.root / "w" / "small.dat", b"placed by the attempt before")
+    task = harness.task(
+        "in", harness.item(1, "in/big.dat", "big.dat"), harness.item(2, "in/small.dat", "small.dat"),
+        harness.item(3, "in/mesh", "mesh", recursive=True),
+    )  # fmt: skip
+    # what an interrupted attempt leaves: half a file, and rsync's temporary files
+    staged = Path(task.staging) / "tree" / "in"
+    write(staged / "big.dat", (harness.base / "in" / "big.dat").read_bytes()[: 1 << 19])
+    write(staged / ".big.dat.Ab12Cd", b"partial")
+    write(staged / "mesh" / "sub" / ".b.bin.Zz99Qq", b"partial")
+    write(staged / "mesh" / "a.txt", b"a" * 10)
+
+    results = harness.run(task)
+
+    assert all(r.ok for r in results.values()), results
+    assert fingerprint(harness.root / "w" / "big.dat") == fingerprint(harness.base / "in" / "big.dat")
+    assert (harness.root / "w" / "small.dat").read_bytes() == b"small"
+    assert tree(harness.root / "w" / "mesh") == tree(harness.base / "in" / "mesh")
+
+
+def test_cancel_stops_the_running_rsync_and_its_ssh(tmp_path: Path, ssh_host: SshHost, rsync_starts: Path) -> None:
+    # a proxy that never connects keeps ssh, and so rsync, waiting
+    proxy_pid = tmp_path / "proxy.pid"
+    ssh = [*ssh_options(ssh_host), "-o", f"ProxyCommand=sh -c 'echo $$ > {proxy_pid}; exec sleep 600'"]
+    harness = rsync_harness(tmp_path, ssh_host, ssh)
+    write(harness.base / "in" / "1.dat", b"one")
+    task = harness.task("in", harness.item(1, "in/1.dat", "1.dat"))
+    cancel = threading.Event()
+    done: dict[int, ItemResult] = {}
+    runner = threading.Thread(target=lambda: done.update(harness.run(task, cancel)))
+
+    runner.start()
+    while not proxy_pid.exists() or not proxy_pid.read_text().strip():
+        time.sleep(0.05)
+    cancel.set()
+    runner.join(timeout=30)
+
+    assert not runner.is_alive()
+    assert [(r.ok, r.error) for r in done.values()] == [(False, "cancelled")]
+    assert ends(int(rsync_starts.read_text()))
+    assert ends(int(proxy_pid.read_text()))
+    assert not (harness.root / "w" / "1.dat").exists()
+
+
+def ends(pid: int) -> bool:
+    """Whether process ``pid`` is gone, or has exited and waits to be reaped, within 10 s."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_names_holding_quotes_get_rsyncs_line_about_their_own_file(harness: Harness) -> None:
+    write(harness.base / "in" / 'a "quoted" name.dat', b"here")
+    items = [harness.item(1, 'in/a "quoted" name.dat', "1"), harness.item(2, 'in/a "quoted" nam.dat', "2"),
+             harness.item(3, 'in/a "quoted"', "3")]  # fmt: skip
+
+    results = harness.run(harness.task("in", *items))
+
+    assert results[1].ok
+    for i, name in ((2, 'a "quoted" nam.dat'), (3, 'a "quoted"')):
+        assert results[i].error == f'rsync: [sender] link_stat "{harness.base}/in/{name}" failed: {ENOENT}'
+
+
+def test_a_file_that_cannot_take_its_place_there_fails_only_its_item(harness: Harness) -> None:
+    write(harness.root / "w" / "x", b"x")
+    write(harness.root / "w" / "y", b"y")
+    write(harness.base / "out" / "x" / "inside", b"a directory in the way")
+
+    results = harness.run(harness.task("out", harness.item(1, "out/x", "x"), harness.item(2, "out/y", "y")))
+
+    assert (results[1].ok, results[2].ok) == (False, True)
+    assert "cannot delete non-empty directory: out/x" in results[1].error
+    assert (harness.base / "out" / "y").read_bytes() == b"y"
+
+
+def test_a_working_directory_on_another_filesystem_is_copied_to_the_staging_directory(
+    harness: Harness, small_disk: SmallDisk
+) -> None:
+    source = write(small_disk.path / "w" / "result.dat", b"result")
+    item = harness.item(1, "out/result.dat", "result.dat", workdir=str(small_disk.path / "w"))
+
+    results = harness.run(harness.task("out", item))
+
+    assert results[1].ok
+    assert fingerprint(harness.base / "out" / "result.dat") == fingerprint(source)
+
+
+def test_stage_out_never_writes_through_a_directory_link_out_of_the_base(harness: Harness) -> None:
+    # the remote rsync's own rule (rsync 3.5 resolves a destination beneath it): balsamd relies on it
+    write(harness.root / "w" / "result.dat", b"result")
+    (harness.root / "elsewhere").mkdir()
+    (harness.base / "out").symlink_to(harness.root / "elsewhere")
+
+    results = harness.run(harness.task("out", harness.item(1, "out/result.dat", "result.dat")))
+
+    assert not results[1].ok
+    assert f'"{harness.base}/out/result.dat": Too many levels of symbolic links' in results[1].error
+    assert list((harness.root / "elsewhere").iterdir()) == []
