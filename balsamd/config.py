@@ -256,6 +256,10 @@ class TransferSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     ssh: list[Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]] = msgspec.field(
         default_factory=lambda: ["ssh", "-o", "BatchMode=yes"]
     )
+    # tasks to one host share one ssh connection (ssh's ControlMaster): one login, not one a task
+    ssh_multiplex: bool = True
+    # rsync gives up on a connection silent this long (its --timeout; 0: never), and the task is retried
+    io_timeout_s: Annotated[int, msgspec.Meta(ge=0, le=86_400)] = 600
     globus: GlobusSettings = msgspec.field(default_factory=GlobusSettings)
 
     def __post_init__(self) -> None:
@@ -655,6 +659,8 @@ file_method = "copy"       # file:// items: "copy", or "hardlink" (same filesyst
 # how rsync logs in to rsync:// locations (rsync -e, never through a shell): keys come from
 # ssh's own configuration or agent; a location's port is added as -p
 ssh = ["ssh", "-o", "BatchMode=yes"]
+ssh_multiplex = true       # tasks to one host share one ssh connection (one login, not one per task)
+io_timeout_s = 600         # rsync gives up on a connection silent this long; the task is tried again
 
 [transfers.globus]
 # For globus:// locations: a native app's client id (register one at

@@ -5,18 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from balsamd.config import TransferSettings
-from balsamd.transfers.backend import Backend, TransferError
+from balsamd.transfers.backend import Backend
+from balsamd.transfers.globus import globus_backend
 from balsamd.transfers.local import LocalBackend
 from balsamd.transfers.locations import Location
 from balsamd.transfers.rsync import RsyncBackend
+from balsamd.transfers.sshmux import control_dir, multiplex_options
 
 
 def backend_for(location: Location, settings: TransferSettings, site_dir: Path) -> Backend:
-    """The backend for ``location``: file:// on this host, rsync:// over ssh; TransferError for
-    a scheme this build cannot move (``site_dir`` holds what a backend keeps between tasks)."""
+    """The backend for ``location``: file:// on this host, rsync:// over ssh, globus:// through
+    Globus Transfer (``site_dir`` holds its login)."""
     if location.scheme == "file":
         return LocalBackend(settings.file_method)
     if location.scheme == "rsync":
-        return RsyncBackend(settings.ssh)
-    raise TransferError(f"this balsamd has no Globus backend, so items of globus://{location.endpoint} locations "
-                        "cannot move; use a build that includes it, or a file:// or rsync:// location")  # fmt: skip
+        shared = control_dir(site_dir) if settings.ssh_multiplex else None
+        ssh = [*settings.ssh, *multiplex_options(shared)] if shared else settings.ssh
+        return RsyncBackend(ssh, settings.io_timeout_s)
+    return globus_backend(settings, site_dir)

@@ -6,15 +6,19 @@ import os
 import signal
 import subprocess
 import threading
+from collections.abc import Callable
 
 # how often the program is checked for the daemon stopping, and how long it then has to end
 POLL_S = 0.2
 TERMINATE_GRACE_S = 5.0
 
 
-def run(argv: list[str], output: str, cancel: threading.Event) -> int | None:
+def run(
+    argv: list[str], output: str, cancel: threading.Event, meanwhile: Callable[[], None] | None = None
+) -> int | None:
     """Run ``argv`` (never through a shell), its stdout and stderr into the file ``output``; its
-    exit code, or None when ``cancel`` was set first.
+    exit code, or None when ``cancel`` was set first.  ``meanwhile`` is called once the program
+    has started: work of the caller's that overlaps the program's.
 
     The program runs in a process group of its own, so that stopping it (SIGTERM, then SIGKILL
     after ``TERMINATE_GRACE_S``) stops what it started too (rsync's ssh)."""
@@ -23,6 +27,8 @@ def run(argv: list[str], output: str, cancel: threading.Event) -> int | None:
             argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
+        if meanwhile is not None:
+            meanwhile()
         while True:
             try:
                 return process.wait(timeout=POLL_S)

@@ -43,12 +43,13 @@ class LocalBackend:
             raise TransferError(f"the location's base directory {task.location.base} is not a directory on this "
                                 "host; create it (or mount its filesystem), or correct the location")  # fmt: skip
         results = []
+        paths = confine.RealPaths()
         for item in task.items:
             if cancel.is_set():
                 results.append(ItemResult(item_id=item.item_id, ok=False, error="cancelled"))
                 continue
             try:
-                size = self._move(item, task.direction == "in", base)
+                size = self._move(item, task.direction == "in", base, paths)
             except Refused as exc:
                 results.append(ItemResult(item_id=item.item_id, ok=False, error=str(exc)))
             except OSError as exc:
@@ -57,14 +58,14 @@ class LocalBackend:
                 results.append(ItemResult(item_id=item.item_id, ok=True, bytes=size))
         return results
 
-    def _move(self, item: Item, inward: bool, base: str) -> int:
+    def _move(self, item: Item, inward: bool, base: str, paths: confine.RealPaths) -> int:
         """Move one item; its size in bytes."""
-        workdir = os.path.realpath(item.workdir)
+        workdir = paths.real(item.workdir)
         local = os.path.join(item.workdir, item.local)
         source, source_root, source_what = (item.remote, base, LOCATION) if inward else (local, workdir, WORKDIR)
         dest, dest_root, dest_what = (local, workdir, WORKDIR) if inward else (item.remote, base, LOCATION)
-        moved = confine.source(source_root, source, source_what, recursive=item.recursive)
-        confine.make_parent(dest_root, dest, dest_what)
+        moved = confine.source(source_root, source, source_what, recursive=item.recursive, real=paths.real)
+        confine.make_parent(dest_root, dest, dest_what, paths.real)
         install(moved.real, dest, self._copy, tree=moved.directory)
         return moved.size
 

@@ -42,7 +42,16 @@ from dataclasses import dataclass
 
 from balsamd.transfers import cancellable
 from balsamd.transfers.backend import Item, ItemResult, Task, TransferError
-from balsamd.transfers.confine import Refused, make_parent, not_recursive, real_inside, source, tree_size
+from balsamd.transfers.confine import (
+    RealPaths,
+    Refused,
+    made_fresh,
+    make_parent,
+    not_recursive,
+    real_inside,
+    source,
+    tree_size,
+)
 from balsamd.transfers.locations import Location
 from balsamd.transfers.place import describe, install, link_or_copy, put, remove
 from balsamd.transfers.rsync_messages import Attribution, attribute, directories_above, read_lines
@@ -71,8 +80,9 @@ class RsyncBackend:
     """Moves a task's items with one ``rsync`` over ``ssh`` (argv of the ssh that logs in, as
     ``[transfers] ssh``; the location's port is put first so that it wins)."""
 
-    def __init__(self, ssh: Sequence[str]) -> None:
+    def __init__(self, ssh: Sequence[str], io_timeout_s: int = 0) -> None:
         self._ssh = list(ssh)
+        self._timeout = [f"--timeout={io_timeout_s}"] if io_timeout_s else []
 
     def run(self, task: Task, record: Callable[[str], None], cancel: threading.Event) -> list[ItemResult]:
         command = self._command(task.location)
@@ -95,7 +105,8 @@ class RsyncBackend:
         ssh = [self._ssh[0], *port, *self._ssh[1:]]
         # -s: paths go through rsync's protocol, never through the remote shell;
         # --files-from makes -a imply no -r: it is added for tasks with directory items
-        return [rsync, "-a", "-s", "--no-links", "--no-D", "--no-implied-dirs", "--from0", "-e", shlex.join(ssh)]
+        return [rsync, "-a", "-s", "--no-links", "--no-D", "--no-implied-dirs", "--from0", *self._timeout,
+                "-e", shlex.join(ssh)]  # fmt: skip
 
 
 def _remote(location: Location) -> str:
@@ -106,10 +117,11 @@ def _remote(location: Location) -> str:
 def _stage_in(task: Task, command: list[str], tree: str, cancel: threading.Event) -> dict[int, ItemResult]:
     results: dict[int, ItemResult] = {}
     planned = []
+    paths = RealPaths()
     for item in task.items:
         try:
             path = _relative(item, task.location)
-            real_inside(os.path.realpath(item.workdir), os.path.join(item.workdir, item.local), WORKDIR)
+            real_inside(paths.real(item.workdir), os.path.join(item.workdir, item.local), WORKDIR, paths.real)
         except Refused as exc:
             results[item.item_id] = _failed(item, str(exc))
         else:
@@ -119,7 +131,15 @@ def _stage_in(task: Task, command: list[str], tree: str, cancel: threading.Event
     # --delete: files of a directory item left in the staging tree by an interrupted attempt
     recursive = ["-r", "--delete"] if any(p.item.recursive for p in planned) else []
     ends = [_remote(task.location), f"{tree}/"]
-    done = _transfer(task, [*command, *recursive], planned, ends, cancel)
+    fresh: set[str] = set()
+
+    def make_workdirs() -> None:
+        # while rsync runs: new workdirs are a directory each to make, in another directory
+        fresh.update(p.item.workdir for p in planned if made_fresh(p.item.workdir))
+
+    # --inplace: the staging tree is private, so files are written under their names at once
+    # (a rename fewer per file); an interrupted file differs in size and is sent again
+    done = _transfer(task, [*command, "--inplace", *recursive], planned, ends, cancel, make_workdirs)
     if done is None:
         return results
     arrived = []
@@ -129,7 +149,7 @@ def _stage_in(task: Task, command: list[str], tree: str, cancel: threading.Event
             results[plan.item.item_id] = _failed(plan.item, problem)
         else:
             arrived.append(plan)
-    results.update(_place(arrived, tree))
+    results.update(_place(arrived, tree, paths, fresh))
     return results
 
 
@@ -146,7 +166,7 @@ def _arrival_problem(plan: _Planned, tree: str, index: int, found: Attribution) 
     return ""
 
 
-def _place(arrived: list[_Planned], tree: str) -> dict[int, ItemResult]:
+def _place(arrived: list[_Planned], tree: str, paths: RealPaths, fresh: set[str]) -> dict[int, ItemResult]:
     """Rename each arrived item into its working directory; copy those whose staged files are
     another item's too."""
     shared = _overlapping([p.path for p in arrived])
@@ -158,7 +178,11 @@ def _place(arrived: list[_Planned], tree: str) -> dict[int, ItemResult]:
             info = os.lstat(staged)
             directory = stat.S_ISDIR(info.st_mode)
             size = tree_size(staged) if directory else info.st_size
-            make_parent(os.path.realpath(item.workdir), dest, WORKDIR)
+            if item.workdir in fresh:  # new and empty: nothing in it leads out
+                if os.path.dirname(item.local):
+                    os.makedirs(os.path.dirname(dest), exist_ok=True)
+            else:
+                make_parent(paths.real(item.workdir), dest, WORKDIR, paths.real)
             if index in shared:
                 install(staged, dest, shutil.copy2, tree=directory)
             else:
@@ -177,6 +201,7 @@ def _stage_out(task: Task, command: list[str], tree: str, cancel: threading.Even
     planned: list[_Planned] = []
     taken: set[str] = set()
     above_taken: set[str] = set()
+    paths = RealPaths()
     for item in task.items:
         if cancel.is_set():
             return results
@@ -185,7 +210,7 @@ def _stage_out(task: Task, command: list[str], tree: str, cancel: threading.Even
             if path in taken or path in above_taken or taken.intersection(directories_above(path)):
                 raise Refused(f"another item of this task sends to {item.remote}, a directory above it or a path "
                               "inside it; this one is sent by a later task")  # fmt: skip
-            size = _stage_one(item, os.path.join(tree, path))
+            size = _stage_one(item, os.path.join(tree, path), paths)
         except Refused as exc:
             results[item.item_id] = _failed(item, str(exc))
         except OSError as exc:
@@ -211,10 +236,10 @@ def _stage_out(task: Task, command: list[str], tree: str, cancel: threading.Even
     return results
 
 
-def _stage_one(item: Item, staged: str) -> int:
+def _stage_one(item: Item, staged: str, paths: RealPaths) -> int:
     """Put a link (or a copy) of ``item``'s file or directory at ``staged``; its size."""
     local = os.path.join(item.workdir, item.local)
-    moved = source(os.path.realpath(item.workdir), local, WORKDIR, recursive=item.recursive)
+    moved = source(paths.real(item.workdir), local, WORKDIR, recursive=item.recursive, real=paths.real)
     os.makedirs(os.path.dirname(staged), exist_ok=True)
     # a resumed task's last attempt may have staged it already, from files since rewritten
     remove(staged)
@@ -223,7 +248,12 @@ def _stage_one(item: Item, staged: str) -> int:
 
 
 def _transfer(
-    task: Task, argv: list[str], planned: list[_Planned], ends: list[str], cancel: threading.Event
+    task: Task,
+    argv: list[str],
+    planned: list[_Planned],
+    ends: list[str],
+    cancel: threading.Event,
+    meanwhile: Callable[[], None] | None = None,
 ) -> tuple[int, Attribution] | None:
     """Run rsync once for ``planned``; its exit code and its lines by item, or None when
     cancelled.  An exit code other than success or partial success fails every item."""
@@ -234,7 +264,7 @@ def _transfer(
         # rsync skips an entry starting with '#' or ';' as a comment, and takes "/x" as "x"
         out.writelines(b"/" + os.fsencode(path) + b"\0" for path in sorted({p.path for p in planned}))
     output = os.path.join(task.staging, "rsync.out")
-    code = cancellable.run([*argv, f"--files-from={listing}", *ends], output, cancel)
+    code = cancellable.run([*argv, f"--files-from={listing}", *ends], output, cancel, meanwhile)
     if code is None:
         return None
     with open(output, "rb") as out:

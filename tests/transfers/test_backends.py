@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from balsamd.config import TransferSettings
-from balsamd.transfers.backend import TransferError
 from balsamd.transfers.backends import backend_for
+from balsamd.transfers.globus import GlobusBackend
 from balsamd.transfers.local import LocalBackend
 from balsamd.transfers.locations import parse_location
 from balsamd.transfers.rsync import RsyncBackend
@@ -21,8 +19,7 @@ def test_each_scheme_gets_its_backend(tmp_path: Path) -> None:
     assert isinstance(backend_for(archive, TransferSettings(), tmp_path), RsyncBackend)
 
 
-def test_a_globus_location_without_its_backend_says_so(tmp_path: Path) -> None:
+def test_a_globus_location_gets_the_globus_backend(tmp_path: Path) -> None:
     location = parse_location("globus://0a1b2c3d-0000-1111-2222-333344445555/eagle/proj")
 
-    with pytest.raises(TransferError, match="no Globus backend"):
-        backend_for(location, TransferSettings(), tmp_path)
+    assert isinstance(backend_for(location, TransferSettings(), tmp_path), GlobusBackend)

@@ -44,10 +44,9 @@ def make_site(tmp_path: Path, client_id: str = CLIENT_ID, endpoint: str = SITE) 
     text = settings.read_text().replace(
         '# far = "file:///data/far"', f'far = "globus://{FAR}/proj"\nguest = "globus://{GUEST}/shared"\n'
     )
-    settings.write_text(
-        text + f'\n[transfers.globus]\nclient_id = "{client_id}"\nendpoint = "{endpoint}"\n'
-        f'path_map = {{ "{root}/data" = "/~/polaris/data" }}\n'
-    )
+    text = text.replace('client_id = ""\nendpoint = ""\n', f'client_id = "{client_id}"\nendpoint = "{endpoint}"\n'
+                        f'path_map = {{ "{root}/data" = "/~/polaris/data" }}\n')  # fmt: skip
+    settings.write_text(text)
     return root
 
 

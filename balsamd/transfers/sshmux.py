@@ -1,0 +1,44 @@
+"""One ssh connection per remote host for many rsync tasks (ssh's connection multiplexing).
+
+Every rsync logs in anew otherwise: on a login node that is most of a small task's time (the
+key exchange), and on hosts with two-factor logins a prompt per task.  ssh keeps the master
+connection's socket in a directory only this user may enter; a socket's path is at most 108
+bytes, so the directory must be short.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+# 108 bytes of a socket's path, less ssh's "/cm-" and %C (44) and the suffix of its temporary name (17)
+MAX_DIR = 46
+PERSIST_S = 60  # an idle master connection stays this long for the next task
+
+
+def control_dir(site_dir: Path) -> str | None:
+    """A private directory for the sockets, short enough, or None when there is none: the site's
+    own, else ~/.ssh, else one in the temporary directory, each used only when it is a directory
+    of this user that nobody else may enter."""
+    candidates = (site_dir / "ssh", Path.home() / ".ssh", Path(tempfile.gettempdir()) / f"balsamd-ssh-{os.getuid()}")
+    for candidate in candidates:
+        path = str(candidate)
+        if len(path) > MAX_DIR:
+            continue
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+        except OSError:
+            continue
+        info = os.lstat(path)
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077:
+            return path
+    return None
+
+
+def multiplex_options(directory: str) -> list[str]:
+    """ssh options sharing one connection per (user, host, port) through ``directory``."""
+    return ["-o", "ControlMaster=auto", "-o", f"ControlPath={directory}/cm-%C", "-o", f"ControlPersist={PERSIST_S}"]

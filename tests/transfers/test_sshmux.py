@@ -1,0 +1,77 @@
+"""Tasks to one host share one ssh login ([transfers] ssh_multiplex), through a socket in a
+directory only the site's owner may enter."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from balsamd.config import TransferSettings
+from balsamd.transfers.backends import backend_for
+from balsamd.transfers.locations import Location
+from balsamd.transfers.sshmux import MAX_DIR, control_dir
+from tests.transfers.conftest import SshHost
+from tests.transfers.contract import Harness, write
+from tests.transfers.test_rsync_backend import ssh_options
+
+
+@pytest.fixture
+def short_site() -> Iterator[Path]:
+    """A site directory whose path is short enough for a socket beside it."""
+    with tempfile.TemporaryDirectory(prefix="mux") as path:
+        yield Path(path)
+
+
+def logins(ssh_host: SshHost) -> int:
+    """Logins the private sshd accepted so far (its log lies beside its keys)."""
+    return (ssh_host.key.parent / "sshd.log").read_text().count("Accepted publickey")
+
+
+def stage_in_twice(site: Path, ssh_host: SshHost, multiplex: bool) -> int:
+    """Two tasks of one file each through the backend the site's settings give; the logins."""
+    base = site / "base"
+    write(base / "in.dat", b"data\n")
+    location = Location(scheme="rsync", base=str(base), host="127.0.0.1", user=ssh_host.user, port=ssh_host.port)
+    settings = TransferSettings(ssh=ssh_options(ssh_host), ssh_multiplex=multiplex)
+    before = logins(ssh_host)
+    for n in (1, 2):
+        harness = Harness(backend=backend_for(location, settings, site), location=location, base=base, root=site)
+        task = harness.task("in", harness.item(1, "in.dat", "in.dat", workdir=f"w{n}"), task_id=f"t{n}")
+        [result] = harness.run(task).values()
+        assert result.ok, result.error
+    if multiplex:  # the master connection would stay a minute
+        subprocess.run(["ssh", "-O", "exit", "-o", f"ControlPath={site}/ssh/cm-%C", "-p", str(ssh_host.port),
+                        "-l", ssh_host.user, "127.0.0.1"], capture_output=True)  # fmt: skip
+    return logins(ssh_host) - before
+
+
+def test_two_tasks_to_one_host_log_in_once(short_site: Path, ssh_host: SshHost) -> None:
+    assert stage_in_twice(short_site, ssh_host, multiplex=True) == 1
+
+
+def test_without_multiplexing_each_task_logs_in(short_site: Path, ssh_host: SshHost) -> None:
+    assert stage_in_twice(short_site, ssh_host, multiplex=False) == 2
+
+
+def test_the_sockets_live_in_the_sites_own_private_directory(short_site: Path) -> None:
+    found = control_dir(short_site)
+    assert found == str(short_site / "ssh")
+    assert os.stat(found).st_mode & 0o777 == 0o700
+
+
+def test_a_directory_others_may_enter_is_never_used(short_site: Path) -> None:
+    (short_site / "ssh").mkdir(mode=0o755)
+    (short_site / "ssh").chmod(0o755)
+    assert control_dir(short_site) != str(short_site / "ssh")
+
+
+def test_a_site_path_too_long_for_a_socket_uses_another_directory(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * MAX_DIR)
+    deep.mkdir()
+    found = control_dir(deep)
+    assert found is None or (len(found) <= MAX_DIR and not found.startswith(str(deep)))
