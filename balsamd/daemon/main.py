@@ -24,8 +24,9 @@ from balsamd.daemon.cleaning import Cleaning
 from balsamd.daemon.hooks import HookPool
 from balsamd.daemon.processing import Processing
 from balsamd.daemon.publishing import Publishing
-from balsamd.daemon.services import Health, Service, run_service, run_step
+from balsamd.daemon.services import Health, Service, Trigger, run_service, run_step
 from balsamd.daemon.syncing import SyncService
+from balsamd.daemon.transferring import Transferring
 from balsamd.modes import PRIVATE, open_file, site_modes
 from balsamd.rpc.protocol import DaemonStatus
 from balsamd.rpc.record import DaemonRecord, read_secret, remove_record, secret_id, this_host, write_record
@@ -201,6 +202,9 @@ def build_services(daemon: Daemon, store: SiteStore, store_call, pool: HookPool)
     modes = site_modes(daemon.settings.site.group_readable)
     scheduling = SchedulerService(daemon.layout.root, store, store_call, scheduler, modes)
     publishing = Publishing(daemon.layout.apps, daemon.name, store, store_call, d.apps_load_timeout_sec)
+    transferring = Transferring(store, store_call, daemon.settings.transfers, daemon.layout.root)
+    transfer_trigger = Trigger()
+    transferring.wake = transfer_trigger.fire  # a finished task frees a slot for the next
     services = [
         Service("apps", publishing.step, d.apps_period_sec, publishing.detail, first=True),
         Service("processing", processing.step, d.processing_period_sec,
@@ -209,6 +213,8 @@ def build_services(daemon: Daemon, store: SiteStore, store_call, pool: HookPool)
                 lambda: {"jobs_cleaned": cleaning.cleaned, "files_removed": cleaning.removed}),
         Service("session-reaper", reap, d.reaper_period_sec),
         Service(f"scheduler ({scheduler.name})", scheduling.step, d.scheduler_period_sec),
+        Service("transfers", transferring.step, d.processing_period_sec, transferring.detail, transfer_trigger,
+                transferring.run),
     ]  # fmt: skip
     if daemon.settings.sync.central:
         syncing = SyncService(daemon.layout.root, daemon.name, daemon.settings, store)
