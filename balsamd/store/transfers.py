@@ -21,13 +21,13 @@ from balsamd.store.db import LIMIT_PARAM
 from balsamd.store.sql import all_rows
 from balsamd.store.transitions import Move, apply_moves
 from balsamd.transfers.backend import Direction, ItemResult
+from balsamd.transfers.filters import ordered_counts
 from balsamd.transfers.locations import split_item
 from balsamd.transfers.records import (
     ITEM_COLUMNS,
     TransferFilter,
     TransferItem,
     TransferOutcome,
-    TransferState,
     TransferTask,
 )
 from balsamd.validate import Refused, limit_problem
@@ -246,7 +246,7 @@ class TransferStoreMixin(StoreBase):
     def transfer_counts(self) -> dict[str, int]:
         with self.db.read() as conn:
             found = dict(all_rows(conn, "SELECT state, COUNT(*) FROM transfer_items GROUP BY state"))
-        return {str(s): found[str(s)] for s in TransferState if s in found}
+        return ordered_counts(found)
 
     @staticmethod
     def _task_items(conn: apsw.Connection, task_id: str) -> list[TransferItem]:
