@@ -15,6 +15,7 @@ from balsamd.sync.schema import CentralError
 from balsamd.transfers.backend import ItemResult
 
 from .conftest import Central, SiteMaker, SyncSite
+from .test_remote_cli import Laptop
 from .test_transfer_items import RSYNC_ERROR, create, staged_site
 
 
@@ -87,3 +88,34 @@ def test_each_filter_narrows(central: Central, world) -> None:
         assert job_ids(direction="out") == []
         with pytest.raises(CentralError, match=r"no job with id \w+ that you may see"):
             conn.transfers.filter(job=world["bob"][0])
+
+
+@pytest.fixture
+def laptop(monkeypatch: pytest.MonkeyPatch, central: Central) -> Laptop:
+    monkeypatch.delenv("BALSAMD_CENTRAL", raising=False)
+    return Laptop(central.dsn_for("alice"))
+
+
+def test_transfer_ls_through_central(world, laptop: Laptop) -> None:
+    done, retrying, elsewhere = world["alice"]
+    listed = laptop("transfer", "ls").stdout.splitlines()
+    assert listed[0].split() == ["JOB", "SITE", "SLOT", "DIR", "ITEM", "LOCAL", "PATH", "STATE", "TASK", "ATTEMPTS",
+                                 "BYTES", "ERROR"]  # fmt: skip
+    assert [line.split()[:8] for line in listed[1:]] == [
+        [done, "alpha", "input", "in", "far:/in/1.dat", "in.dat", "done", "t1"],
+        [retrying, "alpha", "input", "in", "far:/in/2.dat", "in.dat", "pending", "-"],
+        [elsewhere, "beta", "input", "in", "far:/in/4.dat", "in.dat", "pending", "-"],
+    ]
+    assert listed[2].endswith('...nk_stat "/in/2.dat" failed: No such file or directory (2)')
+
+    [item] = laptop.json("transfer", "ls", "--job", retrying)
+    assert (item["site"], item["owner"], item["error"], item["attempts"]) == ("alpha", "alice", RSYNC_ERROR, 1)
+    assert [i["job_id"] for i in laptop.json("transfer", "ls", "--site-name", "beta")] == [elsewhere]
+    assert [i["job_id"] for i in laptop.json("transfer", "ls", "--state", "done")] == [done]
+    assert laptop.json("transfer", "ls", "--by-state") == {"pending": 2, "done": 1}
+    assert laptop("transfer", "ls", "--by-state", "--site-name", "beta").stdout == "STATE    COUNT\npending  1\n"
+
+    told = laptop("transfer", "ls", "--job", world["bob"][0], code=1).stderr
+    assert f"no job with id {world['bob'][0]} that you may see in the central database" in told
+    told = laptop("transfer", "ls", "--site-name", "gamma", code=2).stderr
+    assert "no site 'gamma' in the central database (known: alpha, beta)" in told
