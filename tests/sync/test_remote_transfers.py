@@ -119,3 +119,16 @@ def test_transfer_ls_through_central(world, laptop: Laptop) -> None:
     assert f"no job with id {world['bob'][0]} that you may see in the central database" in told
     told = laptop("transfer", "ls", "--site-name", "gamma", code=2).stderr
     assert "no site 'gamma' in the central database (known: alpha, beta)" in told
+
+
+def test_app_ls_through_central_shows_the_transfer_slots_a_site_publishes(world, laptop: Laptop) -> None:
+    shown = laptop("app", "ls", "--site-name", "alpha").stdout
+    assert shown.split("\n\n")[1] == (
+        "APP     SLOT    DIR  LOCAL PATH  REQUIRED  RECURSIVE  DESCRIPTION\n"
+        "Staged  input   in   in.dat      yes       no         -\n"
+        "Staged  result  out  out.dat     no        yes        -\n"
+    )
+    [staged] = [a for a in laptop.json("app", "ls", "--site-name", "alpha") if a["name"] == "Staged"]
+    assert staged["transfers"]["result"] == {
+        "direction": "out", "local_path": "out.dat", "description": "", "required": False, "recursive": True,
+    }  # fmt: skip
