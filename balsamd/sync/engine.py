@@ -5,10 +5,10 @@ central in batches, each batch one PostgreSQL transaction that also records how 
 got; the site's cursor moves only after that commit.  Job rows are version-guarded, events are
 insert-or-ignore by (site, store, id): delivering a batch twice changes nothing.  Transfer items
 follow, from a cursor of their own and only as far as their jobs' rows went, guarded by their
-seq; they leave central with their jobs (a foreign key).  A site writes
-only rows of its own site and never a job's owner (central's column privileges and row-level
-security); a job whose id central holds at another site (a row someone else put there) is not
-pushed, nor its events, and the round says so (``RoundReport.refused``) and goes on.
+seq; they leave central with their jobs (a foreign key).  A site writes only rows of its own site
+and never a job's owner (central's column privileges and row-level security); a job whose id
+central holds at another site (a row someone else put there) is not pushed, nor its events, nor
+its items, and the round says so (``RoundReport.refused``) and goes on.
 
 pull: intents addressed to this site are applied by the store (``Store.apply_intents``: each
 checked, applied at most once, with its outcome recorded beside it); then central is told
@@ -370,7 +370,7 @@ class SyncEngine:
 
     def _push_transfers(self, pg: psycopg.Connection, report: RoundReport, force: bool) -> None:
         """Transfer items changed since their cursor, up to where the jobs' rows were pushed: every
-        item's job has its row in central by then (made in the same transaction as its items).
+        item's job has its row in central by then (a job is made in the transaction of its items).
         The cursor moves only with rows pushed, and central records it with them (so a central
         that lost them is found); a repair sets central's record to the store's."""
         up_to = int(self.store.meta_get(PUSHED_SEQ) or 0)
