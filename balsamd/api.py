@@ -37,6 +37,8 @@ from balsamd.site import SiteError, SiteLayout, find_site, open_store
 from balsamd.states import FINAL, JobState
 from balsamd.store.contract import Store
 from balsamd.store.queries import JobFilter
+from balsamd.transfers.filters import job_refs, transfer_filter
+from balsamd.transfers.records import TransferItem
 from balsamd.validate import JobSpecError, Refused, explained, id_list, job_requests, job_spec, unknown_app_message
 
 if TYPE_CHECKING:
@@ -176,7 +178,7 @@ class JobManager:
             edit = msgspec.convert(changes, JobChanges)
         except msgspec.ValidationError as exc:
             raise Refused("edit", [explained(str(exc))]) from None
-        [job_id] = self._ids([job])
+        [job_id] = self.full_ids([job])
         return JobHandle(self._site, self._site.store.update_job(job_id, edit))
 
     def as_completed(
@@ -201,15 +203,15 @@ class JobManager:
         return [done[j.id] for j in given]
 
     def kill(self, job_ids: Iterable[str | JobHandle]) -> dict[str, JobState]:
-        return self._site.store.kill(self._ids(job_ids))
+        return self._site.store.kill(self.full_ids(job_ids))
 
     def retry(self, job_ids: Iterable[str | JobHandle]) -> dict[str, JobState]:
-        return self._site.store.retry(self._ids(job_ids))
+        return self._site.store.retry(self.full_ids(job_ids))
 
     def delete(self, job_ids: Iterable[str | JobHandle]) -> RemoveOutcome:
-        return self._site.store.delete(self._ids(job_ids))
+        return self._site.store.delete(self.full_ids(job_ids))
 
-    def _ids(self, items: Iterable[str | JobHandle]) -> list[str]:
+    def full_ids(self, items: Iterable[str | JobHandle]) -> list[str]:
         """Full ids of jobs or id prefixes, each once, in the order given."""
         found = (i.id if isinstance(i, JobHandle) else self._site.store.resolve_id(i) for i in id_list(items))
         return list(dict.fromkeys(found))
@@ -284,8 +286,32 @@ class BatchJobManager:
         return [self._site.store.remove_batch_job(batch_id) for batch_id in dict.fromkeys(given)]
 
 
+class TransferManager:
+    """The transfer items of this site's jobs as its transfer service moves them, with the
+    interface of the central one (``conn.transfers``)."""
+
+    def __init__(self, site: Site) -> None:
+        self._site = site
+
+    def filter(self, *, site: str | None = None, state: str | Iterable[str] | None = None,
+               job: str | JobHandle | Iterable[str | JobHandle] | None = None, task: str | None = None,
+               direction: str | None = None, location: str | None = None,
+               limit: int | None = None) -> list[TransferItem]:  # fmt: skip
+        """Items in a state (or one of several), of a job (an id, a unique prefix, a job, or a
+        list of them), of a task, going one way, to or from one location; oldest first."""
+        self._site.check_site(site)
+        job_ids = None if job is None else self._site.jobs.full_ids(job_refs(job))
+        found = self._site.store.transfers(transfer_filter(state, job_ids, task, direction, location, limit))
+        return [msgspec.structs.replace(item, site=self._site.name) for item in found]
+
+    def counts(self, *, site: str | None = None) -> dict[str, int]:
+        """Items by state."""
+        self._site.check_site(site)
+        return self._site.store.transfer_counts()
+
+
 class Site:
-    """An open local site: settings, store, apps, jobs and batch jobs."""
+    """An open local site: settings, store, apps, jobs, batch jobs and transfer items."""
 
     def __init__(self, layout: SiteLayout) -> None:
         self.layout = layout
@@ -294,6 +320,7 @@ class Site:
         self.apps = AppManager(self)
         self.jobs = JobManager(self)
         self.batch_jobs = BatchJobManager(self)
+        self.transfers = TransferManager(self)
         self.declared: dict[str, str] = {}
 
     def check_site(self, site: str | None) -> None:

@@ -94,11 +94,6 @@ def preamble_text(value: Any, what: str) -> str:
 def carry_over_warnings(app: App, declared_site: Any, site: str) -> list[str]:
     """What balsamd records of the app but does not act on (yet), each saying what to do."""
     warnings = []
-    if app.transfers:
-        warnings.append(
-            f"transfers ({', '.join(app.transfers)}) are recorded on jobs but not moved yet: balsamd has no "
-            "transfer service; put inputs in the job's workdir yourself (e.g. in preprocess)"
-        )
     if app.kind == AppKind.PYTHON and (app.shell_preamble or app.preamble_per_job):
         warnings.append(
             "shell_preamble runs only before multi-rank runs of a Python app: single-rank runs start in "

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
 from balsamd.models import App, Event, Job
+from balsamd.transfers.records import TransferItem
 
 CENTRAL_ENV = "BALSAMD_CENTRAL"
 
@@ -155,6 +156,26 @@ class BatchJobs(Protocol):
         ...
 
 
+class Transfers(Protocol):
+    """``conn.transfers``: the files jobs bring in and send out (their app's slots, each filled
+    with LOCATION:/path), as their site moves them.  Items are read here, never changed: the
+    site's transfer service moves them, and a retry of the job tries the failed ones again.
+    Through central, the items of the jobs you own; each names its site."""
+
+    def filter(
+        self, *, site: str | None = None, state: str | Iterable[str] | None = None, job: Any = None,
+        task: str | None = None, direction: str | None = None, location: str | None = None,
+        limit: int | None = None,
+    ) -> list[TransferItem]:  # fmt: skip
+        """Items in a state (or one of several), of a job (a JobRef, or a list of them), of a
+        task, going one way ("in" or "out"), to or from one location; oldest first."""
+        ...
+
+    def counts(self, *, site: str | None = None) -> dict[str, int]:
+        """Items by state."""
+        ...
+
+
 class Connection(Protocol):
     @property
     def jobs(self) -> Jobs: ...
@@ -164,6 +185,9 @@ class Connection(Protocol):
 
     @property
     def batch_jobs(self) -> BatchJobs: ...
+
+    @property
+    def transfers(self) -> Transfers: ...
 
     @property
     def declared(self) -> dict[str, str]:

@@ -57,6 +57,7 @@ COMMANDS = {
     "sync": "balsamd.cli.sync:sync_cmd",
     "central": "balsamd.cli.sync:central_group",
     "demo": "balsamd.cli.demo:demo_cmd",
+    "transfer": "balsamd.cli.transfers:transfer_group",
 }
 
 
@@ -143,7 +144,7 @@ EXIT_CODES_HELP = "\b\nExit codes:\n" + "\n".join(f"  {int(code):<3} {text}" for
     metavar="DSN",
     envvar=CENTRAL_ENV,
     type=Dsn(),
-    help="Work on the jobs, batch jobs, apps and events of the sites you see in the central database "
+    help="Work on the jobs, batch jobs, apps, events and transfer items of the sites you see in the central database "
     f"(default: ${CENTRAL_ENV}); instead of --site.",
 )
 @click.option(

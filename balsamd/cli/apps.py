@@ -7,6 +7,7 @@ import click
 from balsamd.apps import AppError, command_app_source
 from balsamd.cli.common import ensure_site, json_option
 from balsamd.cli.mode import at_the_site, connection, is_central, pick_site, site_name_option
+from balsamd.models import App
 from balsamd.modes import site_modes, write_file
 from balsamd.render import print_json, table
 
@@ -82,9 +83,25 @@ def app_ls(ctx: click.Context, site_name: str | None, as_json: bool) -> None:
         params = ", ".join(n if p.required else f"{n}={p.default!r}" for n, p in a.parameters.items())
         rows.append((a.name, a.kind, params, a.command_template or f"{a.class_name}.run()"))
     click.echo(table(rows, ("NAME", "KIND", "PARAMETERS", "RUNS")))
+    slots = _slots(apps)
+    if slots:
+        click.echo("")
+        click.echo(table(slots, ("APP", "SLOT", "DIR", "LOCAL PATH", "REQUIRED", "RECURSIVE", "DESCRIPTION")))
     # the other apps work: what is wrong with these is said, and the listing still succeeds
     for a in apps:
         if a.error:
             click.echo(f"app {a.name} cannot be used until its file is fixed: {a.error}", err=True)
         for warning in a.warnings:
             click.echo(f"warning: {warning}", err=True)
+
+
+def _slots(apps: list[App]) -> list[tuple[str, ...]]:
+    """A row per transfer slot of each app: what a job of it brings in or sends out (it fills the
+    slot with --transfer SLOT=LOCATION:PATH)."""
+    yes_no = {True: "yes", False: "no"}
+    return [
+        (a.name, name, slot.direction, slot.local_path or "(item's name)", yes_no[slot.required],
+         yes_no[slot.recursive], slot.description or "-")
+        for a in apps if not a.error
+        for name, slot in a.transfers.items()
+    ]  # fmt: skip

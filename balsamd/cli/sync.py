@@ -25,7 +25,8 @@ def _progress(report: RoundReport) -> None:
 def _summary(r: RoundReport) -> str:
     text = (
         f"sync: pushed {r.pushed_jobs} jobs, {r.pushed_events} events, {r.pushed_batch_jobs} batch jobs, "
-        f"{r.pushed_apps} apps, {r.deleted_jobs} removals; applied {r.applied} intents"
+        f"{r.pushed_apps} apps, {r.pushed_transfers} transfer items, {r.deleted_jobs} removals; "
+        f"applied {r.applied} intents"
         f" ({r.rejected} rejected) in {r.seconds:.2f} s; {r.lag} changes left"
     )
     if r.reapplied:

@@ -55,6 +55,9 @@ ClaimedJobs = NewType("ClaimedJobs", str)
 # the job rows sync pushes (``models.JOB_COLUMNS``, containers as JSON text), and the store's
 # change counter up to which they are complete
 JobRows = tuple[list[tuple[Any, ...]], int]
+# the transfer item rows sync pushes (``transfers.records.ITEM_COLUMNS`` and each row's seq), and
+# the seq up to which they are complete
+TransferRows = tuple[list[tuple[Any, ...]], int]
 
 F = typing.TypeVar("F", bound=Callable[..., Any])
 
@@ -348,6 +351,13 @@ class Store(Protocol):
     def job_rows_changed(self, after_seq: int, limit: int) -> JobRows:
         """Job rows stamped after ``after_seq``, whole transactions at a time, and the seq up
         to which the batch is complete."""
+        ...
+
+    @operation(write=False)
+    def transfer_rows_changed(self, after_seq: int, up_to_seq: int, limit: int) -> TransferRows:
+        """Transfer item rows stamped in (``after_seq``, ``up_to_seq``], whole transactions at a
+        time (more than ``limit`` only when one transaction alone has more), and the seq up to
+        which the batch is complete.  Sync pushes items only as far as it pushed their jobs."""
         ...
 
     @operation(write=False)

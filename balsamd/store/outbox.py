@@ -7,13 +7,17 @@ and move only after what they cover is done (committed by the central database, 
 
 from __future__ import annotations
 
+from typing import Any
+
+import apsw
 import msgspec
 
 from balsamd.models import App, BatchJob, Job
 from balsamd.store.base import StoreBase
-from balsamd.store.contract import JobRows
+from balsamd.store.contract import JobRows, TransferRows
 from balsamd.store.db import BATCH_SELECT, JOB_SELECT, LIMIT_PARAM, batch_job_from_row, decode_app, select_jobs
 from balsamd.store.sql import all_rows, value
+from balsamd.transfers.records import ITEM_COLUMNS
 from balsamd.validate import Refused
 
 # store-side cursor names: the only meta keys callers may set
@@ -22,6 +26,8 @@ CLEANUP_KEYS = "cleanup."
 CURSOR_KEYS = (SYNC_KEYS, CLEANUP_KEYS)
 PUSHED_SEQ = "sync.pushed_seq"
 PUSHED_EVENT = "sync.pushed_event"
+PUSHED_TRANSFER_SEQ = "sync.pushed_transfer_seq"
+_ITEM_SELECT = ", ".join(ITEM_COLUMNS)
 
 
 class OutboxMixin(StoreBase):
@@ -56,22 +62,15 @@ class OutboxMixin(StoreBase):
 
     def job_rows_changed(self, after_seq: int, limit: int) -> JobRows:
         # rows as stored (containers as JSON text): what sync sends on without decoding and
-        # encoding every job again; a transaction's rows share one seq, so whole ones go
-        columns = JOB_SELECT
+        # encoding every job again
         with self.db.read() as conn:
-            rows = all_rows(
-                conn,
-                f"SELECT {columns}, seq FROM jobs WHERE seq > ? ORDER BY seq, id {LIMIT_PARAM}",
-                (after_seq, limit + 1),
-            )
-            if len(rows) <= limit:  # every job change is here: complete up to the newest seq
-                top = value(conn, "SELECT value FROM counters WHERE name = 'seq'")
-                return [r[:-1] for r in rows], top
-            last = rows[-1][-1]
-            complete = [r for r in rows if r[-1] < last]
-            if not complete:  # one transaction larger than a batch: take all of it
-                complete = all_rows(conn, f"SELECT {columns}, seq FROM jobs WHERE seq = ? ORDER BY id", (last,))
-            return [r[:-1] for r in complete], complete[-1][-1]
+            top = value(conn, "SELECT value FROM counters WHERE name = 'seq'")
+            rows, complete = _changed(conn, f"SELECT {JOB_SELECT}, seq FROM jobs", after_seq, top, limit)
+        return [r[:-1] for r in rows], complete
+
+    def transfer_rows_changed(self, after_seq: int, up_to_seq: int, limit: int) -> TransferRows:
+        with self.db.read() as conn:
+            return _changed(conn, f"SELECT {_ITEM_SELECT}, seq FROM transfer_items", after_seq, up_to_seq, limit)
 
     def batch_jobs_changed(self, after_seq: int, up_to_seq: int) -> list[BatchJob]:
         with self.db.read() as conn:
@@ -100,3 +99,24 @@ class OutboxMixin(StoreBase):
                 conn, "SELECT spec FROM apps WHERE seq > ? AND seq <= ? ORDER BY name", (after_seq, up_to_seq)
             )
         return [decode_app(r[0]) for r in rows]
+
+
+def _changed(
+    conn: apsw.Connection, select: str, after_seq: int, up_to_seq: int, limit: int
+) -> tuple[list[tuple[Any, ...]], int]:
+    """The rows of ``select`` (of a table with a ``seq`` and an ``id``, the seq its last column)
+    stamped in (``after_seq``, ``up_to_seq``], in seq order, and the seq up to which they are
+    complete.  A transaction's rows share one seq, so whole ones go: at most ``limit`` rows, but
+    all of one transaction larger than that."""
+    if limit < 1:  # none would read as "complete", and the cursor would pass rows never read
+        raise Refused("changed rows", [f"limit must be 1 or more (got {limit})"])
+    rows = all_rows(
+        conn, f"{select} WHERE seq > ? AND seq <= ? ORDER BY seq, id {LIMIT_PARAM}", (after_seq, up_to_seq, limit + 1)
+    )
+    if len(rows) <= limit:  # every change in the window is here
+        return rows, up_to_seq
+    last = rows[-1][-1]
+    complete = [r for r in rows if r[-1] < last]
+    if not complete:  # one transaction larger than a batch: take all of it
+        complete = all_rows(conn, f"{select} WHERE seq = ? ORDER BY id", (last,))
+    return complete, complete[-1][-1]

@@ -21,15 +21,21 @@ from balsamd.store.db import LIMIT_PARAM
 from balsamd.store.sql import all_rows
 from balsamd.store.transitions import Move, apply_moves
 from balsamd.transfers.backend import Direction, ItemResult
+from balsamd.transfers.filters import ordered_counts
 from balsamd.transfers.locations import split_item
-from balsamd.transfers.records import TransferFilter, TransferItem, TransferOutcome, TransferState, TransferTask
+from balsamd.transfers.records import (
+    ITEM_COLUMNS,
+    TransferFilter,
+    TransferItem,
+    TransferOutcome,
+    TransferTask,
+)
 from balsamd.validate import Refused, limit_problem
 
 S = JobState
-_ITEM_COLUMNS = (
-    "t.id, t.job_id, t.slot, t.direction, t.location, t.path, t.local_path, t.recursive, t.state, t.task_id, "
-    "t.attempts, t.not_before, t.bytes, t.error, t.updated_at, j.workdir, j.owner"
-)
+# what a read of an item selects: its row, and its job's workdir and owner
+_READ = (*ITEM_COLUMNS, "workdir", "owner")
+_SELECT = ", ".join([*(f"t.{c}" for c in ITEM_COLUMNS), "j.workdir", "j.owner"])
 _FROM = "FROM transfer_items t JOIN jobs j ON j.id = t.job_id"
 # the state a job waits in for its items of each direction
 _WAITS_SQL = "CASE t.direction WHEN 'in' THEN 'READY' ELSE 'POSTPROCESSED' END"
@@ -38,8 +44,7 @@ MAX_TASK_ID = 64
 
 
 def _item(row: tuple[Any, ...]) -> TransferItem:
-    names = TransferItem.__struct_fields__
-    values = dict(zip(names, row, strict=True))
+    values = dict(zip(_READ, row, strict=True))
     values["recursive"] = bool(values["recursive"])
     return msgspec.convert(values, TransferItem)
 
@@ -96,7 +101,7 @@ class TransferStoreMixin(StoreBase):
         with self.db.read() as conn:
             rows = all_rows(
                 conn,
-                f"SELECT {_ITEM_COLUMNS} {_FROM} WHERE t.state = 'pending' AND t.not_before <= ? "
+                f"SELECT {_SELECT} {_FROM} WHERE t.state = 'pending' AND t.not_before <= ? "
                 f"AND j.state = {_WAITS_SQL} ORDER BY t.id {LIMIT_PARAM}",
                 (now_or(now), limit),
             )
@@ -231,7 +236,7 @@ class TransferStoreMixin(StoreBase):
         if problem:
             raise Refused("transfers", [problem])
         where, params = _where(f)
-        sql = f"SELECT {_ITEM_COLUMNS} {_FROM}{where} ORDER BY t.id"
+        sql = f"SELECT {_SELECT} {_FROM}{where} ORDER BY t.id"
         if f.limit is not None:
             sql += f" {LIMIT_PARAM}"
             params.append(f.limit)
@@ -241,11 +246,11 @@ class TransferStoreMixin(StoreBase):
     def transfer_counts(self) -> dict[str, int]:
         with self.db.read() as conn:
             found = dict(all_rows(conn, "SELECT state, COUNT(*) FROM transfer_items GROUP BY state"))
-        return {str(s): found[str(s)] for s in TransferState if s in found}
+        return ordered_counts(found)
 
     @staticmethod
     def _task_items(conn: apsw.Connection, task_id: str) -> list[TransferItem]:
-        rows = all_rows(conn, f"SELECT {_ITEM_COLUMNS} {_FROM} WHERE t.task_id = ? AND t.state = 'active' "
+        rows = all_rows(conn, f"SELECT {_SELECT} {_FROM} WHERE t.task_id = ? AND t.state = 'active' "
                               "ORDER BY t.id", (task_id,))  # fmt: skip
         return [_item(r) for r in rows]
 

@@ -63,6 +63,7 @@ class SiteRecord(msgspec.Struct, frozen=True, kw_only=True):
     pushed_seq: int
     pushed_event: int
     max_seq: int
+    pushed_transfer_seq: int = 0  # transfer items are pushed from a cursor of their own
     mark: str | None  # the last mark it wrote
     confirmed: str | None  # the last mark central is known to hold
     acks_checked: int | None  # every intent acknowledged up to this number is in the store
@@ -76,6 +77,7 @@ class CentralRecord(msgspec.Struct, frozen=True, kw_only=True):
     store_id: str | None  # the store that pushed last
     pushed_seq: int
     pushed_event: int
+    pushed_transfer_seq: int = 0
     mark: str | None  # the mark of the last push
     acked_seq: int  # the number of the site's last acknowledgement
 
@@ -97,7 +99,11 @@ def _found(site: SiteRecord, central: CentralRecord) -> Break:
         return Break.OTHER_CENTRAL
     if central.store_id is not None and central.store_id != site.store_id:
         return Break.STORE_REPLACED
-    if central.pushed_seq < site.pushed_seq or central.pushed_event < site.pushed_event:
+    if (
+        central.pushed_seq < site.pushed_seq
+        or central.pushed_event < site.pushed_event
+        or central.pushed_transfer_seq < site.pushed_transfer_seq
+    ):
         return Break.CENTRAL_LOST
     if central.mark is None:  # pushed by a balsamd without marks: the counter is all there is
         return Break.STORE_OLDER if central.pushed_seq > site.max_seq else Break.NONE

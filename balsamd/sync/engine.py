@@ -3,10 +3,12 @@
 push: rows the site changed since its cursor (jobs, events, batch jobs, apps, deletions) go to
 central in batches, each batch one PostgreSQL transaction that also records how far central
 got; the site's cursor moves only after that commit.  Job rows are version-guarded, events are
-insert-or-ignore by (site, store, id): delivering a batch twice changes nothing.  A site writes
-only rows of its own site and never a job's owner (central's column privileges and row-level
-security); a job whose id central holds at another site (a row someone else put there) is not
-pushed, nor its events, and the round says so (``RoundReport.refused``) and goes on.
+insert-or-ignore by (site, store, id): delivering a batch twice changes nothing.  Transfer items
+follow, from a cursor of their own and only as far as their jobs' rows went, guarded by their
+seq; they leave central with their jobs (a foreign key).  A site writes only rows of its own site
+and never a job's owner (central's column privileges and row-level security); a job whose id
+central holds at another site (a row someone else put there) is not pushed, nor its events, nor
+its items, and the round says so (``RoundReport.refused``) and goes on.
 
 pull: intents addressed to this site are applied by the store (``Store.apply_intents``: each
 checked, applied at most once, with its outcome recorded beside it); then central is told
@@ -50,10 +52,17 @@ from balsamd.models import (
     batch_row,
 )
 from balsamd.store.contract import Store
-from balsamd.store.outbox import PUSHED_EVENT, PUSHED_SEQ
+from balsamd.store.outbox import PUSHED_EVENT, PUSHED_SEQ, PUSHED_TRANSFER_SEQ
 from balsamd.store.queries import JobFilter
 from balsamd.sync.continuity import Break, CentralRecord, Plan, Repair, SiteRecord, plan
-from balsamd.sync.schema import SITE_JOB_INSERT, SITE_JOB_UPDATE, CentralError, check_version, scalar
+from balsamd.sync.schema import (
+    SITE_ITEM_COLUMNS,
+    SITE_JOB_INSERT,
+    SITE_JOB_UPDATE,
+    CentralError,
+    check_version,
+    scalar,
+)
 from balsamd.validate import SiteRules
 
 log = logging.getLogger("balsamd.sync")
@@ -97,6 +106,7 @@ class RoundReport:
     pushed_events: int = 0
     pushed_batch_jobs: int = 0
     pushed_apps: int = 0
+    pushed_transfers: int = 0
     deleted_jobs: int = 0
     applied: int = 0
     rejected: int = 0
@@ -117,6 +127,8 @@ _ID = JOB_COLUMNS.index("id")
 TAKEN = "the central database holds a job of another site under its id; it is not pushed, nor its events"
 _EVENT_COLUMNS = "site, store_id, id, job_id, from_state, to_state, ts, reason"
 _BATCH_UPDATE = ", ".join(f"{c} = excluded.{c}" for c in BATCH_COLUMNS if c != "id")
+_ITEM_COLUMNS = ", ".join(SITE_ITEM_COLUMNS)
+_ITEM_UPDATE = ", ".join(f"{c} = excluded.{c}" for c in SITE_ITEM_COLUMNS if c != "id")
 
 
 class SyncEngine:
@@ -156,6 +168,7 @@ class SyncEngine:
                 self._check_acks(pg, report, todo.acks_checked)
                 self._pull(pg, report)  # first, so what the intents changed goes out in this round
                 self._push(pg, report, force=todo.repair != Repair.NONE)
+                self._push_transfers(pg, report, force=todo.repair != Repair.NONE)
                 if todo.repair == Repair.REBUILD:
                     self._prune(pg, report)
                 if todo.repair != Repair.NONE:
@@ -186,7 +199,8 @@ class SyncEngine:
                 ) from None
             check_version(int(meta.get("schema_version", 1)))
             row = pg.execute(
-                "SELECT store_id, pushed_seq, pushed_event, push_mark, acked_seq FROM balsamd.sites WHERE name = %s",
+                "SELECT store_id, pushed_seq, pushed_event, push_mark, acked_seq, pushed_transfer_seq "
+                "FROM balsamd.sites WHERE name = %s",
                 (self.site,),
             ).fetchone()
         if row is None:
@@ -196,7 +210,7 @@ class SyncEngine:
             )
         central = CentralRecord(
             central_id=meta["central_id"], store_id=row[0], pushed_seq=row[1], pushed_event=row[2], mark=row[3],
-            acked_seq=row[4],
+            acked_seq=row[4], pushed_transfer_seq=row[5],
         )  # fmt: skip
         store_id = self.store.store_id()
         todo = plan(self._site_record(store_id), central)
@@ -208,7 +222,7 @@ class SyncEngine:
             ACKS_CHECKED: str(todo.acks_checked), REPAIR: str(todo.repair),
         }  # fmt: skip
         if todo.found != Break.NONE:
-            values.update({PUSHED_SEQ: "0", PUSHED_EVENT: "0"})
+            values.update({PUSHED_SEQ: "0", PUSHED_EVENT: "0", PUSHED_TRANSFER_SEQ: "0"})
             report.reconciled = todo.found
         self.store.meta_set(values)
         return todo
@@ -223,6 +237,7 @@ class SyncEngine:
         return SiteRecord(
             store_id=store_id, central_id=get(CENTRAL_ID), pushed_seq=int(get(PUSHED_SEQ) or 0),
             pushed_event=int(get(PUSHED_EVENT) or 0), max_seq=self.store.max_seq(), mark=get(MARK) or None,
+            pushed_transfer_seq=int(get(PUSHED_TRANSFER_SEQ) or 0),
             confirmed=get(MARK_CONFIRMED) or None, acks_checked=int(checked) if checked else None, repair=repair,
         )  # fmt: skip
 
@@ -352,6 +367,57 @@ class SyncEngine:
             seq, event, first = top, event_top, False
             if not moved or (len(jobs) < self.batch and len(events) < self.batch):
                 return
+
+    def _push_transfers(self, pg: psycopg.Connection, report: RoundReport, force: bool) -> None:
+        """Transfer items changed since their cursor, up to where the jobs' rows were pushed: every
+        item's job has its row in central by then (a job is made in the transaction of its items).
+        The cursor moves only with rows pushed, and central records it with them (so a central
+        that lost them is found); a repair sets central's record to the store's."""
+        up_to = int(self.store.meta_get(PUSHED_SEQ) or 0)
+        seq = int(self.store.meta_get(PUSHED_TRANSFER_SEQ) or 0)
+        first = True
+        while True:
+            rows, top = self.store.transfer_rows_changed(seq, up_to, self.batch)
+            if not rows and not (force and first):
+                return
+            mark = None
+            if rows:  # written after the read above (see sync.continuity)
+                mark = secrets.token_hex(16)
+                self.store.meta_set({MARK: mark})
+            cursor = "%s" if force and first else "GREATEST(pushed_transfer_seq, %s)"
+            with pg.transaction():
+                report.pushed_transfers += self._push_items(pg, rows, force)
+                pg.execute(
+                    f"UPDATE balsamd.sites SET pushed_transfer_seq = {cursor}, push_mark = COALESCE(%s, push_mark) "
+                    "WHERE name = %s",
+                    (top, mark, self.site),
+                )
+            self.store.meta_set({PUSHED_TRANSFER_SEQ: str(top), **({MARK_CONFIRMED: mark} if mark else {})})
+            seq, first = top, False
+            if len(rows) < self.batch:
+                return
+
+    def _push_items(self, pg: psycopg.Connection, rows: list[tuple[Any, ...]], force: bool) -> int:
+        """Item rows (SITE_ITEM_COLUMNS) upserted into central, newer ones only; those of a job
+        central does not hold at this site (its id is taken at another site) are left out, as
+        its row was.  Returns how many were written."""
+        if not rows:
+            return 0
+        pg.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS push_items (LIKE balsamd.transfer_items INCLUDING DEFAULTS) "
+            "ON COMMIT DELETE ROWS"
+        )
+        with pg.cursor().copy(f"COPY push_items (site, {_ITEM_COLUMNS}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row((self.site, *row))
+        guard = "" if force else " WHERE balsamd.transfer_items.seq < excluded.seq"
+        done = pg.execute(
+            f"INSERT INTO balsamd.transfer_items (site, {_ITEM_COLUMNS}) "
+            f"SELECT site, {_ITEM_COLUMNS} FROM push_items p "
+            "WHERE EXISTS (SELECT 1 FROM balsamd.jobs j WHERE j.id = p.job_id AND j.site = p.site) "
+            f"ON CONFLICT (site, id) DO UPDATE SET {_ITEM_UPDATE}{guard}"
+        )
+        return done.rowcount
 
     def _push_site_shape(self, pg: psycopg.Connection) -> None:
         """The rules this site checks requests against: remote clients check them first."""

@@ -36,6 +36,7 @@ from balsamd.models import (
 from balsamd.results import await_value
 from balsamd.states import FINAL, JobState
 from balsamd.sync.remote_batch import RemoteBatchJobs
+from balsamd.sync.remote_transfers import RemoteTransfers
 from balsamd.sync.schema import CentralError, check_version, scalar
 from balsamd.tags import tag_problems
 from balsamd.validate import (
@@ -351,6 +352,7 @@ class CentralConnection:
         self.jobs = RemoteJobs(self)
         self.apps = RemoteApps(self)
         self.batch_jobs = RemoteBatchJobs(self)
+        self.transfers = RemoteTransfers(self)
         self.declared: dict[str, str] = {}
 
     def events(self, job: str | RemoteJob | None = None, limit: int | None = None) -> list[Event]:

@@ -17,6 +17,7 @@ import psycopg
 from psycopg import sql
 
 from balsamd.models import BATCH_COLUMNS, JOB_COLUMNS
+from balsamd.transfers.records import ITEM_COLUMNS
 
 SCHEMA = "balsamd"
 
@@ -187,12 +188,41 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE balsamd.jobs ADD COLUMN IF NOT EXISTS transfers jsonb NOT NULL DEFAULT '{}';
     """,
+    # 8: each job's transfer items as its site moves them (transfers.records.TransferItem, its
+    # ITEM_COLUMNS and the store's seq of the row), keyed by the site (an item's id is its store's)
+    # and gone with their job; the site records how far it pushed them, as it does for jobs
+    """
+    CREATE TABLE IF NOT EXISTS balsamd.transfer_items (
+        site text NOT NULL REFERENCES balsamd.sites (name),
+        id bigint NOT NULL,
+        job_id text NOT NULL REFERENCES balsamd.jobs (id) ON DELETE CASCADE,
+        slot text NOT NULL,
+        direction text NOT NULL,
+        location text NOT NULL,
+        path text NOT NULL,
+        local_path text NOT NULL,
+        recursive boolean NOT NULL,
+        state text NOT NULL,
+        task_id text,
+        attempts integer NOT NULL,
+        not_before double precision NOT NULL,
+        bytes bigint NOT NULL,
+        error text NOT NULL,
+        updated_at double precision NOT NULL,
+        seq bigint NOT NULL,
+        PRIMARY KEY (site, id)
+    );
+    CREATE INDEX IF NOT EXISTS transfer_items_job ON balsamd.transfer_items (job_id);
+    ALTER TABLE balsamd.sites ADD COLUMN IF NOT EXISTS pushed_transfer_seq bigint NOT NULL DEFAULT 0;
+    """,
 ]
 
 # What a site writes of a job: everything but its owner (a user's, or the site's role for jobs
 # made at the site, by the column's default) and, once inserted, its id and site.
 SITE_JOB_INSERT = ("site", *(c for c in JOB_COLUMNS if c != "owner"))
 SITE_JOB_UPDATE = tuple(c for c in JOB_COLUMNS if c not in ("id", "owner"))
+# What a site writes of a transfer item: every column but, once inserted, its key.
+SITE_ITEM_COLUMNS = (*ITEM_COLUMNS, "seq")
 
 
 def _columns(names: Sequence[str]) -> str:
@@ -208,12 +238,12 @@ DO $$ BEGIN
 END $$;
 
 REVOKE ALL ON balsamd.meta, balsamd.sites, balsamd.apps, balsamd.jobs, balsamd.events, balsamd.batch_jobs,
-    balsamd.intents FROM balsamd_site, balsamd_user;
+    balsamd.intents, balsamd.transfer_items FROM balsamd_site, balsamd_user;
 GRANT USAGE ON SCHEMA balsamd TO balsamd_site, balsamd_user;
 GRANT SELECT ON balsamd.meta TO balsamd_site, balsamd_user;
 GRANT SELECT ON balsamd.sites TO balsamd_site, balsamd_user;
-GRANT UPDATE (store_id, pushed_seq, pushed_event, push_mark, acked_seq, rules, last_sync, last_error)
-    ON balsamd.sites TO balsamd_site;
+GRANT UPDATE (store_id, pushed_seq, pushed_event, pushed_transfer_seq, push_mark, acked_seq, rules, last_sync,
+    last_error) ON balsamd.sites TO balsamd_site;
 GRANT SELECT, INSERT, UPDATE, DELETE ON balsamd.apps TO balsamd_site;
 GRANT SELECT ON balsamd.apps TO balsamd_user;
 GRANT SELECT, DELETE ON balsamd.jobs TO balsamd_site;
@@ -233,6 +263,11 @@ GRANT UPDATE (applied_at, outcome, ack_seq) ON balsamd.intents TO balsamd_site;
 -- never be applied, and an ack number of a user's choosing would hide a site's own from it
 GRANT SELECT ON balsamd.intents TO balsamd_user;
 GRANT INSERT (id, site, owner, kind, job_id, payload, created_at) ON balsamd.intents TO balsamd_user;
+-- transfer items are the site's to write, and go only with their job (its foreign key); a user
+-- reads those of their own jobs
+GRANT SELECT, INSERT ON balsamd.transfer_items TO balsamd_site;
+GRANT UPDATE ({_columns([c for c in SITE_ITEM_COLUMNS if c != "id"])}) ON balsamd.transfer_items TO balsamd_site;
+GRANT SELECT ON balsamd.transfer_items TO balsamd_user;
 
 -- Inside these SECURITY DEFINER functions current_user is their owner, so the policies pass
 -- the caller's role in.  The sites' policies call site_of in a sub-select: evaluated once per
@@ -275,6 +310,7 @@ ALTER TABLE balsamd.jobs ENABLE ROW LEVEL SECURITY;
 ALTER TABLE balsamd.events ENABLE ROW LEVEL SECURITY;
 ALTER TABLE balsamd.batch_jobs ENABLE ROW LEVEL SECURITY;
 ALTER TABLE balsamd.intents ENABLE ROW LEVEL SECURITY;
+ALTER TABLE balsamd.transfer_items ENABLE ROW LEVEL SECURITY;
 
 DROP POLICY IF EXISTS site_own ON balsamd.sites;
 CREATE POLICY site_own ON balsamd.sites TO balsamd_site USING (name = (SELECT balsamd.site_of(current_user)));
@@ -299,6 +335,18 @@ CREATE POLICY site_own ON balsamd.events TO balsamd_site USING (site = (SELECT b
                 AND EXISTS (SELECT 1 FROM balsamd.jobs j WHERE j.id = events.job_id AND j.site = events.site));
 DROP POLICY IF EXISTS user_own ON balsamd.events;
 CREATE POLICY user_own ON balsamd.events FOR SELECT TO balsamd_user USING (balsamd.owns_job(job_id, current_user));
+
+-- an item belongs to a job of the site that writes it (the job's row is pushed first); a user
+-- sees the items of the jobs they own, by the rule that shows them their jobs
+DROP POLICY IF EXISTS site_own ON balsamd.transfer_items;
+CREATE POLICY site_own ON balsamd.transfer_items TO balsamd_site
+    USING (site = (SELECT balsamd.site_of(current_user)))
+    WITH CHECK (site = (SELECT balsamd.site_of(current_user))
+                AND EXISTS (SELECT 1 FROM balsamd.jobs j
+                            WHERE j.id = transfer_items.job_id AND j.site = transfer_items.site));
+DROP POLICY IF EXISTS user_own ON balsamd.transfer_items;
+CREATE POLICY user_own ON balsamd.transfer_items FOR SELECT TO balsamd_user
+    USING (EXISTS (SELECT 1 FROM balsamd.jobs j WHERE j.id = transfer_items.job_id AND j.owner = current_user));
 
 DROP POLICY IF EXISTS site_own ON balsamd.batch_jobs;
 CREATE POLICY site_own ON balsamd.batch_jobs TO balsamd_site USING (site = (SELECT balsamd.site_of(current_user)));

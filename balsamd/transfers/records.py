@@ -38,6 +38,16 @@ class TransferItem(msgspec.Struct, kw_only=True):
     # of its job: where it runs (under the site's data/) and who asked for it
     workdir: str = ""
     owner: str = ""
+    # the site it is at: an item's id names it only within its site (a store, which holds one
+    # site's items, leaves it empty; the API and the central database fill it in)
+    site: str = ""
+
+
+# The columns of an item wherever it is a row (the site store, the central database): its fields
+# but those read from its job's row, and its site (a store holds one site's; central keys by it).
+ITEM_COLUMNS: tuple[str, ...] = tuple(
+    f for f in TransferItem.__struct_fields__ if f not in ("workdir", "owner", "site")
+)
 
 
 class TransferTask(msgspec.Struct, kw_only=True):

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
+
+from tests.transfers.states import stage
 
 PY_APP = textwrap.dedent(
     '''\
@@ -169,3 +172,23 @@ def test_an_app_with_both_template_and_run_is_listed_as_broken(run) -> None:
         "app Both cannot be used until its file is fixed: "
         "apps/both.py: app Both: define either command_template or run(), not both\n"
     )
+
+
+def test_app_ls_shows_each_apps_transfer_slots(hello, tmp_path: Path) -> None:
+    stage(hello.site, tmp_path / "far")
+    assert hello("app", "ls").stdout == (
+        "NAME    KIND     PARAMETERS  RUNS\n"
+        "hello   command  name        echo {{ name }}\n"
+        "staged  command              true\n"
+        "\n"
+        "APP     SLOT    DIR  LOCAL PATH     REQUIRED  RECURSIVE  DESCRIPTION\n"
+        "staged  input   in   in.dat         yes       no         the data\n"
+        "staged  result  out  (item's name)  no        yes        -\n"
+    )
+    [staged] = [a for a in hello.json("app", "ls") if a["name"] == "staged"]
+    assert staged["transfers"] == {
+        "input": {"direction": "in", "local_path": "in.dat", "description": "the data", "required": True,
+                  "recursive": False},
+        "result": {"direction": "out", "local_path": "", "description": "", "required": False, "recursive": True},
+    }  # fmt: skip
+    assert staged["warnings"] == [], "the daemon's transfer service moves the items: nothing to warn of"

@@ -27,7 +27,7 @@ COMMANDS = dict(walk(cli))
 def test_the_documented_commands_exist() -> None:
     documented = {
         ("site", "init"), ("app", "create"), ("app", "ls"), ("job", "create"), ("job", "ls"),
-        ("job", "show"), ("job", "retry"), ("job", "kill"), ("job", "rm"), ("events",),
+        ("job", "show"), ("job", "retry"), ("job", "kill"), ("job", "rm"), ("events",), ("transfer", "ls"),
     }  # fmt: skip
     assert documented <= set(COMMANDS)
 
@@ -66,6 +66,9 @@ def test_the_documented_options_exist() -> None:
     assert {"--json"} <= options("job", "show")
     assert {"--state"} <= options("job", "rm")
     assert {"--job", "--json"} <= options("events")
+    assert {"--state", "--job", "--task", "--direction", "--location", "--limit", "--by-state", "--json"} <= options(
+        "transfer", "ls"
+    )
 
 
 def test_version() -> None:

@@ -61,12 +61,10 @@ def test_a_balsam_app_file_carries_over_and_runs_with_its_environment_and_preamb
     assert greet.transfers["input"].direction == "in" and greet.transfers["input"].local_path == "in.dat"
     assert greet.description == "Greets someone."
     assert greet.warnings == [
-        "apps/greet.py, app Greet: transfers (input) are recorded on jobs but not moved yet: balsamd has no "
-        "transfer service; put inputs in the job's workdir yourself (e.g. in preprocess)",
         "apps/greet.py, app Greet: site = 'theta' is ignored: an app belongs to the site whose apps/ holds "
         "its file (daemontest); move the file to that site's apps/ to publish it there",
     ]
-    assert "apps/greet.py, app Greet: transfers (input) are recorded on jobs" in daemon.daemon_log()
+    assert "apps/greet.py, app Greet: site = 'theta' is ignored" in daemon.daemon_log()
 
     [job_id] = daemon.create("Greet", parameters={"who": "ada"})
     daemon.finish(daemon.start_launcher("--job-mode", "serial", "--idle-ttl", "0.5"))

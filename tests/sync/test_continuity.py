@@ -67,6 +67,13 @@ def test_a_restored_central_is_rebuilt_and_numbers_acknowledgements_again_from_i
     )
 
 
+def test_a_central_restored_to_before_a_push_of_transfer_items_is_rebuilt() -> None:
+    # items go in pushes of their own, after their jobs': central kept the jobs' push, not theirs
+    pushed = site(pushed_transfer_seq=44, mark="m3", confirmed="m3")
+    assert plan(pushed, central(pushed_transfer_seq=40)).found == Break.CENTRAL_LOST
+    assert plan(pushed, central(pushed_transfer_seq=44, mark="m3")).found == Break.NONE
+
+
 def test_a_replaced_store_pushes_everything_and_leaves_the_old_stores_acknowledgements() -> None:
     fresh = site(store_id="s2", central_id=None, pushed_seq=0, pushed_event=0, max_seq=5, mark=None,
                  confirmed=None, acks_checked=None)  # fmt: skip

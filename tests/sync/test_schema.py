@@ -13,10 +13,11 @@ from click.testing import CliRunner
 from balsamd.cli import cli
 from balsamd.models import BATCH_COLUMNS, JOB_COLUMNS
 from balsamd.sync.schema import MIGRATIONS, CentralError
+from balsamd.transfers.records import ITEM_COLUMNS
 
 from .conftest import Central, SyncSite
 
-TABLES = ["apps", "batch_jobs", "events", "intents", "jobs", "meta", "sites"]
+TABLES = ["apps", "batch_jobs", "events", "intents", "jobs", "meta", "sites", "transfer_items"]
 _names = itertools.count()
 
 
@@ -129,6 +130,10 @@ def test_centrals_batch_jobs_table_has_a_column_for_each_field_of_a_batch_job(ce
     assert central_columns(central, "batch_jobs") == sorted([*BATCH_COLUMNS, "site"])
 
 
+def test_centrals_transfer_items_table_has_a_column_for_each_column_of_an_item(central: Central) -> None:
+    assert central_columns(central, "transfer_items") == sorted([*ITEM_COLUMNS, "seq", "site"])
+
+
 def privileges(dsn: str, role: str, table: str, column: str) -> set[str]:
     return {
         kind
@@ -169,6 +174,11 @@ def test_central_init_upgrades_an_older_schema_and_takes_back_what_sites_may_no_
     assert privileges(empty_db, "balsamd_site", "sites", "role") == {"SELECT"}
     assert privileges(empty_db, "balsamd_site", "sites", "acked_seq") == {"SELECT", "UPDATE"}
     assert privileges(empty_db, "balsamd_user", "jobs", "owner") == {"SELECT", "INSERT"}
+    # a site writes its items and their cursor, never an item's key once written; a user only reads
+    assert privileges(empty_db, "balsamd_site", "transfer_items", "state") == {"SELECT", "INSERT", "UPDATE"}
+    assert privileges(empty_db, "balsamd_site", "transfer_items", "site") == {"SELECT", "INSERT"}
+    assert privileges(empty_db, "balsamd_site", "sites", "pushed_transfer_seq") == {"SELECT", "UPDATE"}
+    assert privileges(empty_db, "balsamd_user", "transfer_items", "state") == {"SELECT"}
     # a user asks; only the site says it was done, and under which number
     assert privileges(empty_db, "balsamd_user", "intents", "payload") == {"SELECT", "INSERT"}
     for column in ("applied_at", "outcome", "ack_seq"):
