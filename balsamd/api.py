@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +40,7 @@ from balsamd.store.queries import JobFilter
 from balsamd.transfers.filters import job_refs, transfer_filter
 from balsamd.transfers.records import TransferItem
 from balsamd.validate import JobSpecError, Refused, explained, id_list, job_requests, job_spec, unknown_app_message
+from balsamd.waiting import WaitOutcome, wait_criteria, wait_for
 
 if TYPE_CHECKING:
     from balsamd.sync.remote import CentralConnection
@@ -201,6 +202,16 @@ class JobManager:
         given = list(jobs)
         done = {j.id: j for j in self.as_completed(given, timeout)}
         return [done[j.id] for j in given]
+
+    def wait_for(
+        self, jobs: Iterable[str | JobHandle] | None = None, *, tags: dict[str, str] | None = None,
+        app: str | None = None, timeout: float | None = None, progress: Callable[[WaitOutcome], None] | None = None,
+    ) -> WaitOutcome:  # fmt: skip
+        """Wait until every job given (or with these tags, of this app; all jobs when none is
+        named) is final, or ``timeout`` seconds passed; says how many finished, failed, were
+        killed or are left, and why a screenful of them failed."""
+        criteria = wait_criteria(None if jobs is None else self.full_ids(jobs), tags, app)
+        return wait_for(self, criteria=criteria, timeout=timeout, progress=progress)
 
     def kill(self, job_ids: Iterable[str | JobHandle]) -> dict[str, JobState]:
         return self._site.store.kill(self.full_ids(job_ids))

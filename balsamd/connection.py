@@ -100,6 +100,13 @@ class Jobs(Protocol):
         app: str | None = None,
     ) -> int: ...  # fmt: skip
 
+    def counts_by_state(
+        self, *, site: str | None = None, tags: dict[str, str] | None = None, app: str | None = None,
+        ids: Iterable[str] | None = None,
+    ) -> dict[str, int]:  # fmt: skip
+        """Jobs by state, in the order of the states (states with none left out)."""
+        ...
+
     def update(self, job: JobRef, **changes: Any) -> Any:
         """Edit parameters, tags or data of a job that has not started."""
         ...
@@ -117,6 +124,15 @@ class Jobs(Protocol):
 
     def wait(self, jobs: Iterable[Any], timeout: float | None = None) -> list[Any]:
         """The jobs, in the order given, once every one is final."""
+        ...
+
+    def wait_for(
+        self, jobs: Iterable[JobRef] | None = None, *, tags: dict[str, str] | None = None, app: str | None = None,
+        timeout: float | None = None, progress: Any = None,
+    ) -> Any:  # fmt: skip
+        """Until every job given (or with these tags, of this app; every one when none is named)
+        is final, or ``timeout`` seconds passed: a ``waiting.WaitOutcome`` (counts, and a
+        screenful of the failed jobs with their reasons), polling only counts by state."""
         ...
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +12,7 @@ import click
 
 from balsamd.dsn import dsn_problem
 from balsamd.site import SiteLayout, find_site
+from balsamd.timespec import TimeSpecError, parse_duration, parse_time
 
 
 class ExitCode(enum.IntEnum):
@@ -18,8 +20,10 @@ class ExitCode(enum.IntEnum):
     ERROR = 1
     USAGE = 2
     UNHEALTHY = 3
+    JOBS_FAILED = 4
     CRASH = 70
     DISK_FULL = 74  # sysexits' EX_IOERR
+    TIMED_OUT = 124  # as timeout(1)
 
 
 # what each exit code means, as `balsamd --help` shows it
@@ -28,8 +32,10 @@ EXIT_MEANINGS = {
     ExitCode.ERROR: "refused or failed; the message says why and what to do",
     ExitCode.USAGE: "the command line is wrong",
     ExitCode.UNHEALTHY: "`status`: a service of the daemon is failing",
+    ExitCode.JOBS_FAILED: "`job wait`: every job ended, and some failed or were killed",
     ExitCode.CRASH: "an unexpected error (BALSAMD_DEBUG=1 shows its traceback)",
     ExitCode.DISK_FULL: "a disk is full (or a quota used up); nothing was written: free space and run it again",
+    ExitCode.TIMED_OUT: "`job wait`: the --timeout passed before every job ended",
 }
 
 
@@ -94,4 +100,34 @@ class Dsn(click.ParamType):
         return value
 
 
+class Duration(click.ParamType):
+    """A length of time: seconds, or a number with a unit (``30m``, ``2h``; ``balsamd.timespec``)."""
+
+    name = "DURATION"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int | float):
+            return float(value)
+        try:
+            return parse_duration(value)
+        except TimeSpecError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class Moment(click.ParamType):
+    """A point in time: ISO, or a time ago (``2h``: two hours before now; ``balsamd.timespec``)."""
+
+    name = "TIME"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int | float):
+            return float(value)
+        try:
+            return parse_time(value, time.time())
+        except TimeSpecError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 LIMIT = click.IntRange(min=0)
+DURATION = Duration()
+MOMENT = Moment()

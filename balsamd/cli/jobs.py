@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from balsamd.cli.common import LIMIT, ExitCode, json_option, parse_pairs
+from balsamd.cli.job_wait import job_wait
 from balsamd.cli.mode import connection, is_central, not_found_errors, pick_site, requested, site_name_option
 from balsamd.models import AppKind
 from balsamd.render import job_dict, print_json, table, timestamp
@@ -338,3 +339,7 @@ def events_cmd(ctx: click.Context, job_id: str | None, limit: int | None, as_jso
         print_json(events)
     else:
         click.echo(_events_table(events, with_job=True))
+
+
+# commands of their own modules
+job_group.add_command(job_wait)

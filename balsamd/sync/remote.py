@@ -51,6 +51,7 @@ from balsamd.validate import (
     limit_problem,
     shared_workdir_problems,
 )
+from balsamd.waiting import WaitOutcome, wait_criteria, wait_for
 
 T = TypeVar("T")
 _COLUMNS = ", ".join(JOB_COLUMNS)
@@ -204,6 +205,25 @@ class RemoteJobs:
               tags: dict[str, str] | None = None, app: str | None = None) -> int:  # fmt: skip
         where, params = _where(site, state, tags, app, None)
         return self._conn.execute(f"SELECT COUNT(*) FROM balsamd.jobs{where}", params)[0][0]
+
+    def counts_by_state(self, site: str | None = None, state: str | Iterable[str] | None = None,
+                        tags: dict[str, str] | None = None, app: str | None = None,
+                        ids: Iterable[str] | None = None) -> dict[str, int]:  # fmt: skip
+        """Jobs by state, in the order of the states (those with none left out)."""
+        where, params = _where(site, state, tags, app, ids)
+        found = dict(self._conn.execute(f"SELECT state, COUNT(*) FROM balsamd.jobs{where} GROUP BY state", params))
+        return {str(s): found[s] for s in JobState if s in found}
+
+    def wait_for(
+        self, jobs: Iterable[str | RemoteJob] | None = None, *, site: str | None = None,
+        tags: dict[str, str] | None = None, app: str | None = None, timeout: float | None = None,
+        progress: Callable[[WaitOutcome], None] | None = None,
+    ) -> WaitOutcome:  # fmt: skip
+        """Wait until every job given (or with these tags, of this app, at this site; all you
+        own when none is named) is final as central last heard, or ``timeout`` seconds passed."""
+        given = None if jobs is None else [j.id if isinstance(j, RemoteJob) else self.get(j).id for j in id_list(jobs)]
+        criteria = {**wait_criteria(given, tags, app), **({"site": site} if site else {})}
+        return wait_for(self, criteria=criteria, timeout=timeout, progress=progress)
 
     def kill(self, jobs: Iterable[str | RemoteJob]) -> list[str]:
         return self._intents("kill", jobs)
