@@ -36,7 +36,7 @@ from balsamd.results import await_value
 from balsamd.site import SiteError, SiteLayout, find_site, open_store
 from balsamd.states import FINAL, JobState
 from balsamd.store.contract import Store
-from balsamd.store.queries import JobFilter
+from balsamd.store.queries import EventFilter, JobFilter
 from balsamd.transfers.filters import job_refs, transfer_filter
 from balsamd.transfers.records import TransferItem
 from balsamd.validate import JobSpecError, Refused, explained, id_list, job_requests, job_spec, unknown_app_message
@@ -259,6 +259,12 @@ def _filter_problem(message: str) -> str:
     return explained(message)
 
 
+def _newest_event(store: Store, after: int) -> int:
+    """The id of the store's newest event, or ``after`` when it has none after that."""
+    newest = store.events(after=after, f=EventFilter(latest=1))
+    return newest[-1].id if newest else after
+
+
 class BatchJobManager:
     """Batch jobs of this site, with the interface of the central one (``conn.batch_jobs``)."""
 
@@ -340,9 +346,35 @@ class Site:
             raise SiteError(f"this connection is to site {self.name}, not {site!r}; connect to that site, or to the "
                             "central database to reach any site")  # fmt: skip
 
-    def events(self, job: str | JobHandle | None = None, limit: int | None = None) -> list[Event]:
-        job_id = None if job is None else job.id if isinstance(job, JobHandle) else self.store.resolve_id(job)
-        return self.store.events(job_id, limit=limit)
+    def events(
+        self, job: str | JobHandle | None = None, limit: int | None = None, where: EventFilter | None = None
+    ) -> list[Event]:
+        return self.store.events(self._job_id(job), limit=limit, f=where)
+
+    def follow_events(
+        self, job: str | JobHandle | None = None, where: EventFilter | None = None, poll: float = 1.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> Iterator[Event]:  # fmt: skip
+        """The events ``events`` lists, then each new one as it happens, until the caller stops.
+
+        A poll reads on from the newest event seen or passed over (ids only grow, in the order
+        of commits), so one that matches nothing costs a look at the store's newest event."""
+        job_id, where = self._job_id(job), where or EventFilter()
+        cursor = _newest_event(self.store, 0)
+        for event in self.store.events(job_id, f=where):
+            cursor = max(cursor, event.id)
+            yield event
+        where = msgspec.structs.replace(where, latest=None)
+        while True:
+            sleep(poll)
+            newest = _newest_event(self.store, cursor)  # before the read: what comes after it is read next time
+            for event in self.store.events(job_id, after=cursor, f=where):
+                newest = max(newest, event.id)
+                yield event
+            cursor = newest
+
+    def _job_id(self, job: str | JobHandle | None) -> str | None:
+        return None if job is None else job.id if isinstance(job, JobHandle) else self.store.resolve_id(job)
 
     def install(self, app: App, site: str | None, code: str, timeout: float) -> App:
         """Write a declared app to apps/ (this site is the caller's own) and record it."""

@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from balsamd.models import App, Event, Job
 from balsamd.transfers.records import TransferItem
+
+if TYPE_CHECKING:
+    from balsamd.store.queries import EventFilter
 
 CENTRAL_ENV = "BALSAMD_CENTRAL"
 
@@ -211,7 +214,16 @@ class Connection(Protocol):
         when it changed."""
         ...
 
-    def events(self, job: JobRef | None = None, limit: int | None = None) -> list[Event]: ...
+    def events(
+        self, job: JobRef | None = None, limit: int | None = None, where: EventFilter | None = None
+    ) -> list[Event]:
+        """State changes (of ``job``; those ``where`` means), oldest first."""
+        ...
+
+    def follow_events(self, job: JobRef | None = None, where: EventFilter | None = None, poll: float = ...,
+                      sleep: Any = ...) -> Iterator[Event]:  # fmt: skip
+        """What ``events`` lists, then each new one as it arrives, polling every ``poll`` seconds."""
+        ...
 
     def install(self, app: App, site: str | None, code: str, timeout: float) -> App:
         """Install a declared app (``app``: as described here; ``code``: its module) at ``site``

@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from balsamd.models import Job
+from balsamd.models import Event, Job
 
 _encoder = msgspec.json.Encoder()
 
@@ -40,3 +40,22 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
         padded = [c.ljust(widths[i]) if i < len(row) - 1 else c for i, c in enumerate(row)]
         lines.append("  ".join(padded).rstrip())
     return "\n".join(lines)
+
+
+EVENT_HEAD = ("TIME", "JOB", "FROM", "TO", "REASON")
+
+
+def event_cells(e: Event, with_job: bool = True) -> list[str]:
+    """An event as a table row: its time, job, states, and the last line of its reason."""
+    reason = e.reason.strip().splitlines()[-1] if e.reason.strip() else ""
+    cells = [timestamp(e.ts), e.from_state or "-", e.to_state, reason]
+    if with_job:
+        cells.insert(1, e.job_id)
+    return cells
+
+
+def events_table(events: Sequence[Event], with_job: bool) -> str:
+    if not events:
+        return "no events"
+    head = EVENT_HEAD if with_job else tuple(h for h in EVENT_HEAD if h != "JOB")
+    return table([event_cells(e, with_job) for e in events], head)

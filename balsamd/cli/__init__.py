@@ -48,7 +48,7 @@ COMMANDS = {
     "site": "balsamd.cli.site:site_group",
     "app": "balsamd.cli.apps:app_group",
     "job": "balsamd.cli.jobs:job_group",
-    "events": "balsamd.cli.jobs:events_cmd",
+    "events": "balsamd.cli.events:events_cmd",
     "launcher": "balsamd.cli.launcher:launcher_cmd",
     "queue": "balsamd.cli.queue:queue_group",
     "start": "balsamd.cli.daemon:start_cmd",

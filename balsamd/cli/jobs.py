@@ -1,4 +1,4 @@
-"""``balsamd job ...`` and ``balsamd events``: create, list, inspect and change jobs."""
+"""``balsamd job ...``: create, list, inspect and change jobs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from balsamd.cli.common import LIMIT, ExitCode, json_option, parse_pairs
 from balsamd.cli.job_wait import job_wait
 from balsamd.cli.mode import connection, is_central, not_found_errors, pick_site, requested, site_name_option
 from balsamd.models import AppKind
-from balsamd.render import job_dict, print_json, table, timestamp
+from balsamd.render import events_table, job_dict, print_json, table, timestamp
 from balsamd.results import describe_result
 from balsamd.states import FINAL, RETRYABLE, IllegalTransition, JobState
 
@@ -244,21 +244,7 @@ def job_show(ctx: click.Context, job_id: str, as_json: bool) -> None:
         click.echo(f"\n{name}:")
         click.echo("  " + text.rstrip().replace("\n", "\n  "))
     click.echo("")
-    click.echo(_events_table(events, with_job=False))
-
-
-def _events_table(events, with_job: bool) -> str:
-    if not events:
-        return "no events"
-    head = ("TIME", "JOB", "FROM", "TO", "REASON") if with_job else ("TIME", "FROM", "TO", "REASON")
-    rows = []
-    for e in events:
-        reason = e.reason.strip().splitlines()[-1] if e.reason.strip() else ""
-        cells = [timestamp(e.ts), e.from_state or "-", e.to_state, reason]
-        if with_job:
-            cells.insert(1, e.job_id)
-        rows.append(cells)
-    return table(rows, head)
+    click.echo(events_table(events, with_job=False))
 
 
 def _refusal(action: str, exc: IllegalTransition) -> str | None:
@@ -325,20 +311,6 @@ def job_rm(ctx: click.Context, job_ids: tuple[str, ...], states: tuple[str, ...]
         click.echo(f"not removed {job_id}: {why}", err=True)
     if outcome.refused:
         sys.exit(ExitCode.ERROR)
-
-
-@click.command("events")
-@click.option("--job", "job_id", help="Only this job's events.")
-@click.option("--limit", type=LIMIT, help="At most this many (oldest first).")
-@json_option
-@click.pass_context
-def events_cmd(ctx: click.Context, job_id: str | None, limit: int | None, as_json: bool) -> None:
-    """Show the state-change history."""
-    events = connection(ctx).events(job_id, limit=limit)
-    if as_json:
-        print_json(events)
-    else:
-        click.echo(_events_table(events, with_job=True))
 
 
 # commands of their own modules

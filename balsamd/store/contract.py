@@ -44,7 +44,7 @@ from balsamd.models import (
 )
 from balsamd.states import JobState
 from balsamd.store.batch import BacklogStats
-from balsamd.store.queries import JobFilter
+from balsamd.store.queries import EventFilter, JobFilter
 from balsamd.transfers.backend import Direction, ItemResult
 from balsamd.transfers.records import TransferFilter, TransferItem, TransferOutcome, TransferTask
 
@@ -138,8 +138,11 @@ class Store(Protocol):
     def counts_by_state(self, f: JobFilter | None = None) -> dict[str, int]: ...
 
     @operation(write=False)
-    def events(self, job_id: str | None = None, after: int = 0, limit: int | None = None) -> list[Event]:
-        """State changes after event id ``after``, in order."""
+    def events(
+        self, job_id: str | None = None, after: int = 0, limit: int | None = None, f: EventFilter | None = None
+    ) -> list[Event]:
+        """State changes after event id ``after``, in order: the first ``limit`` of them, or
+        with ``f.latest`` the last so many; only those ``f`` means (states, times, tags, app)."""
         ...
 
     # ----- jobs: what users change ------------------------------------------------------------

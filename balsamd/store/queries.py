@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -11,6 +12,7 @@ from balsamd.models import ClaimLimits, ClaimOrder, Job
 from balsamd.states import JobState
 from balsamd.store.db import LIMIT_PARAM, decode_jobs
 from balsamd.store.schema import RUNNABLE_SQL
+from balsamd.validate import limit_problem
 
 
 class JobFilter(msgspec.Struct, kw_only=True):
@@ -23,6 +25,59 @@ class JobFilter(msgspec.Struct, kw_only=True):
     workdir_contains: str | None = None
     parent_id: str | None = None
     limit: int | None = None
+
+
+class EventFilter(msgspec.Struct, kw_only=True):
+    """Which events a query means, beyond a job and a cursor; every field narrows."""
+
+    states: list[JobState] = []  # the state the job went to
+    from_states: list[JobState] = []  # the state it left
+    since: float | None = None  # at or after this Unix time
+    until: float | None = None  # at or before
+    tags: dict[str, str] = {}  # of jobs with these tags
+    app: str | None = None  # of jobs of this app
+    latest: int | None = None  # only the last so many (still oldest first)
+
+
+def event_filter_problems(f: EventFilter, limit: int | None) -> list[str]:
+    """What makes ``f`` (with a ``limit``) mean no listing; empty when it is fine."""
+    problems = []
+    for name in ("since", "until"):
+        moment = getattr(f, name)
+        if moment is not None and not math.isfinite(moment):
+            problems.append(f"{name} must be a time (got {moment!r})")
+    if f.since is not None and f.until is not None and f.since > f.until:
+        problems.append("since is after until: nothing lies between; swap them")
+    if f.latest is not None:
+        problem = limit_problem(f.latest)
+        if problem:
+            problems.append(problem.replace("limit", "latest", 1))
+        if limit is not None:
+            problems.append("give latest (the last N) or limit (the first N), not both")
+    return problems
+
+
+def event_where(f: EventFilter) -> tuple[str, list[Any]]:
+    """The conditions on the ``events`` view ``f`` adds, each starting with AND."""
+    sql = ""
+    params: list[Any] = []
+    for column, states in (("to_state", f.states), ("from_state", f.from_states)):
+        if states:
+            sql += f" AND {column} IN ({', '.join('?' * len(states))})"
+            params.extend(str(s) for s in states)
+    if f.since is not None:
+        sql += " AND ts >= ?"
+        params.append(f.since)
+    if f.until is not None:
+        sql += " AND ts <= ?"
+        params.append(f.until)
+    for key, value in sorted(f.tags.items()):
+        sql += " AND job_id IN (SELECT job_id FROM job_tags WHERE key = ? AND value = ?)"
+        params.extend((key, value))
+    if f.app is not None:
+        sql += " AND job_id IN (SELECT id FROM jobs WHERE app = ?)"
+        params.append(f.app)
+    return sql, params
 
 
 def _like_escape(text: str) -> str:

@@ -61,7 +61,7 @@ from balsamd.store.intents import (
     parse_intent,
 )
 from balsamd.store.outbox import OutboxMixin
-from balsamd.store.queries import JobFilter
+from balsamd.store.queries import EventFilter, JobFilter
 from balsamd.store.sessions import SessionsMixin
 from balsamd.store.sql import all_rows, value
 from balsamd.store.transfers import TransferStoreMixin, delete_items, insert_items, reset_items
@@ -265,10 +265,13 @@ class SiteStore(SessionsMixin, BatchStoreMixin, TransferStoreMixin, OutboxMixin,
             found = dict(rows)
         return {str(s): found[str(s)] for s in JobState if s in found}
 
-    def events(self, job_id: str | None = None, after: int = 0, limit: int | None = None) -> list[Event]:
-        problem = limit_problem(limit)
-        if problem:
-            raise Refused("events", [problem])
+    def events(
+        self, job_id: str | None = None, after: int = 0, limit: int | None = None, f: EventFilter | None = None
+    ) -> list[Event]:
+        f = f or EventFilter()
+        problems = [p for p in [limit_problem(limit)] if p] + queries.event_filter_problems(f, limit)
+        if problems:
+            raise Refused("events", problems)
         # a move holds consecutive events: those after ``after`` are in its move or later ones,
         # which the store finds by the move's id (the event id itself is computed)
         sql = "SELECT id, job_id, from_state, to_state, ts, reason FROM events WHERE move > ? AND id > ?"
@@ -276,12 +279,17 @@ class SiteStore(SessionsMixin, BatchStoreMixin, TransferStoreMixin, OutboxMixin,
         if job_id is not None:
             sql += " AND job_id = ?"
             params.append(job_id)
-        sql += " ORDER BY move, step"
-        if limit is not None:
+        narrower, more = queries.event_where(f)
+        sql += narrower
+        params += more
+        # the last N: read backwards from the newest move, and turn them around
+        sql += " ORDER BY move DESC, step DESC" if f.latest is not None else " ORDER BY move, step"
+        if limit is not None or f.latest is not None:
             sql += f" {LIMIT_PARAM}"
-            params.append(limit)
+            params.append(f.latest if f.latest is not None else limit)
         with self.db.read() as conn:
-            return [event_from_row(r) for r in conn.execute(sql, params)]
+            found = [event_from_row(r) for r in conn.execute(sql, params)]
+        return found[::-1] if f.latest is not None else found
 
     # ----- jobs: what the daemon's services record ---------------------------------------
 

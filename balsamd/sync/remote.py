@@ -35,6 +35,7 @@ from balsamd.models import (
 )
 from balsamd.results import await_value
 from balsamd.states import FINAL, JobState
+from balsamd.store.queries import EventFilter, event_filter_problems
 from balsamd.sync.remote_batch import RemoteBatchJobs
 from balsamd.sync.remote_transfers import RemoteTransfers
 from balsamd.sync.schema import CentralError, check_version, scalar
@@ -56,6 +57,7 @@ from balsamd.waiting import WaitOutcome, wait_criteria, wait_for
 T = TypeVar("T")
 _COLUMNS = ", ".join(JOB_COLUMNS)
 _SELECT = f"{_COLUMNS}, site"
+_EVENT_SELECT = "e.site, e.store_id, e.id, e.job_id, e.from_state, e.to_state, e.ts, e.reason"
 
 
 def _job_from_central(row: tuple[Any, ...]) -> tuple[Job, str]:
@@ -375,18 +377,84 @@ class CentralConnection:
         self.transfers = RemoteTransfers(self)
         self.declared: dict[str, str] = {}
 
-    def events(self, job: str | RemoteJob | None = None, limit: int | None = None) -> list[Event]:
-        """State changes of the jobs you own (of ``job``), oldest first."""
+    def events(
+        self, job: str | RemoteJob | None = None, limit: int | None = None, where: EventFilter | None = None
+    ) -> list[Event]:
+        """State changes of the jobs you own (of ``job``; those ``where`` means), oldest first."""
+        where = where or EventFilter()
+        problems = [p for p in [limit_problem(limit)] if p] + event_filter_problems(where, limit)
+        if problems:
+            raise Refused("events", problems)
+        conds, params = self._event_conditions(job, where)
+        query = f"SELECT {_EVENT_SELECT} FROM balsamd.events e{conds}"
+        if where.latest is not None:
+            rows = self.execute(f"{query} ORDER BY e.ts DESC, e.id DESC LIMIT {int(where.latest)}", params)[::-1]
+        else:
+            rows = self.execute(
+                f"{query} ORDER BY e.ts, e.id" + ("" if limit is None else f" LIMIT {int(limit)}"), params
+            )
+        return [_event(r[2:]) for r in rows]
+
+    def follow_events(
+        self, job: str | RemoteJob | None = None, where: EventFilter | None = None, poll: float = 1.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> Iterator[Event]:  # fmt: skip
+        """The events ``events`` lists, then each new one as the sites' syncs bring it.
+
+        Each site's store numbers its events and sync brings them in that order, so a cursor
+        per site's store (the newest id seen) finds what is new through the primary key."""
+        where = where or EventFilter()
+        cursors: dict[str, int] = {
+            f"{site} {store}": newest or 0
+            for site, store, newest in self.execute(
+                "SELECT s.name, s.store_id, (SELECT max(e.id) FROM balsamd.events e WHERE e.site = s.name "
+                "AND e.store_id = s.store_id) FROM balsamd.sites s WHERE s.store_id IS NOT NULL"
+            )
+        }
+        conds, params = self._event_conditions(job, where)
+        listed = self.execute(
+            f"SELECT {_EVENT_SELECT} FROM balsamd.events e{conds} ORDER BY e.ts DESC, e.id DESC"
+            + ("" if where.latest is None else f" LIMIT {int(where.latest)}"),
+            params,
+        )[::-1]
+        conds, params = self._event_conditions(job, msgspec.structs.replace(where, latest=None))
+        while True:
+            for row in listed:
+                key = f"{row[0]} {row[1]}"
+                cursors[key] = max(cursors.get(key, 0), row[2])
+                yield _event(row[2:])
+            sleep(poll)
+            listed = self.execute(
+                f"SELECT {_EVENT_SELECT} FROM balsamd.sites s JOIN balsamd.events e ON e.site = s.name "
+                "AND e.store_id = s.store_id "
+                "AND e.id > COALESCE((%s::jsonb ->> (s.name || ' ' || s.store_id))::bigint, 0)"
+                f"{conds} ORDER BY e.ts, e.id",
+                [Jsonb(cursors), *params],
+            )
+
+    def _event_conditions(self, job: str | RemoteJob | None, where: EventFilter) -> tuple[str, list[Any]]:
+        parts: list[str] = []
+        params: list[Any] = []
         if job is not None:
-            return (job if isinstance(job, RemoteJob) else self.jobs.get(job)).events()[:limit]
-        problem = limit_problem(limit)
-        if problem:
-            raise Refused("events", [problem])
-        rows = self.execute(
-            "SELECT id, job_id, from_state, to_state, ts, reason FROM balsamd.events ORDER BY ts, id"
-            + ("" if limit is None else f" LIMIT {int(limit)}")
-        )
-        return [_event(r) for r in rows]
+            parts.append("e.job_id = %s")
+            params.append((job if isinstance(job, RemoteJob) else self.jobs.get(job)).id)
+        for column, states in (("to_state", where.states), ("from_state", where.from_states)):
+            if states:
+                parts.append(f"e.{column} = ANY(%s)")
+                params.append([str(s) for s in states])
+        if where.since is not None:
+            parts.append("e.ts >= %s")
+            params.append(where.since)
+        if where.until is not None:
+            parts.append("e.ts <= %s")
+            params.append(where.until)
+        for key, value in sorted(where.tags.items()):
+            parts.append("e.job_id IN (SELECT id FROM balsamd.jobs WHERE tags ->> %s = %s)")
+            params += [key, value]
+        if where.app is not None:
+            parts.append("e.job_id IN (SELECT id FROM balsamd.jobs WHERE app = %s)")
+            params.append(where.app)
+        return (" WHERE " + " AND ".join(parts)) if parts else "", params
 
     def install(self, app: App, site: str | None, code: str, timeout: float) -> App:
         """Ask ``site`` to install a declared app, wait for its answer, then for the app as it

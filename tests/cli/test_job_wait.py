@@ -49,6 +49,7 @@ def test_wait_blocks_until_every_job_finished_then_exits_0(hello, run_to) -> Non
         out, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
+        proc.communicate()
     assert proc.returncode == 0, err
     assert err == ""  # no bar: stderr is no terminal
     assert out.startswith("3 job(s): 3 finished, 0 failed, 0 killed, 0 not ended (0:00:")

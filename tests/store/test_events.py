@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import apsw
+import pytest
 
-from balsamd import lifecycle
+from balsamd import ids, lifecycle
+from balsamd.models import Job, JobSpec
 from balsamd.states import TRANSITIONS, JobState
+from balsamd.store.queries import EventFilter
 from balsamd.store.schema import MIGRATIONS
 from balsamd.store.transitions import MAX_STEPS
+from balsamd.validate import Refused
 from tests.conftest import make_jobs, open_store
 from tests.store import run_all
 
@@ -86,3 +91,62 @@ def test_the_longest_move_the_lifecycle_allows_fits_what_events_are_read_back_by
         for dst in TRANSITIONS[S.RUNNING if started else src]
     )
     assert longest <= MAX_STEPS
+
+
+def _made(store, app: str = "noop", now: float = 1000.0, **fields) -> Job:
+    return store.create_jobs([JobSpec(app=app, workdir=f"w/{ids.new_id()}", **fields)], now=now)[0]
+
+
+def test_events_of_the_states_asked_for_going_to_or_leaving_them(store):
+    killed, ran = _made(store), _made(store)
+    store.kill([killed.id], now=2000.0)
+    run_all(store, [ran])
+    [kill] = store.events(f=EventFilter(states=[S.KILLED]))
+    assert (kill.job_id, kill.from_state, kill.ts, kill.reason) == (killed.id, S.PREPROCESSED, 2000.0, "killed by user")
+    [done] = store.events(f=EventFilter(from_states=[S.RUNNING]))
+    assert (done.job_id, done.to_state) == (ran.id, S.RUN_DONE)
+    ended = store.events(f=EventFilter(states=[S.KILLED, S.JOB_FINISHED], from_states=[S.PREPROCESSED, S.STAGED_OUT]))
+    assert [(e.job_id, e.to_state) for e in ended] == [(killed.id, S.KILLED), (ran.id, S.JOB_FINISHED)]
+
+
+def test_events_between_two_times_both_included(store):
+    early, late = _made(store, now=1000.0), _made(store, now=2000.0)
+    store.kill([early.id], now=3000.0)
+    assert {e.job_id for e in store.events(f=EventFilter(since=1500.0, until=2000.0))} == {late.id}
+    assert [e.job_id for e in store.events(f=EventFilter(since=3000.0))] == [early.id]
+    assert {e.ts for e in store.events(f=EventFilter(until=1000.0))} == {1000.0}
+
+
+def test_events_of_jobs_with_a_tag_or_of_an_app(store):
+    tagged, plain = _made(store, tags={"run": "a"}), _made(store, app="echo")
+    assert {e.job_id for e in store.events(f=EventFilter(tags={"run": "a"}))} == {tagged.id}
+    assert {e.job_id for e in store.events(f=EventFilter(app="echo"))} == {plain.id}
+    assert store.events(f=EventFilter(app="echo", tags={"run": "a"})) == []
+
+
+def test_the_latest_events_are_the_last_ones_still_oldest_first(store):
+    jobs = make_jobs(store, 3)
+    run_all(store, jobs)
+    everything = store.events()
+    assert store.events(f=EventFilter(latest=4)) == everything[-4:]
+    assert store.events(f=EventFilter(latest=0)) == []
+    mine = store.events(jobs[0].id)
+    assert store.events(jobs[0].id, f=EventFilter(latest=2)) == mine[-2:]
+    finished = [e for e in everything if e.to_state == S.JOB_FINISHED]
+    assert store.events(f=EventFilter(states=[S.JOB_FINISHED], latest=2)) == finished[-2:]
+    assert store.events(after=everything[-3].id, f=EventFilter(latest=10)) == everything[-2:]
+
+
+@pytest.mark.parametrize(
+    ("limit", "f", "problem"),
+    [
+        (5, EventFilter(latest=5), "give latest (the last N) or limit (the first N), not both"),
+        (None, EventFilter(latest=-1), "latest must be a whole number, 0 or more (got -1); give none for no limit"),
+        (None, EventFilter(since=20.0, until=10.0), "since is after until: nothing lies between; swap them"),
+        (None, EventFilter(since=math.nan), "since must be a time (got nan)"),
+    ],
+)
+def test_an_event_filter_that_means_nothing_is_refused_saying_why(store, limit, f, problem):
+    with pytest.raises(Refused) as refused:
+        store.events(limit=limit, f=f)
+    assert str(refused.value) == f"events: {problem}"
