@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 import click
+from click.core import ParameterSource
 
 from balsamd.cli.common import LIMIT, ExitCode, json_option, parse_pairs
+from balsamd.cli.job_bulk import create_from
 from balsamd.cli.job_wait import job_wait
 from balsamd.cli.mode import connection, is_central, not_found_errors, pick_site, requested, site_name_option
 from balsamd.models import AppKind
@@ -45,8 +47,8 @@ def _typed(value: str) -> object:
 
 
 @job_group.command("create")
-@click.option("--app", "app_name", required=True, help="App to run (see `balsamd app ls`).")
-@click.option("--workdir", required=True, help="Working directory, relative to SITE/data/.")
+@click.option("--app", "app_name", help="App to run (see `balsamd app ls`).")
+@click.option("--workdir", help="Working directory, relative to SITE/data/.")
 @click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="App parameter.")
 @click.option("-t", "--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Tag to filter by.")
 @click.option("--num-nodes", type=int, default=1, show_default=True, help="Nodes the run spans.")
@@ -89,14 +91,29 @@ def _typed(value: str) -> object:
     help="File for one of the app's transfer slots, PATH inside a location of [transfers.locations].",
 )
 @click.option("--parent", "parents", multiple=True, metavar="ID", help="Job that must finish first.")
+@click.option(
+    "--from", "source", type=click.File("r", encoding="utf-8"), metavar="FILE",
+    help="Create a job per line of FILE (- for stdin): JSON objects of a job's fields, or CSV with columns app, "
+    "workdir, tag.KEY, param.KEY and the resource options' names; all or none.  The options above fill in "
+    "what lines leave out.",
+)  # fmt: skip
 @site_name_option
 @json_option
 @click.pass_context
-def job_create(ctx: click.Context, app_name: str, workdir: str, params: tuple[str, ...],
+def job_create(ctx: click.Context, app_name: str | None, workdir: str | None, params: tuple[str, ...],
                tags: tuple[str, ...], launch_params: tuple[str, ...], transfers: tuple[str, ...],
-               parents: tuple[str, ...], site_name: str | None, as_json: bool,
+               parents: tuple[str, ...], source: TextIO | None, site_name: str | None, as_json: bool,
                **resources: object) -> None:  # fmt: skip
-    """Create one job (through central: a request its site checks and applies)."""
+    """Create one job, or one per line of --from FILE (through central: requests its site
+    checks and applies)."""
+    if source is not None:
+        _create_from(ctx, source, app_name, workdir, params, tags, launch_params, transfers, parents, site_name,
+                     as_json, resources)  # fmt: skip
+        return
+    for name, value in (("app_name", app_name), ("workdir", workdir)):
+        if value is None:
+            raise click.MissingParameter(ctx=ctx, param=next(p for p in ctx.command.params if p.name == name))
+    assert app_name is not None and workdir is not None
     conn = connection(ctx)
     site = pick_site(ctx, site_name, required=True)
     given = parse_pairs(params, "-p/--param")
@@ -112,6 +129,28 @@ def job_create(ctx: click.Context, app_name: str, workdir: str, params: tuple[st
         print_json(_job_json(ctx, job))
     else:
         click.echo(f"{job.id} {job.state} {job.app} {job.workdir}")
+
+
+def _create_from(ctx: click.Context, source: TextIO, app_name: str | None, workdir: str | None,
+                 params: tuple[str, ...], tags: tuple[str, ...], launch_params: tuple[str, ...],
+                 transfers: tuple[str, ...], parents: tuple[str, ...], site_name: str | None, as_json: bool,
+                 resources: dict[str, object]) -> None:  # fmt: skip
+    """``job create --from FILE``: the options given are every line's defaults."""
+    conn = connection(ctx)
+    site = pick_site(ctx, site_name, required=True)
+    defaults: dict[str, Any] = {
+        "app": app_name, "workdir": workdir, "parameters": parse_pairs(params, "-p/--param"),
+        "tags": parse_pairs(tags, "-t/--tag"), "launch_params": parse_pairs(launch_params, "--launch-param"),
+        "transfers": parse_pairs(transfers, "--transfer"), "parent_ids": [_parent(conn, p) for p in parents],
+        **{k: v for k, v in resources.items() if ctx.get_parameter_source(k) != ParameterSource.DEFAULT},
+    }  # fmt: skip
+    defaults = {k: v for k, v in defaults.items() if v is not None and v != {} and v != []}
+    python = {a.name for a in conn.apps.list(site) if a.kind == AppKind.PYTHON}
+    jobs = create_from(conn, site, source.read(), defaults, lambda app, text: _typed(text) if app in python else text)
+    if as_json:
+        print_json({"created": len(jobs), "ids": [j.id for j in jobs]})
+    else:
+        click.echo(f"created {len(jobs)} job(s)")
 
 
 def _parent(conn: Any, given: str) -> str:
