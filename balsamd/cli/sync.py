@@ -2,24 +2,48 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import click
 import psycopg
 
 from balsamd.cli.common import Dsn, ensure_site
+from balsamd.cli.progress import Bar, progress
 from balsamd.store.store import SiteStore
 from balsamd.sync import schema
 from balsamd.sync.engine import RoundReport, SyncEngine
 from balsamd.sync.schema import CentralError
 
 
-def _progress(report: RoundReport) -> None:
-    click.echo(
-        f"\r  pushed {report.pushed_jobs} jobs, {report.pushed_events} events, {report.pushed_batch_jobs} batch jobs",
-        err=True,
-        nl=False,
-    )
+class RoundBars:
+    """A bar for each part of a round that moves more than one batch (applying the central
+    database's requests, then pushing the store's changes), on a terminal only."""
+
+    def __init__(self, batch: int) -> None:
+        self.batch = batch
+        self.shown: tuple[str, contextlib.ExitStack, Bar] | None = None
+
+    def __call__(self, r: RoundReport) -> None:
+        for part, done, total, info in (
+            ("pushing", r.pushed_changes, r.to_push, f"{r.pushed_jobs} jobs, {r.pushed_events} events"),
+            ("applying", r.applied + r.rejected, r.to_apply, f"{r.rejected} rejected"),
+        ):
+            if total > self.batch and done:
+                self._bar(part, total).show(done, info, total)
+                return
+
+    def _bar(self, part: str, total: int) -> Bar:
+        if self.shown is None or self.shown[0] != part:
+            self.close()
+            stack = contextlib.ExitStack()
+            self.shown = (part, stack, stack.enter_context(progress(total, part)))
+        return self.shown[2]
+
+    def close(self) -> None:
+        if self.shown is not None:
+            self.shown[1].close()
+            self.shown = None
 
 
 def _summary(r: RoundReport) -> str:
@@ -49,16 +73,18 @@ def sync_cmd(ctx: click.Context, once: bool) -> None:
         )
     if not isinstance(site.store, SiteStore):
         raise click.ClickException("sync reads the site store directly: run it on the daemon's host")
-    engine = SyncEngine(site.store, dsn, site.name, site.settings, progress=_progress)
+    engine = SyncEngine(site.store, dsn, site.name, site.settings)
+    engine.progress = bars = RoundBars(engine.batch)  # a bar only for a round of several batches
     while True:
         try:
             report = engine.round()
         except (CentralError, psycopg.Error) as exc:
+            bars.close()
             if once:
                 raise click.ClickException(f"sync failed: {str(exc).strip()}") from None
             click.echo(f"sync failed (will retry): {str(exc).strip()}", err=True)
         else:
-            click.echo("\r" + " " * 70 + "\r", err=True, nl=False)
+            bars.close()
             click.echo(_summary(report))
         if once:
             return

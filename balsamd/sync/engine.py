@@ -113,6 +113,11 @@ class RoundReport:
     reapplied: int = 0  # acknowledged intents the store had lost, applied again
     reconciled: Break = Break.NONE
     lag: int = 0  # store changes (seq) not yet in central after this round
+    # how far the round is, for a progress bar: store changes to push when it began pushing,
+    # and how many it pushed; intents waiting when it began pulling (applied + rejected so far)
+    to_push: int = 0
+    pushed_changes: int = 0
+    to_apply: int = 0
     seconds: float = 0.0
     # jobs not pushed, by id, with the reason (their id is taken at another site)
     refused: dict[str, str] = field(default_factory=dict)
@@ -315,6 +320,8 @@ class SyncEngine:
         store_id = self.store.store_id()
         mark = self.store.meta_get(MARK) or None
         first = True
+        start = seq
+        report.to_push = self.store.max_seq() - seq
         while True:
             # events before job rows: the job of every event read here has its row in this
             # batch or an earlier one once the rows are read to the end (see _push_events)
@@ -361,6 +368,7 @@ class SyncEngine:
             report.pushed_batch_jobs += len(batch_jobs)
             report.pushed_apps += len(apps)
             report.deleted_jobs += len(deleted)
+            report.pushed_changes = top - start
             if self.progress is not None:
                 self.progress(report)
             moved = top > seq or event_top > event
@@ -549,6 +557,11 @@ class SyncEngine:
         return intents
 
     def _pull(self, pg: psycopg.Connection, report: RoundReport) -> None:
+        with pg.transaction():  # the round commits each step: no transaction may stay open
+            waiting = pg.execute(
+                "SELECT count(*) FROM balsamd.intents WHERE site = %s AND applied_at IS NULL", (self.site,)
+            ).fetchone()
+        report.to_apply = waiting[0] if waiting else 0
         while True:
             intents = self._intents(pg, "applied_at IS NULL ORDER BY id LIMIT %s", self.batch)
             if not intents:
@@ -560,6 +573,8 @@ class SyncEngine:
             rejected = sum(o.status == IntentStatus.REJECTED for o in outcomes.values())
             report.applied += len(outcomes) - rejected
             report.rejected += rejected
+            if self.progress is not None:
+                self.progress(report)
             if len(intents) < self.batch:
                 return
 
