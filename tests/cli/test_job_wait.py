@@ -140,3 +140,28 @@ def test_the_summary_names_a_screenful_of_failures_and_counts_the_rest() -> None
     assert lines[1] == "  FAILED J0: exit code 1"
     assert lines[-1] == "  and 10 more (`balsamd job ls --state FAILED --state KILLED` lists them)"
     assert len(lines) == 22
+
+
+def test_on_a_terminal_a_bar_shows_how_many_ended(hello, run_to) -> None:
+    ids = [hello.job(f"w{n}") for n in range(2)]
+    assert run_to(ids[0], S.RUN_DONE) == S.JOB_FINISHED
+    hello("job", "kill", ids[1])
+    leader, follower = os.openpty()
+    env = {k: v for k, v in os.environ.items() if k not in ("BALSAMD_SITE", "BALSAMD_DEBUG")}
+    argv = [sys.executable, "-m", "balsamd", "--site", str(hello.site), "job", "wait", *ids]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=follower, text=True)
+    os.close(follower)
+    out, _ = proc.communicate(timeout=60)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal's other end is closed: all was read
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(leader)
+    assert proc.returncode == FAILED_EXIT
+    assert "waiting" in drawn.decode() and "2/2" in drawn.decode() and "1 failed" in drawn.decode()
+    assert out.startswith("2 job(s): 1 finished, 0 failed, 1 killed")
