@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -112,3 +113,19 @@ def test_wait_json_through_central(central: Central, alpha: SyncSite, alice: Lap
     alpha.sync()
     outcome = json.loads(alice("job", "wait", job.id, "--json").stdout)
     assert (outcome["total"], outcome["finished"], outcome["failures"]) == (1, 1, [])
+
+
+def test_a_file_of_jobs_through_central_is_created_all_or_none(
+    central: Central, alpha: SyncSite, alice: Laptop, tmp_path: Path
+) -> None:
+    lines = [{"workdir": f"f/{n}", "parameters": {"x": n}} for n in range(50)]
+    path = tmp_path / "jobs.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert alice("job", "create", "--from", str(path), "--app", "Square").stdout == "created 50 job(s)\n"
+    alpha.sync()
+    assert len(alpha.jobs_by_id()) == 50
+    lines[30]["parameters"] = {"x": 1, "y": 2}  # Square takes no y: only the site's app knows
+    path.write_text("".join(json.dumps({**line, "workdir": f"g/{n}"}) + "\n" for n, line in enumerate(lines)))
+    said = alice("job", "create", "--from", str(path), "--app", "Square", code=1).stderr
+    assert "line 31: " in said and "y" in said
+    assert len(central.jobs("alpha")) == 50
