@@ -30,7 +30,9 @@ class Bar:
     def show(self, done: int, info: str = "", total: int | None = None) -> None:
         if total is not None:
             self._bar.length = max(total, 1)
-        self._bar.update(done - self._bar.pos, info)
+        self._bar.current_item = info
+        self._bar.make_step(done - self._bar.pos)  # not update(): it never draws a step back
+        self._bar.render_progress()
 
     @property
     def visible(self) -> bool:
