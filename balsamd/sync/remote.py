@@ -381,19 +381,7 @@ class CentralConnection:
         self, job: str | RemoteJob | None = None, limit: int | None = None, where: EventFilter | None = None
     ) -> list[Event]:
         """State changes of the jobs you own (of ``job``; those ``where`` means), oldest first."""
-        where = where or EventFilter()
-        problems = [p for p in [limit_problem(limit)] if p] + event_filter_problems(where, limit)
-        if problems:
-            raise Refused("events", problems)
-        conds, params = self._event_conditions(job, where)
-        query = f"SELECT {_EVENT_SELECT} FROM balsamd.events e{conds}"
-        if where.latest is not None:
-            rows = self.execute(f"{query} ORDER BY e.ts DESC, e.id DESC LIMIT {int(where.latest)}", params)[::-1]
-        else:
-            rows = self.execute(
-                f"{query} ORDER BY e.ts, e.id" + ("" if limit is None else f" LIMIT {int(limit)}"), params
-            )
-        return [_event(r[2:]) for r in rows]
+        return [_event(r[2:]) for r in self._event_rows(job, limit, where or EventFilter())]
 
     def follow_events(
         self, job: str | RemoteJob | None = None, where: EventFilter | None = None, poll: float = 1.0,
@@ -411,12 +399,7 @@ class CentralConnection:
                 "AND e.store_id = s.store_id) FROM balsamd.sites s WHERE s.store_id IS NOT NULL"
             )
         }
-        conds, params = self._event_conditions(job, where)
-        listed = self.execute(
-            f"SELECT {_EVENT_SELECT} FROM balsamd.events e{conds} ORDER BY e.ts DESC, e.id DESC"
-            + ("" if where.latest is None else f" LIMIT {int(where.latest)}"),
-            params,
-        )[::-1]
+        listed = self._event_rows(job, None, where)
         conds, params = self._event_conditions(job, msgspec.structs.replace(where, latest=None))
         while True:
             for row in listed:
@@ -431,6 +414,18 @@ class CentralConnection:
                 f"{conds} ORDER BY e.ts, e.id",
                 [Jsonb(cursors), *params],
             )
+
+    def _event_rows(self, job: str | RemoteJob | None, limit: int | None, where: EventFilter) -> list[tuple[Any, ...]]:
+        """Event rows (``_EVENT_SELECT``) oldest first, checked as the site's store checks them."""
+        problems = [p for p in [limit_problem(limit)] if p] + event_filter_problems(where, limit)
+        if problems:
+            raise Refused("events", problems)
+        conds, params = self._event_conditions(job, where)
+        query = f"SELECT {_EVENT_SELECT} FROM balsamd.events e{conds}"
+        if where.latest is not None:
+            return self.execute(f"{query} ORDER BY e.ts DESC, e.id DESC LIMIT {int(where.latest)}", params)[::-1]
+        bound = "" if limit is None else f" LIMIT {int(limit)}"
+        return self.execute(f"{query} ORDER BY e.ts, e.id{bound}", params)
 
     def _event_conditions(self, job: str | RemoteJob | None, where: EventFilter) -> tuple[str, list[Any]]:
         parts: list[str] = []
