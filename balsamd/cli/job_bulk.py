@@ -170,10 +170,27 @@ def create_from(conn: Any, site: str | None, text: str, defaults: dict[str, Any]
     """The jobs of ``text``, created all or none, with the command line's ``defaults``."""
     found, problems, as_text = read_requests(text)
     specs = check_requests(found, defaults, typed, as_text, problems)
+    lost = _lost_parents(conn, site, specs, [number for number, _ in found])
+    if lost:
+        raise FileProblems(lost, len(lost))
     try:
         return conn.jobs.bulk_create(specs, site=site)
     except JobSpecError as exc:
         raise by_line(exc, [number for number, _ in found]) from None
+
+
+def _lost_parents(conn: Any, site: str | None, specs: list[JobSpec], lines: list[int]) -> list[str]:
+    """Lines naming a parent that is no job (the store would refuse the file without a line)."""
+    wanted = sorted({p for spec in specs for p in spec.parent_ids})
+    if not wanted:
+        return []
+    known = {j.id for j in conn.jobs.filter(ids=wanted, site=site)}
+    return [
+        f"line {number}: parent_ids: no job {parent}; give full ids of jobs of the site (`balsamd job ls`)"
+        for number, spec in zip(lines, specs, strict=True)
+        for parent in spec.parent_ids
+        if parent not in known
+    ]
 
 
 _JOB_N = re.compile(r"job (\d+)")

@@ -105,6 +105,24 @@ def test_a_line_the_store_refuses_creates_nothing_and_is_named(hello, site_path:
     assert jobs_of(site_path) == []
 
 
+def test_lines_naming_parents_that_are_no_jobs_are_told_before_anything_is_made(
+    hello, site_path: Path, tmp_path: Path
+) -> None:
+    parent = hello.job("parent")
+    path = tmp_path / "jobs.csv"
+    path.write_text(f"workdir,parents\nc/1,{parent}\nc/2,{parent} 7NOSUCHJOB\n")
+    said = hello.fails("job", "create", "--from", str(path), "--app", "hello", "-p", "name=x")
+    assert said == (
+        "Error: 1 line(s) of the file are wrong; no job was created:\n"
+        "  line 3: parent_ids: no job 7NOSUCHJOB; give full ids of jobs of the site (`balsamd job ls`)\n"
+    )
+    assert [j.id for j in jobs_of(site_path)] == [parent]
+    path.write_text(f"workdir,parents\nc/1,{parent}\n")
+    hello("job", "create", "--from", str(path), "--app", "hello", "-p", "name=x")
+    [child] = [j for j in jobs_of(site_path) if j.id != parent]
+    assert (child.parent_ids, str(child.state)) == ([parent], "AWAITING_PARENTS")
+
+
 @pytest.mark.parametrize(
     ("text", "said"),
     [
