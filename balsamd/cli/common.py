@@ -12,6 +12,7 @@ import click
 
 from balsamd.dsn import dsn_problem
 from balsamd.site import SiteLayout, find_site
+from balsamd.states import JobState
 from balsamd.timespec import TimeSpecError, parse_duration, parse_time
 
 
@@ -126,6 +127,20 @@ class Moment(click.ParamType):
             return parse_time(value, time.time())
         except TimeSpecError as exc:
             self.fail(str(exc), param, ctx)
+
+
+class _StateChoice(click.Choice):
+    """A job state in any case; errors list the states as they are shown everywhere else."""
+
+    name = "state"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and value.upper() in self.choices:
+            return value.upper()
+        self.fail(f"{value!r} is not a job state; use one of {', '.join(self.choices)}", param, ctx)
+
+
+STATE = _StateChoice([s.value for s in JobState])
 
 
 LIMIT = click.IntRange(min=0)

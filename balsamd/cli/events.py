@@ -7,8 +7,7 @@ import sys
 import click
 import msgspec
 
-from balsamd.cli.common import LIMIT, MOMENT, json_option, parse_pairs
-from balsamd.cli.jobs import STATE
+from balsamd.cli.common import LIMIT, MOMENT, STATE, json_option, parse_pairs
 from balsamd.cli.mode import connection
 from balsamd.models import Event
 from balsamd.render import EVENT_HEAD, event_cells, events_table, print_json

@@ -7,7 +7,7 @@ import sys
 import click
 import msgspec
 
-from balsamd.cli.common import DURATION, ExitCode, json_option, parse_pairs
+from balsamd.cli.common import DURATION, STATE, ExitCode, json_option, parse_pairs
 from balsamd.cli.mode import connection, pick_site, site_name_option
 from balsamd.cli.progress import elapsed, progress, rate
 from balsamd.render import print_json
@@ -18,13 +18,14 @@ from balsamd.waiting import WaitOutcome, wait_criteria, wait_for
 @click.argument("job_ids", nargs=-1)
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Only jobs with this tag.")
 @click.option("--app", "app_name", help="Only jobs of this app.")
+@click.option("--state", "states", multiple=True, type=STATE, help="Only jobs in this state when the wait begins.")
 @click.option("--timeout", type=DURATION, help="Give up after this long: seconds, or 30m, 2h (exit code 124).")
 @site_name_option
 @json_option
 @click.pass_context
 def job_wait(ctx: click.Context, job_ids: tuple[str, ...], tags: tuple[str, ...], app_name: str | None,
-             timeout: float | None, site_name: str | None, as_json: bool) -> None:  # fmt: skip
-    """Wait until the jobs given (or with --tag, of --app; all jobs when none is named) end.
+             states: tuple[str, ...], timeout: float | None, site_name: str | None, as_json: bool) -> None:  # fmt: skip
+    """Wait until the jobs given (or with --tag, of --app, in --state; all jobs when none is named) end.
 
     Exits 0 when every one finished, 4 when all ended and some failed or were killed, 124 when
     --timeout passed first.  Through central, as far as the sites have synced."""
@@ -34,6 +35,9 @@ def job_wait(ctx: click.Context, job_ids: tuple[str, ...], tags: tuple[str, ...]
     site = pick_site(ctx, site_name, required=False)
     if site:
         criteria["site"] = site
+    if states:  # jobs leave the states they are waited in: the jobs in them now, by id (read once)
+        now_in = conn.jobs.filter(**criteria, state=list(states))
+        criteria = {**wait_criteria([j.id for j in now_in], None, None), **({"site": site} if site else {})}
     with progress(0, "waiting") as bar:
         first: list[int] = []  # jobs that had ended when the wait began: the rate counts the others
 

@@ -9,7 +9,7 @@ from typing import Any, TextIO
 import click
 from click.core import ParameterSource
 
-from balsamd.cli.common import LIMIT, ExitCode, json_option, parse_pairs
+from balsamd.cli.common import LIMIT, STATE, ExitCode, json_option, parse_pairs
 from balsamd.cli.job_bulk import create_from
 from balsamd.cli.job_wait import job_wait
 from balsamd.cli.mode import connection, is_central, not_found_errors, pick_site, requested, site_name_option
@@ -17,20 +17,6 @@ from balsamd.models import AppKind
 from balsamd.render import events_table, job_dict, print_json, table, timestamp
 from balsamd.results import describe_result
 from balsamd.states import FINAL, RETRYABLE, IllegalTransition, JobState
-
-
-class _StateChoice(click.Choice):
-    """A job state in any case; errors list the states as they are shown everywhere else."""
-
-    name = "state"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, str) and value.upper() in self.choices:
-            return value.upper()
-        self.fail(f"{value!r} is not a job state; use one of {', '.join(self.choices)}", param, ctx)
-
-
-STATE = _StateChoice([s.value for s in JobState])
 
 
 @click.group("job")

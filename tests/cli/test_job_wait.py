@@ -165,3 +165,15 @@ def test_on_a_terminal_a_bar_shows_how_many_ended(hello, run_to) -> None:
     assert proc.returncode == FAILED_EXIT
     assert "waiting" in drawn.decode() and "2/2" in drawn.decode() and "1 failed" in drawn.decode()
     assert out.startswith("2 job(s): 1 finished, 0 failed, 1 killed")
+
+
+def test_wait_for_the_jobs_in_a_state_when_it_begins(hello, run_to) -> None:
+    waiting_ids = [hello.job(f"w{n}") for n in range(2)]
+    killed = hello.job("k")
+    hello("job", "kill", killed)  # not PREPROCESSED: not waited for, though final and failed
+    out = hello("job", "wait", "--state", "preprocessed", "--timeout", "0.3", code=TIMED_OUT_EXIT).stdout
+    assert out.startswith("timed out: 2 job(s): 0 finished, 0 failed, 0 killed, 2 not ended")
+    for job_id in waiting_ids:
+        assert run_to(job_id, S.RUN_DONE) == S.JOB_FINISHED
+    assert hello("job", "wait", *waiting_ids).stdout.startswith("2 job(s): 2 finished")
+    assert "nothing to wait for" in hello.fails("job", "wait", "--state", "RUNNING")
