@@ -21,9 +21,10 @@ from typing import Any
 
 import click
 
+from balsamd import ids
 from balsamd.cli.progress import progress
 from balsamd.models import JobSpec
-from balsamd.validate import JobSpecError, job_spec
+from balsamd.validate import JobSpecError, SiteRules, build_job, job_spec
 
 MERGED = ("parameters", "tags", "launch_params", "transfers")  # defaults merged key by key
 INTS = ("num_nodes", "ranks_per_node", "threads_per_rank", "threads_per_core", "node_packing_count")
@@ -173,10 +174,18 @@ def create_from(conn: Any, site: str | None, text: str, defaults: dict[str, Any]
     lost = _lost_parents(conn, site, specs, [number for number, _ in found])
     if lost:
         raise FileProblems(lost, len(lost))
+    lines = [number for number, _ in found]
     try:
         return conn.jobs.bulk_create(specs, site=site)
     except JobSpecError as exc:
-        raise by_line(exc, [number for number, _ in found]) from None
+        refused = by_line(exc, lines)
+        if refused is exc:  # not one line's fault (e.g. two lines share a workdir)
+            raise
+    # the store stops at the first job it refuses: the others are told too, checked the same way
+    every = _refusals(conn, site, specs, lines)
+    if len(every) > 1:
+        raise FileProblems(every, len(every))
+    raise refused
 
 
 def _lost_parents(conn: Any, site: str | None, specs: list[JobSpec], lines: list[int]) -> list[str]:
@@ -191,6 +200,24 @@ def _lost_parents(conn: Any, site: str | None, specs: list[JobSpec], lines: list
         for parent in spec.parent_ids
         if parent not in known
     ]
+
+
+def _refusals(conn: Any, site: str | None, specs: list[JobSpec], lines: list[int]) -> list[str]:
+    """What the site's rules refuse of each line (``validate.build_job``, as the store checks)."""
+    from balsamd.api import Site  # the one kind of connection whose rules are its own settings
+
+    if isinstance(conn, Site):
+        apps, rules, owner = conn.apps.sync(), SiteRules.of(conn.settings), ""
+    else:
+        apps, rules = conn.site_rules(site)
+        owner = conn.user
+    problems = []
+    for number, spec in zip(lines, specs, strict=True):
+        try:
+            build_job(ids.new_id(), spec, apps, rules, f"line {number}", owner=owner)
+        except JobSpecError as exc:
+            problems.append(str(exc))
+    return problems
 
 
 _JOB_N = re.compile(r"job (\d+)")

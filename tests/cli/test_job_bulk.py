@@ -123,6 +123,18 @@ def test_lines_naming_parents_that_are_no_jobs_are_told_before_anything_is_made(
     assert (child.parent_ids, str(child.state)) == ([parent], "AWAITING_PARENTS")
 
 
+def test_every_line_the_store_would_refuse_is_told(hello, site_path: Path, tmp_path: Path) -> None:
+    lines = [{"workdir": f"runs/{n}", "parameters": {"name": "x"}} for n in range(10)]
+    lines[2]["num_nodes"] = 64
+    lines[4]["app"] = "nope"
+    path = json_lines(tmp_path / "jobs.jsonl", lines)
+    said = hello.fails("job", "create", "--from", path, "--app", "hello").splitlines()
+    assert said[0] == "Error: 2 line(s) of the file are wrong; no job was created:"
+    assert said[1].startswith("  line 3: ") and "num_nodes" in said[1]
+    assert said[2].startswith("  line 5: unknown app 'nope'")
+    assert jobs_of(site_path) == []
+
+
 @pytest.mark.parametrize(
     ("text", "said"),
     [

@@ -125,7 +125,10 @@ def test_a_file_of_jobs_through_central_is_created_all_or_none(
     alpha.sync()
     assert len(alpha.jobs_by_id()) == 50
     lines[30]["parameters"] = {"x": 1, "y": 2}  # Square takes no y: only the site's app knows
+    lines[40]["num_nodes"] = 1000
     path.write_text("".join(json.dumps({**line, "workdir": f"g/{n}"}) + "\n" for n, line in enumerate(lines)))
-    said = alice("job", "create", "--from", str(path), "--app", "Square", code=1).stderr
-    assert "line 31: " in said and "y" in said
+    said = alice("job", "create", "--from", str(path), "--app", "Square", code=1).stderr.splitlines()
+    assert said[0].endswith("2 line(s) of the file are wrong; no job was created:")
+    assert said[1].startswith("  line 31: ") and "y" in said[1]
+    assert said[2].startswith("  line 41: ") and "num_nodes" in said[2]
     assert len(central.jobs("alpha")) == 50
