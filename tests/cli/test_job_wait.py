@@ -13,7 +13,7 @@ import balsamd
 from balsamd.cli.job_wait import summary
 from balsamd.models import StateUpdate
 from balsamd.states import JobState
-from balsamd.waiting import Failure, WaitOutcome, next_interval, tally
+from balsamd.waiting import Failure, WaitOutcome, next_interval, tally, wait_for
 
 S = JobState
 FAILED_EXIT, TIMED_OUT_EXIT = 4, 124
@@ -177,3 +177,20 @@ def test_wait_for_the_jobs_in_a_state_when_it_begins(hello, run_to) -> None:
         assert run_to(job_id, S.RUN_DONE) == S.JOB_FINISHED
     assert hello("job", "wait", *waiting_ids).stdout.startswith("2 job(s): 2 finished")
     assert "nothing to wait for" in hello.fails("job", "wait", "--state", "RUNNING")
+
+
+def test_polls_space_out_while_nothing_changes_and_start_over_when_a_job_ends(hello, site_path, run_to) -> None:
+    ids = [hello.job(f"w{n}") for n in range(2)]
+    pauses: list[float] = []
+
+    def between_polls(seconds: float) -> None:
+        """Instead of sleeping: the first job ends after the third pause, the second after the fifth."""
+        pauses.append(seconds)
+        ending = {3: ids[0], 5: ids[1]}.get(len(pauses))
+        if ending:
+            assert run_to(ending, S.RUN_DONE) == S.JOB_FINISHED
+
+    with balsamd.connect(site_path) as site:
+        outcome = wait_for(site.jobs, criteria={"ids": ids}, first_poll=1.0, max_poll=2.0, sleep=between_polls)
+    assert pauses == [1.0, 1.5, 2.0, 1.0, 1.5]
+    assert (outcome.finished, outcome.succeeded) == (2, True)
