@@ -91,7 +91,7 @@ class WatchStoreMixin(StoreBase):
                 finished = dict(
                     all_rows(
                         conn,
-                        "SELECT CAST(m.ts / 60 AS INTEGER), COUNT(*) FROM moves m INDEXED BY moves_ts "
+                        "SELECT CAST(m.ts / 60 AS INTEGER), COUNT(*) FROM moves m INDEXED BY moves_path_ts "
                         f"WHERE m.ts >= ? AND m.path IN {_FINISHED_PATHS}{of_job} GROUP BY 1",
                         (first * 60, *params),
                     )

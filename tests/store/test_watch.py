@@ -195,6 +195,6 @@ def test_what_a_live_view_reads_follows_an_index_and_scans_no_table_of_jobs_or_m
     since = plans(site_store, calls["activity since"])
     assert any("(rowid>?)" in line for lines in since.values() for line in lines), "moves since: by id alone"
     whole = plans(site_store, lambda: site_store.activity(since=T0))
-    assert any("moves_ts" in line for lines in whole.values() for line in lines), whole
+    assert any("moves_path_ts" in line for lines in whole.values() for line in lines), whole
     failures = plans(site_store, site_store.recent_failures)
     assert any("jobs_failed" in line for lines in failures.values() for line in lines), failures
