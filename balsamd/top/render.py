@@ -2,7 +2,8 @@
 
 Sections come in the order they matter when the terminal is short (the screen shows the
 first lines that fit): jobs by state, throughput, the services' lag, batch jobs, failures.
-A line wider than the terminal is cut, ending in ``>`` (as ``less -S`` marks it).
+A line wider than the terminal is cut, ending in ``>`` (as ``less -S`` marks it), and whatever
+a terminal would act on is shown as ``?``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ from balsamd.top.frame import BatchLoad, Frame
 KEYS = "q quit   / filter (app=NAME KEY=VALUE ...; empty: all jobs)"
 
 
+def printable(text: str) -> str:
+    """``text`` with what a terminal would act on (escape sequences, tabs, newlines) as ``?``:
+    reasons and errors carry what jobs and hooks wrote."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
+
+
 def clip(line: str, width: int) -> str:
+    line = printable(line)
     if len(line) <= width:
         return line
     return line[: max(width - 1, 0)] + ">" if width > 0 else ""
@@ -81,7 +89,7 @@ def render(frame: Frame, width: int) -> list[str]:
 
     lines += ["", "FAILURES  (latest first)"]
     if frame.failures:
-        failed = [(f.job_id, f.app, f.state, ago(frame.at - f.at), f.reason.replace("\n", " ")) for f in frame.failures]
+        failed = [(f.job_id, f.app, f.state, ago(frame.at - f.at), printable(f.reason)) for f in frame.failures]
         lines += _indent(table(failed, ("JOB", "APP", "STATE", "WHEN", "REASON")))
     else:
         lines.append("  none")

@@ -72,7 +72,7 @@ def test_a_frame_reads_as_sections_of_counts_throughput_services_batch_jobs_and_
         "",
         "FAILURES  (latest first)",
         "  JOB   APP  STATE        WHEN      REASON",
-        "  01J0  sim  FAILED       30 s ago  exit code 2: out of memory killed",
+        "  01J0  sim  FAILED       30 s ago  exit code 2: out of memory?killed",
         "  01J1  sim  RUN_TIMEOUT  3 h ago   wall time",
     ]
 
@@ -101,6 +101,7 @@ def test_a_narrow_terminal_cuts_each_line_to_its_width_and_marks_the_cut() -> No
 
 def test_clip_keeps_what_fits_and_marks_what_it_cut() -> None:
     assert clip("abcdef", 6) == "abcdef"
+    assert clip("a\x1b[2Jb\tc", 20) == "a?[2Jb?c", "a reason must not steer the terminal"
     assert clip("abcdef", 4) == "abc>"
     assert clip("abcdef", 1) == ">"
     assert clip("abcdef", 0) == ""

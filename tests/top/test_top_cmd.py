@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
 import balsamd
 from balsamd.states import JobState
 
@@ -52,3 +58,28 @@ def test_a_malformed_tag_or_interval_is_refused_naming_the_option(run) -> None:
 def test_top_runs_at_the_site_not_through_the_central_database(run) -> None:
     result = run("--central", "postgresql://u@h/db", "top", "--once", site=False, code=2)
     assert "`balsamd top` runs at the site" in result.stderr
+
+
+def test_not_on_a_terminal_frames_follow_each_other_until_interrupted(hello, site_path) -> None:
+    hello.job("r/1")
+    env = {**os.environ, "PYTHONPATH": str(Path(balsamd.__file__).resolve().parents[1]), "COLUMNS": "100"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "balsamd", "--site", str(site_path), "top", "--interval", "0.2"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        headers = []
+        while len(headers) < 2:
+            line = proc.stdout.readline()
+            assert line, f"top ended early: {proc.stderr.read() if proc.stderr else ''}"
+            if line.startswith("balsamd top"):
+                headers.append(line)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert all(len(line) <= 100 for line in out.splitlines())
