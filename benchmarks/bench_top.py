@@ -10,8 +10,8 @@ The store
 ``top.first_frame_<N>``
     Milliseconds of ``balsamd top --once`` in-process: a frame read whole (jobs by state, an
     hour of finished runs by minute, failures, the running batch job's busy nodes, the transfer
-    backlog) by ``build_frame`` through the store contract, and rendered.  The daemon's status is
-    not asked (no daemon runs).  Baseline: ``counts_by_state`` on the same store, what
+    backlog) by ``build_frame`` through the store contract, and rendered.  The daemon's services
+    are not asked (no daemon runs).  Baseline: ``counts_by_state`` on the same store, what
     ``balsamd job ls --by-state`` asks.  Lower is better; ratio = count / frame.  Goal: at most
     twice the count (``goal_ratio = 0.5``).
 

@@ -10,7 +10,7 @@ import click
 from balsamd.cli.common import Finite, ensure_site, json_option, parse_pairs
 from balsamd.render import print_json
 from balsamd.top.frame import View
-from balsamd.top.live import Watcher, daemon_status, run_plain, run_screen
+from balsamd.top.live import Watcher, daemon_services, run_plain, run_screen
 from balsamd.top.render import render
 
 # what a frame is rendered at when no terminal says its width (a pipe, a script)
@@ -40,7 +40,7 @@ def top_cmd(
         raise click.UsageError("--json prints one frame's data: give --once with it")
     site = ensure_site(ctx)
     view = View(app=app, tags=parse_pairs(tags, "--tag"))
-    watcher = Watcher(site.store, site.name, view, lambda: daemon_status(site.layout))
+    watcher = Watcher(site.store, site.name, view, lambda: daemon_services(site.layout))
     width = shutil.get_terminal_size(PLAIN_SIZE).columns
     if once:
         frame = watcher.next()

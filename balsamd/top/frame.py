@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from balsamd.models import BatchJobState
-from balsamd.rpc.protocol import DaemonStatus
+from balsamd.rpc.protocol import ServiceHealth
 from balsamd.states import JobState
 from balsamd.store.contract import Store
 from balsamd.store.queries import JobFilter
@@ -171,12 +171,12 @@ def batch_loads(store: Store) -> list[BatchLoad]:
     return rows
 
 
-def service_lags(status: DaemonStatus | None, now: float) -> list[ServiceLag]:
-    """The sync and transfer services from the daemon's status, with their lag in words."""
-    if status is None:
+def service_lags(services: list[ServiceHealth] | None, now: float) -> list[ServiceLag]:
+    """The sync and transfer services as ``balsamd status`` has them, with their lag in words."""
+    if services is None:
         return []
     out = []
-    for s in status.services:
+    for s in services:
         if s.name not in ("sync", "transfers"):
             continue
         lag = sync_lag(s.detail, now) if s.name == "sync" else transfer_lag(s.detail)
@@ -205,11 +205,11 @@ def build_frame(
     site: str,
     view: View,
     tally: Tally | None,
-    status: DaemonStatus | str,
+    services: list[ServiceHealth] | str,
     now: float | None = None,
 ) -> tuple[Frame, Tally]:
-    """The next frame from ``store`` (and the daemon's status, or why there is none), and the
-    tally the frame after it starts from."""
+    """The next frame from ``store`` (and the daemon's services, or why there are none), and
+    the tally the frame after it starts from."""
     now = time.time() if now is None else now
     f = view.job_filter()
     since = (now // 60 - HOUR_MIN + 1) * 60
@@ -223,11 +223,11 @@ def build_frame(
         activity = store.activity(f, 0, since)
     after = fold(None if whole else tally, view, activity, now)
     before = tally.counts if tally is not None and tally.view == view else None
-    daemon = status if isinstance(status, str) else "running"
+    daemon = services if isinstance(services, str) else "running"
     frame = Frame(
         site=site, at=now, view=view, whole=before is None, states=state_counts(after.counts, before),
         total=sum(after.counts.values()), throughput=rates(after.finished, now), batch_jobs=batch_loads(store),
         failures=store.recent_failures(f, FAILURES), transfers=store.transfer_backlog(), daemon=daemon,
-        services=service_lags(None if isinstance(status, str) else status, now),
+        services=service_lags(None if isinstance(services, str) else services, now),
     )  # fmt: skip
     return frame, after

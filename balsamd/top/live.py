@@ -1,8 +1,8 @@
 """The live view's loop: frames on a full screen (curses) with keys, or plain frames on stdout.
 
-A thin layer: ``Watcher`` reads frames (``build_frame``) and the daemon's status (what
-``balsamd status`` reads, asked at most every ``STATUS_SEC``: the daemon counts every job for
-it); the screen draws what ``render`` made and reads keys.
+A thin layer: ``Watcher`` reads frames (``build_frame``) and the daemon's services (as
+``balsamd status`` has them, asked at most every ``STATUS_SEC``); the screen draws what
+``render`` made and reads keys.
 """
 
 from __future__ import annotations
@@ -14,22 +14,24 @@ import time
 from collections.abc import Callable
 from typing import IO
 
-from balsamd.rpc.protocol import DaemonStatus
+from balsamd.rpc.protocol import ServiceHealth
 from balsamd.site import SiteLayout
 from balsamd.store.contract import Store
 from balsamd.top.frame import Frame, Tally, View, build_frame
 from balsamd.top.render import KEYS, clip, render
 
 STATUS_SEC = 5.0
+STATUS_TIMEOUT = 3.0  # a daemon that does not answer by then is shown as such, and asked again later
 
 
-def daemon_status(layout: SiteLayout) -> DaemonStatus | str:
-    """The daemon's status, or why there is none (the view goes on without its services)."""
+def daemon_services(layout: SiteLayout) -> list[ServiceHealth] | str:
+    """The daemon's services as ``balsamd status`` has them, or why there are none (the view
+    goes on without them)."""
     from balsamd.daemon import control
     from balsamd.rpc.client import RpcRefused
 
     try:
-        return control.status(layout)
+        return control.services(layout, STATUS_TIMEOUT)
     except (control.NotRunning, RpcRefused) as exc:
         return str(exc)
 
@@ -55,23 +57,23 @@ class Watcher:
     """Frames of one site's store, each built on the tally of the one before."""
 
     def __init__(
-        self, store: Store, site: str, view: View, status: Callable[[], DaemonStatus | str],
+        self, store: Store, site: str, view: View, services: Callable[[], list[ServiceHealth] | str],
         clock: Callable[[], float] = time.time,
     ) -> None:  # fmt: skip
         self.store = store
         self.site = site
         self.view = view
-        self.status = status
+        self.services = services
         self.clock = clock
         self.tally: Tally | None = None
-        self._status: DaemonStatus | str = ""
-        self._status_at = float("-inf")
+        self._services: list[ServiceHealth] | str = ""
+        self._services_at = float("-inf")
 
     def next(self) -> Frame:
         now = self.clock()
-        if now - self._status_at >= STATUS_SEC:
-            self._status, self._status_at = self.status(), now
-        frame, self.tally = build_frame(self.store, self.site, self.view, self.tally, self._status, now)
+        if now - self._services_at >= STATUS_SEC:
+            self._services, self._services_at = self.services(), now
+        frame, self.tally = build_frame(self.store, self.site, self.view, self.tally, self._services, now)
         return frame
 
 

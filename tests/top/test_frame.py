@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from balsamd.models import BatchJob, BatchJobState, ClaimLimits, StateUpdate
-from balsamd.rpc.protocol import DaemonStatus, ServiceHealth
+from balsamd.rpc.protocol import ServiceHealth
 from balsamd.states import JobState
 from balsamd.store.store import SiteStore
 from balsamd.top.frame import RECOUNT_SEC, Frame, Rate, ServiceLag, Tally, View, build_frame
@@ -153,17 +153,14 @@ def test_counts_are_read_whole_again_after_a_removal_and_every_while(store) -> N
     assert tally.counted_at == NOW + 1 + RECOUNT_SEC and frame.total == 1
 
 
-def test_the_services_lag_comes_from_the_daemons_status(store) -> None:
-    status = DaemonStatus(
-        site="site-a", host="h", port=1, pid=2, started_at=NOW - 100, healthy=False, job_counts={}, sessions=[],
-        services=[
-            ServiceHealth(name="processing", healthy=True),
-            ServiceHealth(name="sync", healthy=False, last_error="connection refused\ntraceback",
-                          detail={"lag_changes": 12, "last_ok": NOW - 40}),
-            ServiceHealth(name="transfers", healthy=True, detail={"tasks_running": 2, "items_retrying": 1}),
-        ],
-    )  # fmt: skip
-    frame, _ = frame_of(store, status=status)
+def test_the_services_lag_comes_from_the_daemons_services(store) -> None:
+    services = [
+        ServiceHealth(name="processing", healthy=True),
+        ServiceHealth(name="sync", healthy=False, last_error="connection refused\ntraceback",
+                      detail={"lag_changes": 12, "last_ok": NOW - 40}),
+        ServiceHealth(name="transfers", healthy=True, detail={"tasks_running": 2, "items_retrying": 1}),
+    ]  # fmt: skip
+    frame, _ = frame_of(store, status=services)
     assert frame.daemon == "running"
     assert frame.services == [
         ServiceLag(
@@ -172,8 +169,7 @@ def test_the_services_lag_comes_from_the_daemons_status(store) -> None:
         ),
         ServiceLag(name="transfers", healthy=True, lag="2 task(s) running, 1 item(s) to retry"),
     ]  # fmt: skip
-    status.services = status.services[2:]
-    frame, _ = frame_of(store, status=status)
+    frame, _ = frame_of(store, status=services[2:])
     assert frame.services[0] == ServiceLag(name="sync", healthy=None, lag="the site has no central database")
 
 
