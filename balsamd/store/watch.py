@@ -8,6 +8,7 @@ whole once, then kept up to date from the moves written since (``Activity``).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import apsw
@@ -79,8 +80,13 @@ def watched(f: JobFilter | None, operation: str) -> tuple[str, list[Any]]:
 class WatchStoreMixin(StoreBase):
     def activity(self, f: JobFilter | None = None, after_move: int = 0, since: float = 0.0) -> Activity:
         conds, params = watched(f, "activity")
+        problems = []
         if type(after_move) is not int or after_move < 0:
-            raise Refused("activity", [f"after_move must be a move id, 0 or more (got {after_move!r})"])
+            problems.append(f"after_move must be a move id, 0 or more (got {after_move!r})")
+        if not isinstance(since, int | float) or not math.isfinite(since):
+            problems.append(f"since must be a time in seconds since the epoch (got {since!r})")
+        if problems:
+            raise Refused("activity", problems)
         of_job = f" AND EXISTS (SELECT 1 FROM jobs WHERE jobs.id = m.job_id{conds})" if conds else ""
         first = int(since // 60)
         with self.db.read() as conn:

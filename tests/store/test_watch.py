@@ -106,6 +106,13 @@ def test_a_filter_a_live_view_cannot_follow_is_refused_naming_it(store: Store, f
         store.recent_failures(f)
 
 
+def test_a_move_id_or_a_time_that_is_not_one_is_refused_naming_it(store: Store) -> None:
+    with pytest.raises(Refused, match="after_move must be a move id"):
+        store.activity(after_move=-1)
+    with pytest.raises(Refused, match="since must be a time"):
+        store.activity(since=float("nan"))
+
+
 def test_recent_failures_come_latest_first_with_their_reason(store: Store) -> None:
     a, b, c = make_jobs(store, 3, app="handler")
     finish(store, [a], T0, end=S.RUN_ERROR, reason="exit code 1")
