@@ -92,7 +92,7 @@ class Frame(msgspec.Struct, kw_only=True):
     site: str
     at: float
     view: View
-    whole: bool  # the counts were read whole for this frame (no change is shown then)
+    first: bool  # the first frame of its view: no frame before it to show changes since
     states: list[StateCount]
     total: int
     throughput: list[Rate]
@@ -225,7 +225,7 @@ def build_frame(
     before = tally.counts if tally is not None and tally.view == view else None
     daemon = services if isinstance(services, str) else "running"
     frame = Frame(
-        site=site, at=now, view=view, whole=before is None, states=state_counts(after.counts, before),
+        site=site, at=now, view=view, first=before is None, states=state_counts(after.counts, before),
         total=sum(after.counts.values()), throughput=rates(after.finished, now), batch_jobs=batch_loads(store),
         failures=store.recent_failures(f, FAILURES), transfers=store.transfer_backlog(), daemon=daemon,
         services=service_lags(None if isinstance(services, str) else services, now),

@@ -55,9 +55,9 @@ def render(frame: Frame, width: int) -> list[str]:
     shown = frame.view.describe() or "all jobs"
     lines = [f"balsamd top   site {frame.site}   {when}   {shown}", ""]
 
-    lines.append(f"JOBS  {number(frame.total)}" + ("" if frame.whole else "   (change since the last frame)"))
+    lines.append(f"JOBS  {number(frame.total)}" + ("" if frame.first else "   (change since the last frame)"))
     if frame.states:
-        if frame.whole:  # nothing to compare with
+        if frame.first:  # nothing to compare with
             lines += _indent(table([(s.state, number(s.count)) for s in frame.states], ("STATE", "JOBS")))
         else:
             counts = [(s.state, number(s.count), change(s.change)) for s in frame.states]

@@ -56,7 +56,7 @@ def states(frame: Frame) -> dict[str, tuple[int, int]]:
 def test_a_first_frame_counts_jobs_by_state_and_shows_no_change(store) -> None:
     make_jobs(store, 4)
     frame, _ = frame_of(store)
-    assert frame.whole and frame.total == 4
+    assert frame.first and frame.total == 4
     assert states(frame) == {"PREPROCESSED": (4, 0)}
     assert frame.daemon == NOT_RUNNING and frame.services == []
 
@@ -68,7 +68,7 @@ def test_the_next_frame_shows_each_states_change_since_the_one_before(store) -> 
     store.kill([jobs[2].id])
     make_jobs(store, 3)
     second, tally = frame_of(store, tally, now=NOW + 1)
-    assert not second.whole
+    assert not second.first
     assert states(second) == {"PREPROCESSED": (5, 0), "JOB_FINISHED": (2, 2), "KILLED": (1, 1)}
     assert second.total == 8
     third, _ = frame_of(store, tally, now=NOW + 2)
@@ -137,7 +137,7 @@ def test_a_view_narrows_every_count_to_its_app_and_tags(store) -> None:
     assert [f.job_id for f in frame.failures] == [mine[0].id]
     # another view starts again: counted whole, no change shown
     other, _ = frame_of(store, tally, view=View(app="noop"), now=NOW + 2)
-    assert other.whole and other.total == 5
+    assert other.first and other.total == 5
 
 
 def test_counts_are_read_whole_again_after_a_removal_and_every_while(store) -> None:

@@ -16,7 +16,7 @@ WHEN = datetime.datetime.fromtimestamp(AT).strftime("%Y-%m-%d %H:%M:%S")
 
 def frame(**fields) -> Frame:
     values = {
-        "site": "theta", "at": AT, "view": View(), "whole": False,
+        "site": "theta", "at": AT, "view": View(), "first": False,
         "states": [
             StateCount(state="PREPROCESSED", count=1_200_000, change=-340),
             StateCount(state="RUNNING", count=64, change=0),
@@ -78,7 +78,7 @@ def test_a_frame_reads_as_sections_of_counts_throughput_services_batch_jobs_and_
 
 
 def test_a_first_frame_shows_counts_without_a_change() -> None:
-    lines = render(frame(whole=True), 200)
+    lines = render(frame(first=True), 200)
     assert lines[2] == "JOBS  1,235,064"
     assert lines[3:7] == [
         "  STATE         JOBS",
