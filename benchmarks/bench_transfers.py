@@ -2,16 +2,19 @@
 
 ``transfers.stage_in`` (files/s)
     Setup (untimed, once): a private sshd on 127.0.0.1 (``benchmarks/sshd.py``) and N files of
-    FILE_BYTES each under a "remote" directory, reached as location ``dtn`` =
-    ``rsync://user@127.0.0.1:PORT/remote``.  Each measurement first makes (untimed) a fresh
-    site: a store with N jobs of an app with one inbound slot, job i's item naming file i.  It
-    then times the daemon's transfer service (``daemon.transferring.Transferring``, with the
+    FILE_BYTES each under a "remote" directory, one directory per run as a campaign's inputs are
+    laid out (``in/<i>/in.dat``), reached as location ``dtn`` =
+    ``rsync://user@127.0.0.1:PORT/remote``.  Each measurement first makes (untimed) a fresh site:
+    a store with N jobs of an app with one inbound slot, job i's item naming file i.  It then times
+    the daemon's transfer service (``daemon.transferring.Transferring``, with the
     default batch size and concurrency, stepped as the daemon steps it) until every job is past
     STAGED_IN: N files in N workdirs, every item and job recorded.  Checked: all N jobs
     PREPROCESSED and each workdir's file has its bytes.
 
-    Baseline: one ``rsync -a`` of the same directory over the same ssh into a fresh directory:
-    the same files moved by hand in one process, into one directory, with nothing recorded.
+    Baseline: one ``rsync -a`` of the same tree over the same ssh into a fresh directory: the
+    same files moved by hand in one process into a directory each, as the jobs need them, with
+    nothing recorded.  (A flat copy of the N files into one directory is no baseline: no job can
+    run there, and on some filesystems making N directories alone takes as long as that copy.)
     The goal (ratio >= 0.8) says batching works: per-file ssh logins or per-item store writes
     would be tens of times slower.
 """
@@ -64,9 +67,10 @@ class Remote:
     def setup(self) -> None:
         self.host = self.stack.enter_context(private_sshd(self.ctx.scratch("sshd-")))
         self.dir = self.ctx.scratch("remote-")
-        (self.dir / "in").mkdir()
         for i in range(self.files):
-            (self.dir / "in" / f"{i}.dat").write_bytes(content(i))
+            run = self.dir / "in" / str(i)
+            run.mkdir(parents=True)
+            (run / "in.dat").write_bytes(content(i))
 
     def teardown(self) -> None:
         self.stack.close()
@@ -90,7 +94,7 @@ def fresh_site(ctx: Context, remote: Remote) -> tuple[Path, SiteStore, TransferS
     store = SiteStore(site / "balsamd.db", SiteRules(transfer_locations={"dtn": "rsync"}))
     store.put_apps([APP])
     for start in range(0, remote.files, CREATE_CHUNK):
-        store.create_jobs([JobSpec(app="staged", workdir=f"jobs/{i}", transfers={"input": f"dtn:/in/{i}.dat"})
+        store.create_jobs([JobSpec(app="staged", workdir=f"jobs/{i}", transfers={"input": f"dtn:/in/{i}/in.dat"})
                            for i in range(start, min(start + CREATE_CHUNK, remote.files))])  # fmt: skip
     return site, store, TransferSettings(locations={"dtn": remote.url()}, ssh=remote.ssh)
 
@@ -148,7 +152,7 @@ def plain_rsync_rate(ctx: Context, remote: Remote) -> float:
     start = perf_counter()
     subprocess.run(argv, check=True, capture_output=True, stdin=subprocess.DEVNULL)
     seconds = perf_counter() - start
-    moved = len(os.listdir(target))
+    moved = sum(1 for run in os.scandir(target) if os.path.exists(os.path.join(run.path, "in.dat")))
     if moved != remote.files:
         raise RuntimeError(f"plain rsync moved {moved} of {remote.files} files")
     return rate(remote.files, seconds)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # What the tests need besides Python packages: PostgreSQL binaries (the tests start their own
 # servers), rsync with an OpenSSH server and client (the transfer tests start their own sshd on
-# 127.0.0.1) and a single-node Slurm.  Installs and starts them when run as root; elsewhere it
-# says what is missing (the tests of those components then skip, except in CI where they fail).
+# 127.0.0.1), tmux (the live view's test runs `balsamd top` in a tmux server of its own) and a
+# single-node Slurm.  Installs and starts them when run as root; elsewhere it says what is missing
+# (the tests of those components then skip, except in CI where they fail).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,7 @@ command -v rsync >/dev/null 2>&1 || missing+=("rsync: rsync")
 # sshd lives in /usr/sbin, which a user's PATH may lack
 [ -x /usr/sbin/sshd ] || command -v sshd >/dev/null 2>&1 || missing+=("openssh-server: sshd")
 { command -v ssh && command -v ssh-keygen; } >/dev/null 2>&1 || missing+=("openssh-client: ssh and ssh-keygen")
+command -v tmux >/dev/null 2>&1 || missing+=("tmux: tmux")
 
 if [ "$(id -u)" != 0 ]; then
   for m in "${missing[@]}"; do say "${m#*: } missing (install the ${m%%:*} package)"; done

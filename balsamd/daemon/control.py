@@ -9,7 +9,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import anyio
 
@@ -19,7 +19,7 @@ from balsamd.diskspace import is_full
 from balsamd.logs import FORMAT, SiteLogHandler
 from balsamd.modes import Modes, open_file, site_modes
 from balsamd.rpc.client import RpcClient, RpcRefused, RpcUnavailable
-from balsamd.rpc.protocol import DaemonStatus
+from balsamd.rpc.protocol import DaemonStatus, ServiceHealth
 from balsamd.rpc.record import (
     DaemonRecord,
     check_secret,
@@ -232,11 +232,24 @@ def _is_zombie(pid: int) -> bool:
 
 
 def status(layout: SiteLayout) -> DaemonStatus:
+    return _ask(layout, "status", 10.0)
+
+
+def services(layout: SiteLayout, timeout: float = 10.0) -> list[ServiceHealth]:
+    """The daemon's services and their health, as ``status`` has them, without its counts."""
+    return _ask(layout, "services", timeout)
+
+
+def _ask(layout: SiteLayout, method: str, timeout: float) -> Any:
     record = read_record(layout.root)
     if record is None:
         raise NotRunning("the daemon is not running (no daemon.json in the site); start it with `balsamd start`")
     try:
-        return client_for(layout, record, timeout=10.0).call("status")
+        client = client_for(layout, record, timeout=timeout)
+        try:
+            return client.call(method)
+        finally:
+            client.close()
     except RpcUnavailable as exc:
         raise NotRunning(
             f"the daemon recorded on {record.host}:{record.port} (pid {record.pid}) does not answer: {exc}; "

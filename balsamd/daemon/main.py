@@ -28,7 +28,7 @@ from balsamd.daemon.services import Health, Service, Trigger, run_service, run_s
 from balsamd.daemon.syncing import SyncService
 from balsamd.daemon.transferring import Transferring
 from balsamd.modes import PRIVATE, open_file, site_modes
-from balsamd.rpc.protocol import DaemonStatus
+from balsamd.rpc.protocol import DaemonStatus, ServiceHealth
 from balsamd.rpc.record import DaemonRecord, read_secret, remove_record, secret_id, this_host, write_record
 from balsamd.rpc.server import RpcServer, handlers_for
 from balsamd.sched import make_scheduler
@@ -105,7 +105,9 @@ class Daemon:
         self.health = [Health(s) for s in build_services(self, store, store_call, pool)]
         secret = read_secret(self.layout.root)
         server = store_server(store, secret, self.name, limiter)
-        server.handlers.update(status=lambda _a: self.status(store), shutdown=self._shutdown)
+        server.handlers.update(
+            status=lambda _a: self.status(store), services=lambda _a: self.services(), shutdown=self._shutdown
+        )
         listener = await self.listen()
         record = DaemonRecord(
             pid=os.getpid(), host=this_host(), port=self.port, started_at=self.started_at, version=__version__,
@@ -146,9 +148,12 @@ class Daemon:
     async def _shutdown(self, _args: Any) -> None:
         self.stop.set()
 
-    def status(self, store: SiteStore) -> DaemonStatus:
+    def services(self) -> list[ServiceHealth]:
         now = time.time()
-        services = [h.report(now) for h in self.health]
+        return [h.report(now) for h in self.health]
+
+    def status(self, store: SiteStore) -> DaemonStatus:
+        services = self.services()
         return DaemonStatus(
             site=self.name, host=this_host(), port=self.port, pid=os.getpid(), started_at=self.started_at,
             healthy=all(s.healthy for s in services), services=services,

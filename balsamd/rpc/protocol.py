@@ -131,6 +131,11 @@ class DaemonControl(Protocol):
     @operation(write=False)
     def status(self) -> DaemonStatus: ...
 
+    @operation(write=False, hot=True)
+    def services(self) -> list[ServiceHealth]:
+        """The services of ``status`` alone: it reads no store (a live view asks it often)."""
+        ...
+
     @operation(write=False)
     def shutdown(self) -> None:
         """Stop the daemon: its services finish their current step."""

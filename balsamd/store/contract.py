@@ -45,8 +45,15 @@ from balsamd.models import (
 from balsamd.states import JobState
 from balsamd.store.batch import BacklogStats
 from balsamd.store.queries import EventFilter, JobFilter
+from balsamd.store.watch import Activity, Failure, RunningLoad
 from balsamd.transfers.backend import Direction, ItemResult
-from balsamd.transfers.records import TransferFilter, TransferItem, TransferOutcome, TransferTask
+from balsamd.transfers.records import (
+    TransferBacklog,
+    TransferFilter,
+    TransferItem,
+    TransferOutcome,
+    TransferTask,
+)
 
 # A claim's jobs as the one JSON document SQLite builds of them: passed on by every transport as
 # it is and decoded once, by the launcher, with ``store.queries.claimed_jobs``.
@@ -145,6 +152,25 @@ class Store(Protocol):
         with ``f.latest`` the last so many; only those ``f`` means (states, times, tags, app)."""
         ...
 
+    # ----- jobs: what a live view watches (each read follows an index, none reads all jobs) --------
+
+    @operation(write=False)
+    def activity(self, f: JobFilter | None = None, after_move: int = 0, since: float = 0.0) -> Activity:
+        """With ``after_move`` 0: jobs by state (of the filter's app and tags), and the runs that
+        reached JOB_FINISHED from ``since`` on, by minute.  Else what the moves after
+        ``after_move`` changed: each state's net change, and those finished runs among them."""
+        ...
+
+    @operation(write=False)
+    def recent_failures(self, f: JobFilter | None = None, limit: int = 10) -> list[Failure]:
+        """Jobs now FAILED, RUN_ERROR or RUN_TIMEOUT (of the filter's app and tags), the latest first."""
+        ...
+
+    @operation(write=False)
+    def running_load(self) -> dict[str, RunningLoad]:
+        """Per batch job id ("" for launchers outside one): its RUNNING jobs and the nodes they occupy."""
+        ...
+
     # ----- jobs: what users change ------------------------------------------------------------
 
     @operation(write=True, durable=True)  # a person is told
@@ -233,6 +259,11 @@ class Store(Protocol):
     @operation(write=False)
     def transfer_counts(self) -> dict[str, int]:
         """Transfer items by state."""
+        ...
+
+    @operation(write=False)
+    def transfer_backlog(self) -> dict[str, TransferBacklog]:
+        """Per direction, the pending items whose job waits for them, and since when the oldest did."""
         ...
 
     # ----- launcher sessions ------------------------------------------------------------------

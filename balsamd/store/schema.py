@@ -10,6 +10,8 @@ import apsw
 from balsamd.store.sql import value
 
 RUNNABLE_SQL = "('PREPROCESSED', 'RESTART_READY')"
+# the states of a failed run or job: what a live view lists as recent failures
+FAILED_SQL = "('FAILED', 'RUN_ERROR', 'RUN_TIMEOUT')"
 
 MIGRATIONS: list[str] = [
     f"""
@@ -263,6 +265,13 @@ MIGRATIONS: list[str] = [
         ended_at REAL
     );
     CREATE INDEX transfer_tasks_active ON transfer_tasks (created_at) WHERE state = 'active';
+    """,
+    # 12: a live view of the campaign (``balsamd top``) reads the recent past without a scan:
+    # moves by kind and time (the finished runs of the last hour are one range per kind of move
+    # that finishes), and the failed jobs by when they failed (only they are in this index)
+    f"""
+    CREATE INDEX moves_path_ts ON moves (path, ts);
+    CREATE INDEX jobs_failed ON jobs (updated_at) WHERE state IN {FAILED_SQL};
     """,
 ]
 

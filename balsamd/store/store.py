@@ -66,6 +66,7 @@ from balsamd.store.sessions import SessionsMixin
 from balsamd.store.sql import all_rows, value
 from balsamd.store.transfers import TransferStoreMixin, delete_items, insert_items, reset_items
 from balsamd.store.transitions import MAX_STEPS, Move, apply_moves, direct_children, load_states
+from balsamd.store.watch import WatchStoreMixin
 from balsamd.validate import (
     JobSpecError,
     Refused,
@@ -107,7 +108,7 @@ def durable_operations(cls: type[T]) -> type[T]:
 
 
 @durable_operations
-class SiteStore(SessionsMixin, BatchStoreMixin, TransferStoreMixin, OutboxMixin, StoreBase):
+class SiteStore(SessionsMixin, BatchStoreMixin, TransferStoreMixin, WatchStoreMixin, OutboxMixin, StoreBase):
     """The store on this host's SQLite file (``rules``: what every write is checked against)."""
 
     def __init__(self, path: Path | str, rules: SiteRules | None = None) -> None:

@@ -25,6 +25,7 @@ from balsamd.transfers.filters import ordered_counts
 from balsamd.transfers.locations import split_item
 from balsamd.transfers.records import (
     ITEM_COLUMNS,
+    TransferBacklog,
     TransferFilter,
     TransferItem,
     TransferOutcome,
@@ -39,6 +40,7 @@ _SELECT = ", ".join([*(f"t.{c}" for c in ITEM_COLUMNS), "j.workdir", "j.owner"])
 _FROM = "FROM transfer_items t JOIN jobs j ON j.id = t.job_id"
 # the state a job waits in for its items of each direction
 _WAITS_SQL = "CASE t.direction WHEN 'in' THEN 'READY' ELSE 'POSTPROCESSED' END"
+_WAITING_STATES = ", ".join(f"'{s.waits_in}'" for s in lifecycle.STAGES)
 MAX_ERROR = 2000  # characters of a backend's message kept (the end, where the cause is)
 MAX_TASK_ID = 64
 
@@ -247,6 +249,18 @@ class TransferStoreMixin(StoreBase):
         with self.db.read() as conn:
             found = dict(all_rows(conn, "SELECT state, COUNT(*) FROM transfer_items GROUP BY state"))
         return ordered_counts(found)
+
+    def transfer_backlog(self) -> dict[str, TransferBacklog]:
+        with self.db.read() as conn:
+            # from the jobs waiting (an index of states), not from the pending items: an
+            # outbound item is pending from its job's creation on
+            rows = all_rows(
+                conn,
+                "SELECT t.direction, COUNT(*), MIN(t.updated_at) FROM jobs j CROSS JOIN transfer_items t "
+                f"ON t.job_id = j.id WHERE j.state IN ({_WAITING_STATES}) AND t.state = 'pending' "
+                f"AND j.state = {_WAITS_SQL} GROUP BY 1 ORDER BY 1",
+            )
+        return {direction: TransferBacklog(items=n, since=since) for direction, n, since in rows}
 
     @staticmethod
     def _task_items(conn: apsw.Connection, task_id: str) -> list[TransferItem]:

@@ -80,3 +80,11 @@ class TransferOutcome(msgspec.Struct, kw_only=True):
     moved: list[str] = []
     failed: dict[str, str] = {}
     retrying: list[int] = []
+
+
+class TransferBacklog(msgspec.Struct, kw_only=True):
+    """Items of one direction whose job waits for them, and since when the oldest has waited
+    (when it was made pending: written with its job, or set back for another try)."""
+
+    items: int
+    since: float

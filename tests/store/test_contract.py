@@ -22,7 +22,7 @@ def test_every_operation_has_a_stub_on_each_transport(transport: type) -> None:
 
 
 def test_the_rpc_serves_the_contract_and_the_daemons_own_methods_only() -> None:
-    assert set(protocol.METHODS) == set(OPERATIONS) | {"ping", "status", "shutdown"}
+    assert set(protocol.METHODS) == set(OPERATIONS) | {"ping", "status", "services", "shutdown"}
 
 
 def test_each_operation_travels_as_a_struct_of_its_parameters() -> None:

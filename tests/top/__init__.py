@@ -1,0 +1,1 @@
+"""Tests of ``balsamd top``: its frames, their text, the command, and the live screen in tmux."""
