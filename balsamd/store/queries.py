@@ -61,10 +61,22 @@ def event_where(f: EventFilter) -> tuple[str, list[Any]]:
     """The conditions on the ``events`` view ``f`` adds, each starting with AND."""
     sql = ""
     params: list[Any] = []
+    kinds: list[str] = []  # the kinds of move (paths) that hold such a step
     for column, states in (("to_state", f.states), ("from_state", f.from_states)):
         if states:
-            sql += f" AND {column} IN ({', '.join('?' * len(states))})"
+            marks = ", ".join("?" * len(states))
+            sql += f" AND {column} IN ({marks})"
+            kinds.append(f"path IN (SELECT path FROM event_steps WHERE {column} IN ({marks}))")
             params.extend(str(s) for s in states)
+    if kinds:
+        # the moves of those kinds, found through moves_path_ts (a move's last step is at its ts,
+        # so none of its steps is after since unless its ts is), rather than every move read
+        since = "" if f.since is None else " AND ts >= ?"
+        sql += f" AND move IN (SELECT id FROM moves WHERE {' AND '.join(kinds)}{since})"
+        params.extend(str(s) for s in f.states)
+        params.extend(str(s) for s in f.from_states)
+        if f.since is not None:
+            params.append(f.since)
     if f.since is not None:
         sql += " AND ts >= ?"
         params.append(f.since)

@@ -9,14 +9,14 @@ import apsw
 import pytest
 
 from balsamd import ids, lifecycle
-from balsamd.models import Job, JobSpec
+from balsamd.models import ClaimLimits, Job, JobSpec, StateUpdate
 from balsamd.states import TRANSITIONS, JobState
 from balsamd.store.queries import EventFilter
 from balsamd.store.schema import MIGRATIONS
 from balsamd.store.transitions import MAX_STEPS
 from balsamd.validate import Refused
 from tests.conftest import make_jobs, open_store
-from tests.store import run_all
+from tests.store import claim, run_all
 
 S = JobState
 
@@ -150,3 +150,16 @@ def test_an_event_filter_that_means_nothing_is_refused_saying_why(store, limit, 
     with pytest.raises(Refused) as refused:
         store.events(limit=limit, f=f)
     assert str(refused.value) == f"events: {problem}"
+
+
+def test_a_short_runs_steps_keep_their_own_times_under_state_and_time_filters(store):
+    [job] = make_jobs(store, 1)
+    session = store.open_session("runner")
+    assert [j.id for j in claim(store, session.id, ClaimLimits())] == [job.id]
+    done = StateUpdate(job_id=job.id, state=S.RUN_DONE, ts=2000.0, started_at=1000.0)  # one report, one move
+    assert store.update_states(session.id, [done]).rejected == {}
+    [started] = store.events(f=EventFilter(states=[S.RUNNING], since=1000.0))
+    assert started.ts == 1000.0
+    assert store.events(f=EventFilter(states=[S.RUNNING], since=1500.0)) == []
+    assert [e.ts for e in store.events(f=EventFilter(states=[S.JOB_FINISHED], since=1500.0))] == [2000.0]
+    assert [e.to_state for e in store.events(f=EventFilter(from_states=[S.RUNNING], until=2000.0))] == [S.RUN_DONE]
