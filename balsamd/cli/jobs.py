@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from balsamd.cli.common import LIMIT, ExitCode, json_option, parse_pairs
+from balsamd.cli.completion import complete_app_names
 from balsamd.cli.mode import connection, is_central, not_found_errors, pick_site, requested, site_name_option
 from balsamd.models import AppKind
 from balsamd.render import job_dict, print_json, table, timestamp
@@ -152,7 +153,7 @@ def _state_filters(states: tuple[str, ...]) -> list[JobState]:
 @job_group.command("ls")
 @click.option("--state", "states", multiple=True, type=STATE, help="Only jobs in this state.")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Only jobs with this tag.")
-@click.option("--app", "app_name", help="Only jobs of this app.")
+@click.option("--app", "app_name", shell_complete=complete_app_names, help="Only jobs of this app.")
 @click.option("--workdir", help="Only jobs whose workdir contains this text.")
 @click.option("--parent", help="Only children of this job.")
 @click.option("--id", "job_ids", multiple=True, metavar="ID", help="Only this job (may be given again).")
