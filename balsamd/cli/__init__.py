@@ -59,6 +59,7 @@ COMMANDS = {
     "demo": "balsamd.cli.demo:demo_cmd",
     "transfer": "balsamd.cli.transfers:transfer_group",
     "completion": "balsamd.cli.completion:completion_cmd",
+    "qsub": "balsamd.cli.qsub:qsub_cmd",
 }
 
 
