@@ -306,16 +306,29 @@ def job_kill(ctx: click.Context, job_ids: tuple[str, ...]) -> None:
 @job_group.command("rm")
 @click.argument("job_ids", nargs=-1)
 @click.option("--state", "states", multiple=True, type=STATE, help="Remove every job in this state.")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Remove every job with this tag (asks first).")
+@click.option("--all", "everything", is_flag=True, help="Remove every job of the site (asks first).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (needed when stdin is not a terminal).")
 @click.pass_context
-def job_rm(ctx: click.Context, job_ids: tuple[str, ...], states: tuple[str, ...]) -> None:
+def job_rm(ctx: click.Context, job_ids: tuple[str, ...], states: tuple[str, ...], tags: tuple[str, ...],
+           everything: bool, yes: bool) -> None:  # fmt: skip
     """Remove jobs and their history; says which could not be removed and why."""
-    if bool(job_ids) == bool(states):
-        raise click.UsageError("give job IDs or --state STATE (not both)")
+    chosen = [name for name, given in (("job IDs", job_ids), ("--all", everything), ("--state/--tag", states or tags))
+              if given]  # fmt: skip
+    if len(chosen) != 1:
+        raise click.UsageError("give job IDs, --state STATE / --tag KEY=VALUE, or --all (one of them)")
     conn = connection(ctx)
-    if states:
-        jobs = conn.jobs.filter(state=_state_filters(states))
-    else:
+    if job_ids:
         jobs = list({j.id: j for j in (conn.jobs.get(i) for i in job_ids)}.values())
+    else:
+        criteria: dict[str, Any] = {}
+        if states:
+            criteria["state"] = _state_filters(states)
+        if tags:
+            criteria["tags"] = parse_pairs(tags, "--tag")
+        jobs = conn.jobs.filter(**criteria)
+    if (everything or tags) and jobs:
+        _confirm_removal(len(jobs), "every job" if everything else f"jobs tagged {_tags(criteria['tags'])}", yes)
     outcome = conn.jobs.delete(jobs)
     if is_central(ctx):
         requested(jobs, outcome, "removal", "job ls")
@@ -325,6 +338,19 @@ def job_rm(ctx: click.Context, job_ids: tuple[str, ...], states: tuple[str, ...]
         click.echo(f"not removed {job_id}: {why}", err=True)
     if outcome.refused:
         sys.exit(ExitCode.ERROR)
+
+
+def _confirm_removal(count: int, what: str, yes: bool) -> None:
+    """Ask before a removal that a selection made (it may be many more jobs than meant)."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise click.ClickException(
+            f"this removes {count} job(s) ({what}) and nobody can be asked (stdin is not a terminal); "
+            "add --yes to remove them"
+        )
+    if not click.confirm(f"Remove {count} job(s) ({what}) and their history?", default=False):
+        raise click.ClickException("nothing was removed")
 
 
 @click.command("events")

@@ -1,0 +1,88 @@
+"""``balsamd job rm --tag/--all``, ``job modify``, ``job dep`` and ``job ls --tree``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import balsamd
+from tests.daemon.conftest import child_env
+
+
+def ids_of(run) -> list[str]:
+    return [j["id"] for j in run.json("job", "ls")]
+
+
+# ----- job rm --tag / --all ---------------------------------------------------------------------
+
+
+def test_rm_by_tag_needs_yes_when_nobody_can_be_asked(hello) -> None:
+    a = hello.job("a", "a", "-t", "exp=1")
+    hello.job("b", "b", "-t", "exp=1")
+    keep = hello.job("c", "c", "-t", "exp=2")
+    assert hello.fails("job", "rm", "--tag", "exp=1") == (
+        "Error: this removes 2 job(s) (jobs tagged exp=1) and nobody can be asked (stdin is not a terminal); "
+        "add --yes to remove them\n"
+    )
+    assert len(ids_of(hello)) == 3
+    assert hello("job", "rm", "--tag", "exp=1", "--yes").stdout == "removed 2 job(s)\n"
+    assert ids_of(hello) == [keep]
+    assert a not in ids_of(hello)
+
+
+def test_rm_all_and_state_with_tag(hello) -> None:
+    hello.job("a", "a", "-t", "exp=1")
+    killed = hello.job("b", "b", "-t", "exp=1")
+    hello("job", "kill", killed)
+    assert hello("job", "rm", "--state", "KILLED", "--tag", "exp=1", "--yes").stdout == "removed 1 job(s)\n"
+    hello.job("c", "c")
+    assert hello("job", "rm", "--all", "--yes").stdout == "removed 2 job(s)\n"
+    assert ids_of(hello) == []
+    # nothing selected: nothing to ask about
+    assert hello("job", "rm", "--all").stdout == "removed 0 job(s)\n"
+
+
+def test_rm_takes_one_kind_of_selection(hello) -> None:
+    job = hello.job("a")
+    for args in ((), (job, "--all"), ("--all", "--tag", "a=b"), (job, "--state", "KILLED")):
+        err = hello.fails("job", "rm", *args, code=2)
+        assert err.endswith("Error: give job IDs, --state STATE / --tag KEY=VALUE, or --all (one of them)\n")
+
+
+def at_a_terminal(site, args: list[str], answer: str) -> str:
+    """Run ``balsamd --site SITE ARGS`` with a terminal as stdin and stdout, typing ``answer``."""
+    leader, follower = os.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "balsamd", "--site", str(site), *args],
+        stdin=follower, stdout=follower, stderr=follower, env=child_env(), close_fds=True,
+    )  # fmt: skip
+    os.close(follower)
+    out = b""
+    while b"[y/N]" not in out:
+        out += os.read(leader, 4096)
+    os.write(leader, answer.encode() + b"\n")
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        out += chunk
+    assert proc.wait(timeout=60) is not None
+    os.close(leader)
+    return out.decode().replace("\r\n", "\n")
+
+
+def test_rm_all_at_a_terminal_asks_how_many_first(hello) -> None:
+    hello.job("a")
+    hello.job("b")
+    said = at_a_terminal(hello.site, ["job", "rm", "--all"], "n")
+    assert said.startswith("Remove 2 job(s) (every job) and their history? [y/N]: n\n")
+    assert "nothing was removed" in said
+    assert len(ids_of(hello)) == 2
+    said = at_a_terminal(hello.site, ["job", "rm", "--all"], "y")
+    assert said.endswith("removed 2 job(s)\n")
+    with balsamd.connect(hello.site) as site:
+        assert site.jobs.count() == 0
