@@ -168,7 +168,7 @@ class JobManager:
         return _filter(criteria)
 
     def update(self, job: str | JobHandle, **changes: Any) -> JobHandle:
-        """Edit parameters, tags or data of a job that has not started."""
+        """Edit parameters, tags, data or resources of a job that has not started."""
         if "parameters" in changes:
             try:
                 changes["parameters"] = arrays.encode(changes["parameters"])

@@ -101,7 +101,7 @@ class Jobs(Protocol):
     ) -> int: ...  # fmt: skip
 
     def update(self, job: JobRef, **changes: Any) -> Any:
-        """Edit parameters, tags or data of a job that has not started."""
+        """Edit parameters, tags, data or resources of a job that has not started."""
         ...
 
     def kill(self, jobs: Iterable[JobRef]) -> Any: ...

@@ -35,6 +35,10 @@ S = JobState
 RUNNABLE: frozenset[JobState] = frozenset({S.PREPROCESSED, S.RESTART_READY})
 FINAL: frozenset[JobState] = frozenset({S.JOB_FINISHED, S.FAILED, S.KILLED})
 RETRYABLE: frozenset[JobState] = frozenset({S.FAILED, S.RUN_ERROR, S.RUN_TIMEOUT})
+# a job in these (and bound to no launcher) has not started: users may still edit it
+NOT_STARTED: frozenset[JobState] = frozenset(
+    {S.CREATED, S.AWAITING_PARENTS, S.READY, S.STAGED_IN, S.PREPROCESSED, S.RESTART_READY}
+)
 
 _ALIVE = frozenset(JobState) - {S.JOB_FINISHED, S.KILLED}
 

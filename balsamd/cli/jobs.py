@@ -10,6 +10,7 @@ import click
 
 from balsamd.cli.common import LIMIT, ExitCode, json_option, parse_pairs
 from balsamd.cli.completion import complete_app_names
+from balsamd.cli.job_edit import job_modify
 from balsamd.cli.mode import connection, is_central, not_found_errors, pick_site, requested, site_name_option
 from balsamd.models import AppKind
 from balsamd.render import job_dict, print_json, table, timestamp
@@ -365,3 +366,7 @@ def events_cmd(ctx: click.Context, job_id: str | None, limit: int | None, as_jso
         print_json(events)
     else:
         click.echo(_events_table(events, with_job=True))
+
+
+# subcommands that live in modules of their own
+job_group.add_command(job_modify)

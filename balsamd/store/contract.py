@@ -163,7 +163,8 @@ class Store(Protocol):
 
     @operation(write=True, durable=True)  # a person is told
     def update_job(self, job_id: str, changes: JobChanges, now: float | None = None) -> Job:
-        """Edit parameters, tags or data of a job that has not started."""
+        """Edit parameters, tags, data or resources (nodes, ranks per node, wall time) of a job
+        that has not started; the new values are checked as a new job's would be."""
         ...
 
     # ----- jobs: what the daemon's services record ----------------------------------------------

@@ -82,7 +82,9 @@ def parse_intent(intent: Intent) -> Action:
         try:
             return Edit(msgspec.convert(intent.payload, JobChanges))
         except msgspec.ValidationError as exc:
-            raise Refused(where, [f"only parameters, tags and data can be edited, as objects: {exc}"]) from None
+            raise Refused(
+                where, [f"only parameters, tags and data (as objects) and resources can be edited: {exc}"]
+            ) from None
     if kind == IntentKind.APP:
         return _install(intent, where)
     return KillOrRetry(kind)

@@ -20,6 +20,7 @@ import msgspec
 
 from balsamd import ids, lifecycle
 from balsamd.models import (
+    RESOURCE_CHANGES,
     App,
     DeclaredApp,
     Event,
@@ -33,7 +34,7 @@ from balsamd.models import (
     RemoveOutcome,
     job_row,
 )
-from balsamd.states import RETRYABLE, IllegalTransition, JobState
+from balsamd.states import NOT_STARTED, RETRYABLE, IllegalTransition, JobState
 from balsamd.store import queries
 from balsamd.store.base import StoreBase, now_or
 from balsamd.store.batch import BatchStoreMixin
@@ -74,6 +75,7 @@ from balsamd.validate import (
     build_job,
     limit_problem,
     resolve_parameters,
+    resource_problems,
     shared_workdir_problems,
     tag_problems,
 )
@@ -83,9 +85,6 @@ T = TypeVar("T")
 log = logging.getLogger("balsamd.store")
 
 _DECLARED = "name, owner, code, intent_id, installed_at, written"
-
-# the states a user may still edit a job in: it has not started
-EDITABLE = frozenset({S.CREATED, S.AWAITING_PARENTS, S.READY, S.STAGED_IN, S.PREPROCESSED, S.RESTART_READY})
 
 
 def _durable(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -465,15 +464,21 @@ class SiteStore(SessionsMixin, BatchStoreMixin, TransferStoreMixin, OutboxMixin,
     def update_job(self, job_id: str, changes: JobChanges, now: float | None = None) -> Job:
         given = {k: v for k, v in msgspec.structs.asdict(changes).items() if v is not None}
         if not given:
-            raise Refused(f"job {job_id}", ["nothing to edit: give parameters, tags or data"])
+            raise Refused(f"job {job_id}", ["nothing to edit: give parameters, tags, data or resources"])
         problems = tag_problems(changes.tags or {})
         now = now_or(now)
         with self.db.write() as conn:
             row = conn.execute("SELECT state, session_id, app FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None:
                 raise JobNotFound(f"no job with id {job_id} (list jobs with `balsamd job ls`)")
-            if S(row[0]) not in EDITABLE or row[1] is not None:
-                raise StoreError(f"job {job_id} is {row[0]}; only jobs that have not started can be edited")
+            if S(row[0]) not in NOT_STARTED or row[1] is not None:
+                held = f" (claimed by launcher session {row[1]})" if row[1] is not None else ""
+                raise StoreError(f"job {job_id} is {row[0]}{held}; only jobs that have not started can be edited")
+            resources = {k: given.pop(k) for k in RESOURCE_CHANGES if k in given}
+            if resources:
+                job = select_jobs(conn, " WHERE id = ?", [job_id])[0]
+                asked = msgspec.structs.replace(job, **resources)
+                problems += resource_problems(asked, self.rules.nodes, self.rules.scheduler.max_wall_time_min)
             if changes.parameters is not None:
                 app = self._apps(conn).get(row[2])
                 if app is None:
@@ -486,11 +491,12 @@ class SiteStore(SessionsMixin, BatchStoreMixin, TransferStoreMixin, OutboxMixin,
                 problems.append(f"the values cannot be stored ({exc})")
             if problems:
                 raise JobSpecError(f"job {job_id}", problems)
-            sets = ", ".join(f"{k} = ?" for k in texts)
+            values: dict[str, object] = {**texts, **resources}
+            sets = ", ".join(f"{k} = ?" for k in values)
             seq = self.db.next_seq(conn)
             conn.execute(
                 f"UPDATE jobs SET {sets}, version = version + 1, seq = ?, updated_at = ? WHERE id = ?",
-                (*texts.values(), seq, now, job_id),
+                (*values.values(), seq, now, job_id),
             )
             if changes.tags is not None:
                 conn.execute("DELETE FROM job_tags WHERE job_id = ?", (job_id,))

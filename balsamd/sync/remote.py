@@ -212,7 +212,7 @@ class RemoteJobs:
         return self._intents("retry", jobs)
 
     def update(self, job: str | RemoteJob, **changes: Any) -> str:
-        """Edit parameters, tags or data of a job that has not started (applied by its site)."""
+        """Edit parameters, tags, data or resources of a job that has not started (applied by its site)."""
         return self._intents("update", [job], _checked_changes(changes))[0]
 
     def delete(self, jobs: Iterable[str | RemoteJob]) -> list[str]:
@@ -281,7 +281,7 @@ def _checked_changes(changes: dict[str, Any]) -> dict[str, Any]:
         raise Refused("edit", [explained(str(exc))]) from None
     given = {k: v for k, v in msgspec.structs.asdict(edit).items() if v is not None}
     if not given:
-        raise Refused("edit", ["nothing to edit: give parameters, tags or data"])
+        raise Refused("edit", ["nothing to edit: give parameters, tags, data or resources"])
     problems = tag_problems(edit.tags or {})
     for field in ("parameters", "data"):
         problems += value_problems(given.get(field, {}), field)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import balsamd
+from balsamd.states import JobState
 from tests.daemon.conftest import child_env
 
 
@@ -86,3 +87,45 @@ def test_rm_all_at_a_terminal_asks_how_many_first(hello) -> None:
     assert said.endswith("removed 2 job(s)\n")
     with balsamd.connect(hello.site) as site:
         assert site.jobs.count() == 0
+
+
+# ----- job modify -------------------------------------------------------------------------------
+
+
+def test_modify_changes_resources_parameters_and_tags_of_jobs_not_started(hello) -> None:
+    a = hello.job("a", "x", "-t", "exp=1", "-t", "keep=me")
+    b = hello.job("b", "y")
+    result = hello("job", "modify", a, b, "--num-nodes", "2", "--ranks-per-node", "2", "--wall-time-min", "12.5",
+                   "-p", "name=z", "-t", "exp=2")  # fmt: skip
+    assert result.stdout == f"{a} modified\n{b} modified\n"
+    [ja, jb] = hello.json("job", "ls")
+    assert (ja["num_nodes"], ja["ranks_per_node"], ja["wall_time_min"]) == (2, 2, 12.5)
+    assert (ja["parameters"], ja["tags"]) == ({"name": "z"}, {"exp": "2", "keep": "me"})
+    assert (jb["parameters"], jb["tags"]) == ({"name": "z"}, {"exp": "2"})
+
+
+def test_modify_refuses_a_running_job_and_changes_none(hello, run_to, hold) -> None:
+    free = hello.job("a")
+    held = hello.job("b")
+    session = hold(held)
+    err = hello.fails("job", "modify", free, held, "--num-nodes", "2")
+    assert err == (
+        f"Error: job {held} is PREPROCESSED (claimed by launcher session {session.id}): only jobs that have not "
+        "started can be modified; no job was changed\n"
+    )
+    assert [j["num_nodes"] for j in hello.json("job", "ls")] == [1, 1]
+    done = hello.job("c")
+    assert run_to(done, JobState.RUN_DONE) == JobState.JOB_FINISHED
+    err = hello.fails("job", "modify", done, "-p", "name=q")
+    assert f"job {done} is JOB_FINISHED: only jobs that have not started can be modified" in err
+
+
+def test_modify_checks_the_new_resources_against_the_site(hello) -> None:
+    job = hello.job("a")
+    err = hello.fails("job", "modify", job, "--num-nodes", "3")
+    assert err == (
+        f"Error: job {job}: num_nodes=3 exceeds the site's max_nodes=2 (lower --num-nodes, or raise [nodes] "
+        "max_nodes in settings.toml)\n"
+    )
+    assert "Error: give what to change" in hello.fails("job", "modify", job, code=2)
+    assert "Error: Invalid value for '--num-nodes'" in hello.fails("job", "modify", job, "--num-nodes", "0", code=2)
