@@ -181,6 +181,11 @@ class JobManager:
         [job_id] = self.full_ids([job])
         return JobHandle(self._site, self._site.store.update_job(job_id, edit))
 
+    def add_parents(self, job: str | JobHandle, parents: Iterable[str | JobHandle]) -> JobHandle:
+        """Make ``parents`` parents of a job that has not started; it waits for them."""
+        [job_id] = self.full_ids([job])
+        return JobHandle(self._site, self._site.store.add_parents(job_id, self.full_ids(parents)))
+
     def as_completed(
         self, jobs: Iterable[JobHandle], timeout: float | None = None, poll: float = 0.2
     ) -> Iterator[JobHandle]:

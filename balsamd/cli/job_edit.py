@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from balsamd.cli.common import Finite, parse_pairs
-from balsamd.cli.mode import connection, is_central, requested
+from balsamd.cli.mode import at_the_site, connection, is_central, requested
 from balsamd.models import AppKind
 from balsamd.states import NOT_STARTED
 
@@ -66,3 +66,15 @@ def _app_kinds(ctx: click.Context, conn: Any, job: Any) -> dict[str, AppKind]:
     if site not in cache:
         cache[site] = {a.name: a.kind for a in conn.apps.list(site)}
     return cache[site]
+
+
+@click.command("dep")
+@click.argument("child")
+@click.argument("parents", nargs=-1, required=True)
+@click.pass_context
+def job_dep(ctx: click.Context, child: str, parents: tuple[str, ...]) -> None:
+    """Make PARENTS parents of CHILD, a job that has not started: it waits until they finish."""
+    if is_central(ctx):
+        raise click.UsageError(at_the_site("job dep", "; the central database cannot pass new parents to a site yet"))
+    job = connection(ctx).jobs.add_parents(child, parents)
+    click.echo(f"{job.id} {job.state} parents: {' '.join(job.parent_ids)}")

@@ -10,8 +10,9 @@ import click
 
 from balsamd.cli.common import LIMIT, ExitCode, json_option, parse_pairs
 from balsamd.cli.completion import complete_app_names
-from balsamd.cli.job_edit import job_modify
+from balsamd.cli.job_edit import job_dep, job_modify
 from balsamd.cli.mode import connection, is_central, not_found_errors, pick_site, requested, site_name_option
+from balsamd.dagtree import tree
 from balsamd.models import AppKind
 from balsamd.render import job_dict, print_json, table, timestamp
 from balsamd.results import describe_result
@@ -160,15 +161,18 @@ def _state_filters(states: tuple[str, ...]) -> list[JobState]:
 @click.option("--id", "job_ids", multiple=True, metavar="ID", help="Only this job (may be given again).")
 @click.option("--limit", type=LIMIT, help="At most this many jobs.")
 @click.option("--by-state", is_flag=True, help="Counts per state instead of jobs.")
+@click.option("--tree", "as_tree", is_flag=True, help="Children under their parents (a DAG as an indented tree).")
 @site_name_option
 @json_option
 @click.pass_context
 def job_ls(ctx: click.Context, states: tuple[str, ...], tags: tuple[str, ...], app_name: str | None,
            workdir: str | None, parent: str | None, job_ids: tuple[str, ...], limit: int | None,
-           by_state: bool, site_name: str | None, as_json: bool) -> None:  # fmt: skip
+           by_state: bool, as_tree: bool, site_name: str | None, as_json: bool) -> None:  # fmt: skip
     """List jobs, oldest first (through central: of every site you see, or of --site-name)."""
     if by_state and limit is not None:
         raise click.UsageError("--limit lists at most so many jobs; --by-state counts them all: give one of them")
+    if by_state and as_tree:
+        raise click.UsageError("--by-state counts jobs; --tree lays them out: give one of them")
     site_only(ctx, workdir=workdir, parent=parent, by_state=by_state)
     conn = connection(ctx)
     criteria: dict[str, Any] = {"site": pick_site(ctx, site_name, required=False)}
@@ -198,12 +202,47 @@ def job_ls(ctx: click.Context, states: tuple[str, ...], tags: tuple[str, ...], a
     if limit is not None:
         criteria["limit"] = limit
     jobs = conn.jobs.filter(**criteria)
+    if as_tree:
+        _print_tree(ctx, jobs, as_json)
+        return
     if as_json:
         print_json([_job_json(ctx, j) for j in jobs])
         return
     rows = [[j.id, *_site_cells(ctx, j), j.state, j.app, j.workdir, _tags(j.tags)] for j in jobs]
     head = ["ID", *_site_head(ctx), "STATE", "APP", "WORKDIR", "TAGS"]
     click.echo(table(rows, head) if rows else "no jobs")
+
+
+def _print_tree(ctx: click.Context, jobs: list[Any], as_json: bool) -> None:
+    """The jobs as a tree; one with several parents is shown once in full, then as a reference
+    (``--json``: nested under ``children``, a reference being ``{"id": ..., "shown_above": true}``)."""
+    nodes = tree(jobs)
+    if as_json:
+        print_json(_nested(ctx, nodes))
+        return
+    if not nodes:
+        click.echo("no jobs")
+        return
+    rows = [
+        [n.prefix + n.job.id, *_site_cells(ctx, n.job), "(shown above)", "", ""] if n.repeated
+        else [n.prefix + n.job.id, *_site_cells(ctx, n.job), n.job.state, n.job.app, n.job.workdir]
+        for n in nodes
+    ]  # fmt: skip
+    click.echo(table(rows, ["ID", *_site_head(ctx), "STATE", "APP", "WORKDIR"]))
+
+
+def _nested(ctx: click.Context, nodes: list[Any]) -> list[dict[str, Any]]:
+    roots: list[dict[str, Any]] = []
+    path: list[dict[str, Any]] = []  # the node at each depth of the walk
+    for node in nodes:
+        depth = len(node.prefix) // 3
+        item = (
+            {"id": node.job.id, "shown_above": True} if node.repeated else {**_job_json(ctx, node.job), "children": []}
+        )
+        del path[depth:]
+        (path[-1]["children"] if path else roots).append(item)
+        path.append(item)
+    return roots
 
 
 def _tags(tags: dict[str, str]) -> str:
@@ -370,3 +409,4 @@ def events_cmd(ctx: click.Context, job_id: str | None, limit: int | None, as_jso
 
 # subcommands that live in modules of their own
 job_group.add_command(job_modify)
+job_group.add_command(job_dep)

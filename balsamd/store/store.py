@@ -506,6 +506,49 @@ class SiteStore(SessionsMixin, BatchStoreMixin, TransferStoreMixin, OutboxMixin,
                 )
             return select_jobs(conn, " WHERE id = ?", [job_id])[0]
 
+    def add_parents(self, job_id: str, parent_ids: list[str], now: float | None = None) -> Job:
+        parent_ids = list(parent_ids)
+        if not parent_ids:
+            raise Refused(f"job {job_id}", ["no parents given: name the jobs it must wait for"])
+        if len(set(parent_ids)) != len(parent_ids):
+            raise Refused(f"job {job_id}", ["a parent is named more than once; name each once"])
+        now = now_or(now)
+        with self.db.write() as conn:
+            current = self._existing(conn, [job_id, *parent_ids])
+            state, app, session = current[job_id]
+            if state not in NOT_STARTED or session is not None:
+                held = f" (claimed by launcher session {session})" if session is not None else ""
+                raise StoreError(f"job {job_id} is {state}{held}; only a job that has not started can get parents")
+            for parent in parent_ids:
+                if current[parent][0] in (S.FAILED, S.KILLED):
+                    raise StoreError(
+                        f"parent {parent} is {current[parent][0]}: job {job_id} could never run after it; "
+                        "retry the parent first, or choose another"
+                    )
+            loop = _ancestor_path(conn, parent_ids, job_id)
+            if loop:
+                raise StoreError(
+                    f"job {job_id} cannot wait for {loop[1]}: {' -> '.join(loop)} would be a cycle of jobs "
+                    "waiting for each other"
+                )
+            job = select_jobs(conn, " WHERE id = ?", [job_id])[0]
+            added = [p for p in parent_ids if p not in job.parent_ids]
+            job.parent_ids = [*job.parent_ids, *added]
+            _check_parent_owners(conn, [msgspec.structs.replace(job, parent_ids=added)])
+            seq = self.db.next_seq(conn)
+            conn.execute(
+                "UPDATE jobs SET parent_ids = ?, version = version + 1, seq = ?, updated_at = ? WHERE id = ?",
+                (json_text(job.parent_ids), seq, now, job_id),
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO job_parents (parent_id, child_id) VALUES (?, ?)", [(p, job_id) for p in added]
+            )
+            waiting = [p for p in added if current[p][0] != S.JOB_FINISHED]
+            if waiting and state != S.AWAITING_PARENTS:
+                reason = f"waits for {len(waiting)} parent(s) a user added (e.g. {waiting[0]})"
+                apply_moves(conn, [Move(job_id, state, app, S.AWAITING_PARENTS, reason)], self._hooks(conn), now, seq)
+            return select_jobs(conn, " WHERE id = ?", [job_id])[0]
+
     # ----- intents from the central database ---------------------------------------------------
 
     def apply_intents(self, intents: list[Intent], now: float | None = None) -> dict[str, IntentOutcome]:
@@ -613,6 +656,23 @@ class SiteStore(SessionsMixin, BatchStoreMixin, TransferStoreMixin, OutboxMixin,
         if missing:
             raise JobNotFound(f"no job with id {', '.join(missing)} (list jobs with `balsamd job ls`)")
         return current
+
+
+def _ancestor_path(conn: apsw.Connection, parent_ids: list[str], job_id: str) -> list[str]:
+    """The chain job_id -> parent -> ... -> job_id that making ``parent_ids`` its parents
+    would close (empty when none would): a parent that is the job or descends from it."""
+    rows = conn.execute(
+        "WITH RECURSIVE down(id, chain) AS ("
+        " SELECT ?, json_array(?)"
+        " UNION SELECT jp.child_id, json_insert(down.chain, '$[#]', jp.child_id)"
+        " FROM job_parents jp JOIN down ON jp.parent_id = down.id)"
+        " SELECT chain FROM down WHERE id IN (SELECT value FROM json_each(?)) LIMIT 1",
+        (job_id, job_id, msgspec.json.encode(parent_ids).decode()),
+    ).fetchall()
+    if not rows:
+        return []
+    descent = msgspec.json.decode(str(rows[0][0]), type=list[str])
+    return [job_id, *reversed(descent)] if len(descent) > 1 else [job_id, job_id]
 
 
 def _check_parent_owners(conn: apsw.Connection, jobs: list[Job]) -> None:

@@ -129,3 +129,84 @@ def test_modify_checks_the_new_resources_against_the_site(hello) -> None:
     )
     assert "Error: give what to change" in hello.fails("job", "modify", job, code=2)
     assert "Error: Invalid value for '--num-nodes'" in hello.fails("job", "modify", job, "--num-nodes", "0", code=2)
+
+
+# ----- job dep --------------------------------------------------------------------------------------
+
+
+def test_dep_makes_a_job_wait_for_new_parents(hello, run_to) -> None:
+    parent = hello.job("p")
+    child = hello.job("c")
+    result = hello("job", "dep", child[:12], parent)
+    assert result.stdout == f"{child} AWAITING_PARENTS parents: {parent}\n"
+    assert [j["id"] for j in hello.json("job", "ls", "--parent", parent)] == [child]
+    assert run_to(parent, JobState.RUN_DONE) == JobState.JOB_FINISHED
+    assert hello.json("job", "show", child)["state"] == "PREPROCESSED"
+
+
+def test_dep_refusals_say_why(hello, run_to) -> None:
+    a = hello.job("a")
+    b = hello.job("b")
+    hello("job", "dep", b, a)
+    assert hello.fails("job", "dep", a, b) == (
+        f"Error: job {a} cannot wait for {b}: {a} -> {b} -> {a} would be a cycle of jobs waiting for each other\n"
+    )
+    assert hello.fails("job", "dep", a, "7ZZZ") == "Error: no job with id 7ZZZ (list jobs with `balsamd job ls`)\n"
+    assert "Missing argument 'PARENTS...'" in hello.fails("job", "dep", a, code=2)
+    assert run_to(a, JobState.RUN_DONE) == JobState.JOB_FINISHED
+    c = hello.job("c")
+    assert hello.fails("job", "dep", a, c) == (
+        f"Error: job {a} is JOB_FINISHED; only a job that has not started can get parents\n"
+    )
+
+
+def test_dep_through_central_says_where_it_works(run) -> None:
+    err = run.fails("--central", "postgresql://u@127.0.0.1:9/db", "job", "dep", "A", "B", code=2, site=False)
+    assert "`balsamd job dep` runs at the site, not through the central database" in err
+    assert "the central database cannot pass new parents to a site yet" in err
+
+
+# ----- job ls --tree ----------------------------------------------------------------------------
+
+
+def dag(hello) -> dict[str, str]:
+    """root -> a, b; a and b -> c (a fan-in); c -> d; and a job of its own."""
+    made: dict[str, str] = {}
+    for name, parents in (("root", []), ("a", ["root"]), ("b", ["root"]), ("c", ["a", "b"]), ("d", ["c"]),
+                          ("solo", [])):  # fmt: skip
+        extra = [arg for p in parents for arg in ("--parent", made[p])]
+        made[name] = hello.job(name, name, "-t", f"leaf={name in ('d', 'solo')}", *extra)
+    return made
+
+
+def test_tree_shows_children_under_parents_and_a_fan_in_once(hello) -> None:
+    j = dag(hello)
+    out = hello("job", "ls", "--tree").stdout
+    assert out == (
+        "ID                                   STATE             APP    WORKDIR\n"
+        f"{j['root']}           PREPROCESSED      hello  root\n"
+        f"├─ {j['a']}        AWAITING_PARENTS  hello  a\n"
+        f"│  └─ {j['c']}     AWAITING_PARENTS  hello  c\n"
+        f"│     └─ {j['d']}  AWAITING_PARENTS  hello  d\n"
+        f"└─ {j['b']}        AWAITING_PARENTS  hello  b\n"
+        f"   └─ {j['c']}     (shown above)\n"
+        f"{j['solo']}           PREPROCESSED      hello  solo\n"
+    )
+
+
+def test_tree_keeps_to_the_filters_and_nests_json(hello) -> None:
+    j = dag(hello)
+    out = hello("job", "ls", "--tree", "--state", "AWAITING_PARENTS", "--tag", "leaf=False").stdout
+    assert out.splitlines()[1:] == [
+        f"{j['a']}     AWAITING_PARENTS  hello  a",
+        f"└─ {j['c']}  AWAITING_PARENTS  hello  c",
+        f"{j['b']}     AWAITING_PARENTS  hello  b",
+        f"└─ {j['c']}  (shown above)",
+    ]
+    [root, solo] = hello.json("job", "ls", "--tree")
+    assert (root["workdir"], solo["workdir"], solo["children"]) == ("root", "solo", [])
+    [a, b] = root["children"]
+    assert [c["workdir"] for c in a["children"]] == ["c"]
+    assert b["children"] == [{"id": j["c"], "shown_above": True}]
+    assert hello("job", "ls", "--tree", "--app", "nothing").stdout == "no jobs\n"
+    assert "give one of them" in hello.fails("job", "ls", "--tree", "--by-state", code=2)

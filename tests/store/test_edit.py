@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from balsamd.models import ClaimLimits, JobChanges
+from balsamd.models import ClaimLimits, JobChanges, StateUpdate
 from balsamd.states import JobState
 from balsamd.store.contract import Store
 from balsamd.store.errors import StoreError
-from balsamd.store.queries import claimed_jobs
+from balsamd.store.queries import JobFilter, claimed_jobs
+from balsamd.validate import Refused
 from tests.conftest import make_jobs
 
 S = JobState
@@ -36,3 +37,103 @@ def test_a_claimed_or_running_job_keeps_its_resources(store: Store) -> None:
         "only jobs that have not started can be edited"
     )
     assert store.get(job.id).num_nodes == 1
+
+
+# ----- add_parents ---------------------------------------------------------------------------------
+
+
+def finish(store: Store, job_id: str) -> None:
+    """Run a job to its end, as a launcher reports it."""
+    session = store.open_session()
+    limits = ClaimLimits(max_jobs=1000)
+    assert job_id in [j.id for j in claimed_jobs(store.claim(session.id, limits), limits)]
+    outcome = store.update_states(session.id, [
+        StateUpdate(job_id=job_id, state=S.RUNNING, ts=1.0), StateUpdate(job_id=job_id, state=S.RUN_DONE, ts=2.0),
+    ])  # fmt: skip
+    assert outcome.rejected == {}
+    store.close_session(session.id)
+
+
+def test_a_ready_job_waits_for_new_parents_and_is_released_when_they_finish(store: Store) -> None:
+    child, first, second = make_jobs(store, 3)
+    assert child.state == S.PREPROCESSED
+    made = store.add_parents(child.id, [first.id, second.id])
+    assert (made.state, made.parent_ids) == (S.AWAITING_PARENTS, [first.id, second.id])
+    assert made.state_reason == f"waits for 2 parent(s) a user added (e.g. {first.id})"
+    [event] = [e for e in store.events(child.id) if e.to_state == S.AWAITING_PARENTS]
+    assert event.from_state == S.PREPROCESSED
+    finish(store, first.id)
+    assert store.get(child.id).state == S.AWAITING_PARENTS
+    finish(store, second.id)
+    assert store.get(child.id).state == S.PREPROCESSED
+    # the DAG queries see the link as one made at creation
+    assert [j.id for j in store.filter(JobFilter(parent_id=first.id))] == [child.id]
+
+
+def test_finished_parents_leave_the_job_where_it_is(store: Store) -> None:
+    child, done = make_jobs(store, 2)
+    finish(store, done.id)
+    made = store.add_parents(child.id, [done.id])
+    assert (made.state, made.parent_ids) == (S.PREPROCESSED, [done.id])
+    # a parent it has already is not added twice
+    assert store.add_parents(child.id, [done.id]).parent_ids == [done.id]
+
+
+@pytest.mark.parametrize("where", ["RESTART_READY", "AWAITING_PARENTS"])
+def test_a_job_waiting_or_to_be_rerun_gets_parents_too(store: Store, where: str) -> None:
+    child, parent, other = make_jobs(store, 3)
+    if where == "AWAITING_PARENTS":
+        store.add_parents(child.id, [other.id])
+    else:
+        session = store.open_session()
+        claimed_jobs(store.claim(session.id, ClaimLimits(max_jobs=1)), ClaimLimits(max_jobs=1))
+        store.update_states(session.id, [StateUpdate(job_id=child.id, state=S.RUNNING, ts=1.0),
+                                         StateUpdate(job_id=child.id, state=S.RUN_TIMEOUT, ts=2.0)])  # fmt: skip
+        store.close_session(session.id)
+        assert store.get(child.id).state == S.RESTART_READY
+    assert store.add_parents(child.id, [parent.id]).state == S.AWAITING_PARENTS
+
+
+def refused(store: Store, job_id: str, parent_ids: list[str]) -> str:
+    before = store.filter(), store.events()
+    with pytest.raises((StoreError, Refused)) as exc:
+        store.add_parents(job_id, parent_ids)
+    assert (store.filter(), store.events()) == before  # nothing written
+    return str(exc.value)
+
+
+def test_unknown_ids_are_refused(store: Store) -> None:
+    [job] = make_jobs(store, 1)
+    assert refused(store, job.id, ["NOPE"]) == "no job with id NOPE (list jobs with `balsamd job ls`)"
+    assert refused(store, "NOPE", [job.id]) == "no job with id NOPE (list jobs with `balsamd job ls`)"
+    assert refused(store, job.id, []) == f"job {job.id}: no parents given: name the jobs it must wait for"
+
+
+def test_a_cycle_is_refused_naming_it(store: Store) -> None:
+    a, b, c = make_jobs(store, 3)
+    store.add_parents(b.id, [a.id])
+    store.add_parents(c.id, [b.id])
+    assert refused(store, a.id, [c.id]) == (
+        f"job {a.id} cannot wait for {c.id}: {a.id} -> {c.id} -> {b.id} -> {a.id} would be a cycle of jobs "
+        "waiting for each other"
+    )
+    assert refused(store, a.id, [a.id]).startswith(f"job {a.id} cannot wait for {a.id}: {a.id} -> {a.id}")
+
+
+def test_a_started_or_finished_child_and_a_failed_parent_are_refused(store: Store) -> None:
+    done, parent, killed, child = make_jobs(store, 4)
+    finish(store, done.id)
+    assert refused(store, done.id, [parent.id]) == (
+        f"job {done.id} is JOB_FINISHED; only a job that has not started can get parents"
+    )
+    store.kill([killed.id])
+    assert refused(store, child.id, [parent.id, killed.id]) == (
+        f"parent {killed.id} is KILLED: job {child.id} could never run after it; retry the parent first, or "
+        "choose another"
+    )
+    session = store.open_session()
+    claimed_jobs(store.claim(session.id, ClaimLimits(max_jobs=10)), ClaimLimits(max_jobs=10))
+    assert refused(store, child.id, [parent.id]) == (
+        f"job {child.id} is PREPROCESSED (claimed by launcher session {session.id}); only a job that has not "
+        "started can get parents"
+    )
