@@ -36,7 +36,10 @@ def test_an_unknown_shell_is_refused_with_the_known_ones(run) -> None:
 
 def test_commands_complete() -> None:
     assert complete("balsamd jo") == ["job"]
-    assert set(complete("balsamd job ")) >= {"create", "ls", "rm"}
+    assert complete("balsamd job mo") == ["modify"]
+    assert complete("balsamd qs") == ["qsub"]
+    assert set(complete("balsamd job ")) >= {"create", "ls", "rm", "dep", "modify"}
+    assert complete("balsamd job ls --tr") == ["--tree"]
 
 
 def test_job_states_complete_in_any_state_option() -> None:
