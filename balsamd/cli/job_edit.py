@@ -35,7 +35,8 @@ def job_modify(ctx: click.Context, job_ids: tuple[str, ...], params: tuple[str, 
     if not is_central(ctx):  # all or none: a started one is found before any is changed
         for job in jobs:
             if job.state not in NOT_STARTED or job.session_id is not None:
-                held = f" (claimed by launcher session {job.session_id})" if job.session_id else ""
+                claimed = job.session_id and job.state in NOT_STARTED
+                held = f" (claimed by launcher session {job.session_id})" if claimed else ""
                 raise click.ClickException(
                     f"job {job.id} is {job.state}{held}: only jobs that have not started can be modified; "
                     "no job was changed"

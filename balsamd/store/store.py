@@ -472,7 +472,8 @@ class SiteStore(SessionsMixin, BatchStoreMixin, TransferStoreMixin, OutboxMixin,
             if row is None:
                 raise JobNotFound(f"no job with id {job_id} (list jobs with `balsamd job ls`)")
             if S(row[0]) not in NOT_STARTED or row[1] is not None:
-                held = f" (claimed by launcher session {row[1]})" if row[1] is not None else ""
+                claimed = row[1] is not None and S(row[0]) in NOT_STARTED
+                held = f" (claimed by launcher session {row[1]})" if claimed else ""
                 raise StoreError(f"job {job_id} is {row[0]}{held}; only jobs that have not started can be edited")
             resources = {k: given.pop(k) for k in RESOURCE_CHANGES if k in given}
             if resources:
@@ -517,7 +518,7 @@ class SiteStore(SessionsMixin, BatchStoreMixin, TransferStoreMixin, OutboxMixin,
             current = self._existing(conn, [job_id, *parent_ids])
             state, app, session = current[job_id]
             if state not in NOT_STARTED or session is not None:
-                held = f" (claimed by launcher session {session})" if session is not None else ""
+                held = f" (claimed by launcher session {session})" if state in NOT_STARTED else ""
                 raise StoreError(f"job {job_id} is {state}{held}; only a job that has not started can get parents")
             for parent in parent_ids:
                 if current[parent][0] in (S.FAILED, S.KILLED):
@@ -660,19 +661,29 @@ class SiteStore(SessionsMixin, BatchStoreMixin, TransferStoreMixin, OutboxMixin,
 
 def _ancestor_path(conn: apsw.Connection, parent_ids: list[str], job_id: str) -> list[str]:
     """The chain job_id -> parent -> ... -> job_id that making ``parent_ids`` its parents
-    would close (empty when none would): a parent that is the job or descends from it."""
-    rows = conn.execute(
-        "WITH RECURSIVE down(id, chain) AS ("
-        " SELECT ?, json_array(?)"
-        " UNION SELECT jp.child_id, json_insert(down.chain, '$[#]', jp.child_id)"
-        " FROM job_parents jp JOIN down ON jp.parent_id = down.id)"
-        " SELECT chain FROM down WHERE id IN (SELECT value FROM json_each(?)) LIMIT 1",
-        (job_id, job_id, msgspec.json.encode(parent_ids).decode()),
+    would close (empty when none would): a parent that is the job or descends from it.  The
+    walk down from the job visits each descendant once (UNION), however many paths reach it."""
+    parents = msgspec.json.encode(parent_ids).decode()
+    found = conn.execute(
+        "WITH RECURSIVE down(id) AS (SELECT ? UNION SELECT jp.child_id FROM job_parents jp JOIN down "
+        "ON jp.parent_id = down.id) SELECT id FROM down WHERE id IN (SELECT value FROM json_each(?)) LIMIT 1",
+        (job_id, parents),
     ).fetchall()
-    if not rows:
+    if not found:
         return []
-    descent = msgspec.json.decode(str(rows[0][0]), type=list[str])
-    return [job_id, *reversed(descent)] if len(descent) > 1 else [job_id, job_id]
+    # only when refusing: name one chain, level by level from the job, each job reached once
+    target, came_from, level = found[0][0], {job_id: job_id}, [job_id]
+    while target not in came_from:
+        nxt = []
+        for parent, child, _state, _app in direct_children(conn, level):
+            if child not in came_from:
+                came_from[child] = parent
+                nxt.append(child)
+        level = nxt
+    chain = [target]
+    while chain[-1] != job_id:
+        chain.append(came_from[chain[-1]])
+    return [job_id, *chain]
 
 
 def _check_parent_owners(conn: apsw.Connection, jobs: list[Job]) -> None:

@@ -37,6 +37,10 @@ def test_a_claimed_or_running_job_keeps_its_resources(store: Store) -> None:
         "only jobs that have not started can be edited"
     )
     assert store.get(job.id).num_nodes == 1
+    store.update_states(session.id, [StateUpdate(job_id=job.id, state=S.RUNNING, ts=1.0)])
+    with pytest.raises(StoreError) as refused:
+        store.update_job(job.id, JobChanges(wall_time_min=5.0))
+    assert str(refused.value) == f"job {job.id} is RUNNING; only jobs that have not started can be edited"
 
 
 # ----- add_parents ---------------------------------------------------------------------------------
