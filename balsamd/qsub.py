@@ -57,10 +57,16 @@ def queue_problems(settings: Settings, queue: str | None, project: str | None) -
     return problems
 
 
-def fit_problems(settings: Settings, num_nodes: int, wall_time_min: float) -> list[str]:
+def fit_problems(settings: Settings, num_nodes: int, ranks_per_node: int, wall_time_min: float) -> list[str]:
     """Why no batch job of the elastic queue could run the job (it would wait forever)."""
     e = settings.elastic
     problems = []
+    if e.job_mode == "serial" and (num_nodes > 1 or ranks_per_node > 1):
+        problems.append(
+            f"-n {num_nodes} --ranks-per-node {ranks_per_node}: the elastic queue's batch jobs run in serial mode "
+            '([elastic] job_mode = "serial"), which runs one-node, one-rank jobs only; ask for -n 1 '
+            '--ranks-per-node 1, or set job_mode = "mpi"'
+        )
     if num_nodes > e.max_nodes:
         problems.append(
             f"-n {num_nodes}: the elastic queue's batch jobs have at most {e.max_nodes} node(s) "

@@ -36,7 +36,7 @@ def qsub_cmd(ctx: click.Context, num_nodes: int, wall_time_min: float, ranks_per
     given = parse_pairs(tags, "--tag")
     problems = [
         *queue_problems(settings, queue, project),
-        *fit_problems(settings, num_nodes, wall_time_min),
+        *fit_problems(settings, num_nodes, ranks_per_node, wall_time_min),
         *tags_problems(settings, given),
     ]
     if problems:

@@ -88,6 +88,13 @@ def test_a_job_no_elastic_batch_job_could_run_is_refused(elastic) -> None:
     assert "-n 9: the elastic queue's batch jobs have at most 8 node(s)" in err
     assert "-t 400: the elastic queue's batch jobs leave 355 minutes to run" in err
     assert "--tag campaign=b: the elastic queue runs only jobs tagged campaign=a" in err
+    configure(elastic.site, {"elastic.job_mode": "serial"})
+    err = elastic.fails("qsub", "-n", "1", "--ranks-per-node", "2", "-t", "5", "--", "true")
+    assert err == (
+        "Error: qsub: -n 1 --ranks-per-node 2: the elastic queue's batch jobs run in serial mode ([elastic] "
+        'job_mode = "serial"), which runs one-node, one-rank jobs only; ask for -n 1 --ranks-per-node 1, or set '
+        'job_mode = "mpi"\n'
+    )
     # without a tag of its own, the job gets the elastic queue's
     job_id = elastic("qsub", "-n", "1", "-t", "5", "--", "true").stdout.strip()
     assert job_of(elastic, job_id).tags == {"campaign": "a"}
