@@ -151,9 +151,11 @@ def test_a_daemon_runs_qsub_jobs_in_fewer_batch_jobs_than_commands(tmp_path, mon
     settings = {**ELASTIC_SETTINGS, "nodes.cpus_per_node": 2, "nodes.max_nodes": 2, "elastic.max_nodes": 2,
                 "elastic.max_queued": 2}  # fmt: skip
     with new_site(tmp_path, settings) as site:
-        site.start()
+        # submitted as a campaign is: all at once (the daemon starts after, so no batch job is
+        # made while they trickle in and the count says how the elastic queue packs them)
         ids = [site.balsamd("qsub", "-n", "1", "-t", "1", "--", "printf", "%s", f"{n} {HOSTILE}").stdout.strip()
                for n in range(20)]  # fmt: skip
+        site.start()
         for job_id in ids:
             site.wait_state(job_id, "JOB_FINISHED", timeout=90)
         batch = json.loads(site.balsamd("queue", "ls", "--all", "--json").stdout)
