@@ -333,6 +333,7 @@ class IntentKind(enum.StrEnum):
     BATCH_DELETE = "batch_delete"
     DELETE = "delete"
     APP = "app"  # install a declared app (``balsamd.declare``), if the site accepts its author's
+    ADD_PARENTS = "add_parents"  # more parents for a job of the author's (Balsam's ``dep``)
 
 
 def declared_app_file(name: str) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from balsamd.cli.common import Finite, parse_pairs
-from balsamd.cli.mode import at_the_site, connection, is_central, requested
+from balsamd.cli.mode import connection, is_central, requested
 from balsamd.models import AppKind
 from balsamd.states import NOT_STARTED
 
@@ -75,7 +75,10 @@ def _app_kinds(ctx: click.Context, conn: Any, job: Any) -> dict[str, AppKind]:
 @click.pass_context
 def job_dep(ctx: click.Context, child: str, parents: tuple[str, ...]) -> None:
     """Make PARENTS parents of CHILD, a job that has not started: it waits until they finish."""
+    conn = connection(ctx)
     if is_central(ctx):
-        raise click.UsageError(at_the_site("job dep", "; the central database cannot pass new parents to a site yet"))
-    job = connection(ctx).jobs.add_parents(child, parents)
+        job = conn.jobs.get(child)
+        requested([job], [conn.jobs.add_parents(job, parents)], "new parents", "job show ID")
+        return
+    job = conn.jobs.add_parents(child, parents)
     click.echo(f"{job.id} {job.state} parents: {' '.join(job.parent_ids)}")

@@ -51,6 +51,7 @@ from balsamd.store.db import (
 )
 from balsamd.store.errors import REFUSALS, JobNotFound, StoreError
 from balsamd.store.intents import (
+    AddParents,
     BatchCreate,
     BatchDelete,
     Create,
@@ -618,6 +619,9 @@ class SiteStore(SessionsMixin, BatchStoreMixin, TransferStoreMixin, OutboxMixin,
         if isinstance(action, Edit):
             self.update_job(intent.job_id, action.changes, now)
             return IntentOutcome(status=IntentStatus.APPLIED)
+        if isinstance(action, AddParents):
+            job = self.add_parents(intent.job_id, action.parent_ids, now)
+            return IntentOutcome(status=IntentStatus.APPLIED, states={job.id: job.state})
         if action.kind == IntentKind.DELETE:
             removed = self.delete([intent.job_id])
             if removed.refused:

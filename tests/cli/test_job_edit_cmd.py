@@ -160,12 +160,6 @@ def test_dep_refusals_say_why(hello, run_to) -> None:
     )
 
 
-def test_dep_through_central_says_where_it_works(run) -> None:
-    err = run.fails("--central", "postgresql://u@127.0.0.1:9/db", "job", "dep", "A", "B", code=2, site=False)
-    assert "`balsamd job dep` runs at the site, not through the central database" in err
-    assert "the central database cannot pass new parents to a site yet" in err
-
-
 # ----- job ls --tree ----------------------------------------------------------------------------
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from balsamd.models import ClaimLimits, JobChanges, StateUpdate
+from balsamd.models import ClaimLimits, Intent, IntentOutcome, IntentStatus, JobChanges, StateUpdate
 from balsamd.states import JobState
 from balsamd.store.contract import Store
 from balsamd.store.errors import StoreError
@@ -141,3 +141,21 @@ def test_a_started_or_finished_child_and_a_failed_parent_are_refused(store: Stor
         f"job {child.id} is PREPROCESSED (claimed by launcher session {session.id}); only a job that has not "
         "started can get parents"
     )
+
+
+def test_an_add_parents_intent_is_applied_once_and_a_malformed_one_rejected(store: Store) -> None:
+    child, parent = make_jobs(store, 2)
+    asked = Intent(id="I1", kind="add_parents", job_id=child.id, payload={"parent_ids": [parent.id]})
+    malformed = Intent(id="I2", kind="add_parents", job_id=child.id, payload={"parent_ids": "all of them"})
+    foreign = Intent(id="I3", kind="add_parents", job_id=child.id, payload={"parent_ids": [parent.id]}, owner="bob")
+    outcomes = store.apply_intents([asked, malformed, foreign])
+    assert outcomes["I1"] == IntentOutcome(status=IntentStatus.APPLIED, states={child.id: S.AWAITING_PARENTS})
+    assert outcomes["I2"] == IntentOutcome(
+        status=IntentStatus.REJECTED,
+        reason='add_parents intent I2: it needs "parent_ids": a list of 1 to 10000 job ids',
+    )
+    assert outcomes["I3"].reason == (
+        f"add_parents intent I3: job {child.id} is not a job of bob: only its owner may ask this"
+    )
+    assert store.get(child.id).parent_ids == [parent.id]
+    assert store.apply_intents([asked]) == {"I1": outcomes["I1"]}  # seen again: the outcome recorded then

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from .conftest import Central, SiteMaker
-from .test_remote_cli import USAGE, Laptop
+from .test_remote_cli import REFUSED, Laptop
 
 
 @pytest.fixture(autouse=True)
@@ -49,5 +49,30 @@ def test_modify_and_tree_through_central(central: Central, make_site: SiteMaker,
         ["ID", "SITE", "STATE"], [root, "alpha", "PREPROCESSED"], ["└─", child, "alpha"],
     ]  # fmt: skip
 
-    refused = bob("job", "dep", child, root, code=USAGE)
-    assert "`balsamd job dep` runs at the site, not through the central database" in refused.stderr
+
+def test_dep_through_central_is_a_request_the_site_checks(central: Central, make_site: SiteMaker, bob: Laptop) -> None:
+    site = make_site("alpha")
+    site.sync()
+    a, b, c = (bob.json("job", "create", "--app", "Noop", "--workdir", w)["id"] for w in "abc")
+    site.sync()
+    asked = bob("job", "dep", c, a, b)
+    assert asked.stdout.startswith(f"{c} new parents requested of site alpha (request ")
+    site.sync()
+    site.sync()  # the job's new state and parents come back
+    shown = bob.json("job", "show", c)
+    assert (shown["state"], shown["parent_ids"]) == ("AWAITING_PARENTS", [a, b])
+    assert [j["id"] for j in bob.json("job", "ls", "--state", "AWAITING_PARENTS")] == [c]
+
+    # a cycle is the site's to find: refused there, with its reason
+    cycle = bob("job", "dep", a, c).stdout.split("(request ")[1].rstrip(")\n")
+    site.sync()
+    assert site.applied_intents()[cycle] == {
+        "status": "rejected",
+        "reason": f"job {a} cannot wait for {c}: {a} -> {c} -> {a} would be a cycle of jobs waiting for each other",
+    }
+    # another user's job is no parent of bob's: central does not even show it to him
+    central.add_user("carol")
+    carols = Laptop(central.dsn_for("carol")).json("job", "create", "--app", "Noop", "--workdir", "x")["id"]
+    site.sync()
+    refused = bob("job", "dep", c, carols, code=REFUSED)
+    assert f"no job with id {carols}" in refused.stderr
