@@ -169,7 +169,7 @@ class JobManager:
         return _filter(criteria)
 
     def update(self, job: str | JobHandle, **changes: Any) -> JobHandle:
-        """Edit parameters, tags or data of a job that has not started."""
+        """Edit parameters, tags, data or resources of a job that has not started."""
         if "parameters" in changes:
             try:
                 changes["parameters"] = arrays.encode(changes["parameters"])
@@ -181,6 +181,11 @@ class JobManager:
             raise Refused("edit", [explained(str(exc))]) from None
         [job_id] = self.full_ids([job])
         return JobHandle(self._site, self._site.store.update_job(job_id, edit))
+
+    def add_parents(self, job: str | JobHandle, parents: Iterable[str | JobHandle]) -> JobHandle:
+        """Make ``parents`` parents of a job that has not started; it waits for them."""
+        [job_id] = self.full_ids([job])
+        return JobHandle(self._site, self._site.store.add_parents(job_id, self.full_ids(parents)))
 
     def as_completed(
         self, jobs: Iterable[JobHandle], timeout: float | None = None, poll: float = 0.2

@@ -229,15 +229,21 @@ def _check_template(name: str, template: str) -> None:
 
 
 def render_command(template: str, params: dict[str, Any]) -> str:
-    """Fill ``{{ name }}`` placeholders; every value is shell-quoted, so it is one word."""
+    """Fill ``{{ name }}`` placeholders; every value is shell-quoted, so it is one word, and a
+    list's items are each one (``balsamd qsub``'s argv, argument by argument)."""
 
     def fill(match: re.Match[str]) -> str:
         key = match.group(1)
         if key not in params:
             raise AppError(f"command template needs parameter {key!r}, which the job does not have")
-        return shlex.quote(str(params[key]))
+        return " ".join(shlex.quote(word) for word in value_words(params[key]))
 
     return PLACEHOLDER.sub(fill, template)
+
+
+def value_words(value: Any) -> list[str]:
+    """The words a parameter's value fills a placeholder with: a list's items, else the value."""
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
 
 
 def load_apps(apps_dir: Path, site: str = "") -> dict[str, App]:

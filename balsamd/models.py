@@ -313,6 +313,13 @@ class JobChanges(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     parameters: dict[str, Any] | None = None
     tags: dict[str, str] | None = None
     data: dict[str, Any] | None = None
+    num_nodes: int | None = None
+    ranks_per_node: int | None = None
+    wall_time_min: float | None = None
+
+
+# the fields of JobChanges that are a job's resources: kept as numbers, checked against the site
+RESOURCE_CHANGES = ("num_nodes", "ranks_per_node", "wall_time_min")
 
 
 class IntentKind(enum.StrEnum):
@@ -326,6 +333,7 @@ class IntentKind(enum.StrEnum):
     BATCH_DELETE = "batch_delete"
     DELETE = "delete"
     APP = "app"  # install a declared app (``balsamd.declare``), if the site accepts its author's
+    ADD_PARENTS = "add_parents"  # more parents for a job of the author's (Balsam's ``dep``)
 
 
 def declared_app_file(name: str) -> str:

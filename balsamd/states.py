@@ -35,16 +35,22 @@ S = JobState
 RUNNABLE: frozenset[JobState] = frozenset({S.PREPROCESSED, S.RESTART_READY})
 FINAL: frozenset[JobState] = frozenset({S.JOB_FINISHED, S.FAILED, S.KILLED})
 RETRYABLE: frozenset[JobState] = frozenset({S.FAILED, S.RUN_ERROR, S.RUN_TIMEOUT})
+# a job in these (and bound to no launcher) has not started: users may still edit it
+NOT_STARTED: frozenset[JobState] = frozenset(
+    {S.CREATED, S.AWAITING_PARENTS, S.READY, S.STAGED_IN, S.PREPROCESSED, S.RESTART_READY}
+)
 
 _ALIVE = frozenset(JobState) - {S.JOB_FINISHED, S.KILLED}
 
+# a user giving a job that has not started more parents (``add_parents``, Balsam's ``dep``)
+# sends it back to wait for them: from READY, STAGED_IN, PREPROCESSED and RESTART_READY
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     S.CREATED: frozenset({S.AWAITING_PARENTS, S.READY, S.FAILED, S.KILLED}),
     S.AWAITING_PARENTS: frozenset({S.READY, S.FAILED, S.KILLED}),
-    S.READY: frozenset({S.STAGED_IN, S.FAILED, S.KILLED}),
-    S.STAGED_IN: frozenset({S.PREPROCESSED, S.FAILED, S.KILLED}),
-    S.PREPROCESSED: frozenset({S.RUNNING, S.FAILED, S.KILLED}),
-    S.RESTART_READY: frozenset({S.RUNNING, S.FAILED, S.KILLED}),
+    S.READY: frozenset({S.STAGED_IN, S.AWAITING_PARENTS, S.FAILED, S.KILLED}),
+    S.STAGED_IN: frozenset({S.PREPROCESSED, S.AWAITING_PARENTS, S.FAILED, S.KILLED}),
+    S.PREPROCESSED: frozenset({S.RUNNING, S.AWAITING_PARENTS, S.FAILED, S.KILLED}),
+    S.RESTART_READY: frozenset({S.RUNNING, S.AWAITING_PARENTS, S.FAILED, S.KILLED}),
     S.RUNNING: frozenset({S.RUN_DONE, S.RUN_ERROR, S.RUN_TIMEOUT, S.KILLED}),
     # postprocess may accept the run, ask for a rerun, or fail it
     S.RUN_DONE: frozenset({S.POSTPROCESSED, S.RESTART_READY, S.FAILED, S.KILLED}),
@@ -61,6 +67,7 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 }
 
 assert set(TRANSITIONS) == set(JobState)
+assert all(S.AWAITING_PARENTS in TRANSITIONS[s] for s in NOT_STARTED - {S.AWAITING_PARENTS})
 assert all(targets <= _ALIVE | {S.JOB_FINISHED, S.KILLED} for targets in TRANSITIONS.values())
 
 

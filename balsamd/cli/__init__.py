@@ -59,6 +59,8 @@ COMMANDS = {
     "demo": "balsamd.cli.demo:demo_cmd",
     "transfer": "balsamd.cli.transfers:transfer_group",
     "top": "balsamd.cli.top:top_cmd",
+    "completion": "balsamd.cli.completion:completion_cmd",
+    "qsub": "balsamd.cli.qsub:qsub_cmd",
 }
 
 

@@ -10,9 +10,12 @@ import click
 from click.core import ParameterSource
 
 from balsamd.cli.common import LIMIT, STATE, ExitCode, json_option, parse_pairs
+from balsamd.cli.completion import complete_app_names
 from balsamd.cli.job_bulk import create_from
+from balsamd.cli.job_edit import job_dep, job_modify
 from balsamd.cli.job_wait import job_wait
 from balsamd.cli.mode import connection, is_central, not_found_errors, pick_site, requested, site_name_option
+from balsamd.dagtree import tree
 from balsamd.models import AppKind
 from balsamd.render import events_table, job_dict, print_json, table, timestamp
 from balsamd.results import describe_result
@@ -178,21 +181,24 @@ def _state_filters(states: tuple[str, ...]) -> list[JobState]:
 @job_group.command("ls")
 @click.option("--state", "states", multiple=True, type=STATE, help="Only jobs in this state.")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Only jobs with this tag.")
-@click.option("--app", "app_name", help="Only jobs of this app.")
+@click.option("--app", "app_name", shell_complete=complete_app_names, help="Only jobs of this app.")
 @click.option("--workdir", help="Only jobs whose workdir contains this text.")
 @click.option("--parent", help="Only children of this job.")
 @click.option("--id", "job_ids", multiple=True, metavar="ID", help="Only this job (may be given again).")
 @click.option("--limit", type=LIMIT, help="At most this many jobs.")
 @click.option("--by-state", is_flag=True, help="Counts per state instead of jobs.")
+@click.option("--tree", "as_tree", is_flag=True, help="Children under their parents (a DAG as an indented tree).")
 @site_name_option
 @json_option
 @click.pass_context
 def job_ls(ctx: click.Context, states: tuple[str, ...], tags: tuple[str, ...], app_name: str | None,
            workdir: str | None, parent: str | None, job_ids: tuple[str, ...], limit: int | None,
-           by_state: bool, site_name: str | None, as_json: bool) -> None:  # fmt: skip
+           by_state: bool, as_tree: bool, site_name: str | None, as_json: bool) -> None:  # fmt: skip
     """List jobs, oldest first (through central: of every site you see, or of --site-name)."""
     if by_state and limit is not None:
         raise click.UsageError("--limit lists at most so many jobs; --by-state counts them all: give one of them")
+    if by_state and as_tree:
+        raise click.UsageError("--by-state counts jobs; --tree lays them out: give one of them")
     site_only(ctx, workdir=workdir, parent=parent, by_state=by_state)
     conn = connection(ctx)
     criteria: dict[str, Any] = {"site": pick_site(ctx, site_name, required=False)}
@@ -222,12 +228,47 @@ def job_ls(ctx: click.Context, states: tuple[str, ...], tags: tuple[str, ...], a
     if limit is not None:
         criteria["limit"] = limit
     jobs = conn.jobs.filter(**criteria)
+    if as_tree:
+        _print_tree(ctx, jobs, as_json)
+        return
     if as_json:
         print_json([_job_json(ctx, j) for j in jobs])
         return
     rows = [[j.id, *_site_cells(ctx, j), j.state, j.app, j.workdir, _tags(j.tags)] for j in jobs]
     head = ["ID", *_site_head(ctx), "STATE", "APP", "WORKDIR", "TAGS"]
     click.echo(table(rows, head) if rows else "no jobs")
+
+
+def _print_tree(ctx: click.Context, jobs: list[Any], as_json: bool) -> None:
+    """The jobs as a tree; one with several parents is shown once in full, then as a reference
+    (``--json``: nested under ``children``, a reference being ``{"id": ..., "shown_above": true}``)."""
+    nodes = tree(jobs)
+    if as_json:
+        print_json(_nested(ctx, nodes))
+        return
+    if not nodes:
+        click.echo("no jobs")
+        return
+    rows = [
+        [n.prefix + n.job.id, *_site_cells(ctx, n.job), "(shown above)", "", ""] if n.repeated
+        else [n.prefix + n.job.id, *_site_cells(ctx, n.job), n.job.state, n.job.app, n.job.workdir]
+        for n in nodes
+    ]  # fmt: skip
+    click.echo(table(rows, ["ID", *_site_head(ctx), "STATE", "APP", "WORKDIR"]))
+
+
+def _nested(ctx: click.Context, nodes: list[Any]) -> list[dict[str, Any]]:
+    roots: list[dict[str, Any]] = []
+    path: list[dict[str, Any]] = []  # the node at each depth of the walk
+    for node in nodes:
+        depth = len(node.prefix) // 3
+        item = (
+            {"id": node.job.id, "shown_above": True} if node.repeated else {**_job_json(ctx, node.job), "children": []}
+        )
+        del path[depth:]
+        (path[-1]["children"] if path else roots).append(item)
+        path.append(item)
+    return roots
 
 
 def _tags(tags: dict[str, str]) -> str:
@@ -317,16 +358,29 @@ def job_kill(ctx: click.Context, job_ids: tuple[str, ...]) -> None:
 @job_group.command("rm")
 @click.argument("job_ids", nargs=-1)
 @click.option("--state", "states", multiple=True, type=STATE, help="Remove every job in this state.")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Remove every job with this tag (asks first).")
+@click.option("--all", "everything", is_flag=True, help="Remove every job of the site (asks first).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (needed when stdin is not a terminal).")
 @click.pass_context
-def job_rm(ctx: click.Context, job_ids: tuple[str, ...], states: tuple[str, ...]) -> None:
+def job_rm(ctx: click.Context, job_ids: tuple[str, ...], states: tuple[str, ...], tags: tuple[str, ...],
+           everything: bool, yes: bool) -> None:  # fmt: skip
     """Remove jobs and their history; says which could not be removed and why."""
-    if bool(job_ids) == bool(states):
-        raise click.UsageError("give job IDs or --state STATE (not both)")
+    chosen = [name for name, given in (("job IDs", job_ids), ("--all", everything), ("--state/--tag", states or tags))
+              if given]  # fmt: skip
+    if len(chosen) != 1:
+        raise click.UsageError("give job IDs, --state STATE / --tag KEY=VALUE, or --all (one of them)")
     conn = connection(ctx)
-    if states:
-        jobs = conn.jobs.filter(state=_state_filters(states))
-    else:
+    if job_ids:
         jobs = list({j.id: j for j in (conn.jobs.get(i) for i in job_ids)}.values())
+    else:
+        criteria: dict[str, Any] = {}
+        if states:
+            criteria["state"] = _state_filters(states)
+        if tags:
+            criteria["tags"] = parse_pairs(tags, "--tag")
+        jobs = conn.jobs.filter(**criteria)
+    if (everything or tags) and jobs:
+        _confirm_removal(len(jobs), "every job" if everything else f"jobs tagged {_tags(criteria['tags'])}", yes)
     outcome = conn.jobs.delete(jobs)
     if is_central(ctx):
         requested(jobs, outcome, "removal", "job ls")
@@ -338,5 +392,20 @@ def job_rm(ctx: click.Context, job_ids: tuple[str, ...], states: tuple[str, ...]
         sys.exit(ExitCode.ERROR)
 
 
-# commands of their own modules
+def _confirm_removal(count: int, what: str, yes: bool) -> None:
+    """Ask before a removal that a selection made (it may be many more jobs than meant)."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise click.ClickException(
+            f"this removes {count} job(s) ({what}) and nobody can be asked (stdin is not a terminal); "
+            "add --yes to remove them"
+        )
+    if not click.confirm(f"Remove {count} job(s) ({what}) and their history?", default=False):
+        raise click.ClickException("nothing was removed")
+
+
+# subcommands that live in modules of their own
 job_group.add_command(job_wait)
+job_group.add_command(job_modify)
+job_group.add_command(job_dep)

@@ -192,7 +192,16 @@ class Store(Protocol):
 
     @operation(write=True, durable=True)  # a person is told
     def update_job(self, job_id: str, changes: JobChanges, now: float | None = None) -> Job:
-        """Edit parameters, tags or data of a job that has not started."""
+        """Edit parameters, tags, data or resources (nodes, ranks per node, wall time) of a job
+        that has not started; the new values are checked as a new job's would be."""
+        ...
+
+    @operation(write=True, durable=True)  # a person is told
+    def add_parents(self, job_id: str, parent_ids: list[str], now: float | None = None) -> Job:
+        """Make more jobs parents of a job that has not started (Balsam's ``dep``): unless they
+        all finished, it waits for them again (AWAITING_PARENTS), released as parents are.
+        Refuses unknown ids, a cycle, a child that started or ended, a parent that failed or
+        was killed; adds all of them or none."""
         ...
 
     # ----- jobs: what the daemon's services record ----------------------------------------------

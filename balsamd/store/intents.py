@@ -40,6 +40,11 @@ class Edit:
 
 
 @dataclass(frozen=True)
+class AddParents:
+    parent_ids: list[str]
+
+
+@dataclass(frozen=True)
 class KillOrRetry:
     kind: IntentKind
 
@@ -60,7 +65,9 @@ class BatchDelete:
     batch_id: str
 
 
-Action = Create | Edit | KillOrRetry | InstallApp | BatchCreate | BatchDelete
+Action = Create | Edit | AddParents | KillOrRetry | InstallApp | BatchCreate | BatchDelete
+
+MAX_PARENTS = 10_000  # of one add_parents intent: more is no request a person makes
 
 
 def parse_intent(intent: Intent) -> Action:
@@ -82,9 +89,13 @@ def parse_intent(intent: Intent) -> Action:
         try:
             return Edit(msgspec.convert(intent.payload, JobChanges))
         except msgspec.ValidationError as exc:
-            raise Refused(where, [f"only parameters, tags and data can be edited, as objects: {exc}"]) from None
+            raise Refused(
+                where, [f"only parameters, tags and data (as objects) and resources can be edited: {exc}"]
+            ) from None
     if kind == IntentKind.APP:
         return _install(intent, where)
+    if kind == IntentKind.ADD_PARENTS:
+        return _add_parents(intent.payload, where)
     return KillOrRetry(kind)
 
 
@@ -142,6 +153,17 @@ def _creations(intent: Intent) -> list[tuple[str, JobSpec]]:
     if len({job_id for job_id, _ in out}) != len(out):
         raise Refused("create intent", ["it names a job id more than once"])
     return out
+
+
+def _add_parents(payload: Mapping[str, object], where: str) -> AddParents:
+    parents = payload.get("parent_ids")
+    if (
+        not isinstance(parents, list)
+        or not 0 < len(parents) <= MAX_PARENTS
+        or not all(isinstance(p, str) and ids.looks_like_id(p) for p in parents)
+    ):
+        raise Refused(where, [f'it needs "parent_ids": a list of 1 to {MAX_PARENTS} job ids'])
+    return AddParents(list(parents))
 
 
 def _batch_request(intent: Intent, where: str) -> BatchJob:

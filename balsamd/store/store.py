@@ -20,6 +20,7 @@ import msgspec
 
 from balsamd import ids, lifecycle
 from balsamd.models import (
+    RESOURCE_CHANGES,
     App,
     DeclaredApp,
     Event,
@@ -33,7 +34,7 @@ from balsamd.models import (
     RemoveOutcome,
     job_row,
 )
-from balsamd.states import RETRYABLE, IllegalTransition, JobState
+from balsamd.states import NOT_STARTED, RETRYABLE, IllegalTransition, JobState
 from balsamd.store import queries
 from balsamd.store.base import StoreBase, now_or
 from balsamd.store.batch import BatchStoreMixin
@@ -50,6 +51,7 @@ from balsamd.store.db import (
 )
 from balsamd.store.errors import REFUSALS, JobNotFound, StoreError
 from balsamd.store.intents import (
+    AddParents,
     BatchCreate,
     BatchDelete,
     Create,
@@ -75,6 +77,7 @@ from balsamd.validate import (
     build_job,
     limit_problem,
     resolve_parameters,
+    resource_problems,
     shared_workdir_problems,
     tag_problems,
 )
@@ -84,9 +87,6 @@ T = TypeVar("T")
 log = logging.getLogger("balsamd.store")
 
 _DECLARED = "name, owner, code, intent_id, installed_at, written"
-
-# the states a user may still edit a job in: it has not started
-EDITABLE = frozenset({S.CREATED, S.AWAITING_PARENTS, S.READY, S.STAGED_IN, S.PREPROCESSED, S.RESTART_READY})
 
 
 def _durable(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -474,15 +474,22 @@ class SiteStore(SessionsMixin, BatchStoreMixin, TransferStoreMixin, WatchStoreMi
     def update_job(self, job_id: str, changes: JobChanges, now: float | None = None) -> Job:
         given = {k: v for k, v in msgspec.structs.asdict(changes).items() if v is not None}
         if not given:
-            raise Refused(f"job {job_id}", ["nothing to edit: give parameters, tags or data"])
+            raise Refused(f"job {job_id}", ["nothing to edit: give parameters, tags, data or resources"])
         problems = tag_problems(changes.tags or {})
         now = now_or(now)
         with self.db.write() as conn:
             row = conn.execute("SELECT state, session_id, app FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None:
                 raise JobNotFound(f"no job with id {job_id} (list jobs with `balsamd job ls`)")
-            if S(row[0]) not in EDITABLE or row[1] is not None:
-                raise StoreError(f"job {job_id} is {row[0]}; only jobs that have not started can be edited")
+            if S(row[0]) not in NOT_STARTED or row[1] is not None:
+                claimed = row[1] is not None and S(row[0]) in NOT_STARTED
+                held = f" (claimed by launcher session {row[1]})" if claimed else ""
+                raise StoreError(f"job {job_id} is {row[0]}{held}; only jobs that have not started can be edited")
+            resources = {k: given.pop(k) for k in RESOURCE_CHANGES if k in given}
+            if resources:
+                job = select_jobs(conn, " WHERE id = ?", [job_id])[0]
+                asked = msgspec.structs.replace(job, **resources)
+                problems += resource_problems(asked, self.rules.nodes, self.rules.scheduler.max_wall_time_min)
             if changes.parameters is not None:
                 app = self._apps(conn).get(row[2])
                 if app is None:
@@ -495,11 +502,12 @@ class SiteStore(SessionsMixin, BatchStoreMixin, TransferStoreMixin, WatchStoreMi
                 problems.append(f"the values cannot be stored ({exc})")
             if problems:
                 raise JobSpecError(f"job {job_id}", problems)
-            sets = ", ".join(f"{k} = ?" for k in texts)
+            values: dict[str, object] = {**texts, **resources}
+            sets = ", ".join(f"{k} = ?" for k in values)
             seq = self.db.next_seq(conn)
             conn.execute(
                 f"UPDATE jobs SET {sets}, version = version + 1, seq = ?, updated_at = ? WHERE id = ?",
-                (*texts.values(), seq, now, job_id),
+                (*values.values(), seq, now, job_id),
             )
             if changes.tags is not None:
                 conn.execute("DELETE FROM job_tags WHERE job_id = ?", (job_id,))
@@ -507,6 +515,49 @@ class SiteStore(SessionsMixin, BatchStoreMixin, TransferStoreMixin, WatchStoreMi
                     "INSERT INTO job_tags (key, value, job_id) VALUES (?, ?, ?)",
                     [(k, v, job_id) for k, v in changes.tags.items()],
                 )
+            return select_jobs(conn, " WHERE id = ?", [job_id])[0]
+
+    def add_parents(self, job_id: str, parent_ids: list[str], now: float | None = None) -> Job:
+        parent_ids = list(parent_ids)
+        if not parent_ids:
+            raise Refused(f"job {job_id}", ["no parents given: name the jobs it must wait for"])
+        if len(set(parent_ids)) != len(parent_ids):
+            raise Refused(f"job {job_id}", ["a parent is named more than once; name each once"])
+        now = now_or(now)
+        with self.db.write() as conn:
+            current = self._existing(conn, [job_id, *parent_ids])
+            state, app, session = current[job_id]
+            if state not in NOT_STARTED or session is not None:
+                held = f" (claimed by launcher session {session})" if state in NOT_STARTED else ""
+                raise StoreError(f"job {job_id} is {state}{held}; only a job that has not started can get parents")
+            for parent in parent_ids:
+                if current[parent][0] in (S.FAILED, S.KILLED):
+                    raise StoreError(
+                        f"parent {parent} is {current[parent][0]}: job {job_id} could never run after it; "
+                        "retry the parent first, or choose another"
+                    )
+            loop = _ancestor_path(conn, parent_ids, job_id)
+            if loop:
+                raise StoreError(
+                    f"job {job_id} cannot wait for {loop[1]}: {' -> '.join(loop)} would be a cycle of jobs "
+                    "waiting for each other"
+                )
+            job = select_jobs(conn, " WHERE id = ?", [job_id])[0]
+            added = [p for p in parent_ids if p not in job.parent_ids]
+            job.parent_ids = [*job.parent_ids, *added]
+            _check_parent_owners(conn, [msgspec.structs.replace(job, parent_ids=added)])
+            seq = self.db.next_seq(conn)
+            conn.execute(
+                "UPDATE jobs SET parent_ids = ?, version = version + 1, seq = ?, updated_at = ? WHERE id = ?",
+                (json_text(job.parent_ids), seq, now, job_id),
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO job_parents (parent_id, child_id) VALUES (?, ?)", [(p, job_id) for p in added]
+            )
+            waiting = [p for p in added if current[p][0] != S.JOB_FINISHED]
+            if waiting and state != S.AWAITING_PARENTS:
+                reason = f"waits for {len(waiting)} parent(s) a user added (e.g. {waiting[0]})"
+                apply_moves(conn, [Move(job_id, state, app, S.AWAITING_PARENTS, reason)], self._hooks(conn), now, seq)
             return select_jobs(conn, " WHERE id = ?", [job_id])[0]
 
     # ----- intents from the central database ---------------------------------------------------
@@ -577,6 +628,9 @@ class SiteStore(SessionsMixin, BatchStoreMixin, TransferStoreMixin, WatchStoreMi
         if isinstance(action, Edit):
             self.update_job(intent.job_id, action.changes, now)
             return IntentOutcome(status=IntentStatus.APPLIED)
+        if isinstance(action, AddParents):
+            job = self.add_parents(intent.job_id, action.parent_ids, now)
+            return IntentOutcome(status=IntentStatus.APPLIED, states={job.id: job.state})
         if action.kind == IntentKind.DELETE:
             removed = self.delete([intent.job_id])
             if removed.refused:
@@ -616,6 +670,33 @@ class SiteStore(SessionsMixin, BatchStoreMixin, TransferStoreMixin, WatchStoreMi
         if missing:
             raise JobNotFound(f"no job with id {', '.join(missing)} (list jobs with `balsamd job ls`)")
         return current
+
+
+def _ancestor_path(conn: apsw.Connection, parent_ids: list[str], job_id: str) -> list[str]:
+    """The chain job_id -> parent -> ... -> job_id that making ``parent_ids`` its parents
+    would close (empty when none would): a parent that is the job or descends from it.  The
+    walk down from the job visits each descendant once (UNION), however many paths reach it."""
+    parents = msgspec.json.encode(parent_ids).decode()
+    found = conn.execute(
+        "WITH RECURSIVE down(id) AS (SELECT ? UNION SELECT jp.child_id FROM job_parents jp JOIN down "
+        "ON jp.parent_id = down.id) SELECT id FROM down WHERE id IN (SELECT value FROM json_each(?)) LIMIT 1",
+        (job_id, parents),
+    ).fetchall()
+    if not found:
+        return []
+    # only when refusing: name one chain, level by level from the job, each job reached once
+    target, came_from, level = found[0][0], {job_id: job_id}, [job_id]
+    while target not in came_from:
+        nxt = []
+        for parent, child, _state, _app in direct_children(conn, level):
+            if child not in came_from:
+                came_from[child] = parent
+                nxt.append(child)
+        level = nxt
+    chain = [target]
+    while chain[-1] != job_id:
+        chain.append(came_from[chain[-1]])
+    return [job_id, *chain]
 
 
 def _check_parent_owners(conn: apsw.Connection, jobs: list[Job]) -> None:

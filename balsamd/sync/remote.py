@@ -234,8 +234,22 @@ class RemoteJobs:
         return self._intents("retry", jobs)
 
     def update(self, job: str | RemoteJob, **changes: Any) -> str:
-        """Edit parameters, tags or data of a job that has not started (applied by its site)."""
+        """Edit parameters, tags, data or resources of a job that has not started (applied by its site)."""
         return self._intents("update", [job], _checked_changes(changes))[0]
+
+    def add_parents(self, job: str | RemoteJob, parents: Iterable[str | RemoteJob]) -> str:
+        """Give a job that has not started more parents, jobs of its site (applied by the site)."""
+        child = job if isinstance(job, RemoteJob) else self.get(job)
+        found = [p if isinstance(p, RemoteJob) else self.get(p) for p in id_list(parents)]
+        elsewhere = [p for p in found if p.site != child.site]
+        if elsewhere:
+            raise Refused(f"job {child.id}", [
+                f"parent {elsewhere[0].id} is at site {elsewhere[0].site}, the job at {child.site}: a job waits "
+                "only for jobs of its own site"
+            ])  # fmt: skip
+        if not found:
+            raise Refused(f"job {child.id}", ["no parents given: name the jobs it must wait for"])
+        return self._intents("add_parents", [child], {"parent_ids": list(dict.fromkeys(p.id for p in found))})[0]
 
     def delete(self, jobs: Iterable[str | RemoteJob]) -> list[str]:
         """Remove jobs that no launcher holds (the site removes them, then central follows)."""
@@ -303,7 +317,7 @@ def _checked_changes(changes: dict[str, Any]) -> dict[str, Any]:
         raise Refused("edit", [explained(str(exc))]) from None
     given = {k: v for k, v in msgspec.structs.asdict(edit).items() if v is not None}
     if not given:
-        raise Refused("edit", ["nothing to edit: give parameters, tags or data"])
+        raise Refused("edit", ["nothing to edit: give parameters, tags, data or resources"])
     problems = tag_problems(edit.tags or {})
     for field in ("parameters", "data"):
         problems += value_problems(given.get(field, {}), field)

@@ -215,6 +215,13 @@ MIGRATIONS: list[str] = [
     CREATE INDEX IF NOT EXISTS transfer_items_job ON balsamd.transfer_items (job_id);
     ALTER TABLE balsamd.sites ADD COLUMN IF NOT EXISTS pushed_transfer_seq bigint NOT NULL DEFAULT 0;
     """,
+    # 9: a user may give a job of theirs more parents (kind 'add_parents', Balsam's `dep`); the
+    # site checks that the parents are the user's too
+    """
+    ALTER TABLE balsamd.intents DROP CONSTRAINT IF EXISTS intents_kind_check;
+    ALTER TABLE balsamd.intents ADD CONSTRAINT intents_kind_check CHECK (kind IN ('create', 'kill', 'retry',
+        'update', 'batch_create', 'batch_delete', 'delete', 'app', 'add_parents'));
+    """,
 ]
 
 # What a site writes of a job: everything but its owner (a user's, or the site's role for jobs

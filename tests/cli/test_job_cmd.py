@@ -510,7 +510,7 @@ def test_job_rm_needs_ids_or_a_state(hello) -> None:
     a = hello.job("a")
     for args in ((), (a, "--state", "KILLED")):
         stderr = hello.fails("job", "rm", *args, code=2)
-        assert stderr.endswith("Error: give job IDs or --state STATE (not both)\n")
+        assert stderr.endswith("Error: give job IDs, --state STATE / --tag KEY=VALUE, or --all (one of them)\n")
     assert count_jobs(hello) == 1
 
 

@@ -245,6 +245,7 @@ def test_unknown_methods_and_bad_arguments_get_an_error_reply(site: DaemonSite, 
         reply = call(sock, 1, "drop_tables", {})
         assert (reply.ok, reply.error_type) == (False, "ProtocolError")
         assert reply.error.startswith("unknown method 'drop_tables'; use one this daemon serves: activity, ")
+        assert "apply_intents, " in reply.error
         # arguments of the wrong types are refused like any bad request, naming the field
         reply = call(sock, 2, "get", {"job_id": 5})
         assert (reply.ok, reply.error_type) == (False, "Refused")

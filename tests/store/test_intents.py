@@ -51,7 +51,7 @@ def test_the_store_says_which_intents_it_applied_and_their_outcomes(store: Store
     ("intent", "reason"),
     [
         (Intent(id="b1", kind="drop", job_id="x"), "drop intent b1: unknown intent kind 'drop'; use one of create, "
-         "kill, retry, update, batch_create, batch_delete, delete, app"),
+         "kill, retry, update, batch_create, batch_delete, delete, app, add_parents"),
         (Intent(id="b2", kind="update", job_id="x", payload=[1]),
          "update intent b2: its payload must be a JSON object"),
         (create("b3"), "create intent: it needs \"jobs\": a non-empty list of job specs"),

@@ -270,10 +270,12 @@ def test_malformed_intents_are_refused_and_never_block_the_site(central: Central
         assert (report.applied, report.rejected) == (1, len(bad))
         outcomes = dict(central.rows("SELECT id, outcome FROM balsamd.intents WHERE id LIKE '0-%%'"))
         assert {o["status"] for o in outcomes.values()} == {"rejected"}, outcomes
-        assert outcomes["0-empty-update"]["reason"] == f"job {job.id}: nothing to edit: give parameters, tags or data"
+        assert outcomes["0-empty-update"]["reason"] == (
+            f"job {job.id}: nothing to edit: give parameters, tags, data or resources"
+        )
         assert outcomes["0-update-not-object"]["reason"] == (
-            "update intent 0-update-not-object: only parameters, tags and data can be edited, as objects: "
-            "Expected `object | null`, got `str` - at `$.parameters`"
+            "update intent 0-update-not-object: only parameters, tags and data (as objects) and resources can be "
+            "edited: Expected `object | null`, got `str` - at `$.parameters`"
         )
         assert fine.refresh().state == "PREPROCESSED"
         assert alpha.job(job.id).parameters == {"x": 1}

@@ -10,8 +10,9 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from balsamd.apps import AppError, render_command
+from balsamd.apps import AppError, render_command, value_words
 from balsamd.config import LauncherSettings
 from balsamd.launch.running.mpi import build_mpi_command
 from balsamd.launch.running.protocol import Placement
@@ -75,9 +76,25 @@ def app_argv(app: App, job: Job) -> list[str]:
         return ["/bin/sh", "-c", render_command(app.command_template, job.parameters)]
     params = job.parameters
     try:
-        return ["".join(part if isinstance(part, str) else str(params[part.name]) for part in word) for word in words]
+        return [filled for word in words for filled in _fill(word, params)]
     except KeyError as exc:
         raise AppError(f"command template needs parameter {exc.args[0]!r}, which the job does not have") from None
+
+
+def _fill(word: tuple[str | Slot, ...], params: dict[str, Any]) -> list[str]:
+    """The words one template word becomes: one, or as many as a list's items (text around the
+    placeholder sticks to the first and last of them, as the shell would join it)."""
+    if len(word) == 1 and isinstance(word[0], Slot):
+        return value_words(params[word[0].name])
+    out = [""]
+    for part in word:
+        if isinstance(part, str):
+            out[-1] += part
+            continue
+        first, *rest = value_words(params[part.name]) or [""]
+        out[-1] += first
+        out.extend(rest)
+    return out
 
 
 @dataclass(frozen=True)
