@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -170,17 +170,15 @@ class JobManager:
 
     def update(self, job: str | JobHandle, **changes: Any) -> JobHandle:
         """Edit parameters, tags, data or resources of a job that has not started."""
-        if "parameters" in changes:
-            try:
-                changes["parameters"] = arrays.encode(changes["parameters"])
-            except arrays.ArrayError as exc:
-                raise Refused("edit", [str(exc)]) from None
-        try:
-            edit = msgspec.convert(changes, JobChanges)
-        except msgspec.ValidationError as exc:
-            raise Refused("edit", [explained(str(exc))]) from None
-        [job_id] = self.full_ids([job])
-        return JobHandle(self._site, self._site.store.update_job(job_id, edit))
+        return self.update_many({job: changes})[0]
+
+    def update_many(self, edits: Mapping[str | JobHandle, Mapping[str, Any]]) -> list[JobHandle]:
+        """Edit several jobs that have not started, each its own way, all or none: one job
+        refused leaves every job as it was."""
+        checked: dict[str, JobChanges] = {}
+        for job_id, changes in zip(self.full_ids(list(edits)), edits.values(), strict=True):
+            checked[job_id] = _changes(changes)
+        return [JobHandle(self._site, job) for job in self._site.store.update_jobs(checked)]
 
     def add_parents(self, job: str | JobHandle, parents: Iterable[str | JobHandle]) -> JobHandle:
         """Make ``parents`` parents of a job that has not started; it waits for them."""
@@ -414,3 +412,17 @@ class Site:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _changes(changes: Mapping[str, Any]) -> JobChanges:
+    """A user's edit as the store takes it: arrays encoded, fields checked."""
+    given = dict(changes)
+    if "parameters" in given:
+        try:
+            given["parameters"] = arrays.encode(given["parameters"])
+        except arrays.ArrayError as exc:
+            raise Refused("edit", [str(exc)]) from None
+    try:
+        return msgspec.convert(given, JobChanges)
+    except msgspec.ValidationError as exc:
+        raise Refused("edit", [explained(str(exc))]) from None

@@ -9,7 +9,6 @@ import click
 from balsamd.cli.common import Finite, parse_pairs
 from balsamd.cli.mode import connection, is_central, requested
 from balsamd.models import AppKind
-from balsamd.states import NOT_STARTED
 
 
 @click.command("modify")
@@ -32,16 +31,7 @@ def job_modify(ctx: click.Context, job_ids: tuple[str, ...], params: tuple[str, 
         raise click.UsageError("give what to change: --num-nodes, --ranks-per-node, --wall-time-min, -p or -t")
     conn = connection(ctx)
     jobs = list({j.id: j for j in (conn.jobs.get(i) for i in job_ids)}.values())
-    if not is_central(ctx):  # all or none: a started one is found before any is changed
-        for job in jobs:
-            if job.state not in NOT_STARTED or job.session_id is not None:
-                claimed = job.session_id and job.state in NOT_STARTED
-                held = f" (claimed by launcher session {job.session_id})" if claimed else ""
-                raise click.ClickException(
-                    f"job {job.id} is {job.state}{held}: only jobs that have not started can be modified; "
-                    "no job was changed"
-                )
-    outcomes = []
+    edits: dict[str, dict[str, Any]] = {}
     for job in jobs:
         changes: dict[str, Any] = dict(asked)
         if given_params:
@@ -52,12 +42,12 @@ def job_modify(ctx: click.Context, job_ids: tuple[str, ...], params: tuple[str, 
             }
         if given_tags:
             changes["tags"] = {**job.tags, **given_tags}
-        outcomes.append(conn.jobs.update(job, **changes))
-    if is_central(ctx):
-        requested(jobs, outcomes, "change", "job show ID")
+        edits[job.id] = changes
+    if is_central(ctx):  # a request per job, each applied by its site
+        requested(jobs, [conn.jobs.update(job, **changes) for job, changes in edits.items()], "change", "job show ID")
         return
-    for job in outcomes:
-        click.echo(f"{job.id} modified")
+    for edited in conn.jobs.update_many(edits):  # all or none
+        click.echo(f"{edited.id} modified")
 
 
 def _app_kinds(ctx: click.Context, conn: Any, job: Any) -> dict[str, AppKind]:

@@ -191,9 +191,10 @@ class Store(Protocol):
         ...
 
     @operation(write=True, durable=True)  # a person is told
-    def update_job(self, job_id: str, changes: JobChanges, now: float | None = None) -> Job:
-        """Edit parameters, tags, data or resources (nodes, ranks per node, wall time) of a job
-        that has not started; the new values are checked as a new job's would be."""
+    def update_jobs(self, edits: dict[str, JobChanges], now: float | None = None) -> list[Job]:
+        """Edit parameters, tags, data or resources (nodes, ranks per node, wall time) of jobs
+        that have not started, all or none: the new values are checked as a new job's would be,
+        and one job refused leaves every job as it was.  Returns the jobs, edited, in order."""
         ...
 
     @operation(write=True, durable=True)  # a person is told

@@ -471,51 +471,58 @@ class SiteStore(SessionsMixin, BatchStoreMixin, TransferStoreMixin, WatchStoreMi
             out.removed = doomed
         return out
 
-    def update_job(self, job_id: str, changes: JobChanges, now: float | None = None) -> Job:
+    def update_jobs(self, edits: dict[str, JobChanges], now: float | None = None) -> list[Job]:
+        if not edits:
+            raise Refused("edit", ["no job given: name the jobs to edit"])
+        now = now_or(now)
+        with self.db.write() as conn:
+            return [self._edit(conn, job_id, changes, now) for job_id, changes in edits.items()]
+
+    def _edit(self, conn: apsw.Connection, job_id: str, changes: JobChanges, now: float) -> Job:
         given = {k: v for k, v in msgspec.structs.asdict(changes).items() if v is not None}
         if not given:
             raise Refused(f"job {job_id}", ["nothing to edit: give parameters, tags, data or resources"])
         problems = tag_problems(changes.tags or {})
-        now = now_or(now)
-        with self.db.write() as conn:
-            row = conn.execute("SELECT state, session_id, app FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            if row is None:
-                raise JobNotFound(f"no job with id {job_id} (list jobs with `balsamd job ls`)")
-            if S(row[0]) not in NOT_STARTED or row[1] is not None:
-                claimed = row[1] is not None and S(row[0]) in NOT_STARTED
-                held = f" (claimed by launcher session {row[1]})" if claimed else ""
-                raise StoreError(f"job {job_id} is {row[0]}{held}; only jobs that have not started can be edited")
-            resources = {k: given.pop(k) for k in RESOURCE_CHANGES if k in given}
-            if resources:
-                job = select_jobs(conn, " WHERE id = ?", [job_id])[0]
-                asked = msgspec.structs.replace(job, **resources)
-                problems += resource_problems(asked, self.rules.nodes, self.rules.scheduler.max_wall_time_min)
-            if changes.parameters is not None:
-                app = self._apps(conn).get(row[2])
-                if app is None:
-                    raise StoreError(f"job {job_id}: its app {row[2]} is no longer registered")
-                given["parameters"], param_problems = resolve_parameters(app, changes.parameters)
-                problems += param_problems
-            try:
-                texts = {k: json_text(v) for k, v in given.items()}
-            except (TypeError, OverflowError, msgspec.EncodeError) as exc:
-                problems.append(f"the values cannot be stored ({exc})")
-            if problems:
-                raise JobSpecError(f"job {job_id}", problems)
-            values: dict[str, object] = {**texts, **resources}
-            sets = ", ".join(f"{k} = ?" for k in values)
-            seq = self.db.next_seq(conn)
-            conn.execute(
-                f"UPDATE jobs SET {sets}, version = version + 1, seq = ?, updated_at = ? WHERE id = ?",
-                (*values.values(), seq, now, job_id),
+        row = conn.execute("SELECT state, session_id, app FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise JobNotFound(f"no job with id {job_id} (list jobs with `balsamd job ls`); no job was edited")
+        if S(row[0]) not in NOT_STARTED or row[1] is not None:
+            claimed = row[1] is not None and S(row[0]) in NOT_STARTED
+            held = f" (claimed by launcher session {row[1]})" if claimed else ""
+            raise StoreError(
+                f"job {job_id} is {row[0]}{held}; only jobs that have not started can be edited; no job was edited"
             )
-            if changes.tags is not None:
-                conn.execute("DELETE FROM job_tags WHERE job_id = ?", (job_id,))
-                conn.executemany(
-                    "INSERT INTO job_tags (key, value, job_id) VALUES (?, ?, ?)",
-                    [(k, v, job_id) for k, v in changes.tags.items()],
-                )
-            return select_jobs(conn, " WHERE id = ?", [job_id])[0]
+        resources = {k: given.pop(k) for k in RESOURCE_CHANGES if k in given}
+        if resources:
+            job = select_jobs(conn, " WHERE id = ?", [job_id])[0]
+            asked = msgspec.structs.replace(job, **resources)
+            problems += resource_problems(asked, self.rules.nodes, self.rules.scheduler.max_wall_time_min)
+        if changes.parameters is not None:
+            app = self._apps(conn).get(row[2])
+            if app is None:
+                raise StoreError(f"job {job_id}: its app {row[2]} is no longer registered; no job was edited")
+            given["parameters"], param_problems = resolve_parameters(app, changes.parameters)
+            problems += param_problems
+        try:
+            texts = {k: json_text(v) for k, v in given.items()}
+        except (TypeError, OverflowError, msgspec.EncodeError) as exc:
+            problems.append(f"the values cannot be stored ({exc})")
+        if problems:
+            raise JobSpecError(f"job {job_id}", problems)
+        values: dict[str, object] = {**texts, **resources}
+        sets = ", ".join(f"{k} = ?" for k in values)
+        seq = self.db.next_seq(conn)
+        conn.execute(
+            f"UPDATE jobs SET {sets}, version = version + 1, seq = ?, updated_at = ? WHERE id = ?",
+            (*values.values(), seq, now, job_id),
+        )
+        if changes.tags is not None:
+            conn.execute("DELETE FROM job_tags WHERE job_id = ?", (job_id,))
+            conn.executemany(
+                "INSERT INTO job_tags (key, value, job_id) VALUES (?, ?, ?)",
+                [(k, v, job_id) for k, v in changes.tags.items()],
+            )
+        return select_jobs(conn, " WHERE id = ?", [job_id])[0]
 
     def add_parents(self, job_id: str, parent_ids: list[str], now: float | None = None) -> Job:
         parent_ids = list(parent_ids)
@@ -626,7 +633,7 @@ class SiteStore(SessionsMixin, BatchStoreMixin, TransferStoreMixin, WatchStoreMi
                 f"job {intent.job_id} is not a job of {intent.owner or 'the site'}: only its owner may ask this"
             ])  # fmt: skip
         if isinstance(action, Edit):
-            self.update_job(intent.job_id, action.changes, now)
+            self.update_jobs({intent.job_id: action.changes}, now)
             return IntentOutcome(status=IntentStatus.APPLIED)
         if isinstance(action, AddParents):
             job = self.add_parents(intent.job_id, action.parent_ids, now)

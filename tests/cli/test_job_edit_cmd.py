@@ -110,14 +110,14 @@ def test_modify_refuses_a_running_job_and_changes_none(hello, run_to, hold) -> N
     session = hold(held)
     err = hello.fails("job", "modify", free, held, "--num-nodes", "2")
     assert err == (
-        f"Error: job {held} is PREPROCESSED (claimed by launcher session {session.id}): only jobs that have not "
-        "started can be modified; no job was changed\n"
+        f"Error: job {held} is PREPROCESSED (claimed by launcher session {session.id}); only jobs that have not "
+        "started can be edited; no job was edited\n"
     )
     assert [j["num_nodes"] for j in hello.json("job", "ls")] == [1, 1]
     done = hello.job("c")
     assert run_to(done, JobState.RUN_DONE) == JobState.JOB_FINISHED
     err = hello.fails("job", "modify", done, "-p", "name=q")
-    assert f"job {done} is JOB_FINISHED: only jobs that have not started can be modified" in err
+    assert f"job {done} is JOB_FINISHED; only jobs that have not started can be edited" in err
 
 
 def test_modify_checks_the_new_resources_against_the_site(hello) -> None:

@@ -84,7 +84,7 @@ def test_each_write_syncs_the_wal_exactly_when_the_contract_declares_it_durable(
         ("release", lambda: store.release(state["session"], [unstarted.id])),
         ("update_states", report(S.RUN_ERROR, failing.id)),
         ("retry", lambda: store.retry([failing.id])),
-        ("update_job", lambda: store.update_job(edited.id, JobChanges(tags={"k": "v"}))),
+        ("update_jobs", lambda: store.update_jobs({edited.id: JobChanges(tags={"k": "v"})})),
         ("add_parents", lambda: store.add_parents(edited.id, [running.id])),
         ("kill", lambda: store.kill([unstarted.id])),
         ("delete", lambda: store.delete([unstarted.id])),

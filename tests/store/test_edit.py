@@ -1,4 +1,4 @@
-"""What users change in jobs that have not started: resources (``update_job``) and parents
+"""What users change in jobs that have not started: resources (``update_jobs``) and parents
 (``add_parents``), over every transport of the contract."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ S = JobState
 
 def test_resources_of_a_job_that_has_not_started_are_edited(store: Store) -> None:
     [job] = make_jobs(store, 1)
-    edited = store.update_job(job.id, JobChanges(num_nodes=4, ranks_per_node=8, wall_time_min=30.0))
+    [edited] = store.update_jobs({job.id: JobChanges(num_nodes=4, ranks_per_node=8, wall_time_min=30.0)})
     assert (edited.num_nodes, edited.ranks_per_node, edited.wall_time_min) == (4, 8, 30.0)
     assert edited.version == job.version + 1
     assert store.get(job.id) == edited
@@ -31,16 +31,31 @@ def test_a_claimed_or_running_job_keeps_its_resources(store: Store) -> None:
     session = store.open_session()
     [claimed] = claimed_jobs(store.claim(session.id, ClaimLimits()), ClaimLimits())
     with pytest.raises(StoreError) as refused:
-        store.update_job(claimed.id, JobChanges(num_nodes=2))
+        store.update_jobs({claimed.id: JobChanges(num_nodes=2)})
     assert str(refused.value) == (
         f"job {job.id} is PREPROCESSED (claimed by launcher session {session.id}); "
-        "only jobs that have not started can be edited"
+        "only jobs that have not started can be edited; no job was edited"
     )
     assert store.get(job.id).num_nodes == 1
     store.update_states(session.id, [StateUpdate(job_id=job.id, state=S.RUNNING, ts=1.0)])
     with pytest.raises(StoreError) as refused:
-        store.update_job(job.id, JobChanges(wall_time_min=5.0))
-    assert str(refused.value) == f"job {job.id} is RUNNING; only jobs that have not started can be edited"
+        store.update_jobs({job.id: JobChanges(wall_time_min=5.0)})
+    assert str(refused.value) == (
+        f"job {job.id} is RUNNING; only jobs that have not started can be edited; no job was edited"
+    )
+
+
+def test_jobs_are_edited_all_or_none(store: Store) -> None:
+    first, second, third = make_jobs(store, 3)
+    edited = store.update_jobs({first.id: JobChanges(num_nodes=2), third.id: JobChanges(tags={"k": "v"})})
+    assert [(j.id, j.num_nodes, j.tags) for j in edited] == [(first.id, 2, {}), (third.id, 1, {"k": "v"})]
+    # the last edit is refused: the first, good on its own, is not made either
+    with pytest.raises(Refused) as refused:
+        store.update_jobs({second.id: JobChanges(wall_time_min=9.0), first.id: JobChanges(num_nodes=10_000)})
+    assert str(refused.value).startswith(f"job {first.id}: ")
+    assert (store.get(second.id).wall_time_min, store.get(first.id).num_nodes) == (second.wall_time_min, 2)
+    with pytest.raises(Refused, match="no job given"):
+        store.update_jobs({})
 
 
 # ----- add_parents ---------------------------------------------------------------------------------

@@ -113,17 +113,17 @@ CASES: dict[str, tuple[Callable[[Store], Any], Callable[[Store, Any], object], s
     ),
     "an edit with nothing in it": (
         _job,
-        lambda s, job: s.update_job(job, JobChanges()),
+        lambda s, job: s.update_jobs({job: JobChanges()}),
         "nothing to edit: give parameters, tags, data or resources",
     ),
     "an edit to resources the site's nodes do not have": (
         _job,
-        lambda s, job: s.update_job(job, JobChanges(num_nodes=65, ranks_per_node=2)),
+        lambda s, job: s.update_jobs({job: JobChanges(num_nodes=65, ranks_per_node=2)}),
         "num_nodes=65 exceeds the site's max_nodes=64 (lower --num-nodes, or raise [nodes] max_nodes in settings.toml)",
     ),
     "an edit to a wall time no job can have": (
         _job,
-        lambda s, job: s.update_job(job, JobChanges(wall_time_min=-1.0)),
+        lambda s, job: s.update_jobs({job: JobChanges(wall_time_min=-1.0)}),
         "wall_time_min must be a finite number, 0 or more (got -1.0); give one",
     ),
     "an app whose placeholder is quoted, or not a parameter": (

@@ -105,7 +105,7 @@ def test_items_never_go_ahead_of_their_jobs_rows_in_small_batches(central: Centr
     first = alpha.create("Staged", transfers={"input": "far:/in/1.dat"})
     later = alpha.create("Staged", 3, transfers={"input": "far:/in/2.dat"})
     with alpha.store() as store:  # the first job's row changes after the others, its item does not
-        store.update_job(first[0], JobChanges(tags={"again": "1"}))
+        store.update_jobs({first[0]: JobChanges(tags={"again": "1"})})
         work = store.transfer_work(10)
         store.start_transfer_task("t", "in", "far", [w.id for w in work if w.job_id == later[0]])
     report = alpha.sync(batch=1)
