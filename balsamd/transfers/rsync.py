@@ -6,7 +6,9 @@ working directories:
 
 - in: ``rsync USER@HOST:BASE/ STAGING/tree/``, then each item that arrived is renamed into its
   job's working directory (a copy when items of the task share a remote path or lie inside one
-  another);
+  another).  A job's working directory that does not exist yet is, where it can be, the staged
+  directory its file arrived in, renamed: each directory made costs a filesystem as much as a
+  small file, and a campaign's inputs usually lie a directory per run;
 - out: each item is hard linked (or copied, across filesystems) into ``STAGING/tree/PATH``, then
   ``rsync STAGING/tree/ USER@HOST:BASE/``.
 
@@ -47,6 +49,7 @@ from balsamd.transfers.confine import (
     Refused,
     made_fresh,
     make_parent,
+    new_directory_mode,
     not_recursive,
     real_inside,
     source,
@@ -132,10 +135,11 @@ def _stage_in(task: Task, command: list[str], tree: str, cancel: threading.Event
     recursive = ["-r", "--delete"] if any(p.item.recursive for p in planned) else []
     ends = [_remote(task.location), f"{tree}/"]
     fresh: set[str] = set()
+    whole = _whole_directories(planned)
 
     def make_workdirs() -> None:
         # while rsync runs: new workdirs are a directory each to make, in another directory
-        fresh.update(p.item.workdir for p in planned if made_fresh(p.item.workdir))
+        fresh.update(p.item.workdir for i, p in enumerate(planned) if i not in whole and made_fresh(p.item.workdir))
 
     # --inplace: the staging tree is private, so files are written under their names at once
     # (a rename fewer per file); an interrupted file differs in size and is sent again
@@ -147,10 +151,53 @@ def _stage_in(task: Task, command: list[str], tree: str, cancel: threading.Event
         problem = _arrival_problem(plan, tree, index, done[1])
         if problem:
             results[plan.item.item_id] = _failed(plan.item, problem)
+        elif index in whole and (size := _became_workdir(plan, tree)) is not None:
+            results[plan.item.item_id] = ItemResult(item_id=plan.item.item_id, ok=True, bytes=size)
         else:
             arrived.append(plan)
     results.update(_place(arrived, tree, paths, fresh))
     return results
+
+
+def _whole_directories(planned: list[_Planned]) -> set[int]:
+    """The indexes of plain files that arrive alone in their staged directory, which may then
+    become their working directory: the only path of the task in that directory, no path of
+    the task at it or above it, and a local name without directories."""
+    paths = {p.path for p in planned}
+    inside: dict[str, int] = {}
+    for plan in planned:  # items bringing one path count once each
+        for directory in directories_above(plan.path):
+            inside[directory] = inside.get(directory, 0) + 1
+    chosen = set()
+    for index, plan in enumerate(planned):
+        directory = posixpath.dirname(plan.path)
+        if (directory and not plan.item.recursive and "/" not in plan.item.local and inside[directory] == 1
+                and not paths.intersection(directories_above(directory)) and directory not in paths):  # fmt: skip
+            chosen.add(index)
+    return chosen
+
+
+def _became_workdir(plan: _Planned, tree: str) -> int | None:
+    """Rename the staged directory holding ``plan``'s file alone to be its working directory,
+    when that does not exist yet; the file's size, or None, changing nothing, when it cannot
+    be done."""
+    staged = os.path.join(tree, posixpath.dirname(plan.path))
+    name = posixpath.basename(plan.path)
+    item = plan.item
+    try:
+        if os.listdir(staged) != [name]:  # a resumed task's leftovers: placed one by one
+            return None
+        size = os.lstat(os.path.join(staged, name)).st_size
+        if os.path.lexists(item.workdir):  # one that is there keeps its mode, owner and contents
+            return None
+        os.rename(staged, item.workdir)
+    except OSError:  # its parent does not exist: made and checked one by one
+        return None
+    # as made_fresh would have made it, not as the remote directory was
+    os.chmod(item.workdir, new_directory_mode())
+    if name != item.local:
+        os.rename(os.path.join(item.workdir, name), os.path.join(item.workdir, item.local))
+    return size
 
 
 def _arrival_problem(plan: _Planned, tree: str, index: int, found: Attribution) -> str:

@@ -149,6 +149,46 @@ def test_two_items_bringing_one_file_each_get_it(harness: Harness) -> None:
     assert {fingerprint(harness.root / f"w{i}" / "input.dat") for i in (1, 2, 3)} == {fingerprint(source)}
 
 
+def test_inputs_laid_out_a_directory_per_run_arrive_in_new_workdirs_made_as_mkdir_makes_them(
+    harness: Harness,
+) -> None:
+    """A campaign's usual layout: the staged directory of each run's file becomes its new
+    working directory, with the mode a new directory gets here, not the remote one's."""
+    for i in range(3):
+        write(harness.base / "in" / str(i) / f"input_{i}.dat", f"run {i}".encode())
+        (harness.base / "in" / str(i)).chmod(0o777)
+    write(harness.root / "w2" / "kept.txt", b"made by a hook")
+    (harness.root / "w2").chmod(0o750)
+    items = [harness.item(i, f"in/{i}/input_{i}.dat", "input.dat", workdir=f"w{i}") for i in range(3)]
+    umask = os.umask(0o022)
+    os.umask(umask)
+
+    results = harness.run(harness.task("in", *items))
+
+    assert [(r.ok, r.bytes) for r in results.values()] == [(True, 5)] * 3
+    for i in range(3):
+        assert (harness.root / f"w{i}" / "input.dat").read_bytes() == f"run {i}".encode()
+    # new ones hold only their file, with mkdir's mode; one that was there keeps its mode and files
+    assert [sorted(os.listdir(harness.root / f"w{i}")) for i in range(3)] == [["input.dat"], ["input.dat"],
+                                                                              ["input.dat", "kept.txt"]]  # fmt: skip
+    assert [(harness.root / f"w{i}").stat().st_mode & 0o777 for i in range(3)] == [0o777 & ~umask] * 2 + [0o750]
+    # the new ones are the staged directories themselves: no directory more was made for them
+    assert sorted(os.listdir(harness.root / "staging" / "t1" / "tree" / "in")) == ["2"]
+
+
+def test_files_of_one_remote_directory_for_several_new_workdirs_all_arrive(harness: Harness) -> None:
+    for i in range(3):
+        write(harness.base / "in" / f"{i}.dat", f"run {i}".encode())
+    items = [harness.item(i, f"in/{i}.dat", "input.dat", workdir=f"runs/{i}") for i in range(3)]
+
+    results = harness.run(harness.task("in", *items))
+
+    assert all(r.ok for r in results.values())
+    assert [(harness.root / "runs" / str(i) / "input.dat").read_bytes() for i in range(3)] == [
+        f"run {i}".encode() for i in range(3)
+    ]
+
+
 def test_a_second_item_sending_to_the_same_path_waits_for_a_later_task(harness: Harness) -> None:
     write(harness.root / "w1" / "result.dat", b"first")
     write(harness.root / "w2" / "result.dat", b"second")
