@@ -2,7 +2,9 @@
 
 It makes a site, three apps, 1,000 no-op command jobs, a few Python-function jobs, a small DAG
 (one root, three children, one fan-in) and a 2-rank MPI job over two posed nodes, runs them
-with a serial and an mpi launcher, and reports what happened.
+with a serial and an mpi launcher, and reports what happened.  Then it leaves a day of made-up
+campaign history in the site (``demo_history``), so that ``balsamd report ...`` has something
+to show.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from balsamd.api import Site
+from balsamd.demo_history import HistorySummary, app_sources, write_history
 from balsamd.launch.leader.main import run_launcher
 from balsamd.models import JobMode
 from balsamd.modes import PRIVATE, write_file
@@ -44,6 +47,7 @@ class DemoReport:
     dag_order_ok: bool
     mpi_output: str
     mpi_skipped: str = ""
+    history: HistorySummary = field(default_factory=HistorySummary)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -55,7 +59,8 @@ def run_demo(parent: Path | None = None, noop_jobs: int = 1000) -> DemoReport:
     parent = parent or Path(tempfile.mkdtemp(prefix="balsamd-demo-"))
     layout = init_site(parent / "demo-site", name="demo")
     mpiexec = shutil.which("mpiexec")
-    text = layout.settings.read_text().replace("max_nodes = 1", "max_nodes = 2")
+    # two nodes for the MPI job, four for the history's batch jobs
+    text = layout.settings.read_text().replace("max_nodes = 1", "max_nodes = 4")
     if mpiexec:
         text = text.replace('mpiexec = "mpiexec"', f'mpiexec = "{mpiexec}"')
     layout.settings.write_text(text)
@@ -63,6 +68,7 @@ def run_demo(parent: Path | None = None, noop_jobs: int = 1000) -> DemoReport:
         ("square.py", SQUARE_APP),
         ("noop.py", _command_app("Noop", "true")),
         ("mpi_hello.py", _command_app("MpiHello", MPI_HELLO)),
+        *app_sources().items(),
     ):
         write_file(layout.apps / name, source, PRIVATE.file)
     with Site(layout) as site:
@@ -112,6 +118,7 @@ def run_demo(parent: Path | None = None, noop_jobs: int = 1000) -> DemoReport:
             mpi_skipped=skipped,
         )
         report.problems = _problems(report, site)
+        report.history = write_history(site.store, layout, site.settings.scheduler, time.time())
     return report
 
 
@@ -165,5 +172,11 @@ def format_report(r: DemoReport) -> str:
         lines.append(f"MPI job skipped: {r.mpi_skipped}")
     else:
         lines.append("MPI job (2 nodes x 1 rank): " + " | ".join(r.mpi_output.strip().splitlines()))
+    h = r.history
+    lines.append(
+        f"history: a day of made-up campaign in the same site: {h.jobs} jobs of Simulate, Analyze and Square, "
+        f"{h.runs} runs ({h.failed_runs} failed or timed out) in {h.batch_jobs} batch jobs"
+    )
+    lines.append(f"see it with: balsamd --site {r.site} report throughput (or utilization, failures, runtimes, queue)")
     lines.append("result: OK" if r.ok else "result: PROBLEMS: " + "; ".join(r.problems))
     return "\n".join(lines)

@@ -58,6 +58,7 @@ COMMANDS = {
     "central": "balsamd.cli.sync:central_group",
     "demo": "balsamd.cli.demo:demo_cmd",
     "transfer": "balsamd.cli.transfers:transfer_group",
+    "report": "balsamd.cli.reports:report_group",
 }
 
 

@@ -264,6 +264,10 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX transfer_tasks_active ON transfer_tasks (created_at) WHERE state = 'active';
     """,
+    # 12: reports read a window of one kind of move (finishes, runs, failures): by kind, then time
+    """
+    CREATE INDEX moves_path_ts ON moves (path, ts);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
