@@ -87,7 +87,7 @@ def outcome(rng: random.Random, job: Job) -> Outcome:
             log = f"Traceback (most recent call last):\nFileNotFoundError: step{job.parameters['step']}/fields.h5"
             return Outcome(rng.uniform(2, 8), S.RUN_ERROR, 2, f"exit code 2\n{log}", log)
         return Outcome(seconds, S.RUN_DONE, 0, "", "")
-    return Outcome(rng.uniform(5, 60), S.RUN_DONE, 0, "", "")
+    return Outcome(rng.uniform(60, 600), S.RUN_DONE, 0, "", "")
 
 
 def wave(rng: random.Random, first_step: int) -> list[JobSpec]:

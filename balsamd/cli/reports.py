@@ -61,7 +61,7 @@ def _args(ctx: click.Context, since: str | None, until: str | None, site_name: s
     try:
         start, end = window(since, until, time.time())
     except WindowError as exc:
-        raise click.BadParameter(str(exc).split(": ", 1)[1], param_hint=str(exc).split(":")[0]) from None
+        raise click.BadParameter(exc.detail, param_hint=exc.field) from None
     site = site_name or ctx.find_root().obj.get("site_name")
     return {"since": start, "until": end, "site": site}
 
@@ -72,7 +72,7 @@ def _bin(text: str | None) -> float | None:
     try:
         return parse_duration(text, "--bin")
     except WindowError as exc:
-        raise click.BadParameter(str(exc).split(": ", 1)[1], param_hint="--bin") from None
+        raise click.BadParameter(exc.detail, param_hint=exc.field) from None
 
 
 def _emit(report: Any, as_json: bool, png: Path | None, draw: str, text: Callable[[bool], str]) -> None:

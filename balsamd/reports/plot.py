@@ -14,6 +14,19 @@ from balsamd.reports.records import Failures, Queue, Runtimes, Throughput, Utili
 
 INSTALL_HINT = "pip install 'balsamd[plots]' (or: pip install matplotlib)"
 WIDTH_IN, HEIGHT_IN, DPI = 10.0, 5.0, 110
+# where a run-time axis puts its marks: a millisecond, a second, ten seconds, a minute...
+NICE_DURATIONS = {
+    0.001: "1ms",
+    0.01: "10ms",
+    0.1: "100ms",
+    1: "1s",
+    10: "10s",
+    60: "1min",
+    600: "10min",
+    3600: "1h",
+    6 * 3600: "6h",
+    86400: "1d",
+}
 
 
 class PlotUnavailable(RuntimeError):
@@ -57,49 +70,80 @@ def _save(fig: Any, path: Path) -> None:
 
 def throughput(r: Throughput, path: Path) -> None:
     fig, ax = _figure()
-    width_days = r.bin_sec / 86400
+    times = _times(r.bin_starts, r.bin_sec)
     ax.bar(
-        _times(r.bin_starts, r.bin_sec),
+        times,
         r.finished,
-        width=width_days * 0.9,
+        width=r.bin_sec / 86400 * 0.9,
         color="tab:blue",
-        label=f"jobs finished per {duration(r.bin_sec)}",
+        label=f"jobs finished in each {duration(r.bin_sec)} bin",
     )
     per_bin_avg = r.rate_avg_per_h * r.bin_sec / 3600
     ax.axhline(per_bin_avg, color="tab:orange", linestyle="--", label=f"average: {r.rate_avg_per_h:.1f} jobs/h")
     ax.set_ylabel(f"jobs finished per {duration(r.bin_sec)} bin")
-    ax.set_title(f"Throughput: {r.total} jobs finished, {_window(r.since, r.until)}")
+    ax.set_ylim(bottom=0)
+    total = ax.twinx()  # so far: the curve a person extrapolates to "when will it be done"
+    so_far = [sum(r.finished[: i + 1]) for i in range(len(r.finished))]
+    ends = [datetime.datetime.fromtimestamp(min(t + r.bin_sec, r.until)) for t in r.bin_starts]
+    total.plot(ends, so_far, color="tab:green", linewidth=2, label="jobs finished since the window began")
+    total.set_ylabel("jobs finished since the window began")
+    total.set_ylim(bottom=0)
+    ax.set_title(
+        f"Throughput: {r.total} jobs finished, {_window(r.since, r.until)}\n"
+        f"{r.rate_avg_per_h:.1f} jobs/h on average, {r.rate_now_per_h:.1f} jobs/h in the last full bin"
+    )
     _time_axis(ax)
-    ax.legend(loc="upper left")
+    handles, labels = ax.get_legend_handles_labels()
+    more, more_labels = total.get_legend_handles_labels()
+    ax.legend(handles + more, labels + more_labels, loc="upper left")
     _save(fig, path)
 
 
 def utilization(r: Utilization, path: Path) -> None:
-    fig, ax = _figure()
+    fig, _ = _figure()
+    fig.clear()
+    nodes, runs = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1.3])
     times = _times(r.bin_starts, r.bin_sec)
-    ax.fill_between(
-        times, r.allocated_nodes, step="mid", color="tab:gray", alpha=0.3, label="nodes allocated (batch jobs)"
+    nodes.fill_between(
+        times, r.allocated_nodes, step="mid", color="tab:gray", alpha=0.35, label="allocated (batch jobs running)"
     )
-    ax.step(times, r.busy_nodes, where="mid", color="tab:green", linewidth=2, label="nodes busy (running jobs)")
-    ax.step(times, r.busy_slots, where="mid", color="tab:purple", linestyle=":", label="runs in progress (slots)")
-    share = "no allocation in the window" if r.utilization is None else f"{r.utilization:.0%} of allocated node-hours"
-    ax.set_title(f"Utilization: {share}, {_window(r.since, r.until)}")
-    ax.set_ylabel(f"nodes (average over each {duration(r.bin_sec)} bin)")
-    ax.set_ylim(bottom=0)
-    _time_axis(ax)
-    ax.legend(loc="upper left")
+    nodes.step(times, r.busy_nodes, where="mid", color="tab:green", linewidth=2, label="busy (jobs running)")
+    share = (
+        "no allocation in the window" if r.utilization is None else f"{r.utilization:.0%} of allocated node-hours busy"
+    )
+    nodes.set_title(f"Utilization: {share}, {_window(r.since, r.until)}")
+    nodes.set_ylabel("nodes")
+    nodes.set_ylim(bottom=0)
+    nodes.grid(True, alpha=0.3)
+    nodes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    runs.step(times, r.busy_slots, where="mid", color="tab:purple", label="runs in progress")
+    runs.set_ylabel("runs")
+    runs.set_ylim(bottom=0)
+    runs.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    runs.text(
+        0.0,
+        -0.55,
+        f"each point: the average over a {duration(r.bin_sec)} bin",
+        transform=runs.transAxes,
+        fontsize="small",
+        color="dimgray",
+    )
+    _time_axis(runs)
     _save(fig, path)
 
 
 def failures(r: Failures, path: Path, top: int = 12) -> None:
+    from matplotlib.ticker import MaxNLocator
+
     fig, ax = _figure()
     groups = list(reversed(r.groups[:top]))
     labels = [f"{g.app}: {g.reason[:60]}" for g in groups]
     ax.barh(range(len(groups)), [g.count for g in groups], color="tab:red")
     ax.set_yticks(range(len(groups)), labels)
-    ax.set_xlabel("failures (runs or jobs)")
+    ax.set_xlabel("failures (failed runs, and jobs failed without a run)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     shown = "" if len(r.groups) <= top else f" (the {top} largest of {len(r.groups)} groups)"
-    ax.set_title(f"Failures by app and reason: {r.total} in {_window(r.since, r.until)}{shown}")
+    ax.set_title(f"Failures by app and reason: {r.total}, {_window(r.since, r.until)}{shown}")
     if not groups:
         ax.text(0.5, 0.5, "no failures in this window", ha="center", va="center", transform=ax.transAxes)
     ax.grid(True, axis="x", alpha=0.3)
@@ -119,17 +163,20 @@ def runtimes(r: Runtimes, path: Path) -> None:
                 align="edge",
                 bottom=bottom,
                 edgecolor="white",
-                label=f"{stats.app} (n={stats.count}, median {duration(stats.median)})",
+                label=f"{stats.app} ({stats.count}, {duration(stats.median)})",
             )
             bottom = [b + h for b, h in zip(bottom, stats.histogram, strict=True)]
         if r.edges[0] > 0 and r.edges[-1] / r.edges[0] > 20:
             ax.set_xscale("log")
-        ax.legend(loc="upper right")
+            marks = [t for t in NICE_DURATIONS if r.edges[0] <= t <= r.edges[-1]]
+            ax.set_xticks(marks, [NICE_DURATIONS[t] for t in marks])
+            ax.minorticks_off()
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), title="app (runs, median)")
     else:
         ax.text(0.5, 0.5, "no run ended in this window", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlabel("run time (seconds)")
-    ax.set_ylabel("runs")
-    ax.set_title(f"Run times per app, {_window(r.since, r.until)}")
+    ax.set_xlabel("run time (log scale)" if ax.get_xscale() == "log" else "run time (seconds)")
+    ax.set_ylabel("runs (stacked by app)")
+    ax.set_title(f"Run times of runs that ended {_window(r.since, r.until)}")
     ax.grid(True, alpha=0.3)
     _save(fig, path)
 
@@ -163,7 +210,9 @@ def queue(r: Queue, path: Path) -> None:
     ax.set_yticks(range(len(rows)), [f"{t.id[-8:]} ({t.num_nodes} nodes)" for _, t in rows])
     ax.set_ylabel("batch job")
     wait = duration(r.wait.median)
-    ax.set_title(f"Batch jobs: {len(rows)}, median wait {wait}, median run {duration(r.run.median)}")
+    ax.set_title(
+        f"Batch jobs: {len(rows)}, median wait {wait}, median run {duration(r.run.median)}\n{_window(r.since, r.until)}"
+    )
     _time_axis(ax)
     if any(t.wait_sec is not None for _, t in rows):
         ax.legend(loc="upper left")

@@ -14,16 +14,18 @@ NICE_BINS = (1, 5, 10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 2160
 
 
 class WindowError(ValueError):
-    """A time or duration that cannot be read; the message names the field and the forms."""
+    """A time or duration that cannot be read: the field, and what is wrong and what to give."""
+
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(f"{field}: {detail}")
+        self.field, self.detail = field, detail
 
 
 def parse_duration(text: str, field: str) -> float:
     """``90s``, ``15m``, ``2h``, ``1.5d``, ``1w`` in seconds."""
     m = _DURATION.match(text)
     if m is None or float(m.group(1)) <= 0:
-        raise WindowError(
-            f"{field}: {text!r:.40} is not a duration; give a positive number and a unit, e.g. 30m, 2h, 1d"
-        )
+        raise WindowError(field, f"{text!r:.40} is not a duration; give a positive number and a unit, e.g. 30m, 2h, 1d")
     return float(m.group(1)) * _UNITS[m.group(2).lower()]
 
 
@@ -43,8 +45,9 @@ def parse_time(text: str, now: float, field: str) -> float:
         moment = datetime.datetime.fromisoformat(t)
     except ValueError:
         raise WindowError(
-            f"{field}: {text!r:.40} is not a time; give an ISO time (2026-12-07T09:00), a duration back from "
-            "now (2h, 1d) or 'now'"
+            field,
+            f"{text!r:.40} is not a time; give an ISO time (2026-12-07T09:00), a duration back from now (2h, 1d) "
+            "or 'now'",
         ) from None
     return moment.timestamp()  # a naive time is local, as a person at the site means it
 
@@ -54,7 +57,7 @@ def window(since: str | None, until: str | None, now: float) -> tuple[float, flo
     end = now if until is None else parse_time(until, now, "--until")
     start = end - parse_duration(DEFAULT_SPAN, "--since") if since is None else parse_time(since, now, "--since")
     if start >= end:
-        raise WindowError(f"--since must be before --until (the window is {end - start:g} s long); widen it")
+        raise WindowError("--since", f"must be before --until (the window is {end - start:g} s long); widen it")
     return start, end
 
 
