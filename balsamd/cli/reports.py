@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from balsamd.cli.common import json_option, parse_pairs
-from balsamd.cli.mode import connection, is_central, site_name_option
+from balsamd.cli.mode import connection, is_central, pick_site, site_name_option
 from balsamd.render import print_json, table, timestamp
 from balsamd.reports.chart import axis, bar, can_draw_blocks, clock, duration, sparkline
 from balsamd.reports.records import Failures, Queue, Runtimes, Throughput, Utilization
@@ -62,8 +62,7 @@ def _args(ctx: click.Context, since: str | None, until: str | None, site_name: s
         start, end = window(since, until, time.time())
     except WindowError as exc:
         raise click.BadParameter(exc.detail, param_hint=exc.field) from None
-    site = site_name or ctx.find_root().obj.get("site_name")
-    return {"since": start, "until": end, "site": site}
+    return {"since": start, "until": end, "site": pick_site(ctx, site_name, required=False)}
 
 
 def _bin(text: str | None) -> float | None:

@@ -33,9 +33,11 @@ from balsamd.models import (
     declared_app_file,
     job_row,
 )
+from balsamd.reports.build import Reports
 from balsamd.results import await_value
 from balsamd.states import FINAL, JobState
 from balsamd.sync.remote_batch import RemoteBatchJobs
+from balsamd.sync.remote_reports import CentralRows
 from balsamd.sync.remote_transfers import RemoteTransfers
 from balsamd.sync.schema import CentralError, check_version, scalar
 from balsamd.tags import tag_problems
@@ -353,6 +355,7 @@ class CentralConnection:
         self.apps = RemoteApps(self)
         self.batch_jobs = RemoteBatchJobs(self)
         self.transfers = RemoteTransfers(self)
+        self.reports = Reports(CentralRows(self))
         self.declared: dict[str, str] = {}
 
     def events(self, job: str | RemoteJob | None = None, limit: int | None = None) -> list[Event]:
