@@ -53,16 +53,16 @@ def rate_per_hour(count: float, seconds: float) -> float:
 
 
 def rates(counts: Sequence[int], since: float, until: float, bin_sec: float, now: float) -> tuple[float, float]:
-    """(average over the window, rate of the last full bin) in events per hour.  The bin that
-    holds ``now`` is still filling, so "now" is the one before it when the window reaches now."""
+    """(average over the window, rate in the last full bin) in events per hour.  A bin is full
+    once it has ended, by ``until`` and by ``now`` (the one holding now is still filling)."""
     avg = rate_per_hour(sum(counts), until - since)
     if not counts:
         return avg, 0.0
-    last = len(counts) - 1
-    if since + last * bin_sec <= now < since + (last + 1) * bin_sec and last > 0:
-        last -= 1
-    width = min(bin_sec, until - (since + last * bin_sec))
-    return avg, rate_per_hour(counts[last], width)
+    end = min(until, now)
+    full = min(len(counts), int((end - since) // bin_sec))
+    if full < 1:  # no bin has ended yet: what there is so far
+        return avg, rate_per_hour(counts[0], max(end - since, 0.0))
+    return avg, rate_per_hour(counts[full - 1], bin_sec)
 
 
 def step_average(changes: Iterable[tuple[float, float]], since: float, until: float, bin_sec: float) -> list[float]:

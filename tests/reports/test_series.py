@@ -35,6 +35,10 @@ def test_the_rate_now_is_the_last_full_bin_when_the_window_reaches_now():
     assert now_rate == pytest.approx(12.0)
     _, past = series.rates(counts, 0, 3 * 3600, 3600, now=10 * 3600)  # a window in the past
     assert past == pytest.approx(3.0)
+    _, cut = series.rates(counts, 0, 2.1 * 3600, 3600, now=10 * 3600)  # its last bin is a sliver
+    assert cut == pytest.approx(12.0)
+    _, early = series.rates([2], 0, 3600, 3600, now=900)  # no bin has ended: so far
+    assert early == pytest.approx(8.0)
 
 
 def test_a_step_function_is_averaged_over_each_bin():
