@@ -61,7 +61,7 @@ def _time_axis(ax: Any) -> None:
 
 def _window(since: float, until: float) -> str:
     fmt = "%Y-%m-%d %H:%M"
-    return f"{datetime.datetime.fromtimestamp(since):{fmt}} to {datetime.datetime.fromtimestamp(until):{fmt}}"
+    return f"from {datetime.datetime.fromtimestamp(since):{fmt}} to {datetime.datetime.fromtimestamp(until):{fmt}}"
 
 
 def _save(fig: Any, path: Path) -> None:
@@ -143,7 +143,7 @@ def failures(r: Failures, path: Path, top: int = 12) -> None:
     ax.set_xlabel("failures (failed runs, and jobs failed without a run)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     shown = "" if len(r.groups) <= top else f" (the {top} largest of {len(r.groups)} groups)"
-    ax.set_title(f"Failures by app and reason: {r.total}, {_window(r.since, r.until)}{shown}")
+    ax.set_title(f"{r.total} failures by app and reason, {_window(r.since, r.until)}{shown}")
     if not groups:
         ax.text(0.5, 0.5, "no failures in this window", ha="center", va="center", transform=ax.transAxes)
     ax.grid(True, axis="x", alpha=0.3)
@@ -209,10 +209,8 @@ def queue(r: Queue, path: Path) -> None:
         )
     ax.set_yticks(range(len(rows)), [f"{t.id[-8:]} ({t.num_nodes} nodes)" for _, t in rows])
     ax.set_ylabel("batch job")
-    wait = duration(r.wait.median)
-    ax.set_title(
-        f"Batch jobs: {len(rows)}, median wait {wait}, median run {duration(r.run.median)}\n{_window(r.since, r.until)}"
-    )
+    wait, run = duration(r.wait.median), duration(r.run.median)
+    ax.set_title(f"{len(rows)} batch jobs alive {_window(r.since, r.until)}\nmedian wait {wait}, median run {run}")
     _time_axis(ax)
     if any(t.wait_sec is not None for _, t in rows):
         ax.legend(loc="upper left")
