@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from balsamd.models import ClaimLimits, StateUpdate
+from balsamd.reports import series
 from balsamd.reports.records import CountBin, ReportFilter
 from balsamd.states import JobState
 from balsamd.validate import Refused
@@ -58,6 +59,16 @@ def test_finished_jobs_are_counted_per_bin_from_the_windows_start(store):
     run(store, jobs[4:], T0 + 200, T0 + 400)  # after the window
     bins = store.finished_counts(ReportFilter(since=T0, until=T0 + 300), 60.0)
     assert bins == [CountBin(0, 2), CountBin(2, 2)]
+
+
+def test_finished_counts_are_those_of_binning_each_finish_whatever_the_bins(store):
+    jobs = make_jobs(store, 6)
+    for n, job in enumerate(jobs):
+        run(store, [job], T0 + n * 7.3, T0 + n * 7.3 + 0.5)
+    f = ReportFilter(since=T0, until=T0 + 60)
+    for bin_sec in (0.25, 1.0, 10.0, 45.0, 60.0):
+        expected = series.bin_events([T0 + n * 7.3 + 0.5 for n in range(6)], T0, bin_sec)
+        assert store.finished_counts(f, bin_sec) == expected
 
 
 def test_finished_counts_follow_the_filter(store):
