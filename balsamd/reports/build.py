@@ -151,9 +151,9 @@ class Reports:
         runs = self._source.run_spans(f)
         now = self._clock()
         batches = [b for b, _ in self._source.report_batch_jobs(site) if batch_job is None or b.id == batch_job]
-        busy = series.step_average(series.run_changes(runs, f.until), f.since, f.until, width)
-        slots = series.step_average(series.run_changes(runs, f.until, "slots"), f.since, f.until, width)
-        held = series.step_average(series.allocation_changes(batches, now), f.since, f.until, width)
+        busy = series.box_average(series.run_boxes(runs, f.until), f.since, f.until, width)
+        slots = series.box_average(series.run_boxes(runs, f.until, "slots"), f.since, f.until, width)
+        held = series.box_average(series.allocation_boxes(batches, now), f.since, f.until, width)
         mean_busy = series.time_mean(busy, f.since, f.until, width)
         mean_held = series.time_mean(held, f.since, f.until, width)
         return Utilization(

@@ -41,28 +41,29 @@ def test_the_rate_now_is_the_last_full_bin_when_the_window_reaches_now():
     assert early == pytest.approx(8.0)
 
 
-def test_a_step_function_is_averaged_over_each_bin():
+def test_boxes_are_averaged_over_each_bin():
     # 2 nodes busy from 5 to 15, one more from 7 to 8
-    changes = [(5, 2.0), (15, -2.0), (7, 1.0), (8, -1.0)]
-    assert series.step_average(changes, 0, 20, 10) == pytest.approx([1.1, 1.0])
+    boxes = [(5, 15, 2.0), (7, 8, 1.0)]
+    assert series.box_average(boxes, 0, 20, 10) == pytest.approx([1.1, 1.0])
+    assert series.box_average(boxes, 0, 15, 10) == pytest.approx([1.1, 2.0])  # a half bin at the end
 
 
-def test_the_level_before_the_window_carries_into_it_and_changes_after_it_are_ignored():
-    assert series.step_average([(-50, 3.0), (5, -3.0), (30, 9.0)], 0, 20, 10) == pytest.approx([1.5, 0.0])
+def test_boxes_are_cut_to_the_window():
+    boxes = [(-50, 5, 3.0), (18, 40, 1.0), (30, 40, 9.0), (12, 12, 5.0)]
+    assert series.box_average(boxes, 0, 20, 10) == pytest.approx([1.5, 0.2])
 
 
 def test_runs_weigh_by_their_share_of_nodes_or_as_one_slot_each_and_open_runs_last_to_the_end():
     runs = [span("a", 0, 10, nodes=2), span("b", 0, None, packing=4)]
-    assert sorted(series.run_changes(runs, until=20)) == [(0, 0.25), (0, 2.0), (10, -2.0), (20, -0.25)]
-    assert sorted(series.run_changes(runs, until=20, weight="slots")) == [(0, 1.0), (0, 1.0), (10, -1.0), (20, -1.0)]
+    assert series.run_boxes(runs, until=20) == [(0, 10, 2.0), (0, 20, 0.25)]
+    assert series.run_boxes(runs, until=20, weight="slots") == [(0, 10, 1.0), (0, 20, 1.0)]
 
 
 def test_batch_jobs_hold_their_nodes_from_start_to_end_or_to_now():
     done = BatchJob(id="b1", num_nodes=4, wall_time_min=60, start_time=100, end_time=200)
     running = BatchJob(id="b2", num_nodes=2, wall_time_min=60, start_time=150, state=BatchJobState.RUNNING)
     queued = BatchJob(id="b3", num_nodes=8, wall_time_min=60, state=BatchJobState.QUEUED)
-    changes = series.allocation_changes([done, running, queued], now=300)
-    assert sorted(changes) == [(100, 4.0), (150, 2.0), (200, -4.0), (300, -2.0)]
+    assert series.allocation_boxes([done, running, queued], now=300) == [(100, 200, 4.0), (150, 300, 2.0)]
 
 
 def test_percentiles_interpolate_between_ranks():
