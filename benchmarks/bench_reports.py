@@ -18,6 +18,11 @@ The history store
     calls) on the same copy in the same round.  Lower is better, so the ratio is by-state /
     report; the goal is a report at most twice the cost of the by-state count (0.5).  Not
     timed: opening the site.
+
+``reports.utilization_<N>.day``
+    Milliseconds of ``site.reports.utilization`` over the last day (every run of the day read
+    with its job's footprint, then swept in Python), against the same baseline; measured
+    without a goal, to show what reading each run costs.
 """
 
 from __future__ import annotations
@@ -173,6 +178,17 @@ class ReportProbe:
             raise RuntimeError(f"the report counted {report.total} finished jobs, expected {expected or 'some'}")
         return statistics.median(took) * 1000
 
+    def utilization_ms(self, since: float) -> float:
+        site = self.open()
+        took = []
+        for _ in range(CALLS):
+            t0 = time.perf_counter()
+            report = site.reports.utilization(since=since, until=HISTORY_END)
+            took.append(time.perf_counter() - t0)
+        if report.mean_busy_nodes <= 0:
+            raise RuntimeError("the utilization report found no busy nodes in the history")
+        return statistics.median(took) * 1000
+
     def by_state_ms(self) -> float:
         site = self.open()
         took = []
@@ -212,4 +228,19 @@ def benchmarks(ctx: Context) -> list[Benchmark]:
                 teardown=probe.close,
             )
         )
+    rows.append(
+        Benchmark(
+            name=f"reports.utilization_{label}.day",
+            unit="ms",
+            description=(
+                f"site.reports.utilization over the last day of a store with {jobs} jobs' history (every run of "
+                "the day read and swept in Python), vs site.jobs.counts_by_state(); measured, no goal"
+            ),
+            measure=lambda: probe.utilization_ms(HISTORY_END - 86400),
+            baseline=probe.by_state_ms,
+            lower_is_better=True,
+            setup=probe.open,
+            teardown=probe.close,
+        )
+    )
     return rows

@@ -20,5 +20,5 @@ def test_the_reports_benchmark_runs_quick(tmp_path) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = {r["name"]: r for r in json.loads(proc.stdout)["results"]}
-    assert set(results) == {"reports.throughput_2k.week", "reports.throughput_2k.day"}
+    assert set(results) == {"reports.throughput_2k.week", "reports.throughput_2k.day", "reports.utilization_2k.day"}
     assert all(r["result"] != "error" for r in results.values())
