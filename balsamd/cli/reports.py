@@ -37,7 +37,7 @@ def _window_options(f: Callable[..., Any]) -> Callable[..., Any]:
 def _job_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("--batch-job", metavar="ID", help="Only jobs run by this batch job.")(f)
     f = click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Only jobs with this tag.")(f)
-    return click.option("--app", "app_name", help="Only jobs of this app.")(f)
+    return click.option("--app", "app_name", metavar="NAME", help="Only jobs of this app.")(f)
 
 
 def _out_options(f: Callable[..., Any]) -> Callable[..., Any]:
