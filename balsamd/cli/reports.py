@@ -82,6 +82,10 @@ def _emit(report: Any, as_json: bool, png: Path | None, draw: str, text: Callabl
             getattr(plot, draw)(report, png)
         except plot.PlotUnavailable as exc:
             raise click.ClickException(str(exc)) from None
+        except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+            raise click.BadParameter(
+                f"cannot write {png}: {exc.strerror}; give a file in a directory you may write to", param_hint="--png"
+            ) from None
     if as_json:
         print_json(report)
     else:

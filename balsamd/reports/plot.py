@@ -6,6 +6,7 @@ on a canvas of its own (no pyplot: no global figures, no display needed on a log
 from __future__ import annotations
 
 import datetime
+import io
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,10 @@ def _window(since: float, until: float) -> str:
 
 
 def _save(fig: Any, path: Path) -> None:
-    fig.savefig(path, format="png")
+    """Draw the whole image first, then write it in one go (a failed drawing leaves no file)."""
+    image = io.BytesIO()
+    fig.savefig(image, format="png")
+    path.write_bytes(image.getvalue())
 
 
 def throughput(r: Throughput, path: Path) -> None:

@@ -89,6 +89,13 @@ def test_without_matplotlib_png_says_how_to_install_it(run, tmp_path, monkeypatc
     assert not path.exists()
 
 
+def test_a_png_that_cannot_be_written_is_a_usage_error_naming_the_option(run, tmp_path):
+    pytest.importorskip("matplotlib")
+    err = run.fails("report", "queue", "--png", str(tmp_path / "missing" / "q.png"), code=2)
+    assert "Invalid value for --png: cannot write " in err
+    assert "No such file or directory; give a file in a directory you may write to" in err
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
