@@ -3,6 +3,8 @@ over for a time window, and the series a report returns (also its ``--json``).""
 
 from __future__ import annotations
 
+import math
+
 import msgspec
 
 
@@ -155,8 +157,6 @@ MAX_BINS = 100_000  # of one binned query: a wider request is a mistake, not a c
 
 def filter_problems(f: ReportFilter, bin_sec: float | None = None) -> list[str]:
     """What makes a report's window or bins unreadable (each saying what to give instead)."""
-    import math
-
     problems = []
     if not (math.isfinite(f.since) and math.isfinite(f.until)):
         problems.append("since and until must be finite times (seconds since the epoch)")
