@@ -22,6 +22,7 @@ from balsamd.models import JobMode
 from balsamd.modes import PRIVATE, write_file
 from balsamd.results import value_of
 from balsamd.site import init_site
+from balsamd.states import FINAL, JobState
 
 SQUARE_APP = '''\
 from balsamd import ApplicationDefinition
@@ -34,6 +35,7 @@ class Square(ApplicationDefinition):
         return x * x
 '''
 
+SERIAL_ROUNDS = 3
 MPI_HELLO = 'echo "rank $PMI_RANK of $PMI_SIZE on $(hostname)"'
 
 
@@ -94,7 +96,12 @@ def run_demo(parent: Path | None = None, noop_jobs: int = 1000) -> DemoReport:
         mpi_job = site.jobs.create(app="MpiHello", workdir="mpi/hello", num_nodes=2)
 
         start = time.perf_counter()
-        run_launcher(layout, site.settings, site.store, site.apps.sync(), JobMode.SERIAL, idle_ttl=0.5)
+        # a launcher stops once idle for idle_ttl; on a busy machine the DAG's children may
+        # become runnable just after that, so another one takes what is left
+        for _ in range(SERIAL_ROUNDS):
+            run_launcher(layout, site.settings, site.store, site.apps.sync(), JobMode.SERIAL, idle_ttl=0.5)
+            if not _serial_work_left(site):
+                break
         serial_seconds = time.perf_counter() - start
 
         skipped = ""
@@ -120,6 +127,12 @@ def run_demo(parent: Path | None = None, noop_jobs: int = 1000) -> DemoReport:
         report.problems = _problems(report, site)
         report.history = write_history(site.store, layout, site.settings.scheduler, time.time())
     return report
+
+
+def _serial_work_left(site: Site) -> bool:
+    """Whether jobs of the serial launcher's apps are still waiting or runnable."""
+    waiting = [s for s in JobState if s not in FINAL]
+    return any(site.jobs.count(app=app, state=waiting) for app in ("Noop", "Square"))
 
 
 def _command_app(name: str, template: str) -> str:

@@ -4,6 +4,7 @@ the central database), through the pure functions of ``series``."""
 from __future__ import annotations
 
 import datetime
+import math
 import os
 import time
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from balsamd.reports.records import (
     Throughput,
     Utilization,
 )
-from balsamd.reports.window import DEFAULT_SPAN, align, choose_bin, parse_duration, parse_time
+from balsamd.reports.window import DEFAULT_SPAN, WindowError, align, choose_bin, parse_duration, parse_time
 
 TAIL_BYTES = 8192
 FAILURE_LIMIT = 10_000  # failures read per report: the most recent
@@ -106,6 +107,10 @@ class Reports:
             if bin is None
             else (parse_duration(bin, "bin") if isinstance(bin, str) else float(bin))
         )
+        if not math.isfinite(width) or width <= 0:
+            raise WindowError(
+                "bin", f"{bin!r:.40} is not a width of bin; give a positive number of seconds or e.g. '1h'"
+            )
         return msgspec.structs.replace(f, since=align(f.since, width)), width
 
     def throughput(

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
+
+import pytest
+
 import balsamd
 from balsamd.demo_history import BATCHES, HOURS
+from balsamd.reports.window import WindowError
 from tests.cli.conftest import Balsamd
 
 
@@ -36,3 +41,14 @@ def test_the_demo_command_says_what_it_left_and_exits_0(tmp_path):
     assert f"in {len(BATCHES)} batch jobs" in out
     assert f"balsamd --site {tmp_path / 'demo-site'} report throughput" in out
     assert out.rstrip().endswith("result: OK")
+
+
+def test_the_python_api_takes_datetimes_and_texts_and_names_a_wrong_bin(demo_site):
+    with balsamd.connect(demo_site) as site:
+        now = datetime.datetime.now()
+        by_datetime = site.reports.throughput(since=now - datetime.timedelta(hours=6), until=now, bin=3600)
+        by_text = site.reports.throughput(since="6h", bin="1h")
+        assert by_datetime.bin_sec == by_text.bin_sec == 3600
+        assert len(by_datetime.finished) in (6, 7)
+        with pytest.raises(WindowError, match=r"^bin: 0 is not a width of bin"):
+            site.reports.throughput(bin=0)
