@@ -180,7 +180,7 @@ def runtimes(r: Runtimes, path: Path) -> None:
         ax.text(0.5, 0.5, "no run ended in this window", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("run time (log scale)" if ax.get_xscale() == "log" else "run time (seconds)")
     ax.set_ylabel("runs (stacked by app)")
-    ax.set_title(f"Run times of runs that ended {_window(r.since, r.until)}")
+    ax.set_title(f"Run times per app (runs that ended {_window(r.since, r.until)})")
     ax.grid(True, alpha=0.3)
     _save(fig, path)
 
