@@ -16,6 +16,7 @@ import msgspec
 from balsamd.models import BatchJob, BatchJobState
 from balsamd.reports import series
 from balsamd.reports.records import (
+    BusyBin,
     CountBin,
     FailureEvent,
     Failures,
@@ -42,6 +43,8 @@ class ReportSource(Protocol):
     def finished_counts(self, f: ReportFilter, bin_sec: float) -> list[CountBin]: ...
 
     def run_spans(self, f: ReportFilter) -> list[RunSpan]: ...
+
+    def busy_time(self, f: ReportFilter, bin_sec: float) -> list[BusyBin]: ...
 
     def failure_events(self, f: ReportFilter, limit: int = ...) -> list[FailureEvent]: ...
 
@@ -153,11 +156,12 @@ class Reports:
     ) -> Utilization:
         """Nodes and runs busy per bin (time averages) against the nodes batch jobs held."""
         f, width = self._bins(self._filter(since, until, app, tags, batch_job, site), bin)
-        runs = self._source.run_spans(f)
+        n = series.bin_count(f.since, f.until, width)
+        node_sec, run_sec = series.dense_busy(self._source.busy_time(f, width), n)
         now = self._clock()
         batches = [b for b, _ in self._source.report_batch_jobs(site) if batch_job is None or b.id == batch_job]
-        busy = series.box_average(series.run_boxes(runs, f.until), f.since, f.until, width)
-        slots = series.box_average(series.run_boxes(runs, f.until, "slots"), f.since, f.until, width)
+        busy = series.per_second(node_sec, f.since, f.until, width)
+        slots = series.per_second(run_sec, f.since, f.until, width)
         held = series.box_average(series.allocation_boxes(batches, now), f.since, f.until, width)
         mean_busy = series.time_mean(busy, f.since, f.until, width)
         mean_held = series.time_mean(held, f.since, f.until, width)
@@ -246,6 +250,9 @@ class StoreRows:
     def run_spans(self, f: ReportFilter) -> list[RunSpan]:
         return self._store.run_spans(self._here(f))
 
+    def busy_time(self, f: ReportFilter, bin_sec: float) -> list[BusyBin]:
+        return self._store.busy_time(self._here(f), bin_sec)
+
     def failure_events(self, f: ReportFilter, limit: int = FAILURE_LIMIT) -> list[FailureEvent]:
         return self._store.failure_events(self._here(f), limit)
 
@@ -265,6 +272,8 @@ class StoreReads(Protocol):
     def finished_counts(self, f: ReportFilter, bin_sec: float) -> list[CountBin]: ...
 
     def run_spans(self, f: ReportFilter) -> list[RunSpan]: ...
+
+    def busy_time(self, f: ReportFilter, bin_sec: float) -> list[BusyBin]: ...
 
     def failure_events(self, f: ReportFilter, limit: int = ...) -> list[FailureEvent]: ...
 

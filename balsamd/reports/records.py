@@ -27,6 +27,15 @@ class CountBin(msgspec.Struct, array_like=True):
     count: int
 
 
+class BusyBin(msgspec.Struct, array_like=True):
+    """How busy bin ``index`` was: node-seconds of runs (each its job's share of nodes) and
+    run-seconds (each run one slot)."""
+
+    index: int
+    node_sec: float
+    run_sec: float
+
+
 class RunSpan(msgspec.Struct, kw_only=True, array_like=True):
     """One run of a job: from its RUNNING to the state that ended it (``end`` None: still
     running, or ended after the window), with the job's share of nodes."""

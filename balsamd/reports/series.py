@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from balsamd.models import BatchJob
 from balsamd.reports.records import (
     BatchTiming,
+    BusyBin,
     CountBin,
     DurationStats,
     FailureEvent,
@@ -65,10 +66,10 @@ def rates(counts: Sequence[int], since: float, until: float, bin_sec: float, now
     return avg, rate_per_hour(counts[full - 1], bin_sec)
 
 
-def box_average(boxes: Iterable[tuple[float, float, float]], since: float, until: float, bin_sec: float) -> list[float]:
-    """The time average over each bin of a sum of boxes, each ``weight`` high from ``start`` to
-    ``end``: the utilization sweep.  Areas add up, so each box is spread over the bins it
-    spans on its own, with no sorting (a week of a million runs is a million boxes)."""
+def box_areas(boxes: Iterable[tuple[float, float, float]], since: float, until: float, bin_sec: float) -> list[float]:
+    """The area (height x seconds) of a sum of boxes, each ``weight`` high from ``start`` to
+    ``end``, in each bin: the utilization sweep.  Areas add up, so each box is spread over the
+    bins it spans on its own, with no sorting (a week of a million runs is a million boxes)."""
     n = bin_count(since, until, bin_sec)
     area = [0.0] * n
     for start, end, weight in boxes:
@@ -80,8 +81,35 @@ def box_average(boxes: Iterable[tuple[float, float, float]], since: float, until
             edge = min(t1, since + (i + 1) * bin_sec)
             area[i] += weight * (edge - t0)
             t0, i = edge, i + 1
-    widths = [min(bin_sec, until - (since + i * bin_sec)) for i in range(n)]
-    return [a / w if w > 0 else 0.0 for a, w in zip(area, widths, strict=True)]
+    return area
+
+
+def per_second(areas: Sequence[float], since: float, until: float, bin_sec: float) -> list[float]:
+    """Areas per bin as time averages (the last bin divides by its own width)."""
+    widths = [min(bin_sec, until - (since + i * bin_sec)) for i in range(len(areas))]
+    return [a / w if w > 0 else 0.0 for a, w in zip(areas, widths, strict=True)]
+
+
+def box_average(boxes: Iterable[tuple[float, float, float]], since: float, until: float, bin_sec: float) -> list[float]:
+    """The time average over each bin of a sum of boxes (see ``box_areas``)."""
+    return per_second(box_areas(boxes, since, until, bin_sec), since, until, bin_sec)
+
+
+def busy_bins(runs: Sequence[RunSpan], since: float, until: float, bin_sec: float) -> list[BusyBin]:
+    """Node-seconds and run-seconds of runs per bin (bins with none left out)."""
+    nodes = box_areas(run_boxes(runs, until), since, until, bin_sec)
+    slots = box_areas(run_boxes(runs, until, "slots"), since, until, bin_sec)
+    return [BusyBin(i, a, b) for i, (a, b) in enumerate(zip(nodes, slots, strict=True)) if a or b]
+
+
+def dense_busy(bins: Iterable[BusyBin], n: int) -> tuple[list[float], list[float]]:
+    """Sparse busy bins as (node-seconds, run-seconds) lists of ``n`` bins."""
+    nodes, slots = [0.0] * n, [0.0] * n
+    for b in bins:
+        if 0 <= b.index < n:
+            nodes[b.index] += b.node_sec
+            slots[b.index] += b.run_sec
+    return nodes, slots
 
 
 def run_boxes(runs: Iterable[RunSpan], until: float, weight: str = "nodes") -> list[tuple[float, float, float]]:

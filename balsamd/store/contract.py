@@ -42,7 +42,7 @@ from balsamd.models import (
     StateUpdate,
     UpdateOutcome,
 )
-from balsamd.reports.records import CountBin, FailureEvent, ReportFilter, RunSpan
+from balsamd.reports.records import BusyBin, CountBin, FailureEvent, ReportFilter, RunSpan
 from balsamd.states import JobState
 from balsamd.store.batch import BacklogStats
 from balsamd.store.queries import JobFilter
@@ -154,6 +154,12 @@ class Store(Protocol):
         """Runs of the filter's jobs that overlap [f.since, f.until): each from its RUNNING to
         the state that ended it (none while it runs, or when that came after the window), with
         the job's app and nodes.  Ordered by start."""
+        ...
+
+    @operation(write=False)
+    def busy_time(self, f: ReportFilter, bin_sec: float) -> list[BusyBin]:
+        """How busy the filter's runs kept nodes in each bin of ``bin_sec`` from ``f.since``:
+        the runs of ``run_spans``, summed per bin in the store (bins without any left out)."""
         ...
 
     @operation(write=False)

@@ -15,8 +15,8 @@ from typing import Any
 import apsw
 import msgspec
 
-from balsamd.reports.records import CountBin, FailureEvent, ReportFilter, RunSpan, filter_problems
-from balsamd.reports.series import bin_count
+from balsamd.reports.records import BusyBin, CountBin, FailureEvent, ReportFilter, RunSpan, filter_problems
+from balsamd.reports.series import bin_count, busy_bins
 from balsamd.states import JobState
 from balsamd.store.base import StoreBase
 from balsamd.store.db import LIMIT_PARAM
@@ -115,7 +115,8 @@ def pair_runs(rows: list[tuple[Any, ...]], kinds: PathKinds) -> tuple[list[RunSp
 
 
 class ReportsStoreMixin(StoreBase):
-    """The store's report queries (``Store.finished_counts``, ``run_spans``, ``failure_events``)."""
+    """The store's report queries (``Store.finished_counts``, ``run_spans``, ``busy_time``,
+    ``failure_events``)."""
 
     def _kinds(self, conn: apsw.Connection) -> PathKinds:
         return path_kinds([tuple(r) for r in conn.execute("SELECT path, step, from_state, to_state FROM event_steps")])
@@ -140,53 +141,83 @@ class ReportsStoreMixin(StoreBase):
 
     def run_spans(self, f: ReportFilter) -> list[RunSpan]:
         _check(f)
-        clause, params = job_clause(f)
-        cols = "m.job_id, m.path, m.t0, m.ts, j.app, j.num_nodes, j.node_packing_count, j.batch_job_id"
         with self.db.read() as conn:
             kinds = self._kinds(conn)
-            rows = [
-                tuple(r)
-                for r in conn.execute(
-                    f"SELECT {cols} FROM moves m JOIN jobs j ON j.id = m.job_id "
-                    f"WHERE m.path IN {_ids([*kinds.start, *kinds.end])} AND m.ts >= ? AND m.t0 < ?{clause} "
-                    "ORDER BY m.id",
-                    (f.since, f.until, *params),
-                )
-            ]
-            runs, orphans = pair_runs(rows, kinds)
-            # runs that began before the window: ended in it, or running still
-            seen = {r.job_id for r in runs} | set(orphans)
-            jclause, jparams = job_clause(f, "j.id")
-            running = conn.execute(
-                "SELECT j.id, j.app, j.num_nodes, j.node_packing_count, j.batch_job_id FROM jobs j "
-                f"WHERE j.state = 'RUNNING'{jclause}",
-                jparams,
-            )
-            for job_id, app, nodes, packing, batch in [tuple(r) for r in running]:
-                if job_id not in seen:
-                    orphans[job_id] = RunSpan(
-                        job_id=job_id,
-                        app=app,
-                        start=float("nan"),
-                        end=None,
-                        end_state=None,
-                        num_nodes=nodes,
-                        node_packing_count=packing,
-                        batch_job_id=batch,
-                    )
-            if orphans:
-                starts = dict(
-                    conn.execute(
-                        f"SELECT job_id, MAX(t0) FROM moves WHERE path IN {_ids(kinds.start)} AND t0 < ? "
-                        "AND job_id IN (SELECT value FROM json_each(?)) GROUP BY job_id",
-                        (f.since, msgspec.json.encode(list(orphans)).decode()),
-                    )
-                )
-                for job_id, span in orphans.items():
-                    if job_id in starts:
-                        span.start = starts[job_id]
-                        runs.append(span)
+            runs = self._runs(conn, f, kinds, [*kinds.start, *kinds.end])
         runs.sort(key=lambda r: (r.start, r.job_id))
+        return runs
+
+    def busy_time(self, f: ReportFilter, bin_sec: float) -> list[BusyBin]:
+        _check(f, bin_sec)
+        n = bin_count(f.since, f.until, bin_sec)
+        nodes, slots = [0.0] * n, [0.0] * n
+        clause, params = job_clause(f)
+        with self.db.read() as conn:
+            kinds = self._kinds(conn)
+            whole = [p for p in kinds.start if p in kinds.end]  # a run in one move: its start and end
+            # most runs are one move: summed in SQL per (first bin, last bin) of the run, which
+            # spreads over the bins between as a launcher's run would
+            rows = conn.execute(
+                "WITH r AS (SELECT MAX(m.t0, ?1) AS a, MIN(m.ts, ?3) AS b, "
+                "CAST(j.num_nodes AS REAL) / j.node_packing_count AS w FROM moves m JOIN jobs j ON j.id = m.job_id "
+                f"WHERE m.path IN {_ids(whole)} AND m.ts >= ?1 AND m.t0 < ?3{_numbered(clause, 4)}), "
+                "k AS (SELECT a, b, w, CAST((a - ?1) / ?2 AS INTEGER) AS b0, CAST((b - ?1) / ?2 AS INTEGER) AS b1 "
+                "FROM r WHERE b > a) "
+                "SELECT b0, b1, SUM(w * (b - a)), SUM(b - a), SUM(w * (?1 + (b0 + 1) * ?2 - a)), "
+                "SUM(?1 + (b0 + 1) * ?2 - a), SUM(w * (b - (?1 + b1 * ?2))), SUM(b - (?1 + b1 * ?2)), SUM(w), COUNT(*) "
+                "FROM k GROUP BY b0, b1",
+                (f.since, bin_sec, f.until, *params),
+            )
+            for b0, b1, w_len, length, w_first, first, w_last, last, w, count in rows:
+                _spread(nodes, int(b0), int(b1), w_len, w_first, w_last, w * bin_sec)
+                _spread(slots, int(b0), int(b1), length, first, last, count * bin_sec)
+            split = [p for p in dict.fromkeys([*kinds.start, *kinds.end]) if p not in whole]
+            runs = self._runs(conn, f, kinds, split)
+        for extra in busy_bins(runs, f.since, f.until, bin_sec):
+            nodes[extra.index] += extra.node_sec
+            slots[extra.index] += extra.run_sec
+        return [BusyBin(i, a, b) for i, (a, b) in enumerate(zip(nodes, slots, strict=True)) if a or b]
+
+    def _runs(self, conn: apsw.Connection, f: ReportFilter, kinds: PathKinds, paths: list[int]) -> list[RunSpan]:
+        """The runs overlapping the window recorded in moves of these kinds, paired, with those
+        that began before it (ended in it, or running still)."""
+        clause, params = job_clause(f)
+        cols = "m.job_id, m.path, m.t0, m.ts, j.app, j.num_nodes, j.node_packing_count, j.batch_job_id"
+        rows = [
+            tuple(r)
+            for r in conn.execute(
+                f"SELECT {cols} FROM moves m JOIN jobs j ON j.id = m.job_id "
+                f"WHERE m.path IN {_ids(paths)} AND m.ts >= ? AND m.t0 < ?{clause} "
+                "ORDER BY m.id",
+                (f.since, f.until, *params),
+            )
+        ]
+        runs, orphans = pair_runs(rows, kinds)
+        seen = {r.job_id for r in runs} | set(orphans)
+        jclause, jparams = job_clause(f, "j.id")
+        running = conn.execute(
+            "SELECT j.id, j.app, j.num_nodes, j.node_packing_count, j.batch_job_id FROM jobs j "
+            f"WHERE j.state = 'RUNNING'{jclause}",
+            jparams,
+        )
+        for job_id, app, nodes, packing, batch in [tuple(r) for r in running]:
+            if job_id not in seen:
+                orphans[job_id] = RunSpan(
+                    job_id=job_id, app=app, start=float("nan"), end=None, end_state=None, num_nodes=nodes,
+                    node_packing_count=packing, batch_job_id=batch,
+                )  # fmt: skip
+        if orphans:
+            starts = dict(
+                conn.execute(
+                    f"SELECT job_id, MAX(t0) FROM moves WHERE path IN {_ids(kinds.start)} AND t0 < ? "
+                    "AND job_id IN (SELECT value FROM json_each(?)) GROUP BY job_id",
+                    (f.since, msgspec.json.encode(list(orphans)).decode()),
+                )
+            )
+            for job_id, span in orphans.items():
+                if job_id in starts:
+                    span.start = starts[job_id]
+                    runs.append(span)
         return runs
 
     def failure_events(self, f: ReportFilter, limit: int = 10_000) -> list[FailureEvent]:
@@ -207,6 +238,20 @@ class ReportsStoreMixin(StoreBase):
                 FailureEvent(job_id=job_id, app=app, state=kinds.failure[path], ts=ts, reason=reason, workdir=workdir)
                 for job_id, app, path, ts, reason, workdir in rows
             ]
+
+
+def _spread(area: list[float], b0: int, b1: int, within: float, first: float, last: float, full: float) -> None:
+    """Add runs that went from bin b0 to bin b1: ``within`` when that is one bin, else ``first``
+    in b0, ``last`` in b1 and ``full`` in each bin between (bins past the window are left out)."""
+    if b0 == b1:
+        if b0 < len(area):
+            area[b0] += within
+        return
+    area[b0] += first
+    if b1 < len(area):
+        area[b1] += last
+    for i in range(b0 + 1, min(b1, len(area))):
+        area[i] += full
 
 
 def _numbered(clause: str, first: int) -> str:

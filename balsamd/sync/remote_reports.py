@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from balsamd.models import BATCH_COLUMNS, BatchJob
-from balsamd.reports.records import CountBin, FailureEvent, ReportFilter, RunSpan, filter_problems
+from balsamd.reports.records import BusyBin, CountBin, FailureEvent, ReportFilter, RunSpan, filter_problems
+from balsamd.reports.series import busy_bins
 from balsamd.sync.remote_batch import _from_row
 from balsamd.validate import Refused, limit_problem
 
@@ -92,6 +93,10 @@ class CentralRows:
             )
             for job_id, app, start, end, ended, nodes, packing, batch in rows
         ]  # fmt: skip
+
+    def busy_time(self, f: ReportFilter, bin_sec: float) -> list[BusyBin]:
+        _check(f, bin_sec)
+        return busy_bins(self.run_spans(f), f.since, f.until, bin_sec)
 
     def failure_events(self, f: ReportFilter, limit: int = 10_000) -> list[FailureEvent]:
         _check(f)

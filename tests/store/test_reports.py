@@ -143,3 +143,37 @@ def test_failures_are_failed_runs_and_jobs_failed_without_a_run_most_recent_firs
 def test_a_window_or_bins_that_cannot_be_read_are_refused_naming_the_field(store, window, bin_sec, named):
     with pytest.raises(Refused, match=named):
         store.finished_counts(ReportFilter(**window), bin_sec)
+
+
+def test_busy_time_is_the_runs_node_and_run_seconds_per_bin(store):
+    [wide] = make_jobs(store, 1, num_nodes=2)
+    [packed] = make_jobs(store, 1, node_packing_count=4)
+    run(store, [wide], T0 + 5, T0 + 25)  # bins of 10 s: 5 s, 10 s and 5 s of 2 nodes
+    run(store, [packed], T0 + 12, T0 + 18, together=False)
+    bins = store.busy_time(ReportFilter(since=T0, until=T0 + 40), 10.0)
+    assert [(b.index, b.node_sec, b.run_sec) for b in bins] == [
+        (0, 10.0, 5.0),
+        (1, pytest.approx(20.0 + 6 * 0.25), 16.0),
+        (2, 10.0, 5.0),
+    ]
+
+
+def test_busy_time_sums_what_run_spans_lists_whatever_the_runs_shapes(store):
+    jobs = make_jobs(store, 8)
+    wide = make_jobs(store, 2, num_nodes=2)
+    run(store, jobs[:2], T0 - 30, T0 + 3.5)  # began before the window, in one move
+    run(store, jobs[2:4], T0 - 20, T0 + 41, together=False)  # began before it, in two moves
+    run(store, jobs[4:6], T0 + 1.25, T0 + 9.5)
+    run(store, wide, T0 + 2, T0 + 70)  # ends after the window
+    run(store, jobs[6:], T0 + 33, None)  # running still
+    f = ReportFilter(since=T0, until=T0 + 50)
+    for bin_sec in (3.0, 7.0, 50.0):
+        expected = series.busy_bins(store.run_spans(f), f.since, f.until, bin_sec)
+        got = store.busy_time(f, bin_sec)
+        assert [b.index for b in got] == [b.index for b in expected]
+        for mine, theirs in zip(got, expected, strict=True):
+            assert mine.node_sec == pytest.approx(theirs.node_sec)
+            assert mine.run_sec == pytest.approx(theirs.run_sec)
+    [whole] = store.busy_time(ReportFilter(since=T0, until=T0 + 50, app="noop"), 50.0)
+    assert whole.run_sec == pytest.approx(2 * 3.5 + 2 * 41 + 2 * 8.25 + 2 * 48 + 2 * 17)
+    assert whole.node_sec == pytest.approx(2 * 3.5 + 2 * 41 + 2 * 8.25 + 2 * 2 * 48 + 2 * 17)

@@ -39,7 +39,12 @@ def _same(here, there) -> None:
     for report in (a, b):
         report.pop("since"), report.pop("until")
         report.pop("bin_starts", None)
-    assert a == b
+    assert a.keys() == b.keys()
+    for key, value in a.items():  # sums made in another order (SQL at the site) may differ in the last bits
+        if isinstance(value, float) or (isinstance(value, list) and all(isinstance(v, float) for v in value)):
+            assert value == pytest.approx(b[key]), key
+        else:
+            assert value == b[key], key
 
 
 def test_central_reports_give_the_series_the_site_gives(central: Central, history_site) -> None:
