@@ -20,9 +20,9 @@ The history store
     timed: opening the site.
 
 ``reports.utilization_<N>.day``
-    Milliseconds of ``site.reports.utilization`` over the last day (every run of the day read
-    with its job's footprint, then swept in Python), against the same baseline; measured
-    without a goal, to show what reading each run costs.
+    Milliseconds of ``site.reports.utilization`` over the last day (every run of the day
+    joined with its job's footprint and summed per bin in the store), against the same
+    baseline; measured without a goal, to show what reading each run costs.
 """
 
 from __future__ import annotations
@@ -234,7 +234,7 @@ def benchmarks(ctx: Context) -> list[Benchmark]:
             unit="ms",
             description=(
                 f"site.reports.utilization over the last day of a store with {jobs} jobs' history (every run of "
-                "the day read and swept in Python), vs site.jobs.counts_by_state(); measured, no goal"
+                "the day summed per bin in the store), vs site.jobs.counts_by_state(); measured, no goal"
             ),
             measure=lambda: probe.utilization_ms(HISTORY_END - 86400),
             baseline=probe.by_state_ms,
