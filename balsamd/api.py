@@ -32,6 +32,7 @@ from balsamd.models import (
     declared_app_file,
 )
 from balsamd.modes import PRIVATE, replace_file
+from balsamd.reports.build import Reports, StoreRows
 from balsamd.results import await_value
 from balsamd.site import SiteError, SiteLayout, find_site, open_store
 from balsamd.states import FINAL, JobState
@@ -331,7 +332,7 @@ class TransferManager:
 
 
 class Site:
-    """An open local site: settings, store, apps, jobs, batch jobs and transfer items."""
+    """An open local site: settings, store, apps, jobs, batch jobs, transfer items and reports."""
 
     def __init__(self, layout: SiteLayout) -> None:
         self.layout = layout
@@ -341,6 +342,7 @@ class Site:
         self.jobs = JobManager(self)
         self.batch_jobs = BatchJobManager(self)
         self.transfers = TransferManager(self)
+        self.reports = Reports(StoreRows(self.store, layout.data, self.name, self.check_site))
         self.declared: dict[str, str] = {}
 
     def check_site(self, site: str | None) -> None:

@@ -61,6 +61,7 @@ COMMANDS = {
     "top": "balsamd.cli.top:top_cmd",
     "completion": "balsamd.cli.completion:completion_cmd",
     "qsub": "balsamd.cli.qsub:qsub_cmd",
+    "report": "balsamd.cli.reports:report_group",
 }
 
 

@@ -15,7 +15,7 @@ from balsamd.store.errors import JobNotFound
 
 # top-level commands that mean something through the central database; every other one runs
 # at the site, but for `central`, which takes its DSN as an argument and ignores this choice
-REMOTE_COMMANDS = frozenset({"job", "queue", "app", "events", "transfer"})
+REMOTE_COMMANDS = frozenset({"job", "queue", "app", "events", "transfer", "report"})
 OWN_DSN = frozenset({"central"})
 SITE_ENV = "BALSAMD_SITE"
 

@@ -42,6 +42,7 @@ from balsamd.models import (
     StateUpdate,
     UpdateOutcome,
 )
+from balsamd.reports.records import BusyBin, CountBin, FailureEvent, ReportFilter, RunSpan
 from balsamd.states import JobState
 from balsamd.store.batch import BacklogStats
 from balsamd.store.queries import EventFilter, JobFilter
@@ -169,6 +170,31 @@ class Store(Protocol):
     @operation(write=False)
     def running_load(self) -> dict[str, RunningLoad]:
         """Per batch job id ("" for launchers outside one): its RUNNING jobs and the nodes they occupy."""
+        ...
+
+    @operation(write=False)
+    def finished_counts(self, f: ReportFilter, bin_sec: float) -> list[CountBin]:
+        """Jobs of the filter that finished (JOB_FINISHED) in [f.since, f.until), counted per
+        bin of ``bin_sec`` from ``f.since`` (bins without any are left out)."""
+        ...
+
+    @operation(write=False)
+    def run_spans(self, f: ReportFilter) -> list[RunSpan]:
+        """Runs of the filter's jobs that overlap [f.since, f.until): each from its RUNNING to
+        the state that ended it (none while it runs, or when that came after the window), with
+        the job's app and nodes.  Ordered by start."""
+        ...
+
+    @operation(write=False)
+    def busy_time(self, f: ReportFilter, bin_sec: float) -> list[BusyBin]:
+        """How busy the filter's runs kept nodes in each bin of ``bin_sec`` from ``f.since``:
+        the runs of ``run_spans``, summed per bin in the store (bins without any left out)."""
+        ...
+
+    @operation(write=False)
+    def failure_events(self, f: ReportFilter, limit: int = 10_000) -> list[FailureEvent]:
+        """Failed runs (RUN_ERROR, RUN_TIMEOUT) and jobs failed otherwise (FAILED not after a
+        failed run) in [f.since, f.until), the most recent first, at most ``limit``."""
         ...
 
     # ----- jobs: what users change ------------------------------------------------------------

@@ -266,9 +266,9 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX transfer_tasks_active ON transfer_tasks (created_at) WHERE state = 'active';
     """,
-    # 12: a live view of the campaign (``balsamd top``) reads the recent past without a scan:
-    # moves by kind and time (the finished runs of the last hour are one range per kind of move
-    # that finishes), and the failed jobs by when they failed (only they are in this index)
+    # 12: a live view of the campaign (``balsamd top``) and the reports read the recent past, or a
+    # window of one kind of move (finishes, runs, failures), without a scan: moves by kind and
+    # time, and the failed jobs by when they failed (only they are in this index)
     f"""
     CREATE INDEX moves_path_ts ON moves (path, ts);
     CREATE INDEX jobs_failed ON jobs (updated_at) WHERE state IN {FAILED_SQL};

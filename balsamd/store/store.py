@@ -64,6 +64,7 @@ from balsamd.store.intents import (
 )
 from balsamd.store.outbox import OutboxMixin
 from balsamd.store.queries import EventFilter, JobFilter
+from balsamd.store.reports import ReportsStoreMixin
 from balsamd.store.sessions import SessionsMixin
 from balsamd.store.sql import all_rows, value
 from balsamd.store.transfers import TransferStoreMixin, delete_items, insert_items, reset_items
@@ -108,7 +109,9 @@ def durable_operations(cls: type[T]) -> type[T]:
 
 
 @durable_operations
-class SiteStore(SessionsMixin, BatchStoreMixin, TransferStoreMixin, WatchStoreMixin, OutboxMixin, StoreBase):
+class SiteStore(
+    SessionsMixin, BatchStoreMixin, TransferStoreMixin, WatchStoreMixin, ReportsStoreMixin, OutboxMixin, StoreBase
+):
     """The store on this host's SQLite file (``rules``: what every write is checked against)."""
 
     def __init__(self, path: Path | str, rules: SiteRules | None = None) -> None:

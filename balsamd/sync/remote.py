@@ -33,10 +33,12 @@ from balsamd.models import (
     declared_app_file,
     job_row,
 )
+from balsamd.reports.build import Reports
 from balsamd.results import await_value
 from balsamd.states import FINAL, JobState
 from balsamd.store.queries import EventFilter, event_filter_problems
 from balsamd.sync.remote_batch import RemoteBatchJobs
+from balsamd.sync.remote_reports import CentralRows
 from balsamd.sync.remote_transfers import RemoteTransfers
 from balsamd.sync.schema import CentralError, check_version, scalar
 from balsamd.tags import tag_problems
@@ -389,6 +391,7 @@ class CentralConnection:
         self.apps = RemoteApps(self)
         self.batch_jobs = RemoteBatchJobs(self)
         self.transfers = RemoteTransfers(self)
+        self.reports = Reports(CentralRows(self))
         self.declared: dict[str, str] = {}
 
     def events(
