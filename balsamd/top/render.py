@@ -16,6 +16,11 @@ from balsamd.top.frame import BatchLoad, Frame
 KEYS = "q quit   / filter (app=NAME KEY=VALUE ...; empty: all jobs)"
 
 
+def one_line(text: str) -> str:
+    """A reason of several lines (an exit code, then the output's tail) on one line of a table."""
+    return printable(" | ".join(line.strip() for line in text.strip().splitlines() if line.strip()))
+
+
 def printable(text: str) -> str:
     """``text`` with what a terminal would act on (escape sequences, tabs, newlines) as ``?``:
     reasons and errors carry what jobs and hooks wrote."""
@@ -89,7 +94,7 @@ def render(frame: Frame, width: int) -> list[str]:
 
     lines += ["", "FAILURES  (latest first)"]
     if frame.failures:
-        failed = [(f.job_id, f.app, f.state, ago(frame.at - f.at), printable(f.reason)) for f in frame.failures]
+        failed = [(f.job_id, f.app, f.state, ago(frame.at - f.at), one_line(f.reason)) for f in frame.failures]
         lines += _indent(table(failed, ("JOB", "APP", "STATE", "WHEN", "REASON")))
     else:
         lines.append("  none")

@@ -72,7 +72,7 @@ def test_a_frame_reads_as_sections_of_counts_throughput_services_batch_jobs_and_
         "",
         "FAILURES  (latest first)",
         "  JOB   APP  STATE        WHEN      REASON",
-        "  01J0  sim  FAILED       30 s ago  exit code 2: out of memory?killed",
+        "  01J0  sim  FAILED       30 s ago  exit code 2: out of memory | killed",
         "  01J1  sim  RUN_TIMEOUT  3 h ago   wall time",
     ]
 
