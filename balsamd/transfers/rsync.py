@@ -190,8 +190,12 @@ def _became_workdir(plan: _Planned, tree: str) -> int | None:
         size = os.lstat(os.path.join(staged, name)).st_size
         if os.path.lexists(item.workdir):  # one that is there keeps its mode, owner and contents
             return None
-        os.rename(staged, item.workdir)
-    except OSError:  # its parent does not exist: made and checked one by one
+        try:
+            os.rename(staged, item.workdir)
+        except FileNotFoundError:  # its parent is new too, as made one by one would make it
+            os.makedirs(os.path.dirname(item.workdir), exist_ok=True)
+            os.rename(staged, item.workdir)
+    except OSError:  # placed one by one, which says what is wrong
         return None
     # as made_fresh would have made it, not as the remote directory was
     os.chmod(item.workdir, new_directory_mode())

@@ -153,25 +153,26 @@ def test_inputs_laid_out_a_directory_per_run_arrive_in_new_workdirs_made_as_mkdi
     harness: Harness,
 ) -> None:
     """A campaign's usual layout: the staged directory of each run's file becomes its new
-    working directory, with the mode a new directory gets here, not the remote one's."""
+    working directory (its parent made if new), with the mode a new directory gets here, not
+    the remote one's."""
     for i in range(3):
         write(harness.base / "in" / str(i) / f"input_{i}.dat", f"run {i}".encode())
         (harness.base / "in" / str(i)).chmod(0o777)
-    write(harness.root / "w2" / "kept.txt", b"made by a hook")
-    (harness.root / "w2").chmod(0o750)
-    items = [harness.item(i, f"in/{i}/input_{i}.dat", "input.dat", workdir=f"w{i}") for i in range(3)]
+    write(harness.root / "runs" / "2" / "kept.txt", b"made by a hook")
+    (harness.root / "runs" / "2").chmod(0o750)
+    (harness.root / "runs").rename(harness.root / "old")
+    workdirs = [harness.root / "runs" / "0", harness.root / "runs" / "1", harness.root / "old" / "2"]
+    items = [harness.item(i, f"in/{i}/input_{i}.dat", "input.dat", workdir=str(w)) for i, w in enumerate(workdirs)]
     umask = os.umask(0o022)
     os.umask(umask)
 
     results = harness.run(harness.task("in", *items))
 
     assert [(r.ok, r.bytes) for r in results.values()] == [(True, 5)] * 3
-    for i in range(3):
-        assert (harness.root / f"w{i}" / "input.dat").read_bytes() == f"run {i}".encode()
+    assert [(w / "input.dat").read_bytes() for w in workdirs] == [f"run {i}".encode() for i in range(3)]
     # new ones hold only their file, with mkdir's mode; one that was there keeps its mode and files
-    assert [sorted(os.listdir(harness.root / f"w{i}")) for i in range(3)] == [["input.dat"], ["input.dat"],
-                                                                              ["input.dat", "kept.txt"]]  # fmt: skip
-    assert [(harness.root / f"w{i}").stat().st_mode & 0o777 for i in range(3)] == [0o777 & ~umask] * 2 + [0o750]
+    assert [sorted(os.listdir(w)) for w in workdirs] == [["input.dat"], ["input.dat"], ["input.dat", "kept.txt"]]
+    assert [w.stat().st_mode & 0o777 for w in workdirs] == [0o777 & ~umask] * 2 + [0o750]
     # the new ones are the staged directories themselves: no directory more was made for them
     assert sorted(os.listdir(harness.root / "staging" / "t1" / "tree" / "in")) == ["2"]
 
