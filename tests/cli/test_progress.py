@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import select
+import time
 
 from balsamd.cli.progress import elapsed, progress, rate
 
@@ -13,12 +15,23 @@ def test_a_bar_is_drawn_on_a_terminal_where_it_stands() -> None:
     with os.fdopen(follower, "w") as terminal, progress(200, "checking", file=terminal) as bar:
         assert bar.visible
         bar.show(50, "1 bad")
-        drawn = os.read(leader, 65536).decode()
-        assert "checking" in drawn and "50/200" in drawn and "1 bad" in drawn
+        drawn = read_until(leader, "1 bad")
+        assert "checking" in drawn and "50/200" in drawn
         bar.show(40, "2 bad", total=80)  # what it watches may go back, and grow or shrink
-        drawn = os.read(leader, 65536).decode()
-        assert "40/80" in drawn and "50%" in drawn and "2 bad" in drawn
+        drawn = read_until(leader, "2 bad")
+        assert "40/80" in drawn and "50%" in drawn
     os.close(leader)
+
+
+def read_until(leader: int, text: str, timeout: float = 10.0) -> str:
+    """What the terminal received up to and with ``text`` (a draw may arrive in several reads)."""
+    received = ""
+    deadline = time.monotonic() + timeout
+    while text not in received:
+        ready, _, _ = select.select([leader], [], [], max(0.0, deadline - time.monotonic()))
+        assert ready, f"the terminal never received {text!r}; it got {received!r}"
+        received += os.read(leader, 65536).decode()
+    return received
 
 
 def test_nothing_is_drawn_on_a_file_or_a_pipe() -> None:

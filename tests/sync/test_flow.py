@@ -190,11 +190,12 @@ def test_update_applies_before_the_start_and_is_refused_after(central: Central, 
         assert (report.applied, report.rejected) == (1, 3)
 
         assert conn.jobs.intent_outcome(ok) == IntentOutcome(status=APPLIED)
+        refused = "only jobs that have not started can be edited; no job was edited"
         assert conn.jobs.intent_outcome(late) == IntentOutcome(
-            status=REJECTED, reason=f"job {running.id} is RUNNING; only jobs that have not started can be edited"
+            status=REJECTED, reason=f"job {running.id} is RUNNING; {refused}"
         )
         assert conn.jobs.intent_outcome(done) == IntentOutcome(
-            status=REJECTED, reason=f"job {finished.id} is JOB_FINISHED; only jobs that have not started can be edited"
+            status=REJECTED, reason=f"job {finished.id} is JOB_FINISHED; {refused}"
         )
         assert conn.jobs.intent_outcome(unknown) == IntentOutcome(
             status=REJECTED,
