@@ -1,8 +1,8 @@
-"""The rsync-over-ssh backend: one rsync process per task, whatever its number of items.
+"""The rsync-over-ssh backend: one rsync process moves a task's items, whatever their number.
 
 The task's items are listed (NUL-separated, relative to the location's base directory) in a
-``--files-from`` file, and move through the task's staging directory, on the filesystem of the
-working directories:
+``--files-from`` file (for a stage-in, put on the remote host first: ``RemoteList``), and move
+through the task's staging directory, on the filesystem of the working directories:
 
 - in: ``rsync USER@HOST:BASE/ STAGING/tree/``, then each item that arrived is renamed into its
   job's working directory (a copy when items of the task share a remote path or lie inside one
@@ -33,11 +33,13 @@ paths they quote (``rsync_messages``) and an item's error is rsync's own line.  
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import shlex
 import shutil
 import stat
+import subprocess
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -64,6 +66,11 @@ WORKDIR = "the job's working directory"
 LAST_LINES = 5
 # rsync's exit codes when some files were not moved, the others were
 PARTIAL = (23, 24)
+# a stage-in of this many items puts its list on the remote host (two more ssh sessions, which
+# share the task's login when multiplexed; below it, rsync reads a list sent from here as fast),
+# and how long removing it there may take
+REMOTE_LIST_MIN = 2000
+REMOVE_TIMEOUT_S = 60
 CANCELLED = "cancelled"
 # what rsync says of a symbolic link or special file it leaves out (--no-links --no-D)
 SKIPPED = "skipping non-regular file"
@@ -88,15 +95,23 @@ class RsyncBackend:
         self._timeout = [f"--timeout={io_timeout_s}"] if io_timeout_s else []
 
     def run(self, task: Task, record: Callable[[str], None], cancel: threading.Event) -> list[ItemResult]:
-        command = self._command(task.location)
+        rsync, ssh = self._tools(task.location)
+        # -s: paths go through rsync's protocol, never through the remote shell;
+        # --files-from makes -a imply no -r: it is added for tasks with directory items
+        command = [rsync, "-a", "-s", "--no-links", "--no-D", "--no-implied-dirs", "--from0", *self._timeout,
+                   "-e", shlex.join(ssh)]  # fmt: skip
         tree = os.path.join(task.staging, "tree")
         os.makedirs(tree, exist_ok=True)
-        stage = _stage_in if task.direction == "in" else _stage_out
-        results = stage(task, command, tree, cancel)
+        if task.direction == "in":
+            push = [rsync, "-s", *self._timeout, "-e", shlex.join(ssh)]
+            remote_list = RemoteList(push, ssh, task) if len(task.items) >= REMOTE_LIST_MIN else None
+            results = _stage_in(task, command, tree, cancel, remote_list)
+        else:
+            results = _stage_out(task, command, tree, cancel)
         return [results.get(item.item_id) or _failed(item, CANCELLED) for item in task.items]
 
-    def _command(self, location: Location) -> list[str]:
-        """rsync and the options every task gives it; TransferError if rsync or ssh is missing."""
+    def _tools(self, location: Location) -> tuple[str, list[str]]:
+        """rsync, and the ssh that logs in to ``location``; TransferError if either is missing."""
         rsync = shutil.which("rsync")
         if rsync is None:
             raise TransferError("rsync is not installed on this host (not found on PATH); install it (e.g. "
@@ -105,19 +120,48 @@ class RsyncBackend:
             raise TransferError(f"{self._ssh[0]!r}, the ssh of [transfers] ssh, was not found on PATH; install "
                                 "OpenSSH's client (e.g. apt install openssh-client) or give its full path")  # fmt: skip
         port = ["-p", str(location.port)] if location.port else []
-        ssh = [self._ssh[0], *port, *self._ssh[1:]]
-        # -s: paths go through rsync's protocol, never through the remote shell;
-        # --files-from makes -a imply no -r: it is added for tasks with directory items
-        return [rsync, "-a", "-s", "--no-links", "--no-D", "--no-implied-dirs", "--from0", *self._timeout,
-                "-e", shlex.join(ssh)]  # fmt: skip
+        return rsync, [self._ssh[0], *port, *self._ssh[1:]]
+
+
+class RemoteList:
+    """A stage-in's list of paths, put on the remote host for the rsync there to read.
+
+    rsync 3.5 sending from a remote host reads a list given on this host more slowly the longer
+    it is: 10,000 small files took 4.4-5.3 s so, 1.6-1.9 s with the list on the remote host,
+    1.2-1.5 s as a plain tree copy (1,000 took 0.4-0.7 s every way).  The list goes to the remote user's home (a file
+    nobody else may write, named by the task) and is removed when the task is done; where it
+    cannot be put, the list is sent as before."""
+
+    def __init__(self, push: list[str], ssh: list[str], task: Task) -> None:
+        self._push, self._ssh, self._task = push, ssh, task
+        self.name = f".balsamd-files-from-{task.task_id}"
+        self._login = _login(task.location)
+
+    def put(self, listing: str, cancel: threading.Event) -> str | None:
+        """``--files-from``'s value naming the remote copy of ``listing``, or None."""
+        output = os.path.join(self._task.staging, "list.out")
+        code = cancellable.run([*self._push, listing, f"{self._login}:{self.name}"], output, cancel)
+        return f":{self.name}" if code == 0 else None
+
+    def remove(self) -> None:
+        """Remove the remote copy (a leftover of a failed removal is replaced by the task's
+        next attempt and harms nothing)."""
+        argv = [*self._ssh, self._login, "rm", "-f", "--", shlex.quote(self.name)]
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=REMOVE_TIMEOUT_S, check=False)
+
+
+def _login(location: Location) -> str:
+    return f"{location.user}@{location.host}" if location.user else location.host
 
 
 def _remote(location: Location) -> str:
-    user = f"{location.user}@" if location.user else ""
-    return f"{user}{location.host}:{location.base.rstrip('/')}/"
+    return f"{_login(location)}:{location.base.rstrip('/')}/"
 
 
-def _stage_in(task: Task, command: list[str], tree: str, cancel: threading.Event) -> dict[int, ItemResult]:
+def _stage_in(
+    task: Task, command: list[str], tree: str, cancel: threading.Event, remote_list: RemoteList | None
+) -> dict[int, ItemResult]:
     results: dict[int, ItemResult] = {}
     planned = []
     paths = RealPaths()
@@ -143,7 +187,7 @@ def _stage_in(task: Task, command: list[str], tree: str, cancel: threading.Event
 
     # --inplace: the staging tree is private, so files are written under their names at once
     # (a rename fewer per file); an interrupted file differs in size and is sent again
-    done = _transfer(task, [*command, "--inplace", *recursive], planned, ends, cancel, make_workdirs)
+    done = _transfer(task, [*command, "--inplace", *recursive], planned, ends, cancel, make_workdirs, remote_list)
     if done is None:
         return results
     arrived = []
@@ -305,6 +349,7 @@ def _transfer(
     ends: list[str],
     cancel: threading.Event,
     meanwhile: Callable[[], None] | None = None,
+    remote_list: RemoteList | None = None,
 ) -> tuple[int, Attribution] | None:
     """Run rsync once for ``planned``; its exit code and its lines by item, or None when
     cancelled.  An exit code other than success or partial success fails every item."""
@@ -315,7 +360,12 @@ def _transfer(
         # rsync skips an entry starting with '#' or ';' as a comment, and takes "/x" as "x"
         out.writelines(b"/" + os.fsencode(path) + b"\0" for path in sorted({p.path for p in planned}))
     output = os.path.join(task.staging, "rsync.out")
-    code = cancellable.run([*argv, f"--files-from={listing}", *ends], output, cancel, meanwhile)
+    shipped = remote_list.put(listing, cancel) if remote_list is not None else None
+    try:
+        code = cancellable.run([*argv, f"--files-from={shipped or listing}", *ends], output, cancel, meanwhile)
+    finally:
+        if shipped is not None and remote_list is not None:
+            remote_list.remove()
     if code is None:
         return None
     with open(output, "rb") as out:

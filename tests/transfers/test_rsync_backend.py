@@ -14,7 +14,7 @@ import pytest
 
 from balsamd.transfers.backend import ItemResult, TransferError
 from balsamd.transfers.locations import Location
-from balsamd.transfers.rsync import RsyncBackend
+from balsamd.transfers.rsync import REMOTE_LIST_MIN, RsyncBackend
 from tests.conftest import SmallDisk
 from tests.transfers.conftest import SshHost, keygen
 from tests.transfers.contract import BackendContract, Harness, fingerprint, make_tree, tree, write
@@ -147,6 +147,26 @@ def test_two_items_bringing_one_file_each_get_it(harness: Harness) -> None:
 
     assert all(r.ok for r in results.values())
     assert {fingerprint(harness.root / f"w{i}" / "input.dat") for i in (1, 2, 3)} == {fingerprint(source)}
+
+
+def test_a_large_stage_in_puts_its_list_on_the_remote_host_and_removes_it(harness: Harness, rsync_starts: Path) -> None:
+    """rsync reads a list sent from here one name at a time: a task of many items gives the
+    remote rsync a copy on its own host instead, gone when the task is done."""
+    count = REMOTE_LIST_MIN + 20
+    for i in range(count):
+        write(harness.base / "in" / str(i) / "in.dat", f"run {i}".encode())
+    items = [harness.item(i, f"in/{i}/in.dat", "in.dat", workdir=f"runs/{i}") for i in range(count)]
+    home = Path.home()  # the remote user's: the private sshd logs in as this user
+
+    results = harness.run(harness.task("in", *items, task_id="many"))
+
+    assert all(r.ok for r in results.values())
+    assert [(harness.root / "runs" / str(i) / "in.dat").read_bytes() for i in range(count)] == [
+        f"run {i}".encode() for i in range(count)
+    ]
+    # one rsync put the list there, one brought the files; the list is gone
+    assert len(rsync_starts.read_text().split()) == 2
+    assert not (home / ".balsamd-files-from-many").exists()
 
 
 def test_inputs_laid_out_a_directory_per_run_arrive_in_new_workdirs_made_as_mkdir_makes_them(
