@@ -39,10 +39,17 @@ from balsamd.models import ClaimLimits, JobSpec, StateUpdate
 from balsamd.site import SiteLayout
 from balsamd.states import JobState
 from balsamd.store.queries import claimed_jobs
-from balsamd.store.schema import SCHEMA_VERSION
 from balsamd.store.store import SiteStore
 from benchmarks.bench_peers import cache_root
-from benchmarks.bench_scale import APP, CACHE_MIN_JOBS, checkpoint, new_site, remove_store, size_label
+from benchmarks.bench_scale import (
+    APP,
+    CACHE_MIN_JOBS,
+    SCHEMA_TAG,
+    checkpoint,
+    new_site,
+    remove_store,
+    size_label,
+)
 from benchmarks.common import Benchmark, Context
 
 HISTORY_FORMAT = 1  # bump when what the fill writes changes, so cached stores are rebuilt
@@ -98,7 +105,7 @@ def fill_history(store_path: Path, jobs: int) -> float:
 
 
 def history_cache_file(jobs: int) -> Path:
-    return cache_root() / "stores" / f"history-schema{SCHEMA_VERSION}-fill{HISTORY_FORMAT}-{jobs}.db"
+    return cache_root() / "stores" / f"history-schema{SCHEMA_TAG}-fill{HISTORY_FORMAT}-{jobs}.db"
 
 
 class HistorySource:

@@ -31,6 +31,7 @@ The big store
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import statistics
@@ -50,7 +51,7 @@ from balsamd.rpc.record import read_record
 from balsamd.site import SiteLayout, init_site
 from balsamd.states import JobState
 from balsamd.store.queries import claimed_jobs
-from balsamd.store.schema import SCHEMA_VERSION
+from balsamd.store.schema import MIGRATIONS
 from balsamd.store.store import SiteStore
 from benchmarks.bench_peers import cache_root
 from benchmarks.common import Benchmark, Context
@@ -84,9 +85,18 @@ def size_label(jobs: int) -> str:
     return str(jobs)
 
 
+# a cached store is of this schema: its version, and what its migrations say (two branches'
+# migrations of one number are not the same schema)
+def schema_tag() -> str:
+    return f"{len(MIGRATIONS)}.{hashlib.sha256(''.join(MIGRATIONS).encode()).hexdigest()[:8]}"
+
+
+SCHEMA_TAG = schema_tag()
+
+
 def cache_file(jobs: int, root: Path | None = None) -> Path:
     root = cache_root() if root is None else root
-    return root / "stores" / f"store-schema{SCHEMA_VERSION}-fill{FILL_FORMAT}-{jobs}.db"
+    return root / "stores" / f"store-schema{SCHEMA_TAG}-fill{FILL_FORMAT}-{jobs}.db"
 
 
 def stale_caches(current: Path) -> list[Path]:

@@ -216,13 +216,18 @@ def test_size_labels(jobs: int, label: str) -> None:
     assert bench_scale.size_label(jobs) == label
 
 
-def test_cached_store_is_named_by_schema_version_and_size(tmp_path: Path) -> None:
+def test_cached_store_is_named_by_schema_version_its_migrations_and_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from balsamd.store.schema import SCHEMA_VERSION
 
     path = bench_scale.cache_file(1_000_000, tmp_path)
     assert path.parent == tmp_path / "stores"
-    assert f"schema{SCHEMA_VERSION}-" in path.name and path.name.endswith("-1000000.db")
+    assert f"schema{SCHEMA_VERSION}." in path.name and path.name.endswith("-1000000.db")
     assert bench_scale.cache_file(100_000, tmp_path) != path
+    # another migration of the same number is another schema: a store made by it is not reused
+    monkeypatch.setattr(bench_scale, "MIGRATIONS", [*bench_scale.MIGRATIONS[:-1], "CREATE INDEX other ON jobs (app);"])
+    assert bench_scale.schema_tag() != bench_scale.SCHEMA_TAG
 
 
 def test_stale_caches_are_other_versions_of_the_same_size(tmp_path: Path) -> None:
