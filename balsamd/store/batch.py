@@ -11,6 +11,7 @@ from balsamd.models import BATCH_ACTIVE, BATCH_TRANSITIONS, BatchJob, BatchJobSt
 from balsamd.store.base import StoreBase, now_or
 from balsamd.store.db import BATCH_SELECT, batch_job_from_row
 from balsamd.store.errors import StoreError
+from balsamd.store.queries import tag_conditions
 from balsamd.store.schema import RUNNABLE_SQL
 from balsamd.store.sql import one, value
 from balsamd.validate import Refused, batch_problems, batch_update_problems
@@ -112,8 +113,8 @@ class BatchStoreMixin(StoreBase):
         raise StoreError(f"batch job {batch_id} has already ended ({batch.state}); nothing to remove")
 
     def backlog_stats(self, max_nodes: int, max_wall_time_min: float, filter_tags: dict[str, str]) -> BacklogStats:
-        tag_sql = "".join(" AND id IN (SELECT job_id FROM job_tags WHERE key = ? AND value = ?)" for _ in filter_tags)
-        tag_params = [x for kv in sorted(filter_tags.items()) for x in kv]
+        conditions, tag_params = tag_conditions(filter_tags)
+        tag_sql = "".join(f" AND {c}" for c in conditions)
         fits = "num_nodes <= ? AND wall_time_min <= ?"
         with self.db.read() as conn:
             runnable, footprint, largest = one(

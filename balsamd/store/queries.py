@@ -83,13 +83,21 @@ def event_where(f: EventFilter) -> tuple[str, list[Any]]:
     if f.until is not None:
         sql += " AND ts <= ?"
         params.append(f.until)
-    for key, value in sorted(f.tags.items()):
-        sql += " AND job_id IN (SELECT job_id FROM job_tags WHERE key = ? AND value = ?)"
-        params.extend((key, value))
+    tag_sql, tag_params = tag_conditions(f.tags, "job_id")
+    sql += "".join(f" AND {c}" for c in tag_sql)
+    params.extend(tag_params)
     if f.app is not None:
         sql += " AND job_id IN (SELECT id FROM jobs WHERE app = ?)"
         params.append(f.app)
     return sql, params
+
+
+def tag_conditions(tags: dict[str, str], id_column: str = "id") -> tuple[list[str], list[Any]]:
+    """A condition per tag, on the job whose id is ``id_column`` (through the tags' index), and
+    their parameters: how every query of the store filters by tags."""
+    items = sorted(tags.items())
+    condition = f"{id_column} IN (SELECT job_id FROM job_tags WHERE key = ? AND value = ?)"
+    return [condition] * len(items), [x for kv in items for x in kv]
 
 
 def _like_escape(text: str) -> str:
@@ -105,9 +113,9 @@ def where_clause(f: JobFilter) -> tuple[str, list[Any]]:
     if f.states:
         parts.append(f"state IN ({', '.join('?' * len(f.states))})")
         params.extend(str(s) for s in f.states)
-    for key, value in sorted(f.tags.items()):
-        parts.append("id IN (SELECT job_id FROM job_tags WHERE key = ? AND value = ?)")
-        params.extend((key, value))
+    tag_sql, tag_params = tag_conditions(f.tags)
+    parts.extend(tag_sql)
+    params.extend(tag_params)
     if f.app is not None:
         parts.append("app = ?")
         params.append(f.app)
@@ -164,9 +172,9 @@ def claim_statement(limits: ClaimLimits) -> tuple[str, list[Any]]:
     if limits.apps:
         conds.append(f"app IN ({', '.join('?' * len(limits.apps))})")
         params.extend(limits.apps)
-    for key, value in sorted(limits.filter_tags.items()):
-        conds.append("id IN (SELECT job_id FROM job_tags WHERE key = ? AND value = ?)")
-        params.extend((key, value))
+    tag_sql, tag_params = tag_conditions(limits.filter_tags)
+    conds.extend(tag_sql)
+    params.extend(tag_params)
     candidates = (
         # Without statistics SQLite prefers jobs_state and sorts every runnable job per claim;
         # the partial index holds exactly the candidates, already in small-first order.

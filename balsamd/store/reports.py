@@ -20,6 +20,7 @@ from balsamd.reports.series import bin_count, busy_bins
 from balsamd.states import JobState
 from balsamd.store.base import StoreBase
 from balsamd.store.db import LIMIT_PARAM
+from balsamd.store.queries import tag_conditions
 from balsamd.validate import Refused, limit_problem
 
 S = JobState
@@ -64,9 +65,9 @@ def job_clause(f: ReportFilter, id_column: str = "m.job_id") -> tuple[str, list[
     if f.batch_job_id is not None:
         parts.append("j.batch_job_id = ?")
         params.append(f.batch_job_id)
-    for key, val in sorted(f.tags.items()):
-        parts.append(f"{id_column} IN (SELECT job_id FROM job_tags WHERE key = ? AND value = ?)")
-        params.extend((key, val))
+    tag_sql, tag_params = tag_conditions(f.tags, id_column)
+    parts.extend(tag_sql)
+    params.extend(tag_params)
     return "".join(f" AND {p}" for p in parts), params
 
 
