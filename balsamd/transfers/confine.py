@@ -10,7 +10,6 @@ is moved is a regular file, or a directory of nothing else (``source``).
 
 from __future__ import annotations
 
-import functools
 import os
 import stat
 from collections.abc import Callable
@@ -96,19 +95,6 @@ def made_fresh(root: str) -> bool:
     except (FileExistsError, FileNotFoundError):
         return False
     return True
-
-
-@functools.cache
-def new_directory_mode() -> int:
-    """The mode ``os.mkdir`` gives a new directory in this process (0777 less the umask)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return 0o777 & ~int(line.split()[1], 8)
-    except OSError:
-        pass
-    return 0o700  # the umask cannot be read without changing it: the strictest mode
 
 
 def make_parent(root: str, path: str, what: str, real: Resolve = os.path.realpath) -> None:

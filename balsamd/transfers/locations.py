@@ -23,6 +23,7 @@ NAME_RE = re.compile(NAME)
 MAX_PATH = 4096  # characters of a path, as PATH_MAX
 _USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _FORMS = '"file:///base/dir", "rsync://user@host/base/dir" (optionally host:port) or "globus://ENDPOINT_UUID/base/dir"'
 
@@ -112,7 +113,7 @@ def path_problem(path: str) -> str | None:
     (from the base directory), plain text, bounded, and never climbs out of the base."""
     if not path.startswith("/"):
         return f"path {path!r:.80} is not absolute; give it from the location's base directory, e.g. /in/1.dat"
-    if "\0" in path or any(ord(c) < 32 or ord(c) == 127 for c in path):
+    if _CONTROL.search(path):
         return f"path {path!r:.80} holds NUL or a control character; give a plain path"
     if len(path) > MAX_PATH:
         return f"path is {len(path)} characters; give one of at most {MAX_PATH}"
@@ -131,7 +132,7 @@ def resolve(location: Location, path: str) -> Place:
     inside = posixpath.normpath(path).lstrip("/")
     concrete = posixpath.join(location.base, inside)
     # the checks above keep it inside; this says so where the decision is made
-    if posixpath.commonpath([location.base, concrete]) != location.base:
+    if not posixpath.normpath(concrete).startswith(posixpath.normpath(location.base).rstrip("/") + "/"):
         raise LocationError(f"path {path!r:.80} leaves the location's base directory; give one inside it")
     return Place(location=location, path=concrete)
 

@@ -33,13 +33,11 @@ paths they quote (``rsync_messages``) and an item's error is rsync's own line.  
 
 from __future__ import annotations
 
-import contextlib
 import os
 import posixpath
 import shlex
 import shutil
 import stat
-import subprocess
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -51,9 +49,7 @@ from balsamd.transfers.confine import (
     Refused,
     made_fresh,
     make_parent,
-    new_directory_mode,
     not_recursive,
-    real_inside,
     source,
     tree_size,
 )
@@ -66,11 +62,9 @@ WORKDIR = "the job's working directory"
 LAST_LINES = 5
 # rsync's exit codes when some files were not moved, the others were
 PARTIAL = (23, 24)
-# a stage-in of this many items puts its list on the remote host (two more ssh sessions, which
-# share the task's login when multiplexed; below it, rsync reads a list sent from here as fast),
-# and how long removing it there may take
+# a stage-in of this many items puts its list on the remote host (one more ssh session, which
+# shares the task's login when multiplexed; below it, rsync reads a list sent from here as fast)
 REMOTE_LIST_MIN = 2000
-REMOVE_TIMEOUT_S = 60
 CANCELLED = "cancelled"
 # what rsync says of a symbolic link or special file it leaves out (--no-links --no-D)
 SKIPPED = "skipping non-regular file"
@@ -101,11 +95,12 @@ class RsyncBackend:
         command = [rsync, "-a", "-s", "--no-links", "--no-D", "--no-implied-dirs", "--from0", *self._timeout,
                    "-e", shlex.join(ssh)]  # fmt: skip
         tree = os.path.join(task.staging, "tree")
+        resumed = os.path.isdir(tree)  # a last attempt's files may be in it
         os.makedirs(tree, exist_ok=True)
         if task.direction == "in":
             push = [rsync, "-s", *self._timeout, "-e", shlex.join(ssh)]
-            remote_list = RemoteList(push, ssh, task) if len(task.items) >= REMOTE_LIST_MIN else None
-            results = _stage_in(task, command, tree, cancel, remote_list)
+            remote_list = RemoteList(push, task) if len(task.items) >= REMOTE_LIST_MIN else None
+            results = _stage_in(task, command, tree, cancel, remote_list, resumed)
         else:
             results = _stage_out(task, command, tree, cancel)
         return [results.get(item.item_id) or _failed(item, CANCELLED) for item in task.items]
@@ -128,27 +123,28 @@ class RemoteList:
 
     rsync 3.5 sending from a remote host reads a list given on this host more slowly the longer
     it is: 10,000 small files took 4.4-5.3 s so, 1.6-1.9 s with the list on the remote host,
-    1.2-1.5 s as a plain tree copy (1,000 took 0.4-0.7 s every way).  The list goes to the remote user's home (a file
-    nobody else may write, named by the task) and is removed when the task is done; where it
-    cannot be put, the list is sent as before."""
+    1.2-1.5 s as a plain tree copy (1,000 took 0.4-0.7 s every way).  The list goes to the
+    remote user's home (a file nobody else may write, named by the task), and the remote rsync's
+    own command removes it when rsync ends: each ssh session costs the remote host a login
+    shell (on a cluster, often its modules' set-up), so the list costs one session, not two.
+    Where it cannot be put, the list is sent as before."""
 
-    def __init__(self, push: list[str], ssh: list[str], task: Task) -> None:
-        self._push, self._ssh, self._task = push, ssh, task
+    def __init__(self, push: list[str], task: Task) -> None:
+        self._push, self._task = push, task
         self.name = f".balsamd-files-from-{task.task_id}"
         self._login = _login(task.location)
 
-    def put(self, listing: str, cancel: threading.Event) -> str | None:
-        """``--files-from``'s value naming the remote copy of ``listing``, or None."""
+    def put(self, listing: str, cancel: threading.Event) -> list[str]:
+        """rsync's options that read the remote copy of ``listing`` and remove it afterwards,
+        or none (the list is then sent from here)."""
         output = os.path.join(self._task.staging, "list.out")
         code = cancellable.run([*self._push, listing, f"{self._login}:{self.name}"], output, cancel)
-        return f":{self.name}" if code == 0 else None
-
-    def remove(self) -> None:
-        """Remove the remote copy (a leftover of a failed removal is replaced by the task's
-        next attempt and harms nothing)."""
-        argv = [*self._ssh, self._login, "rm", "-f", "--", shlex.quote(self.name)]
-        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
-            subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=REMOVE_TIMEOUT_S, check=False)
+        if code != 0:
+            return []
+        # run by the remote user's shell (any: sh, bash, csh, fish), with rsync's arguments
+        # after it; rsync's exit code is the session's
+        wrapper = shlex.quote('rsync "$@"; code=$?; rm -f -- "$0"; exit $code')
+        return [f"--files-from=:{self.name}", f"--rsync-path=sh -c {wrapper} {shlex.quote(self.name)}"]
 
 
 def _login(location: Location) -> str:
@@ -160,15 +156,16 @@ def _remote(location: Location) -> str:
 
 
 def _stage_in(
-    task: Task, command: list[str], tree: str, cancel: threading.Event, remote_list: RemoteList | None
+    task: Task, command: list[str], tree: str, cancel: threading.Event, remote_list: RemoteList | None, resumed: bool
 ) -> dict[int, ItemResult]:
+    """Bring the items into the staging tree, then each into its working directory.  Whether an
+    item's local path stays inside its working directory is decided when it is placed, where
+    the working directory is known to exist or to be new."""
     results: dict[int, ItemResult] = {}
     planned = []
-    paths = RealPaths()
     for item in task.items:
         try:
             path = _relative(item, task.location)
-            real_inside(paths.real(item.workdir), os.path.join(item.workdir, item.local), WORKDIR, paths.real)
         except Refused as exc:
             results[item.item_id] = _failed(item, str(exc))
         else:
@@ -179,10 +176,12 @@ def _stage_in(
     recursive = ["-r", "--delete"] if any(p.item.recursive for p in planned) else []
     ends = [_remote(task.location), f"{tree}/"]
     fresh: set[str] = set()
-    whole = _whole_directories(planned)
+    whole: set[int] = set()
 
     def make_workdirs() -> None:
-        # while rsync runs: new workdirs are a directory each to make, in another directory
+        # while rsync runs: which staged directories become workdirs, and the other new
+        # workdirs made (a directory each to make, in another directory)
+        whole.update(_whole_directories(planned))
         fresh.update(p.item.workdir for i, p in enumerate(planned) if i not in whole and made_fresh(p.item.workdir))
 
     # --inplace: the staging tree is private, so files are written under their names at once
@@ -195,11 +194,11 @@ def _stage_in(
         problem = _arrival_problem(plan, tree, index, done[1])
         if problem:
             results[plan.item.item_id] = _failed(plan.item, problem)
-        elif index in whole and (size := _became_workdir(plan, tree)) is not None:
+        elif index in whole and (size := _became_workdir(plan, tree, resumed)) is not None:
             results[plan.item.item_id] = ItemResult(item_id=plan.item.item_id, ok=True, bytes=size)
         else:
             arrived.append(plan)
-    results.update(_place(arrived, tree, paths, fresh))
+    results.update(_place(arrived, tree, RealPaths(), fresh))
     return results
 
 
@@ -221,15 +220,16 @@ def _whole_directories(planned: list[_Planned]) -> set[int]:
     return chosen
 
 
-def _became_workdir(plan: _Planned, tree: str) -> int | None:
+def _became_workdir(plan: _Planned, tree: str, resumed: bool) -> int | None:
     """Rename the staged directory holding ``plan``'s file alone to be its working directory,
     when that does not exist yet; the file's size, or None, changing nothing, when it cannot
-    be done."""
+    be done.  rsync made the staged directory as mkdir makes one (it is above a listed path,
+    and ``--no-implied-dirs`` makes those with default attributes), so it needs no chmod."""
     staged = os.path.join(tree, posixpath.dirname(plan.path))
     name = posixpath.basename(plan.path)
     item = plan.item
     try:
-        if os.listdir(staged) != [name]:  # a resumed task's leftovers: placed one by one
+        if resumed and os.listdir(staged) != [name]:  # a last attempt's leftovers: placed one by one
             return None
         size = os.lstat(os.path.join(staged, name)).st_size
         if os.path.lexists(item.workdir):  # one that is there keeps its mode, owner and contents
@@ -241,8 +241,6 @@ def _became_workdir(plan: _Planned, tree: str) -> int | None:
             os.rename(staged, item.workdir)
     except OSError:  # placed one by one, which says what is wrong
         return None
-    # as made_fresh would have made it, not as the remote directory was
-    os.chmod(item.workdir, new_directory_mode())
     if name != item.local:
         os.rename(os.path.join(item.workdir, name), os.path.join(item.workdir, item.local))
     return size
@@ -360,12 +358,8 @@ def _transfer(
         # rsync skips an entry starting with '#' or ';' as a comment, and takes "/x" as "x"
         out.writelines(b"/" + os.fsencode(path) + b"\0" for path in sorted({p.path for p in planned}))
     output = os.path.join(task.staging, "rsync.out")
-    shipped = remote_list.put(listing, cancel) if remote_list is not None else None
-    try:
-        code = cancellable.run([*argv, f"--files-from={shipped or listing}", *ends], output, cancel, meanwhile)
-    finally:
-        if shipped is not None and remote_list is not None:
-            remote_list.remove()
+    files_from = (remote_list.put(listing, cancel) if remote_list is not None else []) or [f"--files-from={listing}"]
+    code = cancellable.run([*argv, *files_from, *ends], output, cancel, meanwhile)
     if code is None:
         return None
     with open(output, "rb") as out:
@@ -379,10 +373,11 @@ def _transfer(
 
 def _relative(item: Item, location: Location) -> str:
     """``item``'s remote path relative to the location's base directory."""
-    path = posixpath.relpath(posixpath.normpath(item.remote), location.base)
-    if path == "." or path == ".." or path.startswith("../"):
+    root = posixpath.normpath(location.base).rstrip("/") + "/"
+    path = posixpath.normpath(item.remote)
+    if not path.startswith(root) or path == root:
         raise Refused(f"{item.remote} is not inside the location's base directory {location.base}")
-    return path
+    return path[len(root) :]
 
 
 def _overlapping(paths: list[str]) -> set[int]:

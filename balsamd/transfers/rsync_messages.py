@@ -48,6 +48,8 @@ def read_lines(output: bytes) -> list[str]:
 def attribute(lines: Sequence[str], paths: Sequence[str], roots: Sequence[str]) -> Attribution:
     """Sort ``lines`` by the item each names; ``paths`` are the items' paths relative to
     ``roots`` (the location's base directory, the staging tree)."""
+    if not lines:  # the usual case: rsync said nothing
+        return Attribution()
     named: dict[str, list[int]] = {}
     below: dict[str, list[int]] = {}
     for index, path in enumerate(paths):
