@@ -140,3 +140,13 @@ def test_rpc_flood_benchmark_runs_quick() -> None:
         assert r["error"] is None
         assert r["balsamd"]["median"] >= 0 and r["baseline"]["median"] >= 0
     assert "connections made" in proc.stderr
+
+
+def test_transfers_benchmark_runs_quick() -> None:
+    """The service stages every file into its job's workdir over the private sshd, and one
+    plain rsync brings the same tree."""
+    proc = run("--quick", "--only", "transfers", "--json", "--rounds", "1", scale="0.01")
+    assert proc.returncode == 0, proc.stderr
+    (result,) = json.loads(proc.stdout)["results"]
+    assert result["name"] == "transfers.stage_in" and result["error"] is None
+    assert result["balsamd"]["median"] > 0 and result["baseline"]["median"] > 0
