@@ -155,36 +155,37 @@ class TransferStoreMixin(StoreBase):
                 return out
             stage = lifecycle.STAGE_OF[task[0]]
             seq = self.db.next_seq(conn)
-            items = self._task_items(conn, task_id)
+            # only what deciding needs: a task's items are read once more here, as many as it has
+            items = all_rows(conn, "SELECT id, job_id, attempts, slot, location, path FROM transfer_items "
+                                   "WHERE task_id = ? AND state = 'active' ORDER BY id", (task_id,))  # fmt: skip
             states = {
                 job_id: (S(state), app)
                 for job_id, state, app in conn.execute(
                     "SELECT id, state, app FROM jobs WHERE id IN (SELECT value FROM json_each(?))",
-                    (msgspec.json.encode(sorted({i.job_id for i in items})).decode(),),
+                    (msgspec.json.encode(sorted({i[1] for i in items})).decode(),),
                 )
             }
-            updates = []
+            updates: list[tuple[str, str | None, int, float, int, str, int]] = []
             failures: dict[str, str] = {}
-            for item in items:
-                result = given.get(item.id) or ItemResult(item_id=item.id, ok=False, error="no result was given for it")
-                waiting = states.get(item.job_id, (None, ""))[0] == stage.waits_in
-                if result.ok:
-                    updates.append(("done", item.task_id, item.attempts, 0.0, max(result.bytes, 0), "", item.id))
+            for item_id, job_id, attempts, slot, location, path in items:
+                result = given.get(item_id)
+                if result is not None and result.ok:
+                    updates.append(("done", task_id, attempts, 0.0, max(result.bytes, 0), "", item_id))
                     continue
-                error = result.error[-MAX_ERROR:] or "failed without a message"
-                tries = item.attempts + 1
-                if not waiting:
-                    updates.append(("cancelled", None, tries, 0.0, 0, error, item.id))
+                error = result.error[-MAX_ERROR:] if result else "no result was given for it"
+                error = error or "failed without a message"
+                tries = attempts + 1
+                if states.get(job_id, (None, ""))[0] != stage.waits_in:
+                    updates.append(("cancelled", None, tries, 0.0, 0, error, item_id))
                 elif tries < max_attempts:
                     retry_at = now + backoff_s * 2 ** (tries - 1)
-                    updates.append(("pending", None, tries, retry_at, 0, error, item.id))
-                    out.retrying.append(item.id)
+                    updates.append(("pending", None, tries, retry_at, 0, error, item_id))
+                    out.retrying.append(item_id)
                 else:
-                    updates.append(("failed", item.task_id, tries, 0.0, 0, error, item.id))
+                    updates.append(("failed", task_id, tries, 0.0, 0, error, item_id))
                     failures.setdefault(
-                        item.job_id,
-                        f"stage-{stage.direction} of {item.slot} ({item.location}:{item.path}) failed "
-                        f"after {tries} tries: {error}",
+                        job_id,
+                        f"stage-{stage.direction} of {slot} ({location}:{path}) failed after {tries} tries: {error}",
                     )
             conn.executemany(
                 "UPDATE transfer_items SET state = ?1, task_id = ?2, attempts = ?3, not_before = ?4, bytes = ?5, "
