@@ -191,10 +191,10 @@ def _stage_in(
         return results
     arrived = []
     for index, plan in enumerate(planned):
-        problem = _arrival_problem(plan, tree, index, done[1])
+        problem, size = _arrival(plan, tree, index, done[1])
         if problem:
             results[plan.item.item_id] = _failed(plan.item, problem)
-        elif index in whole and (size := _became_workdir(plan, tree, resumed)) is not None:
+        elif index in whole and _became_workdir(plan, tree, resumed):
             results[plan.item.item_id] = ItemResult(item_id=plan.item.item_id, ok=True, bytes=size)
         else:
             arrived.append(plan)
@@ -220,43 +220,43 @@ def _whole_directories(planned: list[_Planned]) -> set[int]:
     return chosen
 
 
-def _became_workdir(plan: _Planned, tree: str, resumed: bool) -> int | None:
+def _became_workdir(plan: _Planned, tree: str, resumed: bool) -> bool:
     """Rename the staged directory holding ``plan``'s file alone to be its working directory,
-    when that does not exist yet; the file's size, or None, changing nothing, when it cannot
-    be done.  rsync made the staged directory as mkdir makes one (it is above a listed path,
-    and ``--no-implied-dirs`` makes those with default attributes), so it needs no chmod."""
+    when that does not exist yet; False, changing nothing, when it cannot be done.  rsync made
+    the staged directory as mkdir makes one (it is above a listed path, and
+    ``--no-implied-dirs`` makes those with default attributes), so it needs no chmod."""
     staged = os.path.join(tree, posixpath.dirname(plan.path))
     name = posixpath.basename(plan.path)
     item = plan.item
     try:
         if resumed and os.listdir(staged) != [name]:  # a last attempt's leftovers: placed one by one
-            return None
-        size = os.lstat(os.path.join(staged, name)).st_size
+            return False
         if os.path.lexists(item.workdir):  # one that is there keeps its mode, owner and contents
-            return None
+            return False
         try:
             os.rename(staged, item.workdir)
         except FileNotFoundError:  # its parent is new too, as made one by one would make it
             os.makedirs(os.path.dirname(item.workdir), exist_ok=True)
             os.rename(staged, item.workdir)
     except OSError:  # placed one by one, which says what is wrong
-        return None
+        return False
     if name != item.local:
         os.rename(os.path.join(item.workdir, name), os.path.join(item.workdir, item.local))
-    return size
+    return True
 
 
-def _arrival_problem(plan: _Planned, tree: str, index: int, found: Attribution) -> str:
-    """Why ``plan``'s item is not in the staging tree as it should be ("" when it is)."""
+def _arrival(plan: _Planned, tree: str, index: int, found: Attribution) -> tuple[str, int]:
+    """Why ``plan``'s item is not in the staging tree as it should be ("" when it is), and the
+    size of what arrived."""
     if index in found.own:
-        return _explain(found.own[index])
+        return _explain(found.own[index]), 0
     try:
-        mode = os.lstat(os.path.join(tree, plan.path)).st_mode
+        info = os.lstat(os.path.join(tree, plan.path))
     except FileNotFoundError:
-        return _explain(found.above.get(index) or found.other) or f"rsync did not bring {plan.item.remote}"
-    if stat.S_ISDIR(mode) and not plan.item.recursive:
-        return not_recursive(plan.item.remote)
-    return ""
+        return _explain(found.above.get(index) or found.other) or f"rsync did not bring {plan.item.remote}", 0
+    if stat.S_ISDIR(info.st_mode) and not plan.item.recursive:
+        return not_recursive(plan.item.remote), 0
+    return "", info.st_size
 
 
 def _place(arrived: list[_Planned], tree: str, paths: RealPaths, fresh: set[str]) -> dict[int, ItemResult]:
