@@ -244,7 +244,7 @@ class TransferSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     locations: dict[Annotated[str, msgspec.Meta(pattern=f"^{LOCATION_NAME}$")], str] = {}
     # tasks (batches of items one way to one location) in flight at once, and items per task
     max_concurrent_transfers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 5
-    transfer_batch_size: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 2500
+    transfer_batch_size: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 5000
     # tries of an item before its job fails with the backend's error, the first wait between them
     # (doubling each time)
     max_attempts: Annotated[int, msgspec.Meta(ge=1, le=100)] = 3
@@ -652,7 +652,7 @@ accept_from = []
 # one location, up to transfer_batch_size in one task (one rsync, one Globus task), and at most
 # max_concurrent_transfers tasks at once.
 max_concurrent_transfers = 5
-transfer_batch_size = 2500
+transfer_batch_size = 5000
 max_attempts = 3           # tries of an item before its job fails with the error
 retry_backoff_s = 10.0     # the wait before the second try, doubling after each
 file_method = "copy"       # file:// items: "copy", or "hardlink" (same filesystem; the job shares the file)
