@@ -121,9 +121,11 @@ async def stage_all(service: Transferring, store: SiteStore) -> None:
         while service.task_group is None:
             await anyio.sleep(0)
         while True:
-            await service.step(time.time())
+            # done once the last task's records are written; the daemon would step again
+            # anyway, but that finds nothing to do and is no part of staging
             if not service.running and not store.count(JobFilter(states=[JobState.READY])):
                 break
+            await service.step(time.time())
             with anyio.move_on_after(PERIOD_S):
                 await freed.wait()
             freed = anyio.Event()
