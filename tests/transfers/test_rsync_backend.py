@@ -169,6 +169,31 @@ def test_a_large_stage_in_puts_its_list_on_the_remote_host_and_removes_it(harnes
     assert not (home / ".balsamd-files-from-many").exists()
 
 
+def test_a_large_stage_in_whose_list_cannot_be_put_sends_it_from_here(harness: Harness, rsync_starts: Path) -> None:
+    """The remote host refuses the list (a directory of the remote user's is where it would go):
+    the task still runs, its list sent by the rsync that brings the files, and nothing of the
+    remote user's is removed."""
+    count = REMOTE_LIST_MIN
+    for i in range(count):
+        write(harness.base / "in" / str(i) / "in.dat", f"run {i}".encode())
+    items = [harness.item(i, f"in/{i}/in.dat", "in.dat", workdir=f"runs/{i}") for i in range(count)]
+    taken = Path.home() / ".balsamd-files-from-refused"
+    write(taken / "files-from" / "kept", b"the remote user's")  # rsync cannot put a file over it
+    try:
+        results = harness.run(harness.task("in", *items, task_id="refused"))
+
+        assert all(r.ok for r in results.values())
+        assert [(harness.root / "runs" / str(i) / "in.dat").read_bytes() for i in range(count)] == [
+            f"run {i}".encode() for i in range(count)
+        ]
+        assert len(rsync_starts.read_text().split()) == 2  # the refused put, then the files
+        refusal = (harness.root / "staging" / "refused" / "list.out").read_text()
+        assert "cannot delete non-empty directory" in refusal
+        assert (taken / "files-from" / "kept").read_bytes() == b"the remote user's"
+    finally:
+        shutil.rmtree(taken)
+
+
 def test_inputs_laid_out_a_directory_per_run_arrive_in_new_workdirs_made_as_mkdir_makes_them(
     harness: Harness,
 ) -> None:
