@@ -22,19 +22,17 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import shlex
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 from time import perf_counter
-from typing import Any
 
 import anyio
 
 from balsamd.config import DaemonSettings, TransferSettings
+from balsamd.daemon.main import one_at_a_time, share_interpreter
 from balsamd.daemon.transferring import Transferring
 from balsamd.models import App, JobSpec, TransferSlot
 from balsamd.states import JobState
@@ -135,11 +133,8 @@ async def stage_all(service: Transferring, store: SiteStore) -> None:
 def service_rate(ctx: Context, remote: Remote) -> float:
     site, store, settings = fresh_site(ctx, remote)
     try:
-
-        async def call(fn: Callable[..., Any], *args: Any) -> Any:
-            return await anyio.to_thread.run_sync(functools.partial(fn, *args))
-
-        service = Transferring(store, call, settings, site)
+        share_interpreter()  # as the daemon's start does
+        service = Transferring(store, one_at_a_time(anyio.CapacityLimiter(1)), settings, site)
         settle()
         start = perf_counter()
         anyio.run(stage_all, service, store)
