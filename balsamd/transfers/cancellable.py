@@ -12,15 +12,22 @@ from collections.abc import Callable
 
 # how often the program is checked for the daemon stopping, and how long it then has to end
 POLL_S = 0.2
+# how often ``run``'s ``each`` is called while the program runs
+EACH_S = 0.02
 TERMINATE_GRACE_S = 5.0
 
 
 def run(
-    argv: list[str], output: str, cancel: threading.Event, meanwhile: Callable[[], None] | None = None
+    argv: list[str],
+    output: str,
+    cancel: threading.Event,
+    meanwhile: Callable[[], None] | None = None,
+    each: Callable[[], None] | None = None,
 ) -> int | None:
     """Run ``argv`` (never through a shell), its stdout and stderr into the file ``output``; its
     exit code, or None when ``cancel`` was set first.  ``meanwhile`` is called once the program
-    has started: work of the caller's that overlaps the program's.
+    has started, then ``each`` every ``EACH_S`` until it ends: work of the caller's that
+    overlaps the program's (e.g. taking what it wrote so far).
 
     The program runs in a process group of its own, so that stopping it (SIGTERM, then SIGKILL
     after ``TERMINATE_GRACE_S``) stops what it started too (rsync's ssh)."""
@@ -32,10 +39,12 @@ def run(
         if meanwhile is not None:
             meanwhile()
         with _Exit(process) as exited:
-            while not exited.within(POLL_S):
+            while not exited.within(POLL_S if each is None else EACH_S):
                 if cancel.is_set():
                     _stop(process)
                     return None
+                if each is not None:
+                    each()
         return process.wait()
     except BaseException:
         _stop(process)

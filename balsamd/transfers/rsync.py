@@ -43,6 +43,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from balsamd.transfers import cancellable
+from balsamd.transfers.arrivals import ARRIVED, OUT_FORMAT, Arrivals
 from balsamd.transfers.backend import Item, ItemResult, Task, TransferError
 from balsamd.transfers.confine import (
     RealPaths,
@@ -66,6 +67,7 @@ PARTIAL = (23, 24)
 # shares the task's login when multiplexed; below it, rsync reads a list sent from here as fast)
 REMOTE_LIST_MIN = 2000
 CANCELLED = "cancelled"
+RSYNC_OUT = "rsync.out"  # in the task's staging directory: what rsync said
 # what rsync says of a symbolic link or special file it leaves out (--no-links --no-D)
 SKIPPED = "skipping non-regular file"
 
@@ -176,25 +178,51 @@ def _stage_in(
     recursive = ["-r", "--delete"] if any(p.item.recursive for p in planned) else []
     ends = [_remote(task.location), f"{tree}/"]
     fresh: set[str] = set()
-    whole: set[int] = set()
+    whole: dict[str, int] = {}  # path -> index of the items whose staged directory may become their workdir
+    moved: dict[int, int] = {}  # index -> size of those whose did while rsync ran
+    arrivals = Arrivals(os.path.join(task.staging, RSYNC_OUT))
 
     def make_workdirs() -> None:
         # while rsync runs: which staged directories become workdirs, and the other new
         # workdirs made (a directory each to make, in another directory)
-        whole.update(_whole_directories(planned))
-        fresh.update(p.item.workdir for i, p in enumerate(planned) if i not in whole and made_fresh(p.item.workdir))
+        whole.update((planned[i].path, i) for i in _whole_directories(planned))
+        chosen = set(whole.values())
+        fresh.update(p.item.workdir for i, p in enumerate(planned) if i not in chosen and made_fresh(p.item.workdir))
+
+    def move_finished() -> None:
+        # while rsync runs: the files it has finished become their workdirs at once (not in a
+        # resumed attempt, whose files may be there already and are not named again)
+        for path in arrivals.finished():
+            index = whole.get(path)
+            if index is not None and index not in moved:
+                size = _regular_size(os.path.join(tree, path))
+                if size is not None and _became_workdir(planned[index], tree, resumed=False):
+                    moved[index] = size
 
     # --inplace: the staging tree is private, so files are written under their names at once
     # (a rename fewer per file); an interrupted file differs in size and is sent again
-    done = _transfer(task, [*command, "--inplace", *recursive], planned, ends, cancel, make_workdirs, remote_list)
+    argv = [*command, "--inplace", OUT_FORMAT, *recursive]
+    try:
+        done = _transfer(task, argv, planned, ends, cancel, make_workdirs, remote_list,
+                         None if resumed or recursive else move_finished)  # fmt: skip
+    finally:
+        arrivals.close()
     if done is None:
         return results
+    code, found = done
+    if code or found.own or found.above or found.other:  # rsync said something: it may have written one again
+        _forget_rewritten(planned, moved, tree)
     arrived = []
     for index, plan in enumerate(planned):
-        problem, size = _arrival(plan, tree, index, done[1])
+        if index in moved:  # a line of rsync's about it fails it
+            lines = found.own.get(index)
+            ok = ItemResult(item_id=plan.item.item_id, ok=True, bytes=moved[index])
+            results[plan.item.item_id] = _failed(plan.item, _explain(lines)) if lines else ok
+            continue
+        problem, size = _arrival(plan, tree, index, found)
         if problem:
             results[plan.item.item_id] = _failed(plan.item, problem)
-        elif index in whole and _became_workdir(plan, tree, resumed):
+        elif whole.get(plan.path) == index and _became_workdir(plan, tree, resumed):
             results[plan.item.item_id] = ItemResult(item_id=plan.item.item_id, ok=True, bytes=size)
         else:
             arrived.append(plan)
@@ -243,6 +271,23 @@ def _became_workdir(plan: _Planned, tree: str, resumed: bool) -> bool:
     if name != item.local:
         os.rename(os.path.join(item.workdir, name), os.path.join(item.workdir, item.local))
     return True
+
+
+def _forget_rewritten(planned: list[_Planned], moved: dict[int, int], tree: str) -> None:
+    """Forget the early move of each file rsync wrote again afterwards (one whose checksum
+    failed is sent again at the end, into a staged directory made anew): it is placed again,
+    as any file that arrived."""
+    for index in [i for i in moved if os.path.lexists(os.path.join(tree, planned[i].path))]:
+        del moved[index]
+
+
+def _regular_size(path: str) -> int | None:
+    """The size of the regular file at ``path``, or None."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
 
 
 def _arrival(plan: _Planned, tree: str, index: int, found: Attribution) -> tuple[str, int]:
@@ -348,22 +393,24 @@ def _transfer(
     cancel: threading.Event,
     meanwhile: Callable[[], None] | None = None,
     remote_list: RemoteList | None = None,
+    each: Callable[[], None] | None = None,
 ) -> tuple[int, Attribution] | None:
     """Run rsync once for ``planned``; its exit code and its lines by item, or None when
-    cancelled.  An exit code other than success or partial success fails every item."""
+    cancelled.  An exit code other than success or partial success fails every item.
+    ``meanwhile`` and ``each`` run while rsync does (``cancellable.run``)."""
     if cancel.is_set():
         return None
     listing = os.path.join(task.staging, "files-from")
     with open(listing, "wb") as out:
         # rsync skips an entry starting with '#' or ';' as a comment, and takes "/x" as "x"
         out.writelines(b"/" + os.fsencode(path) + b"\0" for path in sorted({p.path for p in planned}))
-    output = os.path.join(task.staging, "rsync.out")
+    output = os.path.join(task.staging, RSYNC_OUT)
     files_from = (remote_list.put(listing, cancel) if remote_list is not None else []) or [f"--files-from={listing}"]
-    code = cancellable.run([*argv, *files_from, *ends], output, cancel, meanwhile)
+    code = cancellable.run([*argv, *files_from, *ends], output, cancel, meanwhile, each)
     if code is None:
         return None
     with open(output, "rb") as out:
-        lines = read_lines(out.read())
+        lines = [line for line in read_lines(out.read()) if not line.startswith(ARRIVED)]
     if code and code not in PARTIAL:
         last = "\n".join(lines[-LAST_LINES:]) or f"rsync exited with code {code}"
         return code, Attribution(own={index: [last] for index in range(len(planned))})

@@ -356,3 +356,66 @@ def test_stage_out_never_writes_through_a_directory_link_out_of_the_base(harness
     assert not results[1].ok
     assert f'"{harness.base}/out/result.dat": Too many levels of symbolic links' in results[1].error
     assert list((harness.root / "elsewhere").iterdir()) == []
+
+
+def rsync_then(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, after: str) -> None:
+    """The first rsync on PATH runs the real one, then the shell lines ``after`` (where "$dest"
+    is its destination), then exits with the real one's code."""
+    real = shutil.which("rsync")
+    assert real is not None
+    shim = tmp_path / "late"
+    shim.mkdir()
+    (shim / "rsync").write_text(
+        f'#!/bin/sh\nfor dest; do :; done\n"{real}" "$@"\ncode=$?\n{after}\nexit $code\n'
+    )  # fmt: skip
+    (shim / "rsync").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shim}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_files_rsync_has_finished_become_workdirs_while_it_runs(
+    harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file is finished once rsync names the next one: the last is placed when rsync ends,
+    the others before (here, while rsync's process waits two seconds more)."""
+    rsync_then(tmp_path, monkeypatch, "sleep 2")
+    count = 30
+    for i in range(count):
+        write(harness.base / "in" / f"{i:02d}" / "in.dat", f"run {i}".encode())
+    items = [harness.item(i, f"in/{i:02d}/in.dat", "in.dat", workdir=f"runs/{i}") for i in range(count)]
+    results: dict[int, ItemResult] = {}
+    task = threading.Thread(target=lambda: results.update(harness.run(harness.task("in", *items))))
+    task.start()
+
+    runs = harness.root / "runs"
+    deadline = time.monotonic() + 30
+    while len(list(runs.glob("*/in.dat")) if runs.exists() else []) < count - 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    placed_while_running = sorted(int(p.parent.name) for p in runs.glob("*/in.dat"))
+    running = task.is_alive()
+    task.join()
+
+    assert running and placed_while_running == list(range(count - 1))
+    assert all(r.ok for r in results.values())
+    assert [(runs / str(i) / "in.dat").read_bytes() for i in range(count)] == [
+        f"run {i}".encode() for i in range(count)
+    ]
+
+
+def test_a_file_rsync_writes_again_after_it_was_placed_replaces_the_placed_one(
+    harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rsync sends a file whose checksum failed again at the end: the copy that arrives last is
+    the one the job gets."""
+    # by then placed: rsync has named the next files
+    again = 'sleep 1\nmkdir -p "$dest/in/00" && printf "sent again" > "$dest/in/00/in.dat"\n'
+    again += 'echo "WARNING: in/00/in.dat failed verification -- update retained (will try again)." >&2'
+    rsync_then(tmp_path, monkeypatch, again)
+    for i in range(3):
+        write(harness.base / "in" / f"{i:02d}" / "in.dat", f"run {i}".encode())
+    items = [harness.item(i, f"in/{i:02d}/in.dat", "in.dat", workdir=f"runs/{i}") for i in range(3)]
+
+    results = harness.run(harness.task("in", *items))
+
+    assert all(r.ok for r in results.values())
+    assert (harness.root / "runs" / "0" / "in.dat").read_bytes() == b"sent again"
+    assert (harness.root / "runs" / "1" / "in.dat").read_bytes() == b"run 1"
