@@ -11,12 +11,12 @@ the stage-in fails such an item (its next try places it again).
 from __future__ import annotations
 
 import os
-import re
+
+from balsamd.transfers.rsync_messages import unescape
 
 ARRIVED = "balsamd-arrived "  # no message of rsync's starts so
 OUT_FORMAT = f"--out-format={ARRIVED}%n"
 _PREFIX = ARRIVED.encode()
-_ESCAPED = re.compile(rb"\\#([0-7]{3})")
 
 
 class Arrivals:
@@ -37,7 +37,8 @@ class Arrivals:
             chunks.append(chunk)
         lines = b"".join(chunks).split(b"\n")
         self._partial = lines.pop()
-        named = [_path(line[len(_PREFIX) :]) for line in lines if line.startswith(_PREFIX)]
+        named = [unescape(line[len(_PREFIX) :]).decode("utf-8", "surrogateescape") for line in lines
+                 if line.startswith(_PREFIX)]  # fmt: skip
         if not named:
             return []
         done = named[:-1] if self._last is None else [self._last, *named[:-1]]
@@ -48,8 +49,3 @@ class Arrivals:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-
-
-def _path(raw: bytes) -> str:
-    """A path as rsync wrote it: its non-printable bytes escaped as \\#ooo."""
-    return _ESCAPED.sub(lambda m: bytes([int(m[1], 8)]), raw).decode("utf-8", "surrogateescape")

@@ -35,11 +35,16 @@ class Attribution:
     other: list[str] = field(default_factory=list)
 
 
+def unescape(raw: bytes) -> bytes:
+    """A line of rsync's with the bytes it escaped in file names restored."""
+    return _ESCAPED.sub(lambda m: bytes([int(m[1], 8)]), raw)
+
+
 def read_lines(output: bytes) -> list[str]:
     """rsync's output as lines, its escaped bytes restored, blank lines left out."""
     lines = []
     for raw in output.splitlines():
-        text = _ESCAPED.sub(lambda m: bytes([int(m[1], 8)]), raw).decode("utf-8", "replace").strip()
+        text = unescape(raw).decode("utf-8", "replace").strip()
         if text:
             lines.append(text)
     return lines
