@@ -1,8 +1,9 @@
 """The rsync-over-ssh backend: one rsync process moves a task's items, whatever their number.
 
-The task's items are listed (NUL-separated, relative to the location's base directory) in a
-``--files-from`` file (for a stage-in, put on the remote host first: ``RemoteList``), and move
-through the task's staging directory, on the filesystem of the working directories:
+The task's items are listed (a line each, relative to the location's base directory) in a
+``--files-from`` file (for a stage-in, sent ahead of rsync's protocol in the same ssh session:
+``sent_ahead``), and move through the task's staging directory, on the filesystem of the
+working directories:
 
 - in: ``rsync USER@HOST:BASE/ STAGING/tree/``, then each item that arrived is renamed into its
   job's working directory (a copy when items of the task share a remote path or lie inside one
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 import shlex
 import shutil
 import stat
@@ -64,13 +66,26 @@ WORKDIR = "the job's working directory"
 LAST_LINES = 5
 # rsync's exit codes when some files were not moved, the others were
 PARTIAL = (23, 24)
-# a stage-in of this many items puts its list on the remote host (one more ssh session, which
-# shares the task's login when multiplexed; below it, rsync reads a list sent from here as fast)
-REMOTE_LIST_MIN = 2000
+# a stage-in's list goes ahead of rsync's protocol in its ssh session: ``cat`` sends the list,
+# then relays rsync's own bytes (a stage-in sends few); it is left running, not waited for, and
+# ends when rsync closes its end
+SEND_AHEAD = 'exec 3<&0; { cat "$0" - <&3 & } | "$@" 3<&-'
+# on the remote host, with the list's size as $0: read exactly the list, then give it to rsync
+# as fd 3 while rsync's protocol keeps stdin; rsync's exit code is the session's.  GNU head reads
+# no further than asked; others may read ahead into rsync's protocol (a buffered stdin, as
+# busybox's or uutils'), so elsewhere dd reads a byte at a time
+READ_AHEAD = ('list=$(case $(head --version 2>/dev/null) in (*"GNU coreutils"*) head -c "$0";; '
+              '(*) dd bs=1 count="$0" 2>/dev/null;; esac)'
+              ' && { printf "%s\\n" "$list" | rsync "$@" 3<&0 0<&4; } 4<&0')  # fmt: skip
 CANCELLED = "cancelled"
 RSYNC_OUT = "rsync.out"  # in the task's staging directory: what rsync said
 # what rsync says of a symbolic link or special file it leaves out (--no-links --no-D)
 SKIPPED = "skipping non-regular file"
+
+
+# what rsync's --files-from reads as a list of paths, a line each
+FilesFrom = Callable[[str], list[str]]
+_LINE_BREAK = re.compile("[\n\r]")
 
 
 @dataclass(frozen=True)
@@ -95,17 +110,15 @@ class RsyncBackend:
         rsync, ssh = self._tools(task.location)
         # -s: paths go through rsync's protocol, never through the remote shell;
         # --files-from makes -a imply no -r: it is added for tasks with directory items
-        command = [rsync, "-a", "-s", "--no-links", "--no-D", "--no-implied-dirs", "--from0", *self._timeout,
-                   "-e", shlex.join(ssh)]  # fmt: skip
+        command = [rsync, "-a", "-s", "--no-links", "--no-D", "--no-implied-dirs", *self._timeout]
         tree = os.path.join(task.staging, "tree")
         resumed = os.path.isdir(tree)  # a last attempt's files may be in it
         os.makedirs(tree, exist_ok=True)
         if task.direction == "in":
-            push = [rsync, "-s", *self._timeout, "-e", shlex.join(ssh)]
-            remote_list = RemoteList(push, task) if len(task.items) >= REMOTE_LIST_MIN else None
-            results = _stage_in(task, command, tree, cancel, remote_list, resumed)
+            results = _stage_in(task, command, lambda listing: sent_ahead(ssh, listing), tree, cancel, resumed)
         else:
-            results = _stage_out(task, command, tree, cancel)
+            rsh = ["-e", shlex.join(ssh)]
+            results = _stage_out(task, command, lambda listing: [*rsh, f"--files-from={listing}"], tree, cancel)
         return [results.get(item.item_id) or _failed(item, CANCELLED) for item in task.items]
 
     def _tools(self, location: Location) -> tuple[str, list[str]]:
@@ -121,33 +134,20 @@ class RsyncBackend:
         return rsync, [self._ssh[0], *port, *self._ssh[1:]]
 
 
-class RemoteList:
-    """A stage-in's list of paths, put on the remote host for the rsync there to read.
+def sent_ahead(ssh: list[str], listing: str) -> list[str]:
+    """rsync's options for a stage-in that sends ``listing`` ahead of rsync's protocol, in the
+    ssh session that runs the remote rsync.
 
-    rsync 3.5 sending from a remote host reads a list given on this host more slowly the longer
-    it is: 10,000 small files took 4.4-5.3 s so, 1.6-1.9 s with the list on the remote host,
-    1.2-1.5 s as a plain tree copy (1,000 took 0.4-0.7 s every way).  The list goes to the
-    remote user's home (a file nobody else may write, named by the task), and the remote rsync's
-    own command removes it when rsync ends: each ssh session costs the remote host a login
-    shell (on a cluster, often its modules' set-up), so the list costs one session, not two.
-    Where it cannot be put, the list is sent as before."""
-
-    def __init__(self, push: list[str], task: Task) -> None:
-        self._push, self._task = push, task
-        self.name = f".balsamd-files-from-{task.task_id}"
-        self._login = _login(task.location)
-
-    def put(self, listing: str, cancel: threading.Event) -> list[str]:
-        """rsync's options that read the remote copy of ``listing`` and remove it afterwards,
-        or none (the list is then sent from here)."""
-        output = os.path.join(self._task.staging, "list.out")
-        code = cancellable.run([*self._push, listing, f"{self._login}:{self.name}"], output, cancel)
-        if code != 0:
-            return []
-        # run by the remote user's shell (any: sh, bash, csh, fish), with rsync's arguments
-        # after it; rsync's exit code is the session's
-        wrapper = shlex.quote('rsync "$@"; code=$?; rm -f -- "$0"; exit $code')
-        return [f"--files-from=:{self.name}", f"--rsync-path=sh -c {wrapper} {shlex.quote(self.name)}"]
+    rsync sending from a remote host reads a list given on this host more slowly the longer it
+    is: 10,000 small files took 4.4-5.3 s so, 1.6-1.9 s with the list on the remote host,
+    1.2-1.5 s as a plain tree copy.  Put there by an ssh session of its own, the list cost one
+    more remote login shell (on a cluster, often its modules' set-up) per task; sent ahead it
+    costs none, and leaves no file on the remote host.  The remote user's login shell may be
+    any (sh, bash, csh, fish): it only starts ``sh``, which needs ``head`` or ``dd`` and
+    ``/dev/fd`` (Linux, macOS)."""
+    size = os.path.getsize(listing)
+    return ["-e", shlex.join(["sh", "-c", SEND_AHEAD, listing, *ssh]), "--files-from=:/dev/fd/3",
+            f"--rsync-path=sh -c {shlex.quote(READ_AHEAD)} {size}"]  # fmt: skip
 
 
 def _login(location: Location) -> str:
@@ -159,7 +159,7 @@ def _remote(location: Location) -> str:
 
 
 def _stage_in(
-    task: Task, command: list[str], tree: str, cancel: threading.Event, remote_list: RemoteList | None, resumed: bool
+    task: Task, command: list[str], files_from: FilesFrom, tree: str, cancel: threading.Event, resumed: bool
 ) -> dict[int, ItemResult]:
     """Bring the items into the staging tree, then each into its working directory.  Whether an
     item's local path stays inside its working directory is decided when it is placed, where
@@ -204,7 +204,7 @@ def _stage_in(
     # (a rename fewer per file); an interrupted file differs in size and is sent again
     argv = [*command, "--inplace", OUT_FORMAT, *recursive]
     try:
-        done = _transfer(task, argv, planned, ends, cancel, make_workdirs, remote_list,
+        done = _transfer(task, argv, files_from, planned, ends, cancel, make_workdirs,
                          None if resumed or recursive else move_finished)  # fmt: skip
     finally:
         arrivals.close()
@@ -335,7 +335,9 @@ def _place(arrived: list[_Planned], tree: str, paths: RealPaths, fresh: set[str]
     return results
 
 
-def _stage_out(task: Task, command: list[str], tree: str, cancel: threading.Event) -> dict[int, ItemResult]:
+def _stage_out(
+    task: Task, command: list[str], files_from: FilesFrom, tree: str, cancel: threading.Event
+) -> dict[int, ItemResult]:
     results: dict[int, ItemResult] = {}
     planned: list[_Planned] = []
     taken: set[str] = set()
@@ -361,7 +363,7 @@ def _stage_out(task: Task, command: list[str], tree: str, cancel: threading.Even
     if not planned:
         return results
     recursive = ["-r"] if any(p.item.recursive for p in planned) else []
-    done = _transfer(task, [*command, *recursive], planned, [f"{tree}/", _remote(task.location)], cancel)
+    done = _transfer(task, [*command, *recursive], files_from, planned, [f"{tree}/", _remote(task.location)], cancel)
     if done is None:
         return results
     code, found = done
@@ -389,25 +391,25 @@ def _stage_one(item: Item, staged: str, paths: RealPaths) -> int:
 def _transfer(
     task: Task,
     argv: list[str],
+    files_from: FilesFrom,
     planned: list[_Planned],
     ends: list[str],
     cancel: threading.Event,
     meanwhile: Callable[[], None] | None = None,
-    remote_list: RemoteList | None = None,
     each: Callable[[], None] | None = None,
 ) -> tuple[int, Attribution] | None:
-    """Run rsync once for ``planned``; its exit code and its lines by item, or None when
-    cancelled.  An exit code other than success or partial success fails every item.
-    ``meanwhile`` and ``each`` run while rsync does (``cancellable.run``)."""
+    """Run rsync once for ``planned``, listed for it by ``files_from``; its exit code and its
+    lines by item, or None when cancelled.  An exit code other than success or partial success
+    fails every item.  ``meanwhile`` and ``each`` run while rsync does (``cancellable.run``)."""
     if cancel.is_set():
         return None
     listing = os.path.join(task.staging, "files-from")
     with open(listing, "wb") as out:
-        # rsync skips an entry starting with '#' or ';' as a comment, and takes "/x" as "x"
-        out.writelines(b"/" + os.fsencode(path) + b"\0" for path in sorted({p.path for p in planned}))
+        # rsync skips an entry starting with '#' or ';' as a comment, and takes "/x" as "x";
+        # a path holds no line break (``_relative``)
+        out.writelines(b"/" + os.fsencode(path) + b"\n" for path in sorted({p.path for p in planned}))
     output = os.path.join(task.staging, RSYNC_OUT)
-    files_from = (remote_list.put(listing, cancel) if remote_list is not None else []) or [f"--files-from={listing}"]
-    code = cancellable.run([*argv, *files_from, *ends], output, cancel, meanwhile, each)
+    code = cancellable.run([*argv, *files_from(listing), *ends], output, cancel, meanwhile, each)
     if code is None:
         return None
     with open(output, "rb") as out:
@@ -425,6 +427,8 @@ def _relative(item: Item, location: Location) -> str:
     path = posixpath.normpath(item.remote)
     if not path.startswith(root) or path == root:
         raise Refused(f"{item.remote} is not inside the location's base directory {location.base}")
+    if _LINE_BREAK.search(path):  # refused when the job was made; a line each in rsync's list
+        raise Refused(f"{item.remote!r} holds a line break; give a plain path")
     return path[len(root) :]
 
 

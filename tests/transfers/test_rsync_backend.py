@@ -14,7 +14,7 @@ import pytest
 
 from balsamd.transfers.backend import ItemResult, TransferError
 from balsamd.transfers.locations import Location
-from balsamd.transfers.rsync import REMOTE_LIST_MIN, RsyncBackend
+from balsamd.transfers.rsync import RsyncBackend
 from tests.conftest import SmallDisk
 from tests.transfers.conftest import SshHost, keygen
 from tests.transfers.contract import BackendContract, Harness, fingerprint, make_tree, tree, write
@@ -149,14 +149,18 @@ def test_two_items_bringing_one_file_each_get_it(harness: Harness) -> None:
     assert {fingerprint(harness.root / f"w{i}" / "input.dat") for i in (1, 2, 3)} == {fingerprint(source)}
 
 
-def test_a_large_stage_in_puts_its_list_on_the_remote_host_and_removes_it(harness: Harness, rsync_starts: Path) -> None:
-    """rsync reads a list sent from here one name at a time: a task of many items gives the
-    remote rsync a copy on its own host instead, gone when the task is done."""
-    count = REMOTE_LIST_MIN + 20
+def test_a_large_stage_in_sends_its_list_ahead_in_the_one_session_that_brings_the_files(
+    harness: Harness, rsync_starts: Path
+) -> None:
+    """rsync reads a list sent from here one name at a time: the remote rsync gets its own copy,
+    sent ahead of rsync's protocol in the same ssh session, and nothing is left on the remote
+    host."""
+    count = 3000
     for i in range(count):
         write(harness.base / "in" / str(i) / "in.dat", f"run {i}".encode())
     items = [harness.item(i, f"in/{i}/in.dat", "in.dat", workdir=f"runs/{i}") for i in range(count)]
     home = Path.home()  # the remote user's: the private sshd logs in as this user
+    before = sorted(os.listdir(home))
 
     results = harness.run(harness.task("in", *items, task_id="many"))
 
@@ -164,34 +168,48 @@ def test_a_large_stage_in_puts_its_list_on_the_remote_host_and_removes_it(harnes
     assert [(harness.root / "runs" / str(i) / "in.dat").read_bytes() for i in range(count)] == [
         f"run {i}".encode() for i in range(count)
     ]
-    # one rsync put the list there, one brought the files; the list is gone
-    assert len(rsync_starts.read_text().split()) == 2
-    assert not (home / ".balsamd-files-from-many").exists()
+    assert len(rsync_starts.read_text().split()) == 1
+    assert sorted(os.listdir(home)) == before
 
 
-def test_a_large_stage_in_whose_list_cannot_be_put_sends_it_from_here(harness: Harness, rsync_starts: Path) -> None:
-    """The remote host refuses the list (a directory of the remote user's is where it would go):
-    the task still runs, its list sent by the rsync that brings the files, and nothing of the
-    remote user's is removed."""
-    count = REMOTE_LIST_MIN
-    for i in range(count):
-        write(harness.base / "in" / str(i) / "in.dat", f"run {i}".encode())
-    items = [harness.item(i, f"in/{i}/in.dat", "in.dat", workdir=f"runs/{i}") for i in range(count)]
-    taken = Path.home() / ".balsamd-files-from-refused"
-    write(taken / "files-from" / "kept", b"the remote user's")  # rsync cannot put a file over it
-    try:
-        results = harness.run(harness.task("in", *items, task_id="refused"))
+def local_host(tmp_path: Path, path: str) -> Path:
+    """An ssh that runs the remote command on this host, as sshd would, with ``path`` as PATH
+    (the remote host's programs)."""
+    ssh = tmp_path / "local-ssh"
+    ssh.write_text(
+        "#!/bin/sh\n"
+        'while [ $# -gt 0 ]; do case $1 in -l|-p) shift 2;; -*) shift;; *) break;; esac; done\n'
+        f'shift; PATH="{path}" exec sh -c "$*"\n'
+    )  # fmt: skip
+    ssh.chmod(0o755)
+    return ssh
 
-        assert all(r.ok for r in results.values())
-        assert [(harness.root / "runs" / str(i) / "in.dat").read_bytes() for i in range(count)] == [
-            f"run {i}".encode() for i in range(count)
-        ]
-        assert len(rsync_starts.read_text().split()) == 2  # the refused put, then the files
-        refusal = (harness.root / "staging" / "refused" / "list.out").read_text()
-        assert "cannot delete non-empty directory" in refusal
-        assert (taken / "files-from" / "kept").read_bytes() == b"the remote user's"
-    finally:
-        shutil.rmtree(taken)
+
+@pytest.mark.parametrize(
+    "version", ["exit 1", "echo 'head (uutils coreutils) 0.2.2'"], ids=["no-version", "another-head"]
+)
+def test_a_remote_host_without_gnu_head_reads_the_list_a_byte_at_a_time(tmp_path: Path, version: str) -> None:
+    """Only GNU head is known to read no further than asked; a host with another (here one that
+    would take everything, as a buffered one may) reads the list with dd, and rsync's protocol
+    after it is left for rsync."""
+    programs = tmp_path / "remote-bin"
+    programs.mkdir()
+    (programs / "head").write_text(f'#!/bin/sh\nif [ "$1" = --version ]; then {version}; exit; fi\nexec cat\n')
+    (programs / "head").chmod(0o755)
+    ssh = local_host(tmp_path, f"{programs}{os.pathsep}{os.environ['PATH']}")
+    location = Location(scheme="rsync", base=str(tmp_path / "base"), host="far")
+    harness = Harness(backend=RsyncBackend([str(ssh)]), location=location, base=tmp_path / "base", root=tmp_path)
+    names = ["plain.dat", "with space.dat", "it's.dat", "#hash.dat", ";semi.dat", "star*.dat", "-dash.dat"]
+    for i, name in enumerate(names):
+        write(harness.base / "in" / name, f"input {i}".encode())
+    items = [harness.item(i, f"in/{name}", "in.dat", workdir=f"runs/{i}") for i, name in enumerate(names)]
+
+    results = harness.run(harness.task("in", *items))
+
+    assert all(r.ok for r in results.values()), results
+    assert [(tmp_path / "runs" / str(i) / "in.dat").read_bytes() for i in range(len(names))] == [
+        f"input {i}".encode() for i in range(len(names))
+    ]
 
 
 def test_inputs_laid_out_a_directory_per_run_arrive_in_new_workdirs_made_as_mkdir_makes_them(
