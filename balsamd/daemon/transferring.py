@@ -3,10 +3,11 @@
 Each step takes the pending items whose jobs wait for them, groups them into tasks (one
 direction, one location: ``transfers.plan``), records each task in the store, and only then
 hands it to a backend in a worker thread; at most ``max_concurrent_transfers`` tasks run at
-once.  A task's results are recorded in one transaction that also moves its jobs on (or fails
-them).  When the daemon stops, running tasks are left recorded and unfinished: the next start
-resumes each under its own id (a Globus task with its recorded submission id), so none is
-started twice.
+once.  Items the backend has moved for good while the task runs are recorded as it hands them
+on, and their jobs move on then; the task's results are recorded in one transaction that also
+moves its other jobs on (or fails them).  When the daemon stops, running tasks are left
+recorded and unfinished: the next start resumes each under its own id (a Globus task with its
+recorded submission id), so none is started twice.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Transferring:
         self.cancel = threading.Event()
         self.limiter = anyio.CapacityLimiter(settings.max_concurrent_transfers)
         self.running: dict[str, TransferTask] = {}
+        self.moved_early: dict[str, int] = {}  # task -> its jobs moved on while it ran
         self.task_group: anyio.abc.TaskGroup | None = None
         self.wake: Callable[[], None] = lambda: None  # the service's trigger: a slot is free
         self.stats = {"tasks_done": 0, "items_done": 0, "items_retrying": 0, "jobs_failed": 0, "bytes": 0}
@@ -103,6 +105,7 @@ class Transferring:
             return
         finally:
             self.running.pop(task.id, None)
+            early = self.moved_early.pop(task.id, 0)
             self.wake()
         shutil.rmtree(self._staging(task), ignore_errors=True)
         moved = [r for r in results if r.ok]
@@ -112,7 +115,7 @@ class Transferring:
         self.stats["items_retrying"] += len(outcome.retrying)
         self.stats["jobs_failed"] += len(outcome.failed)
         log.info("transfer task %s (%s %s): %d of %d item(s) moved, %d job(s) on, %d to retry, %d job(s) failed",
-                 task.id, task.direction, task.location, len(moved), len(results), len(outcome.moved),
+                 task.id, task.direction, task.location, len(moved), len(results), early + len(outcome.moved),
                  len(outcome.retrying), len(outcome.failed))  # fmt: skip
         for job_id, reason in outcome.failed.items():
             log.warning("job %s failed: %s", job_id, reason)
@@ -140,13 +143,23 @@ class Transferring:
                      staging=staging, external_id=task.external_id)  # fmt: skip
         try:
             results = backend.run(btask, lambda external: self.store.transfer_external_id(task.id, external),
-                                  self.cancel) if items else []  # fmt: skip
+                                  self.cancel, lambda done: self._arrived(task, done)) if items else []  # fmt: skip
         except TransferError as exc:
             results = [ItemResult(item_id=i.item_id, ok=False, error=str(exc)) for i in items]
         answered = {r.item_id for r in results}
         missing = [ItemResult(item_id=i.item_id, ok=False, error="the backend gave no result for it")
                    for i in items if i.item_id not in answered]  # fmt: skip
         return [*results, *missing, *(ItemResult(item_id=i, ok=False, error=e) for i, e in failed.items())]
+
+    def _arrived(self, task: TransferTask, done: list[ItemResult]) -> None:
+        """Record items the backend moved for good while their task runs (in its thread), so
+        their jobs move on now.  Where that fails, the task's finish records them."""
+        try:
+            outcome = self.store.transfer_items_done(task.id, done)
+        except Exception as exc:
+            log.warning("transfer task %s: %d item(s) moved, to be recorded when it ends: %s", task.id, len(done), exc)
+            return
+        self.moved_early[task.id] = self.moved_early.get(task.id, 0) + len(outcome.moved)
 
     def _location(self, name: str) -> Location:
         url = self.settings.locations.get(name)

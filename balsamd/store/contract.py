@@ -272,6 +272,14 @@ class Store(Protocol):
         submits with it again and is never run twice."""
         ...
 
+    @operation(write=True)  # lost, the resumed task places the files again and records them then
+    def transfer_items_done(self, task_id: str, results: list[ItemResult], now: float | None = None) -> TransferOutcome:
+        """Record items of a running task as moved before the task ends (all ``results`` must be
+        ok), so that their jobs move on as finishing the task would move them; the task stays
+        running and its finish leaves these items as they are.  Items not running in the task
+        (recorded before) are left as they are."""
+        ...
+
     @operation(write=True, durable=True)  # the backend's work is done: lost, it would be done again
     def finish_transfer_task(
         self, task_id: str, results: list[ItemResult], max_attempts: int, backoff_s: float, now: float | None = None

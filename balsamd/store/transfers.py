@@ -8,6 +8,7 @@ recorded before a backend runs the task), and finished with the backend's result
 from __future__ import annotations
 
 import posixpath
+import typing
 from typing import Any
 
 import apsw
@@ -141,6 +142,38 @@ class TransferStoreMixin(StoreBase):
         with self.db.write() as conn:
             conn.execute("UPDATE transfer_tasks SET external_id = ? WHERE id = ?", (external_id, task_id))
 
+    def transfer_items_done(self, task_id: str, results: list[ItemResult], now: float | None = None) -> TransferOutcome:
+        unmoved = [n for n, r in enumerate(results) if not r.ok]
+        if unmoved:
+            raise Refused("transfer items", [
+                f"results[{unmoved[0]}] (item {results[unmoved[0]].item_id}) and {len(unmoved) - 1} more are not "
+                "moved (ok is false); give only moved items here: a failure is recorded when its task finishes"
+            ])  # fmt: skip
+        now = now_or(now)
+        out = TransferOutcome()
+        given = {r.item_id: max(r.bytes, 0) for r in results}
+        with self.db.write() as conn:
+            direction = _active_direction(conn, task_id)
+            if direction is None or not given:
+                return out
+            stage = lifecycle.STAGE_OF[direction]
+            items = all_rows(conn, "SELECT id, job_id FROM transfer_items WHERE task_id = ? AND state = 'active' "
+                                   "AND id IN (SELECT value FROM json_each(?))",
+                             (task_id, msgspec.json.encode(sorted(given)).decode()))  # fmt: skip
+            if not items:  # recorded before (a resent answer)
+                return out
+            seq = self.db.next_seq(conn)
+            conn.executemany(
+                "UPDATE transfer_items SET state = 'done', bytes = ?, error = '', not_before = 0, updated_at = ?, "
+                "seq = ? WHERE id = ?",
+                [(given[item_id], now, seq, item_id) for item_id, _ in items],
+            )
+            moves = self._stage_done(conn, stage, _job_states(conn, {job_id for _, job_id in items}), set())
+            out.moved = [m.job_id for m in moves]
+            if moves:
+                apply_moves(conn, moves, self._hooks(conn), now, seq)
+        return out
+
     def finish_transfer_task(
         self, task_id: str, results: list[ItemResult], max_attempts: int, backoff_s: float, now: float | None = None
     ) -> TransferOutcome:
@@ -148,23 +181,16 @@ class TransferStoreMixin(StoreBase):
         out = TransferOutcome()
         given = {r.item_id: r for r in results}
         with self.db.write() as conn:
-            task = conn.execute(
-                "SELECT direction FROM transfer_tasks WHERE id = ? AND state = 'active'", (task_id,)
-            ).fetchone()
-            if task is None:  # finished before (a resent answer): nothing to do again
+            direction = _active_direction(conn, task_id)
+            if direction is None:  # finished before (a resent answer): nothing to do again
                 return out
-            stage = lifecycle.STAGE_OF[task[0]]
+            stage = lifecycle.STAGE_OF[direction]
             seq = self.db.next_seq(conn)
             # only what deciding needs: a task's items are read once more here, as many as it has
+            # (less those recorded done while it ran)
             items = all_rows(conn, "SELECT id, job_id, attempts, slot, location, path FROM transfer_items "
                                    "WHERE task_id = ? AND state = 'active' ORDER BY id", (task_id,))  # fmt: skip
-            states = {
-                job_id: (S(state), app)
-                for job_id, state, app in conn.execute(
-                    "SELECT id, state, app FROM jobs WHERE id IN (SELECT value FROM json_each(?))",
-                    (msgspec.json.encode(sorted({i[1] for i in items})).decode(),),
-                )
-            }
+            states = _job_states(conn, {i[1] for i in items})
             updates: list[tuple[str, str | None, int, float, int, str, int]] = []
             failures: dict[str, str] = {}
             for item_id, job_id, attempts, slot, location, path in items:
@@ -268,6 +294,23 @@ class TransferStoreMixin(StoreBase):
         rows = all_rows(conn, f"SELECT {_SELECT} {_FROM} WHERE t.task_id = ? AND t.state = 'active' "
                               "ORDER BY t.id", (task_id,))  # fmt: skip
         return [_item(r) for r in rows]
+
+
+def _active_direction(conn: apsw.Connection, task_id: str) -> Direction | None:
+    """The direction of the task ``task_id`` if it is recorded and not finished."""
+    row = conn.execute("SELECT direction FROM transfer_tasks WHERE id = ? AND state = 'active'", (task_id,)).fetchone()
+    return None if row is None else typing.cast(Direction, row[0])
+
+
+def _job_states(conn: apsw.Connection, job_ids: set[str]) -> dict[str, tuple[JobState, str]]:
+    """The state and app of each of the jobs."""
+    return {
+        job_id: (S(state), app)
+        for job_id, state, app in conn.execute(
+            "SELECT id, state, app FROM jobs WHERE id IN (SELECT value FROM json_each(?))",
+            (msgspec.json.encode(sorted(job_ids)).decode(),),
+        )
+    }
 
 
 def _task_problems(task_id: str, direction: Direction) -> list[str]:

@@ -9,6 +9,7 @@ answers for each item; it never changes the store.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Literal, Protocol
 
@@ -61,6 +62,12 @@ class ItemResult(msgspec.Struct, frozen=True, kw_only=True):
     error: str = ""
 
 
+# items moved for good before their task ends, handed to the service (see Backend)
+Arrived = Callable[[list[ItemResult]], None]
+# how often a backend hands them on, at most: each time is one write of the store
+ARRIVED_EVERY_S = 0.25
+
+
 class Backend(Protocol):
     """Moves a task's files.  ``run`` blocks (the service calls it in a worker thread) and
     returns one result per item of the task.
@@ -69,9 +76,35 @@ class Backend(Protocol):
     submission id); a backend calls it *before* it submits, so a resumed task finds it in
     ``task.external_id`` and never submits twice.  ``cancel`` is set when the daemon stops: the
     backend returns soon, with whatever it knows (unfinished items are resumed next start).
+    ``arrived``, when given, takes items moved for good while the task still runs (a backend
+    that knows of such items hands them on, ``Early``): their jobs move on at once.  They are
+    among the results ``run`` returns too.
     """
 
-    def run(self, task: Task, record: Callable[[str], None], cancel: threading.Event) -> list[ItemResult]: ...
+    def run(
+        self, task: Task, record: Callable[[str], None], cancel: threading.Event, arrived: Arrived | None = None
+    ) -> list[ItemResult]: ...
+
+
+class Early:
+    """Moved items gathered for ``arrived`` and handed on together, at most every
+    ``ARRIVED_EVERY_S``: what is left when the task ends comes with its results."""
+
+    def __init__(self, arrived: Arrived | None) -> None:
+        self._arrived = arrived
+        self._gathered: list[ItemResult] = []
+        self._last = time.monotonic()
+
+    def add(self, result: ItemResult) -> None:
+        if self._arrived is not None:
+            self._gathered.append(result)
+
+    def hand_on(self) -> None:
+        """Hand the gathered items on, if there are any and it is time."""
+        now = time.monotonic()
+        if self._arrived is not None and self._gathered and now - self._last >= ARRIVED_EVERY_S:
+            self._arrived(self._gathered)
+            self._gathered, self._last = [], now
 
 
 class TransferError(Exception):

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from balsamd.config import GlobusSettings, TransferSettings
-from balsamd.transfers.backend import ItemResult, Task, TransferError
+from balsamd.transfers.backend import Arrived, ItemResult, Task, TransferError
 from balsamd.transfers.globus_auth import LOGIN, api_error, needs_sdk, transfer_authorizer
 from balsamd.transfers.globus_items import Planned, failure_message, outcomes, plan
 
@@ -72,7 +72,10 @@ class GlobusBackend:
         self.poll_interval = poll_interval
         self.retry_config = retry_config
 
-    def run(self, task: Task, record: Callable[[str], None], cancel: threading.Event) -> list[ItemResult]:
+    def run(
+        self, task: Task, record: Callable[[str], None], cancel: threading.Event, arrived: Arrived | None = None
+    ) -> list[ItemResult]:
+        """A Globus task's files are known to be in place only when it ends: none is handed to ``arrived``."""
         if not self.settings.endpoint:
             raise TransferError(
                 "[transfers.globus] endpoint is empty in settings.toml: give the UUID of this site's Globus "

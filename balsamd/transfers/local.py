@@ -7,8 +7,9 @@ must really lead inside the location's base directory, the job's side inside its
 directory; a symbolic link out of either is refused, for the path and the directories above it.
 A directory item (its slot ``recursive``) is refused whole if it holds a symbolic link or a
 special file: a link inside it could lead out, and refusing says so where skipping would not.
-Files are moved one item after another; ``cancel`` is seen between items.  The base directory
-itself is never made: where it is missing, its filesystem may not be mounted.
+Files are moved one item after another; ``cancel`` is seen between items, and the items in
+place are handed on as the task goes (``Early``).  The base directory itself is never made:
+where it is missing, its filesystem may not be mounted.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from balsamd.transfers import confine
-from balsamd.transfers.backend import Item, ItemResult, Task, TransferError
+from balsamd.transfers.backend import Arrived, Early, Item, ItemResult, Task, TransferError
 from balsamd.transfers.confine import Refused
 from balsamd.transfers.place import Copy, describe, install
 
@@ -36,7 +37,9 @@ class LocalBackend:
     def __init__(self, method: Literal["copy", "hardlink"] = "copy") -> None:
         self._copy: Copy = _hardlink if method == "hardlink" else shutil.copy2
 
-    def run(self, task: Task, record: Callable[[str], None], cancel: threading.Event) -> list[ItemResult]:
+    def run(
+        self, task: Task, record: Callable[[str], None], cancel: threading.Event, arrived: Arrived | None = None
+    ) -> list[ItemResult]:
         base = os.path.realpath(task.location.base)
         if not os.path.isdir(base):
             # never made here: an unmounted filesystem would take the files in its mount point
@@ -44,6 +47,7 @@ class LocalBackend:
                                 "host; create it (or mount its filesystem), or correct the location")  # fmt: skip
         results = []
         paths = confine.RealPaths()
+        early = Early(arrived)  # each item is in place once installed
         for item in task.items:
             if cancel.is_set():
                 results.append(ItemResult(item_id=item.item_id, ok=False, error="cancelled"))
@@ -56,6 +60,8 @@ class LocalBackend:
                 results.append(ItemResult(item_id=item.item_id, ok=False, error=describe(exc)))
             else:
                 results.append(ItemResult(item_id=item.item_id, ok=True, bytes=size))
+                early.add(results[-1])
+                early.hand_on()
         return results
 
     def _move(self, item: Item, inward: bool, base: str, paths: confine.RealPaths) -> int:

@@ -42,12 +42,13 @@ import shlex
 import shutil
 import stat
 import threading
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from balsamd.transfers import cancellable
 from balsamd.transfers.arrivals import ARRIVED, OUT_FORMAT, Arrivals
-from balsamd.transfers.backend import Item, ItemResult, Task, TransferError
+from balsamd.transfers.backend import Arrived, Early, Item, ItemResult, Task, TransferError
 from balsamd.transfers.confine import (
     RealPaths,
     Refused,
@@ -106,7 +107,9 @@ class RsyncBackend:
         self._ssh = list(ssh)
         self._timeout = [f"--timeout={io_timeout_s}"] if io_timeout_s else []
 
-    def run(self, task: Task, record: Callable[[str], None], cancel: threading.Event) -> list[ItemResult]:
+    def run(
+        self, task: Task, record: Callable[[str], None], cancel: threading.Event, arrived: Arrived | None = None
+    ) -> list[ItemResult]:
         rsync, ssh = self._tools(task.location)
         # -s: paths go through rsync's protocol, never through the remote shell;
         # --files-from makes -a imply no -r: it is added for tasks with directory items
@@ -115,7 +118,7 @@ class RsyncBackend:
         resumed = os.path.isdir(tree)  # a last attempt's files may be in it
         os.makedirs(tree, exist_ok=True)
         if task.direction == "in":
-            results = _stage_in(task, command, lambda listing: sent_ahead(ssh, listing), tree, cancel, resumed)
+            results = _stage_in(task, command, lambda listing: sent_ahead(ssh, listing), tree, cancel, resumed, arrived)
         else:
             rsh = ["-e", shlex.join(ssh)]
             results = _stage_out(task, command, lambda listing: [*rsh, f"--files-from={listing}"], tree, cancel)
@@ -159,7 +162,13 @@ def _remote(location: Location) -> str:
 
 
 def _stage_in(
-    task: Task, command: list[str], files_from: FilesFrom, tree: str, cancel: threading.Event, resumed: bool
+    task: Task,
+    command: list[str],
+    files_from: FilesFrom,
+    tree: str,
+    cancel: threading.Event,
+    resumed: bool,
+    arrived: Arrived | None,
 ) -> dict[int, ItemResult]:
     """Bring the items into the staging tree, then each into its working directory.  Whether an
     item's local path stays inside its working directory is decided when it is placed, where
@@ -182,6 +191,7 @@ def _stage_in(
     whole: dict[str, int] = {}  # path -> index of the items whose staged directory may become their workdir
     moved: dict[int, int] = {}  # index -> size of those whose did while rsync ran
     arrivals = Arrivals(os.path.join(task.staging, RSYNC_OUT))
+    early = Early(arrived)
 
     def make_workdirs() -> None:
         # while rsync runs: which staged directories become workdirs, and the other new
@@ -192,13 +202,17 @@ def _stage_in(
 
     def move_finished() -> None:
         # while rsync runs: the files it has finished become their workdirs at once (not in a
-        # resumed attempt, whose files may be there already and are not named again)
-        for path in arrivals.finished():
-            index = whole.get(path)
-            if index is not None and index not in moved:
-                size = _regular_size(os.path.join(tree, path))
-                if size is not None and _became_workdir(planned[index], tree, resumed=False):
-                    moved[index] = size
+        # resumed attempt, whose files may be there already and are not named again); those
+        # rsync said nothing of are done for good
+        for path, size, quiet in arrivals.finished():
+            index = whole.get(path)  # a regular file (rsync names a directory with a final "/")
+            if index is None or index in moved or size is None:  # else placed once rsync has ended
+                continue
+            if _became_workdir(planned[index], tree, resumed=False):
+                moved[index] = size
+                if quiet:
+                    early.add(ItemResult(item_id=planned[index].item.item_id, ok=True, bytes=size))
+        early.hand_on()
 
     # --inplace: the staging tree is private, so files are written under their names at once
     # (a rename fewer per file); an interrupted file differs in size and is sent again
@@ -213,7 +227,7 @@ def _stage_in(
     code, found = done
     if code or found.own or found.above or found.other:  # rsync said something: it may have written one again
         _forget_rewritten(planned, moved, tree)
-    arrived = []
+    to_place = []
     for index, plan in enumerate(planned):
         if index in moved:  # a line of rsync's about it fails it
             lines = found.own.get(index)
@@ -226,8 +240,8 @@ def _stage_in(
         elif whole.get(plan.path) == index and _became_workdir(plan, tree, resumed):
             results[plan.item.item_id] = ItemResult(item_id=plan.item.item_id, ok=True, bytes=size)
         else:
-            arrived.append(plan)
-    results.update(_place(arrived, tree, RealPaths(), fresh))
+            to_place.append(plan)
+    results.update(_place(to_place, tree, RealPaths(), fresh))
     return results
 
 
@@ -236,15 +250,14 @@ def _whole_directories(planned: list[_Planned]) -> set[int]:
     become their working directory: the only path of the task in that directory, no path of
     the task at it or above it, and a local name without directories."""
     paths = {p.path for p in planned}
-    inside: dict[str, int] = {}
-    for plan in planned:  # items bringing one path count once each
-        for directory in directories_above(plan.path):
-            inside[directory] = inside.get(directory, 0) + 1
+    above = [directories_above(p.path) for p in planned]
+    inside = Counter(directory for directories in above for directory in directories)  # each item counts
     chosen = set()
     for index, plan in enumerate(planned):
         directory = posixpath.dirname(plan.path)
+        # the directory and those above it: not paths of the task
         if (directory and not plan.item.recursive and "/" not in plan.item.local and inside[directory] == 1
-                and not paths.intersection(directories_above(directory)) and directory not in paths):  # fmt: skip
+                and paths.isdisjoint(above[index])):  # fmt: skip
             chosen.add(index)
     return chosen
 
@@ -280,15 +293,6 @@ def _forget_rewritten(planned: list[_Planned], moved: dict[int, int], tree: str)
     as any file that arrived."""
     for index in [i for i in moved if os.path.lexists(os.path.join(tree, planned[i].path))]:
         del moved[index]
-
-
-def _regular_size(path: str) -> int | None:
-    """The size of the regular file at ``path``, or None."""
-    try:
-        info = os.lstat(path)
-    except OSError:
-        return None
-    return info.st_size if stat.S_ISREG(info.st_mode) else None
 
 
 def _arrival(plan: _Planned, tree: str, index: int, found: Attribution) -> tuple[str, int]:

@@ -21,6 +21,7 @@ from balsamd.states import JobState
 from balsamd.store.contract import OPERATIONS
 from balsamd.store.errors import JobNotFound
 from balsamd.store.store import SiteStore
+from balsamd.transfers.backend import ItemResult
 from tests.conftest import make_jobs, open_store
 from tests.store import claim
 
@@ -98,6 +99,10 @@ def test_each_write_syncs_the_wal_exactly_when_the_contract_declares_it_durable(
         ("create_jobs", lambda: store.create_jobs([JobSpec(app="staged", workdir="s", transfers={"i": "far:/a"})])),
         ("start_transfer_task", lambda: store.start_transfer_task("t", "in", "far", [store.transfers()[0].id])),
         ("transfer_external_id", lambda: store.transfer_external_id("t", "submission-1")),
+        (
+            "transfer_items_done",
+            lambda: store.transfer_items_done("t", [ItemResult(item_id=store.transfers()[0].id, ok=True)]),
+        ),
         ("finish_transfer_task", lambda: store.finish_transfer_task("t", [], 3, 1.0)),
     ]
     synced: dict[str, list[bool]] = {}

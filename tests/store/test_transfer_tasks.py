@@ -175,6 +175,62 @@ def test_a_child_waits_for_its_parents_stage_out(staged: Store) -> None:
     assert state(staged, child) == S.PREPROCESSED
 
 
+def test_items_recorded_done_while_their_task_runs_move_their_jobs_on_at_once(staged: Store) -> None:
+    jobs = make(staged, 3)
+    work = staged.transfer_work(10)
+    task = staged.start_transfer_task("t", "in", "far", [w.id for w in work])
+    first, second, third = task.items
+
+    outcome = staged.transfer_items_done("t", [ItemResult(item_id=first.id, ok=True, bytes=5)])
+
+    assert outcome.moved == [first.job_id]
+    assert {j: state(staged, j) for j in jobs} == {j: S.PREPROCESSED if j == first.job_id else S.READY for j in jobs}
+    assert [t.id for t in staged.transfer_tasks()] == ["t"], "the task still runs"
+    results = [ItemResult(item_id=i.id, ok=i.id != third.id, bytes=7, error=RSYNC_ERROR) for i in task.items]
+    end = staged.finish_transfer_task("t", results, 1, 0.0)
+    assert end.moved == [second.job_id] and list(end.failed) == [third.job_id]
+    assert history(staged, first.job_id) == [S.CREATED, S.READY, S.STAGED_IN, S.PREPROCESSED], "moved once"
+    assert [(i.state, i.bytes) for i in staged.transfers()] == [(T.DONE, 5), (T.DONE, 7), (T.FAILED, 0)]
+
+
+def test_a_job_moves_on_early_only_when_all_its_items_that_way_are_done(staged: Store) -> None:
+    [job] = make(staged, input="far:/in/1.dat", extra="far:/in/extra.dat")
+    work = staged.transfer_work(10)
+    task = staged.start_transfer_task("t", "in", "far", [w.id for w in work])
+
+    assert staged.transfer_items_done("t", [ItemResult(item_id=task.items[0].id, ok=True)]).moved == []
+    assert state(staged, job) == S.READY
+    assert staged.transfer_items_done("t", [ItemResult(item_id=task.items[1].id, ok=True)]).moved == [job]
+    assert state(staged, job) == S.PREPROCESSED
+
+
+def test_recording_items_done_again_or_after_their_task_changes_nothing(staged: Store) -> None:
+    [job] = make(staged)
+    [item] = staged.transfer_work(10)
+    staged.start_transfer_task("t", "in", "far", [item.id])
+    done = [ItemResult(item_id=item.id, ok=True, bytes=3)]
+    staged.transfer_items_done("t", done)
+    events = len(staged.events(job))
+
+    assert staged.transfer_items_done("t", done).moved == []
+    assert staged.transfer_items_done("other", done).moved == []
+    staged.finish_transfer_task("t", [ItemResult(item_id=item.id, ok=False, error="late")], 1, 0.0)
+    assert staged.transfer_items_done("t", done).moved == []
+    assert len(staged.events(job)) == events
+    assert (staged.transfers()[0].state, state(staged, job)) == (T.DONE, S.PREPROCESSED)
+
+
+def test_only_moved_items_can_be_recorded_before_their_task_ends(staged: Store) -> None:
+    make(staged, 2)
+    work = staged.transfer_work(10)
+    staged.start_transfer_task("t", "in", "far", [w.id for w in work])
+    results = [ItemResult(item_id=work[0].id, ok=True), ItemResult(item_id=work[1].id, ok=False, error="denied")]
+
+    with pytest.raises(Refused, match=r"results\[1\] \(item \d+\) and 0 more are not moved"):
+        staged.transfer_items_done("t", results)
+    assert {i.state for i in staged.transfers()} == {T.ACTIVE}, "nothing half-written"
+
+
 def test_finishing_a_task_again_changes_nothing(staged: Store) -> None:
     [job] = make(staged)
     [item] = staged.transfer_work(10)

@@ -43,11 +43,19 @@ class Harness:
         staging.mkdir(parents=True, exist_ok=True)
         return Task(task_id=task_id, direction=direction, location=self.location, items=items, staging=str(staging))
 
-    def run(self, task: Task, cancel: threading.Event | None = None) -> dict[int, ItemResult]:
-        """The task's results by item id (one per item, as the contract says)."""
-        results = self.backend.run(task, lambda _: None, cancel or threading.Event())
+    def run(
+        self, task: Task, cancel: threading.Event | None = None, arrived: list[ItemResult] | None = None
+    ) -> dict[int, ItemResult]:
+        """The task's results by item id (one per item, as the contract says); what the backend
+        hands on as moved while it runs goes to ``arrived`` as it does, each with the result it
+        returns for it too (the contract says so)."""
+        handed: list[ItemResult] = [] if arrived is None else arrived
+        results = self.backend.run(task, lambda _: None, cancel or threading.Event(), handed.extend)
         assert sorted(r.item_id for r in results) == sorted(i.item_id for i in task.items)
-        return {r.item_id: r for r in results}
+        by_id = {r.item_id: r for r in results}
+        assert all(r.ok and by_id[r.item_id] == r for r in handed), "an item handed on as moved ended otherwise"
+        assert len({r.item_id for r in handed}) == len(handed), "an item handed on twice"
+        return by_id
 
 
 def write(path: Path, data: bytes, mode: int = 0o644) -> Path:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from balsamd.transfers.backend import TransferError
+from balsamd.transfers import backend
+from balsamd.transfers.backend import ItemResult, TransferError
 from balsamd.transfers.local import LocalBackend
 from balsamd.transfers.locations import Location
 from tests.conftest import SmallDisk
@@ -35,6 +36,21 @@ def test_a_missing_file_is_named_as_the_item_names_it(harness: Harness) -> None:
     results = harness.run(harness.task("in", harness.item(3, "in/3.dat", "3.dat")))
 
     assert results[3].error == f"No such file or directory: {harness.base}/in/3.dat"
+
+
+def test_each_item_in_place_is_handed_on_as_moved_while_the_task_goes_on(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(backend, "ARRIVED_EVERY_S", 0.0)
+    write(harness.base / "in" / "1.dat", b"one")
+    write(harness.base / "in" / "3.dat", b"three!")
+    items = [harness.item(i, f"in/{i}.dat", f"{i}.dat") for i in (1, 2, 3)]
+    arrived: list[ItemResult] = []
+
+    results = harness.run(harness.task("in", *items), arrived=arrived)
+
+    assert arrived == [ItemResult(item_id=1, ok=True, bytes=3), ItemResult(item_id=3, ok=True, bytes=6)]
+    assert not results[2].ok
 
 
 def test_a_missing_base_directory_is_never_made(harness: Harness) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from balsamd.transfers import backend
 from balsamd.transfers.backend import ItemResult, TransferError
 from balsamd.transfers.locations import Location
 from balsamd.transfers.rsync import RsyncBackend
@@ -376,16 +377,21 @@ def test_stage_out_never_writes_through_a_directory_link_out_of_the_base(harness
     assert list((harness.root / "elsewhere").iterdir()) == []
 
 
-def rsync_then(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, after: str) -> None:
-    """The first rsync on PATH runs the real one, then the shell lines ``after`` (where "$dest"
-    is its destination), then exits with the real one's code."""
+def rsync_then(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, after: str, through: str = "") -> None:
+    """The first rsync on PATH runs the real one (its output through the shell command
+    ``through``, if given), then the shell lines ``after`` (where "$dest" is its destination),
+    then exits with the real one's code."""
     real = shutil.which("rsync")
     assert real is not None
     shim = tmp_path / "late"
     shim.mkdir()
-    (shim / "rsync").write_text(
-        f'#!/bin/sh\nfor dest; do :; done\n"{real}" "$@"\ncode=$?\n{after}\nexit $code\n'
-    )  # fmt: skip
+    code = tmp_path / "rsync-code"
+    run = (
+        f'{{ "{real}" "$@"; echo $? > "{code}"; }} 2>&1 | {through}'
+        if through
+        else f'"{real}" "$@"; echo $? > "{code}"'
+    )
+    (shim / "rsync").write_text(f'#!/bin/sh\nfor dest; do :; done\n{run}\n{after}\nexit $(cat "{code}")\n')
     (shim / "rsync").chmod(0o755)
     monkeypatch.setenv("PATH", f"{shim}{os.pathsep}{os.environ['PATH']}")
 
@@ -394,14 +400,17 @@ def test_files_rsync_has_finished_become_workdirs_while_it_runs(
     harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A file is finished once rsync names the next one: the last is placed when rsync ends,
-    the others before (here, while rsync's process waits two seconds more)."""
+    the others before (here, while rsync's process waits two seconds more), and handed on as
+    moved then."""
     rsync_then(tmp_path, monkeypatch, "sleep 2")
+    monkeypatch.setattr(backend, "ARRIVED_EVERY_S", 0.0)
     count = 30
     for i in range(count):
         write(harness.base / "in" / f"{i:02d}" / "in.dat", f"run {i}".encode())
     items = [harness.item(i, f"in/{i:02d}/in.dat", "in.dat", workdir=f"runs/{i}") for i in range(count)]
     results: dict[int, ItemResult] = {}
-    task = threading.Thread(target=lambda: results.update(harness.run(harness.task("in", *items))))
+    arrived: list[ItemResult] = []
+    task = threading.Thread(target=lambda: results.update(harness.run(harness.task("in", *items), arrived=arrived)))
     task.start()
 
     runs = harness.root / "runs"
@@ -409,10 +418,13 @@ def test_files_rsync_has_finished_become_workdirs_while_it_runs(
     while len(list(runs.glob("*/in.dat")) if runs.exists() else []) < count - 1 and time.monotonic() < deadline:
         time.sleep(0.05)
     placed_while_running = sorted(int(p.parent.name) for p in runs.glob("*/in.dat"))
+    time.sleep(0.2)  # the next look at rsync's output hands them on
+    handed_while_running = sorted(r.item_id for r in arrived)
     running = task.is_alive()
     task.join()
 
     assert running and placed_while_running == list(range(count - 1))
+    assert handed_while_running == list(range(count - 1))
     assert all(r.ok for r in results.values())
     assert [(runs / str(i) / "in.dat").read_bytes() for i in range(count)] == [
         f"run {i}".encode() for i in range(count)
@@ -422,18 +434,22 @@ def test_files_rsync_has_finished_become_workdirs_while_it_runs(
 def test_a_file_rsync_writes_again_after_it_was_placed_replaces_the_placed_one(
     harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """rsync sends a file whose checksum failed again at the end: the copy that arrives last is
-    the one the job gets."""
+    """rsync sends a file whose checksum failed again at the end, having warned of it before it
+    named the next file: the copy that arrives last is the one the job gets, and the file is not
+    handed on as moved before the task ends."""
+    warning = "WARNING: in/00/in.dat failed verification -- update retained (will try again)."
     # by then placed: rsync has named the next files
-    again = 'sleep 1\nmkdir -p "$dest/in/00" && printf "sent again" > "$dest/in/00/in.dat"\n'
-    again += 'echo "WARNING: in/00/in.dat failed verification -- update retained (will try again)." >&2'
-    rsync_then(tmp_path, monkeypatch, again)
+    again = 'sleep 1\nmkdir -p "$dest/in/00" && printf "sent again" > "$dest/in/00/in.dat"'
+    rsync_then(tmp_path, monkeypatch, again, through=f"sed -u '/ in\\/00\\/in.dat$/a {warning}'")
+    monkeypatch.setattr(backend, "ARRIVED_EVERY_S", 0.0)
     for i in range(3):
         write(harness.base / "in" / f"{i:02d}" / "in.dat", f"run {i}".encode())
     items = [harness.item(i, f"in/{i:02d}/in.dat", "in.dat", workdir=f"runs/{i}") for i in range(3)]
 
-    results = harness.run(harness.task("in", *items))
+    arrived: list[ItemResult] = []
+    results = harness.run(harness.task("in", *items), arrived=arrived)
 
     assert all(r.ok for r in results.values())
+    assert [r.item_id for r in arrived] == [1], "the last is finished when rsync ends"
     assert (harness.root / "runs" / "0" / "in.dat").read_bytes() == b"sent again"
     assert (harness.root / "runs" / "1" / "in.dat").read_bytes() == b"run 1"
