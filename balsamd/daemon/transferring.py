@@ -12,6 +12,7 @@ recorded submission id), so none is started twice.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -152,14 +153,25 @@ class Transferring:
         return [*results, *missing, *(ItemResult(item_id=i, ok=False, error=e) for i, e in failed.items())]
 
     def _arrived(self, task: TransferTask, done: list[ItemResult]) -> None:
-        """Record items the backend moved for good while their task runs (in its thread), so
-        their jobs move on now.  Where that fails, the task's finish records them."""
+        """Items the backend moved for good while their task runs (called in the backend's
+        thread, which goes on placing files at once): recorded as any store call, so that their
+        jobs move on now.  What is not recorded so (the daemon stopping, the store failing) the
+        task's finish records."""
+        with contextlib.suppress(RuntimeError):  # the event loop is gone: the daemon stops
+            anyio.from_thread.run_sync(self._record_soon, task, done)
+
+    def _record_soon(self, task: TransferTask, done: list[ItemResult]) -> None:
+        if self.task_group is not None:
+            self.task_group.start_soon(self._record_early, task, done)
+
+    async def _record_early(self, task: TransferTask, done: list[ItemResult]) -> None:
         try:
-            outcome = self.store.transfer_items_done(task.id, done)
+            outcome = await self.call(self.store.transfer_items_done, task.id, done)
         except Exception as exc:
             log.warning("transfer task %s: %d item(s) moved, to be recorded when it ends: %s", task.id, len(done), exc)
             return
-        self.moved_early[task.id] = self.moved_early.get(task.id, 0) + len(outcome.moved)
+        if task.id in self.running:
+            self.moved_early[task.id] = self.moved_early.get(task.id, 0) + len(outcome.moved)
 
     def _location(self, name: str) -> Location:
         url = self.settings.locations.get(name)

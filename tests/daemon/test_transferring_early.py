@@ -22,40 +22,45 @@ from balsamd.transfers import backend
 from balsamd.transfers.backend import ItemResult
 from balsamd.transfers.records import TransferOutcome
 from balsamd.validate import SiteRules
+from tests.transfers.conftest import SshHost, rsync_then, ssh_host  # noqa: F401 (a fixture)
 
 APP = App(name="staged", command_template="true",
           transfers={"input": TransferSlot(direction="in", local_path="in.dat", required=True)})  # fmt: skip
-JOBS = 6
+JOBS = 30
 
 
 class Watched(SiteStore):
-    """A site store that notes, each time items are recorded early, which tasks still run."""
+    """A site store that notes each early record: the jobs it moved on, and whether their task
+    was still running."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path, SiteRules(transfer_locations={"far": "file"}))
-        self.running_then: list[list[str]] = []
+    def __init__(self, path: Path, scheme: str) -> None:
+        super().__init__(path, SiteRules(transfer_locations={"far": scheme}))
+        self.early: list[tuple[int, bool]] = []
 
     def transfer_items_done(self, task_id: str, results: list[ItemResult], now: float | None = None) -> TransferOutcome:
         outcome = super().transfer_items_done(task_id, results, now)
-        self.running_then.append([t.id for t in self.transfer_tasks()])
+        self.early.append((len(outcome.moved), task_id in {t.id for t in self.transfer_tasks()}))
         return outcome
 
 
-def stage(store: SiteStore, tmp_path: Path, fail_early: bool = False) -> Transferring:
-    far = tmp_path / "far"
-    for i in range(JOBS):
-        (far / "in").mkdir(parents=True, exist_ok=True)
-        (far / "in" / f"{i}.dat").write_text(f"input {i}")
-    (tmp_path / "data").mkdir()
+class Refusing(Watched):
+    """A site store that cannot record items early (its disk full, say)."""
+
+    def transfer_items_done(self, task_id: str, results: list[ItemResult], now: float | None = None) -> TransferOutcome:
+        raise OSError("database or disk is full")
+
+
+def stage(store: SiteStore, site: Path, settings: TransferSettings) -> Transferring:
+    """Make JOBS jobs with an input each (far:/in/N/in.dat) and run the service until no task runs."""
+    (site / "data").mkdir()
     store.put_apps([APP])
-    store.create_jobs([JobSpec(app="staged", workdir=f"w{i}", transfers={"input": f"far:/in/{i}.dat"})
+    store.create_jobs([JobSpec(app="staged", workdir=f"w{i}", transfers={"input": f"far:/in/{i}/in.dat"})
                        for i in range(JOBS)])  # fmt: skip
-    settings = TransferSettings(locations={"far": f"file://{far}"})
 
     async def call(fn: Callable[..., Any], *args: Any) -> Any:
         return await anyio.to_thread.run_sync(fn, *args)
 
-    service = Transferring(store, call, settings, tmp_path)
+    service = Transferring(store, call, settings, site)
 
     async def main() -> None:
         stop = anyio.Event()
@@ -72,40 +77,56 @@ def stage(store: SiteStore, tmp_path: Path, fail_early: bool = False) -> Transfe
     return service
 
 
-def test_jobs_move_on_as_their_items_are_handed_on_while_the_task_still_runs(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(backend, "ARRIVED_EVERY_S", 0.0)
-    store = Watched(tmp_path / "balsamd.db")
-    try:
-        stage(store, tmp_path)
+def inputs(far: Path) -> None:
+    for i in range(JOBS):
+        (far / "in" / str(i)).mkdir(parents=True)
+        (far / "in" / str(i) / "in.dat").write_text(f"input {i}")
 
-        assert len(store.running_then) == JOBS, "each item handed on as it was placed"
-        assert all(len(running) == 1 for running in store.running_then), "while its task ran"
+
+def moved_once(store: SiteStore) -> bool:
+    return all(
+        [e.to_state for e in store.events(job.id)].count(JobState.PREPROCESSED) == 1
+        for job in store.filter(JobFilter())
+    )
+
+
+def test_jobs_move_on_as_their_files_arrive_while_the_task_still_runs(
+    tmp_path: Path,
+    ssh_host: SshHost,
+    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+) -> None:
+    """rsync's process lives two seconds after its last file: every file but the last is
+    recorded before the task ends, and each job moves on once."""
+    monkeypatch.setattr(backend, "ARRIVED_EVERY_S", 0.0)
+    rsync_then(tmp_path, monkeypatch, "sleep 2")
+    inputs(tmp_path / "far")
+    ssh = list(ssh_host.ssh_command)
+    for flag in ("-p", "-l"):
+        del ssh[ssh.index(flag) : ssh.index(flag) + 2]
+    url = f"rsync://{ssh_host.user}@127.0.0.1:{ssh_host.port}{tmp_path / 'far'}"
+    store = Watched(tmp_path / "balsamd.db", "rsync")
+    try:
+        service = stage(store, tmp_path, TransferSettings(locations={"far": url}, ssh=ssh, ssh_multiplex=False))
+
+        assert sum(moved for moved, _ in store.early) == JOBS - 1, "the last file is finished when rsync ends"
+        assert all(running for _, running in store.early), "recorded while the task ran"
         assert store.count(JobFilter(states=[JobState.PREPROCESSED])) == JOBS
-        assert store.transfer_tasks() == []
-        for job in store.filter(JobFilter()):
-            assert [e.to_state for e in store.events(job.id)].count(JobState.PREPROCESSED) == 1
+        assert store.transfer_tasks() == [] and moved_once(store)
+        assert service.stats["items_done"] == JOBS
     finally:
         store.close()
-
-
-class Refusing(Watched):
-    """A site store that cannot record items early (its disk full, say)."""
-
-    def transfer_items_done(self, task_id: str, results: list[ItemResult], now: float | None = None) -> TransferOutcome:
-        raise OSError("database or disk is full")
 
 
 def test_items_that_cannot_be_recorded_early_are_recorded_when_their_task_ends(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(backend, "ARRIVED_EVERY_S", 0.0)
-    store = Refusing(tmp_path / "balsamd.db")
+    inputs(tmp_path / "far")
+    store = Refusing(tmp_path / "balsamd.db", "file")
     try:
-        service = stage(store, tmp_path)
+        service = stage(store, tmp_path, TransferSettings(locations={"far": f"file://{tmp_path / 'far'}"}))
 
-        assert store.count(JobFilter(states=[JobState.PREPROCESSED])) == JOBS
+        assert store.count(JobFilter(states=[JobState.PREPROCESSED])) == JOBS and moved_once(store)
         assert service.stats["items_done"] == JOBS and service.last_error == ""
     finally:
         store.close()

@@ -7,14 +7,16 @@ root).
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import NoReturn
 
 import pytest
 
 from benchmarks.sshd import SshdUnavailable, SshHost, keygen, private_sshd
 
-__all__ = ["SshHost", "keygen"]
+__all__ = ["SshHost", "keygen", "rsync_then"]
 
 
 def sshd_unavailable(reason: str) -> NoReturn:
@@ -33,3 +35,22 @@ def ssh_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshHost]:
             yield host
     except SshdUnavailable as exc:
         sshd_unavailable(str(exc))
+
+
+def rsync_then(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, after: str, through: str = "") -> None:
+    """The first rsync on PATH runs the real one (its output through the shell command
+    ``through``, if given), then the shell lines ``after`` (where "$dest" is its destination),
+    then exits with the real one's code."""
+    real = shutil.which("rsync")
+    assert real is not None
+    shim = tmp_path / "late"
+    shim.mkdir()
+    code = tmp_path / "rsync-code"
+    run = (
+        f'{{ "{real}" "$@"; echo $? > "{code}"; }} 2>&1 | {through}'
+        if through
+        else f'"{real}" "$@"; echo $? > "{code}"'
+    )
+    (shim / "rsync").write_text(f'#!/bin/sh\nfor dest; do :; done\n{run}\n{after}\nexit $(cat "{code}")\n')
+    (shim / "rsync").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shim}{os.pathsep}{os.environ['PATH']}")

@@ -17,7 +17,7 @@ from balsamd.transfers.backend import ItemResult, TransferError
 from balsamd.transfers.locations import Location
 from balsamd.transfers.rsync import RsyncBackend
 from tests.conftest import SmallDisk
-from tests.transfers.conftest import SshHost, keygen
+from tests.transfers.conftest import SshHost, keygen, rsync_then
 from tests.transfers.contract import BackendContract, Harness, fingerprint, make_tree, tree, write
 
 # how rsync ends its line about a file that is not there
@@ -375,25 +375,6 @@ def test_stage_out_never_writes_through_a_directory_link_out_of_the_base(harness
     assert not results[1].ok
     assert f'"{harness.base}/out/result.dat": Too many levels of symbolic links' in results[1].error
     assert list((harness.root / "elsewhere").iterdir()) == []
-
-
-def rsync_then(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, after: str, through: str = "") -> None:
-    """The first rsync on PATH runs the real one (its output through the shell command
-    ``through``, if given), then the shell lines ``after`` (where "$dest" is its destination),
-    then exits with the real one's code."""
-    real = shutil.which("rsync")
-    assert real is not None
-    shim = tmp_path / "late"
-    shim.mkdir()
-    code = tmp_path / "rsync-code"
-    run = (
-        f'{{ "{real}" "$@"; echo $? > "{code}"; }} 2>&1 | {through}'
-        if through
-        else f'"{real}" "$@"; echo $? > "{code}"'
-    )
-    (shim / "rsync").write_text(f'#!/bin/sh\nfor dest; do :; done\n{run}\n{after}\nexit $(cat "{code}")\n')
-    (shim / "rsync").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{shim}{os.pathsep}{os.environ['PATH']}")
 
 
 def test_files_rsync_has_finished_become_workdirs_while_it_runs(
