@@ -5,7 +5,9 @@
     FILE_BYTES each under a "remote" directory, one directory per run as a campaign's inputs are
     laid out (``in/<i>/in.dat``), reached as location ``dtn`` =
     ``rsync://user@127.0.0.1:PORT/remote``.  Each measurement first makes (untimed) a fresh site:
-    a store with N jobs of an app with one inbound slot, job i's item naming file i.  It then times
+    a store with N jobs of an app with one inbound slot, job i's item naming file i, and closes
+    the shared ssh connection an earlier round left, so that each round logs in anew as the
+    baseline does.  It then times
     the daemon's transfer service (``daemon.transferring.Transferring``, with the
     default batch size and concurrency, stepped as the daemon steps it) until every job is past
     STAGED_IN: N files in N workdirs, every item and job recorded.  Checked: all N jobs
@@ -38,6 +40,7 @@ from balsamd.models import App, JobSpec, TransferSlot
 from balsamd.states import JobState
 from balsamd.store.queries import JobFilter
 from balsamd.store.store import SiteStore
+from balsamd.transfers.sshmux import control_dir, multiplex_options
 from balsamd.validate import SiteRules
 from benchmarks.common import Benchmark, Context, rate
 from benchmarks.sshd import SshHost, private_sshd
@@ -104,6 +107,16 @@ def settle() -> None:
     os.sync()
 
 
+def cold_ssh(remote: Remote, site: Path) -> None:
+    """End the ssh connection an earlier round left open for the site's tasks to share
+    (``ssh_multiplex``, kept a minute): each round logs in anew, as the plain rsync does."""
+    directory = control_dir(site)
+    if directory is None or remote.host is None:
+        return
+    subprocess.run([*remote.ssh, *multiplex_options(directory), "-p", str(remote.host.port), "-O", "exit",
+                    f"{remote.host.user}@127.0.0.1"], capture_output=True, stdin=subprocess.DEVNULL)  # fmt: skip
+
+
 async def stage_all(service: Transferring, store: SiteStore) -> None:
     """Step the service as the daemon does (at once when a task frees a slot, else once a
     period) until no task runs and no job waits for its inputs."""
@@ -135,6 +148,7 @@ def service_rate(ctx: Context, remote: Remote) -> float:
     try:
         share_interpreter()  # as the daemon's start does
         service = Transferring(store, one_at_a_time(anyio.CapacityLimiter(1)), settings, site)
+        cold_ssh(remote, site)
         settle()
         start = perf_counter()
         anyio.run(stage_all, service, store)
