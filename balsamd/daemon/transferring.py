@@ -32,6 +32,7 @@ from balsamd.transfers.backends import backend_for
 from balsamd.transfers.locations import Location, LocationError, parse_location, resolve
 from balsamd.transfers.plan import plan_tasks
 from balsamd.transfers.records import TransferItem, TransferTask
+from balsamd.transfers.rsync import RsyncBackend
 
 log = logging.getLogger("balsamd.transfers")
 
@@ -78,7 +79,10 @@ class Transferring:
             return
         size = self.settings.transfer_batch_size
         items = await self.call(self.store.transfer_work, size * free, now)
-        for batch in plan_tasks(items, size, free):
+        batches = plan_tasks(items, size, free)
+        for name in dict.fromkeys(batch[0].location for batch in batches):
+            self._log_in_soon(name)
+        for batch in batches:
             first = batch[0]
             task = await self.call(
                 self.store.start_transfer_task, ids.new_ids(1, now)[0], first.direction, first.location,
@@ -86,6 +90,17 @@ class Transferring:
             )  # fmt: skip
             if task.items:
                 self._start(tg, task)
+
+    def _log_in_soon(self, name: str) -> None:
+        """Log in to an rsync location while its tasks are recorded (a login costs a
+        connection's set-up, a few tenths of a second); its tasks wait for that login."""
+        try:
+            location = self._location(name)
+            backend = backend_for(location, self.settings, self.site_dir)
+        except (LocationError, TransferError):  # the task says why
+            return
+        if isinstance(backend, RsyncBackend):
+            threading.Thread(target=backend.log_in, args=(location, self.cancel), daemon=True).start()
 
     def _start(self, tg: anyio.abc.TaskGroup, task: TransferTask) -> None:
         self.running[task.id] = task

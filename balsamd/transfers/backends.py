@@ -21,5 +21,5 @@ def backend_for(location: Location, settings: TransferSettings, site_dir: Path) 
     if location.scheme == "rsync":
         shared = control_dir(site_dir) if settings.ssh_multiplex else None
         ssh = [*settings.ssh, *multiplex_options(shared)] if shared else settings.ssh
-        return RsyncBackend(ssh, settings.io_timeout_s)
+        return RsyncBackend(ssh, settings.io_timeout_s, shared=shared is not None)
     return globus_backend(settings, site_dir)

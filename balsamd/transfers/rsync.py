@@ -61,6 +61,7 @@ from balsamd.transfers.confine import (
 from balsamd.transfers.locations import Location
 from balsamd.transfers.place import describe, install, link_or_copy, put, remove
 from balsamd.transfers.rsync_messages import Attribution, attribute, directories_above, read_lines
+from balsamd.transfers.sshmux import share_login
 
 WORKDIR = "the job's working directory"
 # rsync's lines an error keeps when they cannot be tied to one file
@@ -101,11 +102,13 @@ class _Planned:
 
 class RsyncBackend:
     """Moves a task's items with one ``rsync`` over ``ssh`` (argv of the ssh that logs in, as
-    ``[transfers] ssh``; the location's port is put first so that it wins)."""
+    ``[transfers] ssh``; the location's port is put first so that it wins).  ``shared``: the
+    argv holds ``sshmux.multiplex_options``, and the shared connection is opened once, first."""
 
-    def __init__(self, ssh: Sequence[str], io_timeout_s: int = 0) -> None:
+    def __init__(self, ssh: Sequence[str], io_timeout_s: int = 0, shared: bool = False) -> None:
         self._ssh = list(ssh)
         self._timeout = [f"--timeout={io_timeout_s}"] if io_timeout_s else []
+        self._shared = shared  # ssh's options share one connection per host (sshmux)
 
     def run(
         self, task: Task, record: Callable[[str], None], cancel: threading.Event, arrived: Arrived | None = None
@@ -117,12 +120,20 @@ class RsyncBackend:
         tree = os.path.join(task.staging, "tree")
         resumed = os.path.isdir(tree)  # a last attempt's files may be in it
         os.makedirs(tree, exist_ok=True)
+        self.log_in(task.location, cancel, os.path.join(task.staging, "login.out"))
         if task.direction == "in":
             results = _stage_in(task, command, lambda listing: sent_ahead(ssh, listing), tree, cancel, resumed, arrived)
         else:
             rsh = ["-e", shlex.join(ssh)]
             results = _stage_out(task, command, lambda listing: [*rsh, f"--files-from={listing}"], tree, cancel)
         return [results.get(item.item_id) or _failed(item, CANCELLED) for item in task.items]
+
+    def log_in(self, location: Location, cancel: threading.Event, output: str = os.devnull) -> None:
+        """Open the connection tasks to ``location`` share, if they share one and it is not
+        open (``sshmux.share_login``); the service calls it as soon as it knows a task will go
+        there, so that logging in overlaps recording the task."""
+        if self._shared:
+            share_login(self._tools(location)[1], _login(location), output, cancel)
 
     def _tools(self, location: Location) -> tuple[str, list[str]]:
         """rsync, and the ssh that logs in to ``location``; TransferError if either is missing."""

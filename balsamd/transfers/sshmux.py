@@ -11,7 +11,10 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
+import threading
 from pathlib import Path
+
+from balsamd.transfers import cancellable
 
 # 108 bytes of a socket's path, less ssh's "/cm-" and %C (44) and the suffix of its temporary name (17)
 MAX_DIR = 46
@@ -42,3 +45,22 @@ def control_dir(site_dir: Path) -> str | None:
 def multiplex_options(directory: str) -> list[str]:
     """ssh options sharing one connection per (user, host, port) through ``directory``."""
     return ["-o", "ControlMaster=auto", "-o", f"ControlPath={directory}/cm-%C", "-o", f"ControlPersist={PERSIST_S}"]
+
+
+_opening: dict[tuple[str, ...], threading.Lock] = {}
+_guard = threading.Lock()
+
+
+def share_login(ssh: list[str], login: str, output: str, cancel: threading.Event) -> None:
+    """Open the connection tasks to ``login`` share (``ssh``: its argv with
+    ``multiplex_options``), unless it is open.  Tasks that start together would otherwise each
+    log in, and on a host with two-factor logins each ask; the first opens it and the others
+    wait for it.  Where it cannot be opened (ssh's words in ``output``), each task's own ssh
+    logs in and says why it cannot."""
+    key = (*ssh, login)
+    with _guard:
+        lock = _opening.setdefault(key, threading.Lock())
+    with lock:
+        if cancellable.run([*ssh, "-O", "check", login], output, cancel) != 0:
+            # ControlPersist puts it in the background once logged in: ssh then returns
+            cancellable.run([*ssh, "-N", login], output, cancel)

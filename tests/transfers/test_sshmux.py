@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,6 +53,34 @@ def stage_in_twice(site: Path, ssh_host: SshHost, multiplex: bool) -> int:
 
 def test_two_tasks_to_one_host_log_in_once(short_site: Path, ssh_host: SshHost) -> None:
     assert stage_in_twice(short_site, ssh_host, multiplex=True) == 1
+
+
+def test_tasks_started_together_log_in_once(short_site: Path, ssh_host: SshHost) -> None:
+    """The first opens the shared connection, the others wait for it (each would log in, and
+    each ask for a second factor where a host wants one)."""
+    base = short_site / "base"
+    write(base / "in.dat", b"data\n")
+    location = Location(scheme="rsync", base=str(base), host="127.0.0.1", user=ssh_host.user, port=ssh_host.port)
+    settings = TransferSettings(ssh=ssh_options(ssh_host), ssh_multiplex=True)
+    before = logins(ssh_host)
+    results: list[bool] = []
+
+    def stage(n: int) -> None:
+        harness = Harness(backend=backend_for(location, settings, short_site), location=location, base=base,
+                          root=short_site)  # fmt: skip
+        task = harness.task("in", harness.item(1, "in.dat", "in.dat", workdir=f"w{n}"), task_id=f"t{n}")
+        results.extend(r.ok for r in harness.run(task).values())
+
+    tasks = [threading.Thread(target=stage, args=(n,)) for n in range(4)]
+    for task in tasks:
+        task.start()
+    for task in tasks:
+        task.join()
+    subprocess.run(["ssh", "-O", "exit", "-o", f"ControlPath={short_site}/ssh/cm-%C", "-p", str(ssh_host.port),
+                    "-l", ssh_host.user, "127.0.0.1"], capture_output=True)  # fmt: skip
+
+    assert results == [True] * 4
+    assert logins(ssh_host) - before == 1
 
 
 def test_without_multiplexing_each_task_logs_in(short_site: Path, ssh_host: SshHost) -> None:
