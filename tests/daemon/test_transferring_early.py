@@ -92,8 +92,8 @@ def moved_once(store: SiteStore) -> bool:
 
 def test_jobs_move_on_as_their_files_arrive_while_the_task_still_runs(
     tmp_path: Path,
-    ssh_host: SshHost,
-    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    ssh_host: SshHost,  # noqa: F811 (the fixture imported above)
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """rsync's process lives two seconds after its last file: every file but the last is
     recorded before the task ends, and each job moves on once."""
