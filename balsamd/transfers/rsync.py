@@ -132,8 +132,13 @@ class RsyncBackend:
         """Open the connection tasks to ``location`` share, if they share one and it is not
         open (``sshmux.share_login``); the service calls it as soon as it knows a task will go
         there, so that logging in overlaps recording the task."""
-        if self._shared:
-            share_login(self._tools(location)[1], _login(location), output, cancel)
+        if not self._shared:
+            return
+        try:
+            ssh = self._tools(location)[1]
+        except TransferError:  # the task says what is missing
+            return
+        share_login(ssh, _login(location), output, cancel)
 
     def _tools(self, location: Location) -> tuple[str, list[str]]:
         """rsync, and the ssh that logs in to ``location``; TransferError if either is missing."""

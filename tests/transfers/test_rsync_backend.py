@@ -140,6 +140,16 @@ def test_a_missing_rsync_or_ssh_says_what_to_install(
         harness.run(task)
 
 
+def test_logging_in_ahead_without_rsync_or_ssh_leaves_the_task_to_say_so(harness: Harness) -> None:
+    """The service logs in while it records a task; what is missing, the task's own run says."""
+    backend = RsyncBackend(["no-such-ssh"], shared=True)
+    task = harness.task("in", harness.item(1, "in/1.dat", "1.dat"))
+
+    backend.log_in(harness.location, threading.Event())  # nothing to log in with: it returns
+    with pytest.raises(TransferError, match="'no-such-ssh', the ssh of \\[transfers\\] ssh, was not found"):
+        backend.run(task, lambda _: None, threading.Event())
+
+
 def test_two_items_bringing_one_file_each_get_it(harness: Harness) -> None:
     source = write(harness.base / "in" / "shared.dat", b"shared input")
     items = [harness.item(i, "in/shared.dat", "input.dat", workdir=f"w{i}") for i in (1, 2, 3)]
