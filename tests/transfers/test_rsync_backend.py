@@ -140,6 +140,20 @@ def test_a_missing_rsync_or_ssh_says_what_to_install(
         harness.run(task)
 
 
+def test_a_path_with_a_line_break_is_refused_before_rsync_lists_it(harness: Harness) -> None:
+    """rsync's list holds a path a line; jobs' paths are plain text already, and the backend
+    refuses one that is not rather than list it as two."""
+    write(harness.base / "in" / "1.dat", b"one")
+    items = [harness.item(1, "in/1.dat", "1.dat"), harness.item(2, "in/1.dat\nin/x", "2.dat", workdir="w2")]
+
+    results = harness.run(harness.task("in", *items))
+
+    assert results[1].ok
+    remote = f"{harness.base}/in/1.dat\nin/x"
+    assert results[2].error == f"{remote!r} holds a line break; give a plain path"
+    assert not (harness.root / "w2").exists()
+
+
 def test_logging_in_ahead_without_rsync_or_ssh_leaves_the_task_to_say_so(harness: Harness) -> None:
     """The service logs in while it records a task; what is missing, the task's own run says."""
     backend = RsyncBackend(["no-such-ssh"], shared=True)
