@@ -16,7 +16,7 @@ from balsamd.config import TransferSettings
 from balsamd.transfers.backends import backend_for
 from balsamd.transfers.locations import Location
 from balsamd.transfers.sshmux import MAX_DIR, control_dir
-from tests.transfers.conftest import SshHost
+from tests.transfers.conftest import SshHost, keygen
 from tests.transfers.contract import Harness, write
 from tests.transfers.test_rsync_backend import ssh_options
 
@@ -81,6 +81,25 @@ def test_tasks_started_together_log_in_once(short_site: Path, ssh_host: SshHost)
 
     assert results == [True] * 4
     assert logins(ssh_host) - before == 1
+
+
+def test_a_shared_login_the_host_refuses_fails_the_task_with_sshs_message(short_site: Path, ssh_host: SshHost) -> None:
+    """The shared connection cannot be opened: the task's own ssh tries and says why."""
+    keygen(short_site / "stranger", "a key the host was not given")
+    ssh = ssh_options(ssh_host)
+    ssh[ssh.index(str(ssh_host.key))] = str(short_site / "stranger")
+    base = short_site / "base"
+    write(base / "in.dat", b"data\n")
+    location = Location(scheme="rsync", base=str(base), host="127.0.0.1", user=ssh_host.user, port=ssh_host.port)
+    settings = TransferSettings(ssh=ssh, ssh_multiplex=True)
+    harness = Harness(backend=backend_for(location, settings, short_site), location=location, base=base,
+                      root=short_site)  # fmt: skip
+
+    [result] = harness.run(harness.task("in", harness.item(1, "in.dat", "in.dat"))).values()
+
+    assert not result.ok
+    assert "Permission denied (publickey)." in result.error
+    assert not (short_site / "w" / "in.dat").exists()
 
 
 def test_without_multiplexing_each_task_logs_in(short_site: Path, ssh_host: SshHost) -> None:
