@@ -48,6 +48,7 @@ def multiplex_options(directory: str) -> list[str]:
 
 
 _opening: dict[tuple[str, ...], threading.Lock] = {}
+_confirmed: dict[tuple[str, ...], int] = {}  # how often the connection was found or made open
 _guard = threading.Lock()
 
 
@@ -56,11 +57,16 @@ def share_login(ssh: list[str], login: str, output: str, cancel: threading.Event
     ``multiplex_options``), unless it is open.  Tasks that start together would otherwise each
     log in, and on a host with two-factor logins each ask; the first opens it and the others
     wait for it.  Where it cannot be opened (ssh's words in ``output``), each task's own ssh
-    logs in and says why it cannot."""
+    logs in and says why it cannot.  A call that waited while another opened it (or found it
+    open) asks no more: the check costs a process on the way to each task's rsync."""
     key = (*ssh, login)
     with _guard:
         lock = _opening.setdefault(key, threading.Lock())
+        seen = _confirmed.get(key, 0)
     with lock:
-        if cancellable.run([*ssh, "-O", "check", login], output, cancel) != 0:
-            # ControlPersist puts it in the background once logged in: ssh then returns
-            cancellable.run([*ssh, "-N", login], output, cancel)
+        if _confirmed.get(key, 0) != seen:
+            return
+        # ControlPersist puts a new one in the background once logged in: ssh then returns
+        if (cancellable.run([*ssh, "-O", "check", login], output, cancel) == 0
+                or cancellable.run([*ssh, "-N", login], output, cancel) == 0):  # fmt: skip
+            _confirmed[key] = seen + 1

@@ -4,6 +4,7 @@ directory only the site's owner may enter."""
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import tempfile
 import threading
@@ -15,6 +16,7 @@ import pytest
 from balsamd.config import TransferSettings
 from balsamd.transfers.backends import backend_for
 from balsamd.transfers.locations import Location
+from balsamd.transfers.rsync import RsyncBackend
 from balsamd.transfers.sshmux import MAX_DIR, control_dir
 from tests.transfers.conftest import SshHost, keygen
 from tests.transfers.contract import Harness, write
@@ -80,6 +82,34 @@ def test_tasks_started_together_log_in_once(short_site: Path, ssh_host: SshHost)
                     "-l", ssh_host.user, "127.0.0.1"], capture_output=True)  # fmt: skip
 
     assert results == [True] * 4
+    assert logins(ssh_host) - before == 1
+
+
+def test_logins_that_waited_for_the_shared_one_ask_ssh_no_more(short_site: Path, ssh_host: SshHost) -> None:
+    """The service logs in as it records tasks, and each task then logs in: one that waited
+    while the connection was opened starts no ``ssh -O check`` on its way to rsync."""
+    calls = short_site / "ssh-calls"
+    ssh = short_site / "ssh-logged"
+    ssh.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {shlex.quote(str(calls))}\n'
+                   'case " $* " in (*" -N "*) sleep 1;; esac\nexec ssh "$@"\n')  # fmt: skip
+    ssh.chmod(0o755)
+    location = Location(scheme="rsync", base="/", host="127.0.0.1", user=ssh_host.user, port=ssh_host.port)
+    settings = TransferSettings(ssh=[str(ssh), *ssh_options(ssh_host)[1:]], ssh_multiplex=True)
+    backend = backend_for(location, settings, short_site)
+    assert isinstance(backend, RsyncBackend)
+    before = logins(ssh_host)
+
+    waiting = [threading.Thread(target=backend.log_in, args=(location, threading.Event())) for _ in range(4)]
+    for thread in waiting:
+        thread.start()
+    for thread in waiting:
+        thread.join()
+    backend.log_in(location, threading.Event())  # later: it asks whether the connection is still open
+    subprocess.run(["ssh", "-O", "exit", "-o", f"ControlPath={short_site}/ssh/cm-%C", "-p", str(ssh_host.port),
+                    "-l", ssh_host.user, "127.0.0.1"], capture_output=True)  # fmt: skip
+
+    asked = calls.read_text().splitlines()
+    assert [" -O check " in f" {line} " for line in asked] == [True, False, True]
     assert logins(ssh_host) - before == 1
 
 
