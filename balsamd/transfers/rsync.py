@@ -85,7 +85,8 @@ RSYNC_OUT = "rsync.out"  # in the task's staging directory: what rsync said
 SKIPPED = "skipping non-regular file"
 
 
-# what rsync's --files-from reads as a list of paths, a line each
+# rsync's options for its list of paths (a file, a line each), called once it is written, as
+# rsync is about to start
 FilesFrom = Callable[[str], list[str]]
 _LINE_BREAK = re.compile("[\n\r]")
 
@@ -120,12 +121,18 @@ class RsyncBackend:
         tree = os.path.join(task.staging, "tree")
         resumed = os.path.isdir(tree)  # a last attempt's files may be in it
         os.makedirs(tree, exist_ok=True)
-        self.log_in(task.location, cancel, os.path.join(task.staging, "login.out"))
+
+        def files_from(listing: str) -> list[str]:
+            # logged in once the list is made: the login the service started may be done by then
+            self.log_in(task.location, cancel, os.path.join(task.staging, "login.out"))
+            if task.direction == "in":
+                return sent_ahead(ssh, listing)
+            return ["-e", shlex.join(ssh), f"--files-from={listing}"]
+
         if task.direction == "in":
-            results = _stage_in(task, command, lambda listing: sent_ahead(ssh, listing), tree, cancel, resumed, arrived)
+            results = _stage_in(task, command, files_from, tree, cancel, resumed, arrived)
         else:
-            rsh = ["-e", shlex.join(ssh)]
-            results = _stage_out(task, command, lambda listing: [*rsh, f"--files-from={listing}"], tree, cancel)
+            results = _stage_out(task, command, files_from, tree, cancel)
         return [results.get(item.item_id) or _failed(item, CANCELLED) for item in task.items]
 
     def log_in(self, location: Location, cancel: threading.Event, output: str = os.devnull) -> None:
