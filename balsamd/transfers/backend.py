@@ -65,7 +65,7 @@ class ItemResult(msgspec.Struct, frozen=True, kw_only=True):
 # items moved for good before their task ends, handed to the service (see Backend)
 Arrived = Callable[[list[ItemResult]], None]
 # how often a backend hands them on, at most: each time is one write of the store
-ARRIVED_EVERY_S = 0.25
+ARRIVED_EVERY_S = 0.1
 
 
 class Backend(Protocol):
