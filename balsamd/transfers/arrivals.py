@@ -38,8 +38,9 @@ class Arrivals:
         self._last: tuple[str, int | None] | None = None  # named, maybe not finished
         self._said = False  # a line of rsync's since it was named
 
-    def finished(self) -> list[Finished]:
-        """The files finished since the last call."""
+    def finished(self, ended: bool = False) -> list[Finished]:
+        """The files finished since the last call; ``ended``: rsync has ended, and ended well,
+        so the last file it named is finished too."""
         if self._fd is None:
             self._fd = os.open(self._output, os.O_RDONLY)
         chunks = [self._partial]
@@ -57,6 +58,9 @@ class Arrivals:
             size, _, name = line[len(_PREFIX) :].partition(b" ")
             path = unescape(name).decode("utf-8", "surrogateescape")
             self._last, self._said = (path, int(size) if size.isdigit() else None), False
+        if ended and self._last is not None:
+            done.append(Finished(*self._last, quiet=not (self._said or self._partial)))
+            self._last = None
         return done
 
     def close(self) -> None:

@@ -213,6 +213,7 @@ def _stage_in(
     fresh: set[str] = set()
     whole: dict[str, int] = {}  # path -> index of the items whose staged directory may become their workdir
     moved: dict[int, int] = {}  # index -> size of those whose did while rsync ran
+    handed: set[int] = set()  # those of them handed on as moved: done whatever rsync says after
     arrivals = Arrivals(os.path.join(task.staging, RSYNC_OUT))
     early = Early(arrived)
 
@@ -223,26 +224,31 @@ def _stage_in(
         chosen = set(whole.values())
         fresh.update(p.item.workdir for i, p in enumerate(planned) if i not in chosen and made_fresh(p.item.workdir))
 
-    def move_finished() -> None:
-        # while rsync runs: the files it has finished become their workdirs at once (not in a
-        # resumed attempt, whose files may be there already and are not named again); those
-        # rsync said nothing of are done for good
-        for path, size, quiet in arrivals.finished():
+    def move_finished(ended: bool = False) -> None:
+        # while rsync runs, and once more when it ended well: the files it has finished become
+        # their workdirs at once (not in a resumed attempt, whose files may be there already
+        # and are not named again); those rsync said nothing of are done for good, and handed
+        # on as they are placed, so that recording them overlaps placing the others
+        for path, size, quiet in arrivals.finished(ended):
             index = whole.get(path)  # a regular file (rsync names a directory with a final "/")
             if index is None or index in moved or size is None:  # else placed once rsync has ended
                 continue
             if _became_workdir(planned[index], tree, resumed=False):
                 moved[index] = size
                 if quiet:
+                    handed.add(index)
                     early.add(ItemResult(item_id=planned[index].item.item_id, ok=True, bytes=size))
-        early.hand_on()
+                    early.hand_on()
 
     # --inplace: the staging tree is private, so files are written under their names at once
     # (a rename fewer per file); an interrupted file differs in size and is sent again
     argv = [*command, "--inplace", OUT_FORMAT, *recursive]
+    early_moves = not (resumed or recursive)
     try:
         done = _transfer(task, argv, files_from, planned, ends, cancel, make_workdirs,
-                         None if resumed or recursive else move_finished)  # fmt: skip
+                         move_finished if early_moves else None)  # fmt: skip
+        if done is not None and done[0] == 0 and early_moves:
+            move_finished(ended=True)
     finally:
         arrivals.close()
     if done is None:
@@ -252,8 +258,8 @@ def _stage_in(
         _forget_rewritten(planned, moved, tree)
     to_place = []
     for index, plan in enumerate(planned):
-        if index in moved:  # a line of rsync's about it fails it
-            lines = found.own.get(index)
+        if index in moved:  # a line of rsync's about it fails it, unless it was handed on as moved
+            lines = None if index in handed else found.own.get(index)
             ok = ItemResult(item_id=plan.item.item_id, ok=True, bytes=moved[index])
             results[plan.item.item_id] = _failed(plan.item, _explain(lines)) if lines else ok
             continue

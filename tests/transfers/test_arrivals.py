@@ -54,3 +54,25 @@ def test_a_file_rsync_said_something_of_after_naming_it_is_not_quiet(tmp_path: P
         ]  # fmt: skip
     finally:
         arrivals.close()
+
+
+def test_once_rsync_ended_well_the_last_file_it_named_is_finished_too(tmp_path: Path) -> None:
+    output = tmp_path / "rsync.out"
+    output.write_bytes(f"{ARRIVED}1 in/1.dat\n{ARRIVED}2 in/2.dat\n".encode())
+    arrivals = Arrivals(str(output))
+    try:
+        assert arrivals.finished() == [Finished("in/1.dat", 1, quiet=True)]
+        assert arrivals.finished(ended=True) == [Finished("in/2.dat", 2, quiet=True)]
+        assert arrivals.finished(ended=True) == []
+    finally:
+        arrivals.close()
+
+
+def test_the_last_file_is_not_quiet_when_rsync_said_something_after_naming_it(tmp_path: Path) -> None:
+    output = tmp_path / "rsync.out"
+    output.write_bytes(f"{ARRIVED}1 in/1.dat\nWARNING: in/1.dat failed verification\n".encode())
+    arrivals = Arrivals(str(output))
+    try:
+        assert arrivals.finished(ended=True) == [Finished("in/1.dat", 1, quiet=False)]
+    finally:
+        arrivals.close()

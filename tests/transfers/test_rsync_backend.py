@@ -455,6 +455,24 @@ def test_a_file_rsync_writes_again_after_it_was_placed_replaces_the_placed_one(
     results = harness.run(harness.task("in", *items), arrived=arrived)
 
     assert all(r.ok for r in results.values())
-    assert [r.item_id for r in arrived] == [1], "the last is finished when rsync ends"
+    assert [r.item_id for r in arrived] == [1, 2], "the last is finished once rsync ended well"
     assert (harness.root / "runs" / "0" / "in.dat").read_bytes() == b"sent again"
     assert (harness.root / "runs" / "1" / "in.dat").read_bytes() == b"run 1"
+
+
+def test_the_last_file_is_not_handed_on_when_rsync_ends_badly(
+    harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rsync names a file as it starts writing it: the last one named by an rsync that failed
+    (here its connection lost, code 12) may be half-written."""
+    rsync_then(tmp_path, monkeypatch, "sleep 1\nexit 12")  # the others are handed on meanwhile
+    monkeypatch.setattr(backend, "ARRIVED_EVERY_S", 0.0)
+    for i in range(3):
+        write(harness.base / "in" / f"{i:02d}" / "in.dat", f"run {i}".encode())
+    items = [harness.item(i, f"in/{i:02d}/in.dat", "in.dat", workdir=f"runs/{i}") for i in range(3)]
+
+    arrived: list[ItemResult] = []
+    results = harness.run(harness.task("in", *items), arrived=arrived)
+
+    assert [r.item_id for r in arrived] == [0, 1]
+    assert not results[2].ok
