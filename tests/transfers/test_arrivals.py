@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from balsamd.transfers.arrivals import ARRIVED, Arrivals, Finished
+
+
+@contextlib.contextmanager
+def written(tmp_path: Path, text: str) -> Iterator[Arrivals]:
+    """Arrivals read from an output rsync has written ``text`` to."""
+    output = tmp_path / "rsync.out"
+    output.write_bytes(text.encode())
+    arrivals = Arrivals(str(output))
+    try:
+        yield arrivals
+    finally:
+        arrivals.close()
 
 
 def test_a_named_file_is_finished_once_the_next_is_named(tmp_path: Path) -> None:
@@ -27,52 +41,34 @@ def test_a_named_file_is_finished_once_the_next_is_named(tmp_path: Path) -> None
 
 
 def test_a_name_rsync_escaped_is_read_back(tmp_path: Path) -> None:
-    output = tmp_path / "rsync.out"
-    output.write_bytes(f"{ARRIVED}5 in/caf\\#303\\#251\\#012/a b\n{ARRIVED}1.2K in/b\n{ARRIVED}0 in/c\n".encode())
-    arrivals = Arrivals(str(output))
-    try:
+    output = f"{ARRIVED}5 in/caf\\#303\\#251\\#012/a b\n{ARRIVED}1.2K in/b\n{ARRIVED}0 in/c\n"
+    with written(tmp_path, output) as arrivals:
         # a size written otherwise than in digits (rsync's --human-readable) is not taken
         assert arrivals.finished() == [Finished("in/café\n/a b", 5, quiet=True), Finished("in/b", None, quiet=True)]
-    finally:
-        arrivals.close()
 
 
 def test_a_file_rsync_said_something_of_after_naming_it_is_not_quiet(tmp_path: Path) -> None:
     """What rsync's receiver says of a file comes after its name and before the next name; a line
     before a file's name is not about it."""
-    output = tmp_path / "rsync.out"
-    output.write_bytes(
+    output = (
         f'rsync: [sender] link_stat "/b/in/0.dat" failed\n{ARRIVED}1 in/1.dat\n'
         f"WARNING: in/1.dat failed verification -- update retained (will try again).\n"
-        f"{ARRIVED}2 in/2.dat\n{ARRIVED}3 in/3.dat\n{ARRIVED}1 in/1.dat\n".encode()
+        f"{ARRIVED}2 in/2.dat\n{ARRIVED}3 in/3.dat\n{ARRIVED}1 in/1.dat\n"
     )
-    arrivals = Arrivals(str(output))
-    try:
+    with written(tmp_path, output) as arrivals:
         assert arrivals.finished() == [
             Finished("in/1.dat", 1, quiet=False), Finished("in/2.dat", 2, quiet=True),
             Finished("in/3.dat", 3, quiet=True),
         ]  # fmt: skip
-    finally:
-        arrivals.close()
 
 
 def test_once_rsync_ended_well_the_last_file_it_named_is_finished_too(tmp_path: Path) -> None:
-    output = tmp_path / "rsync.out"
-    output.write_bytes(f"{ARRIVED}1 in/1.dat\n{ARRIVED}2 in/2.dat\n".encode())
-    arrivals = Arrivals(str(output))
-    try:
+    with written(tmp_path, f"{ARRIVED}1 in/1.dat\n{ARRIVED}2 in/2.dat\n") as arrivals:
         assert arrivals.finished() == [Finished("in/1.dat", 1, quiet=True)]
         assert arrivals.finished(ended=True) == [Finished("in/2.dat", 2, quiet=True)]
         assert arrivals.finished(ended=True) == []
-    finally:
-        arrivals.close()
 
 
 def test_the_last_file_is_not_quiet_when_rsync_said_something_after_naming_it(tmp_path: Path) -> None:
-    output = tmp_path / "rsync.out"
-    output.write_bytes(f"{ARRIVED}1 in/1.dat\nWARNING: in/1.dat failed verification\n".encode())
-    arrivals = Arrivals(str(output))
-    try:
+    with written(tmp_path, f"{ARRIVED}1 in/1.dat\nWARNING: in/1.dat failed verification\n") as arrivals:
         assert arrivals.finished(ended=True) == [Finished("in/1.dat", 1, quiet=False)]
-    finally:
-        arrivals.close()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from balsamd.transfers import backend
-from balsamd.transfers.backend import ItemResult, TransferError
+from balsamd.transfers.backend import Item, ItemResult, TransferError
 from balsamd.transfers.locations import Location
 from balsamd.transfers.rsync import RsyncBackend
 from tests.conftest import SmallDisk
@@ -436,6 +436,13 @@ def test_files_rsync_has_finished_become_workdirs_while_it_runs(
     ]
 
 
+def three_runs(harness: Harness) -> list[Item]:
+    """Three runs' inputs at the location, a directory each (in/00/in.dat ...), as items."""
+    for i in range(3):
+        write(harness.base / "in" / f"{i:02d}" / "in.dat", f"run {i}".encode())
+    return [harness.item(i, f"in/{i:02d}/in.dat", "in.dat", workdir=f"runs/{i}") for i in range(3)]
+
+
 def test_a_file_rsync_writes_again_after_it_was_placed_replaces_the_placed_one(
     harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -447,12 +454,8 @@ def test_a_file_rsync_writes_again_after_it_was_placed_replaces_the_placed_one(
     again = 'sleep 1\nmkdir -p "$dest/in/00" && printf "sent again" > "$dest/in/00/in.dat"'
     rsync_then(tmp_path, monkeypatch, again, through=f"sed -u '/ in\\/00\\/in.dat$/a {warning}'")
     monkeypatch.setattr(backend, "ARRIVED_EVERY_S", 0.0)
-    for i in range(3):
-        write(harness.base / "in" / f"{i:02d}" / "in.dat", f"run {i}".encode())
-    items = [harness.item(i, f"in/{i:02d}/in.dat", "in.dat", workdir=f"runs/{i}") for i in range(3)]
-
     arrived: list[ItemResult] = []
-    results = harness.run(harness.task("in", *items), arrived=arrived)
+    results = harness.run(harness.task("in", *three_runs(harness)), arrived=arrived)
 
     assert all(r.ok for r in results.values())
     assert [r.item_id for r in arrived] == [1, 2], "the last is finished once rsync ended well"
@@ -467,12 +470,8 @@ def test_the_last_file_is_not_handed_on_when_rsync_ends_badly(
     (here its connection lost, code 12) may be half-written."""
     rsync_then(tmp_path, monkeypatch, "sleep 1\nexit 12")  # the others are handed on meanwhile
     monkeypatch.setattr(backend, "ARRIVED_EVERY_S", 0.0)
-    for i in range(3):
-        write(harness.base / "in" / f"{i:02d}" / "in.dat", f"run {i}".encode())
-    items = [harness.item(i, f"in/{i:02d}/in.dat", "in.dat", workdir=f"runs/{i}") for i in range(3)]
-
     arrived: list[ItemResult] = []
-    results = harness.run(harness.task("in", *items), arrived=arrived)
+    results = harness.run(harness.task("in", *three_runs(harness)), arrived=arrived)
 
     assert [r.item_id for r in arrived] == [0, 1]
     assert not results[2].ok
