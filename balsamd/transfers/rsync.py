@@ -213,7 +213,7 @@ def _stage_in(
     fresh: set[str] = set()
     whole: dict[str, int] = {}  # path -> index of the items whose staged directory may become their workdir
     moved: dict[int, int] = {}  # index -> size of those whose did while rsync ran
-    handed: set[int] = set()  # those of them handed on as moved: done whatever rsync says after
+    for_good: set[int] = set()  # those of them rsync said nothing of: done, whatever it says after
     arrivals = Arrivals(os.path.join(task.staging, RSYNC_OUT))
     early = Early(arrived)
 
@@ -236,7 +236,7 @@ def _stage_in(
             if _became_workdir(planned[index], tree, resumed=False):
                 moved[index] = size
                 if quiet:
-                    handed.add(index)
+                    for_good.add(index)
                     early.add(ItemResult(item_id=planned[index].item.item_id, ok=True, bytes=size))
                     early.hand_on()
 
@@ -258,8 +258,8 @@ def _stage_in(
         _forget_rewritten(planned, moved, tree)
     to_place = []
     for index, plan in enumerate(planned):
-        if index in moved:  # a line of rsync's about it fails it, unless it was handed on as moved
-            lines = None if index in handed else found.own.get(index)
+        if index in moved:  # a line of rsync's about it fails it, unless it was done for good before
+            lines = None if index in for_good else found.own.get(index)
             ok = ItemResult(item_id=plan.item.item_id, ok=True, bytes=moved[index])
             results[plan.item.item_id] = _failed(plan.item, _explain(lines)) if lines else ok
             continue
