@@ -180,8 +180,24 @@ def _login(location: Location) -> str:
     return f"{location.user}@{location.host}" if location.user else location.host
 
 
-def _remote(location: Location) -> str:
-    return f"{_login(location)}:{location.base.rstrip('/')}/"
+def _remote(location: Location, below: str = "") -> str:
+    """rsync's name of the directory ``below`` the location's base (a relative path)."""
+    return f"{_login(location)}:{_remote_dir(location, below)}/"
+
+
+def _remote_dir(location: Location, below: str = "") -> str:
+    return posixpath.join(location.base.rstrip("/") or "/", below).rstrip("/") or "/"
+
+
+def _common_directory(paths: list[str]) -> str:
+    """The deepest directory (relative) holding every path's directory's directory: what a
+    stage-in's rsync may start from, so that its list names each path below it.  rsync reads
+    its list a byte at a time, and a campaign's paths often share most of their length; each
+    path keeps its directory, which may become its job's working directory."""
+    above = [posixpath.dirname(posixpath.dirname(path)) for path in paths]
+    if not all(above):
+        return ""
+    return posixpath.commonpath(above)
 
 
 def _stage_in(
@@ -207,9 +223,13 @@ def _stage_in(
             planned.append(_Planned(item=item, path=path))
     if not planned:
         return results
+    # the paths, in the list and in the staging tree, are below their common directory
+    below = _common_directory([p.path for p in planned])
+    if below:
+        planned = [_Planned(item=p.item, path=p.path[len(below) + 1 :]) for p in planned]
     # --delete: files of a directory item left in the staging tree by an interrupted attempt
     recursive = ["-r", "--delete"] if any(p.item.recursive for p in planned) else []
-    ends = [_remote(task.location), f"{tree}/"]
+    ends = [_remote(task.location, below), f"{tree}/"]
     fresh: set[str] = set()
     whole: dict[str, int] = {}  # path -> index of the items whose staged directory may become their workdir
     moved: dict[int, int] = {}  # index -> size of those whose did while rsync ran
@@ -245,8 +265,8 @@ def _stage_in(
     argv = [*command, "--inplace", OUT_FORMAT, *recursive]
     early_moves = not (resumed or recursive)
     try:
-        done = _transfer(task, argv, files_from, planned, ends, cancel, make_workdirs,
-                         move_finished if early_moves else None)  # fmt: skip
+        done = _transfer(task, argv, files_from, planned, ends, _remote_dir(task.location, below), cancel,
+                         make_workdirs, move_finished if early_moves else None)  # fmt: skip
         if done is not None and done[0] == 0 and early_moves:
             move_finished(ended=True)
     finally:
@@ -396,7 +416,8 @@ def _stage_out(
     if not planned:
         return results
     recursive = ["-r"] if any(p.item.recursive for p in planned) else []
-    done = _transfer(task, [*command, *recursive], files_from, planned, [f"{tree}/", _remote(task.location)], cancel)
+    ends = [f"{tree}/", _remote(task.location)]
+    done = _transfer(task, [*command, *recursive], files_from, planned, ends, task.location.base, cancel)
     if done is None:
         return results
     code, found = done
@@ -427,13 +448,15 @@ def _transfer(
     files_from: FilesFrom,
     planned: list[_Planned],
     ends: list[str],
+    remote_dir: str,
     cancel: threading.Event,
     meanwhile: Callable[[], None] | None = None,
     each: Callable[[], None] | None = None,
 ) -> tuple[int, Attribution] | None:
-    """Run rsync once for ``planned``, listed for it by ``files_from``; its exit code and its
-    lines by item, or None when cancelled.  An exit code other than success or partial success
-    fails every item.  ``meanwhile`` and ``each`` run while rsync does (``cancellable.run``)."""
+    """Run rsync once for ``planned`` (paths below ``remote_dir`` at the location), listed for
+    it by ``files_from``; its exit code and its lines by item, or None when cancelled.  An exit
+    code other than success or partial success fails every item.  ``meanwhile`` and ``each``
+    run while rsync does (``cancellable.run``)."""
     if cancel.is_set():
         return None
     listing = os.path.join(task.staging, "files-from")
@@ -450,7 +473,7 @@ def _transfer(
     if code and code not in PARTIAL:
         last = "\n".join(lines[-LAST_LINES:]) or f"rsync exited with code {code}"
         return code, Attribution(own={index: [last] for index in range(len(planned))})
-    roots = [task.location.base, os.path.join(task.staging, "tree")]
+    roots = [remote_dir, os.path.join(task.staging, "tree")]
     return code, attribute(lines, [p.path for p in planned], roots)
 
 

@@ -261,8 +261,9 @@ def test_inputs_laid_out_a_directory_per_run_arrive_in_new_workdirs_made_as_mkdi
     # new ones hold only their file, with mkdir's mode; one that was there keeps its mode and files
     assert [sorted(os.listdir(w)) for w in workdirs] == [["input.dat"], ["input.dat"], ["input.dat", "kept.txt"]]
     assert [w.stat().st_mode & 0o777 for w in workdirs] == [0o777 & ~umask] * 2 + [0o750]
-    # the new ones are the staged directories themselves: no directory more was made for them
-    assert sorted(os.listdir(harness.root / "staging" / "t1" / "tree" / "in")) == ["2"]
+    # the new ones are the staged directories themselves (the tree starts below in/, the paths'
+    # common directory): no directory more was made for them
+    assert sorted(os.listdir(harness.root / "staging" / "t1" / "tree")) == ["2"]
 
 
 def test_files_of_one_remote_directory_for_several_new_workdirs_all_arrive(harness: Harness) -> None:
@@ -449,10 +450,11 @@ def test_a_file_rsync_writes_again_after_it_was_placed_replaces_the_placed_one(
     """rsync sends a file whose checksum failed again at the end, having warned of it before it
     named the next file: the copy that arrives last is the one the job gets, and the file is not
     handed on as moved before the task ends."""
-    warning = "WARNING: in/00/in.dat failed verification -- update retained (will try again)."
+    # rsync starts from in/, the inputs' common directory, and names each path below it
+    warning = "WARNING: 00/in.dat failed verification -- update retained (will try again)."
     # by then placed: rsync has named the next files
-    again = 'sleep 1\nmkdir -p "$dest/in/00" && printf "sent again" > "$dest/in/00/in.dat"'
-    rsync_then(tmp_path, monkeypatch, again, through=f"sed -u '/ in\\/00\\/in.dat$/a {warning}'")
+    again = 'sleep 1\nmkdir -p "$dest/00" && printf "sent again" > "$dest/00/in.dat"'
+    rsync_then(tmp_path, monkeypatch, again, through=f"sed -u '/ 00\\/in.dat$/a {warning}'")
     monkeypatch.setattr(backend, "ARRIVED_EVERY_S", 0.0)
     arrived: list[ItemResult] = []
     results = harness.run(harness.task("in", *three_runs(harness)), arrived=arrived)
@@ -475,3 +477,32 @@ def test_the_last_file_is_not_handed_on_when_rsync_ends_badly(
 
     assert [r.item_id for r in arrived] == [0, 1]
     assert not results[2].ok
+
+
+def test_a_campaigns_long_paths_are_listed_below_their_common_directory(harness: Harness) -> None:
+    """rsync reads its list a byte at a time: it starts from the directory the inputs share and
+    reads each path below it.  A missing input still fails with rsync's own words on its full
+    path, and only its item."""
+    runs = "project/user/campaign-42/runs"
+    for i in range(3):
+        write(harness.base / runs / f"run_{i:04d}" / "input.h5", f"run {i}".encode())
+    items = [harness.item(i, f"{runs}/run_{i:04d}/input.h5", "input.h5", workdir=f"w/{i}") for i in range(4)]
+
+    results = harness.run(harness.task("in", *items))
+
+    assert (harness.root / "staging" / "t1" / "files-from").read_text().splitlines() == [
+        f"/run_{i:04d}/input.h5" for i in range(4)
+    ]
+    assert [results[i].ok for i in range(4)] == [True, True, True, False]
+    assert [(harness.root / "w" / str(i) / "input.h5").read_bytes() for i in range(3)] == [b"run 0", b"run 1", b"run 2"]
+    assert results[3].error == f'rsync: [sender] link_stat "{harness.base}/{runs}/run_0003/input.h5" failed: {ENOENT}'
+
+
+def test_inputs_whose_common_directory_is_missing_fail_with_rsyncs_words_on_it(harness: Harness) -> None:
+    items = [harness.item(i, f"gone/runs/r{i}/in.dat", "in.dat", workdir=f"w/{i}") for i in range(2)]
+
+    results = harness.run(harness.task("in", *items))
+
+    for result in results.values():
+        assert not result.ok
+        assert result.error.startswith(f'rsync: [sender] change_dir "{harness.base}/gone/runs/" failed: {ENOENT}')
