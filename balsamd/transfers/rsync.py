@@ -1,13 +1,13 @@
 """The rsync-over-ssh backend: one rsync process moves a task's items, whatever their number.
 
-The task's items are listed (a line each, relative to the location's base directory) in a
-``--files-from`` file (for a stage-in, sent ahead of rsync's protocol in the same ssh session:
-``sent_ahead``), and move through the task's staging directory, on the filesystem of the
-working directories:
+The task's items are listed (a line each, relative to the location's base directory, or for a
+stage-in to the directory its items share: ``_common_directory``) in a ``--files-from`` file
+(for a stage-in, sent ahead of rsync's protocol in the same ssh session: ``sent_ahead``), and
+move through the task's staging directory, on the filesystem of the working directories:
 
-- in: ``rsync USER@HOST:BASE/ STAGING/tree/``, then each item that arrived is renamed into its
-  job's working directory (a copy when items of the task share a remote path or lie inside one
-  another).  A job's working directory that does not exist yet is, where it can be, the staged
+- in: ``rsync USER@HOST:BASE/COMMON/ STAGING/tree/``, then each item that arrived is renamed
+  into its job's working directory (a copy when items of the task share a remote path or lie
+  inside one another).  A job's working directory that does not exist yet is, where it can be, the staged
   directory its file arrived in, renamed: each directory made costs a filesystem as much as a
   small file, and a campaign's inputs usually lie a directory per run.  Those renames happen
   while rsync runs, as it finishes each file (``arrivals``);
