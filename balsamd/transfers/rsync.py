@@ -7,10 +7,10 @@ move through the task's staging directory, on the filesystem of the working dire
 
 - in: ``rsync USER@HOST:BASE/COMMON/ STAGING/tree/``, then each item that arrived is renamed
   into its job's working directory (a copy when items of the task share a remote path or lie
-  inside one another).  A job's working directory that does not exist yet is, where it can be, the staged
-  directory its file arrived in, renamed: each directory made costs a filesystem as much as a
-  small file, and a campaign's inputs usually lie a directory per run.  Those renames happen
-  while rsync runs, as it finishes each file (``arrivals``);
+  inside one another).  A job's working directory that does not exist yet is, where it can
+  be, the staged directory its file arrived in, renamed: each directory made costs a
+  filesystem as much as a small file, and a campaign's inputs usually lie a directory per run.
+  Those renames happen while rsync runs, as it finishes each file (``arrivals``);
 - out: each item is hard linked (or copied, across filesystems) into ``STAGING/tree/PATH``, then
   ``rsync STAGING/tree/ USER@HOST:BASE/``.
 
