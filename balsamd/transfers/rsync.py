@@ -182,11 +182,11 @@ def _login(location: Location) -> str:
 
 def _remote(location: Location, below: str = "") -> str:
     """rsync's name of the directory ``below`` the location's base (a relative path)."""
-    return f"{_login(location)}:{_remote_dir(location, below)}/"
+    return f"{_login(location)}:{_remote_dir(location, below).rstrip('/')}/"
 
 
 def _remote_dir(location: Location, below: str = "") -> str:
-    return posixpath.join(location.base.rstrip("/") or "/", below).rstrip("/") or "/"
+    return posixpath.normpath(posixpath.join(location.base, below))
 
 
 def _common_directory(paths: list[str]) -> str:
