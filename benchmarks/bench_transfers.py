@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -107,6 +108,12 @@ def settle() -> None:
     os.sync()
 
 
+def forget(directory: Path) -> None:
+    """Remove what a round made, untimed: the next round, of either side, starts where this
+    one did, not among the files of every round before it."""
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 def cold_ssh(remote: Remote, site: Path) -> None:
     """End the ssh connection an earlier round left open for the site's tasks to share
     (``ssh_multiplex``, kept a minute): each round logs in anew, as the plain rsync does."""
@@ -162,6 +169,8 @@ def service_rate(ctx: Context, remote: Remote) -> float:
         return rate(remote.files, seconds)
     finally:
         store.close()
+        cold_ssh(remote, site)
+        forget(site)
 
 
 def plain_rsync_rate(ctx: Context, remote: Remote) -> float:
@@ -175,6 +184,7 @@ def plain_rsync_rate(ctx: Context, remote: Remote) -> float:
     subprocess.run(argv, check=True, capture_output=True, stdin=subprocess.DEVNULL)
     seconds = perf_counter() - start
     moved = sum(1 for run in os.scandir(target) if os.path.exists(os.path.join(run.path, "in.dat")))
+    forget(target)
     if moved != remote.files:
         raise RuntimeError(f"plain rsync moved {moved} of {remote.files} files")
     return rate(remote.files, seconds)
