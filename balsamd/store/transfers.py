@@ -130,14 +130,14 @@ class TransferStoreMixin(StoreBase):
         now = now_or(now)
         with self.db.write() as conn:
             seq = self.db.next_seq(conn)
-            bound = all_rows(
-                conn,
+            conn.execute(
                 "UPDATE transfer_items SET state = 'active', task_id = ?, updated_at = ?, seq = ? "
                 "WHERE id IN (SELECT value FROM json_each(?)) AND state = 'pending' AND direction = ? "
                 "AND location = ? AND (SELECT j.state FROM jobs j WHERE j.id = transfer_items.job_id) = "
-                f"{_WAITS_SQL.replace('t.', 'transfer_items.')} RETURNING id",
+                f"{_WAITS_SQL.replace('t.', 'transfer_items.')}",
                 (task_id, now, seq, msgspec.json.encode(item_ids).decode(), direction, location),
             )
+            bound = conn.changes()
             if bound:
                 conn.execute(
                     "INSERT INTO transfer_tasks (id, direction, location, state, created_at) "
@@ -168,18 +168,20 @@ class TransferStoreMixin(StoreBase):
             if direction is None or not given:
                 return out
             stage = lifecycle.STAGE_OF[direction]
-            items = all_rows(conn, "SELECT id, job_id FROM transfer_items WHERE task_id = ? AND state = 'active' "
-                                   "AND id IN (SELECT value FROM json_each(?))",
-                             (task_id, msgspec.json.encode(sorted(given)).decode()))  # fmt: skip
-            if not items:  # recorded before (a resent answer)
-                return out
             seq = self.db.next_seq(conn)
-            conn.executemany(
-                "UPDATE transfer_items SET state = 'done', bytes = ?, error = '', not_before = 0, updated_at = ?, "
-                "seq = ? WHERE id = ?",
-                [(given[item_id], now, seq, item_id) for item_id, _ in items],
+            # one statement each, not a step per item: each step is a GIL handover with the
+            # threads placing the task's files
+            conn.execute(
+                "UPDATE transfer_items SET state = 'done', bytes = g.value ->> 1, error = '', not_before = 0, "
+                "updated_at = ?, seq = ? FROM json_each(?) AS g "
+                "WHERE transfer_items.id = g.value ->> 0 AND +task_id = ? AND state = 'active'",
+                (now, seq, msgspec.json.encode(list(given.items())).decode(), task_id),
             )
-            moves = self._stage_done(conn, stage, _job_states(conn, {job_id for _, job_id in items}), set())
+            if not conn.changes():  # recorded before (a resent answer)
+                return out
+            job_ids = value(conn, "SELECT json_group_array(job_id) FROM transfer_items WHERE seq = ? AND +task_id = ?",
+                            (seq, task_id))  # fmt: skip
+            moves = self._stage_done(conn, stage, _job_states(conn, set(msgspec.json.decode(job_ids))), set())
             out.moved = [m.job_id for m in moves]
             if moves:
                 apply_moves(conn, moves, self._hooks(conn), now, seq)
