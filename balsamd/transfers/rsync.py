@@ -80,6 +80,10 @@ READ_AHEAD = ('list=$(case $(head --version 2>/dev/null) in (*"GNU coreutils"*) 
               '(*) dd bs=1 count="$0" 2>/dev/null;; esac)'
               ' && { printf "%s\\n" "$list" | rsync "$@" 3<&0 0<&4; } 4<&0')  # fmt: skip
 CANCELLED = "cancelled"
+# held by a task placing a batch of arrived files: the kernel renames across directories under
+# one lock per filesystem, so tasks placing side by side take turns a batch each rather than
+# contend for it file by file
+PLACING = threading.Lock()
 RSYNC_OUT = "rsync.out"  # in the task's staging directory: what rsync said
 # what rsync says of a symbolic link or special file it leaves out (--no-links --no-D)
 SKIPPED = "skipping non-regular file"
@@ -248,17 +252,18 @@ def _stage_in(
         # while rsync runs, and once more when it ended well: the files it has finished become
         # their workdirs at once (not in a resumed attempt, whose files may be there already
         # and are not named again); those rsync said nothing of are done for good, and handed
-        # on as they are placed, so that recording them overlaps placing the others
-        for path, size, quiet in arrivals.finished(ended):
-            index = whole.get(path)  # a regular file (rsync names a directory with a final "/")
-            if index is None or index in moved or size is None:  # else placed once rsync has ended
-                continue
-            if _became_workdir(planned[index], tree, resumed=False):
-                moved[index] = size
-                if quiet:
-                    for_good.add(index)
-                    early.add(ItemResult(item_id=planned[index].item.item_id, ok=True, bytes=size))
-                    early.hand_on()
+        # on after each batch placed, so that recording them overlaps placing the others
+        with PLACING:
+            for path, size, quiet in arrivals.finished(ended):
+                index = whole.get(path)  # a regular file (rsync names a directory with a final "/")
+                if index is None or index in moved or size is None:  # else placed once rsync has ended
+                    continue
+                if _became_workdir(planned[index], tree, resumed=False):
+                    moved[index] = size
+                    if quiet:
+                        for_good.add(index)
+                        early.add(ItemResult(item_id=planned[index].item.item_id, ok=True, bytes=size))
+        early.hand_on()
 
     # --inplace: the staging tree is private, so files are written under their names at once
     # (a rename fewer per file); an interrupted file differs in size and is sent again
