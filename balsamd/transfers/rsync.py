@@ -198,8 +198,10 @@ def _common_directory(paths: list[str]) -> str:
     stage-in's rsync may start from, so that its list names each path below it.  rsync reads
     its list a byte at a time, and a campaign's paths often share most of their length; each
     path keeps its directory, which may become its job's working directory."""
-    above = [posixpath.dirname(posixpath.dirname(path)) for path in paths]
-    if not all(above):
+    # the paths are normalized: a directory is what comes before a "/"; a campaign's paths
+    # usually share few such directories, which commonpath then compares
+    above = {path.rpartition("/")[0].rpartition("/")[0] for path in paths}
+    if "" in above:
         return ""
     return posixpath.commonpath(above)
 
