@@ -50,6 +50,7 @@ _items_decode = msgspec.json.Decoder(list[TransferItem]).decode
 _WAITS_SQL = "CASE t.direction WHEN 'in' THEN 'READY' ELSE 'POSTPROCESSED' END"
 _WAITING_STATES = ", ".join(f"'{s.waits_in}'" for s in lifecycle.STAGES)
 MAX_ERROR = 2000  # characters of a backend's message kept (the end, where the cause is)
+MAX_BYTES = 2**63 - 1  # the largest integer SQLite keeps as one: a larger size would be read back as a float
 MAX_TASK_ID = 64
 
 
@@ -160,6 +161,7 @@ class TransferStoreMixin(StoreBase):
                 f"results[{unmoved[0]}] (item {results[unmoved[0]].item_id}) and {len(unmoved) - 1} more are not "
                 "moved (ok is false); give only moved items here: a failure is recorded when its task finishes"
             ])  # fmt: skip
+        _check_sizes(results)
         now = now_or(now)
         out = TransferOutcome()
         given = {r.item_id: max(r.bytes, 0) for r in results}
@@ -190,6 +192,7 @@ class TransferStoreMixin(StoreBase):
     def finish_transfer_task(
         self, task_id: str, results: list[ItemResult], max_attempts: int, backoff_s: float, now: float | None = None
     ) -> TransferOutcome:
+        _check_sizes(results)
         now = now_or(now)
         out = TransferOutcome()
         given = {r.item_id: r for r in results}
@@ -312,6 +315,17 @@ def _active_direction(conn: apsw.Connection, task_id: str) -> Direction | None:
 def _job_states(conn: apsw.Connection, job_ids: set[str]) -> dict[str, tuple[JobState, str]]:
     """The state and app of each of the jobs."""
     return {job_id: (state, app) for job_id, (state, app, _) in load_states(conn, list(job_ids)).items()}
+
+
+def _check_sizes(results: list[ItemResult]) -> None:
+    """Refuse results whose size the store cannot keep as a whole number."""
+    over = [n for n, r in enumerate(results) if r.bytes > MAX_BYTES]
+    if over:
+        first = results[over[0]]
+        raise Refused("transfer items", [
+            f"results[{over[0]}] (item {first.item_id}) and {len(over) - 1} more give more than {MAX_BYTES} bytes "
+            f"({first.bytes}); give the size moved"
+        ])  # fmt: skip
 
 
 def _task_problems(task_id: str, direction: Direction) -> list[str]:

@@ -231,6 +231,19 @@ def test_only_moved_items_can_be_recorded_before_their_task_ends(staged: Store) 
     assert {i.state for i in staged.transfers()} == {T.ACTIVE}, "nothing half-written"
 
 
+@pytest.mark.parametrize("record", ["transfer_items_done", "finish_transfer_task"])
+def test_a_size_beyond_what_the_store_keeps_is_refused(staged: Store, record: str) -> None:
+    make(staged, 2)
+    work = staged.transfer_work(10)
+    staged.start_transfer_task("t", "in", "far", [w.id for w in work])
+    results = [ItemResult(item_id=work[0].id, ok=True, bytes=7), ItemResult(item_id=work[1].id, ok=True, bytes=2**63)]
+    args = () if record == "transfer_items_done" else (3, 1.0)
+
+    with pytest.raises(Refused, match=r"results\[1\] \(item \d+\) and 0 more give more than 9223372036854775807 bytes"):
+        getattr(staged, record)("t", results, *args)
+    assert [(i.state, i.bytes) for i in staged.transfers()] == [(T.ACTIVE, 0)] * 2, "nothing half-written"
+
+
 def test_finishing_a_task_again_changes_nothing(staged: Store) -> None:
     [job] = make(staged)
     [item] = staged.transfer_work(10)
