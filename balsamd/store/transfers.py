@@ -172,7 +172,8 @@ class TransferStoreMixin(StoreBase):
             stage = lifecycle.STAGE_OF[direction]
             seq = self.db.next_seq(conn)
             # one statement each, not a step per item: each step is a GIL handover with the
-            # threads placing the task's files
+            # threads placing the task's files.  "+task_id": the rows are found by the ids
+            # given (and then by this transaction's seq), not through the task's whole index
             conn.execute(
                 "UPDATE transfer_items SET state = 'done', bytes = g.value ->> 1, error = '', not_before = 0, "
                 "updated_at = ?, seq = ? FROM json_each(?) AS g "
