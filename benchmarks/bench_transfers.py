@@ -11,7 +11,8 @@
     the daemon's transfer service (``daemon.transferring.Transferring``, with the
     default batch size and concurrency, stepped as the daemon steps it) until every job is past
     STAGED_IN: N files in N workdirs, every item and job recorded.  Checked: all N jobs
-    PREPROCESSED and each workdir's file has its bytes.
+    PREPROCESSED and each workdir's file has its bytes.  Each round of either side then removes
+    what it made (untimed), and the service's its ssh connection.
 
     Baseline: one ``rsync -a`` of the same tree over the same ssh into a fresh directory: the
     same files moved by hand in one process into a directory each, as the jobs need them, with

@@ -135,7 +135,7 @@ class TransferStoreMixin(StoreBase):
                 "UPDATE transfer_items SET state = 'active', task_id = ?, updated_at = ?, seq = ? "
                 "WHERE id IN (SELECT value FROM json_each(?)) AND state = 'pending' AND direction = ? "
                 "AND location = ? AND (SELECT j.state FROM jobs j WHERE j.id = transfer_items.job_id) = "
-                f"{_WAITS_SQL.replace('t.', 'transfer_items.')}",
+                + _WAITS_SQL.replace("t.", "transfer_items."),
                 (task_id, now, seq, msgspec.json.encode(item_ids).decode(), direction, location),
             )
             bound = conn.changes()
