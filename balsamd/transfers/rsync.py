@@ -44,7 +44,7 @@ import stat
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from balsamd.transfers import cancellable
 from balsamd.transfers.arrivals import ARRIVED, OUT_FORMAT, Arrivals
@@ -59,6 +59,7 @@ from balsamd.transfers.confine import (
     tree_size,
 )
 from balsamd.transfers.locations import Location
+from balsamd.transfers.noreplace import rename_new
 from balsamd.transfers.place import describe, install, link_or_copy, put, remove
 from balsamd.transfers.rsync_messages import Attribution, attribute, directories_above, read_lines
 from balsamd.transfers.sshmux import share_login
@@ -95,10 +96,10 @@ FilesFrom = Callable[[str], list[str]]
 _LINE_BREAK = re.compile("[\n\r]")
 
 
-@dataclass(frozen=True)
-class _Planned:
+class _Planned(NamedTuple):
     """An item going into this task's rsync: its path relative to the base and to the staging
-    tree, and (out) its size."""
+    tree, and (out) its size.  (A tuple: a task plans thousands, and a frozen dataclass costs
+    several times as much to make.)"""
 
     item: Item
     path: str
@@ -220,9 +221,10 @@ def _stage_in(
     the working directory is known to exist or to be new."""
     results: dict[int, ItemResult] = {}
     planned = []
+    root = _root(task.location)
     for item in task.items:
         try:
-            path = _relative(item, task.location)
+            path = _relative(item, root)
         except Refused as exc:
             results[item.item_id] = _failed(item, str(exc))
         else:
@@ -232,7 +234,8 @@ def _stage_in(
     # the paths, in the list and in the staging tree, are below their common directory
     below = _common_directory([p.path for p in planned])
     if below:
-        planned = [_Planned(item=p.item, path=p.path[len(below) + 1 :]) for p in planned]
+        cut = len(below) + 1
+        planned = [_Planned(p.item, p.path[cut:]) for p in planned]
     # --delete: files of a directory item left in the staging tree by an interrupted attempt
     recursive = ["-r", "--delete"] if any(p.item.recursive for p in planned) else []
     ends = [_remote(task.location, below), f"{tree}/"]
@@ -329,13 +332,14 @@ def _became_workdir(plan: _Planned, tree: str, resumed: bool) -> bool:
     try:
         if resumed and os.listdir(staged) != [name]:  # a last attempt's leftovers: placed one by one
             return False
-        if os.path.lexists(item.workdir):  # one that is there keeps its mode, owner and contents
-            return False
+        # one that is there keeps its mode, owner and contents
         try:
-            os.rename(staged, item.workdir)
+            if not rename_new(staged, item.workdir):
+                return False
         except FileNotFoundError:  # its parent is new too, as made one by one would make it
             os.makedirs(os.path.dirname(item.workdir), exist_ok=True)
-            os.rename(staged, item.workdir)
+            if not rename_new(staged, item.workdir):
+                return False
     except OSError:  # placed one by one, which says what is wrong
         return False
     if name != item.local:
@@ -403,11 +407,12 @@ def _stage_out(
     taken: set[str] = set()
     above_taken: set[str] = set()
     paths = RealPaths()
+    root = _root(task.location)
     for item in task.items:
         if cancel.is_set():
             return results
         try:
-            path = _relative(item, task.location)
+            path = _relative(item, root)
             if path in taken or path in above_taken or taken.intersection(directories_above(path)):
                 raise Refused(f"another item of this task sends to {item.remote}, a directory above it or a path "
                               "inside it; this one is sent by a later task")  # fmt: skip
@@ -484,12 +489,16 @@ def _transfer(
     return code, attribute(lines, [p.path for p in planned], roots)
 
 
-def _relative(item: Item, location: Location) -> str:
-    """``item``'s remote path relative to the location's base directory."""
-    root = posixpath.normpath(location.base).rstrip("/") + "/"
+def _root(location: Location) -> str:
+    """The location's base directory, as the start of the paths inside it."""
+    return posixpath.normpath(location.base).rstrip("/") + "/"
+
+
+def _relative(item: Item, root: str) -> str:
+    """``item``'s remote path relative to ``root``, its location's base directory (``_root``)."""
     path = posixpath.normpath(item.remote)
     if not path.startswith(root) or path == root:
-        raise Refused(f"{item.remote} is not inside the location's base directory {location.base}")
+        raise Refused(f"{item.remote} is not inside the location's base directory {root.rstrip('/') or '/'}")
     if _LINE_BREAK.search(path):  # refused when the job was made; a line each in rsync's list
         raise Refused(f"{item.remote!r} holds a line break; give a plain path")
     return path[len(root) :]

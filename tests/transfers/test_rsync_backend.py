@@ -266,6 +266,20 @@ def test_inputs_laid_out_a_directory_per_run_arrive_in_new_workdirs_made_as_mkdi
     assert sorted(os.listdir(harness.root / "staging" / "t1" / "tree")) == ["2"]
 
 
+def test_an_empty_working_directory_made_before_keeps_its_mode_and_gets_its_file(harness: Harness) -> None:
+    """Made by a hook or by hand, it is the job's: the staged directory never replaces it."""
+    write(harness.base / "in" / "0" / "input.dat", b"run 0")
+    workdir = harness.root / "runs" / "0"
+    workdir.mkdir(parents=True)
+    workdir.chmod(0o705)
+
+    results = harness.run(harness.task("in", harness.item(0, "in/0/input.dat", "input.dat", workdir=str(workdir))))
+
+    assert [(r.ok, r.bytes) for r in results.values()] == [(True, 5)]
+    assert (workdir / "input.dat").read_bytes() == b"run 0"
+    assert workdir.stat().st_mode & 0o777 == 0o705
+
+
 def test_files_of_one_remote_directory_for_several_new_workdirs_all_arrive(harness: Harness) -> None:
     for i in range(3):
         write(harness.base / "in" / f"{i}.dat", f"run {i}".encode())
