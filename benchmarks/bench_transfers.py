@@ -36,7 +36,7 @@ from time import perf_counter
 import anyio
 
 from balsamd.config import DaemonSettings, TransferSettings
-from balsamd.daemon.main import one_at_a_time, share_interpreter
+from balsamd.daemon.main import one_at_a_time, tune_interpreter
 from balsamd.daemon.transferring import Transferring
 from balsamd.models import App, JobSpec, TransferSlot
 from balsamd.states import JobState
@@ -154,7 +154,7 @@ async def stage_all(service: Transferring, store: SiteStore) -> None:
 def service_rate(ctx: Context, remote: Remote) -> float:
     site, store, settings = fresh_site(ctx, remote)
     try:
-        share_interpreter()  # as the daemon's start does
+        tune_interpreter()  # as the daemon's start does
         service = Transferring(store, one_at_a_time(anyio.CapacityLimiter(1)), settings, site)
         cold_ssh(remote, site)
         settle()

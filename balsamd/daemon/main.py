@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import functools
+import gc
 import logging
 import os
 import sys
@@ -47,6 +48,11 @@ log = logging.getLogger("balsamd.daemon")
 # this interval ends: placing a transfer task's 5,000 files (three calls each) took 0.4-0.7 s
 # beside another task's placing and records at 5 ms, 0.17-0.29 s at 0.5 ms.
 SWITCH_INTERVAL_S = 0.001
+# How many new containers (lists, dicts, tuples: a step's thousands of items and results) the
+# interpreter lets be made before it looks for reference cycles among the young ones (Python's
+# default: 700).  Each look stops every thread: staging in 10,000 files took 140 looks and 0.1 s
+# of them at the default, 5 looks and 0.013 s at 10,000; cyclic garbage waits at most that long.
+GC_YOUNG_THRESHOLD = 10_000
 
 
 class AlreadyRunning(Exception):
@@ -103,7 +109,7 @@ class Daemon:
 
     async def run(self, on_ready: Callable[[DaemonRecord], None] | None = None) -> None:
         self.lock()
-        share_interpreter()
+        tune_interpreter()
         store = SiteStore(self.layout.store, SiteRules.of(self.settings))
         limiter = anyio.CapacityLimiter(1)
         pool = HookPool(self.settings.daemon.hook_workers, self.settings.daemon.hook_timeout_sec, self.stdio_log)
@@ -168,9 +174,11 @@ class Daemon:
         )  # fmt: skip
 
 
-def share_interpreter() -> None:
-    """Let a thread back from a system call run Python again soon (``SWITCH_INTERVAL_S``)."""
+def tune_interpreter() -> None:
+    """Let a thread back from a system call run Python again soon (``SWITCH_INTERVAL_S``), and
+    look for reference cycles less often (``GC_YOUNG_THRESHOLD``)."""
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def one_at_a_time(limiter: anyio.CapacityLimiter) -> Callable[..., Awaitable[Any]]:
