@@ -49,6 +49,18 @@ _items_decode = msgspec.json.Decoder(list[TransferItem]).decode
 # the state a job waits in for its items of each direction
 _WAITS_SQL = "CASE t.direction WHEN 'in' THEN 'READY' ELSE 'POSTPROCESSED' END"
 _WAITING_STATES = ", ".join(f"'{s.waits_in}'" for s in lifecycle.STAGES)
+# the items due, a direction at a time, at most ?2 each: pending and past their backoff (?1), of
+# the jobs waiting for them, oldest jobs first.  Found from the waiting jobs (an index of states,
+# in the order the jobs were made) and each one's own items, never from all pending items: an
+# outbound item is pending from its job's creation on, and a campaign's million of them would
+# be read again at every step of the service
+_DUE = " UNION ALL ".join(
+    f"SELECT * FROM (SELECT {_READ} FROM jobs j INDEXED BY jobs_state "
+    f"JOIN transfer_items t INDEXED BY sqlite_autoindex_transfer_items_1 ON t.job_id = j.id "
+    f"WHERE j.state = '{stage.waits_in}' AND t.direction = '{stage.direction}' AND t.state = 'pending' "
+    f"AND t.not_before <= ?1 ORDER BY j.rowid LIMIT CAST(?2 AS INTEGER))"
+    for stage in lifecycle.STAGES
+)
 MAX_ERROR = 2000  # characters of a backend's message kept (the end, where the cause is)
 MAX_BYTES = 2**63 - 1  # the largest integer SQLite keeps as one: a larger size would be read back as a float
 MAX_TASK_ID = 64
@@ -119,8 +131,10 @@ class TransferStoreMixin(StoreBase):
         if problem:
             raise Refused("transfer_work", [problem])
         with self.db.read() as conn:
-            return _read_items(conn, f" WHERE t.state = 'pending' AND t.not_before <= ? AND j.state = {_WAITS_SQL}",
-                               [now_or(now)], limit)  # fmt: skip
+            items = _items_decode(value(conn, f"SELECT json_group_array({_ITEM_DOCUMENT}) FROM ({_DUE})",
+                                        (now_or(now), limit)))  # fmt: skip
+        items.sort(key=_by_id)
+        return items[:limit]
 
     def start_transfer_task(
         self, task_id: str, direction: Direction, location: str, item_ids: list[int], now: float | None = None

@@ -87,6 +87,22 @@ def test_outbound_items_wait_for_the_run_and_the_job_finishes_when_they_are_done
     assert history(staged, job)[-3:] == [S.POSTPROCESSED, S.STAGED_OUT, S.JOB_FINISHED]
 
 
+def test_work_is_the_oldest_due_items_of_either_direction_up_to_the_limit(staged: Store) -> None:
+    first = make(staged, input="far:/in/0.dat", result="far:/out/0.dat")[0]
+    run_task(staged, "in")
+    run_all(staged, [staged.get(first)])
+    later = make(staged, 2, input="far:/in/1.dat", result="far:/out/1.dat")
+    not_run_yet = {i.id for i in staged.transfers(TransferFilter(direction="out")) if i.job_id in later}
+
+    two = staged.transfer_work(2)
+    every = staged.transfer_work(10)
+
+    assert [(i.job_id, i.direction) for i in two] == [(first, "out"), (later[0], "in")]
+    assert [(i.job_id, i.direction) for i in every] == [(first, "out"), (later[0], "in"), (later[1], "in")]
+    assert [i.id for i in every] == sorted(i.id for i in every)
+    assert not_run_yet.isdisjoint(i.id for i in every), "outbound items of jobs not run yet are not due"
+
+
 def test_a_slot_without_local_path_takes_the_items_file_name(staged: Store) -> None:
     make(staged, input="far:/in/1.dat", extra="far:/params/run.yaml")
     names = {i.slot: i.local_path for i in staged.transfer_work(10)}
