@@ -121,8 +121,12 @@ class RsyncBackend:
     ) -> list[ItemResult]:
         rsync, ssh = self._tools(task.location)
         # -s: paths go through rsync's protocol, never through the remote shell;
-        # --files-from makes -a imply no -r: it is added for tasks with directory items
-        command = [rsync, "-a", "-s", "--no-links", "--no-D", "--no-implied-dirs", *self._timeout]
+        # --files-from makes -a imply no -r: it is added for tasks with directory items.  A
+        # file's owner, group and mode bits belong to the host it left, not the one it reaches
+        # (as root, -a would make a remote uid or a set-user-id bit this host's): what arrives is
+        # the receiving user's, its mode the sent one less the umask and any special bit
+        command = [rsync, "-a", "--no-owner", "--no-group", "--no-perms", "-s", "--no-links", "--no-D",
+                   "--no-implied-dirs", *self._timeout]  # fmt: skip
         tree = os.path.join(task.staging, "tree")
         resumed = os.path.isdir(tree)  # a last attempt's files may be in it
         os.makedirs(tree, exist_ok=True)

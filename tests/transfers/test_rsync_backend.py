@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import threading
 import time
 from pathlib import Path
@@ -280,6 +281,24 @@ def test_an_empty_working_directory_made_before_keeps_its_mode_and_gets_its_file
     assert workdir.stat().st_mode & 0o777 == 0o705
 
 
+def test_a_file_arrives_as_the_sites_own_without_the_remote_owner_or_special_mode_bits(harness: Harness) -> None:
+    """Whoever can write in a location's base must not make a set-user-id program, or a file
+    of another local user, appear in a job's workdir (as root, -a alone would)."""
+    tool = write(harness.base / "in" / "tool", b"#!/bin/sh\n")
+    tool.chmod(0o6777)
+    if os.geteuid() == 0:
+        os.chown(tool, 4321, 4321)
+    umask = os.umask(0o022)
+    os.umask(umask)
+
+    results = harness.run(harness.task("in", harness.item(0, "in/tool", "tool", workdir=str(harness.root / "w"))))
+
+    assert [r.ok for r in results.values()] == [True]
+    info = (harness.root / "w" / "tool").stat()
+    assert stat.S_IMODE(info.st_mode) == 0o777 & ~umask, "no set-user-id, set-group-id or sticky bit"
+    assert (info.st_uid, info.st_gid) == (os.geteuid(), os.getegid())
+
+
 def test_files_of_one_remote_directory_for_several_new_workdirs_all_arrive(harness: Harness) -> None:
     for i in range(3):
         write(harness.base / "in" / f"{i}.dat", f"run {i}".encode())
@@ -319,7 +338,7 @@ def test_a_resumed_task_finishes_from_what_its_staging_directory_holds(harness: 
     write(staged / "big.dat", (harness.base / "in" / "big.dat").read_bytes()[: 1 << 19])
     write(staged / ".big.dat.Ab12Cd", b"partial")
     write(staged / "mesh" / "sub" / ".b.bin.Zz99Qq", b"partial")
-    write(staged / "mesh" / "a.txt", b"a" * 10)
+    write(staged / "mesh" / "a.txt", b"a" * 10, mode=0o640)  # its mode as that attempt made it
 
     results = harness.run(task)
 
