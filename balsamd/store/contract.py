@@ -253,7 +253,7 @@ class Store(Protocol):
     @operation(write=False)
     def transfer_work(self, limit: int, now: float | None = None) -> list[TransferItem]:
         """Pending items whose job waits for them (READY for inbound, POSTPROCESSED for
-        outbound) and whose next try is due, oldest first."""
+        outbound) and whose next try is due, at most ``limit``: those of the oldest jobs, by id."""
         ...
 
     # a backend acts on the task outside the store: lost, a restart would not resume it

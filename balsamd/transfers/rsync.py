@@ -336,15 +336,14 @@ def _became_workdir(plan: _Planned, tree: str, resumed: bool) -> bool:
     try:
         if resumed and os.listdir(staged) != [name]:  # a last attempt's leftovers: placed one by one
             return False
-        # one that is there keeps its mode, owner and contents
         try:
-            if not rename_new(staged, item.workdir):
-                return False
+            placed = rename_new(staged, item.workdir)
         except FileNotFoundError:  # its parent is new too, as made one by one would make it
             os.makedirs(os.path.dirname(item.workdir), exist_ok=True)
-            if not rename_new(staged, item.workdir):
-                return False
+            placed = rename_new(staged, item.workdir)
     except OSError:  # placed one by one, which says what is wrong
+        return False
+    if not placed:  # one that is there keeps its mode, owner and contents
         return False
     if name != item.local:
         os.rename(os.path.join(item.workdir, name), os.path.join(item.workdir, item.local))
